@@ -1,0 +1,43 @@
+# Quickstart: `make demo` then `make test`. Both (re)build .venv when requirements change.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_ACCOUNTS ?= 20000
+DEMO_DAYS ?= 365
+DEMO_END ?= 2026-11-25
+DEMO_SEED ?= 7
+export RISKLINE_DATA_ROOT ?= $(CURDIR)/data
+
+# xgboost >= 3.3 and numpy 2.5 need Python 3.12; on pyenv machines it may not be the global default.
+PYTHON312 := $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null); do \
+	$$c -c 'import sys; assert sys.version_info[:2]==(3,12)' >/dev/null 2>&1 && { echo $$c; break; }; done)
+
+.PHONY: venv demo test test-fast freeze clean-data help
+
+help:
+	@echo "make demo   - generate a demo portfolio and run the nightly job on it"
+	@echo "make test   - run the test suite"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "error: python3.12 not found (needed by xgboost>=3.3 and numpy 2.5)"; exit 1; }
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/riskline generate --accounts $(DEMO_ACCOUNTS) --days $(DEMO_DAYS) --end-date $(DEMO_END) --seed $(DEMO_SEED)
+	$(VENV)/bin/riskline ingest --from-date $$($(PY) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_END)') - d.timedelta(days=$(DEMO_DAYS)-1))") --to-date $(DEMO_END)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+freeze: $(STAMP)
+	@{ echo "# Frozen from a working .venv (python 3.12, linux x86_64) with 'make freeze'. Do not edit by hand."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^riskline'; } > constraints.txt
+
+clean-data:
+	rm -rf data

@@ -1,0 +1,6 @@
+"""Names of the lake's datasets, importable without heavy dependencies (DAG files parse it often)."""
+
+from __future__ import annotations
+
+# Landing datasets delivered by upstream every business day (contract: pipelines/contract.py).
+DATASETS: tuple[str, ...] = ("accounts", "behaviour", "installments", "payments")

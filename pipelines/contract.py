@@ -1,0 +1,162 @@
+"""The landing data contract: what upstream drops every day, and what the curated zone holds.
+
+This module is the single source of truth for dataset columns and types. Ingest enforces it, the
+validation suites are checked against it, the generator writes it and docs/contracts.md describes it.
+
+Landing: ``DATA_ROOT/landing/<dataset>/dt=YYYY-MM-DD/*.parquet`` plus an empty ``_SUCCESS`` written last.
+``dt`` is the business date (Asia/Shanghai). Money arrives as decimal(18,2) CNY (float64 is accepted and
+rounded half-away-from-zero to cents); timestamps are UTC.
+
+Curated: the same columns with exact types. Money becomes integer cents in a column named
+``<name>_cents`` (Int64), so no later stage ever adds floats of yuan. Timestamps are
+``Datetime("us", "UTC")``. Extra landing columns are carried through untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from pipelines.catalog import DATASETS
+
+Kind = Literal["string", "date", "timestamp", "money", "int"]
+
+ACCOUNT_STATUSES: tuple[str, ...] = ("active", "frozen", "closed")
+EVENT_TYPES: tuple[str, ...] = ("login", "purchase", "refund", "cash_draw")
+
+MONEY_LANDING_DTYPE = pl.Decimal(18, 2)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One contract column.
+
+    ``required`` columns must be present in every file (absence fails the ingest); ``nullable=False``
+    means a null is a row-level defect (the row is quarantined). ``values`` restricts a string column to
+    a value set (others are quarantined). ``protected`` marks attributes that are carried but may never
+    become model features.
+    """
+
+    name: str
+    kind: Kind
+    description: str
+    required: bool = True
+    nullable: bool = False
+    values: tuple[str, ...] | None = None
+    protected: bool = False
+    min_value: float | None = None  # in the column's landing unit (CNY for money)
+    min_exclusive: bool = False
+
+    @property
+    def curated_name(self) -> str:
+        return f"{self.name}_cents" if self.kind == "money" else self.name
+
+    @property
+    def curated_dtype(self) -> pl.DataType:
+        return {
+            "string": pl.String(),
+            "date": pl.Date(),
+            "timestamp": pl.Datetime("us", "UTC"),
+            "money": pl.Int64(),
+            "int": pl.Int32(),
+        }[self.kind]
+
+    @property
+    def landing_dtype(self) -> pl.DataType:
+        """The type the generator writes (what a well-behaved upstream sends)."""
+        return MONEY_LANDING_DTYPE if self.kind == "money" else self.curated_dtype
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    # accounts is a full end-of-day snapshot; the others hold only that day's new rows
+    snapshot: bool = False
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name} has no contract column {name!r}")
+
+    @property
+    def required(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.required)
+
+    def landing_schema(self) -> pl.Schema:
+        return pl.Schema({c.name: c.landing_dtype for c in self.columns})
+
+    def curated_schema(self) -> pl.Schema:
+        return pl.Schema({c.curated_name: c.curated_dtype for c in self.columns})
+
+
+CONTRACT: dict[str, Dataset] = {
+    "accounts": Dataset(
+        name="accounts",
+        description="Full end-of-day snapshot of every account.",
+        key=("account_id",),
+        snapshot=True,
+        columns=(
+            Column("account_id", "string", "Account identifier, unique in the snapshot."),
+            Column("opened_on", "date", "Business date the line was opened."),
+            Column("credit_limit", "money", "Current credit line in CNY.", min_value=0, min_exclusive=True),
+            Column("status", "string", "Line status.", values=ACCOUNT_STATUSES),
+            Column("annual_income", "money", "Self-declared annual income in CNY.", required=False,
+                   nullable=True, min_value=0),
+            Column("region", "string", "Region code.", required=False, nullable=True),
+            Column("gender", "string", "Protected attribute: carried, never a model feature.",
+                   required=False, nullable=True, protected=True),
+            Column("marital_status", "string", "Protected attribute: carried, never a model feature.",
+                   required=False, nullable=True, protected=True),
+        ),
+    ),
+    "behaviour": Dataset(
+        name="behaviour",
+        description="Behaviour events of the business day.",
+        key=("event_id",),
+        columns=(
+            Column("event_id", "string", "Event identifier, unique."),
+            Column("account_id", "string", "Account the event belongs to."),
+            Column("event_time", "timestamp", "When it happened (UTC); inside the partition's business day."),
+            Column("event_type", "string", "What happened.", values=EVENT_TYPES),
+            Column("amount", "money", "Amount in CNY; null for login, >= 0 otherwise.", nullable=True,
+                   min_value=0),
+            Column("channel", "string", "app, web, mini_program, ...", nullable=True),
+        ),
+    ),
+    "installments": Dataset(
+        name="installments",
+        description="Repayment schedule rows, created on the business day a loan is drawn.",
+        key=("installment_id",),
+        columns=(
+            Column("installment_id", "string", "Instalment identifier, unique."),
+            Column("loan_id", "string", "Loan (one cash draw) the instalment belongs to."),
+            Column("account_id", "string", "Account the loan belongs to."),
+            Column("installment_no", "int", "1-based position in the loan's schedule.", min_value=1),
+            Column("due_date", "date", "Business date the instalment falls due; after the draw date."),
+            Column("principal_due", "money", "Principal due in CNY.", min_value=0),
+            Column("interest_due", "money", "Interest due in CNY.", min_value=0),
+        ),
+    ),
+    "payments": Dataset(
+        name="payments",
+        description="Payments received on the business day.",
+        key=("payment_id",),
+        columns=(
+            Column("payment_id", "string", "Payment identifier, unique."),
+            Column("account_id", "string", "Paying account."),
+            Column("loan_id", "string", "Loan the payment is for."),
+            Column("paid_at", "timestamp", "When it was received (UTC)."),
+            Column("amount", "money", "Amount received in CNY, > 0.", min_value=0, min_exclusive=True),
+        ),
+    ),
+}
+
+PROTECTED_ATTRIBUTES: frozenset[str] = frozenset(
+    c.name for ds in CONTRACT.values() for c in ds.columns if c.protected
+) | {"age", "ethnicity", "religion", "nationality", "disability"}

@@ -1,0 +1,317 @@
+"""Ingest: one landing partition -> the curated zone, enforcing the landing contract.
+
+Per dataset and business date D:
+
+1. the drop must be complete (``_SUCCESS``) and every file readable Parquet;
+2. each file is conformed to the contract (:func:`conform_to_contract`): required columns present, types
+   cast only where the cast is lossless (money -> integer cents), extra columns carried;
+3. rows are de-duplicated on the business key, the latest delivery winning (:func:`keep_latest_delivery`);
+4. rows breaking row-level rules (null keys, values outside the value set, impossible amounts) are split
+   off with a ``quarantine_reason`` (:func:`split_row_defects`);
+5. curated and quarantine partitions are each replaced whole, atomically (``lake.publish_frames``).
+
+Steps 2-4 are pure functions on frames; :func:`ingest_date` is the only part that touches the disk.
+Any failure in 1-2 raises :class:`IngestError` naming dataset, partition, file and column, before anything
+is written, so the curated zone is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from pipelines import lake
+from pipelines.config import RisklineConfig
+from pipelines.contract import CONTRACT, DATASETS, Column, Dataset
+
+QUARANTINE_REASON = "quarantine_reason"
+_FILE_ORDER = "_file_order"
+_ROW_ORDER = "_row_order"
+CURATED_FILE = "part-0.parquet"
+
+
+class IngestError(Exception):
+    """The landing partition breaks the contract; nothing was written."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        dataset: str,
+        date: dt.date,
+        file: str | None = None,
+        column: str | None = None,
+        hint: str = "",
+    ) -> None:
+        self.dataset, self.date, self.file, self.column = dataset, date, file, column
+        where = f"{dataset} dt={date.isoformat()}"
+        if file:
+            where += f" file={file}"
+        if column:
+            where += f" column={column}"
+        text = f"{where}: {message}"
+        if hint:
+            text += f" -> {hint}"
+        super().__init__(text)
+
+
+class ContractError(ValueError):
+    """A frame cannot be conformed to the contract (raised by the pure step, wrapped by ingest)."""
+
+    def __init__(self, column: str, message: str) -> None:
+        self.column = column
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    dataset: str
+    date: dt.date
+    files: int
+    rows_in: int
+    rows_curated: int
+    duplicates_dropped: int
+    quarantined: int
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    curated_path: str = ""
+
+    def describe(self) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantine_reasons.items()))
+        return (
+            f"{self.dataset:<12} dt={self.date} files={self.files} rows_in={self.rows_in} "
+            f"curated={self.rows_curated} duplicates={self.duplicates_dropped} "
+            f"quarantined={self.quarantined}" + (f" ({reasons})" if reasons else "")
+        )
+
+
+# --- pure steps ----------------------------------------------------------------------------------
+
+
+def conform_to_contract(frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
+    """Cast one delivered file to the curated schema; extra columns are carried unchanged.
+
+    Raises:
+        ContractError: a required column is missing or a column cannot be cast losslessly.
+    """
+    missing = [c.name for c in dataset.required if c.name not in frame.columns]
+    if missing:
+        raise ContractError(missing[0], f"required column(s) missing: {', '.join(missing)}")
+    out = []
+    for col in dataset.columns:
+        if col.name in frame.columns:
+            out.append(_cast_column(frame.get_column(col.name), col))
+        else:  # optional column not delivered: present as nulls so the curated schema is stable
+            out.append(pl.Series(col.curated_name, [None] * frame.height, dtype=col.curated_dtype))
+    contract_names = {c.name for c in dataset.columns}
+    extras = [frame.get_column(n) for n in frame.columns if n not in contract_names]
+    return pl.DataFrame(out + extras)
+
+
+def _cast_column(s: pl.Series, col: Column) -> pl.Series:
+    dtype = s.dtype
+    name = col.curated_name
+    if dtype == pl.Null:
+        return pl.Series(name, [None] * s.len(), dtype=col.curated_dtype)
+    if col.kind == "string":
+        if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+            return s.cast(pl.String).alias(name)
+    elif col.kind == "date":
+        if dtype == pl.Date:
+            return s.alias(name)
+        if isinstance(dtype, pl.Datetime):
+            day = s.dt.date()
+            if (s.dt.replace_time_zone(None) != day.cast(pl.Datetime(dtype.time_unit))).any():
+                raise ContractError(col.name, f"expected a date, got {dtype} with a time of day")
+            return day.alias(name)
+    elif col.kind == "timestamp":
+        if isinstance(dtype, pl.Datetime):
+            # The contract says UTC; a zone-aware column is converted (lossless), a naive one is taken as UTC.
+            s = s.dt.convert_time_zone("UTC") if dtype.time_zone else s.dt.replace_time_zone("UTC")
+            return s.cast(pl.Datetime("us", "UTC")).alias(name)
+    elif col.kind == "money":
+        if isinstance(dtype, pl.Decimal):
+            scale = dtype.scale or 0
+            if scale > 2:
+                sub_cent = (s * 10**scale).cast(pl.Int64) % 10 ** (scale - 2)
+                if (sub_cent != 0).any():
+                    raise ContractError(col.name, f"money with fractions of a cent ({dtype})")
+            return (s.cast(pl.Decimal(38, 2)) * 100).cast(pl.Int64).alias(name)
+        if dtype.is_float():
+            # float64 is accepted by the contract and rounded to cents (half away from zero).
+            return (s * 100).round(0, mode="half_away_from_zero").cast(pl.Int64).alias(name)
+        if dtype.is_integer():
+            return (s.cast(pl.Int64) * 100).alias(name)
+    elif col.kind == "int":
+        if dtype.is_integer():
+            try:
+                return s.cast(pl.Int32, strict=True).alias(name)
+            except pl.exceptions.InvalidOperationError:
+                raise ContractError(col.name, f"integer out of range for Int32 ({dtype})") from None
+    raise ContractError(col.name, f"type {dtype} cannot be cast losslessly to {col.kind} ({col.curated_dtype})")
+
+
+def keep_latest_delivery(frame: pl.DataFrame, key: Sequence[str]) -> tuple[pl.DataFrame, int]:
+    """Keep the last delivered row per business key; return the frame sorted by key and the count dropped.
+
+    ``frame`` carries ``_file_order`` and ``_row_order``; later files win, then later rows within a file.
+    Rows with a null key are kept here (they are quarantined by :func:`split_row_defects`).
+    """
+    key = list(key)
+    ordered = frame.sort([_FILE_ORDER, _ROW_ORDER])
+    null_key = pl.any_horizontal(pl.col(k).is_null() for k in key)
+    keyed = ordered.filter(~null_key).unique(subset=key, keep="last", maintain_order=True)
+    deduped = pl.concat([keyed, ordered.filter(null_key)])
+    dropped = frame.height - deduped.height
+    return deduped.sort([*key, _FILE_ORDER, _ROW_ORDER], nulls_last=True), dropped
+
+
+def row_defect_rules(dataset: Dataset) -> list[tuple[str, pl.Expr]]:
+    """(reason, predicate-that-flags-a-bad-row) pairs derived from the contract."""
+    rules: list[tuple[str, pl.Expr]] = []
+    for col in dataset.columns:
+        c = pl.col(col.curated_name)
+        if not col.nullable:
+            rules.append((f"null_{col.name}", c.is_null()))
+        if col.values is not None:
+            rules.append((f"unknown_{col.name}", c.is_not_null() & ~c.is_in(list(col.values))))
+        if col.min_value is not None:
+            bound = col.min_value * 100 if col.kind == "money" else col.min_value
+            bad = (c <= bound) if col.min_exclusive else (c < bound)
+            rules.append((f"{'non_positive' if col.min_exclusive else 'negative'}_{col.name}",
+                          c.is_not_null() & bad))
+    if dataset.name == "behaviour":
+        # Money events must carry an amount; a login carries none.
+        rules.append(("missing_amount", pl.col("amount_cents").is_null() & (pl.col("event_type") != "login")))
+    return rules
+
+
+def split_row_defects(frame: pl.DataFrame, dataset: Dataset) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split rows that break a row-level rule off, with ``quarantine_reason`` (all broken rules, ';'-joined)."""
+    rules = row_defect_rules(dataset)
+    if not rules:
+        return frame, frame.clear().with_columns(pl.lit("", dtype=pl.String).alias(QUARANTINE_REASON))
+    reason = pl.concat_str(
+        [pl.when(pred).then(pl.lit(name)) for name, pred in rules], separator=";", ignore_nulls=True
+    )
+    tagged = frame.with_columns(reason.alias(QUARANTINE_REASON))
+    bad = tagged.filter(pl.col(QUARANTINE_REASON) != "")
+    good = tagged.filter(pl.col(QUARANTINE_REASON) == "").drop(QUARANTINE_REASON)
+    return good, bad
+
+
+def count_reasons(quarantined: pl.DataFrame) -> dict[str, int]:
+    if quarantined.is_empty():
+        return {}
+    counts = (
+        quarantined.select(pl.col(QUARANTINE_REASON).str.split(";").explode())
+        .group_by(QUARANTINE_REASON)
+        .len()
+    )
+    return {r: int(n) for r, n in counts.iter_rows()}
+
+
+# --- I/O ------------------------------------------------------------------------------------------
+
+
+def _read_landing(root: Path, dataset: Dataset, day: dt.date) -> tuple[pl.DataFrame, int]:
+    """Read and conform every file of a landing partition; raise IngestError before writing anything."""
+    part = lake.partition_dir(root, "landing", dataset.name, day)
+    if not part.is_dir():
+        raise IngestError(
+            "landing partition not delivered", dataset=dataset.name, date=day,
+            hint=f"wait for upstream to deliver {part}, then rerun ingest for this date",
+        )
+    if not (part / lake.SUCCESS).is_file():
+        raise IngestError(
+            f"drop is incomplete: no {lake.SUCCESS} marker in {part}", dataset=dataset.name, date=day,
+            hint="upstream writes _SUCCESS last; wait for it or ask upstream to finish the drop, then rerun",
+        )
+    frames = []
+    files = lake.parquet_files(part)
+    for order, path in enumerate(files):
+        try:
+            raw = pl.read_parquet(path)
+        except Exception as exc:  # polars raises several types for corrupt or non-Parquet files
+            raise IngestError(
+                f"file is not readable Parquet ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                dataset=dataset.name, date=day, file=path.name,
+                hint="ask upstream to redeliver the file, then rerun ingest for this date",
+            ) from exc
+        try:
+            conformed = conform_to_contract(raw, dataset)
+        except ContractError as exc:
+            raise IngestError(
+                str(exc), dataset=dataset.name, date=day, file=path.name, column=exc.column,
+                hint="schema drift upstream: fix the extract (or the contract, if the change is agreed)",
+            ) from exc
+        frames.append(
+            conformed.with_columns(
+                pl.lit(order, dtype=pl.Int32).alias(_FILE_ORDER),
+                pl.int_range(pl.len(), dtype=pl.Int64).alias(_ROW_ORDER),
+            )
+        )
+    if not frames:  # a complete drop with no file is an empty day (validation judges whether that is ok)
+        empty = pl.DataFrame(schema=dataset.curated_schema())
+        return empty.with_columns(
+            pl.lit(0, dtype=pl.Int32).alias(_FILE_ORDER), pl.lit(0, dtype=pl.Int64).alias(_ROW_ORDER)
+        ), 0
+    try:
+        combined = pl.concat(frames, how="diagonal_relaxed")
+    except pl.exceptions.PolarsError as exc:
+        raise IngestError(
+            f"files of one drop disagree on extra columns' types: {exc}", dataset=dataset.name, date=day,
+        ) from exc
+    return combined, len(files)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    result: IngestResult
+    curated: pl.DataFrame
+    quarantined: pl.DataFrame
+
+
+def _prepare(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> _Prepared:
+    dataset = CONTRACT[dataset_name]
+    key = cfg.ingest.business_keys.get(dataset_name, list(dataset.key))
+    landed, n_files = _read_landing(root, dataset, day)
+    deduped, dropped = keep_latest_delivery(landed, key)
+    good, bad = split_row_defects(deduped.drop(_FILE_ORDER, _ROW_ORDER), dataset)
+    result = IngestResult(
+        dataset=dataset_name, date=day, files=n_files, rows_in=landed.height, rows_curated=good.height,
+        duplicates_dropped=dropped, quarantined=bad.height, quarantine_reasons=count_reasons(bad),
+        curated_path=str(lake.partition_dir(root, "curated", dataset_name, day)),
+    )
+    return _Prepared(result, good, bad)
+
+
+def _publish(root: Path, prepared: _Prepared) -> None:
+    res = prepared.result
+    lake.publish_frames(lake.partition_dir(root, "curated", res.dataset, res.date), {CURATED_FILE: prepared.curated})
+    quarantine = lake.partition_dir(root, "quarantine", res.dataset, res.date)
+    if prepared.quarantined.height:
+        lake.publish_frames(quarantine, {CURATED_FILE: prepared.quarantined})
+    else:
+        lake.remove_partition(quarantine)  # a clean rerun must not leave an earlier run's quarantine behind
+
+
+def ingest_date(
+    root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None
+) -> list[IngestResult]:
+    """Ingest every (or the given) dataset for ``day``.
+
+    All datasets are read and conformed before any is written, so a contract failure in one dataset
+    (raised as :class:`IngestError`) leaves the curated zone of every dataset untouched for that date.
+    """
+    names = list(datasets) if datasets else list(DATASETS)
+    unknown = [n for n in names if n not in CONTRACT]
+    if unknown:
+        raise IngestError(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}", dataset=unknown[0], date=day)
+    prepared = [_prepare(root, name, day, cfg) for name in names]
+    for item in prepared:
+        _publish(root, item)
+    return [item.result for item in prepared]

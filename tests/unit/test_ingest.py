@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines import ingest, lake
+from pipelines.contract import CONTRACT
+
+DAY = dt.date(2026, 11, 20)
+UTC = dt.timezone.utc
+D = decimal.Decimal
+
+
+def _land(root: Path, dataset: str, files: dict[str, pl.DataFrame], success: bool = True) -> Path:
+    part = root / "landing" / dataset / f"dt={DAY.isoformat()}"
+    part.mkdir(parents=True, exist_ok=True)
+    for name, frame in files.items():
+        frame.write_parquet(part / name)
+    if success:
+        (part / "_SUCCESS").touch()
+    return part
+
+
+def _behaviour(**overrides) -> pl.DataFrame:
+    base = {
+        "event_id": ["e1", "e2", "e3"],
+        "account_id": ["A1", "A1", "A2"],
+        "event_time": [dt.datetime(2026, 11, 20, 2, tzinfo=UTC)] * 3,
+        "event_type": ["login", "purchase", "cash_draw"],
+        "amount": pl.Series([None, D("12.30"), D("500.00")], dtype=pl.Decimal(18, 2)),
+        "channel": ["app", None, "web"],
+    }
+    base.update(overrides)
+    return pl.DataFrame(base)
+
+
+def _accounts() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "account_id": ["A1", "A2"],
+            "opened_on": [dt.date(2025, 1, 1), dt.date(2026, 3, 1)],
+            "credit_limit": [D("250.00"), D("3000.00")],
+            "status": ["active", "frozen"],
+            "gender": ["f", "m"],
+        },
+        schema_overrides={"credit_limit": pl.Decimal(18, 2)},
+    )
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# --- pure steps -------------------------------------------------------------------------------------
+
+
+def test_conform_casts_money_to_exact_cents_and_keeps_extras():
+    frame = _behaviour(extra_col=[1, 2, 3])
+    out = ingest.conform_to_contract(frame, CONTRACT["behaviour"])
+    # 12.30 CNY is 1230 cents exactly; a login carries no amount.
+    assert out["amount_cents"].to_list() == [None, 1230, 50000]
+    assert out.schema["event_time"] == pl.Datetime("us", "UTC")
+    assert out["extra_col"].to_list() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "amount, cents",
+    [
+        (pl.Series([12.3, 0.125, -0.125], dtype=pl.Float64), [1230, 13, -13]),  # float rounded half away from 0
+        (pl.Series([12, 0, 7], dtype=pl.Int32), [1200, 0, 700]),
+        (pl.Series([D("1.500"), D("2.000"), D("0.010")], dtype=pl.Decimal(18, 3)), [150, 200, 1]),
+    ],
+)
+def test_money_casts_that_are_accepted(amount: pl.Series, cents: list[int]):
+    out = ingest.conform_to_contract(_behaviour(amount=amount), CONTRACT["behaviour"])
+    assert out["amount_cents"].to_list() == cents
+
+
+@pytest.mark.parametrize(
+    "override, column",
+    [
+        ({"amount": pl.Series(["12.30", "1", "2"])}, "amount"),  # strings are not money
+        ({"amount": pl.Series([D("1.005"), D("1"), D("2")], dtype=pl.Decimal(18, 3))}, "amount"),  # sub-cent
+        ({"event_time": pl.Series(["2026-11-20T02:00:00"] * 3)}, "event_time"),
+        ({"event_type": pl.Series([1, 2, 3])}, "event_type"),
+    ],
+)
+def test_lossy_or_wrong_types_are_rejected(override: dict, column: str):
+    with pytest.raises(ingest.ContractError) as err:
+        ingest.conform_to_contract(_behaviour(**override), CONTRACT["behaviour"])
+    assert err.value.column == column
+
+
+def test_naive_and_foreign_zone_timestamps_become_utc():
+    shanghai = pl.Series([dt.datetime(2026, 11, 20, 10, 0)] * 3).dt.replace_time_zone("Asia/Shanghai")
+    out = ingest.conform_to_contract(_behaviour(event_time=shanghai), CONTRACT["behaviour"])
+    # 10:00 in Shanghai (UTC+8) is 02:00 UTC: converting zones is lossless, so it is accepted.
+    assert out["event_time"][0] == dt.datetime(2026, 11, 20, 2, tzinfo=UTC)
+
+
+def test_keep_latest_delivery_prefers_later_file_then_later_row():
+    frame = pl.DataFrame(
+        {
+            "event_id": ["e1", "e1", "e2", "e1", None],
+            "channel": ["first", "second", "x", "third-file", "nullkey"],
+            "_file_order": [0, 0, 0, 1, 0],
+            "_row_order": [0, 1, 2, 0, 3],
+        }
+    )
+    out, dropped = ingest.keep_latest_delivery(frame, ["event_id"])
+    assert dropped == 2
+    assert out.filter(pl.col("event_id") == "e1")["channel"].to_list() == ["third-file"]
+    assert out["event_id"].null_count() == 1  # null keys are kept for quarantine, not silently dropped
+
+
+def test_split_row_defects_names_every_broken_rule():
+    frame = ingest.conform_to_contract(
+        _behaviour(
+            event_id=["e1", None, "e3"],
+            event_type=["login", "purchase", "transfer"],
+            amount=pl.Series([None, D("-1.00"), D("5.00")], dtype=pl.Decimal(18, 2)),
+        ),
+        CONTRACT["behaviour"],
+    )
+    good, bad = ingest.split_row_defects(frame, CONTRACT["behaviour"])
+    assert good["event_id"].to_list() == ["e1"]
+    assert bad[ingest.QUARANTINE_REASON].to_list() == ["null_event_id;negative_amount", "unknown_event_type"]
+
+
+def test_payment_of_zero_is_a_defect():
+    payments = pl.DataFrame(
+        {"payment_id": ["p1"], "account_id": ["A1"], "loan_id": ["L1"],
+         "paid_at": [dt.datetime(2026, 11, 20, 1, tzinfo=UTC)], "amount": [D("0.00")]},
+        schema_overrides={"amount": pl.Decimal(18, 2)},
+    )
+    _, bad = ingest.split_row_defects(ingest.conform_to_contract(payments, CONTRACT["payments"]), CONTRACT["payments"])
+    assert bad[ingest.QUARANTINE_REASON].to_list() == ["non_positive_amount"]
+
+
+# --- the I/O entry point ----------------------------------------------------------------------------
+
+
+def test_ingest_publishes_curated_and_quarantine(tmp_path: Path, cfg):
+    _land(tmp_path, "behaviour", {"a.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
+    (res,) = ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
+    assert (res.rows_in, res.rows_curated, res.quarantined) == (3, 2, 1)
+    assert res.quarantine_reasons == {"unknown_event_type": 1}
+    curated = lake.read_partition(tmp_path / "curated" / "behaviour" / "dt=2026-11-20")
+    assert curated["event_id"].to_list() == ["e1", "e2"]
+    q = lake.read_partition(tmp_path / "quarantine" / "behaviour" / "dt=2026-11-20")
+    assert q["event_id"].to_list() == ["e3"]
+
+
+def test_reingest_is_byte_identical_and_clears_stale_quarantine(tmp_path: Path, cfg):
+    part = _land(tmp_path, "behaviour", {"a.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
+    ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
+    first = _digests(tmp_path / "curated")
+    ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
+    assert _digests(tmp_path / "curated") == first
+    # Upstream redelivers a clean file: the quarantine partition of that date must disappear.
+    (part / "a.parquet").unlink()
+    _land(tmp_path, "behaviour", {"a.parquet": _behaviour()})
+    ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
+    assert not (tmp_path / "quarantine" / "behaviour" / "dt=2026-11-20").exists()
+
+
+def test_optional_columns_absent_are_null_and_protected_carried(tmp_path: Path, cfg):
+    _land(tmp_path, "accounts", {"a.parquet": _accounts()})
+    ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+    out = lake.read_partition(tmp_path / "curated" / "accounts" / "dt=2026-11-20")
+    assert out["credit_limit_cents"].to_list() == [25000, 300000]
+    assert out["annual_income_cents"].null_count() == 2
+    assert out["gender"].to_list() == ["f", "m"]
+
+
+@pytest.mark.parametrize(
+    "setup, fragment",
+    [
+        ("missing_success", "no _SUCCESS"),
+        ("not_delivered", "not delivered"),
+        ("corrupt", "file=a.parquet: file is not readable Parquet"),
+        ("zero_byte", "file=a.parquet: file is not readable Parquet"),
+        ("dropped_column", "column=amount: required column(s) missing: amount"),
+        ("wrong_type", "column=amount: type String cannot be cast"),
+    ],
+)
+def test_contract_failures_name_dataset_partition_file_column(tmp_path: Path, cfg, setup: str, fragment: str):
+    if setup != "not_delivered":
+        part = _land(tmp_path, "behaviour", {"a.parquet": _behaviour()}, success=setup != "missing_success")
+    if setup == "corrupt":
+        (part / "a.parquet").write_bytes(b"this is not parquet")
+    elif setup == "zero_byte":
+        (part / "a.parquet").write_bytes(b"")
+    elif setup == "dropped_column":
+        _behaviour().drop("amount").write_parquet(part / "a.parquet")
+    elif setup == "wrong_type":
+        _behaviour(amount=["1", "2", "3"]).write_parquet(part / "a.parquet")
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
+    assert str(err.value).startswith("behaviour dt=2026-11-20")
+    assert fragment in str(err.value)
+    assert "->" in str(err.value), "the error must say what to do next"
+
+
+def test_one_bad_dataset_leaves_every_curated_partition_untouched(tmp_path: Path, cfg):
+    _land(tmp_path, "accounts", {"a.parquet": _accounts()})
+    _land(tmp_path, "behaviour", {"a.parquet": _behaviour()})
+    ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "behaviour"])
+    before = _digests(tmp_path / "curated")
+    # Next delivery: accounts changed, behaviour corrupt -> nothing of that date may change.
+    _land(tmp_path, "accounts", {"a.parquet": _accounts().with_columns(pl.lit("closed").alias("status"))})
+    (tmp_path / "landing" / "behaviour" / "dt=2026-11-20" / "a.parquet").write_bytes(b"garbage")
+    with pytest.raises(ingest.IngestError):
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "behaviour"])
+    assert _digests(tmp_path / "curated") == before
+
+
+def test_complete_drop_without_files_is_an_empty_day(tmp_path: Path, cfg):
+    part = tmp_path / "landing" / "payments" / "dt=2026-11-20"
+    part.mkdir(parents=True)
+    (part / "_SUCCESS").touch()
+    (res,) = ingest.ingest_date(tmp_path, DAY, cfg, ["payments"])
+    assert res.rows_curated == 0
+    out = lake.read_partition(tmp_path / "curated" / "payments" / "dt=2026-11-20")
+    assert out.schema == CONTRACT["payments"].curated_schema()
+
+
+def test_unknown_dataset_is_refused(tmp_path: Path, cfg):
+    with pytest.raises(ingest.IngestError, match="unknown dataset"):
+        ingest.ingest_date(tmp_path, DAY, cfg, ["loans"])
