@@ -13,11 +13,12 @@ export RISKLINE_DATA_ROOT ?= $(CURDIR)/data
 PYTHON312 := $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null); do \
 	$$c -c 'import sys; assert sys.version_info[:2]==(3,12)' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: venv demo test test-fast freeze clean-data help
+.PHONY: venv demo test freeze clean-data help airflow
 
 help:
 	@echo "make demo   - generate a demo portfolio and run the nightly job on it"
 	@echo "make test   - run the test suite"
+	@echo "make airflow - start a local Airflow (UI on 127.0.0.1:8080) over dags/ and the demo data"
 
 venv: $(STAMP)
 
@@ -34,6 +35,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+# Local Airflow UI on 127.0.0.1:8080 (login required; the generated admin password is printed).
+airflow: $(STAMP)
+	AIRFLOW_HOME=$(CURDIR)/airflow_home $(PY) -m pipelines.airflow_local
 
 freeze: $(STAMP)
 	@{ echo "# Frozen from a working .venv (python 3.12, linux x86_64) with 'make freeze'. Do not edit by hand."; \

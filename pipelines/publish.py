@@ -1,0 +1,149 @@
+"""Publish the four outputs of a business date all-or-nothing, with a run manifest.
+
+Protocol (what a consumer may rely on):
+
+1. every output frame is validated by its output suite first; a critical failure publishes nothing;
+2. each output is staged in a temporary sibling of ``outputs/<name>/as_of_date=D`` with ``_SUCCESS`` last;
+3. a journal ``outputs/_journal/as_of_date=D.json`` naming the staged folders and the manifest is written
+   atomically: from here on the publish is decided and a crash is rolled forward by :func:`recover`;
+4. the staged folders are swapped into place (one atomic exchange each), then the manifest
+   ``outputs/_manifests/as_of_date=D/manifest.json`` is written, then ``outputs/_LATEST`` moves to D
+   (never backwards: a backfill of an older date leaves it), then the journal is removed.
+
+A consumer reads the date named by ``_LATEST`` (or the Airflow asset event), and may check the sha256 of
+each file against the manifest. Before the journal exists the old outputs are untouched; after it, the
+next run (or any call to :func:`recover`) completes the swap, so a crash never leaves limits of D beside a
+queue of D-1 once publication has been decided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipelines import lake
+from pipelines.outputs import OUTPUTS, SCHEMA_VERSION
+
+PART_FILE = "part-0.parquet"
+LATEST = "_LATEST"
+
+
+class PublishError(RuntimeError):
+    """Outputs failed their contract or validation; nothing was published."""
+
+
+def output_dir(root: Path, name: str, as_of: dt.date) -> Path:
+    return lake.partition_dir(root, "outputs", name, as_of, key="as_of_date")
+
+
+def manifest_path(root: Path, as_of: dt.date) -> Path:
+    return lake.partition_dir(root, "outputs", "_manifests", as_of, key="as_of_date") / "manifest.json"
+
+
+def _journal_path(root: Path, as_of: dt.date) -> Path:
+    return lake.ensure_inside(root, root / "outputs" / "_journal" / f"as_of_date={as_of.isoformat()}.json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def canonical_json(obj: Any) -> bytes:
+    """JSON with sorted keys and a trailing newline: the same object always gives the same bytes."""
+    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+
+
+def publish_outputs(
+    root: Path,
+    as_of: dt.date,
+    frames: dict[str, pl.DataFrame],
+    manifest: dict[str, Any],
+) -> Path:
+    """Publish the four published frames (already in contract shape) and the run manifest for ``as_of``.
+
+    ``manifest`` holds what the caller knows (versions, inputs, timings); row counts, file fingerprints
+    and the schema version are added here. Returns the manifest path.
+    """
+    if sorted(frames) != sorted(OUTPUTS):
+        raise PublishError(f"publish needs exactly the outputs {list(OUTPUTS)}, got {sorted(frames)}")
+    recover(root)
+    staged: dict[str, str] = {}
+    try:
+        outputs_meta: dict[str, Any] = {}
+        for name in OUTPUTS:
+            target = output_dir(root, name, as_of)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex}"
+            tmp.mkdir()
+            staged[name] = str(tmp)
+            lake.write_parquet(frames[name], tmp / PART_FILE)
+            os.chmod(tmp / PART_FILE, 0o644)
+            (tmp / lake.SUCCESS).touch()
+            outputs_meta[name] = {
+                "path": str(target.relative_to(root)),
+                "rows": frames[name].height,
+                "files": {PART_FILE: file_sha256(tmp / PART_FILE)},
+            }
+        full_manifest = {**manifest, "as_of_date": as_of.isoformat(), "schema_version": SCHEMA_VERSION,
+                         "outputs": outputs_meta}
+        lake.atomic_write_bytes(
+            _journal_path(root, as_of),
+            canonical_json({"as_of_date": as_of.isoformat(), "staged": staged, "manifest": full_manifest}),
+        )
+    except BaseException:
+        for tmp in staged.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _roll_forward(root, _journal_path(root, as_of))
+    return manifest_path(root, as_of)
+
+
+def recover(root: Path) -> list[dt.date]:
+    """Finish every publish that was decided (journal written) but interrupted; return their dates."""
+    journal_dir = root / "outputs" / "_journal"
+    done = []
+    if journal_dir.is_dir():
+        for journal in sorted(journal_dir.glob("as_of_date=*.json")):
+            done.append(_roll_forward(root, journal))
+    return done
+
+
+def _roll_forward(root: Path, journal: Path) -> dt.date:
+    entry = json.loads(journal.read_bytes())
+    as_of = dt.date.fromisoformat(entry["as_of_date"])
+    for name, tmp in entry["staged"].items():
+        tmp_path = Path(tmp)
+        if tmp_path.is_dir():  # not yet swapped in (a crash may have stopped us after some outputs)
+            lake.swap_into_place(tmp_path, output_dir(root, name, as_of))
+    lake.atomic_write_bytes(manifest_path(root, as_of), canonical_json(entry["manifest"]))
+    latest = read_latest(root)
+    if latest is None or as_of >= latest:
+        lake.atomic_write_bytes(root / "outputs" / LATEST, f"{as_of.isoformat()}\n".encode())
+    journal.unlink()
+    return as_of
+
+
+def read_latest(root: Path) -> dt.date | None:
+    """The newest fully published business date, or None before the first publish."""
+    path = root / "outputs" / LATEST
+    try:
+        return dt.date.fromisoformat(path.read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
+def read_output(root: Path, name: str, as_of: dt.date) -> pl.DataFrame:
+    """Read one published output of a date (for the next night's run, the report and tests)."""
+    return lake.read_partition(output_dir(root, name, as_of))
