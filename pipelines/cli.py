@@ -60,12 +60,24 @@ def _add_date_range(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.generate import GeneratorParams, parse_faults, write_portfolio
+    from pipelines.generate import GeneratorParams, parse_faults, release_late, write_portfolio
 
-    params = GeneratorParams(
-        accounts=args.accounts, days=args.days, end_date=args.end_date, seed=args.seed
-    )
-    summary = write_portfolio(root, params, cfg, faults=parse_faults(args.faults), progress=True)
+    if args.release_late:
+        released = release_late(root)
+        print(f"released {len(released)} late partition(s) into {root / 'landing'}")
+        for path in released:
+            print(f"  {path.relative_to(root)}")
+        return 0
+    if args.end_date is None:
+        raise CliError("generate needs --end-date (or --release-late)")
+    try:
+        params = GeneratorParams(
+            accounts=args.accounts, days=args.days, end_date=args.end_date, seed=args.seed
+        )
+        faults = parse_faults(args.faults, params)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    summary = write_portfolio(root, params, cfg, faults=faults, progress=True)
     print(summary.describe())
     return 0
 
@@ -95,6 +107,84 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     return 1 if failures else 0
 
 
+def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.evaluate import LeakageSuspectedError
+    from pipelines.registry import NoChampionError
+    from pipelines.train import InsufficientHistoryError, run_training
+
+    try:
+        result = run_training(root, args.as_of, cfg)
+    except (LeakageSuspectedError, NoChampionError, InsufficientHistoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result.describe())
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines import lake
+    from pipelines.registry import RegistryError
+    from pipelines.score import run_scoring
+
+    try:
+        path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
+    except RegistryError as exc:
+        raise CliError(str(exc)) from None
+    scores = lake.read_partition(path)
+    grades = scores.group_by("grade").len().sort("grade")
+    mix = "  ".join(f"{g}:{n}" for g, n in grades.iter_rows())
+    version = scores["model_version"][0] if scores.height else args.model_version
+    exact = int((scores["reason_method"] == "exact").sum())
+    print(f"scored {scores.height} accounts on {args.as_of} with {version} -> {path}")
+    print(f"grades {mix}; mean PD {scores['pd'].mean() or 0:.4f}; exact reason codes for {exact} accounts")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    import json
+
+    from pipelines.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry(root)
+    # Wall-clock time is read here, at the edge, only to stamp manual actions.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    today = now.astimezone(cfg.business.tz).date()
+    try:
+        if args.model_command == "list":
+            champion = registry.champion()
+            for version in registry.versions():
+                rec = registry.record(version)
+                oot = rec.metrics["oot"]
+                flag = "*" if version == champion else " "
+                verdict = "passed" if rec.gate["promote"] else "rejected"
+                print(f"{flag} {version}  OOT AUC {oot['auc']:.4f}  KS {oot['ks']:.4f}  "
+                      f"cal.err {oot['calibration_error']:.4f}  gate {verdict}")
+            for event in registry.history():
+                print(f"  history #{event.seq}: {event.version} from {event.effective_from} "
+                      f"({event.action}: {event.reason})")
+        elif args.model_command == "show":
+            rec = registry.record(args.version)
+            shown = {
+                "version": rec.version,
+                "champion_now": registry.champion() == rec.version,
+                "manifest": {k: v for k, v in rec.manifest.items() if k not in ("inputs", "definition")},
+                "oot": {k: v for k, v in rec.metrics["oot"].items() if k != "score_reference"},
+                "stability": rec.metrics["stability"],
+                "gate": rec.gate,
+            }
+            print(json.dumps(shown, indent=1, default=str))
+        elif args.model_command == "promote":
+            event = registry.set_champion(args.version, args.effective_from or today, "manual_promote",
+                                          args.reason, recorded_at=now.isoformat())
+            print(f"champion from {event.effective_from}: {event.version} (history #{event.seq})")
+        else:
+            event = registry.rollback(args.effective_from or today, args.reason, recorded_at=now.isoformat())
+            print(f"rolled back: champion from {event.effective_from} is {event.version} (history #{event.seq})")
+    except RegistryError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 Command = Callable[[argparse.Namespace, RisklineConfig, Path], int]
 
 
@@ -116,9 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--accounts", type=_positive_int, default=20_000, help="accounts at the end (default 20000)")
     p.add_argument("--days", type=_positive_int, default=365, help="days of history (default 365)")
-    p.add_argument("--end-date", type=_date, required=True, help="last business date, YYYY-MM-DD")
+    p.add_argument("--end-date", type=_date, help="last business date, YYYY-MM-DD (required)")
     p.add_argument("--seed", type=int, default=7, help="random seed (same args -> same bytes)")
     p.add_argument("--faults", default="", help="defects to inject: KIND@DATE,...")
+    p.add_argument(
+        "--release-late",
+        action="store_true",
+        help="only move partitions withheld by a late_partition fault into landing (data, then _SUCCESS)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
@@ -133,6 +228,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-going", action="store_true", help="in a range, go on after a failing date")
     p.add_argument("-v", "--verbose", action="store_true", help="print every dataset's summary in a range")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "train",
+        help="nightly PD retrain: train a challenger, evaluate it, register it, promote it if it passes",
+        description="Train on the matured weekly snapshots before D - labels.horizon_days, judge on that "
+        "out-of-time snapshot, register the model in DATA_ROOT/registry and make it champion from D if it "
+        "passes the promotion gate (models/pd_model.yaml). Exit 1 on a leakage suspicion or when no model "
+        "could serve.",
+    )
+    p.add_argument("--as-of", type=_date, required=True, help="run date D, YYYY-MM-DD")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "score",
+        help="PD, score, grade and reason codes for every active/frozen account on D",
+        description="Score with the champion serving on D (or --model-version) and replace "
+        "DATA_ROOT/scores/as_of_date=D atomically.",
+    )
+    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.add_argument("--model-version", help="pin a registered version instead of the champion on D")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("model", help="inspect the model registry; promote or roll back by hand")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    msub.add_parser("list", help="registered versions (* = champion) and the champion history")
+    q = msub.add_parser("show", help="one version's manifest, OOT metrics, stability and gate decision")
+    q.add_argument("version")
+    q = msub.add_parser("promote", help="make a version champion (recorded with time and reason)")
+    q.add_argument("version")
+    q.add_argument("--reason", required=True, help="why (kept in the champion history)")
+    q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
+    q = msub.add_parser("rollback", help="reinstate the previous champion (recorded with time and reason)")
+    q.add_argument("--reason", required=True, help="why (kept in the champion history)")
+    q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
+    p.set_defaults(func=cmd_model)
 
     return parser
 
