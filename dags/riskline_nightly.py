@@ -1,10 +1,25 @@
-"""riskline nightly: ingest yesterday's landing drop into the curated lake.
+"""## riskline nightly
 
-Runs at 02:00 Asia/Shanghai over the previous business day (a one-day data interval; the partition date is
-the interval's start date in Asia/Shanghai). Each landing dataset (accounts, behaviour, installments,
-payments) is ingested in parallel: the contract is enforced, duplicates resolved (latest delivery wins) and
-bad rows quarantined with a reason. A failed ingest task names the dataset, partition, file and column and
-says whether to wait for upstream or ask for a redelivery; clear the task to rerun it.
+Re-estimates every account's probability of default, decides new credit limits, builds the collections
+queue and hardship offers, and publishes them for downstream systems.
+
+**When:** 02:00 Asia/Shanghai, over the previous business day (a one-day data interval; the partition
+date D is the interval's start date in Asia/Shanghai). One run at a time: a model promoted tonight must be
+tomorrow's champion.
+
+**Stages:** wait for each landing drop (`_SUCCESS`) -> ingest and validate each dataset (in parallel) ->
+ledger and features -> train a challenger and gate it -> score -> decide limits, collections, hardship ->
+publish the four outputs all-or-nothing (assets `riskline_scores`, `riskline_limits`,
+`riskline_collection_queue`, `riskline_hardship_offers`).
+
+**Manual runs (Trigger with params):** `retrain` (default true), `model_version` (pin a registered version;
+empty = the champion on D), `publish` (false = dry run into DATA_ROOT/staging).
+
+**Backfills** never retrain unless `retrain_on_backfill` is set: a past date is scored with the model that
+was champion on that date. Rerunning a date replaces its partitions whole (same inputs, same bytes).
+
+**When a task fails** its log says which date and dataset, what failed, and whether to fix upstream and
+clear, or simply clear to rerun. Validation failures are data problems and are not retried.
 
 This file only wires tasks; all logic lives in the `pipelines` package.
 """
@@ -13,9 +28,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, Param, PokeReturnValue, dag, task, task_group
 
-from pipelines.catalog import DATASETS
+from pipelines.catalog import DATASETS, OUTPUTS
+
+OUTPUT_ASSETS = {name: Asset(name=f"riskline_{name}", uri=f"riskline://outputs/{name}") for name in OUTPUTS}
+IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_exponential_backoff": True}
 
 
 @dag(
@@ -24,9 +42,18 @@ from pipelines.catalog import DATASETS
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,
-    tags=["riskline", "credit-risk"],
+    tags=["riskline", "credit-risk", "nightly"],
     default_args={"owner": "credit-risk-eng", "retries": 0},
     doc_md=__doc__,
+    params={
+        "retrain": Param(True, type="boolean", description="Train a challenger and run the promotion gate."),
+        "model_version": Param(
+            "", type="string", pattern=r"^([0-9A-Za-z][0-9A-Za-z._-]{0,127})?$",
+            description="Pin a registered model version; empty = the champion serving on the business date.",
+        ),
+        "publish": Param(True, type="boolean", description="False = dry run: outputs go to DATA_ROOT/staging."),
+        "retrain_on_backfill": Param(False, type="boolean", description="Retrain even in a backfill run."),
+    },
 )
 def riskline_nightly() -> None:
     @task
@@ -36,15 +63,77 @@ def riskline_nightly() -> None:
 
         return business_date_of(data_interval_start, load_config()).isoformat()
 
-    @task
-    def ingest(dataset: str, business_date: str) -> dict:
-        from pipelines.orchestration import ingest_one
-
-        return ingest_one(dataset, business_date)
-
     day = business_date()
+
+    ingested = []
     for dataset in DATASETS:
-        ingest.override(task_id=f"ingest_{dataset}")(dataset, day)
+
+        @task_group(group_id=f"land_{dataset}")
+        def land(dataset: str = dataset) -> None:
+            @task.sensor(task_id="wait", mode="reschedule", poke_interval=300, timeout=6 * 3600)
+            def wait(business_date: str) -> PokeReturnValue:
+                from pipelines.orchestration import landing_ready
+
+                return PokeReturnValue(is_done=landing_ready(dataset, business_date))
+
+            @task(task_id="ingest_validate")
+            def ingest_validate(business_date: str) -> dict:
+                from pipelines.orchestration import ingest_one
+
+                return ingest_one(dataset, business_date)
+
+            wait(day) >> ingest_validate(day)
+
+        ingested.append(land())
+
+    @task(**IO_RETRIES)
+    def build_features(business_date: str) -> dict:
+        from pipelines.orchestration import run_stage
+
+        return run_stage("features", business_date)
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def should_train(params: dict | None = None, dag_run=None) -> bool:
+        from pipelines.orchestration import retrain_decision
+
+        retrain, why = retrain_decision(params or {}, str(dag_run.run_type))
+        print(f"retrain={retrain}: {why}")
+        return retrain
+
+    @task
+    def train_challenger(business_date: str) -> dict:
+        from pipelines.orchestration import run_stage
+
+        return run_stage("train", business_date)
+
+    @task(trigger_rule="none_failed")
+    def score(business_date: str, params: dict | None = None) -> dict:
+        from pipelines.orchestration import run_stage
+
+        return run_stage("score", business_date, model_version=(params or {}).get("model_version") or None)
+
+    @task
+    def decide(business_date: str) -> dict:
+        from pipelines.orchestration import run_stage
+
+        return run_stage("decide", business_date)
+
+    @task(outlets=list(OUTPUT_ASSETS.values()), **IO_RETRIES)
+    def publish(business_date: str, params: dict | None = None, outlet_events=None) -> dict:
+        from pipelines.orchestration import asset_extra, run_stage
+
+        result = run_stage("publish", business_date, dry_run=not (params or {}).get("publish", True))
+        for name, asset in OUTPUT_ASSETS.items():
+            outlet_events[asset].extra = asset_extra(result, name)
+        return result
+
+    features = build_features(day)
+    ingested >> features
+    gate = should_train()
+    trained = train_challenger(day)
+    scored = score(day)
+    features >> gate >> trained >> scored
+    publish(day) << decide(day) << scored
 
 
 riskline_nightly()

@@ -4,3 +4,6 @@ from __future__ import annotations
 
 # Landing datasets delivered by upstream every business day (contract: pipelines/contract.py).
 DATASETS: tuple[str, ...] = ("accounts", "behaviour", "installments", "payments")
+
+# Outputs published every night for downstream systems (contract: pipelines/outputs.py).
+OUTPUTS: tuple[str, ...] = ("scores", "limits", "collection_queue", "hardship_offers")

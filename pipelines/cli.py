@@ -107,6 +107,24 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     return 1 if failures else 0
 
 
+def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.validate import results_dir, validate_date
+
+    failures = 0
+    for day in _dates(args):
+        reports = validate_date(root, day, cfg)
+        if not reports:
+            print(f"{day}: no curated partition or published output to validate")
+            failures += 1
+            continue
+        for report in reports:
+            print(report.describe())
+        critical = sum(not r.ok for r in reports)
+        failures += bool(critical)
+        print(f"{day}: {len(reports)} validated, {critical} with critical failures -> {results_dir(root, day)}")
+    return 1 if failures else 0
+
+
 def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.evaluate import LeakageSuspectedError
     from pipelines.registry import NoChampionError
@@ -180,9 +198,51 @@ def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
         else:
             event = registry.rollback(args.effective_from or today, args.reason, recorded_at=now.isoformat())
             print(f"rolled back: champion from {event.effective_from} is {event.version} (history #{event.seq})")
+        if args.model_command in ("promote", "rollback") and registry.champion() != event.version:
+            # effective dates order the history, not the order of typing: say who serves latest
+            print(f"note: a later-dated history entry keeps {registry.champion()} serving from its date on")
     except RegistryError as exc:
         raise CliError(str(exc)) from None
     return 0
+
+
+def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.nightly import STAGES, RunLockedError, RunOptions, run_night
+
+    options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run)
+    print(f"riskline run {args.as_of} (data root {root})", flush=True)
+    try:
+        result = run_night(
+            root, args.as_of, cfg, options,
+            progress=lambda stage: print(f"  [{STAGES.index(stage) + 1}/{len(STAGES)}] {stage} ...", flush=True),
+        )
+    except RunLockedError as exc:
+        raise CliError(str(exc)) from None
+    except Exception as exc:  # the stage's own error says what failed and what to do next
+        print(f"error: run for {args.as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("nothing was published for this date; yesterday's outputs remain the latest", file=sys.stderr)
+        return 1
+    print(describe_run(result, root))
+    return 0
+
+
+def describe_run(result, root: Path) -> str:
+    """The short morning summary printed after a run."""
+    st = result.stages
+    lines = [f"run for {result.as_of} finished in {sum(t['seconds'] for t in result.timings.values()):.1f} s"]
+    lines.append(f"  accounts scored: {st['score']['accounts']:,} with model {st['score']['model_version']}")
+    if "train" in st:
+        t = st["train"]
+        lines.append(f"  model: OOT AUC {t['oot_auc']:.4f}, KS {t['oot_ks']:.4f} (OOT {t['oot_date']}); "
+                     f"gate: {t['gate']}; champion {t['champion']}")
+    lines.append("  limit actions: " + ", ".join(f"{k} {v:,}" for k, v in st["decide"]["actions"].items()))
+    lines.append("  collection queue: " + (", ".join(f"{k} {v:,}" for k, v in st["decide"]["treatments"].items())
+                                           or "empty"))
+    lines.append(f"  hardship offers: {st['decide']['hardship_offers']:,}")
+    pub = st["publish"]
+    where = "published" if pub["published"] else "DRY RUN, staged (not published)"
+    lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")
+    return "\n".join(lines)
 
 
 Command = Callable[[argparse.Namespace, RisklineConfig, Path], int]
@@ -230,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser(
+        "validate",
+        help="re-validate the curated partitions and published outputs of a date (writes results only)",
+        description="Run the Great Expectations suites (expectations/) on what the lake holds for the date: "
+        "each curated landing dataset (references read from the curated zone, quarantined rows counted from "
+        "the quarantine zone) and each published output. Nothing is published or moved; results replace "
+        "DATA_ROOT/validation/dt=D/<name>.json and the date's Data Docs (DATA_ROOT/reports/data_docs/dt=D/). "
+        "Exit 1 when an expectation fails critically or nothing exists for the date. Ingest validates "
+        "landing drops by itself before publishing; use this after a suite change or to audit a date.",
+    )
+    _add_date_range(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
         "train",
         help="nightly PD retrain: train a challenger, evaluate it, register it, promote it if it passes",
         description="Train on the matured weekly snapshots before D - labels.horizon_days, judge on that "
@@ -263,6 +336,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--reason", required=True, help="why (kept in the champion history)")
     q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
     p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser(
+        "run",
+        help="the whole night for one business date, without Airflow",
+        description="Ingest and validate the date's landing drop, build ledger and features, retrain (unless "
+        "--no-retrain or --model-version), score, decide limits, collections and hardship offers, and publish "
+        "the four outputs with a run manifest to DATA_ROOT/outputs (all-or-nothing).",
+    )
+    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.add_argument("--no-retrain", action="store_true", help="score with the champion serving on D")
+    p.add_argument("--model-version", help="pin a registered model version (implies no retrain)")
+    p.add_argument("--dry-run", action="store_true", help="stage outputs under DATA_ROOT/staging, publish nothing")
+    p.set_defaults(func=cmd_run)
 
     return parser
 

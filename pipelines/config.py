@@ -147,12 +147,24 @@ class ModelConfig(_Section):
     training_sample_rate: float = Field(1.0, gt=0, le=1)  # share of accounts (by id hash) in training
     leakage_auc_ceiling: float = Field(0.98, gt=0.5, le=1)
     reason_code_method: Literal["exact", "approx", "mixed"] = "mixed"
+    # local: xgboost on this machine; dask: xgboost.dask on the cluster at dask_scheduler_address
+    # (empty: a LocalCluster of dask_local_workers workers started for the run), see pipelines/train_dask.py
+    train_backend: Literal["local", "dask"] = "local"
+    dask_scheduler_address: str = ""
+    dask_local_workers: int = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _split_leaves_training_data(self) -> ModelConfig:
         if self.early_stopping_snapshots >= self.training_snapshots:
             raise ValueError("model.early_stopping_snapshots must be below model.training_snapshots")
         return self
+
+
+class RunConfig(_Section):
+    """How the nightly run spreads its per-account stages (pipelines/shard_stages.py)."""
+
+    shards: int = Field(1, ge=1, le=4096)  # account-hash shards; any count gives the same published outputs
+    shard_workers: int = Field(1, ge=1)  # shards run at once by `riskline run` (processes); Airflow maps them
 
 
 class LabelsConfig(_Section):
@@ -409,7 +421,7 @@ class CollectionsConfig(_Section):
     agent_daily_capacity: int = Field(2000, ge=0)
     overflow_treatment: str = "smart_call"
     buckets: tuple[CollectionBucket, ...] = (
-        CollectionBucket(name="1-7", min_dpd=0, treatment="auto_reminder"),
+        CollectionBucket(name="1-7", min_dpd=1, treatment="auto_reminder"),
         CollectionBucket(name="8-30", min_dpd=8, treatment="smart_call"),
         CollectionBucket(name="31-60", min_dpd=31, treatment="agent"),
         CollectionBucket(name="61-90", min_dpd=61, treatment="agent"),
@@ -422,8 +434,9 @@ class CollectionsConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> CollectionsConfig:
-        if not self.buckets or self.buckets[0].min_dpd != 0:
-            raise ValueError("collections.buckets must start at min_dpd 0 so every overdue account has a bucket")
+        if not self.buckets or self.buckets[0].min_dpd != 1:
+            # The published queue promises dpd >= 1 (see riskline.yaml): DPD 0 is the due date itself.
+            raise ValueError("collections.buckets must start at min_dpd 1 so every account 1+ DPD has a bucket")
         bounds = [b.min_dpd for b in self.buckets]
         if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
             raise ValueError(f"collections.buckets must have strictly ascending min_dpd, got {bounds}")
@@ -466,6 +479,54 @@ class HardshipConfig(_Section):
         return self
 
 
+class VolumeBand(_Section):
+    """Row count of a day against the median of the trailing curated partitions (pipelines/validate.py)."""
+
+    history_days: int = Field(7, ge=1)  # how many earlier complete partitions make the median
+    lookback_days: int = Field(14, ge=1)  # ... searched for this far back; fewer found: the check is skipped
+    min_ratio: float = Field(0.5, gt=0, le=1)  # below median x min_ratio: critical (a partial drop)
+    max_ratio: float = Field(3.0, ge=1)  # above median x max_ratio: warning (a spike)
+    min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for a ratio band: skipped
+
+    @model_validator(mode="after")
+    def _window(self) -> VolumeBand:
+        if self.lookback_days < self.history_days:
+            raise ValueError("validation.volume.lookback_days must be >= validation.volume.history_days")
+        return self
+
+
+class ValidationConfig(_Section):
+    """Data validation with Great Expectations (pipelines/validate.py, suites in expectations/)."""
+
+    warning_share: float = Field(0.001, ge=0, lt=1)
+    warning_min_rows: int = Field(5, ge=0)
+    volume: VolumeBand = VolumeBand()
+    max_null_share: dict[str, dict[str, float]] = {}  # dataset -> nullable column -> max share of nulls
+    data_docs: bool = True
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> ValidationConfig:
+        from pipelines.contract import CONTRACT
+
+        for dataset, columns in self.max_null_share.items():
+            if dataset not in CONTRACT:
+                raise ValueError(f"validation.max_null_share: unknown dataset {dataset!r}")
+            nullable = {c.name for c in CONTRACT[dataset].columns if c.nullable}
+            for column, share in columns.items():
+                if column not in nullable:
+                    raise ValueError(
+                        f"validation.max_null_share.{dataset}: {column!r} is not a nullable contract column "
+                        f"(nullable: {sorted(nullable)})"
+                    )
+                if not 0 <= share <= 1:
+                    raise ValueError(f"validation.max_null_share.{dataset}.{column} must be in 0..1, got {share}")
+        return self
+
+    def tolerated_rows(self, rows: int) -> int:
+        """How many rows one row-level defect may touch and still be quarantined rather than fail the run."""
+        return max(self.warning_min_rows, int(self.warning_share * rows))
+
+
 class RisklineConfig(_Section):
     paths: PathsConfig = PathsConfig()
     business: BusinessConfig = BusinessConfig()
@@ -477,6 +538,8 @@ class RisklineConfig(_Section):
     policy: PolicyConfig = PolicyConfig()
     collections: CollectionsConfig = CollectionsConfig()
     hardship: HardshipConfig = HardshipConfig()
+    validation: ValidationConfig = ValidationConfig()
+    run: RunConfig = RunConfig()
     # Where the file came from; relative paths in it resolve against this folder.
     source_dir: Path = Field(default=Path("."), exclude=True)
     source_sha256: str = Field(default="", exclude=True)

@@ -6,13 +6,16 @@ Per dataset and business date D:
 2. each file is conformed to the contract (:func:`conform_to_contract`): required columns present, types
    cast only where the cast is lossless (money -> integer cents), extra columns carried;
 3. rows are de-duplicated on the business key, the latest delivery winning (:func:`keep_latest_delivery`);
-4. rows breaking row-level rules (null keys, values outside the value set, impossible amounts) are split
-   off with a ``quarantine_reason`` (:func:`split_row_defects`);
+4. every dataset of the date is validated by its Great Expectations suite (``pipelines/validate.py``):
+   a critical failure raises :class:`~pipelines.validate.LandingValidationError` (an :class:`IngestError`); rows
+   breaking a row-level rule (null keys, unknown values, impossible amounts, unknown accounts or loans,
+   times outside the business day) within the tolerated share are split off with a ``quarantine_reason``
+   (:func:`split_row_defects`);
 5. curated and quarantine partitions are each replaced whole, atomically (``lake.publish_frames``).
 
-Steps 2-4 are pure functions on frames; :func:`ingest_date` is the only part that touches the disk.
-Any failure in 1-2 raises :class:`IngestError` naming dataset, partition, file and column, before anything
-is written, so the curated zone is left exactly as it was.
+Steps 2-4 are pure functions on frames; :func:`ingest_date` and :func:`read_landing` are the only parts
+that touch the disk. Any failure in 1, 2 or 4 raises :class:`IngestError` naming dataset, partition and
+file, column or expectation, before anything is written, so the curated zone is left exactly as it was.
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from pipelines import lake
 from pipelines.config import RisklineConfig
 from pipelines.contract import CONTRACT, DATASETS, Column, Dataset
+
+if TYPE_CHECKING:
+    from pipelines.validate import LandingValidation
 
 QUARANTINE_REASON = "quarantine_reason"
 _FILE_ORDER = "_file_order"
@@ -78,6 +85,8 @@ class IngestResult:
     quarantined: int
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     curated_path: str = ""
+    expectations_passed: int = 0
+    expectations_failed: int = 0  # warnings and quarantining rules (a critical one stops the ingest)
 
     def describe(self) -> str:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantine_reasons.items()))
@@ -85,6 +94,7 @@ class IngestResult:
             f"{self.dataset:<12} dt={self.date} files={self.files} rows_in={self.rows_in} "
             f"curated={self.rows_curated} duplicates={self.duplicates_dropped} "
             f"quarantined={self.quarantined}" + (f" ({reasons})" if reasons else "")
+            + f" expectations passed={self.expectations_passed} failed={self.expectations_failed}"
         )
 
 
@@ -169,35 +179,15 @@ def keep_latest_delivery(frame: pl.DataFrame, key: Sequence[str]) -> tuple[pl.Da
     return deduped.sort([*key, _FILE_ORDER, _ROW_ORDER], nulls_last=True), dropped
 
 
-def row_defect_rules(dataset: Dataset) -> list[tuple[str, pl.Expr]]:
-    """(reason, predicate-that-flags-a-bad-row) pairs derived from the contract."""
-    rules: list[tuple[str, pl.Expr]] = []
-    for col in dataset.columns:
-        c = pl.col(col.curated_name)
-        if not col.nullable:
-            rules.append((f"null_{col.name}", c.is_null()))
-        if col.values is not None:
-            rules.append((f"unknown_{col.name}", c.is_not_null() & ~c.is_in(list(col.values))))
-        if col.min_value is not None:
-            bound = col.min_value * 100 if col.kind == "money" else col.min_value
-            bad = (c <= bound) if col.min_exclusive else (c < bound)
-            rules.append((f"{'non_positive' if col.min_exclusive else 'negative'}_{col.name}",
-                          c.is_not_null() & bad))
-    if dataset.name == "behaviour":
-        # Money events must carry an amount; a login carries none.
-        rules.append(("missing_amount", pl.col("amount_cents").is_null() & (pl.col("event_type") != "login")))
-    return rules
+def split_row_defects(frame: pl.DataFrame, reasons: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split off the rows with a quarantine reason (validation's ';'-joined rule names, "" = keep).
 
-
-def split_row_defects(frame: pl.DataFrame, dataset: Dataset) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split rows that break a row-level rule off, with ``quarantine_reason`` (all broken rules, ';'-joined)."""
-    rules = row_defect_rules(dataset)
-    if not rules:
-        return frame, frame.clear().with_columns(pl.lit("", dtype=pl.String).alias(QUARANTINE_REASON))
-    reason = pl.concat_str(
-        [pl.when(pred).then(pl.lit(name)) for name, pred in rules], separator=";", ignore_nulls=True
-    )
-    tagged = frame.with_columns(reason.alias(QUARANTINE_REASON))
+    The rules themselves live in the validation suites (``expectations/``), so quarantine and the
+    validation report can never disagree about which rows are bad.
+    """
+    if reasons.len() != frame.height:
+        raise ValueError(f"{reasons.len()} quarantine reasons for {frame.height} rows")
+    tagged = frame.with_columns(reasons.alias(QUARANTINE_REASON))
     bad = tagged.filter(pl.col(QUARANTINE_REASON) != "")
     good = tagged.filter(pl.col(QUARANTINE_REASON) == "").drop(QUARANTINE_REASON)
     return good, bad
@@ -269,22 +259,46 @@ def _read_landing(root: Path, dataset: Dataset, day: dt.date) -> tuple[pl.DataFr
 
 
 @dataclass(frozen=True)
+class _Landed:
+    """A landing partition conformed and de-duplicated, not yet validated."""
+
+    dataset: str
+    frame: pl.DataFrame
+    files: int
+    rows_in: int
+    duplicates_dropped: int
+
+
+@dataclass(frozen=True)
 class _Prepared:
     result: IngestResult
     curated: pl.DataFrame
     quarantined: pl.DataFrame
 
 
-def _prepare(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> _Prepared:
+def _land(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> _Landed:
     dataset = CONTRACT[dataset_name]
     key = cfg.ingest.business_keys.get(dataset_name, list(dataset.key))
     landed, n_files = _read_landing(root, dataset, day)
     deduped, dropped = keep_latest_delivery(landed, key)
-    good, bad = split_row_defects(deduped.drop(_FILE_ORDER, _ROW_ORDER), dataset)
+    return _Landed(dataset_name, deduped.drop(_FILE_ORDER, _ROW_ORDER), n_files, landed.height, dropped)
+
+
+def read_landing(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> pl.DataFrame:
+    """The landing partition of ``day`` conformed and de-duplicated (validation reads references with it)."""
+    return _land(root, dataset_name, day, cfg).frame
+
+
+def _prepare(root: Path, landed: _Landed, day: dt.date, validation: LandingValidation) -> _Prepared:
+    good, bad = split_row_defects(landed.frame, validation.reasons)
+    passed = validation.report.count("passed")
+    failed = validation.report.count("quarantined", "warning", "critical")
     result = IngestResult(
-        dataset=dataset_name, date=day, files=n_files, rows_in=landed.height, rows_curated=good.height,
-        duplicates_dropped=dropped, quarantined=bad.height, quarantine_reasons=count_reasons(bad),
-        curated_path=str(lake.partition_dir(root, "curated", dataset_name, day)),
+        dataset=landed.dataset, date=day, files=landed.files, rows_in=landed.rows_in, rows_curated=good.height,
+        duplicates_dropped=landed.duplicates_dropped, quarantined=bad.height,
+        quarantine_reasons=count_reasons(bad),
+        curated_path=str(lake.partition_dir(root, "curated", landed.dataset, day)),
+        expectations_passed=passed, expectations_failed=failed,
     )
     return _Prepared(result, good, bad)
 
@@ -304,14 +318,22 @@ def ingest_date(
 ) -> list[IngestResult]:
     """Ingest every (or the given) dataset for ``day``.
 
-    All datasets are read and conformed before any is written, so a contract failure in one dataset
-    (raised as :class:`IngestError`) leaves the curated zone of every dataset untouched for that date.
+    All datasets are read, conformed and validated before any is written, so a contract or critical
+    validation failure in one dataset (raised as :class:`IngestError`) leaves the curated zone of every
+    dataset untouched for that date. Validation results land in ``validation/dt=D/`` either way.
     """
+    from pipelines.validate import validate_landing_frames  # imports Great Expectations: slow, keep lazy
+
     names = list(datasets) if datasets else list(DATASETS)
     unknown = [n for n in names if n not in CONTRACT]
     if unknown:
         raise IngestError(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}", dataset=unknown[0], date=day)
-    prepared = [_prepare(root, name, day, cfg) for name in names]
+    landed = {name: _land(root, name, day, cfg) for name in names}
+    validations = validate_landing_frames(
+        root, day, cfg, {n: item.frame for n, item in landed.items()},
+        duplicates={n: item.duplicates_dropped for n, item in landed.items()},
+    )
+    prepared = [_prepare(root, landed[n], day, validations[n]) for n in names]
     for item in prepared:
         _publish(root, item)
     return [item.result for item in prepared]

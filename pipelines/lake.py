@@ -52,6 +52,13 @@ def partition_dir(root: Path, zone: str, dataset: str, date: dt.date, key: str =
     return ensure_inside(root, path)
 
 
+def derived_partition(root: Path, zone: str, date: dt.date, key: str = "as_of_date") -> Path:
+    """``root/zone/<key>=YYYY-MM-DD`` for zones computed per run date (features, ledger, labels)."""
+    if not isinstance(date, dt.date):
+        raise TypeError(f"partition date must be a datetime.date, got {type(date).__name__}")
+    return ensure_inside(root, root / zone / f"{key}={date.isoformat()}")
+
+
 def ensure_inside(root: Path, path: Path) -> Path:
     """Return ``path`` resolved, or raise :class:`PathEscapeError` if it is not under ``root``."""
     root_r = Path(root).resolve()
@@ -95,7 +102,7 @@ def staged_partition(target: Path) -> Iterator[Path]:
         _fsync_dir_files(tmp)
         (tmp / SUCCESS).touch()
         _fsync_dir(tmp)
-        _swap_into_place(tmp, target)
+        swap_into_place(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -164,26 +171,37 @@ def scan_curated(
     from pipelines.contract import CONTRACT
 
     schema = CONTRACT[dataset].curated_schema()
+    required = {c.curated_name for c in CONTRACT[dataset].required}
     wanted = set(dates) if dates is not None else None
-    files: list[Path] = []
+    scans: list[pl.LazyFrame] = []
     for day in complete_partition_dates(root, "curated", dataset):
         if day > upto or (since is not None and day < since) or (wanted is not None and day not in wanted):
             continue
-        files.extend(parquet_files(partition_dir(root, "curated", dataset, day)))
-    if not files:
+        files = parquet_files(partition_dir(root, "curated", dataset, day))
+        if not files:
+            continue
+        for file in files:  # footer reads only; a missing required column must not become nulls
+            absent = required - set(pl.read_parquet_schema(file))
+            if absent:
+                raise ValueError(f"curated file {file} lacks required columns {sorted(absent)}")
+        # dt is attached as a literal per partition rather than parsed by hive_partitioning, which
+        # would also try to parse any ``key=value`` folder above the data root.
+        scans.append(
+            pl.scan_parquet(
+                files,
+                hive_partitioning=False,
+                schema=schema,
+                # Optional contract columns may be absent in old files; extra landing columns are not ours.
+                missing_columns="insert",
+                extra_columns="ignore",
+            ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
+        )
+    if not scans:
         return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
-    return pl.scan_parquet(
-        files,
-        hive_partitioning=True,
-        hive_schema={"dt": pl.Date()},
-        schema=schema,
-        # Optional contract columns may be absent in old partitions; extra landing columns are not ours.
-        missing_columns="insert",
-        extra_columns="ignore",
-    )
+    return pl.concat(scans, how="vertical")
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
+def swap_into_place(tmp: Path, target: Path) -> None:
     if target.exists():
         if _rename_exchange(tmp, target):
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous partition

@@ -1,15 +1,36 @@
 """Glue between schedulers (Airflow, the CLI) and the pipeline: small functions taking and returning
 plain values (dates as ISO strings, paths, small dicts), because Airflow 3 tasks pass only
 JSON-serialisable XComs, never frames.
+
+Every stage call goes through :func:`run_stage`, which turns any failure into a message an on-call
+engineer can act on: the business date, the stage, what failed, and whether to fix upstream and clear
+the task or simply rerun it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+from pathlib import Path
 from typing import Any
 
 from pipelines.config import RisklineConfig, load_config
+
+# What to do when a stage fails, by the kind of failure (data problems are not retried).
+_DATA_PROBLEM = (
+    "DATA PROBLEM upstream: do not just rerun. Fix or redeliver the landing partition named above "
+    "(or agree a contract change), then clear this task and its downstream tasks in the Airflow UI."
+)
+_CODE_OR_INFRA = (
+    "Not a data problem: check the traceback above (disk, memory, a bug). Once fixed, clear this task to "
+    "rerun it; every stage replaces its partitions whole, so a rerun is safe. Published outputs of earlier "
+    "dates are untouched and remain the latest."
+)
+
+
+class StageFailed(RuntimeError):
+    """A stage failed; the message says what to do next."""
 
 
 def business_date_of(interval_start: dt.datetime, cfg: RisklineConfig) -> dt.date:
@@ -23,12 +44,89 @@ def business_date_of(interval_start: dt.datetime, cfg: RisklineConfig) -> dt.dat
     return interval_start.astimezone(cfg.business.tz).date()
 
 
-def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -> dict[str, Any]:
-    """Ingest one dataset for one business date; return its result as a small dict (for XCom)."""
-    from pipelines.ingest import ingest_date
+def _root(cfg: RisklineConfig, data_root: str | None) -> Path:
+    return cfg.data_root(data_root)
+
+
+def landing_ready(dataset: str, business_date: str, data_root: str | None = None) -> bool:
+    """True once upstream has written the landing ``_SUCCESS`` for the dataset and date."""
+    from pipelines import lake
 
     cfg = load_config()
-    (result,) = ingest_date(cfg.data_root(data_root), dt.date.fromisoformat(business_date), cfg, [dataset])
+    part = lake.partition_dir(_root(cfg, data_root), "landing", dataset, dt.date.fromisoformat(business_date))
+    return (part / lake.SUCCESS).is_file()
+
+
+def retrain_decision(params: dict[str, Any], run_type: str) -> tuple[bool, str]:
+    """Whether tonight's run retrains, and why (shown in the task log)."""
+    if params.get("model_version"):
+        return False, f"model_version pinned to {params['model_version']!r}"
+    if run_type == "backfill" and not params.get("retrain_on_backfill", False):
+        return False, "backfill: past dates score with the model that was champion on that date"
+    if not params.get("retrain", True):
+        return False, "param retrain=false"
+    return True, "nightly retrain"
+
+
+def run_stage(stage: str, business_date: str, data_root: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run one stage of :mod:`pipelines.nightly` for a business date; return its small result dict."""
+    from pipelines import nightly
+    from pipelines.ingest import IngestError
+    from pipelines.publish import PublishError
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cfg = load_config()
+    root = _root(cfg, data_root)
+    day = dt.date.fromisoformat(business_date)
+    functions = {
+        "features": nightly.stage_features,
+        "train": nightly.stage_train,
+        "score": nightly.stage_score,
+        "decide": nightly.stage_decide,
+        "publish": nightly.stage_publish,
+    }
+    try:
+        return functions[stage](root, day, cfg, **kwargs)
+    except IngestError as exc:
+        raise StageFailed(f"[{stage}] business date {business_date}: {exc}\nNEXT STEP: {_DATA_PROBLEM}") from exc
+    except PublishError as exc:
+        raise StageFailed(
+            f"[{stage}] business date {business_date}: {exc}\nNEXT STEP: our own outputs broke their contract "
+            "(a bug in riskline, not upstream data). Nothing was published. Escalate to the riskline owners; "
+            "do not clear until fixed."
+        ) from exc
+    except Exception as exc:
+        raise StageFailed(
+            f"[{stage}] business date {business_date} failed: {type(exc).__name__}: {exc}\nNEXT STEP: {_CODE_OR_INFRA}"
+        ) from exc
+
+
+def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -> dict[str, Any]:
+    """Ingest and validate one dataset for one business date; return its result as a small dict."""
+    from pipelines.ingest import IngestError, ingest_date
+
+    cfg = load_config()
+    try:
+        (result,) = ingest_date(_root(cfg, data_root), dt.date.fromisoformat(business_date), cfg, [dataset])
+    except IngestError as exc:
+        raise StageFailed(f"[ingest {dataset}] {exc}\nNEXT STEP: {_DATA_PROBLEM}") from exc
     out = dataclasses.asdict(result)
     out["date"] = result.date.isoformat()
     return out
+
+
+def asset_extra(publish_result: dict[str, Any], output: str, data_root: str | None = None) -> dict[str, Any]:
+    """What an output's Airflow asset event carries: the partition path, row count and manifest."""
+    from pipelines.publish import output_dir
+
+    cfg = load_config()
+    root = _root(cfg, data_root)
+    manifest = root / publish_result["manifest"]
+    as_of = dt.date.fromisoformat(manifest.parent.name.split("=", 1)[1])
+    return {
+        "as_of_date": as_of.isoformat(),
+        "path": str(output_dir(root, output, as_of)),
+        "rows": int(publish_result["rows"][output]),
+        "manifest": str(manifest),
+        "published": bool(publish_result["published"]),
+    }

@@ -13,6 +13,8 @@ import decimal
 
 import polars as pl
 
+from pipelines.catalog import OUTPUTS as CATALOG_OUTPUTS
+
 SCHEMA_VERSION = "1.0"
 MONEY = pl.Decimal(18, 2)
 
@@ -72,6 +74,7 @@ OUTPUT_COLUMNS: dict[str, tuple[tuple[str, pl.DataType], ...]] = {
     ),
 }
 OUTPUTS: tuple[str, ...] = tuple(OUTPUT_COLUMNS)
+assert OUTPUTS == CATALOG_OUTPUTS, "pipelines.catalog.OUTPUTS and OUTPUT_COLUMNS disagree"
 OUTPUT_KEYS: dict[str, tuple[str, ...]] = {
     "scores": ("account_id",),
     "limits": ("account_id",),

@@ -30,15 +30,62 @@ def test_house_rules(dagbag):
             assert t.owner and t.owner != "airflow", f"{dag_id}.{t.task_id} has no owner"
 
 
-def test_nightly_schedule_and_ingest_fan_out(dagbag):
+def test_nightly_schedule_and_stage_order(dagbag):
     dag = dagbag.dags["riskline_nightly"]
     assert dag.catchup is False
-    assert dag.max_active_runs == 1
-    ingest_ids = {t.task_id for t in dag.tasks if t.task_id.startswith("ingest_")}
-    assert ingest_ids == {"ingest_accounts", "ingest_behaviour", "ingest_installments", "ingest_payments"}
-    # The four ingests depend only on the business date, so they run in parallel.
-    for task_id in ingest_ids:
-        assert dag.get_task(task_id).upstream_task_ids == {"business_date"}
+    assert dag.max_active_runs == 1  # a model promoted tonight must be tomorrow's champion
+    for ds in ("accounts", "behaviour", "installments", "payments"):
+        # Each dataset waits for its own drop and is ingested independently of the others (parallel).
+        assert dag.get_task(f"land_{ds}.wait").upstream_task_ids == {"business_date"}
+        assert dag.get_task(f"land_{ds}.ingest_validate").upstream_task_ids == {f"land_{ds}.wait", "business_date"}
+    assert dag.get_task("build_features").upstream_task_ids == {
+        f"land_{ds}.ingest_validate" for ds in ("accounts", "behaviour", "installments", "payments")
+    } | {"business_date"}
+    assert dag.get_task("score").trigger_rule == "none_failed"  # runs when training is skipped
+    assert "train_challenger" in dag.get_task("score").upstream_task_ids
+    assert "decide" in dag.get_task("publish").upstream_task_ids
+
+
+def test_waits_hold_no_worker_slot_and_time_out(dagbag):
+    dag = dagbag.dags["riskline_nightly"]
+    for task in dag.tasks:
+        if task.task_id.endswith(".wait"):
+            assert task.mode == "reschedule"
+            assert 0 < task.timeout <= 12 * 3600
+
+
+def test_retries_only_where_a_retry_can_help(dagbag):
+    dag = dagbag.dags["riskline_nightly"]
+    for task in dag.tasks:
+        if task.task_id.endswith("ingest_validate") or task.task_id == "train_challenger":
+            assert task.retries == 0, f"{task.task_id}: validation and data failures are not retried"
+    for task_id in ("build_features", "publish"):
+        task = dag.get_task(task_id)
+        assert task.retries >= 1 and task.retry_exponential_backoff
+
+
+def test_params_are_validated_by_json_schema(dagbag):
+    from airflow.sdk.definitions.param import ParamsDict
+
+    params = dagbag.dags["riskline_nightly"].params
+    assert set(params) >= {"retrain", "model_version", "publish"}
+    assert params.get_param("retrain").schema["type"] == "boolean"
+    assert params.get_param("publish").schema["type"] == "boolean"
+    ok = ParamsDict({"model_version": params.get_param("model_version")})
+    ok["model_version"] = "2026-11-25-610d26554c4c"
+    ok.validate()
+    for bad in ("../../etc/passwd", "a b", "x" * 200):
+        with pytest.raises(Exception):
+            probe = ParamsDict({"model_version": params.get_param("model_version")})
+            probe["model_version"] = bad
+            probe.validate()
+
+
+def test_outputs_are_assets_and_a_consumer_schedules_on_the_queue(dagbag):
+    publish = dagbag.dags["riskline_nightly"].get_task("publish")
+    assert {o.name for o in publish.outlets} == {
+        "riskline_scores", "riskline_limits", "riskline_collection_queue", "riskline_hardship_offers"
+    }
 
 
 def test_run_at_0200_shanghai_covers_previous_business_day(dagbag, cfg):

@@ -1,0 +1,324 @@
+"""The nightly run of one business date, stage by stage: what ``riskline run`` and the Airflow DAG call.
+
+Stages (each a function taking the data root, the date and the config, returning a small JSON-able
+dict, so Airflow tasks can call them one by one and pass only paths and counts):
+
+    ingest -> features -> train -> score -> decide -> publish
+
+``decide`` is where limits, collection queues and hardship offers are made (it calls
+``pipelines.policy.decide_limits``, ``pipelines.hardship.offer_hardship`` and
+``pipelines.collections.rank_collections``); ``publish`` validates the four outputs and publishes them
+all-or-nothing with the run manifest (``pipelines.publish``).
+
+Reruns: every stage replaces its partitions whole, so running a date twice gives the same bytes. A run
+reads only partitions of its own date, or the newest partition strictly before it for "the previous
+run" (previous scores and limit history), never "latest".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipelines import lake
+from pipelines.config import RisklineConfig
+
+DECISIONS_ZONE = "decisions"
+DECISION_FILES = ("limits.parquet", "collection_queue.parquet", "hardship_offers.parquet", "limit_history.parquet")
+STAGES: tuple[str, ...] = ("ingest", "features", "train", "score", "decide", "publish")
+
+
+class RunLockedError(RuntimeError):
+    """Another run of the same business date is in progress."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    retrain: bool = True
+    model_version: str | None = None  # pin a registered model; None = the champion on the date
+    publish: bool = True  # False: a dry run; outputs are staged under DATA_ROOT/staging, nothing is published
+
+
+@dataclass
+class RunResult:
+    as_of: dt.date
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def decisions_dir(root: Path, as_of: dt.date) -> Path:
+    return lake.derived_partition(root, DECISIONS_ZONE, as_of)
+
+
+def previous_partition(root: Path, zone: str, as_of: dt.date) -> Path | None:
+    """The newest complete ``zone/as_of_date=X`` with X < ``as_of`` (the previous run's), or None."""
+    base = lake.ensure_inside(root, root / zone)
+    if not base.is_dir():
+        return None
+    before = []
+    for path in base.glob("as_of_date=*"):
+        try:
+            day = dt.date.fromisoformat(path.name.split("=", 1)[1])
+        except ValueError:
+            continue
+        if day < as_of and lake.is_complete(path):
+            before.append((day, path))
+    return max(before)[1] if before else None
+
+
+@contextmanager
+def date_lock(root: Path, as_of: dt.date) -> Iterator[None]:
+    """Refuse a second run of the same date while one is running (different dates run side by side)."""
+    locks = root / "_locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    path = locks / f"run-{as_of.isoformat()}.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(
+                f"a run for business date {as_of} is already in progress (lock {path}); wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- stages ----------------------------------------------------------------------------------------
+
+
+def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+    from pipelines.ingest import ingest_date
+
+    results = ingest_date(root, as_of, cfg)
+    return {
+        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped}
+        for r in results
+    }
+
+
+def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+    from pipelines.features import build_feature_snapshot, merge_shards
+
+    if cfg.run.shards > 1:  # per account-hash shard, then one merge (pipelines/shard_stages.py)
+        from pipelines.shard_stages import run_shards
+
+        run_shards(build_feature_snapshot, cfg.run.shards, cfg.run.shard_workers, root, as_of, cfg)
+        path = merge_shards(root, as_of, cfg.run.shards)
+    else:
+        path = build_feature_snapshot(root, as_of, cfg)
+    rows = pl.scan_parquet(sorted(path.glob("*.parquet"))).select(pl.len()).collect().item()
+    return {"path": str(path.relative_to(root)), "accounts": int(rows)}
+
+
+def stage_train(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+    from pipelines.train import run_training
+
+    return run_training(root, as_of, cfg).summary()
+
+
+def stage_score(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: str | None = None) -> dict[str, Any]:
+    from pipelines.score import run_scoring
+
+    if cfg.run.shards > 1:
+        from pipelines.shard_stages import merge_scores, run_shards, score_shard
+
+        run_shards(score_shard, cfg.run.shards, cfg.run.shard_workers, root, as_of, cfg, model_version=model_version)
+        path = merge_scores(root, as_of, cfg.run.shards)
+    else:
+        path = run_scoring(root, as_of, cfg, model_version=model_version)
+    # counted lazily: on a 10M book the scores frame is not worth reading back whole for two numbers
+    accounts, version = pl.scan_parquet(lake.parquet_files(path)).select(
+        pl.len(), pl.col("model_version").first()
+    ).collect().row(0)
+    return {"path": str(path.relative_to(root)), "accounts": int(accounts), "model_version": version}
+
+
+def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+    from pipelines import collections, hardship, policy
+    from pipelines.features import ledger_partition, read_features
+    from pipelines.score import scores_dir
+
+    if cfg.run.shards > 1:  # the queue's capacity cut runs once, in the merge (pipelines/shard_stages.py)
+        from pipelines.shard_stages import decide_shard, merge_decisions, run_shards
+
+        run_shards(decide_shard, cfg.run.shards, cfg.run.shard_workers, root, as_of, cfg)
+        return _decide_summary(root, merge_decisions(root, as_of, cfg, cfg.run.shards))
+
+    accounts = lake.read_partition(lake.partition_dir(root, "curated", "accounts", as_of))
+    features = read_features(root, as_of)
+    ledger_dir = ledger_partition(root, as_of)
+    installments = pl.read_parquet(ledger_dir / "installments.parquet")
+    ledger_accounts = pl.read_parquet(ledger_dir / "accounts.parquet")
+    scores = lake.read_partition(scores_dir(root, as_of))
+    prev_scores_dir = previous_partition(root, "scores", as_of)
+    previous_scores = lake.read_partition(prev_scores_dir) if prev_scores_dir else None
+    prev_decisions = previous_partition(root, DECISIONS_ZONE, as_of)
+    history = (
+        pl.read_parquet(prev_decisions / "limit_history.parquet") if prev_decisions else policy.empty_limit_history()
+    )
+
+    inputs = policy.build_policy_input(as_of, accounts, features, installments, scores, previous_scores, history)
+    limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
+    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship)
+    queue = collections.rank_collections(ledger_accounts, scores, offers, cfg.collections)
+    new_history = policy.update_limit_history(history, limits, as_of)
+
+    with lake.staged_partition(decisions_dir(root, as_of)) as tmp:
+        for name, frame in zip(DECISION_FILES, (limits, queue, offers, new_history), strict=True):
+            lake.write_parquet(frame, tmp / name)
+    return {
+        "path": str(decisions_dir(root, as_of).relative_to(root)),
+        "actions": dict(sorted(limits.group_by("action").len().iter_rows())),
+        "treatments": dict(sorted(queue.group_by("treatment").len().iter_rows())),
+        "hardship_offers": offers.height,
+    }
+
+
+def _decide_summary(root: Path, path: Path) -> dict[str, Any]:
+    """stage_decide's summary read lazily from the decisions partition (a sharded run holds no frames)."""
+
+    def counts(name: str, column: str) -> dict[str, int]:
+        return dict(sorted(pl.scan_parquet(path / name).group_by(column).len().collect().iter_rows()))
+
+    return {
+        "path": str(path.relative_to(root)),
+        "actions": counts("limits.parquet", "action"),
+        "treatments": counts("collection_queue.parquet", "treatment"),
+        "hardship_offers": int(pl.scan_parquet(path / "hardship_offers.parquet").select(pl.len()).collect().item()),
+    }
+
+
+def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[dict[str, pl.DataFrame], dict[str, str]]:
+    """The four outputs of D in contract shape, and the versions that produced them."""
+    from pipelines.outputs import to_published
+    from pipelines.score import scores_dir
+
+    scores = lake.read_partition(scores_dir(root, as_of))
+    decisions = decisions_dir(root, as_of)
+    internal = {
+        "scores": scores,
+        "limits": pl.read_parquet(decisions / "limits.parquet"),
+        "collection_queue": pl.read_parquet(decisions / "collection_queue.parquet"),
+        "hardship_offers": pl.read_parquet(decisions / "hardship_offers.parquet"),
+    }
+    model_versions = scores["model_version"].unique().to_list()
+    versions = {"model_version": model_versions[0] if model_versions else "", "policy_version": cfg.policy.version}
+    internal["hardship_offers"] = internal["hardship_offers"].with_columns(
+        pl.lit(versions["model_version"]).alias("model_version")
+    )
+    return {name: to_published(name, frame, as_of, versions) for name, frame in internal.items()}, versions
+
+
+def stage_publish(
+    root: Path, as_of: dt.date, cfg: RisklineConfig, *, dry_run: bool = False, run_info: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    from pipelines.publish import PublishError, publish_outputs, stage_outputs
+    from pipelines.validate import validate_output
+
+    frames, versions = published_frames(root, as_of, cfg)
+    failures = []
+    for name, frame in frames.items():
+        report = validate_output(name, frame, as_of, cfg, raise_on_critical=False)
+        if not report.ok:
+            failures.append(report.describe())
+    if failures:
+        raise PublishError(
+            f"outputs of {as_of} failed validation; nothing was published, yesterday's outputs stay the latest:\n"
+            + "\n".join(failures)
+        )
+    manifest = {
+        **versions,
+        "config_sha256": cfg.source_sha256,
+        "code_version": _code_version(),
+        "inputs": _input_fingerprints(root, as_of),
+        "run": run_info or {},
+    }
+    if dry_run:
+        path = stage_outputs(root, as_of, frames, manifest)
+    else:
+        path = publish_outputs(root, as_of, frames, manifest)
+    return {"manifest": str(path.relative_to(root)), "rows": {n: f.height for n, f in frames.items()},
+            "published": not dry_run}
+
+
+def _code_version() -> str:
+    from pipelines.train import code_version
+
+    return code_version()
+
+
+def _input_fingerprints(root: Path, as_of: dt.date) -> dict[str, dict[str, str]]:
+    """sha256 of every curated file of D: which input partitions produced these outputs."""
+    from pipelines.catalog import DATASETS
+    from pipelines.publish import file_sha256
+
+    out = {}
+    for name in DATASETS:
+        part = lake.partition_dir(root, "curated", name, as_of)
+        out[name] = {p.name: file_sha256(p) for p in lake.parquet_files(part)} if part.is_dir() else {}
+    return out
+
+
+# --- the whole night -------------------------------------------------------------------------------
+
+
+def run_night(
+    root: Path,
+    as_of: dt.date,
+    cfg: RisklineConfig,
+    options: RunOptions = RunOptions(),
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run every stage for ``as_of`` in order; the first failure stops the run before publish."""
+    result = RunResult(as_of=as_of)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README: spinning OpenMP threads starve 2 cores
+    plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("ingest", lambda: stage_ingest(root, as_of, cfg)),
+        ("features", lambda: stage_features(root, as_of, cfg)),
+    ]
+    if options.retrain and options.model_version is None:
+        plan.append(("train", lambda: stage_train(root, as_of, cfg)))
+    plan += [
+        ("score", lambda: stage_score(root, as_of, cfg, options.model_version)),
+        ("decide", lambda: stage_decide(root, as_of, cfg)),
+        ("publish", lambda: stage_publish(
+            root, as_of, cfg, dry_run=not options.publish,
+            run_info={"retrain": options.retrain, "pinned_model_version": options.model_version},
+        )),
+    ]
+    with date_lock(root, as_of):
+        for name, fn in plan:
+            if progress:
+                progress(name)
+            start = time.perf_counter()
+            result.stages[name] = fn()
+            result.timings[name] = {"seconds": round(time.perf_counter() - start, 3),
+                                    "peak_rss_mib": round(_peak_rss_mib(), 1)}
+    _write_timings(root, as_of, result)
+    return result
+
+
+def _write_timings(root: Path, as_of: dt.date, result: RunResult) -> None:
+    """Timings live beside the manifest, not in it, so a rerun's manifest stays byte-identical."""
+    path = lake.ensure_inside(root, root / "runs" / f"as_of_date={as_of.isoformat()}" / "timings.json")
+    lake.atomic_write_bytes(path, (json.dumps(result.timings, indent=2, sort_keys=True) + "\n").encode())

@@ -1,0 +1,30 @@
+"""Fixtures of the reliability tests: one published lake per session, a private copy per test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from reliability_support import PublishedLake, build_published_lake
+
+from pipelines.config import RisklineConfig
+
+
+@pytest.fixture(scope="session")
+def quiet_cfg(cfg: RisklineConfig) -> RisklineConfig:
+    """The repo config without Data Docs (0.5 s per ingest, and nothing here looks at them)."""
+    return cfg.model_copy(update={"validation": cfg.validation.model_copy(update={"data_docs": False})})
+
+
+@pytest.fixture(scope="session")
+def published_lake(tmp_path_factory: pytest.TempPathFactory, quiet_cfg: RisklineConfig) -> PublishedLake:
+    return build_published_lake(tmp_path_factory.mktemp("published-lake"), quiet_cfg)
+
+
+@pytest.fixture()
+def lake_root(published_lake: PublishedLake, tmp_path: Path) -> Path:
+    """A private copy of the published lake (about 6 MB)."""
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    return root

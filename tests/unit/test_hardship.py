@@ -1,0 +1,205 @@
+"""Hardship: eligibility (DPD, prior record, shock signals) and re-amortized schedules to the cent."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+
+import polars as pl
+import pytest
+from pydantic import ValidationError
+
+from pipelines.config import HardshipConfig
+from pipelines.contract import CONTRACT
+from pipelines.hardship import OFFER_COLUMNS, hardship_eligibility, loan_terms, offer_hardship, reamortize
+from pipelines.ledger import build_ledger
+
+D = dt.date
+CFG = HardshipConfig()
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    y, m = divmod(day.month - 1 + months, 12)
+    return D(day.year + y, m + 1, min(day.day, calendar.monthrange(day.year + y, m + 1)[1]))
+
+
+def loan_rows(loan_id: str, account_id: str, draw: dt.date, principal: int, term: int, rate_bp: int) -> list[tuple]:
+    """Equal principal (remainder on the last), interest on the balance before each instalment: as originated."""
+    base = principal // term
+    rows = []
+    for no in range(1, term + 1):
+        balance = principal - base * (no - 1)
+        part = principal - base * (term - 1) if no == term else base
+        rows.append((f"{loan_id}-{no}", loan_id, account_id, no, add_months(draw, no), part,
+                     (balance * rate_bp + 5_000) // 10_000, draw))
+    return rows
+
+
+def ledger_of(inst: list[tuple], pays: list[tuple], as_of: dt.date):
+    inst_schema = {**CONTRACT["installments"].curated_schema(), "dt": pl.Date()}
+    pay_schema = {**CONTRACT["payments"].curated_schema(), "dt": pl.Date()}
+    pay_rows = [(p, a, ln, dt.datetime.combine(day, dt.time(2), dt.UTC), amount, day) for p, a, ln, day, amount in pays]
+    return build_ledger(pl.LazyFrame(inst, schema=inst_schema, orient="row"),
+                        pl.LazyFrame(pay_rows, schema=pay_schema, orient="row"), as_of)
+
+
+def features_of(rows: list[dict]) -> pl.DataFrame:
+    defaults = {"spend_trend_30d": 0.3, "cash_draw_amount_30d_cents": 0, "cash_draw_amount_90d_cents": 0,
+                "cash_draw_count_30d": 0}
+    return pl.DataFrame([{**defaults, **r} for r in rows],
+                        schema_overrides={"dpd": pl.Int32, "spend_trend_30d": pl.Float64,
+                                          "cash_draw_count_30d": pl.Int32})
+
+
+# A 600.00 CNY, 6-month loan drawn Jan 31 2024 at 100 bp a month: principal 100.00 a month, interest
+# 6.00, 5.00, ... 1.00; due Feb 29, Mar 31, Apr 30, May 31, Jun 30, Jul 31. The first instalment is paid,
+# the second (due Mar 31) is not: on Apr 10 the account is 10 DPD.
+AS_OF = D(2024, 4, 10)
+LOAN = loan_rows("L1", "A1", D(2024, 1, 31), 60_000, 6, 100)
+PAID = [("P1", "A1", "L1", D(2024, 2, 29), LOAN[0][5] + LOAN[0][6])]
+
+
+def test_loan_terms_derive_rate_and_current_instalment():
+    terms = loan_terms(ledger_of(LOAN, PAID, AS_OF).installments, AS_OF).row(0, named=True)
+    # interest 2,100 over balances 60,000 + 50,000 + ... + 10,000 = 210,000 -> exactly 100 bp
+    assert terms["monthly_rate_bp"] == 100
+    # five instalments of 10,000 principal unpaid; the oldest unpaid one is 10,000 + 500 interest
+    assert (terms["outstanding_principal_cents"], terms["current_instalment_cents"]) == (50_000, 10_500)
+    # Apr 30, May 31, Jun 30, Jul 31 are after D
+    assert (terms["future_installments"], terms["end_date"]) == (4, D(2024, 7, 31))
+
+
+def test_offer_picks_six_months_and_reamortizes_to_the_cent():
+    ledger = ledger_of(LOAN, PAID, AS_OF)
+    offers = offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]), ledger.installments, AS_OF, CFG)
+    assert offers.columns == list(OFFER_COLUMNS)
+    offer = offers.row(0, named=True)
+    # +3 months: 7 instalments, 50,000 // 7 = 7,142 + 500 interest = 7,642 > 70% x 10,500 = 7,350: too dear.
+    # +6 months: 10 instalments of 5,000 + 500 interest = 5,500 <= 7,350: the shortest affordable one.
+    assert (offer["extension_months"], offer["new_installment_count"]) == (6, 10)
+    assert offer["new_instalment_cents"] == 5_500
+    assert offer["new_end_date"] == D(2025, 1, 31)  # Jul 31 + 6 months
+    assert offer["schedule_principal_cents"] == offer["outstanding_principal_cents"] == 50_000
+    assert (offer["current_instalment_cents"], offer["dpd"], offer["policy_version"]) == (10_500, 10, CFG.version)
+
+
+def test_three_month_schedule_by_hand_with_remainder_and_month_ends():
+    installments = ledger_of(LOAN, PAID, AS_OF).installments
+    terms = loan_terms(installments, AS_OF).with_columns(extension_months=pl.lit(3, dtype=pl.Int32))
+    future = installments.filter(pl.col("due_date") > AS_OF).select("account_id", "loan_id", "due_date")
+    schedule = reamortize(terms, future)
+    # 50,000 over 7: six of 7,142 and 7,148 last (7,142 x 6 = 42,852; 50,000 - 42,852 = 7,148).
+    # Interest 1% of the balance before, half up: 500, 428.58->429, 357.16->357, 285.74->286, 214.32->214,
+    # 142.90->143, 71.48->71. The kept dates stay; Jul 31 + 1, 2, 3 months = Aug 31, Sep 30, Oct 31.
+    expected = pl.DataFrame(
+        {
+            "installment_no": list(range(1, 8)),
+            "due_date": [D(2024, 4, 30), D(2024, 5, 31), D(2024, 6, 30), D(2024, 7, 31), D(2024, 8, 31),
+                         D(2024, 9, 30), D(2024, 10, 31)],
+            "principal_due_cents": [7_142] * 6 + [7_148],
+            "interest_due_cents": [500, 429, 357, 286, 214, 143, 71],
+        },
+        schema_overrides={"installment_no": pl.Int32},
+    )
+    assert schedule.select(expected.columns).equals(expected)
+    assert schedule["principal_due_cents"].sum() == 50_000
+    assert (schedule["due_cents"] == schedule["principal_due_cents"] + schedule["interest_due_cents"]).all()
+
+
+def test_a_loan_with_nothing_left_to_fall_due_is_spread_after_its_end():
+    # 300.00 CNY over 3 months at 0%: due Sep 30, Oct 30, Nov 30; the first two paid; Dec 10 is 10 DPD
+    rows = loan_rows("L9", "A9", D(2024, 8, 30), 30_000, 3, 0)
+    pays = [("P1", "A9", "L9", D(2024, 9, 30), 10_000), ("P2", "A9", "L9", D(2024, 10, 30), 10_000)]
+    as_of = D(2024, 12, 10)
+    offers = offer_hardship(features_of([{"account_id": "A9", "dpd": 10}]), ledger_of(rows, pays, as_of).installments,
+                            as_of, CFG)
+    offer = offers.row(0, named=True)
+    # 10,000 over 0 + 3 months: 3,333 <= 70% of 10,000 -> +3; rate 0 -> principal only
+    assert (offer["monthly_rate_bp"], offer["extension_months"], offer["new_instalment_cents"]) == (0, 3, 3_333)
+    # Nov 30 + 3 months = Feb 28 2025 (month-end safe)
+    assert offer["new_end_date"] == D(2025, 2, 28)
+    assert offer["schedule_principal_cents"] == 10_000
+
+
+def test_prior_record_window_ends_the_day_before_the_episode():
+    # Each account: an older loan paid 3 days late, and a current instalment due Jun 20, unpaid (DPD 10 on
+    # Jun 30, episode began Jun 21). The 180 days before: Dec 24 2023 .. Jun 20 2024.
+    as_of = D(2024, 6, 30)
+    inst, pays = [], []
+    for account, late_due in (("DIRTY", D(2023, 12, 21)), ("CLEAN", D(2023, 12, 20))):
+        inst.append((f"{account}-old", f"{account}-OLD", account, 1, late_due, 10_000, 0, D(2023, 11, 1)))
+        # paid 4 days after its due date: 1+ DPD on due+1 .. due+3
+        pays.append((f"{account}-p", account, f"{account}-OLD", late_due + dt.timedelta(days=4), 10_000))
+        inst.append((f"{account}-new", f"{account}-NEW", account, 1, D(2024, 6, 20), 10_000, 0, D(2024, 5, 20)))
+    ledger = ledger_of(inst, pays, as_of)
+    features = features_of([{"account_id": "DIRTY", "dpd": 10}, {"account_id": "CLEAN", "dpd": 10}])
+    out = {r["account_id"]: r for r in hardship_eligibility(features, ledger.installments, as_of, CFG).to_dicts()}
+    # DIRTY's last late day is Dec 24 2023: inside the window; CLEAN's is Dec 23: one day before it
+    assert (out["DIRTY"]["clean_record"], out["DIRTY"]["eligible"]) == (False, False)
+    assert (out["CLEAN"]["clean_record"], out["CLEAN"]["eligible"]) == (True, True)
+
+
+@pytest.mark.parametrize(
+    "feature, spend_fell, draws_rose",
+    [
+        ({"spend_trend_30d": 0.6}, True, False),  # at the threshold
+        ({"spend_trend_30d": 0.61}, False, False),
+        ({"spend_trend_30d": None}, False, False),  # nothing spent before: no evidence of a fall
+        # 200.00 in 30 days vs 100.00 in the 60 before: 6.67/day vs 1.67/day = 4x, two draws
+        ({"spend_trend_30d": 1.0, "cash_draw_amount_30d_cents": 20_000, "cash_draw_amount_90d_cents": 30_000,
+          "cash_draw_count_30d": 2}, False, True),
+        # the same with a single draw: not enough
+        ({"spend_trend_30d": 1.0, "cash_draw_amount_30d_cents": 20_000, "cash_draw_amount_90d_cents": 30_000,
+          "cash_draw_count_30d": 1}, False, False),
+        # 150.00 vs 200.00: 5.00/day vs 3.33/day = exactly 1.5x
+        ({"spend_trend_30d": 1.0, "cash_draw_amount_30d_cents": 15_000, "cash_draw_amount_90d_cents": 35_000,
+          "cash_draw_count_30d": 3}, False, True),
+        # 149.99 vs 200.00: just under 1.5x
+        ({"spend_trend_30d": 1.0, "cash_draw_amount_30d_cents": 14_999, "cash_draw_amount_90d_cents": 34_999,
+          "cash_draw_count_30d": 3}, False, False),
+        # first draws after 60 quiet days
+        ({"spend_trend_30d": None, "cash_draw_amount_30d_cents": 5_000, "cash_draw_amount_90d_cents": 5_000,
+          "cash_draw_count_30d": 2}, False, True),
+    ],
+)
+def test_shock_signals(feature: dict, spend_fell: bool, draws_rose: bool):
+    ledger = ledger_of(LOAN, PAID, AS_OF)
+    out = hardship_eligibility(features_of([{"account_id": "A1", "dpd": 10, **feature}]), ledger.installments,
+                               AS_OF, CFG).row(0, named=True)
+    assert (out["spend_fell"], out["cash_draws_rose"]) == (spend_fell, draws_rose)
+    assert out["eligible"] == (spend_fell or draws_rose)  # the record is clean
+    both = CFG.model_copy(update={"signals_required": "all"})
+    strict = hardship_eligibility(features_of([{"account_id": "A1", "dpd": 10, **feature}]), ledger.installments,
+                                  AS_OF, both).row(0, named=True)
+    assert strict["eligible"] == (spend_fell and draws_rose)
+
+
+@pytest.mark.parametrize("dpd, eligible", [(0, None), (1, True), (30, True), (31, None)])
+def test_dpd_range(dpd: int, eligible: bool | None):
+    as_of = D(2024, 3, 31) + dt.timedelta(days=dpd)  # the unpaid instalment fell due Mar 31
+    ledger = ledger_of(LOAN, PAID, as_of)
+    assert ledger.accounts["dpd"].to_list() == [dpd]
+    out = hardship_eligibility(features_of([{"account_id": "A1", "dpd": dpd}]), ledger.installments, as_of, CFG)
+    # outside 1-30 DPD the account is not considered at all
+    assert (out.row(0, named=True)["eligible"] if out.height else None) == eligible
+
+
+def test_no_offer_without_eligibility():
+    ledger = ledger_of(LOAN, PAID, AS_OF)
+    features = features_of([{"account_id": "A1", "dpd": 10, "spend_trend_30d": 1.2}])
+    assert offer_hardship(features, ledger.installments, AS_OF, CFG).height == 0
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ({"min_dpd": 10, "max_dpd": 5}, "min_dpd must not be above"),
+        ({"extension_months": [6, 3]}, "strictly ascending"),
+        ({"extension_months": [3, 36]}, "1..24"),
+        ({"spend_trend_max": None, "cash_draw_trend_min": None}, "at least one shock signal"),
+        ({"signals_required": "most"}, "signals_required"),
+    ],
+)
+def test_hardship_config_rejects(override: dict, fragment: str):
+    with pytest.raises(ValidationError, match=fragment):
+        HardshipConfig.model_validate(override)

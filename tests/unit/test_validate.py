@@ -1,0 +1,255 @@
+"""Unit tests of pipelines/validate.py on tiny frames (the first test pays the ~2 s GX import)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import polars as pl
+import pytest
+
+from pipelines import ingest, validate
+from pipelines.contract import CONTRACT
+from pipelines.outputs import to_published
+
+DAY = dt.date(2026, 11, 20)
+UTC = dt.UTC
+D = decimal.Decimal
+# Shanghai is UTC+8 all year: business day 2026-11-20 runs from 11-19 16:00 to 11-20 16:00 UTC.
+DAY_START = dt.datetime(2026, 11, 19, 16, tzinfo=UTC)
+KNOWN = validate.References(accounts=pl.Series(["A1", "A2"]), loans=pl.Series(["L1"]))
+
+
+def _behaviour(**overrides) -> pl.DataFrame:
+    base = {
+        "event_id": ["e1", "e2", "e3"],
+        "account_id": ["A1", "A1", "A2"],
+        "event_time": [DAY_START + dt.timedelta(hours=h) for h in (1, 2, 3)],
+        "event_type": ["login", "purchase", "cash_draw"],
+        "amount": pl.Series([None, D("12.30"), D("500.00")], dtype=pl.Decimal(18, 2)),
+        "channel": ["app", "web", "web"],
+    }
+    base.update(overrides)
+    return ingest.conform_to_contract(pl.DataFrame(base), CONTRACT["behaviour"])
+
+
+def _payments(**overrides) -> pl.DataFrame:
+    base = {"payment_id": ["p1"], "account_id": ["A1"], "loan_id": ["L1"], "paid_at": [DAY_START],
+            "amount": pl.Series([D("10.00")], dtype=pl.Decimal(18, 2))}
+    base.update(overrides)
+    return ingest.conform_to_contract(pl.DataFrame(base), CONTRACT["payments"])
+
+
+def _outcome(report: validate.ValidationReport, rule: str) -> validate.ExpectationOutcome:
+    (found,) = [o for o in report.outcomes if o.rule == rule]
+    return found
+
+
+def _strict(cfg, **changes):
+    """Config whose quarantine tolerance is ``changes`` (e.g. no free rows) and without null-share limits."""
+    section = cfg.validation.model_copy(update={"max_null_share": {}, "data_docs": False, **changes})
+    return cfg.model_copy(update={"validation": section})
+
+
+@pytest.fixture()
+def lenient(cfg):
+    return _strict(cfg)
+
+
+@pytest.mark.parametrize(
+    "rows, tolerated",
+    [(0, 5), (100, 5), (5_000, 5), (10_000, 10), (1_000_000, 1_000)],  # max(5, 0.1% of rows, floored)
+)
+def test_tolerated_rows_is_the_share_with_a_floor(cfg, rows: int, tolerated: int):
+    assert cfg.validation.tolerated_rows(rows) == tolerated
+
+
+def test_business_day_is_the_shanghai_day_in_utc(cfg):
+    params, _, _ = validate.landing_parameters("behaviour", DAY, cfg, validate.References(), rows=1)
+    assert params["business_day_start_utc"] == DAY_START
+    assert params["business_day_end_utc"] == DAY_START + dt.timedelta(days=1)
+    # product.min/max_limit_cny 50 and 50000 CNY, in cents
+    assert (params["min_credit_limit_cents"], params["max_credit_limit_cents"]) == (5_000, 5_000_000)
+
+
+@pytest.mark.parametrize(
+    "counts, band",
+    [
+        ((1_000,) * 7, (500, 3_000)),  # median 1000 x min_ratio 0.5 / max_ratio 3
+        ((1_000,) * 6, None),  # 6 of 7 partitions: not enough history
+        ((150,) * 7, None),  # median below min_median_rows (200): too noisy
+    ],
+)
+def test_volume_band_or_skip(cfg, counts, band):
+    params, missing, notes = validate.landing_parameters(
+        "behaviour", DAY, cfg, validate.References(row_counts=counts), rows=1)
+    if band is None:
+        assert missing["min_rows"][0] == "skipped" and "min_rows" not in params
+        assert any("volume check skipped" in n for n in notes)
+    else:
+        assert (params["min_rows"], params["max_rows"]) == band
+
+
+def test_value_view_uses_types_gx_vectorises():
+    frame = pl.DataFrame({
+        "n": pl.Series([1, 2], dtype=pl.Int32), "m": pl.Series([1, None], dtype=pl.Int64),
+        "d": [dt.date(2026, 1, 1)] * 2, "x": pl.Series([D("1.25"), D("2.00")], dtype=pl.Decimal(18, 2)),
+        "unused": ["a", "b"],
+    })
+    view = validate.to_value_view(frame, {"n", "m", "d", "x"})
+    assert list(view.columns) == ["n", "m", "d", "x"]
+    assert [str(t) for t in view.dtypes] == ["int64", "float64", "datetime64[ns]", "float64"]
+
+
+def test_every_broken_rule_is_named_in_suite_order(cfg):
+    frame = _behaviour(
+        event_id=["e1", None, "e3"],
+        event_type=["login", "purchase", "transfer"],
+        amount=pl.Series([None, D("-1.00"), D("5.00")], dtype=pl.Decimal(18, 2)),
+    )
+    result = validate.validate_landing(frame, "behaviour", DAY, _strict(cfg), KNOWN)
+    assert result.reasons.to_list() == ["", "null_event_id;negative_amount", "unknown_event_type"]
+    # 1 row each is within warning_min_rows (5): quarantined, the run goes on
+    assert result.report.ok
+    assert _outcome(result.report, "negative_amount").outcome == "quarantined"
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"amount": pl.Series([D("0.00")], dtype=pl.Decimal(18, 2))}, "non_positive_amount"),
+        ({"loan_id": ["L404"]}, "unknown_loan"),
+        ({"account_id": ["A404"]}, "unknown_account"),
+        ({"paid_at": [DAY_START - dt.timedelta(microseconds=1)]}, "paid_at_outside_business_day"),
+        ({"paid_at": [DAY_START + dt.timedelta(days=1)]}, "paid_at_outside_business_day"),  # end is exclusive
+    ],
+)
+def test_payment_row_defects(lenient, overrides, reason):
+    result = validate.validate_landing(_payments(**overrides), "payments", DAY, lenient, KNOWN)
+    assert result.reasons.to_list() == [reason]
+
+
+def test_money_event_without_amount_is_a_defect_but_a_login_is_not(lenient):
+    frame = _behaviour(amount=pl.Series([None, None, D("1.00")], dtype=pl.Decimal(18, 2)))
+    result = validate.validate_landing(frame, "behaviour", DAY, lenient, KNOWN)
+    assert result.reasons.to_list() == ["", "missing_amount", ""]
+
+
+def test_defect_above_tolerance_is_critical_with_a_sample(cfg):
+    frame = _behaviour(account_id=[None, None, "A1"])
+    result = validate.validate_landing(frame, "behaviour", DAY, _strict(cfg, warning_min_rows=1), KNOWN)
+    found = _outcome(result.report, "null_account_id")
+    # 2 bad rows > max(1, 0.1% of 3): the same defect is now critical
+    assert (found.outcome, found.unexpected_count, found.tolerated) == ("critical", 2, 1)
+    assert [row["event_id"] for row in found.sample] == ["e1", "e2"]
+    with pytest.raises(validate.ValidationError) as err:
+        result.report.raise_if_critical()
+    text = str(err.value)
+    assert text.startswith("behaviour dt=2026-11-20")
+    assert "expect_column_values_to_not_be_null(account_id)" in text and "event_id=e1" in text
+    assert "->" in text, "the error must say what to do next"
+
+
+def test_unreadable_reference_fails_closed_unless_there_is_nothing_to_check(lenient):
+    refs = validate.References(accounts=None, loans=pl.Series(["L1"]), notes={"accounts": "no snapshot"})
+    report = validate.validate_landing(_payments(), "payments", DAY, lenient, refs).report
+    assert _outcome(report, "unknown_account").outcome == "critical"
+    assert _outcome(report, "unknown_account").note == "no snapshot"
+    empty = validate.validate_landing(_payments().clear(), "payments", DAY, lenient, refs).report
+    assert _outcome(empty, "unknown_account").outcome == "skipped" and empty.ok
+
+
+@pytest.mark.parametrize(
+    "change, rule",
+    [
+        (lambda f: f.drop("channel"), "columns"),
+        (lambda f: f.with_columns(pl.col("amount_cents").cast(pl.Float64)), "type_amount_cents"),
+        (lambda f: pl.concat([f, f.head(1)]), "unique_key"),  # a repeat after de-duplication is a bug
+    ],
+)
+def test_table_level_defects_are_critical(lenient, change, rule):
+    report = validate.validate_landing(change(_behaviour()), "behaviour", DAY, lenient, KNOWN).report
+    assert _outcome(report, rule).outcome == "critical"
+    assert not report.ok
+
+
+def test_null_share_above_the_configured_maximum_is_critical(cfg):
+    limits = _strict(cfg).validation.model_copy(update={"max_null_share": {"behaviour": {"channel": 0.5}}})
+    strict = cfg.model_copy(update={"validation": limits})
+    frame = _behaviour(channel=[None, None, "app"])  # 2/3 null > 0.5
+    report = validate.validate_landing(frame, "behaviour", DAY, strict, KNOWN).report
+    assert _outcome(report, "null_share_channel").outcome == "critical"
+
+
+# --- published outputs ------------------------------------------------------------------------------
+
+
+def _limits(**overrides) -> pl.DataFrame:
+    internal = {
+        "account_id": ["A1", "A2"], "previous_limit_cents": [100_000, 50_000],
+        "new_limit_cents": [80_000, 50_000], "action": ["decrease", "hold"],
+        "reason_codes": [["PAST_DUE"], []], "explanation": ["lowered", "kept"],
+        "explanation_en": ["lowered", "kept"], "test_cell": ["champion", "champion"],
+    }
+    internal.update(overrides)
+    return to_published("limits", pl.DataFrame(internal), DAY, {"policy_version": "p1", "model_version": "m1"})
+
+
+def test_good_limits_pass(cfg):
+    assert validate.validate_output("limits", _limits(), DAY, cfg).ok
+
+
+@pytest.mark.parametrize(
+    "frame, rule",
+    [
+        (lambda: _limits(new_limit_cents=[-1, 50_000]), "range_new_limit"),
+        (lambda: _limits(new_limit_cents=[5_000_001, 50_000]), "range_new_limit"),  # above product max
+        (lambda: _limits(account_id=["A1", "A1"]), "unique_key"),
+        (lambda: _limits(action=["cut", "hold"]), "value_set_action"),
+        (lambda: _limits(explanation=["", "kept"]), "length_explanation"),
+        (lambda: _limits().with_columns(pl.col("new_limit").cast(pl.Float64)), "type_new_limit"),
+        (lambda: _limits().select(["as_of_date", "account_id", *_limits().columns[2:]]), "columns"),
+        (lambda: _limits().with_columns(pl.lit(DAY - dt.timedelta(days=1)).alias("as_of_date")),
+         "range_as_of_date"),
+    ],
+)
+def test_bad_limits_refuse_publish(cfg, frame, rule):
+    with pytest.raises(validate.ValidationError) as err:
+        validate.validate_output("limits", frame(), DAY, cfg)
+    assert rule in {o.rule for o in err.value.reports[0].critical}
+    assert "no published outputs were written" in str(err.value)
+
+
+def test_hardship_offer_must_lower_the_instalment(cfg):
+    offers = to_published("hardship_offers", pl.DataFrame({
+        "account_id": ["A1"], "loan_id": ["L1"], "outstanding_principal_cents": [90_000],
+        "current_instalment_cents": [30_000], "extension_months": [3], "new_instalment_cents": [30_000],
+        "new_end_date": [DAY + dt.timedelta(days=200)],
+    }), DAY, {"policy_version": "h1", "model_version": "m1"})
+    report = validate.validate_output("hardship_offers", offers, DAY, cfg, raise_on_critical=False)
+    assert [o.rule for o in report.critical] == ["current_instalment_above_new_instalment"]
+
+
+def test_output_failures_are_not_upstream_data_problems(cfg):
+    # Orchestration treats an IngestError as "fix upstream"; a bad output is our own bug.
+    with pytest.raises(validate.ValidationError) as err:
+        validate.validate_output("limits", _limits(account_id=["A1", "A1"]), DAY, cfg)
+    assert not isinstance(err.value, ingest.IngestError)
+    landing = validate.validate_landing(_behaviour(event_id=["e1", "e1", "e3"]), "behaviour", DAY, _strict(cfg), KNOWN)
+    with pytest.raises(ingest.IngestError):
+        landing.report.raise_if_critical()
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"max_null_share": {"accounts": {"status": 0.1}}}, "not a nullable contract column"),
+        ({"max_null_share": {"loans": {}}}, "unknown dataset"),
+        ({"volume": {"history_days": 7, "lookback_days": 3}}, "lookback_days must be >="),
+    ],
+)
+def test_validation_config_rejects_typos(section, message):
+    from pipelines.config import ValidationConfig
+
+    with pytest.raises(ValueError, match=message):
+        ValidationConfig(**section)
