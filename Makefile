@@ -7,6 +7,8 @@ DEMO_ACCOUNTS ?= 20000
 DEMO_DAYS ?= 365
 DEMO_END ?= 2026-11-25
 DEMO_SEED ?= 7
+DEMO_START := $(shell date -d '$(DEMO_END) - $(DEMO_DAYS) days + 1 day' +%F)
+DEMO_HISTORY_END := $(shell date -d '$(DEMO_END) - 1 day' +%F)
 export RISKLINE_DATA_ROOT ?= $(CURDIR)/data
 
 # xgboost >= 3.3 and numpy 2.5 need Python 3.12; on pyenv machines it may not be the global default.
@@ -29,9 +31,12 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
+# The demo: generate a portfolio, ingest its history, then run the last business date through Airflow itself.
 demo: $(STAMP)
 	$(VENV)/bin/riskline generate --accounts $(DEMO_ACCOUNTS) --days $(DEMO_DAYS) --end-date $(DEMO_END) --seed $(DEMO_SEED)
-	$(VENV)/bin/riskline ingest --from-date $$($(PY) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_END)') - d.timedelta(days=$(DEMO_DAYS)-1))") --to-date $(DEMO_END)
+	$(VENV)/bin/riskline ingest --from-date $(DEMO_START) --to-date $(DEMO_HISTORY_END)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(CURDIR)/airflow_home $(PY) -m pipelines.airflow_local dags-test --date $(DEMO_END)
+	$(VENV)/bin/riskline summary --as-of $(DEMO_END)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

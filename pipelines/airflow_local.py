@@ -12,6 +12,8 @@ and printed; it is never committed.
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -25,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS: dict[str, list[str]] = {
@@ -170,10 +173,39 @@ class LocalAirflow:
         self.stop()
 
 
-def main() -> int:
-    """``make airflow``: start a local Airflow on the demo data and wait until Ctrl-C."""
+def logical_date_for(business_date: dt.date) -> str:
+    """The logical date of the scheduled run that processes ``business_date``.
+
+    The nightly timetable fires at 02:00 Asia/Shanghai on D+1 with a one-day interval, so the run for D
+    has logical date D+1 02:00 +08:00; its interval starts D 02:00 +08:00 (see DAG docs).
+    """
+    fire = dt.datetime.combine(business_date + dt.timedelta(days=1), dt.time(2, 0), ZoneInfo("Asia/Shanghai"))
+    return fire.isoformat()
+
+
+def dags_test(home: Path, data_root: Path, business_date: dt.date, conf: dict[str, Any] | None = None) -> int:
+    """Run the nightly DAG for one business date through Airflow itself (``airflow dags test``)."""
+    af = LocalAirflow(home=home, data_root=data_root)
+    home.mkdir(parents=True, exist_ok=True)
+    af.airflow("db", "migrate")
+    args = [str(Path(sys.executable).parent / "airflow"), "dags", "test", "riskline_nightly",
+            logical_date_for(business_date)]
+    if conf:
+        args += ["--conf", json.dumps(conf)]
+    return subprocess.run(args, env=af.env, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make airflow`` (serve) and ``make demo``'s Airflow step (dags-test)."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.airflow_local")
+    sub = parser.add_subparsers(dest="command")
+    t = sub.add_parser("dags-test", help="run riskline_nightly for one business date via `airflow dags test`")
+    t.add_argument("--date", required=True, type=dt.date.fromisoformat, help="business date D")
+    args = parser.parse_args(argv)
     home = Path(os.environ.get("AIRFLOW_HOME", REPO_ROOT / "airflow_home")).resolve()
     data_root = Path(os.environ.get("RISKLINE_DATA_ROOT", REPO_ROOT / "data")).resolve()
+    if args.command == "dags-test":
+        return dags_test(home, data_root, args.date)
     port = int(os.environ.get("RISKLINE_AIRFLOW_PORT", "8080"))
     if shutil.which("airflow", path=airflow_env(home, data_root, port)["PATH"]) is None:
         print("error: airflow is not installed in this venv (run `make venv`)", file=sys.stderr)

@@ -90,7 +90,8 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     failures = 0
     for i, day in enumerate(dates, 1):
         try:
-            results = ingest_date(root, day, cfg, datasets=datasets)
+            # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
+            results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)))
         except IngestError as exc:
             failures += 1
             print(f"error: {exc}", file=sys.stderr)
@@ -245,6 +246,16 @@ def describe_run(result, root: Path) -> str:
     return "\n".join(lines)
 
 
+def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.summary import describe_published
+
+    try:
+        print(describe_published(root, args.as_of))
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 Command = Callable[[argparse.Namespace, RisklineConfig, Path], int]
 
 
@@ -349,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", help="pin a registered model version (implies no retrain)")
     p.add_argument("--dry-run", action="store_true", help="stage outputs under DATA_ROOT/staging, publish nothing")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("summary", help="the short summary of a published night (from its manifest and outputs)")
+    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.set_defaults(func=cmd_summary)
 
     return parser
 

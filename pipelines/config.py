@@ -527,6 +527,16 @@ class ValidationConfig(_Section):
         return max(self.warning_min_rows, int(self.warning_share * rows))
 
 
+class ReportConfig(_Section):
+    """The nightly run report (pipelines/report.py): one self-contained HTML page per business date."""
+
+    shap_sample_accounts: int = Field(2000, ge=1)  # exact TreeSHAP is costly: mean |SHAP| on a stable sample
+    trend_versions: int = Field(12, ge=1)  # registered model versions shown in the OOT metric trend
+    top_features: int = Field(15, ge=1)  # features shown by gain and by mean |SHAP|
+    swap_set_rows: int = Field(20, ge=0)  # accounts of the swap set listed on the page
+    curve_points: int = Field(400, ge=10)  # points kept per ROC/KS curve, so the page stays small
+
+
 class RisklineConfig(_Section):
     paths: PathsConfig = PathsConfig()
     business: BusinessConfig = BusinessConfig()
@@ -540,6 +550,7 @@ class RisklineConfig(_Section):
     hardship: HardshipConfig = HardshipConfig()
     validation: ValidationConfig = ValidationConfig()
     run: RunConfig = RunConfig()
+    report: ReportConfig = ReportConfig()
     # Where the file came from; relative paths in it resolve against this folder.
     source_dir: Path = Field(default=Path("."), exclude=True)
     source_sha256: str = Field(default="", exclude=True)

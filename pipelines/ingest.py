@@ -314,7 +314,7 @@ def _publish(root: Path, prepared: _Prepared) -> None:
 
 
 def ingest_date(
-    root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None
+    root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None, data_docs: bool = True
 ) -> list[IngestResult]:
     """Ingest every (or the given) dataset for ``day``.
 
@@ -331,7 +331,7 @@ def ingest_date(
     landed = {name: _land(root, name, day, cfg) for name in names}
     validations = validate_landing_frames(
         root, day, cfg, {n: item.frame for n, item in landed.items()},
-        duplicates={n: item.duplicates_dropped for n, item in landed.items()},
+        duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
     )
     prepared = [_prepare(root, landed[n], day, validations[n]) for n in names]
     for item in prepared:

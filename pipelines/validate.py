@@ -736,7 +736,7 @@ _VALIDATION_ORDER = ("accounts", "installments", "payments", "behaviour")
 
 def validate_landing_frames(
     root: Path, day: dt.date, cfg: RisklineConfig, frames: Mapping[str, pl.DataFrame],
-    duplicates: Mapping[str, int] | None = None,
+    duplicates: Mapping[str, int] | None = None, data_docs: bool = True,
 ) -> dict[str, LandingValidation]:
     """Validate ingest's prepared frames of ``day`` (conformed, de-duplicated); persist the results.
 
@@ -763,7 +763,7 @@ def validate_landing_frames(
     reports = [v.report for v in out.values()]
     for report in reports:
         log.info("%s", report.describe())
-    write_results(root, day, reports, cfg)
+    write_results(root, day, reports, cfg, data_docs=data_docs)
     if any(not r.ok for r in reports):
         raise LandingValidationError(reports, results_dir(root, day))
     return out
@@ -802,7 +802,9 @@ def validate_date(root: Path, day: dt.date, cfg: RisklineConfig) -> list[Validat
     return reports
 
 
-def write_results(root: Path, day: dt.date, reports: Iterable[ValidationReport], cfg: RisklineConfig) -> Path:
+def write_results(
+    root: Path, day: dt.date, reports: Iterable[ValidationReport], cfg: RisklineConfig, data_docs: bool = True
+) -> Path:
     """Persist each report as ``validation/dt=D/<name>.json`` (atomically) and rebuild that date's Data Docs.
 
     The Data Docs of a date are rendered from every result JSON of the date (ingest's and publish's), so a
@@ -812,7 +814,7 @@ def write_results(root: Path, day: dt.date, reports: Iterable[ValidationReport],
     for report in reports:
         body = json.dumps(report.to_json_dict(), indent=2, sort_keys=True, default=_jsonable) + "\n"
         lake.atomic_write_bytes(folder / f"{report.name}.json", body.encode())
-    if cfg.validation.data_docs:
+    if cfg.validation.data_docs and data_docs:
         build_data_docs(root, day)
     return folder
 
