@@ -1,0 +1,125 @@
+"""Shared end-to-end fixtures: a small generated book, ingested, and one night run and published.
+
+``e2e_lake`` is built once per test session and unpacks as ``(data root, business date, config path)``;
+it also names them (``.root``, ``.first_run`` = the night that was run, ``.end`` = the last landed day, which
+is landed but not ingested, so a test can run the next night itself) and copies itself (``.copy_to``).
+Tests that change the lake work on a copy (``copy_lake()`` or ``e2e_lake.copy_to(path)``): the lake is shared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import polars as pl
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+FIRST_RUN = dt.date(2026, 11, 25)
+END = FIRST_RUN + dt.timedelta(days=1)  # landed, not ingested: the next night
+ACCOUNTS = 2_500  # about 2,200 open lines on the night, so the DAG test sees more than 2,000 scores
+# 200 days of history: the OOT snapshot is D - 90 (labels.horizon_days), the weekly training snapshots go
+# back from there, and features look back up to 180 days.
+DAYS = 201
+TRAINING_SNAPSHOTS = 8  # weekly: D-146 .. D-97, the last 2 held out for early stopping
+SEED = 11
+
+
+class E2ELake(NamedTuple):
+    root: Path
+    as_of: dt.date
+    cfg_path: Path
+
+    @property
+    def first_run(self) -> dt.date:
+        return self.as_of
+
+    @property
+    def end(self) -> dt.date:
+        return END
+
+    def copy_to(self, dest: Path) -> Path:
+        """A private copy of the data root at ``dest`` (returned)."""
+        shutil.copytree(self.root, dest, symlinks=True)
+        return dest
+
+
+def write_test_config(folder: Path, data_root: Path) -> Path:
+    """riskline.yaml with a shorter training window and the data root in tmp; nothing else changes."""
+    raw = yaml.safe_load((REPO_ROOT / "riskline.yaml").read_text())
+    raw["paths"]["data_root"] = str(data_root)
+    raw["model"]["definition"] = str(REPO_ROOT / raw["model"]["definition"])  # relative to the repo, not tmp
+    raw["model"]["training_snapshots"] = TRAINING_SNAPSHOTS
+    path = folder / "riskline-e2e.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _accept_landing(root, day, cfg, frames, *args, **kwargs):  # noqa: ANN001, ARG001 - validate_landing_frames
+    """Stand-in for the landing suites on the history days: every row kept, no result written."""
+    from pipelines.validate import LandingValidation, ValidationReport
+
+    return {
+        name: LandingValidation(
+            ValidationReport(name=name, kind="landing", date=day, rows=frame.height, outcomes=()),
+            pl.Series("reasons", [""] * frame.height, dtype=pl.String),
+        )
+        for name, frame in frames.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def e2e_lake(tmp_path_factory: pytest.TempPathFactory) -> E2ELake:
+    from pipelines.config import load_config
+    from pipelines.generate import GeneratorParams, write_portfolio
+    from pipelines.ingest import ingest_date
+    from pipelines.nightly import run_night
+
+    started = time.perf_counter()
+    base = tmp_path_factory.mktemp("e2e-lake")
+    root = base / "data"
+    root.mkdir()
+    cfg_path = write_test_config(base, root)
+    cfg = load_config(cfg_path)
+    params = GeneratorParams(accounts=ACCOUNTS, days=DAYS, end_date=END, seed=SEED)
+    write_portfolio(root, params, cfg)
+    # History days skip the Great Expectations suites (1-2 s a day on 2 cores: minutes for 200 days); the
+    # night itself is ingested and validated by run_night with the real suites and Data Docs.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("pipelines.validate.validate_landing_frames", _accept_landing)
+        for day in params.dates:
+            if day < FIRST_RUN:
+                ingest_date(root, day, cfg)
+    run_night(root, FIRST_RUN, cfg)
+    print(f"\ne2e_lake: {ACCOUNTS:,} accounts x {DAYS} days, night {FIRST_RUN} run in "
+          f"{time.perf_counter() - started:.0f} s at {root}")
+    return E2ELake(root, FIRST_RUN, cfg_path)
+
+
+@pytest.fixture()
+def copy_lake(e2e_lake: E2ELake, tmp_path: Path) -> Callable[[], E2ELake]:
+    """``copy_lake()`` -> a fresh private copy of the shared lake (same dates and config file)."""
+    counter = itertools.count()
+
+    def _copy() -> E2ELake:
+        return e2e_lake._replace(root=e2e_lake.copy_to(tmp_path / f"lake-{next(counter)}"))
+
+    return _copy
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's metadata database in the test AIRFLOW_HOME (tests/conftest.py), migrated once."""
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], env=dict(os.environ), check=True, capture_output=True,
+                   timeout=600)

@@ -1,0 +1,124 @@
+"""The run report of a real night, opened in headless Chromium: it renders offline, every chart loads, and
+every number it takes from the run manifest equals the manifest's."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipelines import publish
+from pipelines.config import load_config
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The distribution's browser, never a downloaded one; flags keep it from phoning home in a sandbox.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def _chromium() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(f"{CHROMIUM} is missing and this user cannot apt-get install chromium (not root)")
+    done = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=900,
+                          check=False)
+    if not CHROMIUM.exists():
+        pytest.skip(f"apt-get install -y chromium did not provide {CHROMIUM}: {done.stderr.strip()[-300:]}")
+    return CHROMIUM
+
+
+def _manifest_value(manifest: dict, key: str) -> object:
+    value: object = manifest
+    for part in key.split("."):
+        value = value[part]  # type: ignore[index]
+    return value
+
+
+def test_report_opens_in_chromium_and_matches_the_manifest(e2e_lake, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    browser_path = _chromium()
+    from pipelines import plots
+    from pipelines.report import collect_report_data, render_report, report_path
+
+    root, as_of, cfg_path = e2e_lake
+    cfg = load_config(cfg_path)
+    manifest = json.loads(publish.manifest_path(root, as_of).read_text())
+    page_path = report_path(root, as_of)
+    # the nightly run wrote the report where its manifest says
+    assert manifest["report"] == f"reports/as_of_date={as_of}/report.html"
+    assert page_path == (root / manifest["report"]).resolve()
+    # regenerating from the same lake gives the same bytes: no clock, no random order, PNGs without metadata
+    again = render_report(data := collect_report_data(root, as_of, cfg), plots.draw_charts(data))
+    assert page_path.read_text(encoding="utf-8") == again
+    assert not re.search(r"""(src|href)=["']https?:""", again), "the page must not load anything from the network"
+
+    shot = tmp_path / "report-first-screen.png"
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(browser_path), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            failed: list[str] = []
+            page.on("requestfailed", lambda req: failed.append(req.url))
+            page.goto(page_path.as_uri(), wait_until="load")
+            page.screenshot(path=str(shot))
+            print(f"\nreport screenshot: {shot}")
+            images = page.evaluate(
+                "() => Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
+            )
+            shown = page.evaluate(
+                "() => Array.from(document.querySelectorAll('[data-manifest]'))"
+                ".map(e => [e.dataset.manifest, e.textContent.trim()])"
+            )
+            actions = page.evaluate(
+                "() => Array.from(document.querySelectorAll('[data-action]')).map(e => e.textContent.trim())"
+            )
+            treatments = page.evaluate(
+                "() => Array.from(document.querySelectorAll('[data-treatment]')).map(e => e.textContent.trim())"
+            )
+            docs_href = page.evaluate("() => document.querySelector('#data a[href*=\"data_docs\"]')?.getAttribute('href')")
+        finally:
+            browser.close()
+
+    assert errors == [] and failed == []
+    # 12 charts: trend, ROC, KS, calibration, scores, importance, delinquency, vintage, exposure, changes, queue
+    # (no roll-rate chart: this lake has no previous run); each must have decoded
+    assert len(images) >= 11
+    assert [alt for alt, complete, width in images if not (complete and width > 0)] == []
+    keys = {key for key, _ in shown}
+    assert {"outputs.scores.rows", "outputs.limits.rows", "outputs.collection_queue.rows",
+            "outputs.hardship_offers.rows", "model_version", "policy_version"} <= keys
+    for key, text in shown:
+        expected = _manifest_value(manifest, key)
+        if isinstance(expected, int):
+            assert int(text.replace(",", "")) == expected, key
+        else:
+            assert text == expected, key
+    # the headline's per-action and per-treatment counts add up to the manifest's row counts
+    assert sum(int(a.replace(",", "")) for a in actions) == manifest["outputs"]["limits"]["rows"]
+    assert sum(int(t.replace(",", "")) for t in treatments) == manifest["outputs"]["collection_queue"]["rows"]
+    assert docs_href and (page_path.parent / docs_href).resolve().is_file()
+
+
+def test_riskline_report_regenerates_the_page(e2e_lake, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipelines.cli import main
+
+    root = e2e_lake.copy_to(tmp_path / "lake")
+    as_of = e2e_lake.as_of
+    page = root / "reports" / f"as_of_date={as_of}" / "report.html"
+    before = page.read_bytes()
+    page.unlink()
+    assert main(["--config", str(e2e_lake.cfg_path), "--data-root", str(root), "report", "--as-of", str(as_of)]) == 0
+    assert capsys.readouterr().out.strip() == str(page.resolve())
+    assert page.read_bytes() == before  # same lake, same bytes
+    # a date with nothing published is one clear error line and exit status 2
+    assert main(["--config", str(e2e_lake.cfg_path), "--data-root", str(root), "report", "--as-of", "2026-01-01"]) == 2
+    assert "nothing was published for 2026-01-01" in capsys.readouterr().err
