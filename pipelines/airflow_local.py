@@ -149,9 +149,13 @@ class LocalAirflow:
             headers["Authorization"] = f"Bearer {token}"
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method=method)
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            raw = resp.read()
-            return json.loads(raw) if raw else None
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:  # keep the API's explanation in the error
+            detail = exc.read().decode(errors="replace")[:2000]
+            raise urllib.error.HTTPError(exc.url, exc.code, f"{exc.reason}: {detail}", exc.headers, None) from None
+        return json.loads(raw) if raw else None
 
     def stop(self) -> None:
         for proc in self.processes.values():
