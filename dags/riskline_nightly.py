@@ -10,7 +10,7 @@ tomorrow's champion.
 **Stages:** wait for each landing drop (`_SUCCESS`) -> ingest and validate each dataset (in parallel) ->
 ledger and features -> train a challenger and gate it -> score -> decide limits, collections, hardship ->
 publish the four outputs all-or-nothing (assets `riskline_scores`, `riskline_limits`,
-`riskline_collection_queue`, `riskline_hardship_offers`).
+`riskline_collection_queue`, `riskline_hardship_offers`) -> the morning report (its path is in the log).
 
 **Manual runs (Trigger with params):** `retrain` (default true), `model_version` (pin a registered version;
 empty = the champion on D), `publish` (false = dry run into DATA_ROOT/staging).
@@ -127,13 +127,26 @@ def riskline_nightly() -> None:
             outlet_events[asset].extra = asset_extra(result, name)
         return result
 
+    @task(**IO_RETRIES)
+    def report(business_date: str, params: dict | None = None) -> dict:
+        from pipelines.orchestration import run_stage
+
+        if not (params or {}).get("publish", True):
+            print("dry run: nothing was published, so there is no report to build")
+            return {}
+        result = run_stage("report", business_date)
+        print(f"run report: {result['path']}")
+        return result
+
     features = build_features(day)
     ingested >> features
     gate = should_train()
     trained = train_challenger(day)
     scored = score(day)
     features >> gate >> trained >> scored
-    publish(day) << decide(day) << scored
+    published = publish(day)
+    published << decide(day) << scored
+    published >> report(day)
 
 
 riskline_nightly()

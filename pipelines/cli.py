@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -212,18 +213,40 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
     options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run)
     print(f"riskline run {args.as_of} (data root {root})", flush=True)
+    started: list[str] = []
+
+    def progress(stage: str) -> None:
+        started.append(stage)
+        print(f"  [{STAGES.index(stage) + 1}/{len(STAGES)}] {stage} ...", flush=True)
+
     try:
-        result = run_night(
-            root, args.as_of, cfg, options,
-            progress=lambda stage: print(f"  [{STAGES.index(stage) + 1}/{len(STAGES)}] {stage} ...", flush=True),
-        )
+        result = run_night(root, args.as_of, cfg, options, progress=progress)
     except RunLockedError as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:  # the stage's own error says what failed and what to do next
         print(f"error: run for {args.as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("nothing was published for this date; yesterday's outputs remain the latest", file=sys.stderr)
+        if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
+            print(f"the outputs of {args.as_of} were published; only the report failed: fix it and run "
+                  f"`riskline report --as-of {args.as_of}`", file=sys.stderr)
+        else:
+            print("nothing was published for this date; yesterday's outputs remain the latest", file=sys.stderr)
         return 1
     print(describe_run(result, root))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.bench import run_benchmarks
+    from pipelines.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
+
+    del cfg, root  # the bench builds its own books and config (benchmarks/bench.yaml) on top of the base config
+    base = Path(args.config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).resolve()
+    try:
+        written = run_benchmarks(args.size or ["100k", "1m"], base, scale=args.scale,
+                                 log=lambda line: print(line, flush=True))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print("\n".join(f"wrote {p}" for p in written))
     return 0
 
 
@@ -243,6 +266,8 @@ def describe_run(result, root: Path) -> str:
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")
+    if "report" in st:
+        lines.append(f"  report: {st['report']['path']}")
     return "\n".join(lines)
 
 
@@ -253,6 +278,17 @@ def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> in
         print(describe_published(root, args.as_of))
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.report import ReportError, write_report
+
+    try:
+        path = write_report(root, args.as_of, cfg)
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    print(path)
     return 0
 
 
@@ -361,9 +397,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="stage outputs under DATA_ROOT/staging, publish nothing")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "bench",
+        help="benchmark one nightly run per stage (time, peak memory) on generated 100k/1M books",
+        description="Generate (cached under benchmarks/cache/) and ingest 180-day books, run the last night "
+        "stage by stage in fresh processes, run the feature peers (DuckDB SQL, pandas), and write "
+        "benchmarks/results/<date>-<size>.json and .md. Takes minutes (the 1M book's first generation and "
+        "ingest about 15). Not part of the test suite.",
+    )
+    p.add_argument("--size", action="append", help="100k or 1m (repeatable; default both)")
+    p.add_argument("--scale", action="store_true", help="also score and decide a 10M book shard by shard")
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("summary", help="the short summary of a published night (from its manifest and outputs)")
     p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser(
+        "report",
+        help="(re)build the run report of a published night and print its path",
+        description="Write DATA_ROOT/reports/as_of_date=D/report.html: one self-contained page (data, model, "
+        "portfolio, decisions, collections) built from the night's manifest, outputs, registry and ledger.",
+    )
+    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.set_defaults(func=cmd_report)
 
     return parser
 

@@ -3,12 +3,13 @@
 Stages (each a function taking the data root, the date and the config, returning a small JSON-able
 dict, so Airflow tasks can call them one by one and pass only paths and counts):
 
-    ingest -> features -> train -> score -> decide -> publish
+    ingest -> features -> train -> score -> decide -> publish -> report
 
 ``decide`` is where limits, collection queues and hardship offers are made (it calls
 ``pipelines.policy.decide_limits``, ``pipelines.hardship.offer_hardship`` and
 ``pipelines.collections.rank_collections``); ``publish`` validates the four outputs and publishes them
-all-or-nothing with the run manifest (``pipelines.publish``).
+all-or-nothing with the run manifest (``pipelines.publish``); ``report`` writes the page the manifest
+links to (``reports/as_of_date=D/report.html``, ``pipelines.report``).
 
 Reruns: every stage replaces its partitions whole, so running a date twice gives the same bytes. A run
 reads only partitions of its own date, or the newest partition strictly before it for "the previous
@@ -36,7 +37,7 @@ from pipelines.config import RisklineConfig
 
 DECISIONS_ZONE = "decisions"
 DECISION_FILES = ("limits.parquet", "collection_queue.parquet", "hardship_offers.parquet", "limit_history.parquet")
-STAGES: tuple[str, ...] = ("ingest", "features", "train", "score", "decide", "publish")
+STAGES: tuple[str, ...] = ("ingest", "features", "train", "score", "decide", "publish", "report")
 
 
 class RunLockedError(RuntimeError):
@@ -253,12 +254,24 @@ def stage_publish(
         "inputs": _input_fingerprints(root, as_of),
         "run": run_info or {},
     }
+    if not dry_run:  # written by the report stage right after publish, at this deterministic path
+        from pipelines.report import report_link
+
+        manifest["report"] = report_link(as_of)
     if dry_run:
         path = stage_outputs(root, as_of, frames, manifest)
     else:
         path = publish_outputs(root, as_of, frames, manifest)
     return {"manifest": str(path.relative_to(root)), "rows": {n: f.height for n, f in frames.items()},
             "published": not dry_run}
+
+
+def stage_report(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+    """The run report of D (``reports/as_of_date=D/report.html``), built from what publish wrote."""
+    from pipelines.report import write_report
+
+    path = write_report(root, as_of, cfg)
+    return {"report": str(path.relative_to(root)), "path": str(path)}
 
 
 def _code_version() -> str:
@@ -306,6 +319,13 @@ def run_night(
             run_info={"retrain": options.retrain, "pinned_model_version": options.model_version},
         )),
     ]
+    if options.publish:  # a dry run publishes no manifest to report on
+        plan.append(("report", lambda: stage_report(root, as_of, cfg)))
+    if options.model_version is not None:
+        from pipelines.registry import ModelRegistry
+
+        # A hostile (../..) or unknown pin fails here, before any stage writes a partition of the date.
+        ModelRegistry(root).record(options.model_version)
     with date_lock(root, as_of):
         for name, fn in plan:
             if progress:

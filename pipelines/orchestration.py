@@ -84,6 +84,7 @@ def run_stage(stage: str, business_date: str, data_root: str | None = None, **kw
         "score": nightly.stage_score,
         "decide": nightly.stage_decide,
         "publish": nightly.stage_publish,
+        "report": nightly.stage_report,
     }
     try:
         return functions[stage](root, day, cfg, **kwargs)
@@ -130,3 +131,68 @@ def asset_extra(publish_result: dict[str, Any], output: str, data_root: str | No
         "manifest": str(manifest),
         "published": bool(publish_result["published"]),
     }
+
+
+# --- per-account stages fanned out by shard (Airflow dynamic task mapping) ------------------------------
+# The DAG maps one task per shard (``.expand(shard=shard_list())``) for features, score and decide, each
+# followed by one merge task; see pipelines/shard_stages.py. With ``run.shards: 1`` the single mapped task
+# runs the ordinary stage and the merge has nothing to do.
+
+SHARDED_STAGES = ("features", "score", "decide")
+
+
+def shard_list(data_root: str | None = None) -> list[int]:
+    """The shard numbers tonight's per-account stages run on (``run.shards`` in riskline.yaml)."""
+    del data_root  # the shard count is config, not data; the argument keeps the task signatures uniform
+    return list(range(load_config().run.shards))
+
+
+def _guarded(label: str, business_date: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        raise StageFailed(
+            f"[{label}] business date {business_date} failed: {type(exc).__name__}: {exc}\nNEXT STEP: {_CODE_OR_INFRA}"
+        ) from exc
+
+
+def run_shard(stage: str, business_date: str, shard: int, data_root: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """One shard of a per-account stage (``features``, ``score`` or ``decide``); returns a small dict."""
+    from pipelines import features, shard_stages
+
+    if stage not in SHARDED_STAGES:
+        raise ValueError(f"stage {stage!r} does not run per shard; per-shard stages are {SHARDED_STAGES}")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cfg = load_config()
+    n_shards = cfg.run.shards
+    if n_shards == 1:
+        return {**run_stage(stage, business_date, data_root, **kwargs), "shard": 0, "n_shards": 1}
+    root = _root(cfg, data_root)
+    day = dt.date.fromisoformat(business_date)
+    functions = {
+        "features": features.build_feature_snapshot,
+        "score": shard_stages.score_shard,
+        "decide": shard_stages.decide_shard,
+    }
+    path = _guarded(f"{stage} shard {shard}/{n_shards}", business_date,
+                    lambda: functions[stage](root, day, cfg, shard=shard, n_shards=n_shards, **kwargs))
+    return {"stage": stage, "shard": shard, "n_shards": n_shards, "path": str(path.relative_to(root))}
+
+
+def merge_shard_outputs(stage: str, business_date: str, data_root: str | None = None) -> dict[str, Any]:
+    """Publish the date's partition of a per-account stage once every shard is done (no-op with one shard)."""
+    from pipelines import features, shard_stages
+
+    cfg = load_config()
+    n_shards = cfg.run.shards
+    if n_shards == 1:
+        return {"stage": stage, "merged": False, "n_shards": 1}
+    root = _root(cfg, data_root)
+    day = dt.date.fromisoformat(business_date)
+    merges = {
+        "features": lambda: features.merge_shards(root, day, n_shards),
+        "score": lambda: shard_stages.merge_scores(root, day, n_shards),
+        "decide": lambda: shard_stages.merge_decisions(root, day, cfg, n_shards),
+    }
+    path = _guarded(f"merge {stage}", business_date, merges[stage])
+    return {"stage": stage, "merged": True, "n_shards": n_shards, "path": str(path.relative_to(root))}

@@ -1,0 +1,282 @@
+"""Unit tests for the run report's pure pieces (pipelines/report.py, pipelines/plots.py)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipelines import report
+from pipelines.config import CollectionBucket, CollectionsConfig
+from pipelines.evaluate import auc, ks_statistic
+
+BUCKETS = [
+    CollectionBucket(name="1-7", min_dpd=1, treatment="auto_reminder"),
+    CollectionBucket(name="8-30", min_dpd=8, treatment="smart_call"),
+    CollectionBucket(name="31+", min_dpd=31, treatment="agent"),
+]
+D = dt.date
+
+
+# --- money --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cents", "text"),
+    [
+        (0, "¥0"),
+        (123_456_789, "¥1,234,568"),  # 1,234,567.89 yuan rounds up to the next yuan
+        (50, "¥1"),  # half a yuan rounds away from zero ...
+        (49, "¥0"),
+        (-150, "-¥2"),  # ... on both sides of zero
+        (-49, "¥0"),  # -0.49 is no yuan: no "-¥0"
+        (10**17, "¥1,000,000,000,000,000"),  # integers all the way: no float rounding at this size
+    ],
+)
+def test_format_cny_rounds_exact_cents_to_whole_yuan(cents: int, text: str) -> None:
+    assert report.format_cny(cents) == text
+
+
+@pytest.mark.parametrize(
+    ("cents", "text"),
+    [
+        (123_456_789, "¥1.2M"),  # 1,234,567.89 yuan
+        (35_000_000, "¥350K"),  # 350,000 yuan: no ".0"
+        (98_000, "¥980"),  # under a thousand yuan: whole yuan
+        (-250_000, "-¥2.5K"),
+        (99_996_000, "¥1M"),  # 999,960 yuan is 1,000.0K after rounding: shown in the next unit
+        (250_000_000_000, "¥2.5B"),
+        (0, "¥0"),
+    ],
+)
+def test_format_cny_compact_picks_a_unit(cents: int, text: str) -> None:
+    assert report.format_cny_compact(cents) == text
+
+
+def test_money_to_cents_is_exact_on_published_decimals() -> None:
+    frame = pl.DataFrame(
+        {"new_limit": [decimal.Decimal("12345678.91"), decimal.Decimal("-0.05")]},
+        schema={"new_limit": pl.Decimal(18, 2)},
+    )
+    assert frame.select(report.money_to_cents("new_limit"))["new_limit"].to_list() == [1_234_567_891, -5]
+
+
+# --- portfolio ----------------------------------------------------------------------------------------
+
+
+def test_delinquency_by_bucket_counts_accounts_owing_money() -> None:
+    ledger = pl.DataFrame({
+        "account_id": ["a", "b", "c", "d", "e"],
+        "dpd": [0, 3, 10, 45, 0],
+        "outstanding_principal_cents": [1000, 1000, 2000, 0, 0],
+        "overdue_cents": [0, 100, 100, 500, 0],  # e owes nothing: not in the book; d owes only arrears: in
+    })
+    out = report.delinquency_by_bucket(ledger, BUCKETS)
+    assert out["bucket"].to_list() == ["current", "1-7", "8-30", "31+"]
+    assert out["accounts"].to_list() == [1, 1, 1, 1]
+    assert out["account_share"].to_list() == [0.25] * 4
+    # balance shares: 1000, 1000, 2000, 0 of 4000 outstanding principal
+    assert out["balance_share"].to_list() == [0.25, 0.25, 0.5, 0.0]
+
+
+def test_roll_rates_follow_accounts_on_both_ledgers() -> None:
+    previous = pl.DataFrame({"account_id": ["a", "b", "c", "d"], "dpd": [0, 3, 10, 5]})
+    current = pl.DataFrame({"account_id": ["a", "b", "c", "e"], "dpd": [2, 0, 12, 40]})
+    out = report.roll_rates(previous, current, BUCKETS)
+    assert out.height == 16  # the full 4 x 4 grid, zeros included
+    moved = {(r["from_bucket"], r["to_bucket"]): (r["accounts"], r["share"]) for r in out.iter_rows(named=True)}
+    # a rolled forward, b cured; d is gone from tonight's ledger and e is new: neither counts
+    assert moved[("current", "1-7")] == (1, 1.0)
+    assert moved[("1-7", "current")] == (1, 1.0)
+    assert moved[("8-30", "8-30")] == (1, 1.0)
+    assert moved[("31+", "31+")] == (0, 0.0)  # an empty row has shares of 0, not NaN
+    assert out["accounts"].sum() == 3
+
+
+def test_roll_rates_fail_loudly_without_dpd() -> None:
+    with pytest.raises(pl.exceptions.ColumnNotFoundError):
+        report.roll_rates(pl.DataFrame({"account_id": ["a"]}), pl.DataFrame({"account_id": ["a"], "dpd": [0]}),
+                          BUCKETS)
+
+
+def test_vintage_curves_count_first_30_dpd_by_months_on_book() -> None:
+    accounts = pl.DataFrame({
+        "account_id": ["x", "y", "z", "v", "w"],
+        "opened_on": [D(2026, 1, 10), D(2026, 1, 20), D(2026, 2, 5), D(2026, 2, 7), D(2025, 11, 1)],
+    })
+    installments = pl.DataFrame({
+        "account_id": ["x", "y", "y", "z", "v", "w"],
+        "due_date": [D(2026, 2, 10), D(2026, 2, 20), D(2026, 3, 20), D(2026, 3, 1), D(2026, 3, 1), D(2025, 12, 1)],
+        "paid_off_date": [None, D(2026, 3, 1), None, D(2026, 4, 1), D(2026, 3, 31), None],
+    })
+    out = report.vintage_curves(accounts, installments, D(2026, 4, 15), since=D(2025, 12, 1), dpd=30)
+    # x: unpaid since Feb 10, 30 DPD on Mar 12 -> month 2 on book (Jan -> Mar);
+    # y: one instalment paid at 9 DPD, the other only 26 DPD on Apr 15 -> never;
+    # z: paid off Apr 1, so it was at 30 DPD on Mar 31 -> month 1 (Feb -> Mar);
+    # v: paid off Mar 31, the day it would have turned 30 DPD -> never (29 at most);
+    # w: opened before the lake's first date -> no vintage (its early loans are unseen).
+    jan = out.filter(pl.col("vintage") == D(2026, 1, 1))
+    feb = out.filter(pl.col("vintage") == D(2026, 2, 1))
+    assert out["vintage"].unique().sort().to_list() == [D(2026, 1, 1), D(2026, 2, 1)]
+    assert jan["months_on_book"].to_list() == [0, 1, 2, 3]  # up to April: 3 months on book
+    assert jan["bad_accounts"].to_list() == [0, 0, 1, 1]
+    assert jan["bad_rate"].to_list() == [0.0, 0.0, 0.5, 0.5]
+    assert feb["bad_rate"].to_list() == [0.0, 0.5, 0.5]
+    assert set(jan["accounts"].to_list()) == {2}
+
+
+# --- decisions ----------------------------------------------------------------------------------------
+
+
+def test_swap_set_keeps_only_accounts_whose_action_moved_with_the_model() -> None:
+    tonight = pl.DataFrame({"account_id": ["a", "b", "c"], "action": ["hold", "decrease", "increase"],
+                            "grade": ["B", "D", "A"]})
+    previous_model = pl.DataFrame({"account_id": ["c", "b", "a", "d"], "action": ["increase", "hold", "hold", "freeze"],
+                                   "grade": ["A", "C", "B", "E"]})
+    swaps = report.swap_set(tonight, previous_model)
+    # only b changed action; d was not decided tonight (closed): not a swap
+    assert swaps.to_dicts() == [{"account_id": "b", "previous_model_action": "hold", "action": "decrease",
+                                 "previous_model_grade": "C", "grade": "D"}]
+    assert report.swap_summary(swaps).rows() == [("hold", "decrease", 1)]
+
+
+def test_swap_set_is_empty_when_the_model_changed_nothing() -> None:
+    same = pl.DataFrame({"account_id": ["a"], "action": ["hold"], "grade": ["B"]})
+    assert report.swap_set(same, same).height == 0
+
+
+def _limits() -> pl.DataFrame:
+    return pl.DataFrame({
+        "account_id": ["a", "b", "c", "d", "e"],
+        "action": ["decrease", "decrease", "increase", "hold", "freeze"],
+        "grade": ["D", "D", "A", "B", None],
+        "previous_limit_cents": [100_000, 50_000, 200_000, 80_000, 30_000],
+        "new_limit_cents": [70_000, 35_000, 260_000, 80_000, 30_000],
+        "test_cell": ["champion", "challenger", "champion", "control", "champion"],
+    })
+
+
+def test_exposure_by_action_grade_sums_new_minus_previous_limits() -> None:
+    out = report.exposure_by_action_grade(_limits(), ["A", "B", "C", "D", "E"])
+    # freeze first (risk order), an unscored line shown as such; decreases: -30,000 and -15,000 cents
+    assert out.rows() == [
+        ("freeze", "unscored", 1, 0),
+        ("decrease", "D", 2, -45_000),
+        ("hold", "B", 1, 0),
+        ("increase", "A", 1, 60_000),
+    ]
+
+
+def test_limit_changes_and_test_cells() -> None:
+    limits = _limits()
+    assert report.limit_changes(limits).rows() == [("a", "decrease", -30_000), ("b", "decrease", -15_000),
+                                                    ("c", "increase", 60_000)]
+    cells = report.test_cell_summary(limits)
+    assert cells["test_cell"].to_list() == ["champion", "challenger", "control"]
+    champion = cells.row(0, named=True)
+    assert (champion["accounts"], champion["decrease"], champion["increase"], champion["freeze"],
+            champion["exposure_change_cents"]) == (3, 1, 1, 1, 30_000)
+
+
+def test_queue_against_capacity_shows_capacity_on_the_agent_queue_only() -> None:
+    cfg = CollectionsConfig(agent_daily_capacity=2)
+    queue = pl.DataFrame({
+        "treatment": ["agent", "agent", "smart_call", "smart_call", "auto_reminder"],
+        "overflow": [False, False, True, False, False],
+        "overdue_amount_cents": [100, 200, 300, 400, 500],
+        "expected_loss_cents": [10, 20, 30, 40, 50],
+    })
+    out = report.queue_against_capacity(queue, cfg)
+    rows = {r["treatment"]: r for r in out.iter_rows(named=True)}
+    assert rows["agent"]["capacity"] == 2 and rows["smart_call"]["capacity"] is None
+    assert rows["smart_call"]["overflow"] == 1 and rows["smart_call"]["overdue_cents"] == 700
+    assert out["treatment"].to_list()[0] == "auto_reminder"  # in bucket order, not alphabetical by chance
+
+
+# --- model --------------------------------------------------------------------------------------------
+
+
+def test_roc_and_ks_points_agree_with_the_stored_metrics() -> None:
+    bad = np.array([1, 0, 1, 0])
+    pd_ = np.array([0.9, 0.8, 0.7, 0.1])
+    fpr, tpr = report.roc_points(bad, pd_)
+    # cuts at 0.9, 0.8, 0.7, 0.1: (tp, fp) = (1,0), (1,1), (2,1), (2,2) out of 2 bads and 2 goods
+    assert fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0]
+    assert tpr.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auc(bad, pd_))
+    curve = report.ks_points(bad, pd_)
+    assert curve.ks == pytest.approx(ks_statistic(bad, pd_)) == pytest.approx(0.5)
+    assert curve.at_share == 0.25  # the first quarter of accounts holds half the bads and no good
+
+
+def test_curves_keep_at_most_the_asked_points_and_the_ks_peak() -> None:
+    rng = np.random.default_rng(3)
+    pd_ = rng.random(5000)
+    bad = (rng.random(5000) < pd_).astype(int)
+    fpr, tpr = report.roc_points(bad, pd_, max_points=50)
+    assert fpr.size <= 51 and (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    curve = report.ks_points(bad, pd_, max_points=50)
+    assert curve.ks == pytest.approx(ks_statistic(bad, pd_))
+    assert np.max(np.abs(curve.bad_share - curve.good_share)) == pytest.approx(curve.ks)  # the peak is kept
+
+
+def test_curves_need_both_classes() -> None:
+    with pytest.raises(ValueError, match="one good and one bad"):
+        report.roc_points(np.array([0, 0]), np.array([0.1, 0.2]))
+
+
+def test_shap_sample_is_stable_and_order_free() -> None:
+    ids = pl.Series("account_id", [f"A{i:07d}" for i in range(500)])
+    first = report.shap_sample(ids, 20)
+    assert first.len() == 20 and first.is_sorted()
+    assert report.shap_sample(ids.shuffle(seed=1), 20).to_list() == first.to_list()
+    # a bigger sample contains the smaller one: growing the sample keeps last night's accounts
+    assert set(first.to_list()) <= set(report.shap_sample(ids, 40).to_list())
+    assert report.shap_sample(ids, 1000).len() == 500
+
+
+def test_feature_psi_bands_use_the_traffic_lights() -> None:
+    # reference: half the OOT at or below 0.5, half above, none missing
+    reference = {"same": {"edges": [0.5], "shares": [0.5, 0.5, 0.0]},
+                 "moved": {"edges": [0.5], "shares": [0.5, 0.5, 0.0]}}
+    tonight = pl.DataFrame({"same": [0.0, 1.0] * 50, "moved": [0.0] * 100, "other": [1.0] * 100})
+    out = report.feature_psi(tonight, reference, (0.10, 0.25))
+    rows = {r["feature"]: r for r in out.iter_rows(named=True)}
+    assert rows["same"]["psi"] == pytest.approx(0.0) and rows["same"]["band"] == "stable"
+    # all mass in the first bin: 0.5 ln(1/0.5) + (1e-4 - 0.5) ln(1e-4/0.5) = 4.60
+    assert rows["moved"]["psi"] == pytest.approx(0.5 * np.log(2) + (1e-4 - 0.5) * np.log(1e-4 / 0.5))
+    assert rows["moved"]["band"] == "shifted"
+    assert out["feature"].to_list() == ["moved", "same"]  # worst first; features without reference skipped
+
+
+@pytest.mark.parametrize(("value", "band"), [(0.0999, "stable"), (0.10, "watch"), (0.2499, "watch"), (0.25, "shifted")])
+def test_psi_band_edges(value: float, band: str) -> None:
+    assert report.psi_band(value, (0.10, 0.25)) == band
+
+
+# --- page pieces --------------------------------------------------------------------------------------
+
+
+def test_table_escapes_values_and_manifest_numbers_are_tagged() -> None:
+    html = report._table(pl.DataFrame({"feature": ["<script>x</script>"]}), [("feature", "Feature", None)])
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    tag = report._m({"outputs": {"scores": {"rows": 17141}}}, "outputs.scores.rows", number=True)
+    assert tag == '<span data-manifest="outputs.scores.rows">17,141</span>'
+
+
+def test_chart_png_is_deterministic() -> None:
+    from pipelines import plots
+
+    queue = pl.DataFrame({"treatment": ["agent", "smart_call"], "accounts": [5, 3], "overflow": [0, 1]})
+    first = plots.queue_chart(queue, capacity=4)
+    assert first == plots.queue_chart(queue, capacity=4)  # no timestamp or software tag in the PNG
+    assert base64.b64decode(first.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_an_unpublished_date_is_a_clear_error(tmp_path, cfg) -> None:
+    with pytest.raises(report.ReportError, match="nothing was published for 2026-11-25"):
+        report.collect_report_data(tmp_path, D(2026, 11, 25), cfg)
