@@ -96,7 +96,7 @@ def riskline_nightly() -> None:
     def should_train(params: dict | None = None, dag_run=None) -> bool:
         from pipelines.orchestration import retrain_decision
 
-        retrain, why = retrain_decision(params or {}, str(dag_run.run_type))
+        retrain, why = retrain_decision(params or {}, dag_run.run_type)
         print(f"retrain={retrain}: {why}")
         return retrain
 

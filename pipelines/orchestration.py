@@ -57,8 +57,12 @@ def landing_ready(dataset: str, business_date: str, data_root: str | None = None
     return (part / lake.SUCCESS).is_file()
 
 
-def retrain_decision(params: dict[str, Any], run_type: str) -> tuple[bool, str]:
-    """Whether tonight's run retrains, and why (shown in the task log)."""
+def retrain_decision(params: dict[str, Any], run_type: object) -> tuple[bool, str]:
+    """Whether tonight's run retrains, and why (shown in the task log).
+
+    ``run_type`` is Airflow's DagRunType or its value ("backfill", "scheduled", "manual", ...).
+    """
+    run_type = str(getattr(run_type, "value", run_type))
     if params.get("model_version"):
         return False, f"model_version pinned to {params['model_version']!r}"
     if run_type == "backfill" and not params.get("retrain_on_backfill", False):

@@ -4,6 +4,7 @@ through the REST API, and the UI in headless Chromium. Every process started is 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 import urllib.error
 from pathlib import Path
@@ -51,7 +52,6 @@ def test_three_day_backfill_succeeds_and_publishes_each_date(airflow):
     af, root, token, first_run = airflow
     days = [first_run + dt.timedelta(days=i) for i in range(1, BACKFILL_DAYS + 1)]
     started = time.monotonic()
-    print("backfill", _fire(days[0]), _fire(days[-1]), dt.datetime.now(dt.timezone.utc))
     backfill = af.api("POST", "/api/v2/backfills", {
         "dag_id": "riskline_nightly", "from_date": _fire(days[0]), "to_date": _fire(days[-1]),
         "max_active_runs": 1, "reprocess_behavior": "none", "dag_run_conf": {},
@@ -73,9 +73,10 @@ def test_three_day_backfill_succeeds_and_publishes_each_date(airflow):
         for name in OUTPUTS:
             assert (publish.output_dir(root, name, day) / "_SUCCESS").is_file()
     # Backfills never retrain: the champion of each date scored it.
-    tis = af.api("GET", "/api/v2/dags/riskline_nightly/dagRuns/~/taskInstances?task_id=train_challenger&limit=50",
-                 token=token)["task_instances"]
-    assert tis and {t["state"] for t in tis} == {"skipped"}
+    for run in runs:
+        ti = af.api("GET", f"/api/v2/dags/riskline_nightly/dagRuns/{run['dag_run_id']}/taskInstances/train_challenger",
+                    token=token)
+        assert ti["state"] == "skipped", run["dag_run_id"]
 
 
 def test_ui_shows_the_successful_runs(airflow):
@@ -93,13 +94,18 @@ def test_ui_shows_the_successful_runs(airflow):
         page.keyboard.press("Enter")
         page.wait_for_load_state("networkidle")
         page.goto(f"{af.url}/dags/riskline_nightly", wait_until="networkidle")
-        page.get_by_text("riskline_nightly").first.wait_for(timeout=30_000)
+        page.get_by_text("build_features").first.wait_for(timeout=30_000)  # the grid's task rows
         page.wait_for_timeout(2000)
         shot = artifact("airflow-dag-grid.png")
         page.screenshot(path=str(shot), full_page=False)
         print(f"screenshot: {shot}")
-        body = page.inner_text("body")
+        overview = page.inner_text("body")
+        page.goto(f"{af.url}/dags/riskline_nightly/runs", wait_until="networkidle")
+        page.get_by_text("backfill").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(artifact("airflow-dag-runs.png")), full_page=False)
+        runs_page = page.inner_text("body").lower()
         browser.close()
-    assert "riskline_nightly" in body
-    assert "success" in body.lower() or "Success" in body
+    assert "riskline_nightly" in overview and re.search(r"\b0\s+Failed Runs", overview), overview[:1500]
+    assert runs_page.count("success") >= BACKFILL_DAYS, runs_page[:2000]
     assert not errors, errors

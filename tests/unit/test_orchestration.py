@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pipelines.orchestration import business_date_of, retrain_decision
+
+
+@pytest.mark.parametrize(
+    "params, run_type, expected",
+    [
+        ({}, "scheduled", True),
+        ({"retrain": False}, "scheduled", False),
+        ({"model_version": "2026-11-25-abc"}, "manual", False),  # a pinned model never retrains
+        ({}, "backfill", False),  # past dates score with that date's champion
+        ({"retrain_on_backfill": True}, "backfill", True),
+    ],
+)
+def test_retrain_decision(params: dict, run_type: str, expected: bool):
+    assert retrain_decision(params, run_type)[0] is expected
+
+
+def test_retrain_decision_accepts_the_task_sdk_run_type_enum():
+    # What a task sees as dag_run.run_type: a (str, Enum) whose str() is "DagRunType.BACKFILL", not
+    # "backfill" (this once made backfills retrain). The enum's value must be used.
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    assert str(DagRunType.BACKFILL) != "backfill"
+    assert retrain_decision({}, DagRunType.BACKFILL)[0] is False
+
+
+def test_business_date_is_interval_start_in_shanghai(cfg):
+    # 2026-11-24 18:00 UTC = 2026-11-25 02:00 Shanghai: the interval of the run for business date 2026-11-25.
+    assert business_date_of(dt.datetime(2026, 11, 24, 18, tzinfo=dt.timezone.utc), cfg) == dt.date(2026, 11, 25)
