@@ -260,11 +260,27 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(path: Path, mode: int = 0o755) -> None:
+    """``mkdir -p`` giving every new folder ``mode`` (still narrowed by the umask, never widened).
+
+    ``Path.mkdir(parents=True)`` creates the parents with 0o777: under a lenient umask (0 in some
+    containers) published folders would be world-writable, and anyone could rename files inside them.
+    """
+    if path.is_dir():
+        return
+    make_dirs(path.parent, mode)
+    try:
+        path.mkdir(mode)
+    except FileExistsError:
+        pass
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a small file (JSON, pointer) so that readers see the old or the new content, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as fh:
+    # rw-r--r-- whatever the umask allows beyond it: a manifest or pointer is never world-writable
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

@@ -10,6 +10,9 @@ Protocol (what a consumer may rely on):
    ``outputs/_manifests/as_of_date=D/manifest.json`` is written, then ``outputs/_LATEST`` moves to D
    (never backwards: a backfill of an older date leaves it), then the journal is removed.
 
+Publishes (and recoveries) of any dates take turns on ``DATA_ROOT/_locks/publish.lock``: a run must not
+roll forward another run's journal while that run is still swapping, nor move ``_LATEST`` from a stale read.
+
 A consumer reads the date named by ``_LATEST`` (or the Airflow asset event), and may check the sha256 of
 each file against the manifest. Before the journal exists the old outputs are untouched; after it, the
 next run (or any call to :func:`recover`) completes the swap, so a crash never leaves limits of D beside a
@@ -19,11 +22,14 @@ queue of D-1 once publication has been decided.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,40 +84,58 @@ def publish_outputs(
     """
     if sorted(frames) != sorted(OUTPUTS):
         raise PublishError(f"publish needs exactly the outputs {list(OUTPUTS)}, got {sorted(frames)}")
-    recover(root)
-    staged: dict[str, str] = {}
-    try:
-        outputs_meta: dict[str, Any] = {}
-        for name in OUTPUTS:
-            target = output_dir(root, name, as_of)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex}"
-            tmp.mkdir()
-            staged[name] = str(tmp)
-            lake.write_parquet(frames[name], tmp / PART_FILE)
-            os.chmod(tmp / PART_FILE, 0o644)
-            (tmp / lake.SUCCESS).touch()
-            outputs_meta[name] = {
-                "path": str(target.relative_to(root)),
-                "rows": frames[name].height,
-                "files": {PART_FILE: file_sha256(tmp / PART_FILE)},
-            }
-        full_manifest = {**manifest, "as_of_date": as_of.isoformat(), "schema_version": SCHEMA_VERSION,
-                         "outputs": outputs_meta}
-        lake.atomic_write_bytes(
-            _journal_path(root, as_of),
-            canonical_json({"as_of_date": as_of.isoformat(), "staged": staged, "manifest": full_manifest}),
-        )
-    except BaseException:
-        for tmp in staged.values():
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _roll_forward(root, _journal_path(root, as_of))
+    with _publish_lock(root):
+        _recover_locked(root)
+        staged: dict[str, str] = {}
+        try:
+            outputs_meta: dict[str, Any] = {}
+            for name in OUTPUTS:
+                target = output_dir(root, name, as_of)
+                lake.make_dirs(target.parent)
+                tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex}"
+                tmp.mkdir(0o755)  # explicit modes: published files must not be world-writable under any umask
+                staged[name] = str(tmp)
+                lake.write_parquet(frames[name], tmp / PART_FILE)
+                os.chmod(tmp / PART_FILE, 0o644)
+                (tmp / lake.SUCCESS).touch(0o644)
+                outputs_meta[name] = {
+                    "path": str(target.relative_to(root)),
+                    "rows": frames[name].height,
+                    "files": {PART_FILE: file_sha256(tmp / PART_FILE)},
+                }
+            full_manifest = {**manifest, "as_of_date": as_of.isoformat(), "schema_version": SCHEMA_VERSION,
+                             "outputs": outputs_meta}
+            lake.atomic_write_bytes(
+                _journal_path(root, as_of),
+                canonical_json({"as_of_date": as_of.isoformat(), "staged": staged, "manifest": full_manifest}),
+            )
+        except BaseException:
+            for tmp in staged.values():
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _roll_forward(root, _journal_path(root, as_of))
     return manifest_path(root, as_of)
 
 
 def recover(root: Path) -> list[dt.date]:
     """Finish every publish that was decided (journal written) but interrupted; return their dates."""
+    with _publish_lock(root):
+        return _recover_locked(root)
+
+
+@contextmanager
+def _publish_lock(root: Path) -> Iterator[None]:
+    path = lake.ensure_inside(root, root / "_locks" / "publish.lock")
+    lake.make_dirs(path.parent)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _recover_locked(root: Path) -> list[dt.date]:
     journal_dir = root / "outputs" / "_journal"
     done = []
     if journal_dir.is_dir():
@@ -120,13 +144,29 @@ def recover(root: Path) -> list[dt.date]:
     return done
 
 
+def _holds(folder: Path, files: dict[str, str]) -> bool:
+    """``folder`` is a complete partition holding exactly ``files`` (name -> sha256)."""
+    return (folder / lake.SUCCESS).is_file() and all(
+        (folder / name).is_file() and file_sha256(folder / name) == sha for name, sha in files.items()
+    )
+
+
 def _roll_forward(root: Path, journal: Path) -> dt.date:
     entry = json.loads(journal.read_bytes())
     as_of = dt.date.fromisoformat(entry["as_of_date"])
     for name, tmp in entry["staged"].items():
-        tmp_path = Path(tmp)
-        if tmp_path.is_dir():  # not yet swapped in (a crash may have stopped us after some outputs)
-            lake.swap_into_place(tmp_path, output_dir(root, name, as_of))
+        staged, target = Path(tmp), output_dir(root, name, as_of)
+        files = entry["manifest"]["outputs"][name]["files"]
+        # Judge by content, not by which folder exists: after the atomic exchange the staged path holds
+        # the *previous* partition (or what a crash left of its removal), which must never be swapped back.
+        if not _holds(target, files):
+            if not _holds(staged, files):
+                raise PublishError(
+                    f"cannot finish the publish of {as_of}: the staged {name} ({staged}) is missing or damaged. "
+                    f"Remove {journal} and rerun the night for {as_of}."
+                )
+            lake.swap_into_place(staged, target)
+        shutil.rmtree(staged, ignore_errors=True)
     lake.atomic_write_bytes(manifest_path(root, as_of), canonical_json(entry["manifest"]))
     latest = read_latest(root)
     if latest is None or as_of >= latest:

@@ -311,6 +311,7 @@ class ModelRegistry:
             if action == "promote" and any(
                 e.version == version and e.effective_from == effective_from and e.action == action for e in history
             ):
+                self._write_pointer(history)  # a crash between history and pointer left the pointer behind
                 return None
             event = ChampionEvent(len(history) + 1, version, effective_from, action, reason, recorded_at)
             self._write_history([*history, event])
@@ -340,9 +341,17 @@ class ModelRegistry:
         # Rewriting the whole (small) file atomically, rather than appending, means a concurrent reader
         # never sees half a line; the prefix check above keeps it append-only.
         atomic_write_bytes(self.root / HISTORY_FILE, content)
+        self._write_pointer(history)
+
+    def _write_pointer(self, history: list[ChampionEvent]) -> None:
+        """Point ``champion.json`` at the history's latest champion (no write when it already does)."""
+        from pipelines.lake import atomic_write_bytes
+
         latest = _ordered(history)[-1]
         pointer = {"version": latest.version, "effective_from": latest.effective_from.isoformat(), "seq": latest.seq}
-        atomic_write_bytes(self.root / POINTER_FILE, to_json_bytes(pointer))
+        path = self.root / POINTER_FILE
+        if not path.is_file() or path.read_bytes() != to_json_bytes(pointer):
+            atomic_write_bytes(path, to_json_bytes(pointer))
 
 
 def _ordered(history: list[ChampionEvent]) -> list[ChampionEvent]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,15 @@ def lake_root(published_lake: PublishedLake, tmp_path: Path) -> Path:
     root = tmp_path / "lake"
     shutil.copytree(published_lake.root, root, symlinks=True)
     return root
+
+
+@pytest.fixture()
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts: any still running when it ends (say, held at a pause when an assertion
+    failed) are killed, so a failing test never leaves a child behind."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

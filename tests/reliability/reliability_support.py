@@ -14,16 +14,24 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from pipelines import generate, ingest, lake, nightly
+from pipelines import generate, ingest, lake, nightly, publish
 from pipelines.config import RisklineConfig
 from pipelines.contract import DATASETS
 from pipelines.generate import Fault, GeneratorParams, PortfolioDay, PortfolioSimulation
+from pipelines.outputs import OUTPUTS
 
 NEXT = dt.date(2026, 11, 20)
 PUBLISHED = NEXT - dt.timedelta(days=1)
@@ -85,33 +93,53 @@ def write_landing(root: Path, params: GeneratorParams, cfg: RisklineConfig) -> P
     return last
 
 
-def train_fixture_champion(root: Path, as_of: dt.date, cfg: RisklineConfig) -> str:
-    from pipelines.features import build_feature_snapshot, read_features
-    from pipelines.model_definition import load_model_definition
-    from pipelines.registry import ModelRegistry, version_id
-    from pipelines.train import train_model
+def fixture_training_book(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[Any, ...]:
+    """``(plan, fit, early_stopping, oot, definition)`` for training on ``as_of``'s features.
 
-    build_feature_snapshot(root, as_of, cfg)
+    Sixty days cannot mature a 90-day label, so the snapshots are the features of ``as_of`` (4 copies of
+    the book under suffixed ids, for enough rows to judge calibration) with a label drawn from a logistic
+    PD in arrears and utilization: the gate sees a plausible model.
+    """
+    from pipelines.features import feature_partition, read_features
+    from pipelines.model_definition import load_model_definition
+    from pipelines.train import SnapshotPlan
+
+    if not lake.is_complete(feature_partition(root, as_of)):
+        from pipelines.features import build_feature_snapshot
+
+        build_feature_snapshot(root, as_of, cfg)
     features = read_features(root, as_of)
     definition = load_model_definition(cfg)
     definition = definition.model_copy(
         update={"hyperparameters": definition.hyperparameters.model_copy(update={"nthread": 1})}
     )
     rng = np.random.default_rng(SEED)
-    risk = features["dpd"].to_numpy().astype(float) + rng.normal(0.0, 1.0, features.height)
-    labelled = features.with_columns(pl.Series("bad", (risk > np.quantile(risk, 0.9)).astype(np.int8)))
-    half = pl.col("account_id").hash(seed=SEED) % 2 == 0
-    trained = train_model(labelled.filter(half), labelled.filter(~half), definition)
-    version = version_id(as_of, trained.model_bytes)
-    registry = ModelRegistry(root)
-    registry.register(version, trained.model_bytes, {
-        "features": [{"name": f, "dtype": "float32"} for f in trained.feature_names],
-        "manifest": {"as_of": as_of.isoformat(), "note": "reliability test fixture, synthetic label"},
-        "metrics": {},
-        "gate": {"promote": True, "reasons": [], "summary": "fixture"},
-    })
-    registry.set_champion(version, as_of, "manual_promote", "reliability test fixture")
-    return version
+    snapshots = [as_of - dt.timedelta(days=cfg.labels.horizon_days + 7 * (5 - i)) for i in range(6)]
+    signal = (features["dpd"].fill_null(0).clip(0, 30) / 10 + features["utilization"].fill_null(0) * 2).to_numpy()
+    frames = []
+    for date in snapshots:
+        for copy in range(4):
+            pd_ = 1 / (1 + np.exp(3.2 - 1.5 * (signal + rng.normal(0, 0.7, features.height))))
+            frames.append(features.with_columns(
+                pl.col("account_id") + f"-{copy}", pl.lit(date).alias("as_of_date"),
+                pl.Series("bad", (rng.random(features.height) < pd_).astype(np.int8)),
+            ))
+    book = pl.concat(frames)
+    plan = SnapshotPlan(as_of, cfg.labels.horizon_days, tuple(snapshots[:3]), tuple(snapshots[3:5]), snapshots[5])
+    on = pl.col("as_of_date")
+    return (plan, book.filter(on.is_in(plan.fit_dates)), book.filter(on.is_in(plan.early_stopping_dates)),
+            book.filter(on == plan.oot_date), definition)
+
+
+def train_fixture_champion(root: Path, as_of: dt.date, cfg: RisklineConfig) -> str:
+    """Train, gate, register and promote a champion serving from ``as_of`` (the real training entry point)."""
+    from pipelines.registry import ModelRegistry
+    from pipelines.train import train_evaluate_register
+
+    plan, fit, early_stopping, oot, definition = fixture_training_book(root, as_of, cfg)
+    result = train_evaluate_register(ModelRegistry(root), plan, fit, early_stopping, oot, definition, cfg.model)
+    assert result.promoted, result.gate["summary"]
+    return result.version
 
 
 def build_published_lake(root: Path, cfg: RisklineConfig) -> PublishedLake:
@@ -140,3 +168,84 @@ def deliver(root: Path, dataset: str, day: dt.date, files: dict[str, pl.DataFram
                 (tmp / name).write_bytes(content)
             else:
                 lake.write_parquet(content, tmp / name)
+
+
+# --- child processes (crash_child.py) ---------------------------------------------------------------
+
+CHILD = Path(__file__).with_name("crash_child.py")
+
+
+def start_child(
+    mode: str, spec: Path | str, root: Path, trace: Path, kill_after: int = -1, pause: tuple[str, Path] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``crash_child.py`` (see its docstring) in its own process."""
+    args = [sys.executable, str(CHILD), mode, str(spec), str(root), str(kill_after), str(trace)]
+    if pause:
+        args += [pause[0], str(pause[1])]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_child(proc: subprocess.Popen[str], timeout: float = 180) -> int:
+    """Wait for a child; fail the test with its stderr if it died of anything but our SIGKILL."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(f"child {proc.args[2]} failed on its own (rc {proc.returncode}):\n{err[-3000:]}")
+    return proc.returncode
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 180) -> None:
+    """Wait until ``path`` exists; fail early if ``proc`` ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            finish_child(proc)
+            raise AssertionError(f"child ended (rc {proc.returncode}) before {path.name} appeared")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def write_publish_spec(spec: Path, as_of: dt.date, frames: dict[str, pl.DataFrame], manifest: dict) -> None:
+    """What a ``publish`` child publishes: the four frames and the manifest."""
+    spec.mkdir(parents=True)
+    for name, frame in frames.items():
+        frame.write_parquet(spec / f"{name}.parquet")
+    (spec / "spec.json").write_text(json.dumps({"outputs": sorted(frames), "as_of": as_of.isoformat(),
+                                                "manifest": manifest}))
+
+
+def spec_frames(spec: Path) -> dict[str, pl.DataFrame]:
+    """The frames of a publish spec, read back exactly as the child reads them."""
+    outputs = json.loads((spec / "spec.json").read_text())["outputs"]
+    return {name: pl.read_parquet(spec / f"{name}.parquet") for name in outputs}
+
+
+def spec_manifest(spec: Path) -> dict:
+    return json.loads((spec / "spec.json").read_text())["manifest"]
+
+
+def publish_scenario(book: PublishedLake, tmp: Path, rerun: bool) -> tuple[Path, Path, dt.date, Path]:
+    """A lake holding only the published night, a spec for the next publish, and that publish done cleanly.
+
+    ``rerun``: republish the same date with changed content (a rerun after upstream redelivered), which
+    swaps over existing partitions; otherwise publish the next date, which creates them.
+    """
+    base = tmp / "base"
+    shutil.copytree(book.root / "outputs", base / "outputs")  # publishing needs nothing else
+    old = {name: publish.read_output(base, name, book.published) for name in OUTPUTS}
+    as_of = book.published if rerun else book.next_day
+    changed = pl.lit("rerun-version").alias("model_version") if rerun else pl.lit(as_of).alias("as_of_date")
+    new = {name: frame.with_columns(changed) for name, frame in old.items()}
+    manifest = {"model_version": "rerun-version" if rerun else book.model_version, "note": "crash test"}
+    spec = tmp / "spec"
+    write_publish_spec(spec, as_of, new, manifest)
+    reference = tmp / "reference"
+    shutil.copytree(base, reference)
+    publish.publish_outputs(reference, as_of, spec_frames(spec), manifest)  # what the child will publish
+    return base, spec, as_of, reference
