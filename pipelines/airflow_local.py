@@ -211,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dags-test":
         return dags_test(home, data_root, args.date)
     port = int(os.environ.get("RISKLINE_AIRFLOW_PORT", "8080"))
+
+    def _stop_on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # leave the `with` below, which stops every component we started
+
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if shutil.which("airflow", path=airflow_env(home, data_root, port)["PATH"]) is None:
         print("error: airflow is not installed in this venv (run `make venv`)", file=sys.stderr)
         return 2
