@@ -15,11 +15,12 @@ export RISKLINE_DATA_ROOT ?= $(CURDIR)/data
 PYTHON312 := $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null); do \
 	$$c -c 'import sys; assert sys.version_info[:2]==(3,12)' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: venv demo test freeze clean-data help airflow
+.PHONY: venv demo test freeze clean-data help airflow bench
 
 help:
 	@echo "make demo   - generate a demo portfolio and run the nightly job on it"
 	@echo "make test   - run the test suite"
+	@echo "make bench  - time one nightly run per stage on 100k and 1M generated books (minutes; not in make test)"
 	@echo "make airflow - start a local Airflow (UI on 127.0.0.1:8080) over dags/ and the demo data"
 
 venv: $(STAMP)
@@ -40,6 +41,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+# Books are cached under benchmarks/cache/ (git-ignored); results land in benchmarks/results/.
+bench: $(STAMP)
+	$(VENV)/bin/riskline bench $(BENCH_ARGS)
 
 # Local Airflow UI on 127.0.0.1:8080 (login required; the generated admin password is printed).
 airflow: $(STAMP)

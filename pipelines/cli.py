@@ -242,7 +242,8 @@ def cmd_bench(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     del cfg, root  # the bench builds its own books and config (benchmarks/bench.yaml) on top of the base config
     base = Path(args.config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).resolve()
     try:
-        written = run_benchmarks(args.size or ["100k", "1m"], base, scale=args.scale,
+        sizes = args.size if args.size else ([] if args.scale else ["100k", "1m"])
+        written = run_benchmarks(sizes, base, scale=args.scale,
                                  log=lambda line: print(line, flush=True))
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -405,8 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmarks/results/<date>-<size>.json and .md. Takes minutes (the 1M book's first generation and "
         "ingest about 15). Not part of the test suite.",
     )
-    p.add_argument("--size", action="append", help="100k or 1m (repeatable; default both)")
-    p.add_argument("--scale", action="store_true", help="also score and decide a 10M book shard by shard")
+    p.add_argument("--size", action="append", help="100k or 1m (repeatable; default both unless --scale)")
+    p.add_argument("--scale", action="store_true",
+                   help="score and decide a 10M book shard by shard, built from the 1M book's night (run that first)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="the short summary of a published night (from its manifest and outputs)")

@@ -366,7 +366,9 @@ def train_evaluate_register(
     challenger fails the gate (it is registered, for the record, but not promoted).
     """
     started = time.perf_counter()
-    trained = train_model(fit, early_stopping, definition)
+    from pipelines.train_dask import fit_with_backend  # model.train_backend: local | dask
+
+    trained = fit_with_backend(fit, early_stopping, definition, model_cfg)
     oot = oot.sort(*KEYS)
     pd_ = predict_pd(trained.booster, oot, definition.hyperparameters.nthread)
     score = pd_to_score(pd_, definition.score_scaling)
