@@ -12,6 +12,9 @@ ledger and features -> train a challenger and gate it -> score -> decide limits,
 publish the four outputs all-or-nothing (assets `riskline_scores`, `riskline_limits`,
 `riskline_collection_queue`, `riskline_hardship_offers`) -> the morning report (its path is in the log).
 
+**Shards:** ledger/features, scoring and decisions run once per account-hash shard (`run.shards` in
+riskline.yaml, default 1) as mapped tasks, each followed by a merge; outputs are identical for any count.
+
 **Manual runs (Trigger with params):** `retrain` (default true), `model_version` (pin a registered version;
 empty = the champion on D), `publish` (false = dry run into DATA_ROOT/staging).
 
@@ -86,11 +89,25 @@ def riskline_nightly() -> None:
 
         ingested.append(land())
 
-    @task(**IO_RETRIES)
-    def build_features(business_date: str) -> dict:
-        from pipelines.orchestration import run_stage
+    @task
+    def shard_ids() -> list[int]:
+        from pipelines.orchestration import shard_list
 
-        return run_stage("features", business_date)
+        return shard_list()
+
+    # Per-account stages run once per account-hash shard (dynamic task mapping: Celery or Kubernetes
+    # executors spread them over workers); each is followed by a merge that publishes the date's partition.
+    @task(**IO_RETRIES, map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    def build_features(business_date: str, shard: int) -> dict:
+        from pipelines.orchestration import run_shard
+
+        return run_shard("features", business_date, shard)
+
+    @task(**IO_RETRIES)
+    def merge_features(business_date: str) -> dict:
+        from pipelines.orchestration import merge_shard_outputs
+
+        return merge_shard_outputs("features", business_date)
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def should_train(params: dict | None = None, dag_run=None) -> bool:
@@ -106,17 +123,30 @@ def riskline_nightly() -> None:
 
         return run_stage("train", business_date)
 
-    @task(trigger_rule="none_failed")
-    def score(business_date: str, params: dict | None = None) -> dict:
-        from pipelines.orchestration import run_stage
+    @task(trigger_rule="none_failed", map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    def score(business_date: str, shard: int, params: dict | None = None) -> dict:
+        from pipelines.orchestration import run_shard
 
-        return run_stage("score", business_date, model_version=(params or {}).get("model_version") or None)
+        return run_shard("score", business_date, shard, model_version=(params or {}).get("model_version") or None)
 
     @task
-    def decide(business_date: str) -> dict:
-        from pipelines.orchestration import run_stage
+    def merge_scores(business_date: str) -> dict:
+        from pipelines.orchestration import merge_shard_outputs
 
-        return run_stage("decide", business_date)
+        return merge_shard_outputs("score", business_date)
+
+    @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    def decide(business_date: str, shard: int) -> dict:
+        from pipelines.orchestration import run_shard
+
+        return run_shard("decide", business_date, shard)
+
+    @task
+    def merge_decisions(business_date: str) -> dict:
+        """Also where the collections queue's capacity cut and priorities run, over the whole book."""
+        from pipelines.orchestration import merge_shard_outputs
+
+        return merge_shard_outputs("decide", business_date)
 
     @task(outlets=list(OUTPUT_ASSETS.values()), **IO_RETRIES)
     def publish(business_date: str, params: dict | None = None, outlet_events=None) -> dict:
@@ -138,15 +168,21 @@ def riskline_nightly() -> None:
         print(f"run report: {result['path']}")
         return result
 
-    features = build_features(day)
+    shards = shard_ids()
+    features = build_features.partial(business_date=day).expand(shard=shards)
     ingested >> features
+    features_merged = merge_features(day)
+    features >> features_merged
     gate = should_train()
     trained = train_challenger(day)
-    scored = score(day)
-    features >> gate >> trained >> scored
+    scored = score.partial(business_date=day).expand(shard=shards)
+    features_merged >> gate >> trained >> scored
+    scores_merged = merge_scores(day)
+    decided = decide.partial(business_date=day).expand(shard=shards)
+    decisions_merged = merge_decisions(day)
+    scored >> scores_merged >> decided >> decisions_merged
     published = publish(day)
-    published << decide(day) << scored
-    published >> report(day)
+    decisions_merged >> published >> report(day)
 
 
 riskline_nightly()

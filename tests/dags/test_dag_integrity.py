@@ -40,10 +40,21 @@ def test_nightly_schedule_and_stage_order(dagbag):
         assert dag.get_task(f"land_{ds}.ingest_validate").upstream_task_ids == {f"land_{ds}.wait", "business_date"}
     assert dag.get_task("build_features").upstream_task_ids == {
         f"land_{ds}.ingest_validate" for ds in ("accounts", "behaviour", "installments", "payments")
-    } | {"business_date"}
+    } | {"business_date", "shard_ids"}
     assert dag.get_task("score").trigger_rule == "none_failed"  # runs when training is skipped
     assert "train_challenger" in dag.get_task("score").upstream_task_ids
-    assert "decide" in dag.get_task("publish").upstream_task_ids
+    assert "merge_decisions" in dag.get_task("publish").upstream_task_ids
+    assert "publish" in dag.get_task("report").upstream_task_ids
+
+
+def test_per_account_stages_fan_out_over_shards(dagbag):
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    dag = dagbag.dags["riskline_nightly"]
+    for task_id, merge in (("build_features", "merge_features"), ("score", "merge_scores"),
+                           ("decide", "merge_decisions")):
+        assert isinstance(dag.get_task(task_id), MappedOperator), f"{task_id} is not mapped over shards"
+        assert task_id in dag.get_task(merge).upstream_task_ids
 
 
 def test_waits_hold_no_worker_slot_and_time_out(dagbag):

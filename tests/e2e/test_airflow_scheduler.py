@@ -79,6 +79,20 @@ def test_three_day_backfill_succeeds_and_publishes_each_date(airflow):
         assert ti["state"] == "skipped", run["dag_run_id"]
 
 
+def _goto(page, url: str, attempts: int = 3) -> None:
+    """Navigate, retrying when the single-page app aborts the load with a client-side redirect of its own."""
+    from playwright.sync_api import Error
+
+    for attempt in range(attempts):
+        try:
+            page.goto(url, wait_until="networkidle")
+            return
+        except Error as exc:
+            if "ERR_ABORTED" not in str(exc) or attempt == attempts - 1:
+                raise
+            page.wait_for_timeout(1000)
+
+
 def test_ui_shows_the_successful_runs(airflow):
     from playwright.sync_api import sync_playwright
 
@@ -92,15 +106,16 @@ def test_ui_shows_the_successful_runs(airflow):
         page.fill("input[name='username']", "admin")
         page.fill("input[name='password']", af.password())
         page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: "login" not in url, timeout=30_000)
         page.wait_for_load_state("networkidle")
-        page.goto(f"{af.url}/dags/riskline_nightly", wait_until="networkidle")
+        _goto(page, f"{af.url}/dags/riskline_nightly")
         page.get_by_text("build_features").first.wait_for(timeout=30_000)  # the grid's task rows
         page.wait_for_timeout(2000)
         shot = artifact("airflow-dag-grid.png")
         page.screenshot(path=str(shot), full_page=False)
         print(f"screenshot: {shot}")
         overview = page.inner_text("body")
-        page.goto(f"{af.url}/dags/riskline_nightly/runs", wait_until="networkidle")
+        _goto(page, f"{af.url}/dags/riskline_nightly/runs")
         page.get_by_text("backfill").first.wait_for(timeout=30_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(artifact("airflow-dag-runs.png")), full_page=False)
