@@ -101,7 +101,7 @@ def staged_partition(target: Path) -> Iterator[Path]:
         yield tmp
         _fsync_dir_files(tmp)
         (tmp / SUCCESS).touch()
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         swap_into_place(tmp, target)
     finally:
         if tmp.exists():
@@ -205,7 +205,7 @@ def swap_into_place(tmp: Path, target: Path) -> None:
     if target.exists():
         if _rename_exchange(tmp, target):
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous partition
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
             return
         old = target.parent / f"{_OLD_PREFIX}{target.name}-{uuid.uuid4().hex}"
         os.replace(target, old)  # a crash here leaves only .old-*: repaired on next access
@@ -213,7 +213,7 @@ def swap_into_place(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _repair_interrupted_swap(target: Path) -> None:
@@ -252,7 +252,8 @@ def _fsync_dir_files(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (the directory entry itself)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -285,4 +286,4 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)

@@ -263,6 +263,8 @@ class ModelRegistry:
 
         ``records`` maps ``features``/``manifest``/``metrics``/``gate`` to JSON-able content.
         """
+        from pipelines.lake import fsync_dir
+
         if version != version_id(dt.date.fromisoformat(records["manifest"]["as_of"]), model_bytes):
             raise RegistryError(f"version {version} does not match its model bytes and as_of")
         with self._locked():
@@ -284,7 +286,7 @@ class ModelRegistry:
                         os.fsync(fh.fileno())
                     os.chmod(tmp / name, 0o444)  # immutable by convention and by permission
                 os.rename(tmp, target)  # fails rather than overwrite if a folder appeared meanwhile
-                _fsync(self.root)
+                fsync_dir(self.root)
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -364,9 +366,3 @@ def _champion_on(history: list[ChampionEvent], date: dt.date) -> str | None:
     return serving[-1].version if serving else None
 
 
-def _fsync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -163,6 +163,16 @@ def _params(definition: ModelDefinition) -> dict[str, Any]:
     }
 
 
+def check_both_classes(fit: pl.DataFrame, early_stopping: pl.DataFrame) -> None:
+    """Both training sets need goods and bads, or XGBoost learns nothing (a new book's first nights)."""
+    for name, frame in (("fit", fit), ("early-stopping", early_stopping)):
+        bads = int(frame["bad"].sum()) if frame.height else 0
+        if bads == 0 or bads == frame.height:
+            raise InsufficientHistoryError(
+                f"the {name} set has {frame.height} rows and {bads} bads: both goods and bads are needed"
+            )
+
+
 def train_model(fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition) -> TrainedModel:
     """Fit the booster on ``fit``, early-stopping on ``early_stopping``; keep only the best trees.
 
@@ -171,12 +181,7 @@ def train_model(fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: Mod
     """
     features = definition.feature_names
     hp = definition.hyperparameters
-    for name, frame in (("fit", fit), ("early-stopping", early_stopping)):
-        bads = int(frame["bad"].sum()) if frame.height else 0
-        if bads == 0 or bads == frame.height:
-            raise InsufficientHistoryError(
-                f"the {name} set has {frame.height} rows and {bads} bads: both goods and bads are needed"
-            )
+    check_both_classes(fit, early_stopping)
     fit = fit.sort(*KEYS)
     early_stopping = early_stopping.sort(*KEYS)
     # QuantileDMatrix bins the floats once instead of keeping a float copy next to the numpy array.

@@ -33,7 +33,7 @@ import xgboost as xgb
 from pipelines.config import ModelConfig
 from pipelines.model_definition import ModelDefinition
 from pipelines.score import feature_matrix
-from pipelines.train import KEYS, InsufficientHistoryError, TrainedModel, _params
+from pipelines.train import KEYS, TrainedModel, _params, check_both_classes
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -79,12 +79,7 @@ def train_model_dask(
 
     features = list(definition.feature_names)
     hp = definition.hyperparameters
-    for name, frame in (("fit", fit), ("early-stopping", early_stopping)):
-        bads = int(frame["bad"].sum()) if frame.height else 0
-        if bads == 0 or bads == frame.height:
-            raise InsufficientHistoryError(
-                f"the {name} set has {frame.height} rows and {bads} bads: both goods and bads are needed"
-            )
+    check_both_classes(fit, early_stopping)
     workers = max(1, len(client.scheduler_info()["workers"]))
     x_fit, y_fit = _blocks(client, fit.sort(*KEYS), features, workers)
     x_stop, y_stop = _blocks(client, early_stopping.sort(*KEYS), features, workers)

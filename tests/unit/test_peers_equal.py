@@ -38,7 +38,7 @@ def _ts(day: dt.date) -> dt.datetime:
 
 @pytest.fixture()
 def book(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(lake, "_fsync_dir", lambda folder: None)  # durability is not under test here
+    monkeypatch.setattr(lake, "fsync_dir", lambda folder: None)  # durability is not under test here
     monkeypatch.setattr(lake, "_fsync_dir_files", lambda folder: None)
     events: dict[dt.date, list[tuple]] = {}
 

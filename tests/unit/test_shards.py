@@ -95,7 +95,7 @@ def _register_champion(root: Path) -> None:
 def _no_fsync():
     """Durability is lake.py's concern (tested there); here hundreds of fsyncs would only cost minutes."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lake, "_fsync_dir", lambda folder: None)
+        mp.setattr(lake, "fsync_dir", lambda folder: None)
         mp.setattr(lake, "_fsync_dir_files", lambda folder: None)
         yield
 
