@@ -81,6 +81,19 @@ def previous_partition(root: Path, zone: str, as_of: dt.date) -> Path | None:
     return max(before)[1] if before else None
 
 
+def read_previous_run(root: Path, as_of: dt.date) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """The previous run's scores (None on the first run) and the limit history it left, as decide reads them."""
+    from pipelines import policy
+
+    prev_scores_dir = previous_partition(root, "scores", as_of)
+    previous_scores = lake.read_partition(prev_scores_dir) if prev_scores_dir else None
+    prev_decisions = previous_partition(root, DECISIONS_ZONE, as_of)
+    history = (
+        pl.read_parquet(prev_decisions / "limit_history.parquet") if prev_decisions else policy.empty_limit_history()
+    )
+    return previous_scores, history
+
+
 @contextmanager
 def date_lock(root: Path, as_of: dt.date) -> Iterator[None]:
     """Refuse a second run of the same date while one is running (different dates run side by side)."""
@@ -171,12 +184,7 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
     installments = pl.read_parquet(ledger_dir / "installments.parquet")
     ledger_accounts = pl.read_parquet(ledger_dir / "accounts.parquet")
     scores = lake.read_partition(scores_dir(root, as_of))
-    prev_scores_dir = previous_partition(root, "scores", as_of)
-    previous_scores = lake.read_partition(prev_scores_dir) if prev_scores_dir else None
-    prev_decisions = previous_partition(root, DECISIONS_ZONE, as_of)
-    history = (
-        pl.read_parquet(prev_decisions / "limit_history.parquet") if prev_decisions else policy.empty_limit_history()
-    )
+    previous_scores, history = read_previous_run(root, as_of)
 
     inputs = policy.build_policy_input(as_of, accounts, features, installments, scores, previous_scores, history)
     limits = policy.decide_limits(inputs, cfg.policy, cfg.product)

@@ -75,8 +75,6 @@ def retrain_decision(params: dict[str, Any], run_type: object) -> tuple[bool, st
 def run_stage(stage: str, business_date: str, data_root: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run one stage of :mod:`pipelines.nightly` for a business date; return its small result dict."""
     from pipelines import nightly
-    from pipelines.ingest import IngestError
-    from pipelines.publish import PublishError
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cfg = load_config()
@@ -90,31 +88,17 @@ def run_stage(stage: str, business_date: str, data_root: str | None = None, **kw
         "publish": nightly.stage_publish,
         "report": nightly.stage_report,
     }
-    try:
-        return functions[stage](root, day, cfg, **kwargs)
-    except IngestError as exc:
-        raise StageFailed(f"[{stage}] business date {business_date}: {exc}\nNEXT STEP: {_DATA_PROBLEM}") from exc
-    except PublishError as exc:
-        raise StageFailed(
-            f"[{stage}] business date {business_date}: {exc}\nNEXT STEP: our own outputs broke their contract "
-            "(a bug in riskline, not upstream data). Nothing was published. Escalate to the riskline owners; "
-            "do not clear until fixed."
-        ) from exc
-    except Exception as exc:
-        raise StageFailed(
-            f"[{stage}] business date {business_date} failed: {type(exc).__name__}: {exc}\nNEXT STEP: {_CODE_OR_INFRA}"
-        ) from exc
+    return _guarded(stage, business_date, lambda: functions[stage](root, day, cfg, **kwargs))
 
 
 def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -> dict[str, Any]:
     """Ingest and validate one dataset for one business date; return its result as a small dict."""
-    from pipelines.ingest import IngestError, ingest_date
+    from pipelines.ingest import ingest_date
 
     cfg = load_config()
-    try:
-        (result,) = ingest_date(_root(cfg, data_root), dt.date.fromisoformat(business_date), cfg, [dataset])
-    except IngestError as exc:
-        raise StageFailed(f"[ingest {dataset}] {exc}\nNEXT STEP: {_DATA_PROBLEM}") from exc
+    day = dt.date.fromisoformat(business_date)
+    (result,) = _guarded(f"ingest {dataset}", business_date,
+                         lambda: ingest_date(_root(cfg, data_root), day, cfg, [dataset]))
     out = dataclasses.asdict(result)
     out["date"] = result.date.isoformat()
     return out
@@ -152,8 +136,20 @@ def shard_list(data_root: str | None = None) -> list[int]:
 
 
 def _guarded(label: str, business_date: str, fn: Any) -> Any:
+    """Run ``fn``; turn any failure into a :class:`StageFailed` that says what to do next."""
+    from pipelines.ingest import IngestError
+    from pipelines.publish import PublishError
+
     try:
         return fn()
+    except IngestError as exc:
+        raise StageFailed(f"[{label}] business date {business_date}: {exc}\nNEXT STEP: {_DATA_PROBLEM}") from exc
+    except PublishError as exc:
+        raise StageFailed(
+            f"[{label}] business date {business_date}: {exc}\nNEXT STEP: our own outputs broke their contract "
+            "(a bug in riskline, not upstream data). Nothing was published. Escalate to the riskline owners; "
+            "do not clear until fixed."
+        ) from exc
     except Exception as exc:
         raise StageFailed(
             f"[{label}] business date {business_date} failed: {type(exc).__name__}: {exc}\nNEXT STEP: {_CODE_OR_INFRA}"

@@ -1186,7 +1186,7 @@ def _counterfactual_decisions(
     from pipelines import lake, policy
     from pipelines.features import ledger_partition, read_features
     from pipelines.model_definition import load_model_definition
-    from pipelines.nightly import DECISIONS_ZONE, previous_partition
+    from pipelines.nightly import read_previous_run
     from pipelines.registry import ModelRegistry
     from pipelines.score import assign_grade, pd_to_score, predict_pd
 
@@ -1202,11 +1202,7 @@ def _counterfactual_decisions(
     )
     accounts = lake.read_partition(lake.partition_dir(root, "curated", "accounts", as_of))
     installments = pl.read_parquet(ledger_partition(root, as_of) / "installments.parquet")
-    prev_scores_dir = previous_partition(root, "scores", as_of)
-    previous_scores = lake.read_partition(prev_scores_dir) if prev_scores_dir else None
-    prev_decisions = previous_partition(root, DECISIONS_ZONE, as_of)
-    history = (pl.read_parquet(prev_decisions / "limit_history.parquet") if prev_decisions
-               else policy.empty_limit_history())
+    previous_scores, history = read_previous_run(root, as_of)
     inputs = policy.build_policy_input(as_of, accounts, feats, installments, scores, previous_scores, history)
     return policy.decide_limits(inputs, cfg.policy, cfg.product).select("account_id", "action", "grade")
 

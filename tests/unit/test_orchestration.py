@@ -33,3 +33,28 @@ def test_retrain_decision_accepts_the_task_sdk_run_type_enum():
 def test_business_date_is_interval_start_in_shanghai(cfg):
     # 2026-11-24 18:00 UTC = 2026-11-25 02:00 Shanghai: the interval of the run for business date 2026-11-25.
     assert business_date_of(dt.datetime(2026, 11, 24, 18, tzinfo=dt.timezone.utc), cfg) == dt.date(2026, 11, 25)
+
+
+@pytest.mark.parametrize(
+    "error, advice",
+    [
+        ("ingest", "DATA PROBLEM upstream"),  # fix upstream, then clear: never a blind retry
+        ("publish", "our own outputs broke their contract"),
+        ("other", "Not a data problem"),
+    ],
+)
+def test_every_stage_failure_says_what_to_do_next(error: str, advice: str):
+    from pipelines.ingest import IngestError
+    from pipelines.orchestration import StageFailed, _guarded
+    from pipelines.publish import PublishError
+
+    def fail():
+        if error == "ingest":
+            raise IngestError("drop is incomplete", dataset="payments", date=dt.date(2026, 11, 25))
+        if error == "publish":
+            raise PublishError("limits: negative new_limit")
+        raise MemoryError("out of memory")
+
+    with pytest.raises(StageFailed, match=advice) as exc:
+        _guarded("decide shard 1/4", "2026-11-25", fail)
+    assert "[decide shard 1/4] business date 2026-11-25" in str(exc.value)
