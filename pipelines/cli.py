@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipelines import lake
 from pipelines.config import ConfigError, RisklineConfig, load_config
 
 
@@ -427,14 +428,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The commands whose every read and write goes through the lake, so the data root may be a URL.
+_OBJECT_STORE_COMMANDS = (cmd_generate, cmd_ingest, cmd_validate)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
         root = cfg.data_root(args.data_root)
+        if args.func not in _OBJECT_STORE_COMMANDS:
+            lake.require_local(root, f"riskline {args.func.__name__.removeprefix('cmd_')}")
         return int(args.func(args, cfg, root))
-    except (CliError, ConfigError) as exc:
+    except (CliError, ConfigError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -556,9 +556,18 @@ class RisklineConfig(_Section):
     source_sha256: str = Field(default="", exclude=True)
 
     def data_root(self, override: str | os.PathLike[str] | None = None) -> Path:
-        """The data root: ``override`` (``--data-root``), else ``$RISKLINE_DATA_ROOT``, else the config's."""
+        """The data root: ``override`` (``--data-root``), else ``$RISKLINE_DATA_ROOT``, else the config's.
+
+        A local folder comes back as an absolute ``Path``; an object-store URL (``s3://bucket/riskline``)
+        as a ``upath.UPath`` (see ``pipelines.lake``).
+        """
+        from pipelines import lake
+
         raw = override or os.environ.get(DATA_ROOT_ENV) or self.paths.data_root
-        path = Path(raw).expanduser()
+        location = lake.as_location(raw)
+        if lake.is_remote(location):
+            return location  # type: ignore[return-value]
+        path = Path(location).expanduser()
         if not path.is_absolute():
             path = (Path.cwd() if (override or os.environ.get(DATA_ROOT_ENV)) else self.source_dir) / path
         return path.resolve()

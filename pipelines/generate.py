@@ -28,10 +28,7 @@ import calendar
 import datetime as dt
 import io
 import json
-import os
-import shutil
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -1043,9 +1040,9 @@ def release_late(root: Path) -> list[Path]:
                 target = lake.partition_dir(root, "landing", dataset_dir.name, date)
                 with lake.staged_partition(target) as tmp:
                     for file in files:
-                        os.replace(file, tmp / file.name)
+                        lake.move_file(file, tmp / file.name)
                 released.append(target)
-            shutil.rmtree(part)
+            lake.remove_partition(part)
     return released
 
 
@@ -1054,21 +1051,9 @@ def _write_landing_partition(root: Path, dataset: str, date: dt.date, part: Land
     late = lake.partition_dir(root, LATE_ZONE, dataset, date)
     target, stale = (late, landing) if part.late else (landing, late)
     lake.remove_partition(stale)  # a rerun leaves one copy of the day, where this run put it
-    if part.success:
-        with lake.staged_partition(target) as tmp:
-            _write_files(tmp, part.files)
-        return
-    # missing_success: publish the folder by rename, just without the marker
-    lake.remove_partition(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
+    # missing_success publishes the files without the marker
+    with lake.staged_partition(target, marker=part.success) as tmp:
         _write_files(tmp, part.files)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_files(folder: Path, files: dict[str, pl.DataFrame | bytes]) -> None:

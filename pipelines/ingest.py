@@ -210,12 +210,12 @@ def count_reasons(quarantined: pl.DataFrame) -> dict[str, int]:
 def _read_landing(root: Path, dataset: Dataset, day: dt.date) -> tuple[pl.DataFrame, int]:
     """Read and conform every file of a landing partition; raise IngestError before writing anything."""
     part = lake.partition_dir(root, "landing", dataset.name, day)
-    if not part.is_dir():
+    if not lake.exists(part):
         raise IngestError(
             "landing partition not delivered", dataset=dataset.name, date=day,
             hint=f"wait for upstream to deliver {part}, then rerun ingest for this date",
         )
-    if not (part / lake.SUCCESS).is_file():
+    if not lake.is_complete(part):
         raise IngestError(
             f"drop is incomplete: no {lake.SUCCESS} marker in {part}", dataset=dataset.name, date=day,
             hint="upstream writes _SUCCESS last; wait for it or ask upstream to finish the drop, then rerun",
@@ -224,7 +224,7 @@ def _read_landing(root: Path, dataset: Dataset, day: dt.date) -> tuple[pl.DataFr
     files = lake.parquet_files(part)
     for order, path in enumerate(files):
         try:
-            raw = pl.read_parquet(path)
+            raw = lake.read_parquet(path)
         except Exception as exc:  # polars raises several types for corrupt or non-Parquet files
             raise IngestError(
                 f"file is not readable Parquet ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",

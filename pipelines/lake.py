@@ -11,6 +11,15 @@ written last inside it, and the folder is swapped in with one atomic ``renameat2
 (Linux); where the kernel or file system refuses that, two renames are used and an interrupted swap is
 repaired on the next read or write of that partition. Readers therefore see the old partition or the new
 one, never a mix, and never a partition without its ``_SUCCESS``.
+
+The data root may also be an fsspec URL (``s3://bucket/riskline``, ``gs://``, ``abfs://``, ``memory://``),
+held as a ``upath.UPath``. Object stores cannot rename, so there a partition is *versioned*: a write
+uploads its files under ``dt=D/_v=<version>/`` and then, last, puts one small ``dt=D/_SUCCESS`` object
+(JSON naming the version and its files). One PUT is atomic on S3, GCS and Azure, so readers again see the
+old partition or the new one, never a mix. The previous version is kept for readers that listed it just
+before the commit; older ones, and uploads of writes that died before their commit, are deleted by the
+next commit. A plain (empty) ``_SUCCESS`` written by upstream beside flat files is read as before.
+Credentials come from the usual fsspec/SDK environment (``AWS_*``, ``GOOGLE_*``, ...), never from config.
 """
 
 from __future__ import annotations
@@ -18,18 +27,30 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import io
+import json
 import os
+import posixpath
 import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import polars as pl
+from upath import UPath
 
 SUCCESS = "_SUCCESS"
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
+_VERSION_PREFIX = "_v="
+_COMMIT_FORMAT = "riskline-partition/1"
+
+# A local folder (pathlib.Path) or an object-store URL (upath.UPath). Local paths keep the rename layout.
+Location: TypeAlias = Path | UPath
+_LOCAL_PROTOCOLS = ("", "file", "local")
 
 # Parquet settings shared by every writer so that the same frame always gives the same bytes.
 PARQUET_OPTIONS: dict[str, object] = {
@@ -44,7 +65,41 @@ class PathEscapeError(ValueError):
     """A path built from user input would leave the data root."""
 
 
-def partition_dir(root: Path, zone: str, dataset: str, date: dt.date, key: str = "dt") -> Path:
+def as_location(raw: str | os.PathLike[str] | UPath) -> Location:
+    """A data root as given: a plain path or ``file://`` URL becomes a local ``Path``, any other URL a ``UPath``.
+
+    Relative local paths are left relative (the caller decides what they are relative to).
+    """
+    if isinstance(raw, UPath) and not isinstance(raw, Path):
+        return raw if raw.protocol not in _LOCAL_PROTOCOLS else Path(raw.path)
+    text = os.fspath(raw)
+    if "://" not in text:
+        return Path(text)
+    url = UPath(text)
+    if url.protocol in _LOCAL_PROTOCOLS:
+        return Path(url.path)
+    return url
+
+
+def is_remote(location: Location) -> bool:
+    """True for an object-store location (no rename, no fsync, no file locks)."""
+    return not isinstance(location, Path)
+
+
+def require_local(root: Location, what: str) -> Path:
+    """``root`` as a local ``Path``, or a clear error for the stages that do not run on object stores yet."""
+    if is_remote(root):
+        raise NotImplementedError(
+            f"{what} needs a local data root; {root} is an object store. On object stores riskline runs "
+            "generate, ingest and validate today (landing, curated, quarantine, validation results and "
+            "Data Docs); the model registry, the publish journal and locks, and the derived zones still "
+            "need a local folder (README: Scaling out)"
+        )
+    assert isinstance(root, Path)
+    return root
+
+
+def partition_dir(root: Location, zone: str, dataset: str, date: dt.date, key: str = "dt") -> Location:
     """``root/zone/dataset/<key>=YYYY-MM-DD``, refusing anything that escapes ``root``."""
     if not isinstance(date, dt.date):
         raise TypeError(f"partition date must be a datetime.date, got {type(date).__name__}")
@@ -52,15 +107,17 @@ def partition_dir(root: Path, zone: str, dataset: str, date: dt.date, key: str =
     return ensure_inside(root, path)
 
 
-def derived_partition(root: Path, zone: str, date: dt.date, key: str = "as_of_date") -> Path:
+def derived_partition(root: Location, zone: str, date: dt.date, key: str = "as_of_date") -> Location:
     """``root/zone/<key>=YYYY-MM-DD`` for zones computed per run date (features, ledger, labels)."""
     if not isinstance(date, dt.date):
         raise TypeError(f"partition date must be a datetime.date, got {type(date).__name__}")
     return ensure_inside(root, root / zone / f"{key}={date.isoformat()}")
 
 
-def ensure_inside(root: Path, path: Path) -> Path:
+def ensure_inside(root: Location, path: Location) -> Location:
     """Return ``path`` resolved, or raise :class:`PathEscapeError` if it is not under ``root``."""
+    if is_remote(root) or is_remote(path):
+        return _ensure_inside_url(root, path)
     root_r = Path(root).resolve()
     path_r = Path(path).resolve()
     if path_r != root_r and root_r not in path_r.parents:
@@ -68,31 +125,126 @@ def ensure_inside(root: Path, path: Path) -> Path:
     return path_r
 
 
-def is_complete(partition: Path) -> bool:
+def _ensure_inside_url(root: Location, path: Location) -> UPath:
+    """The URL form of :func:`ensure_inside`: same file system, and a normalized key prefix of ``root``."""
+    if not (is_remote(root) and is_remote(path)):
+        raise PathEscapeError(f"path {path} and data root {root} are not on the same file system")
+    assert isinstance(root, UPath) and isinstance(path, UPath)
+    same_store = path.protocol == root.protocol and path.storage_options == root.storage_options
+    root_key = posixpath.normpath(root.path).rstrip("/") or "/"
+    key = posixpath.normpath(path.path)
+    if not same_store or not (key == root_key or key.startswith(root_key.rstrip("/") + "/")):
+        raise PathEscapeError(f"path {path} escapes the data root {root}")
+    rel = key[len(root_key):].strip("/")
+    return root.joinpath(*rel.split("/")) if rel else root
+
+
+def _fresh(location: UPath) -> UPath:
+    # fsspec file systems cache listings per process; a long-lived worker must see other writers' commits.
+    location.fs.invalidate_cache(location.path)
+    return location
+
+
+def exists(partition: Location) -> bool:
+    """Whether anything was delivered at ``partition`` (complete or not)."""
+    if is_remote(partition):
+        return _fresh(partition).exists()
+    return partition.is_dir()
+
+
+def is_complete(partition: Location) -> bool:
     """A partition is complete when its ``_SUCCESS`` marker exists (written last)."""
+    if is_remote(partition):
+        return _fresh(partition.joinpath(SUCCESS)).is_file()
     _repair_interrupted_swap(partition)
     return (partition / SUCCESS).is_file()
 
 
-def parquet_files(partition: Path) -> list[Path]:
-    """Data files of a partition in delivery order (by name), hidden and marker files excluded."""
+def parquet_files(partition: Location) -> list[Location]:
+    """Data files of a partition in delivery order (by name), hidden and marker files excluded.
+
+    On an object store these are the files of the version that ``_SUCCESS`` commits, or, under a plain
+    upstream ``_SUCCESS``, the flat files beside it.
+    """
+    if is_remote(partition):
+        commit = _read_commit(partition)
+        if commit is not None:
+            names = [f for f in commit["files"] if "/" not in f and not f.startswith((".", "_"))]
+            return [partition.joinpath(commit["prefix"], name) for name in sorted(names)]
+        fs, key = _fresh(partition).fs, partition.path
+        entries = fs.ls(key, detail=True) if fs.isdir(key) else []
+        names = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
+        return [partition.joinpath(n) for n in sorted(names) if not n.startswith((".", "_"))]
     return sorted(
         p for p in partition.iterdir() if p.is_file() and not p.name.startswith((".", "_"))
     )
 
 
-def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+def partition_file(partition: Location, name: str) -> Location:
+    """The file ``name`` of a complete partition (inside the committed version on an object store)."""
+    if is_remote(partition):
+        commit = _read_commit(partition)
+        if commit is not None:
+            return partition.joinpath(commit["prefix"], *name.split("/"))
+    return partition / name
+
+
+def write_parquet(frame: pl.DataFrame, path: Location) -> None:
+    if is_remote(path):
+        with path.open("wb") as fh:
+            frame.write_parquet(fh, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        return
     frame.write_parquet(path, **PARQUET_OPTIONS)  # type: ignore[arg-type]
 
 
+def _parquet_source(file: Location) -> Path | io.BytesIO:
+    # polars reads s3/gs/az itself only with its own credential options; going through fsspec keeps one
+    # credential path (the file system's) for every store, at the cost of fetching whole files.
+    return io.BytesIO(file.read_bytes()) if is_remote(file) else file  # type: ignore[return-value]
+
+
+def read_parquet(files: Location | Sequence[Location], **options: Any) -> pl.DataFrame:
+    """``pl.read_parquet`` over local paths or object-store URLs alike."""
+    if isinstance(files, (Path, UPath)):
+        return pl.read_parquet(_parquet_source(files), **options)
+    if not any(is_remote(f) for f in files):
+        return pl.read_parquet(list(files), **options)
+    return pl.concat([pl.read_parquet(_parquet_source(f), **options) for f in files], how="vertical")
+
+
+def scan_parquet(files: Location | Sequence[Location], **options: Any) -> pl.LazyFrame:
+    """``pl.scan_parquet`` over local paths or object-store URLs alike (URLs are fetched whole)."""
+    sources = [files] if isinstance(files, (Path, UPath)) else list(files)
+    return pl.scan_parquet([_parquet_source(f) for f in sources], **options)  # type: ignore[arg-type]
+
+
+def read_parquet_schema(file: Location) -> pl.Schema:
+    if is_remote(file):
+        with file.open("rb") as fh:
+            return pl.read_parquet_schema(fh)
+    return pl.read_parquet_schema(file)
+
+
 @contextmanager
-def staged_partition(target: Path) -> Iterator[Path]:
+def staged_partition(target: Location, marker: bool = True) -> Iterator[Path]:
     """Yield an empty temporary folder; on clean exit publish it as ``target`` atomically.
 
     The caller writes its files into the yielded folder. ``_SUCCESS`` is added last, then the folder
     replaces ``target`` whole (no stale file of an earlier, larger write survives). On an exception the
-    temporary folder is removed and ``target`` is untouched.
+    temporary folder is removed and ``target`` is untouched. On an object store the yielded folder is
+    local and is uploaded as a new version of ``target`` (module docstring).
+
+    ``marker=False`` publishes the files without ``_SUCCESS``: only the fault generator wants that, to
+    imitate an upstream drop that never finished.
     """
+    if is_remote(target):
+        with _staged_version(target, marker) as tmp:
+            yield tmp
+        return
+    if not marker:
+        with _staged_unmarked(target) as tmp:
+            yield tmp
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     _repair_interrupted_swap(target)
     tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex}"
@@ -108,7 +260,83 @@ def staged_partition(target: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def publish_frames(target: Path, frames: dict[str, pl.DataFrame]) -> Path:
+@contextmanager
+def _staged_unmarked(target: Path) -> Iterator[Path]:
+    remove_partition(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _staged_version(target: UPath, marker: bool) -> Iterator[Path]:
+    fs = target.fs
+    tmp = Path(tempfile.mkdtemp(prefix="riskline-stage-"))
+    try:
+        yield tmp
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        if not marker:  # flat files and no marker, like an unfinished upstream drop
+            remove_partition(target)
+            for rel in files:
+                fs.put_file(str(tmp / rel), f"{target.path}/{rel}")
+            return
+        previous = _read_commit(target)
+        # Sortable by time, unique per write: a rerun of the same date is a new version, never an overwrite.
+        version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        prefix = f"{_VERSION_PREFIX}{version}"
+        try:
+            for rel in files:
+                fs.put_file(str(tmp / rel), f"{target.path}/{prefix}/{rel}")
+            commit = {"format": _COMMIT_FORMAT, "version": version, "prefix": prefix, "files": files}
+            target.joinpath(SUCCESS).write_bytes(json.dumps(commit, sort_keys=True).encode())
+        except BaseException:
+            _remove_key(fs, f"{target.path}/{prefix}")  # the half-uploaded version was never committed
+            raise
+        keep = {prefix} | ({previous["prefix"]} if previous else set())
+        _drop_versions(target, keep)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_commit(partition: UPath) -> dict[str, Any] | None:
+    """The version committed by a riskline ``_SUCCESS`` object; None for a plain marker or none at all."""
+    try:
+        raw = _fresh(partition.joinpath(SUCCESS)).read_bytes()
+    except FileNotFoundError:
+        return None
+    if not raw.strip():
+        return None
+    try:
+        commit = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{partition}/{SUCCESS} is neither empty nor a riskline commit: {exc}") from None
+    if not isinstance(commit, dict) or commit.get("format") != _COMMIT_FORMAT:
+        raise ValueError(f"{partition}/{SUCCESS} is not a riskline commit (format {commit!r:.80})")
+    return commit
+
+
+def _drop_versions(target: UPath, keep: set[str]) -> None:
+    fs = _fresh(target).fs
+    for entry in fs.ls(target.path, detail=False):
+        name = posixpath.basename(str(entry).rstrip("/"))
+        if name.startswith(_VERSION_PREFIX) and name not in keep:
+            _remove_key(fs, f"{target.path}/{name}")
+
+
+def _remove_key(fs: Any, key: str) -> None:
+    try:
+        fs.rm(key, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def publish_frames(target: Location, frames: dict[str, pl.DataFrame]) -> Location:
     """Publish ``{file_name: frame}`` as the partition ``target``, replacing it whole."""
     with staged_partition(target) as tmp:
         for name, frame in sorted(frames.items()):
@@ -116,8 +344,22 @@ def publish_frames(target: Path, frames: dict[str, pl.DataFrame]) -> Path:
     return target
 
 
-def remove_partition(target: Path) -> None:
+def move_file(source: Location, local_target: Path) -> None:
+    """Move ``source`` to a local (staging) path; from an object store it is copied, and the caller
+    removes the source partition whole afterwards."""
+    if is_remote(source):
+        source.fs.get_file(source.path, str(local_target))
+    else:
+        os.replace(source, local_target)
+
+
+def remove_partition(target: Location) -> None:
     """Remove a partition whole (used when a rerun produces nothing for a zone, e.g. no quarantine)."""
+    if is_remote(target):
+        # the marker goes first: from then on readers see no partition, whatever the rest of the delete does
+        _remove_key(target.fs, target.joinpath(SUCCESS).path)
+        _remove_key(target.fs, target.path)
+        return
     _repair_interrupted_swap(target)
     if target.exists():
         trash = target.parent / f"{_OLD_PREFIX}{target.name}-{uuid.uuid4().hex}"
@@ -125,22 +367,26 @@ def remove_partition(target: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def read_partition(partition: Path) -> pl.DataFrame:
+def read_partition(partition: Location) -> pl.DataFrame:
     """Read a complete partition written by this module; fail if it is incomplete."""
     if not is_complete(partition):
         raise FileNotFoundError(f"partition {partition} is missing or incomplete (no {SUCCESS})")
     files = parquet_files(partition)
     if not files:
         raise FileNotFoundError(f"partition {partition} holds no data file")
-    return pl.read_parquet(files)
+    return read_parquet(files)
 
 
-def complete_partition_dates(root: Path, zone: str, dataset: str, key: str = "dt") -> list[dt.date]:
+def complete_partition_dates(root: Location, zone: str, dataset: str, key: str = "dt") -> list[dt.date]:
     """Business dates of the complete partitions (with ``_SUCCESS``) of ``root/zone/dataset``, sorted."""
-    base = ensure_inside(root, Path(root) / zone / dataset)
+    base = ensure_inside(root, root / zone / dataset)
+    prefix = f"{key}="
+    if is_remote(base):  # one listing for the whole dataset instead of a request per date
+        markers = _fresh(base).fs.glob(f"{base.path}/{prefix}*/{SUCCESS}")
+        names = [posixpath.basename(posixpath.dirname(str(m))) for m in markers]
+        return sorted(d for d in (_parse_date(n[len(prefix):]) for n in names if n.startswith(prefix)) if d)
     if not base.is_dir():
         return []
-    prefix = f"{key}="
     dates = []
     for child in base.iterdir():
         if not child.is_dir() or not child.name.startswith(prefix):
@@ -154,8 +400,15 @@ def complete_partition_dates(root: Path, zone: str, dataset: str, key: str = "dt
     return sorted(dates)
 
 
+def _parse_date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 def scan_curated(
-    root: Path,
+    root: Location,
     dataset: str,
     upto: dt.date,
     since: dt.date | None = None,
@@ -181,13 +434,13 @@ def scan_curated(
         if not files:
             continue
         for file in files:  # footer reads only; a missing required column must not become nulls
-            absent = required - set(pl.read_parquet_schema(file))
+            absent = required - set(read_parquet_schema(file))
             if absent:
                 raise ValueError(f"curated file {file} lacks required columns {sorted(absent)}")
         # dt is attached as a literal per partition rather than parsed by hive_partitioning, which
         # would also try to parse any ``key=value`` folder above the data root.
         scans.append(
-            pl.scan_parquet(
+            scan_parquet(
                 files,
                 hive_partitioning=False,
                 schema=schema,
@@ -252,8 +505,10 @@ def _fsync_dir_files(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Location) -> None:
     """Make a rename or a new file in ``folder`` durable (the directory entry itself)."""
+    if is_remote(folder):
+        return  # an object store has no directory entries; a completed PUT is durable
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -261,14 +516,14 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def make_dirs(path: Path, mode: int = 0o755) -> None:
+def make_dirs(path: Location, mode: int = 0o755) -> None:
     """``mkdir -p`` giving every new folder ``mode`` (still narrowed by the umask, never widened).
 
     ``Path.mkdir(parents=True)`` creates the parents with 0o777: under a lenient umask (0 in some
     containers) published folders would be world-writable, and anyone could rename files inside them.
     """
-    if path.is_dir():
-        return
+    if is_remote(path) or path.is_dir():
+        return  # object stores have no folders: a key's prefix exists once a key under it does
     make_dirs(path.parent, mode)
     try:
         path.mkdir(mode)
@@ -276,8 +531,11 @@ def make_dirs(path: Path, mode: int = 0o755) -> None:
         pass
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Location, data: bytes) -> None:
     """Write a small file (JSON, pointer) so that readers see the old or the new content, never half."""
+    if is_remote(path):
+        path.write_bytes(data)  # one PUT: an object is replaced whole or not at all
+        return
     make_dirs(path.parent)
     tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex}"
     # rw-r--r-- whatever the umask allows beyond it: a manifest or pointer is never world-writable

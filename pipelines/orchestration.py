@@ -48,13 +48,20 @@ def _root(cfg: RisklineConfig, data_root: str | None) -> Path:
     return cfg.data_root(data_root)
 
 
+def _local_root(cfg: RisklineConfig, data_root: str | None, what: str) -> Path:
+    """The data root for stages past ingest, which still need a local folder (``lake.require_local``)."""
+    from pipelines import lake
+
+    return lake.require_local(_root(cfg, data_root), what)
+
+
 def landing_ready(dataset: str, business_date: str, data_root: str | None = None) -> bool:
     """True once upstream has written the landing ``_SUCCESS`` for the dataset and date."""
     from pipelines import lake
 
     cfg = load_config()
     part = lake.partition_dir(_root(cfg, data_root), "landing", dataset, dt.date.fromisoformat(business_date))
-    return (part / lake.SUCCESS).is_file()
+    return lake.is_complete(part)
 
 
 def retrain_decision(params: dict[str, Any], run_type: object) -> tuple[bool, str]:
@@ -78,7 +85,7 @@ def run_stage(stage: str, business_date: str, data_root: str | None = None, **kw
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cfg = load_config()
-    root = _root(cfg, data_root)
+    root = _local_root(cfg, data_root, f"stage {stage}")
     day = dt.date.fromisoformat(business_date)
     functions = {
         "features": nightly.stage_features,
@@ -109,7 +116,7 @@ def asset_extra(publish_result: dict[str, Any], output: str, data_root: str | No
     from pipelines.publish import output_dir
 
     cfg = load_config()
-    root = _root(cfg, data_root)
+    root = _local_root(cfg, data_root, "asset events")
     manifest = root / publish_result["manifest"]
     as_of = dt.date.fromisoformat(manifest.parent.name.split("=", 1)[1])
     return {
@@ -167,7 +174,7 @@ def run_shard(stage: str, business_date: str, shard: int, data_root: str | None 
     n_shards = cfg.run.shards
     if n_shards == 1:
         return {**run_stage(stage, business_date, data_root, **kwargs), "shard": 0, "n_shards": 1}
-    root = _root(cfg, data_root)
+    root = _local_root(cfg, data_root, f"stage {stage}")
     day = dt.date.fromisoformat(business_date)
     functions = {
         "features": features.build_feature_snapshot,
@@ -187,7 +194,7 @@ def merge_shard_outputs(stage: str, business_date: str, data_root: str | None = 
     n_shards = cfg.run.shards
     if n_shards == 1:
         return {"stage": stage, "merged": False, "n_shards": 1}
-    root = _root(cfg, data_root)
+    root = _local_root(cfg, data_root, f"merge {stage}")
     day = dt.date.fromisoformat(business_date)
     merges = {
         "features": lambda: features.merge_shards(root, day, n_shards),

@@ -661,7 +661,7 @@ def _curated_ids(root: Path, dataset: str, day: dt.date, column: str) -> pl.Seri
     part = lake.partition_dir(root, "curated", dataset, day)
     if not lake.is_complete(part):
         return None
-    return pl.scan_parquet(lake.parquet_files(part)).select(column).collect().to_series()
+    return lake.scan_parquet(lake.parquet_files(part)).select(column).collect().to_series()
 
 
 def _known_accounts(root: Path, day: dt.date, cfg: RisklineConfig,
@@ -708,7 +708,7 @@ def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> 
     counts = []
     for d in sorted(days, reverse=True)[: band.history_days]:
         files = lake.parquet_files(lake.partition_dir(root, "curated", dataset, d))
-        counts.append(int(pl.scan_parquet(files).select(pl.len()).collect().item()) if files else 0)
+        counts.append(int(lake.scan_parquet(files).select(pl.len()).collect().item()) if files else 0)
     return tuple(counts)
 
 
@@ -789,7 +789,7 @@ def validate_date(root: Path, day: dt.date, cfg: RisklineConfig) -> list[Validat
         quarantine = lake.partition_dir(root, "quarantine", name, day)
         if lake.is_complete(quarantine):
             files = lake.parquet_files(quarantine)
-            held = int(pl.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
+            held = int(lake.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
             report = replace(report, quarantined_rows=held)
         log.info("%s", report.describe())
         reports.append(report)
