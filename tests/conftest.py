@@ -56,11 +56,12 @@ def s3_root(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """``s3://<fresh bucket>/riskline``, with the credentials in the environment (as in production, not in config)."""
     import boto3
 
-    env = {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "riskline-test",
-           "AWS_SECRET_ACCESS_KEY": "riskline-test", "AWS_DEFAULT_REGION": "us-east-1"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    key_id, key = f"test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex  # moto takes any; none is kept in the repo
+    env = {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": key_id,
+           "AWS_SECRET_ACCESS_KEY": key, "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     bucket = f"riskline-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                 aws_access_key_id="riskline-test", aws_secret_access_key="riskline-test").create_bucket(Bucket=bucket)
+                 aws_access_key_id=key_id, aws_secret_access_key=key).create_bucket(Bucket=bucket)
     return f"s3://{bucket}/riskline"
