@@ -438,3 +438,28 @@ def test_protected_attributes_carry_no_latent_risk(book, cfg) -> None:
         means = means.filter(pl.col("n") >= 200)
         # base risk is N(0, 1) drawn independently: group means of >= 200 accounts stay within ~4 SE
         assert means["base_risk"].abs().max() < 4 / np.sqrt(200), attribute
+
+
+def test_a_book_with_withheld_and_unfinished_drops_on_an_object_store_matches_the_local_one(tmp_path: Path, cfg) -> None:
+    # fsspec's memory:// file system has object-store semantics (no folder rename); S3 itself: tests/e2e.
+    import uuid
+
+    params = GeneratorParams(accounts=200, days=5, end_date=dt.date(2026, 6, 30), seed=7)
+    faults = parse_faults("late_partition@2026-06-30,missing_success@2026-06-29", params)
+    remote = lake.as_location(f"memory://generate-{uuid.uuid4().hex}/riskline")
+    for root in (tmp_path, remote):
+        write_portfolio(root, params, cfg, faults=faults)
+    day, unfinished = dt.date(2026, 6, 30), dt.date(2026, 6, 29)
+    for root in (tmp_path, remote):
+        assert not lake.is_complete(_landing(root, "payments", unfinished))
+        assert lake.exists(_landing(root, "payments", unfinished))  # the files, without _SUCCESS
+        assert lake.is_complete(_landing(root, "accounts", day, LATE_ZONE))
+        assert len(release_late(root)) == len(DATASETS)
+        assert not lake.exists(_landing(root, "accounts", day, LATE_ZONE))
+    for name in DATASETS:
+        for date in params.dates:
+            local, there = _landing(tmp_path, name, date), _landing(remote, name, date)
+            assert lake.is_complete(local) == lake.is_complete(there), (name, date)
+            if lake.is_complete(local):
+                assert [f.read_bytes() for f in lake.parquet_files(local)] == \
+                    [f.read_bytes() for f in lake.parquet_files(there)], (name, date)
