@@ -58,3 +58,22 @@ def test_every_stage_failure_says_what_to_do_next(error: str, advice: str):
     with pytest.raises(StageFailed, match=advice) as exc:
         _guarded("decide shard 1/4", "2026-11-25", fail)
     assert "[decide shard 1/4] business date 2026-11-25" in str(exc.value)
+
+
+def test_on_an_object_store_the_landing_sensor_works_and_later_stages_refuse_clearly():
+    import uuid
+
+    import polars as pl
+
+    from pipelines import lake
+    from pipelines.orchestration import landing_ready, run_stage
+
+    root = f"memory://airflow-{uuid.uuid4().hex}/riskline"
+    day = dt.date(2026, 6, 30)
+    part = lake.partition_dir(lake.as_location(root), "landing", "payments", day)
+    assert not landing_ready("payments", day.isoformat(), root)
+    with lake.staged_partition(part) as tmp:
+        lake.write_parquet(pl.DataFrame({"x": [1]}), tmp / "part-00000.parquet")
+    assert landing_ready("payments", day.isoformat(), root)
+    with pytest.raises(NotImplementedError, match="stage features needs a local data root"):
+        run_stage("features", day.isoformat(), root)
