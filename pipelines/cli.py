@@ -441,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.func not in _OBJECT_STORE_COMMANDS:
             lake.require_local(root, f"riskline {args.func.__name__.removeprefix('cmd_')}")
         return int(args.func(args, cfg, root))
-    except (CliError, ConfigError, NotImplementedError) as exc:
+    except (CliError, ConfigError, lake.LocalRootRequired) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -65,6 +65,10 @@ class PathEscapeError(ValueError):
     """A path built from user input would leave the data root."""
 
 
+class LocalRootRequired(NotImplementedError):
+    """A stage that does not run on an object store yet was given an object-store data root."""
+
+
 def as_location(raw: str | os.PathLike[str] | UPath) -> Location:
     """A data root as given: a plain path or ``file://`` URL becomes a local ``Path``, any other URL a ``UPath``.
 
@@ -89,7 +93,7 @@ def is_remote(location: Location) -> bool:
 def require_local(root: Location, what: str) -> Path:
     """``root`` as a local ``Path``, or a clear error for the stages that do not run on object stores yet."""
     if is_remote(root):
-        raise NotImplementedError(
+        raise LocalRootRequired(
             f"{what} needs a local data root; {root} is an object store. On object stores riskline runs "
             "generate, ingest and validate today (landing, curated, quarantine, validation results and "
             "Data Docs); the model registry, the publish journal and locks, and the derived zones still "

@@ -75,5 +75,5 @@ def test_on_an_object_store_the_landing_sensor_works_and_later_stages_refuse_cle
     with lake.staged_partition(part) as tmp:
         lake.write_parquet(pl.DataFrame({"x": [1]}), tmp / "part-00000.parquet")
     assert landing_ready("payments", day.isoformat(), root)
-    with pytest.raises(NotImplementedError, match="stage features needs a local data root"):
+    with pytest.raises(lake.LocalRootRequired, match="stage features needs a local data root"):
         run_stage("features", day.isoformat(), root)
