@@ -17,7 +17,9 @@ import datetime as dt
 
 from airflow.sdk import Asset, dag, task
 
-COLLECTION_QUEUE = Asset(name="riskline_collection_queue", uri="riskline://outputs/collection_queue")
+from pipelines.catalog import output_asset_name, output_asset_uri
+
+COLLECTION_QUEUE = Asset(name=output_asset_name("collection_queue"), uri=output_asset_uri("collection_queue"))
 
 
 @dag(

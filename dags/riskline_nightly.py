@@ -33,9 +33,9 @@ import datetime as dt
 
 from airflow.sdk import Asset, CronTriggerTimetable, Param, PokeReturnValue, dag, task, task_group
 
-from pipelines.catalog import DATASETS, OUTPUTS
+from pipelines.catalog import DATASETS, OUTPUTS, output_asset_name, output_asset_uri
 
-OUTPUT_ASSETS = {name: Asset(name=f"riskline_{name}", uri=f"riskline://outputs/{name}") for name in OUTPUTS}
+OUTPUT_ASSETS = {name: Asset(name=output_asset_name(name), uri=output_asset_uri(name)) for name in OUTPUTS}
 IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_exponential_backoff": True}
 
 

@@ -34,7 +34,7 @@ def export_agent_queue(event: dict[str, Any], data_root: str | None = None) -> s
     if queue.height != int(event["rows"]):
         raise ValueError(f"{partition} holds {queue.height} rows but the asset event announced {event['rows']}")
     as_of = dt.date.fromisoformat(event["as_of_date"])
-    target = lake.ensure_inside(root, root / "exports" / "agent_queue" / f"as_of_date={as_of.isoformat()}" / "agent_queue.csv")
+    target = lake.partition_dir(root, "exports", "agent_queue", as_of, key="as_of_date") / "agent_queue.csv"
     buffer = io.BytesIO()
     agent_queue(queue).write_csv(buffer)
     lake.atomic_write_bytes(target, buffer.getvalue())

@@ -39,7 +39,7 @@ import polars as pl
 
 from pipelines.config import HardshipConfig
 from pipelines.feature_dictionary import BEHAVIOUR_WINDOWS, TREND_PRIOR_DAYS, TREND_RECENT_DAYS
-from pipelines.ledger import LOAN_KEY
+from pipelines.ledger import LOAN_KEY, last_unpaid_day_upto
 
 _BP = 10_000
 _CASH_RECENT = f"cash_draw_amount_{TREND_RECENT_DAYS}d_cents"
@@ -64,12 +64,8 @@ def _past_due_between(lo: pl.Expr, hi: pl.Expr, as_of: dt.date) -> pl.Expr:
 
     1+ DPD on day t means due_date + 1 <= t < paid_off_date (and t <= D: nothing later is known).
     """
-    last_unpaid_day = pl.min_horizontal(
-        pl.lit(as_of, dtype=pl.Date()),
-        (pl.col("paid_off_date") - pl.duration(days=1)).fill_null(pl.lit(as_of, dtype=pl.Date())),
-    )
     first = pl.max_horizontal(lo, pl.col("due_date") + pl.duration(days=1))
-    return first <= pl.min_horizontal(hi, last_unpaid_day)
+    return first <= pl.min_horizontal(hi, last_unpaid_day_upto(as_of))
 
 
 def hardship_eligibility(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
-import io
 import json
 import os
 import posixpath
@@ -175,8 +174,10 @@ def parquet_files(partition: Location) -> list[Location]:
         if commit is not None:
             names = [f for f in commit["files"] if "/" not in f and not f.startswith((".", "_"))]
             return [partition.joinpath(commit["prefix"], name) for name in sorted(names)]
-        fs, key = _fresh(partition).fs, partition.path
-        entries = fs.ls(key, detail=True) if fs.isdir(key) else []
+        try:
+            entries = _fresh(partition).fs.ls(partition.path, detail=True)
+        except FileNotFoundError:
+            entries = []
         names = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
         return [partition.joinpath(n) for n in sorted(names) if not n.startswith((".", "_"))]
     return sorted(
@@ -201,32 +202,25 @@ def write_parquet(frame: pl.DataFrame, path: Location) -> None:
     frame.write_parquet(path, **PARQUET_OPTIONS)  # type: ignore[arg-type]
 
 
-def _parquet_source(file: Location) -> Path | io.BytesIO:
-    # polars reads s3/gs/az itself only with its own credential options; going through fsspec keeps one
-    # credential path (the file system's) for every store, at the cost of fetching whole files.
-    return io.BytesIO(file.read_bytes()) if is_remote(file) else file  # type: ignore[return-value]
+def _parquet_sources(files: Location | Sequence[Location]) -> Any:
+    """What polars reads: local paths as they are, object-store files as their bytes.
+
+    polars reads s3/gs/az itself only with its own credential options; going through fsspec keeps one
+    credential path (the file system's) for every store, at the cost of fetching whole files.
+    """
+    if isinstance(files, (Path, UPath)):
+        return files.read_bytes() if is_remote(files) else files
+    return [_parquet_sources(f) for f in files]
 
 
 def read_parquet(files: Location | Sequence[Location], **options: Any) -> pl.DataFrame:
     """``pl.read_parquet`` over local paths or object-store URLs alike."""
-    if isinstance(files, (Path, UPath)):
-        return pl.read_parquet(_parquet_source(files), **options)
-    if not any(is_remote(f) for f in files):
-        return pl.read_parquet(list(files), **options)
-    return pl.concat([pl.read_parquet(_parquet_source(f), **options) for f in files], how="vertical")
+    return pl.read_parquet(_parquet_sources(files), **options)
 
 
 def scan_parquet(files: Location | Sequence[Location], **options: Any) -> pl.LazyFrame:
     """``pl.scan_parquet`` over local paths or object-store URLs alike (URLs are fetched whole)."""
-    sources = [files] if isinstance(files, (Path, UPath)) else list(files)
-    return pl.scan_parquet([_parquet_source(f) for f in sources], **options)  # type: ignore[arg-type]
-
-
-def read_parquet_schema(file: Location) -> pl.Schema:
-    if is_remote(file):
-        with file.open("rb") as fh:
-            return pl.read_parquet_schema(fh)
-    return pl.read_parquet_schema(file)
+    return pl.scan_parquet(_parquet_sources(files), **options)
 
 
 @contextmanager
@@ -371,14 +365,14 @@ def remove_partition(target: Location) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def read_partition(partition: Location) -> pl.DataFrame:
-    """Read a complete partition written by this module; fail if it is incomplete."""
+def read_partition(partition: Location, **options: Any) -> pl.DataFrame:
+    """Read a complete partition written by this module (``options`` go to polars); fail if it is incomplete."""
     if not is_complete(partition):
         raise FileNotFoundError(f"partition {partition} is missing or incomplete (no {SUCCESS})")
     files = parquet_files(partition)
     if not files:
         raise FileNotFoundError(f"partition {partition} holds no data file")
-    return read_parquet(files)
+    return read_parquet(files, **options)
 
 
 def complete_partition_dates(root: Location, zone: str, dataset: str, key: str = "dt") -> list[dt.date]:
@@ -395,11 +389,8 @@ def complete_partition_dates(root: Location, zone: str, dataset: str, key: str =
     for child in base.iterdir():
         if not child.is_dir() or not child.name.startswith(prefix):
             continue  # .tmp-/.old- siblings of an in-flight publish are not partitions
-        try:
-            day = dt.date.fromisoformat(child.name[len(prefix):])
-        except ValueError:
-            continue
-        if is_complete(child):
+        day = _parse_date(child.name[len(prefix):])
+        if day is not None and is_complete(child):
             dates.append(day)
     return sorted(dates)
 
@@ -437,15 +428,16 @@ def scan_curated(
         files = parquet_files(partition_dir(root, "curated", dataset, day))
         if not files:
             continue
-        for file in files:  # footer reads only; a missing required column must not become nulls
-            absent = required - set(read_parquet_schema(file))
+        sources = _parquet_sources(files)  # an object-store file is fetched once, for the check and the scan
+        for file, source in zip(files, sources):  # footer reads; a missing required column must not become nulls
+            absent = required - set(pl.read_parquet_schema(source))
             if absent:
                 raise ValueError(f"curated file {file} lacks required columns {sorted(absent)}")
         # dt is attached as a literal per partition rather than parsed by hive_partitioning, which
         # would also try to parse any ``key=value`` folder above the data root.
         scans.append(
-            scan_parquet(
-                files,
+            pl.scan_parquet(
+                sources,
                 hive_partitioning=False,
                 schema=schema,
                 # Optional contract columns may be absent in old files; extra landing columns are not ours.

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from pipelines.feature_dictionary import DPD_WINDOWS
+
 LOAN_KEY: tuple[str, str] = ("account_id", "loan_id")
-DPD_WINDOWS: tuple[int, ...] = (30, 90, 180)
 
 UNKNOWN_LOAN = "unknown_loan"
 OVERPAID = "overpaid"
@@ -235,16 +236,23 @@ def allocate_payments(
     return inst, pay
 
 
+def last_unpaid_day_upto(upto: dt.date) -> pl.Expr:
+    """Per instalment: its last day unpaid, no later than ``upto`` (the day before ``paid_off_date``).
+
+    An instalment is past due on day t for ``due_date + 1 <= t < paid_off_date``; every DPD window and
+    cure rule of the project reads that span through this one expression.
+    """
+    upto_lit = pl.lit(upto, dtype=pl.Date())
+    return pl.min_horizontal(upto_lit, (pl.col("paid_off_date") - pl.duration(days=1)).fill_null(upto_lit))
+
+
 def worst_dpd_between(lo: dt.date, hi: dt.date) -> pl.Expr:
     """Per instalment: the largest DPD at the close of any day ``lo .. hi`` (0 if never past due).
 
     DPD on day t is ``t - due_date`` for ``due_date <= t < paid_off_date``, so over the window it peaks
     on the instalment's last unpaid day in it. Needs ``due_date`` and ``paid_off_date`` columns.
     """
-    last_unpaid_day = pl.min_horizontal(
-        pl.lit(hi, dtype=pl.Date()),
-        (pl.col("paid_off_date") - pl.duration(days=1)).fill_null(pl.lit(hi, dtype=pl.Date())),
-    )
+    last_unpaid_day = last_unpaid_day_upto(hi)
     first_day = pl.max_horizontal(pl.lit(lo, dtype=pl.Date()), pl.col("due_date"))
     return (
         pl.when(last_unpaid_day >= first_day)

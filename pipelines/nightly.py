@@ -81,17 +81,49 @@ def previous_partition(root: Path, zone: str, as_of: dt.date) -> Path | None:
     return max(before)[1] if before else None
 
 
-def read_previous_run(root: Path, as_of: dt.date) -> tuple[pl.DataFrame | None, pl.DataFrame]:
-    """The previous run's scores (None on the first run) and the limit history it left, as decide reads them."""
+def read_previous_run(
+    root: Path, as_of: dt.date, shard: int = 0, n_shards: int = 1
+) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """The previous run's scores (None on the first run) and the limit history it left, as decide reads them.
+
+    With ``n_shards > 1``, only the rows of ``shard``'s accounts.
+    """
     from pipelines import policy
+    from pipelines.sharding import filter_shard
+
+    def read(files: list[Path]) -> pl.DataFrame:
+        return filter_shard(pl.scan_parquet(files), shard, n_shards).collect()
 
     prev_scores_dir = previous_partition(root, "scores", as_of)
-    previous_scores = lake.read_partition(prev_scores_dir) if prev_scores_dir else None
+    previous_scores = read(lake.parquet_files(prev_scores_dir)) if prev_scores_dir else None
     prev_decisions = previous_partition(root, DECISIONS_ZONE, as_of)
-    history = (
-        pl.read_parquet(prev_decisions / "limit_history.parquet") if prev_decisions else policy.empty_limit_history()
-    )
+    history = read([prev_decisions / "limit_history.parquet"]) if prev_decisions else policy.empty_limit_history()
     return previous_scores, history
+
+
+def decide_frames(
+    as_of: dt.date,
+    cfg: RisklineConfig,
+    accounts: pl.DataFrame,
+    features: pl.DataFrame,
+    installments: pl.DataFrame,
+    ledger_accounts: pl.DataFrame,
+    scores: pl.DataFrame,
+    previous_scores: pl.DataFrame | None,
+    history: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Every decision of D for the given accounts: limits, collection cases, hardship offers, new history.
+
+    The one place the night's decision steps are listed, for the whole book and for a shard alike; the
+    cases still need the queue's capacity cut (``collections.assign_treatments``), which ranks the book.
+    """
+    from pipelines import collections, hardship, policy
+
+    inputs = policy.build_policy_input(as_of, accounts, features, installments, scores, previous_scores, history)
+    limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
+    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship)
+    cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections)
+    return limits, cases, offers, policy.update_limit_history(history, limits, as_of)
 
 
 @contextmanager
@@ -168,7 +200,7 @@ def stage_score(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: 
 
 
 def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
-    from pipelines import collections, hardship, policy
+    from pipelines.collections import assign_treatments
     from pipelines.features import ledger_partition, read_features
     from pipelines.score import scores_dir
 
@@ -186,17 +218,15 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
     scores = lake.read_partition(scores_dir(root, as_of))
     previous_scores, history = read_previous_run(root, as_of)
 
-    inputs = policy.build_policy_input(as_of, accounts, features, installments, scores, previous_scores, history)
-    limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
-    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship)
-    queue = collections.rank_collections(ledger_accounts, scores, offers, cfg.collections)
-    new_history = policy.update_limit_history(history, limits, as_of)
-
-    with lake.staged_partition(decisions_dir(root, as_of)) as tmp:
-        for name, frame in zip(DECISION_FILES, (limits, queue, offers, new_history), strict=True):
-            lake.write_parquet(frame, tmp / name)
+    limits, cases, offers, new_history = decide_frames(
+        as_of, cfg, accounts, features, installments, ledger_accounts, scores, previous_scores, history
+    )
+    queue = assign_treatments(cases, cfg.collections)
+    path = lake.publish_frames(
+        decisions_dir(root, as_of), dict(zip(DECISION_FILES, (limits, queue, offers, new_history), strict=True))
+    )
     return {
-        "path": str(decisions_dir(root, as_of).relative_to(root)),
+        "path": str(path.relative_to(root)),
         "actions": dict(sorted(limits.group_by("action").len().iter_rows())),
         "treatments": dict(sorted(queue.group_by("treatment").len().iter_rows())),
         "hardship_offers": offers.height,
@@ -232,9 +262,6 @@ def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[d
     }
     model_versions = scores["model_version"].unique().to_list()
     versions = {"model_version": model_versions[0] if model_versions else "", "policy_version": cfg.policy.version}
-    internal["hardship_offers"] = internal["hardship_offers"].with_columns(
-        pl.lit(versions["model_version"]).alias("model_version")
-    )
     return {name: to_published(name, frame, as_of, versions) for name, frame in internal.items()}, versions
 
 
@@ -348,5 +375,5 @@ def run_night(
 
 def _write_timings(root: Path, as_of: dt.date, result: RunResult) -> None:
     """Timings live beside the manifest, not in it, so a rerun's manifest stays byte-identical."""
-    path = lake.ensure_inside(root, root / "runs" / f"as_of_date={as_of.isoformat()}" / "timings.json")
+    path = lake.derived_partition(root, "runs", as_of) / "timings.json"
     lake.atomic_write_bytes(path, (json.dumps(result.timings, indent=2, sort_keys=True) + "\n").encode())

@@ -136,9 +136,8 @@ def asset_extra(publish_result: dict[str, Any], output: str, data_root: str | No
 SHARDED_STAGES = ("features", "score", "decide")
 
 
-def shard_list(data_root: str | None = None) -> list[int]:
+def shard_list() -> list[int]:
     """The shard numbers tonight's per-account stages run on (``run.shards`` in riskline.yaml)."""
-    del data_root  # the shard count is config, not data; the argument keeps the task signatures uniform
     return list(range(load_config().run.shards))
 
 

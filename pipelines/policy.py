@@ -55,6 +55,7 @@ import polars as pl
 
 from pipelines.config import PolicyConfig, ProductConfig
 from pipelines.explanations import MODEL_PREFIX, directional_features, explain_limits
+from pipelines.ledger import last_unpaid_day_upto
 from pipelines.sharding import fnv1a_64
 
 DECIDED_STATUSES: tuple[str, ...] = ("active", "frozen")
@@ -117,10 +118,7 @@ def days_since_dpd(installments: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
     An instalment is at 1+ DPD on day t for ``due_date + 1 <= t < paid_off_date`` (the ledger's
     convention), so its last such day is the day before it was paid off, or D while it is unpaid.
     """
-    last_unpaid_day = pl.min_horizontal(
-        pl.lit(as_of, dtype=pl.Date()),
-        (pl.col("paid_off_date") - pl.duration(days=1)).fill_null(pl.lit(as_of, dtype=pl.Date())),
-    )
+    last_unpaid_day = last_unpaid_day_upto(as_of)
     last_dpd_day = pl.when(last_unpaid_day > pl.col("due_date")).then(last_unpaid_day)
     return installments.group_by("account_id").agg(
         (pl.lit(as_of, dtype=pl.Date()) - last_dpd_day.max()).dt.total_days().cast(pl.Int32).alias("days_since_dpd")
@@ -217,7 +215,7 @@ def _bp(value: float) -> int:
     return round(value * _BP)
 
 
-def _grade_map(policy: PolicyConfig, table: dict[str, float]) -> pl.Expr:
+def _grade_map(table: dict[str, float]) -> pl.Expr:
     """Per row: the grade's value in basis points (null for a grade the table lacks)."""
     return pl.col("grade").replace_strict({g: _bp(v) for g, v in table.items()}, default=None,
                                           return_dtype=pl.Int64)
@@ -353,11 +351,11 @@ def _size_arm(
     step = policy.limit_step_cny * 100
     limit = pl.col("credit_limit_cents")
     # An unscored line that is past due is cut as the worst grade: no score is no reason for leniency.
-    factor = _grade_map(policy, factors).fill_null(_bp(factors[policy.grades[-1]]))
+    factor = _grade_map(factors).fill_null(_bp(factors[policy.grades[-1]]))
     cut = (limit * factor // _BP) // step * step
     # never below the floor, never above the product maximum, never above the current line
     dec_limit = pl.min_horizontal(limit, pl.lit(max_cents), pl.max_horizontal(pl.lit(floor_cents), cut))
-    target = limit * (_BP + _grade_map(policy, steps).fill_null(0)) // _BP
+    target = limit * (_BP + _grade_map(steps).fill_null(0)) // _BP
     inc_limit = pl.min_horizontal(target, pl.lit(max_cents), pl.col("afford_cap")) // step * step
     cuts = pl.col("on_decrease") & ~pl.col("cooldown") & (dec_limit < limit)
     raises = pl.col("on_increase") & (inc_limit > limit)

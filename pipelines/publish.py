@@ -184,9 +184,17 @@ def read_latest(root: Path) -> dt.date | None:
         return None
 
 
-def read_output(root: Path, name: str, as_of: dt.date) -> pl.DataFrame:
+def read_output(root: Path, name: str, as_of: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
     """Read one published output of a date (for the next night's run, the report and tests)."""
-    return lake.read_partition(output_dir(root, name, as_of))
+    return lake.read_partition(output_dir(root, name, as_of), columns=columns)
+
+
+def read_manifest(root: Path, as_of: dt.date) -> dict[str, Any]:
+    """The run manifest published with the outputs of ``as_of``; FileNotFoundError if nothing was published."""
+    path = manifest_path(root, as_of)
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing was published for {as_of} (no {path})")
+    return json.loads(path.read_text())
 
 
 def staging_dir(root: Path, name: str, as_of: dt.date) -> Path:

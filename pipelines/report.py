@@ -993,12 +993,12 @@ def published_dates(root: Path) -> list[dt.date]:
 
 
 def _read_manifest(root: Path, as_of: dt.date) -> dict[str, Any]:
-    from pipelines.publish import manifest_path
+    from pipelines.publish import read_manifest
 
-    path = manifest_path(root, as_of)
-    if not path.is_file():
-        raise ReportError(f"nothing was published for {as_of} (no {path}): run `riskline run --as-of {as_of}` first")
-    return json.loads(path.read_text())
+    try:
+        return read_manifest(root, as_of)
+    except FileNotFoundError as exc:
+        raise ReportError(f"{exc}: run `riskline run --as-of {as_of}` first") from None
 
 
 def _published(root: Path, as_of: dt.date) -> dict[str, pl.DataFrame]:

@@ -168,9 +168,8 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
 
     The inputs are those of :func:`pipelines.nightly.stage_decide`, restricted to the shard's accounts.
     """
-    from pipelines import collections, hardship, policy
     from pipelines.features import FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE
-    from pipelines.nightly import DECISIONS_ZONE, previous_partition
+    from pipelines.nightly import DECISIONS_ZONE, decide_frames, read_previous_run
     from pipelines.score import SCORES_FILE, SCORES_ZONE
 
     def shard_of(zone: str, name: str) -> pl.DataFrame:
@@ -184,22 +183,11 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
     installments = shard_of(LEDGER_ZONE, "installments.parquet")
     ledger_accounts = shard_of(LEDGER_ZONE, "accounts.parquet")
     scores = shard_of(SCORES_ZONE, SCORES_FILE)
-    prev_scores_dir = previous_partition(root, SCORES_ZONE, as_of)
-    previous_scores = (
-        _read_filtered(lake.parquet_files(prev_scores_dir), shard, n_shards) if prev_scores_dir else None
+    previous_scores, history = read_previous_run(root, as_of, shard, n_shards)
+    decided = decide_frames(
+        as_of, cfg, accounts, features, installments, ledger_accounts, scores, previous_scores, history
     )
-    prev_decisions = previous_partition(root, DECISIONS_ZONE, as_of)
-    history = (
-        _read_filtered([prev_decisions / "limit_history.parquet"], shard, n_shards)
-        if prev_decisions else policy.empty_limit_history()
-    )
-
-    inputs = policy.build_policy_input(as_of, accounts, features, installments, scores, previous_scores, history)
-    limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
-    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship)
-    cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections)
-    new_history = policy.update_limit_history(history, limits, as_of)
-    frames = dict(zip(SHARD_DECISION_FILES, (limits, cases, offers, new_history), strict=True))
+    frames = dict(zip(SHARD_DECISION_FILES, decided, strict=True))
     return lake.publish_frames(shard_dir(root, DECISIONS_ZONE, as_of, shard, n_shards), frames)
 
 

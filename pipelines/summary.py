@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import polars as pl
 
 from pipelines import publish
+from pipelines.registry import ModelRegistry, RegistryError
 
 
 def _counts(frame: pl.DataFrame, column: str) -> str:
@@ -18,26 +18,24 @@ def _counts(frame: pl.DataFrame, column: str) -> str:
 
 def describe_published(root: Path, as_of: dt.date) -> str:
     """Accounts scored, limit actions, queue sizes, hardship offers, model quality and where it all is."""
-    path = publish.manifest_path(root, as_of)
-    if not path.is_file():
-        raise FileNotFoundError(f"nothing published for {as_of}: no manifest at {path}")
-    manifest = json.loads(path.read_text())
-    limits = publish.read_output(root, "limits", as_of)
-    queue = publish.read_output(root, "collection_queue", as_of)
+    manifest = publish.read_manifest(root, as_of)
+    limits = publish.read_output(root, "limits", as_of, columns=["action"])
+    queue = publish.read_output(root, "collection_queue", as_of, columns=["treatment"])
     rows = {name: meta["rows"] for name, meta in manifest["outputs"].items()}
     lines = [
         f"riskline outputs for business date {as_of}",
         f"  accounts scored:   {rows['scores']:,} with model {manifest['model_version']}",
     ]
-    metrics = root / "registry" / manifest["model_version"] / "metrics.json"
-    if metrics.is_file():
-        oot = json.loads(metrics.read_text()).get("oot", {})
-        if "auc" in oot:
-            lines.append(f"  model OOT:         AUC {oot['auc']:.4f}, KS {oot.get('ks', float('nan')):.4f}")
+    try:
+        oot = ModelRegistry(root).record(manifest["model_version"]).metrics.get("oot", {})
+    except RegistryError:
+        oot = {}  # a model registered elsewhere: the summary still lists the outputs
+    if "auc" in oot:
+        lines.append(f"  model OOT:         AUC {oot['auc']:.4f}, KS {oot.get('ks', float('nan')):.4f}")
     lines += [
         f"  limit actions:     {_counts(limits, 'action')}  (policy {manifest['policy_version']})",
         f"  collection queue:  {_counts(queue, 'treatment')}",
         f"  hardship offers:   {rows['hardship_offers']:,} loans",
-        f"  outputs:           {root / 'outputs'}/<name>/as_of_date={as_of}/  (manifest {path})",
+        f"  outputs:           {root / 'outputs'}/<name>/as_of_date={as_of}/  (manifest {publish.manifest_path(root, as_of)})",
     ]
     return "\n".join(lines)
