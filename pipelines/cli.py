@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -143,7 +142,6 @@ def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
 
 def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines import lake
     from pipelines.registry import RegistryError
     from pipelines.score import run_scoring
 
@@ -238,10 +236,10 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
 def cmd_bench(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.bench import run_benchmarks
-    from pipelines.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
+    from pipelines.config import config_path
 
     del cfg, root  # the bench builds its own books and config (benchmarks/bench.yaml) on top of the base config
-    base = Path(args.config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).resolve()
+    base = config_path(args.config)
     try:
         sizes = args.size if args.size else ([] if args.scale else ["100k", "1m"])
         written = run_benchmarks(sizes, base, scale=args.scale,

@@ -573,9 +573,14 @@ class RisklineConfig(_Section):
         return path.resolve()
 
 
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config file: ``path``, else ``$RISKLINE_CONFIG``, else the repo's ``riskline.yaml``."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).expanduser().resolve()
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> RisklineConfig:
-    """Load and validate the config: ``path``, else ``$RISKLINE_CONFIG``, else the repo's ``riskline.yaml``."""
-    cfg_path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).expanduser().resolve()
+    """Load and validate the config file (:func:`config_path`)."""
+    cfg_path = config_path(path)
     try:
         raw_bytes = cfg_path.read_bytes()
     except OSError as exc:

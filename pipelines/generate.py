@@ -1030,14 +1030,12 @@ def release_late(root: Path) -> list[Path]:
     released: list[Path] = []
     if not late_root.is_dir():
         return released
-    for dataset_dir in sorted(p for p in late_root.iterdir() if p.is_dir()):
-        for part in sorted(dataset_dir.glob("dt=*")):
-            if not lake.is_complete(part):
-                continue
+    for dataset in sorted(p.name for p in late_root.iterdir() if p.is_dir()):
+        for date in lake.complete_partition_dates(root, LATE_ZONE, dataset):
+            part = lake.partition_dir(root, LATE_ZONE, dataset, date)
             files = lake.parquet_files(part)
             if files:  # none left: an earlier release moved them and died before tidying up
-                date = dt.date.fromisoformat(part.name.removeprefix("dt="))
-                target = lake.partition_dir(root, "landing", dataset_dir.name, date)
+                target = lake.partition_dir(root, "landing", dataset, date)
                 with lake.staged_partition(target) as tmp:
                     for file in files:
                         lake.move_file(file, tmp / file.name)

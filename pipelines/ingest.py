@@ -210,18 +210,18 @@ def count_reasons(quarantined: pl.DataFrame) -> dict[str, int]:
 def _read_landing(root: Path, dataset: Dataset, day: dt.date) -> tuple[pl.DataFrame, int]:
     """Read and conform every file of a landing partition; raise IngestError before writing anything."""
     part = lake.partition_dir(root, "landing", dataset.name, day)
-    if not lake.exists(part):
+    files = lake.complete_files(part)
+    if files is None and not lake.exists(part):
         raise IngestError(
             "landing partition not delivered", dataset=dataset.name, date=day,
             hint=f"wait for upstream to deliver {part}, then rerun ingest for this date",
         )
-    if not lake.is_complete(part):
+    if files is None:
         raise IngestError(
             f"drop is incomplete: no {lake.SUCCESS} marker in {part}", dataset=dataset.name, date=day,
             hint="upstream writes _SUCCESS last; wait for it or ask upstream to finish the drop, then rerun",
         )
     frames = []
-    files = lake.parquet_files(part)
     for order, path in enumerate(files):
         try:
             raw = lake.read_parquet(path)

@@ -170,35 +170,43 @@ def parquet_files(partition: Location) -> list[Location]:
     upstream ``_SUCCESS``, the flat files beside it.
     """
     if is_remote(partition):
-        commit = _read_commit(partition)
-        if commit is not None:
-            names = [f for f in commit["files"] if "/" not in f and not f.startswith((".", "_"))]
-            return [partition.joinpath(commit["prefix"], name) for name in sorted(names)]
-        try:
-            entries = _fresh(partition).fs.ls(partition.path, detail=True)
-        except FileNotFoundError:
-            entries = []
-        names = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
-        return [partition.joinpath(n) for n in sorted(names) if not n.startswith((".", "_"))]
+        return _remote_files(partition, _read_marker(partition) or {})
     return sorted(
         p for p in partition.iterdir() if p.is_file() and not p.name.startswith((".", "_"))
     )
 
 
+def complete_files(partition: Location) -> list[Location] | None:
+    """:func:`parquet_files` of a complete partition, None while it is incomplete.
+
+    On an object store one read of ``_SUCCESS`` answers both (rather than a HEAD, then a GET).
+    """
+    if is_remote(partition):
+        marker = _read_marker(partition)
+        return None if marker is None else _remote_files(partition, marker)
+    return parquet_files(partition) if is_complete(partition) else None
+
+
+def _remote_files(partition: UPath, marker: dict[str, Any]) -> list[Location]:
+    if marker:  # a riskline commit names its version's files
+        names = [f for f in marker["files"] if "/" not in f and not f.startswith((".", "_"))]
+        return [partition.joinpath(marker["prefix"], name) for name in sorted(names)]
+    try:
+        entries = _fresh(partition).fs.ls(partition.path, detail=True)
+    except FileNotFoundError:
+        entries = []
+    names = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
+    return [partition.joinpath(n) for n in sorted(names) if not n.startswith((".", "_"))]
+
+
 def partition_file(partition: Location, name: str) -> Location:
     """The file ``name`` of a complete partition (inside the committed version on an object store)."""
-    if is_remote(partition):
-        commit = _read_commit(partition)
-        if commit is not None:
-            return partition.joinpath(commit["prefix"], *name.split("/"))
-    return partition / name
+    commit = _read_marker(partition) if is_remote(partition) else None
+    return partition.joinpath(commit["prefix"], *name.split("/")) if commit else partition / name
 
 
-def write_parquet(frame: pl.DataFrame, path: Location) -> None:
-    if is_remote(path):
-        with path.open("wb") as fh:
-            frame.write_parquet(fh, **PARQUET_OPTIONS)  # type: ignore[arg-type]
-        return
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Write into a (local) staging folder; object stores get the folder uploaded by ``staged_partition``."""
     frame.write_parquet(path, **PARQUET_OPTIONS)  # type: ignore[arg-type]
 
 
@@ -239,10 +247,6 @@ def staged_partition(target: Location, marker: bool = True) -> Iterator[Path]:
         with _staged_version(target, marker) as tmp:
             yield tmp
         return
-    if not marker:
-        with _staged_unmarked(target) as tmp:
-            yield tmp
-        return
     target.parent.mkdir(parents=True, exist_ok=True)
     _repair_interrupted_swap(target)
     tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex}"
@@ -250,23 +254,10 @@ def staged_partition(target: Location, marker: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_dir_files(tmp)
-        (tmp / SUCCESS).touch()
+        if marker:
+            (tmp / SUCCESS).touch()
         fsync_dir(tmp)
         swap_into_place(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextmanager
-def _staged_unmarked(target: Path) -> Iterator[Path]:
-    remove_partition(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        os.replace(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -284,7 +275,7 @@ def _staged_version(target: UPath, marker: bool) -> Iterator[Path]:
             for rel in files:
                 fs.put_file(str(tmp / rel), f"{target.path}/{rel}")
             return
-        previous = _read_commit(target)
+        previous = _read_marker(target)
         # Sortable by time, unique per write: a rerun of the same date is a new version, never an overwrite.
         version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
         prefix = f"{_VERSION_PREFIX}{version}"
@@ -302,14 +293,15 @@ def _staged_version(target: UPath, marker: bool) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read_commit(partition: UPath) -> dict[str, Any] | None:
-    """The version committed by a riskline ``_SUCCESS`` object; None for a plain marker or none at all."""
+def _read_marker(partition: UPath) -> dict[str, Any] | None:
+    """A partition's ``_SUCCESS``: None when absent, ``{}`` for a plain upstream marker, else the riskline
+    commit naming its version and files."""
     try:
         raw = _fresh(partition.joinpath(SUCCESS)).read_bytes()
     except FileNotFoundError:
         return None
     if not raw.strip():
-        return None
+        return {}
     try:
         commit = json.loads(raw)
     except ValueError as exc:
@@ -367,9 +359,9 @@ def remove_partition(target: Location) -> None:
 
 def read_partition(partition: Location, **options: Any) -> pl.DataFrame:
     """Read a complete partition written by this module (``options`` go to polars); fail if it is incomplete."""
-    if not is_complete(partition):
+    files = complete_files(partition)
+    if files is None:
         raise FileNotFoundError(f"partition {partition} is missing or incomplete (no {SUCCESS})")
-    files = parquet_files(partition)
     if not files:
         raise FileNotFoundError(f"partition {partition} holds no data file")
     return read_parquet(files, **options)
@@ -501,10 +493,8 @@ def _fsync_dir_files(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def fsync_dir(folder: Location) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make a rename or a new file in ``folder`` durable (the directory entry itself)."""
-    if is_remote(folder):
-        return  # an object store has no directory entries; a completed PUT is durable
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -512,14 +502,14 @@ def fsync_dir(folder: Location) -> None:
         os.close(fd)
 
 
-def make_dirs(path: Location, mode: int = 0o755) -> None:
+def make_dirs(path: Path, mode: int = 0o755) -> None:
     """``mkdir -p`` giving every new folder ``mode`` (still narrowed by the umask, never widened).
 
     ``Path.mkdir(parents=True)`` creates the parents with 0o777: under a lenient umask (0 in some
     containers) published folders would be world-writable, and anyone could rename files inside them.
     """
-    if is_remote(path) or path.is_dir():
-        return  # object stores have no folders: a key's prefix exists once a key under it does
+    if path.is_dir():
+        return
     make_dirs(path.parent, mode)
     try:
         path.mkdir(mode)

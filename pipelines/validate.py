@@ -650,7 +650,7 @@ def validate_output(
 
 
 def results_dir(root: Path, day: dt.date) -> Path:
-    return lake.ensure_inside(root, root / "validation" / f"dt={day.isoformat()}")
+    return lake.derived_partition(root, "validation", day, key="dt")
 
 
 def data_docs_dir(root: Path, day: dt.date) -> Path:
@@ -658,10 +658,18 @@ def data_docs_dir(root: Path, day: dt.date) -> Path:
 
 
 def _curated_ids(root: Path, dataset: str, day: dt.date, column: str) -> pl.Series | None:
-    part = lake.partition_dir(root, "curated", dataset, day)
-    if not lake.is_complete(part):
+    files = lake.complete_files(lake.partition_dir(root, "curated", dataset, day))
+    if files is None:
         return None
-    return lake.scan_parquet(lake.parquet_files(part)).select(column).collect().to_series()
+    return lake.scan_parquet(files).select(column).collect().to_series()
+
+
+def _partition_rows(part: Path) -> int | None:
+    """Rows of a complete partition (0 when it holds no file); None while it is incomplete."""
+    files = lake.complete_files(part)
+    if files is None:
+        return None
+    return int(lake.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
 
 
 def _known_accounts(root: Path, day: dt.date, cfg: RisklineConfig,
@@ -705,11 +713,8 @@ def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> 
     band = cfg.validation.volume
     earliest = day - dt.timedelta(days=band.lookback_days)
     days = [d for d in lake.complete_partition_dates(root, "curated", dataset) if earliest <= d < day]
-    counts = []
-    for d in sorted(days, reverse=True)[: band.history_days]:
-        files = lake.parquet_files(lake.partition_dir(root, "curated", dataset, d))
-        counts.append(int(lake.scan_parquet(files).select(pl.len()).collect().item()) if files else 0)
-    return tuple(counts)
+    newest = sorted(days, reverse=True)[: band.history_days]
+    return tuple(_partition_rows(lake.partition_dir(root, "curated", dataset, d)) or 0 for d in newest)
 
 
 def load_references(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig, frame: pl.DataFrame,
@@ -786,10 +791,8 @@ def validate_date(root: Path, day: dt.date, cfg: RisklineConfig) -> list[Validat
         frame = lake.read_partition(part)
         refs = load_references(root, name, day, cfg, frame)
         report = validate_landing(frame, name, day, cfg, refs, kind="curated").report
-        quarantine = lake.partition_dir(root, "quarantine", name, day)
-        if lake.is_complete(quarantine):
-            files = lake.parquet_files(quarantine)
-            held = int(lake.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
+        held = _partition_rows(lake.partition_dir(root, "quarantine", name, day))
+        if held is not None:
             report = replace(report, quarantined_rows=held)
         log.info("%s", report.describe())
         reports.append(report)

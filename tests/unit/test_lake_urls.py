@@ -114,12 +114,14 @@ def test_nested_files_are_uploaded_but_only_top_level_parquet_counts_as_data(roo
 def test_upstream_flat_drop_with_a_plain_marker_reads_as_before(root: UPath):
     part = lake.partition_dir(root, "landing", "payments", DAY)
     for name, value in (("part-00001.parquet", 2), ("part-00000.parquet", 1)):
-        lake.write_parquet(pl.DataFrame({"x": [value]}), part / name)
+        with (part / name).open("wb") as fh:  # as upstream writes: straight to the store, marker last
+            pl.DataFrame({"x": [value]}).write_parquet(fh)
     (part / ".hidden.parquet").write_bytes(b"")
-    assert lake.exists(part) and not lake.is_complete(part)
+    assert lake.exists(part) and not lake.is_complete(part) and lake.complete_files(part) is None
     part.joinpath(lake.SUCCESS).write_bytes(b"")  # upstream's empty marker, written last
     assert lake.is_complete(part)
     assert [f.name for f in lake.parquet_files(part)] == ["part-00000.parquet", "part-00001.parquet"]
+    assert lake.complete_files(part) == lake.parquet_files(part)
     assert lake.read_partition(part)["x"].to_list() == [1, 2]
 
 
