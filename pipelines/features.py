@@ -30,6 +30,7 @@ from pipelines.feature_dictionary import (
     BEHAVIOUR_WINDOWS,
     DPD_WINDOWS,
     HISTORY_DAYS,
+    KEY_COLUMNS,
     LIMIT_WINDOWS,
     ON_TIME_WINDOWS,
     RATIO_WINDOWS,
@@ -267,8 +268,7 @@ def build_features(
             *(f"_limit_{w}d_ago_cents" for w in LIMIT_WINDOWS),
         )
     )
-    keys = ["account_id", "as_of_date"]
-    return frame.select(keys + [c for c in frame.columns if c not in keys]).sort("account_id")
+    return frame.select(*KEY_COLUMNS, *(c for c in frame.columns if c not in KEY_COLUMNS)).sort("account_id")
 
 
 # --- I/O entry points -------------------------------------------------------------------------------

@@ -25,11 +25,11 @@ import polars as pl
 
 from pipelines import lake
 from pipelines.config import LabelsConfig, RisklineConfig
+from pipelines.features import SCORED_STATUSES  # training joins features and labels: one population
 from pipelines.ledger import Ledger, account_worst_dpd, build_ledger
 
 LABELS_ZONE = "labels"
 LABELS_FILE = "labels.parquet"
-POPULATION_STATUSES: tuple[str, ...] = ("active", "frozen")
 
 
 class LabelsNotMaturedError(ValueError):
@@ -68,7 +68,7 @@ def build_labels(
             f"the ledger is as of {ledger.as_of}"
         )
     book = (
-        accounts.filter((pl.col("dt") == snapshot_date) & pl.col("status").is_in(POPULATION_STATUSES))
+        accounts.filter((pl.col("dt") == snapshot_date) & pl.col("status").is_in(SCORED_STATUSES))
         .select("account_id")
         .unique()
         .collect()
@@ -110,10 +110,10 @@ def build_labels_for(
     if as_of is not None and not is_matured(snapshot_date, as_of, cfg.labels):
         raise LabelsNotMaturedError(f"snapshot {snapshot_date} matures on {end}, after the run date {as_of}")
     problems = []
-    if snapshot_date not in lake.complete_partition_dates(root, "curated", "accounts"):
+    if not lake.is_complete(lake.partition_dir(root, "curated", "accounts", snapshot_date)):
         problems.append(f"no complete accounts snapshot for {snapshot_date}")
     for dataset in ("installments", "payments"):
-        if end not in lake.complete_partition_dates(root, "curated", dataset):
+        if not lake.is_complete(lake.partition_dir(root, "curated", dataset, end)):
             problems.append(f"no complete {dataset} partition for {end}")
     if problems:
         raise LabelsNotMaturedError(f"cannot label snapshot {snapshot_date}: " + "; ".join(problems))

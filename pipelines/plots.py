@@ -269,7 +269,8 @@ def limit_change_chart(changes: pl.DataFrame) -> str:
         return _finish(fig)
     yuan = changes["change_cents"].to_numpy() / 100  # display only
     edges = np.histogram_bin_edges(yuan, bins=40)
-    for action in [a for a in ACTION_ORDER if a in set(changes["action"].to_list())]:
+    seen = set(changes["action"].unique().to_list())
+    for action in [a for a in ACTION_ORDER if a in seen]:
         values = changes.filter(pl.col("action") == action)["change_cents"].to_numpy() / 100
         ax.hist(values, bins=edges, color=ACTION_COLOURS.get(action, GREY), alpha=0.8,
                 label=f"{action} ({values.size:,})")

@@ -268,7 +268,8 @@ def limit_changes(limits: pl.DataFrame) -> pl.DataFrame:
 
 def test_cell_summary(limits: pl.DataFrame) -> pl.DataFrame:
     """Per strategy test cell: accounts per action and the exposure change (cents)."""
-    present = [a for a in ACTION_ORDER if a in set(limits["action"].to_list())]
+    seen = set(limits["action"].unique().to_list())
+    present = [a for a in ACTION_ORDER if a in seen]
     return (
         limits.group_by("test_cell")
         .agg(
@@ -1072,7 +1073,7 @@ def _collect_model(
     from pipelines.model_definition import load_model_definition
     from pipelines.registry import ModelRegistry
     from pipelines.score import model_features, predict_pd
-    from pipelines.train import label_snapshot
+    from pipelines.train import label_snapshot, load_feature_snapshot, load_labels
 
     definition = load_model_definition(cfg)
     nthread = definition.hyperparameters.nthread
@@ -1098,9 +1099,8 @@ def _collect_model(
     feats_dir, labels_dir = features.feature_partition(root, oot_date), labels.labels_partition(root, oot_date)
     roc, ks, recomputed, note = None, None, None, ""
     if lake.is_complete(feats_dir) and lake.is_complete(labels_dir):
-        oot = label_snapshot(
-            pl.scan_parquet(lake.parquet_files(feats_dir)).select("account_id", "as_of_date", *names).collect(),
-            lake.read_partition(labels_dir), names,
+        oot = label_snapshot(  # both partitions are complete: these read, never rebuild
+            load_feature_snapshot(root, oot_date, cfg, names), load_labels(root, oot_date, cfg), names,
         )
         pd_oot = predict_pd(booster, oot, nthread)
         from pipelines.evaluate import auc
@@ -1270,6 +1270,7 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
         ReportError: nothing was published for ``as_of``.
     """
     from pipelines.model_definition import load_model_definition
+    from pipelines.publish import read_output
 
     manifest = _read_manifest(root, as_of)
     earlier = [d for d in published_dates(root) if d < as_of]
@@ -1282,7 +1283,7 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
     ]
     previous_scores, previous_model = None, None
     if previous_run is not None:
-        previous_scores = _published(root, previous_run)["scores"]
+        previous_scores = read_output(root, "scores", previous_run)  # only its scores are compared
         previous_model = str(_read_manifest(root, previous_run)["model_version"])
     grades = tuple(load_model_definition(cfg).grades.labels)
     limits = out["limits"].with_columns(

@@ -29,9 +29,9 @@ import polars as pl
 import xgboost as xgb
 
 from pipelines.config import RisklineConfig
+from pipelines.feature_dictionary import KEY_COLUMNS
 from pipelines.model_definition import Grades, ModelDefinition, ScoreScaling
 
-KEYS = ("account_id", "as_of_date")
 # SHAP matrices are rows x (features + 1) floats; batches bound the peak memory on a big book.
 _BATCH_ROWS = 262_144
 _PD_CLIP = 1e-9
@@ -178,7 +178,7 @@ def score_accounts(
     snapshot = features.sort("account_id")
     pd_ = predict_pd(booster, snapshot, nthread)
     score = pd_to_score(pd_, definition.score_scaling)
-    scored = snapshot.select(*KEYS).with_columns(
+    scored = snapshot.select(*KEY_COLUMNS).with_columns(
         pl.Series("pd", pd_, dtype=pl.Float64),
         pl.Series("score", score, dtype=pl.Int32),
         assign_grade(pd_, score, definition.grades),

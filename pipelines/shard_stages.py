@@ -129,16 +129,17 @@ def score_shard(
 
     Same inputs and rules as :func:`pipelines.score.run_scoring`, restricted to the shard's accounts.
     """
+    from pipelines.feature_dictionary import KEY_COLUMNS
     from pipelines.features import FEATURES_FILE, FEATURES_ZONE
     from pipelines.model_definition import load_model_definition
     from pipelines.registry import ModelRegistry
-    from pipelines.score import KEYS, SCORES_FILE, SCORES_ZONE, model_features, score_accounts, scores_dir
+    from pipelines.score import SCORES_FILE, SCORES_ZONE, model_features, score_accounts, scores_dir
 
     definition = load_model_definition(cfg)
     registry = ModelRegistry(root)
     version = model_version or registry.require_champion_on(as_of)
     booster = registry.load_booster(version)
-    columns = [*KEYS, *model_features(booster), *definition.reason_codes.exact_when_positive]
+    columns = [*KEY_COLUMNS, *model_features(booster), *definition.reason_codes.exact_when_positive]
     features = read_shard_file(root, FEATURES_ZONE, as_of, FEATURES_FILE, shard, n_shards, columns)
     previous = scores_dir(root, as_of - dt.timedelta(days=1))
     previous_pd = (

@@ -34,6 +34,7 @@ import xgboost as xgb
 
 from pipelines import evaluate
 from pipelines.config import ModelConfig, RisklineConfig
+from pipelines.feature_dictionary import KEY_COLUMNS
 from pipelines.model_definition import ModelDefinition
 from pipelines.registry import (
     GateDecision,
@@ -45,7 +46,6 @@ from pipelines.registry import (
 from pipelines.score import assign_grade, feature_matrix, model_features, pd_to_score, predict_pd
 from pipelines.sharding import fnv1a_64
 
-KEYS = ("account_id", "as_of_date")
 _SAMPLE_BUCKETS = 1_000_000
 
 
@@ -111,13 +111,13 @@ def label_snapshot(features: pl.DataFrame, labels: pl.DataFrame, feature_names: 
     if absent:
         raise ValueError(f"feature snapshot lacks model features {absent}")
     return (
-        features.select(*KEYS, *(pl.col(f).cast(pl.Float32) for f in feature_names))
+        features.select(*KEY_COLUMNS, *(pl.col(f).cast(pl.Float32) for f in feature_names))
         .join(
             labels.select("account_id", pl.col("snapshot_date").alias("as_of_date"), pl.col("bad").cast(pl.Int8)),
             on=["account_id", "as_of_date"],
             how="inner",
         )
-        .sort(*KEYS)
+        .sort(*KEY_COLUMNS)
     )
 
 
@@ -182,8 +182,8 @@ def train_model(fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: Mod
     features = definition.feature_names
     hp = definition.hyperparameters
     check_both_classes(fit, early_stopping)
-    fit = fit.sort(*KEYS)
-    early_stopping = early_stopping.sort(*KEYS)
+    fit = fit.sort(*KEY_COLUMNS)
+    early_stopping = early_stopping.sort(*KEY_COLUMNS)
     # QuantileDMatrix bins the floats once instead of keeping a float copy next to the numpy array.
     dfit = xgb.QuantileDMatrix(
         feature_matrix(fit, features), label=fit["bad"].to_numpy(), feature_names=features,
@@ -201,15 +201,19 @@ def train_model(fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: Mod
         early_stopping_rounds=hp.early_stopping_rounds,
         verbose_eval=False,
     )
+    return keep_best_trees(booster, features)
+
+
+def keep_best_trees(booster: xgb.Booster, features: list[str]) -> TrainedModel:
+    """The model as early stopping chose it: only the trees up to the best iteration, and its bytes."""
     best = int(booster.best_iteration)
-    best_score = float(booster.best_score)
     best_model = booster[: best + 1]  # a copy holding only the trees early stopping chose
     return TrainedModel(
         booster=best_model,
         model_bytes=bytes(best_model.save_raw(raw_format="ubj")),
         feature_names=tuple(features),
         best_iteration=best,
-        early_stopping_logloss=best_score,
+        early_stopping_logloss=float(booster.best_score),
     )
 
 
@@ -374,7 +378,7 @@ def train_evaluate_register(
     from pipelines.train_dask import fit_with_backend  # model.train_backend: local | dask
 
     trained = fit_with_backend(fit, early_stopping, definition, model_cfg)
-    oot = oot.sort(*KEYS)
+    oot = oot.sort(*KEY_COLUMNS)
     pd_ = predict_pd(trained.booster, oot, definition.hyperparameters.nthread)
     score = pd_to_score(pd_, definition.score_scaling)
     grade = assign_grade(pd_, score, definition.grades)
@@ -433,7 +437,7 @@ def load_feature_snapshot(
         features.build_feature_snapshot(root, as_of, cfg)
     scan = pl.scan_parquet(lake.parquet_files(partition))
     if columns is not None:
-        scan = scan.select(*KEYS, *dict.fromkeys(c for c in columns if c not in KEYS))
+        scan = scan.select(*KEY_COLUMNS, *dict.fromkeys(c for c in columns if c not in KEY_COLUMNS))
     return scan.collect()
 
 

@@ -28,19 +28,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-import xgboost as xgb
 
 from pipelines.config import ModelConfig
+from pipelines.feature_dictionary import KEY_COLUMNS
 from pipelines.model_definition import ModelDefinition
 from pipelines.score import feature_matrix
-from pipelines.train import KEYS, TrainedModel, _params, check_both_classes
+from pipelines.train import TrainedModel, _params, check_both_classes, keep_best_trees
 
 if TYPE_CHECKING:
     from distributed import Client
 
 
 @contextmanager
-def dask_client(model_cfg: ModelConfig, processes: bool = True) -> Iterator[Client]:
+def dask_client(model_cfg: ModelConfig) -> Iterator[Client]:
     """A client of the configured cluster, or of a LocalCluster started (and stopped) for the run."""
     from distributed import Client, LocalCluster
 
@@ -49,7 +49,7 @@ def dask_client(model_cfg: ModelConfig, processes: bool = True) -> Iterator[Clie
             yield client
         return
     # one thread per worker: XGBoost threads inside each worker, and the shared machine has few cores
-    with LocalCluster(n_workers=model_cfg.dask_local_workers, threads_per_worker=1, processes=processes,
+    with LocalCluster(n_workers=model_cfg.dask_local_workers, threads_per_worker=1,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         yield client
 
@@ -81,8 +81,8 @@ def train_model_dask(
     hp = definition.hyperparameters
     check_both_classes(fit, early_stopping)
     workers = max(1, len(client.scheduler_info()["workers"]))
-    x_fit, y_fit = _blocks(client, fit.sort(*KEYS), features, workers)
-    x_stop, y_stop = _blocks(client, early_stopping.sort(*KEYS), features, workers)
+    x_fit, y_fit = _blocks(client, fit.sort(*KEY_COLUMNS), features, workers)
+    x_stop, y_stop = _blocks(client, early_stopping.sort(*KEY_COLUMNS), features, workers)
     dfit = dxgb.DaskQuantileDMatrix(client, x_fit, y_fit, feature_names=features, max_bin=hp.max_bin,
                                     missing=np.nan)
     dstop = dxgb.DaskQuantileDMatrix(client, x_stop, y_stop, feature_names=features, ref=dfit, missing=np.nan)
@@ -90,16 +90,7 @@ def train_model_dask(
         client, _params(definition), dfit, num_boost_round=hp.num_boost_round,
         evals=[(dstop, "early_stopping")], early_stopping_rounds=hp.early_stopping_rounds, verbose_eval=False,
     )
-    booster: xgb.Booster = out["booster"]
-    best = int(booster.best_iteration)
-    best_model = booster[: best + 1]
-    return TrainedModel(
-        booster=best_model,
-        model_bytes=bytes(best_model.save_raw(raw_format="ubj")),
-        feature_names=tuple(features),
-        best_iteration=best,
-        early_stopping_logloss=float(booster.best_score),
-    )
+    return keep_best_trees(out["booster"], features)
 
 
 def fit_with_backend(

@@ -38,6 +38,12 @@ def cfg():
 
 
 @pytest.fixture(scope="session")
+def quiet_cfg(cfg):
+    """The repo config without Data Docs (0.5 s per ingest; the tests that look at them use ``cfg``)."""
+    return cfg.model_copy(update={"validation": cfg.validation.model_copy(update={"data_docs": False})})
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 API on 127.0.0.1 (moto's server): s3fs, botocore and HTTP all run as against S3."""
     from moto.server import ThreadedMotoServer

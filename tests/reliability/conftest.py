@@ -14,12 +14,6 @@ from pipelines.config import RisklineConfig
 
 
 @pytest.fixture(scope="session")
-def quiet_cfg(cfg: RisklineConfig) -> RisklineConfig:
-    """The repo config without Data Docs (0.5 s per ingest, and nothing here looks at them)."""
-    return cfg.model_copy(update={"validation": cfg.validation.model_copy(update={"data_docs": False})})
-
-
-@pytest.fixture(scope="session")
 def published_lake(tmp_path_factory: pytest.TempPathFactory, quiet_cfg: RisklineConfig) -> PublishedLake:
     return build_published_lake(tmp_path_factory.mktemp("published-lake"), quiet_cfg)
 
