@@ -367,9 +367,14 @@ def read_partition(partition: Location, **options: Any) -> pl.DataFrame:
     return read_parquet(files, **options)
 
 
-def complete_partition_dates(root: Location, zone: str, dataset: str, key: str = "dt") -> list[dt.date]:
-    """Business dates of the complete partitions (with ``_SUCCESS``) of ``root/zone/dataset``, sorted."""
-    base = ensure_inside(root, root / zone / dataset)
+def complete_partition_dates(
+    root: Location, zone: str, dataset: str | None = None, key: str = "dt"
+) -> list[dt.date]:
+    """Business dates of the complete partitions (with ``_SUCCESS``) of ``root/zone/dataset``, sorted.
+
+    Without ``dataset``, those of a derived zone, ``root/zone/<key>=D`` (e.g. ``key="as_of_date"``).
+    """
+    base = ensure_inside(root, root / zone / dataset if dataset else root / zone)
     prefix = f"{key}="
     if is_remote(base):  # one listing for the whole dataset instead of a request per date
         markers = _fresh(base).fs.glob(f"{base.path}/{prefix}*/{SUCCESS}")

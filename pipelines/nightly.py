@@ -67,18 +67,8 @@ def decisions_dir(root: Path, as_of: dt.date) -> Path:
 
 def previous_partition(root: Path, zone: str, as_of: dt.date) -> Path | None:
     """The newest complete ``zone/as_of_date=X`` with X < ``as_of`` (the previous run's), or None."""
-    base = lake.ensure_inside(root, root / zone)
-    if not base.is_dir():
-        return None
-    before = []
-    for path in base.glob("as_of_date=*"):
-        try:
-            day = dt.date.fromisoformat(path.name.split("=", 1)[1])
-        except ValueError:
-            continue
-        if day < as_of and lake.is_complete(path):
-            before.append((day, path))
-    return max(before)[1] if before else None
+    before = [d for d in lake.complete_partition_dates(root, zone, key="as_of_date") if d < as_of]
+    return lake.derived_partition(root, zone, before[-1]) if before else None
 
 
 def read_previous_run(
