@@ -329,7 +329,7 @@ def run_night(
 ) -> RunResult:
     """Run every stage for ``as_of`` in order; the first failure stops the run before publish."""
     result = RunResult(as_of=as_of)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README: spinning OpenMP threads starve 2 cores
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads that spin starve a 2-core machine
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("ingest", lambda: stage_ingest(root, as_of, cfg)),
         ("features", lambda: stage_features(root, as_of, cfg)),
