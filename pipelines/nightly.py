@@ -268,8 +268,10 @@ def stage_publish(
         if not report.ok:
             failures.append(report.describe())
     if failures:
+        from pipelines.publish import describe_latest
+
         raise PublishError(
-            f"outputs of {as_of} failed validation; nothing was published, yesterday's outputs stay the latest:\n"
+            f"outputs of {as_of} failed validation; nothing was published, {describe_latest(root)}:\n"
             + "\n".join(failures)
         )
     manifest = {
@@ -325,9 +327,13 @@ def run_night(
     as_of: dt.date,
     cfg: RisklineConfig,
     options: RunOptions = RunOptions(),
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
-    """Run every stage for ``as_of`` in order; the first failure stops the run before publish."""
+    """Run every stage for ``as_of`` in order; the first failure stops the run before publish.
+
+    ``progress(stage, n, total)`` is called as each stage starts, counting only the stages this run has
+    (no ``train`` without retraining, no ``report`` in a dry run).
+    """
     result = RunResult(as_of=as_of)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads that spin starve a 2-core machine
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -352,9 +358,9 @@ def run_night(
         # A hostile (../..) or unknown pin fails here, before any stage writes a partition of the date.
         ModelRegistry(root).record(options.model_version)
     with date_lock(root, as_of):
-        for name, fn in plan:
+        for n, (name, fn) in enumerate(plan, 1):
             if progress:
-                progress(name)
+                progress(name, n, len(plan))
             start = time.perf_counter()
             result.stages[name] = fn()
             result.timings[name] = {"seconds": round(time.perf_counter() - start, 3),
