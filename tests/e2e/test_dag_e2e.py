@@ -61,7 +61,7 @@ def test_dry_run_param_publishes_nothing(copy_lake, airflow_db, monkeypatch: pyt
     assert str(dag_run.state) == "success"
     assert not publish.output_dir(lake.root, "limits", day).exists()
     assert publish.read_latest(lake.root) == lake.first_run  # yesterday's outputs stay the latest
-    staged = lake.root / "staging" / "_manifests" / f"as_of_date={day}" / "manifest.json"
+    staged = lake.root / "staging" / f"as_of_date={day}" / "outputs" / "_manifests" / f"as_of_date={day}" / "manifest.json"
     assert json.loads(staged.read_text())["dry_run"] is True
 
 
