@@ -344,6 +344,12 @@ def describe_run(result, root: Path) -> str:
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")
+    from pipelines import chain
+
+    stale = sorted(chain.stale_nights(root))
+    if stale:  # late data or a rerun changed what these published nights read
+        lines.append(f"  stale published nights (outputs/_stale/): {', '.join(map(str, stale))}; "
+                     f"{chain.rebuild_hint(stale)}")
     if "report" in st:
         lines.append(f"  report: {st['report']['path']}")
     return "\n".join(lines)

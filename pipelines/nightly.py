@@ -190,14 +190,11 @@ def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
 
     before = {name: chain.curated_digest(root, name, as_of) for name in DATASETS}
     results = ingest_date(root, as_of, cfg)
-    out: dict[str, Any] = {
+    chain.after_ingest(root, as_of, before)  # late data: marks published nights that read the old partition
+    return {
         r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped}
         for r in results
     }
-    stale = chain.after_ingest(root, as_of, before)
-    if stale:  # late data: published nights read the partition this ingest replaced
-        out["stale_nights"] = [d.isoformat() for d in stale]
-    return out
 
 
 def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:

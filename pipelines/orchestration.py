@@ -129,10 +129,10 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
     from pipelines import chain, lake
-    from pipelines.nightly import refresh_dry_run_landing
+    from pipelines.nightly import DRY_RUN_MARKER, refresh_dry_run_landing
 
     root = _night_root(cfg, data_root, day, f"ingest {dataset}", local=False)
-    if root != _root(cfg, data_root):  # a dry run's copy: take the drop its sensor just saw
+    if not lake.is_remote(root) and (root / DRY_RUN_MARKER).is_file():  # a dry run's copy: take the drop its sensor just saw
         refresh_dry_run_landing(_root(cfg, data_root), root, dataset, day)
     before = {dataset: chain.curated_digest(root, dataset, day)} if not lake.is_remote(root) else {}
     (result,) = _guarded(f"ingest {dataset}", business_date, lambda: ingest_date(root, day, cfg, [dataset]))

@@ -140,7 +140,8 @@ def _incomplete_state(root: Path, as_of: dt.date, exc: OSError) -> str:
     return (
         f"the publish of {as_of} was decided (journal {journal}) but stopped: {exc.strerror or exc}. "
         f"In place now: new outputs of {as_of}: {', '.join(new) or 'none'}; not yet swapped: {', '.join(old) or 'none'}; "
-        f"manifest {'written' if manifest_done else 'not yet written'}; _LATEST not yet moved. "
+        f"manifest {'written' if manifest_done else 'not yet written'}; "
+        f"_LATEST names {read_latest(root) or 'no date yet'}. "
         f"Free space or fix the file system, then rerun the night for {as_of} (or any riskline run): "
         "it completes this publish from the journal before anything else"
     )
