@@ -97,7 +97,9 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     failures = 0
     stale: set[dt.date] = set()
     for i, day in enumerate(dates, 1):
-        before = {name: chain.curated_digest(root, name, day) for name in (datasets or DATASETS)}
+        # (published nights live on a local root only: on an object store there is nothing to mark stale)
+        before = {} if lake.is_remote(root) else {name: chain.curated_digest(root, name, day)
+                                                  for name in (datasets or DATASETS)}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
             results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)))
@@ -107,7 +109,8 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
             if not args.keep_going:
                 return 1
             continue
-        stale.update(chain.after_ingest(root, day, before))
+        if before:
+            stale.update(chain.after_ingest(root, day, before))
         if len(dates) == 1 or args.verbose:
             for res in results:
                 print(res.describe())
@@ -158,15 +161,16 @@ def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.registry import RegistryError
     from pipelines.score import run_scoring
 
-    from pipelines import features
+    from pipelines.features import IncompleteHistoryError
 
-    if not lake.is_complete(features.feature_partition(root, args.as_of)):
-        raise CliError(f"no features for {args.as_of} ({features.feature_partition(root, args.as_of)} is missing) "
-                       f"-> run the night, which builds them first: `riskline run --as-of {args.as_of}`")
     try:
         path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
     except RegistryError as exc:
         raise CliError(str(exc)) from None
+    except IncompleteHistoryError as exc:  # no features of D, and the curated data to build them is missing
+        raise CliError(f"no features for {args.as_of} and none can be built: {exc} -> ingest the date first "
+                       f"(`riskline ingest --date {args.as_of}`), or run the whole night: "
+                       f"`riskline run --as-of {args.as_of}`") from None
     scores = lake.read_partition(path)
     grades = scores.group_by("grade").len().sort("grade")
     mix = "  ".join(f"{g}:{n}" for g, n in grades.iter_rows())
