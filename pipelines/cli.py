@@ -114,7 +114,14 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
     failures = 0
     for day in _dates(args):
-        reports = validate_date(root, day, cfg)
+        try:
+            reports = validate_date(root, day, cfg)
+        except OSError as exc:  # read-only data root, full disk: validate writes only results and Data Docs
+            print(f"error: validate dt={day}: storage failed ({exc}); only this date's validation results "
+                  f"and Data Docs may be missing or stale, nothing else is written by validate -> make the "
+                  f"data root writable or free space, then rerun `riskline validate --date {day}`",
+                  file=sys.stderr)
+            return 1
         if not reports:
             print(f"{day}: no curated partition or published output to validate")
             failures += 1

@@ -149,8 +149,8 @@ def _contract_expectations(dataset: Dataset) -> list[gx.expectations.Expectation
         for c in dataset.columns
     ]
     key = list(dataset.key)
-    unique_note = ("Checked after de-duplication (latest delivery wins): a repeat here is a bug, not a redelivery. "
-                   f"Only rows with a valid key ({KEY_IS_VALID}) count: an invalid key is quarantined by its own "
+    unique_note = ("Checked after de-duplication (latest delivery wins): a repeat here is a bug, not a "
+                   f"redelivery. Only rows with a valid key ({KEY_IS_VALID}) count: an invalid key is quarantined by its own "
                    "rule and never de-duplicated.")
     valid_only = Where(KEY_IS_VALID) == True  # noqa: E712 (a GX condition, not a Python comparison)
     if len(key) == 1:
@@ -169,8 +169,9 @@ def _contract_expectations(dataset: Dataset) -> list[gx.expectations.Expectation
             out.append(_row(
                 "ExpectColumnValuesToBeInSet", f"invalid_{col.name}", "key loss", column=col.valid_flag,
                 value_set=[True],
-                notes=f"{col.valid_flag}: {col.name} is non-empty, unpadded, of [{IDENTIFIER_CHARSET}] and at most "
-                      f"{IDENTIFIER_MAX_LENGTH} characters (pre-computed in polars with the same test de-duplication uses)."))
+                notes=f"{col.valid_flag}: {col.name} is non-empty, unpadded, of [{IDENTIFIER_CHARSET}] and at "
+                      f"most {IDENTIFIER_MAX_LENGTH} characters (pre-computed in polars by the test that "
+                      "de-duplication uses)."))
         if col.values is not None:
             out.append(_row("ExpectColumnValuesToBeInSet", f"unknown_{col.name}", "unknown value",
                             column=name, value_set=list(col.values)))
@@ -428,6 +429,8 @@ def render_contract_markdown() -> str:
             if c.min_value is not None:
                 unit = " CNY" if c.kind == "money" else ""
                 rule.append(f"{'>' if c.min_exclusive else '>='} {c.min_value:g}{unit}")
+            if c.identifier:
+                rule.append(f"identifier: [{IDENTIFIER_CHARSET}]{{1,{IDENTIFIER_MAX_LENGTH}}}")
             if c.protected:
                 rule.append("protected: never a model feature")
             lines.append(f"| `{c.name}` | `{c.curated_name}` | {_cell(c.curated_dtype)} | "

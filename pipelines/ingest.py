@@ -351,6 +351,7 @@ def _read_landing(
         )
     by_name = {e.name: e.location for e in entries}
     files = [by_name[name] for name in names]
+    side = [name for name in side if name != lake.SUCCESS]  # the marker was read: it made the drop complete
     frames = []
     for order, path in enumerate(files):
         try:
@@ -434,14 +435,34 @@ def _prepare(root: Path, landed: _Landed, day: dt.date, validation: LandingValid
     return _Prepared(result, good, bad)
 
 
-def _publish(root: Path, prepared: _Prepared) -> None:
+def _publish(root: Path, prepared: _Prepared, done: list[str]) -> None:
+    """Replace the curated and quarantine partitions; ``done`` collects each one replaced (for errors)."""
     res = prepared.result
     lake.publish_frames(lake.partition_dir(root, "curated", res.dataset, res.date), {CURATED_FILE: prepared.curated})
+    done.append(f"curated/{res.dataset}")
     quarantine = lake.partition_dir(root, "quarantine", res.dataset, res.date)
     if prepared.quarantined.height:
         lake.publish_frames(quarantine, {CURATED_FILE: prepared.quarantined})
     else:
         lake.remove_partition(quarantine)  # a clean rerun must not leave an earlier run's quarantine behind
+    done.append(f"quarantine/{res.dataset}")
+
+
+class LakeStorageError(IngestError):
+    """The lake could not be read or written (read-only data root, disk full): says what state it left."""
+
+    def __init__(self, exc: BaseException, datasets: Sequence[str], date: dt.date, done: Sequence[str]) -> None:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if done:
+            state = (f"already replaced: {', '.join(done)}; every other partition of dt={date.isoformat()} "
+                     "keeps its previous content")
+        else:
+            state = f"nothing of dt={date.isoformat()} was published (curated and quarantine unchanged)"
+        super().__init__(
+            f"storage failed ({first}); {state}", dataset="+".join(datasets), date=date,
+            hint="make the data root writable or free space, then rerun ingest for this date (every partition "
+                 "is replaced whole, so the rerun completes it)",
+        )
 
 
 def ingest_date(
@@ -459,12 +480,19 @@ def ingest_date(
     unknown = [n for n in names if n not in CONTRACT]
     if unknown:
         raise IngestError(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}", dataset=unknown[0], date=day)
-    landed = {name: _land(root, name, day, cfg) for name in names}
-    validations = validate_landing_frames(
-        root, day, cfg, {n: item.frame for n, item in landed.items()},
-        duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
-    )
-    prepared = [_prepare(root, landed[n], day, validations[n]) for n in names]
+    done: list[str] = []
+    try:
+        landed = {name: _land(root, name, day, cfg) for name in names}
+        validations = validate_landing_frames(
+            root, day, cfg, {n: item.frame for n, item in landed.items()},
+            duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
+        )
+        prepared = [_prepare(root, landed[n], day, validations[n]) for n in names]
+    except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
+        raise LakeStorageError(exc, names, day, done) from exc
     for item in prepared:
-        _publish(root, item)
+        try:
+            _publish(root, item, done)
+        except (OSError, pl.exceptions.PolarsError) as exc:  # polars reports a failed write as ComputeError
+            raise LakeStorageError(exc, names, day, done) from exc
     return [item.result for item in prepared]

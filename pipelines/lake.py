@@ -222,7 +222,7 @@ def complete_entries(partition: Location) -> list[Entry] | None:
         found = []
         for e in entries:
             name = posixpath.basename(e["name"].rstrip("/"))
-            kind: EntryKind = {"file": "file", "directory": "folder"}.get(e["type"], "special")  # type: ignore[assignment]
+            kind: EntryKind = "file" if e["type"] == "file" else "folder" if e["type"] == "directory" else "special"
             found.append(Entry(name, kind, partition.joinpath(name)))
         return sorted(found, key=lambda e: e.name)
     if not is_complete(partition):
