@@ -137,6 +137,7 @@ def conform_to_contract(
 
 # The largest amount whose cents fit int64, in CNY: any bound is capped by it so no cast can overflow.
 _INT64_CENTS_MAX_CNY = (2**63 - 1) // 100
+_FLOAT_EXACT_CENTS_MAX_CNY = 2**53 // 100
 _MONEY_HINT = ("ask upstream to fix the extract and redeliver; if the amount is genuine, raise "
                "ingest.money_max_cny in the config, then rerun")
 _UNIT_HINT = ("send money as decimal(18,2) CNY, or integer cents in a column named <name>_cents "
@@ -222,6 +223,8 @@ def _cast_money(s: pl.Series, col: Column, max_cny: float | None, in_cents: bool
         bad = ~s.is_finite()
         if bad.any():
             raise ContractError(col.name, f"money is not a finite number: {s.filter(bad)[0]}", hint=_MONEY_HINT)
+        # above 2**53 cents a float no longer holds whole cents, and near 2**63 the cast itself would overflow
+        bound = min(bound, _FLOAT_EXACT_CENTS_MAX_CNY)
         _refuse_beyond(s, s.abs() > bound, col, bound, s)
         # float64 is accepted by the contract and rounded to cents (half away from zero).
         return (s * 100).round(0, mode="half_away_from_zero").cast(pl.Int64).alias(name)

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from pipelines import ingest, lake
-from pipelines.contract import CONTRACT
+from pipelines.contract import CONTRACT, valid_key
 
 DAY = dt.date(2026, 11, 20)
 UTC = dt.timezone.utc
@@ -187,6 +187,17 @@ def test_keep_latest_delivery_prefers_later_file_then_later_row():
     assert dropped == 2
     assert out.filter(pl.col("event_id") == "e1")["channel"].to_list() == ["third-file"]
     assert out["event_id"].null_count() == 1  # null keys are kept for quarantine, not silently dropped
+
+
+@pytest.mark.parametrize(
+    "value, valid",
+    [("P20261120-0000001", True), ("acc:1.x_y", True), ("A" * 64, True), ("A" * 65, False), ("", False),
+     (" A1", False), ("A1 ", False), ("A1\n", False), ("A 1", False), ("账户1", False), (None, False)],
+)
+def test_valid_key_is_the_contract_identifier_rule(value, valid: bool):
+    frame = pl.DataFrame({"account_id": [value]}, schema={"account_id": pl.String})
+    # a trailing newline must not pass: the pattern's $ is the very end of the text in polars (Rust regex)
+    assert frame.select(valid_key(["account_id"]))[0, 0] is valid
 
 
 def test_invalid_keys_are_never_deduplicated():
