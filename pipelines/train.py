@@ -178,7 +178,9 @@ def screen_clock_features(
         nulls = per["nulls"].to_numpy().astype(np.float64)
         modal_share = np.maximum(per["modal"].to_numpy(), nulls) / rows
         if modal_share.min() >= screen.max_modal_share:
-            pooled = training.select(x.drop_nulls().unique_counts().max().fill_null(0), x.null_count()).row(0)
+            pooled = training.select(
+                x.drop_nulls().unique_counts().max().fill_null(0).alias("modal"), x.null_count().alias("nulls")
+            ).row(0)
             if max(pooled) / training.height >= screen.max_modal_share:
                 excluded[name] = (f"constant: at least {screen.max_modal_share:.1%} of accounts share one value in "
                                   "the whole training window, so it carries no information")
