@@ -3,7 +3,11 @@
 The pure part turns a feature snapshot and a booster into a score frame; :func:`reason_codes` is
 exported on its own so the decisions stage can ask for exact reasons on exactly the accounts that get
 an adverse action or a collections contact. Reasons are the features that raised this account's PD the
-most (positive SHAP contributions on the log-odds scale), named by their feature-dictionary key.
+most (positive SHAP contributions on the log-odds scale), named by their feature-dictionary key, and only
+those whose value for this account raises PD against the book's reference (:func:`reason_reference`): a
+feature constant across tonight's book, or one the dictionary does not allow as a customer reason (the
+lender's own actions), is never a reason. PD is the trees' margin through the recalibration stored in
+the model (:class:`PlattCalibration`), monotone, so grades and reasons keep the trees' ranking.
 
 Cost: exact TreeSHAP (``pred_contribs``) is O(trees x leaves x depth^2) per account; Saabas
 approximations (``approx_contribs``) one root-to-leaf walk per tree. Measured per 100k accounts with the
