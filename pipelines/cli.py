@@ -359,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="nightly PD retrain: train a challenger, evaluate it, register it, promote it if it passes",
-        description="Train on the matured weekly snapshots before D - labels.horizon_days, judge on that "
+        description="Train on the matured weekly snapshots before D - labels.gap_days - labels.horizon_days, "
+        "recalibrate on the newest of them, judge on that "
         "out-of-time snapshot, register the model in DATA_ROOT/registry and make it champion from D if it "
         "passes the promotion gate (models/pd_model.yaml). Exit 1 on a leakage suspicion or when no model "
         "could serve.",

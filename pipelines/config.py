@@ -228,8 +228,9 @@ class RunConfig(_Section):
 class LabelsConfig(_Section):
     """Default labels for PD training (pipelines/labels.py)."""
 
-    horizon_days: int = Field(90, gt=0)  # bad = reaches bad_dpd within (s, s+horizon_days]
+    horizon_days: int = Field(90, gt=0)  # bad = reaches bad_dpd within (s+gap_days, s+gap_days+horizon_days]
     bad_dpd: int = Field(30, gt=0)
+    gap_days: int = Field(7, ge=0)  # days between a snapshot's features and the start of its outcome window
 
 
 # --- decisions: limit policy, collections, hardship ---------------------------------------------
