@@ -245,20 +245,3 @@ def read_manifest(root: Path, as_of: dt.date) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"nothing was published for {as_of} (no {path})")
     return json.loads(path.read_text())
-
-
-def staging_dir(root: Path, name: str, as_of: dt.date) -> Path:
-    return lake.partition_dir(root, "staging", name, as_of, key="as_of_date")
-
-
-def stage_outputs(root: Path, as_of: dt.date, frames: dict[str, pl.DataFrame], manifest: dict[str, Any]) -> Path:
-    """A dry run: write the outputs and manifest under ``DATA_ROOT/staging`` (never read downstream)."""
-    outputs_meta = {}
-    for name, frame in sorted(frames.items()):
-        target = lake.publish_frames(staging_dir(root, name, as_of), {PART_FILE: frame})
-        outputs_meta[name] = {"path": str(target.relative_to(root)), "rows": frame.height,
-                              "files": {PART_FILE: file_sha256(target / PART_FILE)}}
-    path = lake.partition_dir(root, "staging", "_manifests", as_of, key="as_of_date") / "manifest.json"
-    lake.atomic_write_bytes(path, canonical_json({**manifest, "as_of_date": as_of.isoformat(), "dry_run": True,
-                                                  "schema_version": SCHEMA_VERSION, "outputs": outputs_meta}))
-    return path
