@@ -1,6 +1,6 @@
 """Validation's shortcut through GX's per-expectation overhead changes no verdict, row or byte.
 
-``validate._configurations_built_once`` builds each expectation object's configuration once per GX run
+``validate._gx_overhead_memoized`` builds each expectation object's configuration once per GX run
 instead of on each of its ~70 reads (half of GX's CPU time per landing date). The proof that it is only a
 speed-up: a range of dates with every generator fault (quarantined rows, schema drift, critical failures,
 undelivered partitions) ingested with GX's own property and with the shortcut gives the same validation
@@ -98,7 +98,7 @@ def test_the_property_is_restored_when_gx_raises(monkeypatch, fails):
 
     gx_property = Expectation.__dict__["configuration"]
     with pytest.raises(RuntimeError) if fails else _nothing():
-        with validate._configurations_built_once():
+        with validate._gx_overhead_memoized():
             assert Expectation.__dict__["configuration"] is not gx_property
             if fails:
                 raise RuntimeError("GX failed mid-run")
