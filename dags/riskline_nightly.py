@@ -3,26 +3,36 @@
 Re-estimates every account's probability of default, decides new credit limits, builds the collections
 queue and hardship offers, and publishes them for downstream systems.
 
-**When:** 02:00 Asia/Shanghai, over the previous business day (a one-day data interval; the partition
-date D is the interval's start date in Asia/Shanghai). One run at a time: a model promoted tonight must be
+**When:** 02:00 Asia/Shanghai, over the previous business day (a one-day data interval; the business date D
+is the interval's start date in Asia/Shanghai). One run at a time: a model promoted tonight must be
 tomorrow's champion.
 
-**Stages:** wait for each landing drop (`_SUCCESS`) -> ingest and validate each dataset (in parallel) ->
-ledger and features -> train a challenger and gate it -> score -> decide limits, collections, hardship ->
-publish the four outputs all-or-nothing (assets `riskline_scores`, `riskline_limits`,
-`riskline_collection_queue`, `riskline_hardship_offers`) -> the morning report (its path is in the log).
+**Which business date?** Every run logs it in its first task, `business_date` (its return value is D), and
+every later task gets it as its `business_date` argument (Rendered Template). D is, in order:
+the `business_date` param if set; else the data interval's start date (scheduled run for D: logical date
+D 02:00 +08:00; backfill range in the same dates); else, for a manual run whose own date (yesterday) has no
+landing near it (a demo lake), the newest published night, which it reruns.
+
+**Waiting for upstream:** each `land_<dataset>.wait` sensor logs what it waits for and until when. A drop
+may arrive until D+1 08:00 Asia/Shanghai (`schedule.landing_deadline_hours`); past that the sensor fails at
+once (a backfill of a date never delivered fails in seconds). A date more than `schedule.stale_landing_days`
+after the dataset's newest drop is not being fed (a demo lake, a stopped feed): the run skips, saying so,
+instead of holding the one active-run slot that a manual run waits for.
 
 **Shards:** ledger/features, scoring and decisions run once per account-hash shard (`run.shards` in
 riskline.yaml, default 1) as mapped tasks, each followed by a merge; outputs are identical for any count.
 
-**Manual runs (Trigger with params):** `retrain` (default true), `model_version` (pin a registered version;
-empty = the champion on D), `publish` (false = dry run into DATA_ROOT/staging).
+**Manual runs (Trigger with params):** every default submits as is. `business_date` (YYYY-MM-DD; empty =
+as above), `retrain` (default true), `model_version` (pin a registered version; empty = the champion on D),
+`publish` (false = dry run into DATA_ROOT/staging), `retrain_on_backfill`. The form's logical date only
+matters when `business_date` is empty.
 
 **Backfills** never retrain unless `retrain_on_backfill` is set: a past date is scored with the model that
 was champion on that date. Rerunning a date replaces its partitions whole (same inputs, same bytes).
 
-**When a task fails** its log says which date and dataset, what failed, and whether to fix upstream and
-clear, or simply clear to rerun. Validation failures are data problems and are not retried.
+**When a task fails** its log says which date and dataset, what failed, and the next step from the UI: fix
+upstream and clear; trigger a new run with other params (model or registry problems: clearing would fail
+the same way); or clear to rerun. Validation failures are data problems and are not retried.
 
 This file only wires tasks; all logic lives in the `pipelines` package.
 """
@@ -48,10 +58,16 @@ IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_expon
     tags=["riskline", "credit-risk", "nightly"],
     default_args={"owner": "credit-risk-eng", "retries": 0},
     doc_md=__doc__,
+    # Optional params are typed ["null", ...] with a None default: the trigger form refuses an empty typed
+    # field ("This field is required"), so every documented default must be one it accepts as is.
     params={
+        "business_date": Param(
+            None, type=["null", "string"], format="date",
+            description="Business date D to process (YYYY-MM-DD); empty = from the run's data interval.",
+        ),
         "retrain": Param(True, type="boolean", description="Train a challenger and run the promotion gate."),
         "model_version": Param(
-            "", type="string", pattern=r"^([0-9A-Za-z][0-9A-Za-z._-]{0,127})?$",
+            None, type=["null", "string"], pattern=r"^([0-9A-Za-z][0-9A-Za-z._-]{0,127})?$",
             description="Pin a registered model version; empty = the champion serving on the business date.",
         ),
         "publish": Param(True, type="boolean", description="False = dry run: outputs go to DATA_ROOT/staging."),
@@ -60,11 +76,13 @@ IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_expon
 )
 def riskline_nightly() -> None:
     @task
-    def business_date(data_interval_start: dt.datetime | None = None) -> str:
-        from pipelines.config import load_config
-        from pipelines.orchestration import business_date_of
+    def business_date(data_interval_start: dt.datetime | None = None, params: dict | None = None,
+                      dag_run=None) -> str:
+        from pipelines.orchestration import business_date_for_run
 
-        return business_date_of(data_interval_start, load_config()).isoformat()
+        day, why = business_date_for_run(params or {}, data_interval_start, dag_run.run_type)
+        print(f"business date {day}: {why}")
+        return day
 
     day = business_date()
 
@@ -73,11 +91,13 @@ def riskline_nightly() -> None:
 
         @task_group(group_id=f"land_{dataset}")
         def land(dataset: str = dataset) -> None:
-            @task.sensor(task_id="wait", mode="reschedule", poke_interval=300, timeout=6 * 3600)
+            # The deadline that matters is poke_landing's (D+1 08:00 by default), fixed by the business date;
+            # the timeout is only a backstop for a business_date param set in the future.
+            @task.sensor(task_id="wait", mode="reschedule", poke_interval=300, timeout=12 * 3600)
             def wait(business_date: str) -> PokeReturnValue:
-                from pipelines.orchestration import landing_ready
+                from pipelines.orchestration import poke_landing
 
-                return PokeReturnValue(is_done=landing_ready(dataset, business_date))
+                return PokeReturnValue(is_done=poke_landing(dataset, business_date))
 
             @task(task_id="ingest_validate")
             def ingest_validate(business_date: str) -> dict:

@@ -127,6 +127,17 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
     return 1 if failures else 0
 
 
+def _cli_next_step(exc: BaseException) -> str:
+    """The next step of a model or registry error, in this tool's words (the DAG's are in orchestration)."""
+    from pipelines.registry import NoChampionError
+
+    if isinstance(exc, NoChampionError):
+        return (" -> train one for a date on or before it (`riskline train --as-of D`), promote a reviewed version "
+                "(`riskline model promote V --reason ...`; `riskline model list` shows them), or pass "
+                "--model-version V")
+    return ""
+
+
 def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.evaluate import LeakageSuspectedError
     from pipelines.registry import NoChampionError
@@ -135,7 +146,7 @@ def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     try:
         result = run_training(root, args.as_of, cfg)
     except (LeakageSuspectedError, NoChampionError, InsufficientHistoryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_cli_next_step(exc)}", file=sys.stderr)
         return 1
     print(result.describe())
     return 0
@@ -148,7 +159,7 @@ def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     try:
         path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
     except RegistryError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc}{_cli_next_step(exc)}") from None
     scores = lake.read_partition(path)
     grades = scores.group_by("grade").len().sort("grade")
     mix = "  ".join(f"{g}:{n}" for g, n in grades.iter_rows())
@@ -223,7 +234,7 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     except RunLockedError as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:  # the stage's own error says what failed and what to do next
-        print(f"error: run for {args.as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: run for {args.as_of} failed: {type(exc).__name__}: {exc}{_cli_next_step(exc)}", file=sys.stderr)
         if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
             print(f"the outputs of {args.as_of} were published; only the report failed: fix it and run "
                   f"`riskline report --as-of {args.as_of}`", file=sys.stderr)
@@ -433,6 +444,9 @@ _OBJECT_STORE_COMMANDS = (cmd_generate, cmd_ingest, cmd_validate)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pipelines.orchestration import quiet_third_party_logs
+
+    quiet_third_party_logs()  # Great Expectations alone logs about 50 INFO lines per dataset validated
     try:
         cfg = load_config(args.config)
         root = cfg.data_root(args.data_root)

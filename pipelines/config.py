@@ -167,6 +167,17 @@ class RunConfig(_Section):
     shard_workers: int = Field(1, ge=1)  # shards run at once by `riskline run` (processes); Airflow maps them
 
 
+class ScheduleConfig(_Section):
+    """How the scheduled run waits for upstream's landing drops (the DAG's sensors, pipelines/orchestration.py)."""
+
+    # A drop for business date D may arrive until D+1 00:00 + this many hours (business time); after that the
+    # sensor fails at once instead of poking, so a backfill of a date upstream never delivered fails in seconds.
+    landing_deadline_hours: int = Field(8, ge=1, le=72)
+    # A dataset whose newest landing is more than this many days before D is not being fed for D (a demo lake,
+    # a feed stopped for days): the run skips with that reason instead of holding max_active_runs for hours.
+    stale_landing_days: int = Field(3, ge=1)
+
+
 class LabelsConfig(_Section):
     """Default labels for PD training (pipelines/labels.py)."""
 
@@ -550,6 +561,7 @@ class RisklineConfig(_Section):
     hardship: HardshipConfig = HardshipConfig()
     validation: ValidationConfig = ValidationConfig()
     run: RunConfig = RunConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     report: ReportConfig = ReportConfig()
     # Where the file came from; relative paths in it resolve against this folder.
     source_dir: Path = Field(default=Path("."), exclude=True)

@@ -408,8 +408,8 @@ def train_evaluate_register(
     if serving is None:
         raise NoChampionError(
             f"no model can serve on {plan.as_of}: there is no champion and challenger {version} failed the "
-            f"gate ({'; '.join(gate['reasons'])}). It is registered for inspection (riskline model show "
-            f"{version}); fix the data or the definition, or promote a version by hand with a reason."
+            f"gate ({'; '.join(gate['reasons'])}). It is registered for inspection as {version}; fix the data "
+            "or the definition, or promote a reviewed version by hand with a reason."
         )
     return TrainingResult(
         version=version,
