@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -76,6 +77,31 @@ def airflow_env(home: Path, data_root: Path, port: int, parallelism: int = 2) ->
     return env
 
 
+ENV_FILE = "env.sh"
+PORT_ENV = "RISKLINE_AIRFLOW_PORT"
+
+
+def write_env_file(home: Path, data_root: Path, port: int) -> Path:
+    """``$AIRFLOW_HOME/env.sh``: ``source`` it and ``riskline``/``airflow`` run against this deployment.
+
+    Without it, ``airflow backfill create`` in a fresh shell reads ``~/airflow`` and says "run airflow db
+    migrate" (which would create a second, empty database), and ``riskline`` is not on PATH.
+    """
+    env = airflow_env(home, data_root, port)
+    venv_bin = Path(sys.executable).parent
+    lines = [
+        "# Written by `make airflow` (pipelines/airflow_local.py). `source` it to run `airflow` and `riskline`",
+        "# against this local deployment: its AIRFLOW_HOME, DAGs, settings and data root.",
+        f'export PATH={shlex.quote(str(venv_bin))}:"$PATH"',
+        *(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
+          if k.startswith("AIRFLOW") or k in ("RISKLINE_DATA_ROOT", "GX_ANALYTICS_ENABLED")),
+    ]
+    path = home / ENV_FILE
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @dataclass
 class LocalAirflow:
     """A local Airflow deployment under ``home``; use as a context manager to stop everything it started."""
@@ -101,6 +127,7 @@ class LocalAirflow:
 
     def start(self) -> LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
+        write_env_file(self.home, self.data_root, self.port)
         self.airflow("db", "migrate")
         logs = self.home / "component-logs"
         logs.mkdir(exist_ok=True)
@@ -210,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     data_root = Path(os.environ.get("RISKLINE_DATA_ROOT", REPO_ROOT / "data")).resolve()
     if args.command == "dags-test":
         return dags_test(home, data_root, args.date)
-    port = int(os.environ.get("RISKLINE_AIRFLOW_PORT", "8080"))
+    port = int(os.environ.get(PORT_ENV, "8080"))
 
     def _stop_on_sigterm(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # leave the `with` below, which stops every component we started
@@ -220,8 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: airflow is not installed in this venv (run `make venv`)", file=sys.stderr)
         return 2
     with LocalAirflow(home=home, data_root=data_root, port=port) as af:
+        env_file = home / ENV_FILE
+        shown = env_file.relative_to(Path.cwd()) if env_file.is_relative_to(Path.cwd()) else env_file
         print(f"Airflow UI: {af.url}  user: admin  password: {af.password()}  (stored in {home}, git-ignored)")
         print(f"DAGs from {REPO_ROOT / 'dags'}, data root {data_root}. Ctrl-C stops every component.")
+        print(f"In another shell: `source {shown}` puts airflow and riskline on PATH with this AIRFLOW_HOME and "
+              f"data root (or `make shell`). Another port: {PORT_ENV}=8081 make airflow")
         try:
             while all(p.poll() is None for p in af.processes.values()):
                 time.sleep(2)

@@ -38,6 +38,8 @@ import datetime as dt
 import json
 import logging
 import math
+import re
+import shutil
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -834,6 +836,7 @@ def build_data_docs(root: Path, day: dt.date) -> Path:
     context = _engine().context
     target = data_docs_dir(root, day)
     keys = []
+    rows: list[dict[str, Any]] = []
     site = f"riskline-{day.isoformat()}"
     with lake.staged_partition(target) as tmp:
         context.add_data_docs_site(site, {
@@ -855,13 +858,62 @@ def build_data_docs(root: Path, day: dt.date) -> Path:
                 )
                 context.validation_results_store.set(key, result)
                 keys.append(key)
+                stats = result.statistics or {}
+                rows.append({"name": stored["name"], "kind": stored["kind"], "success": bool(result.success),
+                             "evaluated": stats.get("evaluated_expectations", 0),
+                             "unsuccessful": stats.get("unsuccessful_expectations", 0)})
             context.build_data_docs(site_names=[site])
+            _make_offline(tmp, day, rows)
             _prune_static(tmp)
         finally:
             for key in keys:
                 context.validation_results_store.remove_key(key)
             context.delete_data_docs_site(site)
     return target
+
+
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_OFFLINE_CSS = "static/styles/data_docs_offline.css"
+# GX pages take Bootstrap, Font Awesome, jQuery, bootstrap-table and Vega from CDNs: offline (a bank's
+# closed network, a laptop on a train) the index is blank, since its table is drawn by script, and the pages
+# lose their styling. Those tags go; one bundled stylesheet replaces them.
+_CDN_TAG = re.compile(
+    r'<link\b[^>]*href="https?://[^"]*"[^>]*>\s*|<script\b[^>]*src="https?://[^"]*"[^>]*>\s*</script>\s*',
+    re.IGNORECASE)
+# Remote images (the GX logo, fetched with a timestamp on every view) become their alt text; remote CSS
+# backgrounds go.
+_REMOTE_IMG = re.compile(r'<img\b[^>]*src="https?://[^"]*"[^>]*>', re.IGNORECASE)
+_REMOTE_URL = re.compile(r"url\(['\"]?https?://[^)]*\)", re.IGNORECASE)
+
+
+def _alt_text(match: re.Match[str]) -> str:
+    alt = re.search(r'alt="([^"]*)"', match.group(0))
+    return alt.group(1) if alt else ""
+
+
+def _make_offline(site: Path, day: dt.date, rows: list[dict[str, Any]]) -> None:
+    """Make a rendered Data Docs site readable with no network: local styling, and an index without script.
+
+    ``rows``: one per validation result (name, kind, success, evaluated, unsuccessful), for the index.
+    """
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    css = site / _OFFLINE_CSS
+    css.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_TEMPLATES / "data_docs_offline.css", css)
+    for page in site.rglob("*.html"):
+        depth = len(page.relative_to(site).parts) - 1
+        link = f'<link rel="stylesheet" href="{"../" * depth}{_OFFLINE_CSS}">\n</head>'
+        html = _CDN_TAG.sub("", page.read_text(encoding="utf-8"))
+        html = _REMOTE_URL.sub("none", _REMOTE_IMG.sub(_alt_text, html))
+        page.write_text(html.replace("</head>", link, 1), encoding="utf-8")
+    for row in rows:
+        found = sorted(site.glob(f"validations/{row['name']}/{row['kind']}-{day.isoformat()}/*/*.html"))
+        row["href"] = found[0].relative_to(site).as_posix() if found else None
+    suites = [{"name": p.stem, "href": p.relative_to(site).as_posix()} for p in sorted(site.glob("expectations/*.html"))]
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    index = env.get_template("data_docs_index.html.j2").render(day=day.isoformat(), validations=rows, suites=suites)
+    (site / "index.html").write_text(index, encoding="utf-8")
 
 
 def _prune_static(site: Path) -> None:
