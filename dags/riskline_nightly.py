@@ -46,6 +46,8 @@ from airflow.sdk import Asset, CronTriggerTimetable, Param, PokeReturnValue, dag
 from pipelines.catalog import DATASETS, OUTPUTS, output_asset_name, output_asset_uri
 
 OUTPUT_ASSETS = {name: Asset(name=output_asset_name(name), uri=output_asset_uri(name)) for name in OUTPUTS}
+# Mapped tasks are labelled with the business date they process, so the grid shows it on every run.
+SHARD_LABEL = "{{ task.op_kwargs['business_date'] }} shard {{ task.op_kwargs['shard'] }}"
 IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_exponential_backoff": True}
 
 
@@ -117,7 +119,7 @@ def riskline_nightly() -> None:
 
     # Per-account stages run once per account-hash shard (dynamic task mapping: Celery or Kubernetes
     # executors spread them over workers); each is followed by a merge that publishes the date's partition.
-    @task(**IO_RETRIES, map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    @task(**IO_RETRIES, map_index_template=SHARD_LABEL)
     def build_features(business_date: str, shard: int) -> dict:
         from pipelines.orchestration import run_shard
 
@@ -143,7 +145,7 @@ def riskline_nightly() -> None:
 
         return run_stage("train", business_date)
 
-    @task(trigger_rule="none_failed", map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    @task(trigger_rule="none_failed", map_index_template=SHARD_LABEL)
     def score(business_date: str, shard: int, params: dict | None = None) -> dict:
         from pipelines.orchestration import run_shard
 
@@ -155,7 +157,7 @@ def riskline_nightly() -> None:
 
         return merge_shard_outputs("score", business_date)
 
-    @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    @task(map_index_template=SHARD_LABEL)
     def decide(business_date: str, shard: int) -> dict:
         from pipelines.orchestration import run_shard
 
