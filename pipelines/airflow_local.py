@@ -97,7 +97,7 @@ def write_env_file(home: Path, data_root: Path, port: int) -> Path:
         "# against this local deployment: its AIRFLOW_HOME, DAGs, settings and data root.",
         f'export PATH={shlex.quote(str(venv_bin))}:"$PATH"',
         *(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
-          if k.startswith("AIRFLOW") or k in ("RISKLINE_DATA_ROOT", "GX_ANALYTICS_ENABLED")),
+          if k.startswith("AIRFLOW") or k in ("RISKLINE_DATA_ROOT", "RISKLINE_CONFIG", "GX_ANALYTICS_ENABLED")),
     ]
     path = home / ENV_FILE
     home.mkdir(parents=True, exist_ok=True)

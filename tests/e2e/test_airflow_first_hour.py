@@ -82,11 +82,19 @@ def _business_date(af: LocalAirflow, token: str, run_id: str) -> str:
 def deployment(e2e_lake, tmp_path_factory: pytest.TempPathFactory):
     root = e2e_lake.copy_to(tmp_path_factory.mktemp("first-hour") / "lake")
     home = tmp_path_factory.mktemp("first-hour-home") / "airflow_home"  # named as `make airflow`'s
-    with LocalAirflow(home=home, data_root=root) as af:
-        token = af.token()
-        _wait_for("both DAGs serialized", lambda: {NIGHTLY, CONSUMER} <= {
-            d["dag_id"] for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}, 120, 2)
-        yield af, root, token, e2e_lake
+    before = os.environ.get("RISKLINE_CONFIG")
+    os.environ["RISKLINE_CONFIG"] = str(e2e_lake.cfg_path)  # the lake's own (shorter) training window
+    try:
+        with LocalAirflow(home=home, data_root=root) as af:
+            token = af.token()
+            _wait_for("both DAGs serialized", lambda: {NIGHTLY, CONSUMER} <= {
+                d["dag_id"] for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}, 120, 2)
+            yield af, root, token, e2e_lake
+    finally:
+        if before is None:
+            os.environ.pop("RISKLINE_CONFIG", None)
+        else:
+            os.environ["RISKLINE_CONFIG"] = before
 
 
 def _login(page, af: LocalAirflow) -> None:
