@@ -38,9 +38,16 @@ FINAL = ("success", "failed")
 def readme_backfill_command() -> str:
     """The README's backfill command as written: the first ``airflow backfill create`` in a fenced block,
     with its continuation lines (and a ``source .../env.sh`` line, if the block has one before it)."""
-    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    for block in blocks:
-        lines = block.splitlines()
+    blocks: list[list[str]] = []
+    inside = False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("```"):
+            inside = not inside
+            if inside:
+                blocks.append([])
+        elif inside:
+            blocks[-1].append(line)
+    for lines in blocks:
         for i, line in enumerate(lines):
             if line.lstrip().startswith("airflow backfill create"):
                 command = [line]
