@@ -39,6 +39,11 @@ COMPONENTS: dict[str, list[str]] = {
 }
 
 
+# SQLite's default 5 s busy timeout: an `airflow backfill create` typed while the scheduler writes failed with
+# "database is locked" on a busy 2-core machine. Every component and the CLI (through env.sh) wait up to 60 s.
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -68,6 +73,7 @@ def airflow_env(home: Path, data_root: Path, port: int, parallelism: int = 2) ->
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "pipelines.airflow_local.SQLITE_CONNECT_ARGS",
             # A task's first call to the API server timed out at the 5 s default on a busy 2-core machine
             # (the api-server shares it with training), failing the task before it ran.
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
