@@ -35,9 +35,13 @@ NIGHTLY, CONSUMER = "riskline_nightly", "riskline_agent_queue_export"
 FINAL = ("success", "failed")
 
 
+REPO_ROOT = README.parent
+BACKFILL_COMMANDS = ("make backfill", "airflow backfill create")
+
+
 def readme_backfill_command() -> str:
-    """The README's backfill command as written: the first ``airflow backfill create`` in a fenced block,
-    with its continuation lines (and a ``source .../env.sh`` line, if the block has one before it)."""
+    """The README's backfill command as written: the first ``make backfill`` or ``airflow backfill create``
+    line in a fenced block, with its continuation lines."""
     blocks: list[list[str]] = []
     inside = False
     for line in README.read_text(encoding="utf-8").splitlines():
@@ -49,19 +53,24 @@ def readme_backfill_command() -> str:
             blocks[-1].append(line)
     for lines in blocks:
         for i, line in enumerate(lines):
-            if line.lstrip().startswith("airflow backfill create"):
+            if line.lstrip().startswith(BACKFILL_COMMANDS):
                 command = [line]
                 while command[-1].rstrip().endswith("\\") and i + len(command) < len(lines):
                     command.append(lines[i + len(command)])
-                setup = [ln for ln in lines[:i] if "env.sh" in ln and ln.lstrip().startswith(("source", "."))]
-                return "\n".join(setup[-1:] + command)
-    raise AssertionError("README.md has no `airflow backfill create` command in a fenced block")
+                return "\n".join(command)
+    raise AssertionError(f"README.md has no {' or '.join(BACKFILL_COMMANDS)} command in a fenced block")
 
 
 def business_dates_of(command: str) -> list[dt.date]:
-    """The business dates a backfill over fire times --from-date..--to-date covers (run for D fires at D+1)."""
-    found = dict(re.findall(r"--(from-date|to-date)[= ]+(\S+)", command))
-    first, last = (dt.datetime.fromisoformat(found[k]).date() - dt.timedelta(days=1) for k in ("from-date", "to-date"))
+    """The business dates a README backfill covers: FROM=/TO= business dates (make backfill), or fire times
+    --from-date/--to-date (airflow backfill create: the run for D fires at D+1)."""
+    found = dict(re.findall(r"\b(FROM|TO)=(\d{4}-\d{2}-\d{2})", command))
+    if found:
+        first, last = (dt.date.fromisoformat(found[k]) for k in ("FROM", "TO"))
+    else:
+        fire = dict(re.findall(r"--(from-date|to-date)[= ]+(\S+)", command))
+        first, last = (dt.datetime.fromisoformat(fire[k]).date() - dt.timedelta(days=1)
+                       for k in ("from-date", "to-date"))
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
@@ -178,19 +187,18 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
     assert [r["state"] for r in consumer] == ["success"], consumer
     assert (root / "exports" / "agent_queue" / f"as_of_date={lake.first_run}" / "agent_queue.csv").is_file()
 
-    # 4. The README's backfill command, verbatim, in a shell that sourced airflow_home/env.sh (as the README
-    # says once per shell; prefixed here only when the command's own block does not say it).
+    # 4. The README's backfill command, verbatim, from the repository root, in a shell that sourced this
+    # deployment's airflow_home/env.sh (the README's way to reach a `make airflow` from another shell).
     command = readme_backfill_command()
     days = business_dates_of(command)
     assert days and days[0] > lake.first_run and days[-1] <= lake.end, (
         f"the README's backfill covers {days}; the test lake has nights {lake.first_run} .. {lake.end}")
-    if "env.sh" not in command:
-        command = f"source {shlex.quote(str(af.home / 'env.sh'))}\n{command}"
+    command = f"source {shlex.quote(str(af.home / 'env.sh'))}\n{command}"
     # a shell with nothing of ours set: only what env.sh exports (PYTHONPATH passes, for a checkout run
     # without an install)
     bare = {"PATH": "/usr/bin:/bin", "HOME": str(af.home.parent),
             **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
-    shell = subprocess.run(["bash", "-c", command], cwd=af.home.parent, capture_output=True, text=True,
+    shell = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True,
                            timeout=120, env=bare)
     assert shell.returncode == 0, shell.stdout + shell.stderr
 
