@@ -24,3 +24,17 @@ def test_sourcing_the_env_file_puts_airflow_and_riskline_on_path_with_this_home(
     assert shown[:2] == [str(venv_bin / "airflow"), str(venv_bin / "riskline")]
     expected = airflow_env(home, data, 8123)
     assert shown[2] == f"{home}|{data}|{expected['AIRFLOW__CORE__DAGS_FOLDER']}|8123"
+
+
+def test_backfill_without_a_running_airflow_says_how_to_start_it(tmp_path: Path, capsys):
+    import datetime as dt
+
+    from pipelines.airflow_local import LocalAirflow, backfill, free_port
+
+    af = LocalAirflow(home=tmp_path / "airflow_home", data_root=tmp_path / "data", port=free_port())
+    (af.home).mkdir()
+    (af.home / "simple_auth_manager_passwords.json.generated").write_text('{"admin": "x"}')
+    assert backfill(af, dt.date(2026, 11, 20), dt.date(2026, 11, 22)) == 2
+    assert "no local Airflow answers on http://127.0.0.1:" in capsys.readouterr().err
+    assert backfill(af, dt.date(2026, 11, 22), dt.date(2026, 11, 20)) == 2
+    assert "TO 2026-11-20 is before FROM 2026-11-22" in capsys.readouterr().err
