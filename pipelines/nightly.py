@@ -147,7 +147,8 @@ def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
 
     results = ingest_date(root, as_of, cfg)
     return {
-        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped}
+        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped,
+                    "redelivered": r.redelivered}
         for r in results
     }
 

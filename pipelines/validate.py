@@ -50,7 +50,7 @@ import polars as pl
 from pipelines import lake
 from pipelines.config import RisklineConfig
 from pipelines.contract import CONTRACT, DATASETS
-from pipelines.ingest import IngestError, read_landing
+from pipelines.ingest import IngestError, hold_whole_units, read_landing
 from pipelines.outputs import OUTPUTS
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ Kind = Literal["landing", "curated", "output"]
 
 ACCOUNT_KNOWN = "account_is_known"  # same names as pipelines.gx_suites (kept here so importing is cheap)
 LOAN_KNOWN = "loan_is_known"
+# A payment for a loan whose schedule is held in quarantine (pipelines.ingest.hold_whole_units) is held
+# with it: a known cause, already reported on the schedule's date, so it is not judged as an unknown loan.
+LOAN_HELD = "loan_held"
 SAMPLE_ROWS = 5
 _KEEP_UNEXPECTED = 20  # unexpected values/indices kept per expectation in the persisted GX result
 _REFERENCE_FLAGS = {ACCOUNT_KNOWN: ("account_id",), LOAN_KNOWN: ("loan_id", "account_id")}
@@ -228,6 +231,7 @@ class References:
 
     accounts: pl.Series | None = None  # account_id of the accounts snapshot of the same dt
     loans: pl.Series | None = None  # loan_id known on the date (installments of any dt <= D)
+    held_loans: pl.Series | None = None  # loan_id whose schedule is in quarantine (dt <= D), not curated
     row_counts: tuple[int, ...] = ()  # curated row counts of the trailing partitions (for volume)
     notes: Mapping[str, str] = field(default_factory=dict)  # "accounts"/"loans"/"volume" -> where from / why not
 
@@ -622,7 +626,18 @@ def validate_landing(
         dataset, flagged, kind=kind, date=day, cfg=cfg, parameters=params, missing=missing,
         key=list(CONTRACT[dataset].key), notes=[*notes, *extra_notes],
     )
-    return LandingValidation(report, reasons)
+    held = hold_whole_units(frame, reasons, CONTRACT[dataset].unit)
+    if refs.held_loans is not None and "loan_id" in frame.columns:
+        with_loan = pl.DataFrame({"r": held, "h": frame.get_column("loan_id").is_in(refs.held_loans.implode())})
+        held = with_loan.select(
+            pl.when(pl.col("h")).then(pl.concat_str([pl.col("r"), pl.lit(LOAN_HELD)], separator=";")
+                                      .str.strip_prefix(";")).otherwise(pl.col("r"))
+        ).to_series().alias(reasons.name)
+    widened = int((held != "").sum()) - report.quarantined_rows
+    if widened:
+        report = replace(report, quarantined_rows=report.quarantined_rows + widened, notes=(
+            *report.notes, f"{widened:,} rows held with their loan (a loan is curated whole or held whole)"))
+    return LandingValidation(report, held)
 
 
 def validate_output(
@@ -717,6 +732,24 @@ def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> 
     return tuple(_partition_rows(lake.partition_dir(root, "curated", dataset, d)) or 0 for d in newest)
 
 
+def _held_loans(root: Path, day: dt.date, wanted: pl.Series, known: pl.Series,
+                in_flight: pl.Series | None) -> pl.Series:
+    """Loan ids among ``wanted`` whose schedule is held in quarantine on a dt <= ``day`` and not curated
+    since (``in_flight``: the loans this ingest holds, which replace the lake's quarantine of ``day``)."""
+    wanted = wanted.drop_nulls().unique()
+    days = [d for d in lake.complete_partition_dates(root, "quarantine", "installments")
+            if d < day or (d == day and in_flight is None)]
+    held = [in_flight] if in_flight is not None else []
+    for d in days:
+        files = lake.complete_files(lake.partition_dir(root, "quarantine", "installments", d)) or []
+        if files:
+            held.append(lake.scan_parquet(files).select("loan_id").collect().to_series())
+    if not held:
+        return pl.Series("loan_id", [], dtype=pl.String)
+    ids = pl.concat([h.cast(pl.String).rename("loan_id") for h in held]).drop_nulls().unique()
+    return ids.filter(ids.is_in(wanted.implode()) & ~ids.is_in(known.implode()))
+
+
 def load_references(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig, frame: pl.DataFrame,
                     in_flight: Mapping[str, pl.Series] | None = None) -> References:
     """Everything ``dataset``'s suite checks ``frame`` against, read from the lake.
@@ -725,14 +758,17 @@ def load_references(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
     curated, "installments": their loan_id), which win over what the lake holds for the date.
     """
     in_flight = in_flight or {}
-    accounts = loans = None
+    accounts = loans = held = None
     notes: dict[str, str] = {}
     if dataset != "accounts" and "account_id" in frame.columns:
         accounts, notes["accounts"] = _known_accounts(root, day, cfg, in_flight.get("accounts"))
     if dataset == "payments" and "loan_id" in frame.columns:
         loans, notes["loans"] = _known_loans(
             root, day, cfg, frame.get_column("loan_id"), in_flight.get("installments"))
-    return References(accounts=accounts, loans=loans, row_counts=_row_counts(root, dataset, day, cfg), notes=notes)
+        held = _held_loans(root, day, frame.get_column("loan_id"), loans, in_flight.get("installments_held"))
+        loans = pl.concat([loans.cast(pl.String), held])  # known to exist: held, not unknown
+    return References(accounts=accounts, loans=loans, held_loans=held,
+                      row_counts=_row_counts(root, dataset, day, cfg), notes=notes)
 
 
 # Accounts first (others check their account ids against it), installments before payments (loans).
@@ -742,6 +778,7 @@ _VALIDATION_ORDER = ("accounts", "installments", "payments", "behaviour")
 def validate_landing_frames(
     root: Path, day: dt.date, cfg: RisklineConfig, frames: Mapping[str, pl.DataFrame],
     duplicates: Mapping[str, int] | None = None, data_docs: bool = True,
+    notes: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, LandingValidation]:
     """Validate ingest's prepared frames of ``day`` (conformed, de-duplicated); persist the results.
 
@@ -755,16 +792,17 @@ def validate_landing_frames(
         frame = frames[name]
         refs = load_references(root, name, day, cfg, frame, in_flight)
         dropped = (duplicates or {}).get(name, 0)
-        notes = []
+        said = list((notes or {}).get(name, ()))
         if dropped:
-            notes.append(f"{dropped:,} redelivered rows dropped before validation (latest delivery wins)")
-        validation = validate_landing(frame, name, day, cfg, refs, notes=notes)
+            said.append(f"{dropped:,} redelivered rows dropped before validation (latest delivery wins)")
+        validation = validate_landing(frame, name, day, cfg, refs, notes=said)
         out[name] = validation
         kept = frame.filter(validation.reasons == "")
         if name == "accounts":
             in_flight["accounts"] = kept.get_column("account_id")
         elif name == "installments":
             in_flight["installments"] = kept.get_column("loan_id")
+            in_flight["installments_held"] = frame.filter(validation.reasons != "").get_column("loan_id")
     reports = [v.report for v in out.values()]
     for report in reports:
         log.info("%s", report.describe())

@@ -115,19 +115,114 @@ def test_naive_and_foreign_zone_timestamps_become_utc():
     assert out["event_time"][0] == dt.datetime(2026, 11, 20, 2, tzinfo=UTC)
 
 
-def test_keep_latest_delivery_prefers_later_file_then_later_row():
+def test_keep_latest_delivery_prefers_the_later_delivery_and_drops_identical_repeats():
     frame = pl.DataFrame(
         {
-            "event_id": ["e1", "e1", "e2", "e1", None],
-            "channel": ["first", "second", "x", "third-file", "nullkey"],
-            "_file_order": [0, 0, 0, 1, 0],
-            "_row_order": [0, 1, 2, 0, 3],
+            "event_id": ["e1", "e1", "e2", "e1", None, "e2"],
+            "channel": ["first", "first", "x", "later-delivery", "nullkey", "x"],
+            "_file_order": [0, 0, 0, 10, 0, 9],
+            "_row_order": [0, 1, 2, 0, 3, 0],
         }
     )
     out, dropped = ingest.keep_latest_delivery(frame, ["event_id"])
-    assert dropped == 2
-    assert out.filter(pl.col("event_id") == "e1")["channel"].to_list() == ["third-file"]
+    # e1: delivery 10 corrects delivery 0 (whose two rows are the same row twice); e2 delivered by 0 and 9.
+    assert dropped == 3
+    assert out.filter(pl.col("event_id") == "e1")["channel"].to_list() == ["later-delivery"]
     assert out["event_id"].null_count() == 1  # null keys are kept for quarantine, not silently dropped
+
+
+def test_conflicting_rows_within_one_delivery_are_refused_with_a_sample():
+    # Two rows for one account in one snapshot with different limits: neither may win silently.
+    frame = pl.DataFrame(
+        {
+            "account_id": ["A1", "A1", "A2", "A3", "A3"],
+            "credit_limit_cents": [25000, 900000, 100, 5, 5],
+            "_file_order": [0, 0, 0, 0, 0],
+            "_row_order": [0, 1, 2, 3, 4],
+        }
+    )
+    with pytest.raises(ingest.ConflictingDuplicatesError) as err:
+        ingest.keep_latest_delivery(frame, ["account_id"])
+    assert err.value.column == "account_id"
+    assert "A1 in delivery part-0 (credit_limit_cents 25000 vs 900000)" in str(err.value)
+    assert "A3" not in str(err.value)  # identical repeats are not conflicts
+
+
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        # part-10 is a later delivery than part-9: integers, not text (the old order put part-10 first)
+        (["part-9.parquet", "part-10.parquet", "part-1.parquet"], [1, 9, 10]),
+        (["part-00010.parquet", "part-00009-abc.snappy.parquet"], [9, 10]),
+        (["part-20261125093000.parquet"], [20261125093000]),  # a UTC timestamp written as digits
+        (["part-00000.csv"], [0]),  # named right; whether it is Parquet is checked when read
+    ],
+)
+def test_delivery_sequence_sorts_numerically(names: list[str], expected: list[int]):
+    assert sorted(ingest.delivery_sequence(n) for n in names) == expected
+
+
+@pytest.mark.parametrize("name", ["a.parquet", "part-.parquet", "part-x1.parquet", "data-00001.parquet",
+                                  "part-1x.parquet", "PART-1.parquet"])
+def test_names_without_a_delivery_sequence_are_refused(name: str):
+    assert ingest.delivery_sequence(name) is None
+
+
+def _schedule(loan: str, n: int, principal: int = 10000, first_id: int = 1) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "installment_id": [f"{loan}-{i:02d}" for i in range(first_id, first_id + n)],
+            "loan_id": [loan] * n,
+            "account_id": ["A1"] * n,
+            "installment_no": pl.Series(list(range(first_id, first_id + n)), dtype=pl.Int32),
+            "due_date": [DAY + dt.timedelta(days=30 * i) for i in range(first_id, first_id + n)],
+            "principal_due_cents": [principal] * n,
+            "interest_due_cents": [100] * n,
+        }
+    )
+
+
+def _curated(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    return frame.with_columns(pl.lit(day).alias("dt"))
+
+
+def test_split_redeliveries_drops_identical_rows_already_curated():
+    earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
+    today = pl.concat([_schedule("L1", 3), _schedule("L2", 2)])
+    found = ingest.split_redeliveries(today, earlier, ["installment_id"], ["loan_id"])
+    # L1's schedule was curated three days ago exactly as sent again: counting it twice doubles its principal.
+    assert found.dropped == 3 and found.dropped_from == (DAY - dt.timedelta(days=3),)
+    assert found.kept["loan_id"].unique().to_list() == ["L2"]
+    assert found.conflicts.is_empty()
+
+
+def test_split_redeliveries_names_a_changed_row_and_its_curated_date():
+    earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
+    today = _schedule("L1", 3).with_columns(
+        pl.when(pl.col("installment_no") == 2).then(12000).otherwise(pl.col("principal_due_cents"))
+        .alias("principal_due_cents"))
+    found = ingest.split_redeliveries(today, earlier, ["installment_id"], ["loan_id"])
+    assert found.conflicts["installment_id"].to_list() == ["L1-02"]
+    assert found.conflicts["dt"].to_list() == [DAY - dt.timedelta(days=3)]
+    assert found.conflicts["conflict"][0] == "principal_due_cents 10000 curated, 12000 now"
+
+
+def test_split_redeliveries_refuses_new_rows_for_a_unit_already_curated():
+    # A loan is delivered once: instalments 4..5 added later to a curated 3-instalment loan are a conflict.
+    earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
+    found = ingest.split_redeliveries(_schedule("L1", 2, first_id=4), earlier, ["installment_id"], ["loan_id"])
+    assert found.conflicts["installment_id"].to_list() == ["L1-04", "L1-05"]
+    assert "loan_id L1 already curated whole" in found.conflicts["conflict"][0]
+
+
+def test_hold_whole_units_holds_every_instalment_of_a_loan_with_one_bad_row():
+    frame = pl.concat([_schedule("L1", 12), _schedule("L2", 2)])
+    reasons = pl.Series("reasons", ["negative_principal_due"] + [""] * 13)
+    held = ingest.hold_whole_units(frame, reasons, ["loan_id"])
+    # 11 clean instalments of L1 would otherwise be curated and misstate its principal; L2 is untouched.
+    assert held.to_list()[:12] == ["negative_principal_due"] + ["held_with_loan_id:negative_principal_due"] * 11
+    assert held.to_list()[12:] == ["", ""]
+    assert ingest.hold_whole_units(frame, reasons, ()).to_list() == reasons.to_list()
 
 
 def test_split_row_defects_follows_the_validation_reasons():
@@ -150,8 +245,8 @@ def test_split_row_defects_refuses_misaligned_reasons():
 
 
 def test_ingest_publishes_curated_and_quarantine(tmp_path: Path, cfg):
-    _land(tmp_path, "accounts", {"a.parquet": _accounts()})  # behaviour's account ids are checked against it
-    _land(tmp_path, "behaviour", {"a.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts()})  # behaviour's account ids are checked against it
+    _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
     (res,) = ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert (res.rows_in, res.rows_curated, res.quarantined) == (3, 2, 1)
     # One bad row of three is within validation.warning_min_rows (5): quarantined, not fatal.
@@ -163,21 +258,21 @@ def test_ingest_publishes_curated_and_quarantine(tmp_path: Path, cfg):
 
 
 def test_reingest_is_byte_identical_and_clears_stale_quarantine(tmp_path: Path, cfg):
-    _land(tmp_path, "accounts", {"a.parquet": _accounts()})
-    part = _land(tmp_path, "behaviour", {"a.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts()})
+    part = _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
     ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     first = _digests(tmp_path / "curated")
     ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert _digests(tmp_path / "curated") == first
     # Upstream redelivers a clean file: the quarantine partition of that date must disappear.
-    (part / "a.parquet").unlink()
-    _land(tmp_path, "behaviour", {"a.parquet": _behaviour()})
+    (part / "part-00000.parquet").unlink()
+    _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour()})
     ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert not (tmp_path / "quarantine" / "behaviour" / "dt=2026-11-20").exists()
 
 
 def test_optional_columns_absent_are_null_and_protected_carried(tmp_path: Path, cfg):
-    _land(tmp_path, "accounts", {"a.parquet": _accounts()})
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts()})
     ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
     out = lake.read_partition(tmp_path / "curated" / "accounts" / "dt=2026-11-20")
     assert out["credit_limit_cents"].to_list() == [25000, 300000]
@@ -190,23 +285,23 @@ def test_optional_columns_absent_are_null_and_protected_carried(tmp_path: Path, 
     [
         ("missing_success", "no _SUCCESS"),
         ("not_delivered", "not delivered"),
-        ("corrupt", "file=a.parquet: file is not readable Parquet"),
-        ("zero_byte", "file=a.parquet: file is not readable Parquet"),
+        ("corrupt", "file=part-00000.parquet: file is not readable Parquet"),
+        ("zero_byte", "file=part-00000.parquet: file is not readable Parquet"),
         ("dropped_column", "column=amount: required column(s) missing: amount"),
         ("wrong_type", "column=amount: type String cannot be cast"),
     ],
 )
 def test_contract_failures_name_dataset_partition_file_column(tmp_path: Path, cfg, setup: str, fragment: str):
     if setup != "not_delivered":
-        part = _land(tmp_path, "behaviour", {"a.parquet": _behaviour()}, success=setup != "missing_success")
+        part = _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour()}, success=setup != "missing_success")
     if setup == "corrupt":
-        (part / "a.parquet").write_bytes(b"this is not parquet")
+        (part / "part-00000.parquet").write_bytes(b"this is not parquet")
     elif setup == "zero_byte":
-        (part / "a.parquet").write_bytes(b"")
+        (part / "part-00000.parquet").write_bytes(b"")
     elif setup == "dropped_column":
-        _behaviour().drop("amount").write_parquet(part / "a.parquet")
+        _behaviour().drop("amount").write_parquet(part / "part-00000.parquet")
     elif setup == "wrong_type":
-        _behaviour(amount=["1", "2", "3"]).write_parquet(part / "a.parquet")
+        _behaviour(amount=["1", "2", "3"]).write_parquet(part / "part-00000.parquet")
     with pytest.raises(ingest.IngestError) as err:
         ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert str(err.value).startswith("behaviour dt=2026-11-20")
@@ -215,13 +310,13 @@ def test_contract_failures_name_dataset_partition_file_column(tmp_path: Path, cf
 
 
 def test_one_bad_dataset_leaves_every_curated_partition_untouched(tmp_path: Path, cfg):
-    _land(tmp_path, "accounts", {"a.parquet": _accounts()})
-    _land(tmp_path, "behaviour", {"a.parquet": _behaviour()})
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts()})
+    _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour()})
     ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "behaviour"])
     before = _digests(tmp_path / "curated")
     # Next delivery: accounts changed, behaviour corrupt -> nothing of that date may change.
-    _land(tmp_path, "accounts", {"a.parquet": _accounts().with_columns(pl.lit("closed").alias("status"))})
-    (tmp_path / "landing" / "behaviour" / "dt=2026-11-20" / "a.parquet").write_bytes(b"garbage")
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts().with_columns(pl.lit("closed").alias("status"))})
+    (tmp_path / "landing" / "behaviour" / "dt=2026-11-20" / "part-00000.parquet").write_bytes(b"garbage")
     with pytest.raises(ingest.IngestError):
         ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "behaviour"])
     assert _digests(tmp_path / "curated") == before
