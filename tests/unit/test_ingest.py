@@ -335,3 +335,122 @@ def test_complete_drop_without_files_is_an_empty_day(tmp_path: Path, cfg):
 def test_unknown_dataset_is_refused(tmp_path: Path, cfg):
     with pytest.raises(ingest.IngestError, match="unknown dataset"):
         ingest.ingest_date(tmp_path, DAY, cfg, ["loans"])
+
+
+# --- keys over time, delivery order, loans held whole (I/O) ------------------------------------------
+
+
+def _land_on(root: Path, dataset: str, day: dt.date, files: dict[str, pl.DataFrame]) -> Path:
+    part = root / "landing" / dataset / f"dt={day.isoformat()}"
+    part.mkdir(parents=True, exist_ok=True)
+    for old in part.glob("*.parquet"):
+        old.unlink()
+    for name, frame in files.items():
+        frame.write_parquet(part / name)
+    (part / "_SUCCESS").touch()
+    return part
+
+
+def _landing_schedule(loan: str, n: int, principal: str = "100.00") -> pl.DataFrame:
+    frame = _schedule(loan, n)
+    return frame.drop("principal_due_cents", "interest_due_cents").with_columns(
+        pl.lit(D(principal)).cast(pl.Decimal(18, 2)).alias("principal_due"),
+        pl.lit(D("1.00")).cast(pl.Decimal(18, 2)).alias("interest_due"),
+    )
+
+
+def _accounts_on(root: Path, *days: dt.date) -> None:
+    for day in days:
+        _land_on(root, "accounts", day, {"part-00000.parquet": _accounts()})
+
+
+def test_an_identical_redelivery_of_a_curated_schedule_is_dropped_and_counted(tmp_path: Path, cfg):
+    earlier = DAY - dt.timedelta(days=2)
+    _accounts_on(tmp_path, earlier, DAY)
+    _land_on(tmp_path, "installments", earlier, {"part-00000.parquet": _landing_schedule("L1", 3)})
+    ingest.ingest_date(tmp_path, earlier, cfg, ["accounts", "installments"])
+    today = pl.concat([_landing_schedule("L1", 3), _landing_schedule("L2", 2)])
+    _land_on(tmp_path, "installments", DAY, {"part-00000.parquet": today})
+    results = {r.dataset: r for r in ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "installments"])}
+    assert (results["installments"].redelivered, results["installments"].rows_curated) == (3, 2)
+    curated = lake.scan_curated(tmp_path, "installments", DAY).collect()
+    assert curated["installment_id"].is_unique().all()  # L1 is counted once, on the day it was drawn
+    report = (tmp_path / "validation" / f"dt={DAY.isoformat()}" / "installments.json").read_text()
+    assert f"3 rows already curated identically on dt={earlier.isoformat()}" in report
+    # a rerun of either date gives the same bytes (the earlier date does not see its own partition)
+    before = _digests(tmp_path / "curated")
+    ingest.ingest_date(tmp_path, earlier, cfg, ["accounts", "installments"])
+    ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "installments"])
+    assert _digests(tmp_path / "curated") == before
+
+
+def test_a_payment_id_reused_with_other_values_is_critical_naming_both_dates(tmp_path: Path, cfg):
+    earlier = DAY - dt.timedelta(days=5)
+    _accounts_on(tmp_path, earlier, DAY)
+    _land_on(tmp_path, "installments", earlier, {"part-00000.parquet": _landing_schedule("L1", 3)})
+    pay = pl.DataFrame({"payment_id": ["P1"], "account_id": ["A1"], "loan_id": ["L1"],
+                        "paid_at": [dt.datetime(2026, 11, 15, 3, tzinfo=UTC)],
+                        "amount": pl.Series([D("10.00")], dtype=pl.Decimal(18, 2))})
+    _land_on(tmp_path, "payments", earlier, {"part-00000.parquet": pay})
+    ingest.ingest_date(tmp_path, earlier, cfg, ["accounts", "installments", "payments"])
+    reused = pay.with_columns(pl.lit(dt.datetime(2026, 11, 20, 3, tzinfo=UTC)).alias("paid_at"))
+    _land_on(tmp_path, "payments", DAY, {"part-00000.parquet": reused})
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "payments"])
+    text = str(err.value)
+    assert text.startswith(f"payments dt={DAY.isoformat()} column=payment_id: 1 row(s) conflict")
+    assert f"P1 (dt={earlier.isoformat()}: paid_at" in text and "->" in text
+    assert not (tmp_path / "curated" / "payments" / f"dt={DAY.isoformat()}").exists()
+
+
+def test_deliveries_are_ordered_by_their_number_and_odd_names_refused(tmp_path: Path, cfg):
+    old = _accounts().with_columns(pl.lit(D("9999.00")).cast(pl.Decimal(18, 2)).alias("credit_limit"))
+    part = _land_on(tmp_path, "accounts", DAY, {"part-9.parquet": old, "part-10.parquet": _accounts()})
+    (res,) = ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+    assert res.duplicates_dropped == 2
+    curated = lake.read_partition(tmp_path / "curated" / "accounts" / f"dt={DAY.isoformat()}")
+    assert curated["credit_limit_cents"].to_list() == [25000, 300000]  # part-10 is the later delivery
+    _accounts().write_parquet(part / "accounts.parquet")
+    with pytest.raises(ingest.IngestError, match=r"accounts dt=2026-11-20 file=accounts.parquet: file name carries"):
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+
+
+def test_two_rows_for_one_account_in_one_snapshot_are_critical(tmp_path: Path, cfg):
+    rogue = pl.concat([_accounts(), _accounts().head(1).with_columns(
+        pl.lit(D("50000.00")).cast(pl.Decimal(18, 2)).alias("credit_limit"))])
+    _land_on(tmp_path, "accounts", DAY, {"part-00000.parquet": rogue})
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+    assert str(err.value).startswith("accounts dt=2026-11-20 column=account_id: 1 account_id value(s)")
+    assert "A1 in delivery part-0 (credit_limit_cents 25000 vs 5000000)" in str(err.value)
+
+
+def test_a_loan_with_one_bad_instalment_is_held_whole_with_its_payments(tmp_path: Path, cfg):
+    _accounts_on(tmp_path, DAY)
+    bad = _landing_schedule("L1", 12).with_columns(
+        pl.when(pl.col("installment_no") == 3).then(pl.lit(D("-1.00"))).otherwise(pl.col("principal_due"))
+        .cast(pl.Decimal(18, 2)).alias("principal_due"))
+    _land_on(tmp_path, "installments", DAY, {"part-00000.parquet": pl.concat([bad, _landing_schedule("L2", 3)])})
+    pay = pl.DataFrame({"payment_id": ["P1", "P2"], "account_id": ["A1", "A1"], "loan_id": ["L1", "L2"],
+                        "paid_at": [dt.datetime(2026, 11, 20, 3, tzinfo=UTC)] * 2,
+                        "amount": pl.Series([D("10.00"), D("5.00")], dtype=pl.Decimal(18, 2))})
+    _land_on(tmp_path, "payments", DAY, {"part-00000.parquet": pay})
+    results = {r.dataset: r for r in ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "installments", "payments"])}
+    # one defective instalment holds all 12 of its loan, each saying why; L2 is curated
+    assert results["installments"].quarantine_reasons == {
+        "negative_principal_due": 1, "held_with_loan_id:negative_principal_due": 11}
+    curated = lake.read_partition(tmp_path / "curated" / "installments" / f"dt={DAY.isoformat()}")
+    assert set(curated["loan_id"]) == {"L2"}
+    # the payment for the held loan is not lost and not an "unknown loan": it is held with the loan
+    assert results["payments"].quarantine_reasons == {"loan_held": 1}
+    held = lake.read_partition(tmp_path / "quarantine" / "payments" / f"dt={DAY.isoformat()}")
+    assert held["payment_id"].to_list() == ["P1"]
+    assert held.columns == [*CONTRACT["payments"].curated_schema().names(), ingest.QUARANTINE_REASON]
+    # a later payment for the still-held loan is held too, read from the quarantine zone
+    later = DAY + dt.timedelta(days=1)
+    _accounts_on(tmp_path, later)
+    _land_on(tmp_path, "installments", later, {})
+    _land_on(tmp_path, "payments", later, {"part-00000.parquet": pay.head(1).with_columns(
+        pl.lit("P3").alias("payment_id"), pl.lit(dt.datetime(2026, 11, 21, 3, tzinfo=UTC)).alias("paid_at"))})
+    res = {r.dataset: r for r in ingest.ingest_date(tmp_path, later, cfg, ["accounts", "installments", "payments"])}
+    assert res["payments"].quarantine_reasons == {"loan_held": 1}
