@@ -179,14 +179,18 @@ def delivery_sequence(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def keep_latest_delivery(frame: pl.DataFrame, key: Sequence[str]) -> tuple[pl.DataFrame, int]:
+def keep_latest_delivery(
+    frame: pl.DataFrame, key: Sequence[str], compare: Sequence[str] | None = None
+) -> tuple[pl.DataFrame, int]:
     """Keep the row of the latest delivery per business key; return the frame sorted by key and the count dropped.
 
     ``frame`` carries ``_file_order`` (the delivery sequence) and ``_row_order``. A later delivery corrects
     an earlier one (its rows win). Within one delivery, repeated rows that are identical in every column are
     one row delivered twice (dropped, counted); repeated rows that differ leave no way to tell which one
-    upstream meant, so they raise rather than let one of them win silently. Rows with a null key are kept
-    here (they are quarantined by :func:`split_row_defects`).
+    upstream meant, so they raise rather than let one of them win silently (unless a later delivery
+    replaces that key). ``compare``: the columns that make rows different (default all; ingest passes the
+    contract's, so an extra audit column upstream adds does not). Rows with a null key are kept here (they
+    are quarantined by :func:`split_row_defects`).
 
     Raises:
         ConflictingDuplicatesError: one delivery holds different rows for one key.
@@ -195,7 +199,7 @@ def keep_latest_delivery(frame: pl.DataFrame, key: Sequence[str]) -> tuple[pl.Da
     ordered = frame.sort([_FILE_ORDER, _ROW_ORDER], maintain_order=True)
     null_key = pl.any_horizontal(pl.col(k).is_null() for k in key)
     keyed = ordered.filter(~null_key)
-    _refuse_conflicts_within_a_delivery(keyed, key)
+    _refuse_conflicts_within_a_delivery(keyed, key, compare)
     keyed = keyed.unique(subset=key, keep="last", maintain_order=True)
     deduped = pl.concat([keyed, ordered.filter(null_key)])
     dropped = frame.height - deduped.height
@@ -206,16 +210,21 @@ class ConflictingDuplicatesError(ContractError):
     """One delivery holds two different rows for one business key."""
 
 
-def _refuse_conflicts_within_a_delivery(keyed: pl.DataFrame, key: list[str]) -> None:
+def _refuse_conflicts_within_a_delivery(keyed: pl.DataFrame, key: list[str], compare: Sequence[str] | None) -> None:
     per_delivery = [*key, _FILE_ORDER]
     repeated = keyed.filter(pl.struct(per_delivery).is_duplicated())
     if repeated.is_empty():  # the usual case: one cheap hash pass over the key, nothing more
         return
-    distinct = repeated.drop(_ROW_ORDER).unique(maintain_order=True)
-    conflicting = distinct.filter(pl.struct(per_delivery).is_duplicated()).sort(per_delivery, maintain_order=True)
+    values = [c for c in (compare or repeated.columns) if c not in (*per_delivery, _ROW_ORDER)]
+    distinct = repeated.select(*per_delivery, *values).unique(maintain_order=True)
+    conflicting = distinct.filter(pl.struct(per_delivery).is_duplicated())
+    # a later delivery of the key replaces the conflicting rows whole: nothing of them would be curated
+    latest = keyed.join(conflicting.select(key).unique(), on=key, how="semi").group_by(key).agg(
+        pl.col(_FILE_ORDER).max().alias("_latest"))
+    conflicting = (conflicting.join(latest, on=key).filter(pl.col(_FILE_ORDER) == pl.col("_latest"))
+                   .drop("_latest").sort(per_delivery, maintain_order=True))
     if conflicting.is_empty():
         return
-    values = [c for c in conflicting.columns if c not in per_delivery]
     samples = []
     for (*ids, seq), rows in conflicting.group_by([*key, _FILE_ORDER], maintain_order=True):
         if len(samples) == SAMPLE_KEYS:
@@ -450,7 +459,7 @@ def _land(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> _
     key = cfg.ingest.business_keys.get(dataset_name, list(dataset.key))
     landed, n_files = _read_landing(root, dataset, day)
     try:
-        deduped, dropped = keep_latest_delivery(landed, key)
+        deduped, dropped = keep_latest_delivery(landed, key, list(dataset.curated_schema()))
     except ConflictingDuplicatesError as exc:
         raise IngestError(
             str(exc), dataset=dataset_name, date=day, column=exc.column,

@@ -148,6 +148,22 @@ def test_conflicting_rows_within_one_delivery_are_refused_with_a_sample():
     assert "A3" not in str(err.value)  # identical repeats are not conflicts
 
 
+def test_conflicts_replaced_by_a_later_delivery_or_only_in_extra_columns_are_not_refused():
+    frame = pl.DataFrame(
+        {
+            "account_id": ["A1", "A1", "A1", "A2", "A2"],
+            "credit_limit_cents": [25000, 900000, 30000, 100, 100],
+            "extracted_at": ["t0", "t1", "t2", "t3", "t4"],  # an extra column upstream added
+            "_file_order": [0, 0, 1, 0, 0],
+            "_row_order": [0, 1, 0, 2, 3],
+        }
+    )
+    out, dropped = ingest.keep_latest_delivery(frame, ["account_id"], ["account_id", "credit_limit_cents"])
+    # A1's two rows in delivery 0 are replaced whole by delivery 1; A2's differ only in the extra column
+    assert dict(out.select("account_id", "credit_limit_cents").iter_rows()) == {"A1": 30000, "A2": 100}
+    assert dropped == 3
+
+
 @pytest.mark.parametrize(
     "names, expected",
     [
