@@ -46,7 +46,6 @@ CURATED_FILE = "part-0.parquet"
 # one delivery. docs/contracts.md "Delivery order".
 DELIVERY_NAME = re.compile(r"part-(\d{1,18})(?:[-_.].*)?", re.DOTALL)
 SAMPLE_KEYS = 5
-_HISTORY_BATCH = 32  # curated partitions matched per pass of the lake-wide key lookup (bounds its memory)
 
 
 class IngestError(Exception):
@@ -199,9 +198,10 @@ def keep_latest_delivery(
     ordered = frame.sort([_FILE_ORDER, _ROW_ORDER], maintain_order=True)
     null_key = pl.any_horizontal(pl.col(k).is_null() for k in key)
     keyed = ordered.filter(~null_key)
-    _refuse_conflicts_within_a_delivery(keyed, key, compare)
-    keyed = keyed.unique(subset=key, keep="last", maintain_order=True)
-    deduped = pl.concat([keyed, ordered.filter(null_key)])
+    latest = keyed.unique(subset=key, keep="last", maintain_order=True)
+    if latest.height < keyed.height:  # only a drop with repeated keys pays for the conflict check
+        _refuse_conflicts_within_a_delivery(keyed, key, compare)
+    deduped = pl.concat([latest, ordered.filter(null_key)])
     dropped = frame.height - deduped.height
     return deduped.sort([*key, _FILE_ORDER, _ROW_ORDER], nulls_last=True), dropped
 
@@ -213,7 +213,7 @@ class ConflictingDuplicatesError(ContractError):
 def _refuse_conflicts_within_a_delivery(keyed: pl.DataFrame, key: list[str], compare: Sequence[str] | None) -> None:
     per_delivery = [*key, _FILE_ORDER]
     repeated = keyed.filter(pl.struct(per_delivery).is_duplicated())
-    if repeated.is_empty():  # the usual case: one cheap hash pass over the key, nothing more
+    if repeated.is_empty():  # every repeat is in a later delivery: a correction, not a conflict
         return
     values = [c for c in (compare or repeated.columns) if c not in (*per_delivery, _ROW_ORDER)]
     distinct = repeated.select(*per_delivery, *values).unique(maintain_order=True)
@@ -472,7 +472,9 @@ def _land(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> _
 def _drop_redeliveries(root: Path, landed: _Landed, day: dt.date, cfg: RisklineConfig) -> tuple[_Landed, Redeliveries]:
     """Drop rows already curated identically on another date; stop on a conflicting one (both dates named)."""
     dataset = CONTRACT[landed.dataset]
-    key = cfg.ingest.business_keys.get(dataset.name, list(dataset.key))
+    # The contract's key, not ingest.business_keys (de-duplication within a drop): unique_over_time is
+    # declared for the contract key, and a coarser configured key would make every repeat a conflict.
+    key = list(dataset.key)
     earlier = _earlier_rows(root, dataset, day, landed.frame, key) if dataset.unique_over_time else None
     if earlier is None:
         return landed, Redeliveries(landed.frame, 0, (), pl.DataFrame())
@@ -499,37 +501,36 @@ def _drop_redeliveries(root: Path, landed: _Landed, day: dt.date, cfg: RisklineC
 def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFrame, key: list[str]) -> pl.DataFrame:
     """Curated rows of every other date sharing a key (or a unit) with ``frame``, with their ``dt``.
 
-    Cheap on a long history (docs/contracts.md, Keys over time, has the cost measured): only the key and
-    unit columns are scanned; a partition whose key range (Parquet min/max statistics; curated files are
-    sorted by key) misses this drop's is skipped unread, which with ids that grow over time is nearly all
-    of them; the rest is matched by a hash semi-join, ``_HISTORY_BATCH`` partitions at a time to bound
-    memory. Whole rows are read only from the partitions that matched.
+    Cheap on a long history (docs/contracts.md, Keys over time, has the cost measured): one lazy scan reads
+    only the key and unit columns; a partition whose key range (Parquet min/max statistics; curated files
+    are sorted by key) misses this drop's is skipped unread, which with ids that grow over time is nearly
+    every one; the rest streams through a hash semi-join against this drop's keys, so memory stays that of
+    the drop. Whole rows are read only from the partitions that matched.
     """
     dates = [d for d in lake.complete_partition_dates(root, "curated", dataset.name) if d != day]
     empty = pl.DataFrame(schema={**dataset.curated_schema(), "dt": pl.Date()})
-    probes = [list(key), *([u] for u in dataset.unit)]
-    wanted = [frame.select(cols).drop_nulls().unique() for cols in probes]
-    if not dates or all(w.is_empty() for w in wanted):
+    probes = [(cols, wanted) for cols in [list(key), *([u] for u in dataset.unit)]
+              if not (wanted := frame.select(cols).drop_nulls().unique()).is_empty()]
+    if not dates or not probes:
         return empty
-    # (an is_in over the scan instead rebuilds its hash set per batch: 10x slower, measured)
-    in_range = pl.any_horizontal([
-        pl.all_horizontal([pl.col(c).is_between(pl.lit(w[c].min()), pl.lit(w[c].max())) for c in cols])
-        for cols, w in zip(probes, wanted) if not w.is_empty()
-    ])
-    columns = list(dict.fromkeys(c for cols in probes for c in cols))
-    matched: set[dt.date] = set()
-    for start in range(0, len(dates), _HISTORY_BATCH):
-        batch = dates[start:start + _HISTORY_BATCH]
-        scan = lake.scan_curated(root, dataset.name, upto=max(batch), dates=batch)
-        candidates = scan.select(*columns, "dt").filter(in_range).collect()
-        for cols, w in zip(probes, wanted):
-            matched.update(candidates.join(w, on=cols, how="semi").get_column("dt").unique().to_list())
-    if not matched:
+
+    def _matches(scan: pl.LazyFrame) -> list[pl.LazyFrame]:
+        # (an is_in over the scan instead rebuilds its hash set per batch: 10x slower, measured)
+        return [
+            scan.filter(*(pl.col(c).is_between(pl.lit(w[c].min()), pl.lit(w[c].max())) for c in cols))
+            .join(w.lazy(), on=cols, how="semi")
+            for cols, w in probes
+        ]
+
+    scan = lake.scan_curated(root, dataset.name, upto=max(dates), dates=dates)
+    columns = list(dict.fromkeys(c for cols, _ in probes for c in cols))
+    hits = pl.concat(_matches(scan.select(*columns, "dt"))).select("dt").unique().collect(engine="streaming")
+    if hits.is_empty():
         return empty
-    days = sorted(matched)
-    rows = lake.scan_curated(root, dataset.name, upto=days[-1], dates=days).collect()
-    return pl.concat([rows.join(w, on=cols, how="semi") for cols, w in zip(probes, wanted)]).unique(
-        maintain_order=True)
+    days = sorted(hits.get_column("dt").to_list())
+    rows = lake.scan_curated(root, dataset.name, upto=days[-1], dates=days)
+    found = pl.concat(_matches(rows)).unique().collect(engine="streaming")
+    return found.sort(["dt", *found.columns[:-1]])  # streaming order varies; the oldest date first
 
 
 def read_landing(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> pl.DataFrame:
