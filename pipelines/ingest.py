@@ -500,10 +500,8 @@ def _read_landing(
     part = lake.partition_dir(root, "landing", dataset.name, day)
     entries = lake.complete_entries(part)
     if entries is None and not lake.exists(part):
-        raise IngestError(
-            "landing partition not delivered", dataset=dataset.name, date=day,
-            hint=f"wait for upstream to deliver {part}, then rerun ingest for this date",
-        )
+        raise IngestError("landing partition not delivered", dataset=dataset.name, date=day,
+                          hint=_undelivered_hint(root, dataset, day))
     if entries is None:
         raise IngestError(
             f"drop is incomplete: no {lake.SUCCESS} marker in {part}", dataset=dataset.name, date=day,
@@ -573,6 +571,19 @@ def _in_delivery_order(files: Sequence[Path], dataset: Dataset, day: dt.date) ->
             )
         ordered.append((seq, path.name, path))
     return [(path, seq) for seq, _, path in sorted(ordered, key=lambda t: t[:2])]
+
+
+def _undelivered_hint(root: Path, dataset: Dataset, day: dt.date) -> str:
+    """What to do about a missing drop: wait, unless the date is before anything upstream ever delivered."""
+    delivered = lake.complete_partition_dates(root, "landing", dataset.name)
+    if not delivered:
+        return (f"no {dataset.name} drop has ever landed under {root}: check the data root "
+                "(--data-root / RISKLINE_DATA_ROOT), or generate a book with `riskline generate`")
+    if day < delivered[0]:
+        return (f"{day} is before the first {dataset.name} drop ({delivered[0]}), so none will come: "
+                f"pick a business date from {delivered[0]} on")
+    part = lake.partition_dir(root, "landing", dataset.name, day)
+    return f"wait for upstream to deliver {part}, then rerun ingest for this date"
 
 
 @dataclass(frozen=True)
