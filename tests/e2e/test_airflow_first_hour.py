@@ -40,8 +40,8 @@ BACKFILL_COMMANDS = ("make backfill", "airflow backfill create")
 
 
 def readme_backfill_command() -> str:
-    """The README's backfill command as written: the first ``make backfill`` or ``airflow backfill create``
-    line in a fenced block, with its continuation lines."""
+    """The README's backfill command as written: the first fenced line starting ``make backfill`` or holding
+    ``airflow backfill create``, with its continuation lines."""
     blocks: list[list[str]] = []
     inside = False
     for line in README.read_text(encoding="utf-8").splitlines():
@@ -53,7 +53,7 @@ def readme_backfill_command() -> str:
             blocks[-1].append(line)
     for lines in blocks:
         for i, line in enumerate(lines):
-            if line.lstrip().startswith(BACKFILL_COMMANDS):
+            if any(line.lstrip().startswith(c) or c.startswith("airflow") and c in line for c in BACKFILL_COMMANDS):
                 command = [line]
                 while command[-1].rstrip().endswith("\\") and i + len(command) < len(lines):
                     command.append(lines[i + len(command)])
