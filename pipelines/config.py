@@ -480,13 +480,20 @@ class HardshipConfig(_Section):
 
 
 class VolumeBand(_Section):
-    """Row count of a day against the median of the trailing curated partitions (pipelines/validate.py)."""
+    """How many rows a drop should hold, from what is known before it arrives (pipelines/validate.py).
 
-    history_days: int = Field(7, ge=1)  # how many earlier complete partitions make the median
+    Each dataset's count follows a driver known independently of its drop (``validate.VOLUME_DRIVERS``: the
+    previous snapshot's open accounts, loans falling due per the curated schedule, today's open accounts,
+    today's cash draws). Expected = today's driver x the lowest rows-per-driver ratio of the trailing
+    curated days (the quietest weekday and month-end in the window are in that minimum); fewer rows than
+    ``min_ratio`` x expected is critical. A driver of 0 expects nothing, so a legitimately empty day passes.
+    """
+
+    history_days: int = Field(7, ge=1)  # earlier complete partitions with a non-zero driver needed to judge
     lookback_days: int = Field(14, ge=1)  # ... searched for this far back; fewer found: the check is skipped
-    min_ratio: float = Field(0.5, gt=0, le=1)  # below median x min_ratio: critical (a partial drop)
-    max_ratio: float = Field(3.0, ge=1)  # above median x max_ratio: warning (a spike)
-    min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for a ratio band: skipped
+    min_ratio: float = Field(0.75, gt=0, le=1)  # below expected x min_ratio: critical (a partial drop)
+    max_ratio: float = Field(3.0, ge=1)  # above the trailing median x max_ratio: warning (a spike)
+    min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for the spike warning: skipped
 
     @model_validator(mode="after")
     def _window(self) -> VolumeBand:

@@ -33,7 +33,8 @@ MONEY_LANDING_DTYPE = pl.Decimal(18, 2)
 class Column:
     """One contract column.
 
-    ``required`` columns must be present in every file (absence fails the ingest); ``nullable=False``
+    ``required`` columns must be present in every file (absence fails the ingest); optional ones may be
+    absent or all null (``absent_means`` says what the night does without them); ``nullable=False``
     means a null is a row-level defect (the row is quarantined). ``values`` restricts a string column to
     a value set (others are quarantined). ``protected`` marks attributes that are carried but may never
     become model features.
@@ -48,6 +49,9 @@ class Column:
     protected: bool = False
     min_value: float | None = None  # in the column's landing unit (CNY for money)
     min_exclusive: bool = False
+    # Optional columns: what the night does without them (absent, or null in every row of a drop). Such a
+    # drop is valid; validation notes this consequence instead of failing on the null share.
+    absent_means: str = ""
 
     @property
     def curated_name(self) -> str:
@@ -107,12 +111,14 @@ CONTRACT: dict[str, Dataset] = {
             Column("credit_limit", "money", "Current credit line in CNY.", min_value=0, min_exclusive=True),
             Column("status", "string", "Line status.", values=ACCOUNT_STATUSES),
             Column("annual_income", "money", "Self-declared annual income in CNY.", required=False,
-                   nullable=True, min_value=0),
-            Column("region", "string", "Region code.", required=False, nullable=True),
+                   nullable=True, min_value=0,
+                   absent_means="no affordability cap: limit increases are capped by policy limits only"),
+            Column("region", "string", "Region code.", required=False, nullable=True,
+                   absent_means="no regional split (region is never a model feature)"),
             Column("gender", "string", "Protected attribute: carried, never a model feature.",
-                   required=False, nullable=True, protected=True),
+                   required=False, nullable=True, protected=True, absent_means="nothing (never used)"),
             Column("marital_status", "string", "Protected attribute: carried, never a model feature.",
-                   required=False, nullable=True, protected=True),
+                   required=False, nullable=True, protected=True, absent_means="nothing (never used)"),
         ),
     ),
     "behaviour": Dataset(
