@@ -67,6 +67,27 @@ class IngestConfig(_Section):
 
 
 
+class CardProfileConfig(_Section):
+    """The ``card`` generator profile (``riskline generate --profile card``): a credit-card book.
+
+    Monthly statements on cycle days 1..31, a minimum payment due ``grace_days`` later, revolving balances
+    and sparse behaviour; no income or region. Repayment odds, shocks and closures use the generator's own.
+    """
+
+    limit_median_cny: int = Field(8_000, gt=0)
+    limit_sigma: float = Field(0.7, ge=0)
+    limit_min_cny: int = Field(1_000, gt=0)
+    limit_max_cny: int = Field(50_000, gt=0)
+    grace_days: int = Field(25, ge=1, le=60)  # statement date -> minimum payment due date
+    min_payment_share: float = Field(0.05, gt=0, le=1)  # of the statement balance ...
+    min_payment_floor_cny: int = Field(50, ge=0)  # ... but at least this (capped at the balance)
+    full_payment_share: float = Field(0.4, ge=0, le=1)  # payers who clear the statement (transactors)
+    purchase_rate: float = Field(0.04, ge=0)
+    purchase_median_cny: float = Field(150.0, gt=0)
+    cash_advance_rate: float = Field(0.002, ge=0)  # a cash_draw event; it goes on the next statement
+    login_rate: float = Field(0.02, ge=0)
+
+
 class GeneratorConfig(_Section):
     """Calibration of the synthetic portfolio (``riskline generate``); rates are per account per day."""
 
@@ -115,6 +136,7 @@ class GeneratorConfig(_Section):
     purchase_amount_shock_multiplier: float = Field(0.6, gt=0)
     refund_share: float = Field(0.05, ge=0, le=1)
     channel_weights: dict[str, float] = {"app": 0.7, "mini_program": 0.2, "web": 0.08}
+    card: CardProfileConfig = CardProfileConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> GeneratorConfig:
