@@ -252,6 +252,9 @@ class VolumeHistory:
     today: int | None  # None: unknown (``note`` says why)
     days: tuple[tuple[dt.date, int, int], ...] = ()
     note: str = ""
+    # Rows exist only when the driver does (a schedule only on a draw day): a trailing day with rows and no
+    # driver shows the driver does not govern this upstream (a card book's statements), and the check is off.
+    exclusive: bool = False
 
 
 # --- the GX engine (one ephemeral context per process) ---------------------------------------------
@@ -592,6 +595,10 @@ def expected_min_rows(history: VolumeHistory | None, band: VolumeBand) -> tuple[
         return None, f"volume check skipped: {history.driver} unknown ({history.note})"
     if history.today == 0:
         return 0, f"volume: no rows expected ({history.driver}: 0)"
+    unexplained = [d for d, rows, driver in history.days if rows and not driver]
+    if history.exclusive and unexplained:
+        return None, (f"volume check skipped: {max(unexplained)} had rows without {history.driver}, so the "
+                      f"count does not follow them here")
     usable = [(rows, driver) for _, rows, driver in history.days if driver > 0]
     if len(usable) < band.history_days:
         return None, (f"volume check skipped: only {len(usable)} of {band.history_days} earlier curated "
@@ -895,7 +902,8 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
         if driven is not None:
             days.append((d, rows(d), driven))
     today, where = _today_count(root, source, day, cfg, what, batch)
-    return VolumeHistory(driver, today, tuple(days), where if today is None else "")
+    return VolumeHistory(driver, today, tuple(days), where if today is None else "",
+                         exclusive=dataset == "installments")
 
 
 def _declared_rows(root: Path, dataset: str, day: dt.date, duplicates: int) -> int | None:

@@ -90,6 +90,9 @@ def _history(today, *ratios, driver=200):
         (_history(200, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), None),  # 6 of 7 partitions: not enough history
         (_history(None, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), None),  # driver unknown today
         (None, None),
+        # a schedule that also arrives on days without cash draws does not follow them (a card book)
+        (validate.VolumeHistory("cash draws", 3, ((DAY, 4, 0), *_history(3, *(5.0,) * 7).days), exclusive=True),
+         None),
     ],
 )
 def test_expected_rows_follow_the_driver_and_the_quietest_trailing_day(cfg, history, expected):
