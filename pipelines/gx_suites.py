@@ -217,16 +217,30 @@ def _business_rules(name: str) -> list[gx.expectations.Expectation]:
     raise KeyError(name)
 
 
+# Volume counted in distinct values of a column rather than rows: a schedule's rows per loan vary with the
+# term (3-12), its loans follow the day's cash draws one for one.
+VOLUME_UNITS: dict[str, str] = {"installments": "loan_id"}
+
+
+def _volume_low(dataset: Dataset) -> gx.expectations.Expectation:
+    notes = ("At least validation.volume.min_ratio x the expected {unit} (today's driver x the lowest "
+             "ratio to it over the trailing curated partitions): fewer means a partial drop. A driver of 0 "
+             "expects nothing. Skipped (with a note) without enough history.")
+    unit = VOLUME_UNITS.get(dataset.name)
+    if unit is None:
+        return _expect("ExpectTableRowCountToBeBetween", rule="volume_low", risk="volume",
+                       min_value=_param("min_rows"), notes=notes.format(unit="rows"))
+    return _expect("ExpectColumnUniqueValueCountToBeBetween", rule="volume_low", risk="volume", column=unit,
+                   min_value=_param("min_rows"), notes=notes.format(unit=f"distinct {unit}"))
+
+
 def _table_rules(dataset: Dataset) -> list[gx.expectations.Expectation]:
     out = [
         _expect("ExpectTableRowCountToEqual", rule="volume_declared", risk="volume",
                 value=_param("declared_rows"),
                 notes="The rows upstream declared in _SUCCESS ({\"rows\": N}), less redelivered duplicates: any "
                       "other count is a lost or extra file. Skipped under a plain empty _SUCCESS."),
-        _expect("ExpectTableRowCountToBeBetween", rule="volume_low", risk="volume", min_value=_param("min_rows"),
-                notes="At least validation.volume.min_ratio x the expected rows (today's driver x the lowest "
-                      "rows-per-driver ratio of the trailing curated partitions): fewer means a partial drop. "
-                      "A driver of 0 expects nothing. Skipped (with a note) without enough history."),
+        _volume_low(dataset),
         _expect("ExpectTableRowCountToBeBetween", rule="volume_high", risk="volume", severity="warning",
                 max_value=_param("max_rows"),
                 notes="At most validation.volume.max_ratio x the trailing median: a spike (campaign, 11.11) is "

@@ -238,7 +238,7 @@ class References:
 # What each dataset's row count follows: known before (or independently of) the drop itself.
 VOLUME_DRIVERS: dict[str, str] = {
     "accounts": "open accounts in the previous snapshot",
-    "installments": "cash draws in the day's behaviour",
+    "installments": "cash draws in the day's behaviour",  # counted in loans (gx_suites.VOLUME_UNITS)
     "payments": "loans with an instalment falling due on the day",
     "behaviour": "open accounts in the day's snapshot",
 }
@@ -606,7 +606,7 @@ def expected_min_rows(history: VolumeHistory | None, band: VolumeBand) -> tuple[
     lowest = min(Fraction(rows, driver) for rows, driver in usable)  # exact: the bound is a whole row count
     min_rows = math.floor(Fraction(str(band.min_ratio)) * lowest * history.today)
     return min_rows, (f"volume: at least {min_rows:,} rows = {band.min_ratio:g} x {history.today:,} "
-                      f"({history.driver}) x {float(lowest):.4g} rows each (the lowest ratio of the last "
+                      f"({history.driver}) x {float(lowest):.4g} per driver (the lowest ratio of the last "
                       f"{len(usable)} curated partitions)")
 
 
@@ -795,7 +795,7 @@ def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> 
 # republished partition has a new _SUCCESS (inode, mtime), so it is counted afresh.
 _COUNTS: dict[tuple[Any, ...], Any] = {}
 _COUNTED = {"rows": None, "open_accounts": pl.col("status") != "closed",
-            "cash_draws": pl.col("event_type") == "cash_draw"}
+            "cash_draws": pl.col("event_type") == "cash_draw", "loans": "loan_id"}
 
 
 def _per_version(part: Path, what: str, compute: Any) -> Any:
@@ -824,8 +824,11 @@ def _count_in(part: Path, what: str) -> int | None:
         if not files:
             return 0
         scan = lake.scan_parquet(files)
-        if _COUNTED[what] is not None:
-            scan = scan.filter(_COUNTED[what])
+        counted = _COUNTED[what]
+        if isinstance(counted, str):
+            return int(scan.select(pl.col(counted).n_unique()).collect().item())
+        if counted is not None:
+            scan = scan.filter(counted)
         return int(scan.select(pl.len()).collect().item())
 
     return _per_version(part, what, count)
@@ -879,8 +882,10 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
     earliest = day - dt.timedelta(days=band.lookback_days)
     own = [d for d in lake.complete_partition_dates(root, "curated", dataset) if earliest <= d < day]
 
+    unit = "loans" if dataset == "installments" else "rows"  # gx_suites.VOLUME_UNITS
+
     def rows(d: dt.date) -> int:
-        return _count_in(lake.partition_dir(root, "curated", dataset, d), "rows") or 0
+        return _count_in(lake.partition_dir(root, "curated", dataset, d), unit) or 0
 
     if dataset == "accounts":
         snaps = [d for d in lake.complete_partition_dates(root, "curated", "accounts") if d < day]
