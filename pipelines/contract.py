@@ -3,7 +3,8 @@
 This module is the single source of truth for dataset columns and types. Ingest enforces it, the
 validation suites are checked against it, the generator writes it and docs/contracts.md describes it.
 
-Landing: ``DATA_ROOT/landing/<dataset>/dt=YYYY-MM-DD/*.parquet`` plus an empty ``_SUCCESS`` written last.
+Landing: ``DATA_ROOT/landing/<dataset>/dt=YYYY-MM-DD/*.parquet`` plus a ``_SUCCESS`` written last: empty,
+or ``{"rows": N}`` declaring the drop's row count (``{"rows": 0}``: an explicit empty drop; docs/contracts.md).
 ``dt`` is the business date (Asia/Shanghai). Money arrives as decimal(18,2) CNY (float64 is accepted and
 rounded half-away-from-zero to cents); timestamps are UTC.
 

@@ -252,8 +252,8 @@ class VolumeHistory:
     today: int | None  # None: unknown (``note`` says why)
     days: tuple[tuple[dt.date, int, int], ...] = ()
     note: str = ""
-    # Rows exist only when the driver does (a schedule only on a draw day): a trailing day with rows and no
-    # driver shows the driver does not govern this upstream (a card book's statements), and the check is off.
+    # Each counted unit comes from one driver unit (a loan from a cash draw): a trailing day with more units
+    # than drivers shows the driver does not govern this upstream (a card book's statements): check off.
     exclusive: bool = False
 
 
@@ -595,10 +595,10 @@ def expected_min_rows(history: VolumeHistory | None, band: VolumeBand) -> tuple[
         return None, f"volume check skipped: {history.driver} unknown ({history.note})"
     if history.today == 0:
         return 0, f"volume: no rows expected ({history.driver}: 0)"
-    unexplained = [d for d, rows, driver in history.days if rows and not driver]
+    unexplained = [d for d, rows, driver in history.days if rows > driver]
     if history.exclusive and unexplained:
-        return None, (f"volume check skipped: {max(unexplained)} had rows without {history.driver}, so the "
-                      f"count does not follow them here")
+        return None, (f"volume check skipped: {max(unexplained)} had more than one per {history.driver}, so "
+                      f"the count does not follow them here")
     usable = [(rows, driver) for _, rows, driver in history.days if driver > 0]
     if len(usable) < band.history_days:
         return None, (f"volume check skipped: only {len(usable)} of {band.history_days} earlier curated "

@@ -90,8 +90,10 @@ def _history(today, *ratios, driver=200):
         (_history(200, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), None),  # 6 of 7 partitions: not enough history
         (_history(None, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), None),  # driver unknown today
         (None, None),
-        # a schedule that also arrives on days without cash draws does not follow them (a card book)
-        (validate.VolumeHistory("cash draws", 3, ((DAY, 4, 0), *_history(3, *(5.0,) * 7).days), exclusive=True),
+        # loans one for one with cash draws: the schedule follows them (0.75 x 4 draws x 1 loan each)
+        (validate.VolumeHistory("cash draws", 4, _history(3, *(1.0,) * 7).days, exclusive=True), 3),
+        # more loans than draws on a trailing day: the schedule does not follow them (a card book)
+        (validate.VolumeHistory("cash draws", 3, ((DAY, 4, 2), *_history(3, *(1.0,) * 7).days), exclusive=True),
          None),
     ],
 )
