@@ -514,6 +514,7 @@ class VolumeBand(_Section):
     history_days: int = Field(7, ge=1)  # earlier complete partitions with a non-zero driver needed to judge
     lookback_days: int = Field(14, ge=1)  # ... searched for this far back; fewer found: the check is skipped
     min_ratio: float = Field(0.75, gt=0, le=1)  # below expected x min_ratio: critical (a partial drop)
+    noise_sigmas: float = Field(3.0, ge=0)  # behaviour: never stricter than the mean - this x sqrt(mean)
     max_ratio: float = Field(3.0, ge=1)  # above the trailing median x max_ratio: warning (a spike)
     min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for the spike warning: skipped
 

@@ -255,6 +255,9 @@ class VolumeHistory:
     # Each counted unit comes from one driver unit (a loan from a cash draw): a trailing day with more units
     # than drivers shows the driver does not govern this upstream (a card book's statements): check off.
     exclusive: bool = False
+    # Counts of independent events of many accounts (behaviour): a quiet day varies by about sqrt(expected),
+    # which on a small or sparse book is more than the trailing minimum shows.
+    events: bool = False
 
 
 # --- the GX engine (one ephemeral context per process) ---------------------------------------------
@@ -603,11 +606,23 @@ def expected_min_rows(history: VolumeHistory | None, band: VolumeBand) -> tuple[
     if len(usable) < band.history_days:
         return None, (f"volume check skipped: only {len(usable)} of {band.history_days} earlier curated "
                       f"partitions with {history.driver} within {band.lookback_days} days")
+    highest = max(driver for _, driver in usable)
+    if history.today > band.max_ratio * highest:  # e.g. phantom cash draws in today's behaviour drop
+        return None, (f"volume check skipped: {history.driver} today ({history.today:,}) is above "
+                      f"{band.max_ratio:g} x the most in the window ({highest:,}): a spike, judged where it is")
     lowest = min(Fraction(rows, driver) for rows, driver in usable)  # exact: the bound is a whole row count
     min_rows = math.floor(Fraction(str(band.min_ratio)) * lowest * history.today)
-    return min_rows, (f"volume: at least {min_rows:,} rows = {band.min_ratio:g} x {history.today:,} "
-                      f"({history.driver}) x {float(lowest):.4g} per driver (the lowest ratio of the last "
-                      f"{len(usable)} curated partitions)")
+    note = (f"volume: at least {min_rows:,} = {band.min_ratio:g} x {history.today:,} ({history.driver}) x "
+            f"{float(lowest):.4g} per driver (the lowest ratio of the last {len(usable)} curated partitions)")
+    if history.events:
+        mean = Fraction(sum(r for r, _ in usable), sum(d for _, d in usable)) * history.today
+        noise = math.floor(float(mean) - band.noise_sigmas * math.sqrt(mean))
+        if noise < min_rows:
+            min_rows = max(noise, 0)
+            note = (f"volume: at least {min_rows:,} = the expected {float(mean):.1f} ({history.driver} x the "
+                    f"mean ratio of the last {len(usable)} curated partitions) less {band.noise_sigmas:g} x its "
+                    f"square root (a small count's day-to-day noise)")
+    return min_rows, note
 
 
 def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: References, rows: int,
@@ -908,7 +923,7 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
             days.append((d, rows(d), driven))
     today, where = _today_count(root, source, day, cfg, what, batch)
     return VolumeHistory(driver, today, tuple(days), where if today is None else "",
-                         exclusive=dataset == "installments")
+                         exclusive=dataset == "installments", events=dataset == "behaviour")
 
 
 def _declared_rows(root: Path, dataset: str, day: dt.date, duplicates: int) -> int | None:

@@ -92,6 +92,11 @@ def _history(today, *ratios, driver=200):
         (None, None),
         # loans one for one with cash draws: the schedule follows them (0.75 x 4 draws x 1 loan each)
         (validate.VolumeHistory("cash draws", 4, _history(3, *(1.0,) * 7).days, exclusive=True), 3),
+        # today's cash draws 10x anything in the window (phantom events in behaviour): not a driver to trust
+        (validate.VolumeHistory("cash draws", 40, _history(4, *(1.0,) * 7, driver=4).days, exclusive=True),
+         None),
+        # sparse events: 200 accounts x 0.02 = 4 expected; 4 - 3 x 2 < 0, so a quiet (even empty) day passes
+        (validate.VolumeHistory("open accounts", 200, _history(200, *(0.02,) * 7).days, events=True), 0),
         # more loans than draws on a trailing day: the schedule does not follow them (a card book)
         (validate.VolumeHistory("cash draws", 3, ((DAY, 4, 2), *_history(3, *(1.0,) * 7).days), exclusive=True),
          None),
