@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipelines import lake
+from pipelines.chain import ChainError
 from pipelines.config import ConfigError, RisklineConfig, load_config
+from pipelines.nightly import dry_run_root
+from pipelines.publish import PublishIncompleteError
 
 
 class CliError(Exception):
@@ -85,12 +89,18 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
 
 def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines import chain
+    from pipelines.catalog import DATASETS
     from pipelines.ingest import IngestError, ingest_date
 
     dates = _dates(args)
     datasets = args.dataset or None
     failures = 0
+    stale: set[dt.date] = set()
     for i, day in enumerate(dates, 1):
+        # (published nights live on a local root only: on an object store there is nothing to mark stale)
+        before = {} if lake.is_remote(root) else {name: chain.curated_digest(root, name, day)
+                                                  for name in (datasets or DATASETS)}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
             results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)))
@@ -100,6 +110,8 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
             if not args.keep_going:
                 return 1
             continue
+        if before:
+            stale.update(chain.after_ingest(root, day, before))
         if len(dates) == 1 or args.verbose:
             for res in results:
                 print(res.describe())
@@ -107,6 +119,10 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
             print(f"\r[{i}/{len(dates)}] ingested {day}", end="", file=sys.stderr, flush=True)
     if len(dates) > 1:
         print(f"\ningested {len(dates) - failures}/{len(dates)} dates into {root / 'curated'}")
+    if stale:  # late data: the curated content changed under nights already published
+        nights = sorted(stale)
+        print(f"warning: published nights {', '.join(map(str, nights))} read curated data that this ingest "
+              f"changed; they are now stale (outputs/_stale/): {chain.rebuild_hint(nights)}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -115,7 +131,14 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
     failures = 0
     for day in _dates(args):
-        reports = validate_date(root, day, cfg)
+        try:
+            reports = validate_date(root, day, cfg)
+        except OSError as exc:  # read-only data root, full disk: validate writes only results and Data Docs
+            print(f"error: validate dt={day}: storage failed ({exc}); only this date's validation results "
+                  f"and Data Docs may be missing or stale, nothing else is written by validate -> make the "
+                  f"data root writable or free space, then rerun `riskline validate --date {day}`",
+                  file=sys.stderr)
+            return 1
         if not reports:
             print(f"{day}: no curated partition or published output to validate")
             failures += 1
@@ -146,10 +169,16 @@ def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.registry import RegistryError
     from pipelines.score import run_scoring
 
+    from pipelines.features import IncompleteHistoryError
+
     try:
         path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
     except RegistryError as exc:
         raise CliError(str(exc)) from None
+    except IncompleteHistoryError as exc:  # no features of D, and the curated data to build them is missing
+        raise CliError(f"no features for {args.as_of} and none can be built: {exc} -> ingest the date first "
+                       f"(`riskline ingest --date {args.as_of}`), or run the whole night: "
+                       f"`riskline run --as-of {args.as_of}`") from None
     scores = lake.read_partition(path)
     grades = scores.group_by("grade").len().sort("grade")
     mix = "  ".join(f"{g}:{n}" for g, n in grades.iter_rows())
@@ -198,8 +227,9 @@ def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
                                           args.reason, recorded_at=now.isoformat())
             print(f"champion from {event.effective_from}: {event.version} (history #{event.seq})")
         else:
-            event = registry.rollback(args.effective_from or today, args.reason, recorded_at=now.isoformat())
+            event = registry.rollback(_rollback_date(args, root), args.reason, recorded_at=now.isoformat())
             print(f"rolled back: champion from {event.effective_from} is {event.version} (history #{event.seq})")
+            _say_rollback_reruns(root, event.effective_from)
         if args.model_command in ("promote", "rollback") and registry.champion() != event.version:
             # effective dates order the history, not the order of typing: say who serves latest
             print(f"note: a later-dated history entry keeps {registry.champion()} serving from its date on")
@@ -208,10 +238,34 @@ def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     return 0
 
 
+def _rollback_date(args: argparse.Namespace, root: Path) -> dt.date:
+    """A rollback serves from ``--effective-from``, else from the latest published business date: the
+    night published with the model being rolled back is itself rerun with the reinstated one."""
+    from pipelines.publish import read_latest
+
+    if args.effective_from is not None:
+        return args.effective_from
+    latest = read_latest(root)
+    if latest is None:
+        raise CliError("nothing is published yet, so there is no night to roll back from: "
+                       "give --effective-from YYYY-MM-DD (the first business date the previous champion serves)")
+    return latest
+
+
+def _say_rollback_reruns(root: Path, since: dt.date) -> None:
+    from pipelines import chain
+
+    nights = [n for n in chain.published_nights(root) if n >= since]
+    if nights:
+        print(f"published nights {nights[0]}..{nights[-1]} were decided with the rolled-back model: rerun them "
+              f"in order to republish them with the reinstated one: `riskline rebuild --from {nights[0]}`")
+
+
 def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.nightly import STAGES, RunLockedError, RunOptions, run_night
 
-    options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run)
+    options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
+                         force_chain=args.force_chain)
     print(f"riskline run {args.as_of} (data root {root})", flush=True)
     started: list[str] = []
 
@@ -221,17 +275,52 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
     try:
         result = run_night(root, args.as_of, cfg, options, progress=progress)
-    except RunLockedError as exc:
+    except (RunLockedError, ChainError) as exc:
         raise CliError(str(exc)) from None
+    except PublishIncompleteError as exc:  # after the journal: some of D is out, a rerun completes it
+        print(f"error: run for {args.as_of} failed: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # the stage's own error says what failed and what to do next
         print(f"error: run for {args.as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
             print(f"the outputs of {args.as_of} were published; only the report failed: fix it and run "
                   f"`riskline report --as-of {args.as_of}`", file=sys.stderr)
+        elif not options.publish:
+            print(f"dry run: nothing outside {dry_run_root(root, args.as_of)} was written", file=sys.stderr)
         else:
             print("nothing was published for this date; yesterday's outputs remain the latest", file=sys.stderr)
         return 1
-    print(describe_run(result, root))
+    print(describe_run(result, result.root or root))
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    """Rerun nights forward, in order, from --from to --to (default: the newest night in the lake)."""
+    from pipelines import chain
+    from pipelines.nightly import RunLockedError, RunOptions, run_night
+
+    last = args.to_date or max([*chain.night_dates(root), args.from_date])
+    if args.from_date > last:
+        raise CliError(f"--from {args.from_date} is after --to {last}")
+    days = [args.from_date + dt.timedelta(days=i) for i in range((last - args.from_date).days + 1)]
+    options = RunOptions(retrain=args.retrain, publish=True)
+    for i, day in enumerate(days, 1):
+        print(f"[{i}/{len(days)}] night {day} ...", flush=True)
+        # only the first night may need forcing (it starts the rebuild); the rest follow it in order
+        forced = RunOptions(**{**options.__dict__, "force_chain": args.force_chain and i == 1})
+        try:
+            result = run_night(root, day, cfg, forced)
+        except (RunLockedError, ChainError) as exc:
+            raise CliError(f"rebuild stopped at {day}: {exc}") from None
+        except PublishIncompleteError as exc:
+            raise CliError(f"rebuild stopped at {day}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - one line, and where to resume
+            raise CliError(f"rebuild stopped at {day}: {type(exc).__name__}: {exc} -> fix it, then "
+                           f"`riskline rebuild --from {day} --to {last}`") from None
+        print(f"  published {day}: " + ", ".join(f"{k} {v:,}" for k, v in result.stages["decide"]["actions"].items()))
+    left = sorted(d for d in chain.stale_nights(root) if d > last)
+    print(f"rebuilt {len(days)} nights {days[0]}..{last}"
+          + (f"; still stale after it: {', '.join(map(str, left))}" if left else ""))
     return 0
 
 
@@ -267,6 +356,12 @@ def describe_run(result, root: Path) -> str:
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")
+    from pipelines import chain
+
+    stale = sorted(chain.stale_nights(root))
+    if stale:  # late data or a rerun changed what these published nights read
+        lines.append(f"  stale published nights (outputs/_stale/): {', '.join(map(str, stale))}; "
+                     f"{chain.rebuild_hint(stale)}")
     if "report" in st:
         lines.append(f"  report: {st['report']['path']}")
     return "\n".join(lines)
@@ -356,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="nightly PD retrain: train a challenger, evaluate it, register it, promote it if it passes",
-        description="Train on the matured weekly snapshots before D - labels.horizon_days, judge on that "
+        description="Train on the matured weekly snapshots before D - labels.gap_days - labels.horizon_days, "
+        "recalibrate on the newest of them, judge on that "
         "out-of-time snapshot, register the model in DATA_ROOT/registry and make it champion from D if it "
         "passes the promotion gate (models/pd_model.yaml). Exit 1 on a leakage suspicion or when no model "
         "could serve.",
@@ -385,7 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
     q = msub.add_parser("rollback", help="reinstate the previous champion (recorded with time and reason)")
     q.add_argument("--reason", required=True, help="why (kept in the champion history)")
-    q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
+    q.add_argument("--effective-from", type=_date,
+                   help="business date it serves from (default: the latest published business date, so a rerun of "
+                   "that night uses the reinstated champion)")
     p.set_defaults(func=cmd_model)
 
     p = sub.add_parser(
@@ -398,8 +496,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
     p.add_argument("--no-retrain", action="store_true", help="score with the champion serving on D")
     p.add_argument("--model-version", help="pin a registered model version (implies no retrain)")
-    p.add_argument("--dry-run", action="store_true", help="stage outputs under DATA_ROOT/staging, publish nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run on a private copy of the lake under DATA_ROOT/staging/as_of_date=D; nothing else changes")
+    p.add_argument("--force-chain", action="store_true",
+                   help="run even if the night is out of order (previous night missing or stale, later nights "
+                   "exist); recorded in the manifest, later nights are marked stale")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "rebuild",
+        help="rerun nights forward in order from a date (after a backfill, late data or a rollback)",
+        description="Run the nights --from D through --to E (default: the newest night in the lake) one after "
+        "another, each reading the limit history the one before it just left; stale marks clear as each "
+        "night is republished. Scores with the champion serving on each date unless --retrain.",
+    )
+    p.add_argument("--from", dest="from_date", type=_date, required=True, help="first night to rerun, YYYY-MM-DD")
+    p.add_argument("--to", dest="to_date", type=_date, help="last night (default: the newest night in the lake)")
+    p.add_argument("--retrain", action="store_true", help="retrain on each night (default: no, like a backfill)")
+    p.add_argument("--force-chain", action="store_true", help="allow the first night to start out of order")
+    p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser(
         "bench",
@@ -449,6 +564,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # Every stage error is one line with the next step; the traceback only on request.
+        if os.environ.get("RISKLINE_TRACEBACK"):
+            raise
+        command = args.func.__name__.removeprefix("cmd_")
+        print(f"error: riskline {command} failed: {type(exc).__name__}: {' '.join(str(exc).split())} -> "
+              f"{_next_step(exc)} (set RISKLINE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 1
+
+
+def _next_step(exc: Exception) -> str:
+    """What to do about an error no stage turned into its own message, by its kind."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space on the data root's file system, then rerun the same command (every write is atomic)"
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "make the data root writable for this user (or pass another --data-root), then rerun"
+    if isinstance(exc, FileNotFoundError):
+        return "an input partition is missing: run the earlier stages for this date first (`riskline run --as-of D`)"
+    return "not a data problem: fix the cause named here, then rerun the same command (reruns are safe)"
 
 
 if __name__ == "__main__":

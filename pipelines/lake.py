@@ -35,8 +35,9 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import polars as pl
 from upath import UPath
@@ -185,6 +186,59 @@ def complete_files(partition: Location) -> list[Location] | None:
         marker = _read_marker(partition)
         return None if marker is None else _remote_files(partition, marker)
     return parquet_files(partition) if is_complete(partition) else None
+
+
+EntryKind = Literal["file", "folder", "dangling_link", "special"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a partition as a reader finds it; ``name`` is relative to the partition (a nested file
+    of an object-store commit keeps its ``/``)."""
+
+    name: str
+    kind: EntryKind
+    location: Location
+
+
+def complete_entries(partition: Location) -> list[Entry] | None:
+    """Every entry of a complete partition, markers included, sorted by name; None while it is incomplete.
+
+    Unlike :func:`complete_files` nothing is left out: folders, dangling links, hidden and marker files are
+    all listed, so that the landing reader can account for each (read it, ignore it on purpose, or refuse
+    the drop). On an object store: the files a riskline commit names, or the flat listing beside a plain
+    upstream ``_SUCCESS`` (a "folder" is a common key prefix there).
+    """
+    if is_remote(partition):
+        marker = _read_marker(partition)
+        if marker is None:
+            return None
+        if marker:
+            return [Entry(SUCCESS, "file", partition.joinpath(SUCCESS))] + [
+                Entry(name, "file", partition.joinpath(marker["prefix"], *name.split("/")))
+                for name in sorted(marker["files"])
+            ]
+        entries = _fresh(partition).fs.ls(partition.path, detail=True)
+        found = []
+        for e in entries:
+            name = posixpath.basename(e["name"].rstrip("/"))
+            kind: EntryKind = "file" if e["type"] == "file" else "folder" if e["type"] == "directory" else "special"
+            found.append(Entry(name, kind, partition.joinpath(name)))
+        return sorted(found, key=lambda e: e.name)
+    if not is_complete(partition):
+        return None
+    found = []
+    for child in partition.iterdir():
+        if child.is_symlink() and not child.exists():
+            kind = "dangling_link"
+        elif child.is_dir():
+            kind = "folder"
+        elif child.is_file():
+            kind = "file"
+        else:  # a FIFO, socket or device: never data
+            kind = "special"
+        found.append(Entry(child.name, kind, child))
+    return sorted(found, key=lambda e: e.name)
 
 
 def _remote_files(partition: UPath, marker: dict[str, Any]) -> list[Location]:
@@ -563,3 +617,30 @@ def atomic_write_bytes(path: Location, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def link_tree(source: Path, target: Path, skip: tuple[str, ...] = ()) -> int:
+    """Make ``target`` a copy of the lake ``source`` whose files are hard links (a dry run's private lake).
+
+    Every riskline write replaces a file by rename (``atomic_write_bytes``, ``staged_partition``, the
+    registry's folder rename), never in place, so writing through the copy re-points its own links and
+    leaves ``source``'s files untouched, at the cost of directory entries only. ``skip`` names paths
+    relative to ``source`` that are not copied (the staging area itself, locks, in-flight journals);
+    temporary ``.tmp-`` siblings of in-flight writes are never copied. Across file systems a file is
+    copied instead. Returns the number of files.
+    """
+    count = 0
+    for folder, dirs, files in os.walk(source):
+        here = Path(folder)
+        rel = here.relative_to(source)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(_TMP_PREFIX) and str(rel / d) not in skip)
+        make_dirs(target / rel)
+        for name in files:
+            if name.startswith(_TMP_PREFIX) or str(rel / name) in skip:
+                continue
+            try:
+                os.link(here / name, target / rel / name, follow_symlinks=False)
+            except OSError:
+                shutil.copy2(here / name, target / rel / name, follow_symlinks=False)
+            count += 1
+    return count
