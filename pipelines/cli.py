@@ -13,12 +13,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines import lake
 from pipelines.chain import ChainError
 from pipelines.config import ConfigError, RisklineConfig, load_config
 from pipelines.nightly import dry_run_root
 from pipelines.publish import PublishIncompleteError
+
+if TYPE_CHECKING:  # the registry imports xgboost: kept out of `riskline --help`
+    from pipelines.registry import ModelRecord, ModelRegistry
 
 
 class CliError(Exception):
@@ -42,13 +46,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _dates(args: argparse.Namespace) -> list[dt.date]:
-    if args.date is not None:
+def _dates(args: argparse.Namespace, single: str = "date") -> list[dt.date]:
+    """The one date (``--date``, or the option named by ``single``) or the inclusive range, in order."""
+    one, flag = getattr(args, single), "--" + single.replace("_", "-")
+    if one is not None:
         if args.from_date or args.to_date:
-            raise CliError("give either --date or --from-date/--to-date, not both")
-        return [args.date]
+            raise CliError(f"give either {flag} or --from-date/--to-date, not both")
+        return [one]
     if not (args.from_date and args.to_date):
-        raise CliError("give --date D, or both --from-date and --to-date")
+        raise CliError(f"give {flag} D, or both --from-date and --to-date")
     if args.from_date > args.to_date:
         raise CliError(f"--from-date {args.from_date} is after --to-date {args.to_date}")
     days = (args.to_date - args.from_date).days + 1
@@ -117,6 +123,9 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
                 print(res.describe())
         elif sys.stderr.isatty():
             print(f"\r[{i}/{len(dates)}] ingested {day}", end="", file=sys.stderr, flush=True)
+        elif i % _progress_step(len(dates)) == 0 or i == len(dates):
+            # a log file or a pipe (make, CI, Airflow) gets a line now and then instead of carriage returns
+            print(f"[{i}/{len(dates)}] ingested {day}", file=sys.stderr, flush=True)
     if len(dates) > 1:
         print(f"\ningested {len(dates) - failures}/{len(dates)} dates into {root / 'curated'}")
     if stale:  # late data: the curated content changed under nights already published
@@ -124,6 +133,11 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
         print(f"warning: published nights {', '.join(map(str, nights))} read curated data that this ingest "
               f"changed; they are now stale (outputs/_stale/): {chain.rebuild_hint(nights)}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _progress_step(total: int) -> int:
+    """Every how many dates a range reports progress when not on a terminal: about ten lines in all."""
+    return max(1, -(-total // 10))
 
 
 def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
@@ -213,15 +227,18 @@ def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
                       f"({event.action}: {event.reason})")
         elif args.model_command == "show":
             rec = registry.record(args.version)
-            shown = {
-                "version": rec.version,
-                "champion_now": registry.champion() == rec.version,
-                "manifest": {k: v for k, v in rec.manifest.items() if k not in ("inputs", "definition")},
-                "oot": {k: v for k, v in rec.metrics["oot"].items() if k != "score_reference"},
-                "stability": rec.metrics["stability"],
-                "gate": rec.gate,
-            }
-            print(json.dumps(shown, indent=1, default=str))
+            if args.json:
+                shown = {
+                    "version": rec.version,
+                    "champion_now": registry.champion() == rec.version,
+                    "manifest": {k: v for k, v in rec.manifest.items() if k not in ("inputs", "definition")},
+                    "oot": {k: v for k, v in rec.metrics["oot"].items() if k != "score_reference"},
+                    "stability": rec.metrics["stability"],
+                    "gate": rec.gate,
+                }
+                print(json.dumps(shown, indent=1, default=str))
+            else:
+                print(describe_model(rec, registry))
         elif args.model_command == "promote":
             event = registry.set_champion(args.version, args.effective_from or today, "manual_promote",
                                           args.reason, recorded_at=now.isoformat())
@@ -262,35 +279,43 @@ def _say_rollback_reruns(root: Path, since: dt.date) -> None:
 
 
 def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.nightly import STAGES, RunLockedError, RunOptions, run_night
+    from pipelines.nightly import RunLockedError, RunOptions, run_night
+    from pipelines.publish import describe_latest
 
     options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
                          force_chain=args.force_chain)
-    print(f"riskline run {args.as_of} (data root {root})", flush=True)
-    started: list[str] = []
+    dates = _dates(args, single="as_of")
+    for i, as_of in enumerate(dates):  # in order: each night reads the previous night's scores and limit history
+        print(f"riskline run {as_of} (data root {root})", flush=True)
+        started: list[str] = []
 
-    def progress(stage: str) -> None:
-        started.append(stage)
-        print(f"  [{STAGES.index(stage) + 1}/{len(STAGES)}] {stage} ...", flush=True)
+        def progress(stage: str, n: int, total: int) -> None:
+            started.append(stage)
+            print(f"  [{n}/{total}] {stage} ...", flush=True)
 
-    try:
-        result = run_night(root, args.as_of, cfg, options, progress=progress)
-    except (RunLockedError, ChainError) as exc:
-        raise CliError(str(exc)) from None
-    except PublishIncompleteError as exc:  # after the journal: some of D is out, a rerun completes it
-        print(f"error: run for {args.as_of} failed: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # the stage's own error says what failed and what to do next
-        print(f"error: run for {args.as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
-            print(f"the outputs of {args.as_of} were published; only the report failed: fix it and run "
-                  f"`riskline report --as-of {args.as_of}`", file=sys.stderr)
-        elif not options.publish:
-            print(f"dry run: nothing outside {dry_run_root(root, args.as_of)} was written", file=sys.stderr)
-        else:
-            print("nothing was published for this date; yesterday's outputs remain the latest", file=sys.stderr)
-        return 1
-    print(describe_run(result, result.root or root))
+        # only the first night of a range may need forcing; the rest follow it in order
+        night = options if i == 0 else RunOptions(**{**options.__dict__, "force_chain": False})
+        try:
+            result = run_night(root, as_of, cfg, night, progress=progress)
+        except (RunLockedError, ChainError) as exc:
+            raise CliError(f"run for {as_of}: {exc}" if len(dates) > 1 else str(exc)) from None
+        except PublishIncompleteError as exc:  # after the journal: some of D is out, a rerun completes it
+            print(f"error: run for {as_of} failed: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # the stage's own error says what failed and what to do next
+            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
+                print(f"the outputs of {as_of} were published; only the report failed: fix it and run "
+                      f"`riskline report --as-of {as_of}`", file=sys.stderr)
+            elif not options.publish:
+                print(f"dry run: nothing outside {dry_run_root(root, as_of)} was written", file=sys.stderr)
+            else:
+                print(f"nothing was published for {as_of}; {describe_latest(root)}", file=sys.stderr)
+            if as_of != dates[-1]:
+                print(f"stopped: the nights after {as_of} need its outputs; rerun from --from-date {as_of}",
+                      file=sys.stderr)
+            return 1
+        print(describe_run(result, result.root or root), flush=True)
     return 0
 
 
@@ -367,13 +392,49 @@ def describe_run(result, root: Path) -> str:
     return "\n".join(lines)
 
 
+def describe_model(rec: ModelRecord, registry: ModelRegistry) -> str:
+    """``riskline model show``: one screen about a registered version (``--json`` has every field)."""
+    man, oot, gate = rec.manifest, rec.metrics.get("oot", {}), rec.gate
+    window = man.get("training_window", {})
+    rows = man.get("rows", {})
+
+    def metrics(m: dict) -> str:
+        shown = [f"{label} {m[k]:.4f}" for k, label in (("auc", "AUC"), ("ks", "KS"),
+                 ("calibration_error", "calibration error")) if isinstance(m.get(k), int | float)]
+        return ", ".join(shown) or "none recorded"
+
+    lines = [f"model {rec.version}" + ("  (champion now)" if registry.champion() == rec.version else "")]
+    lines.append(f"  trained on the night of {man.get('as_of', '?')}: {man.get('trees', '?')} trees (best "
+                 f"iteration {man.get('best_iteration', '?')}), sample rate {man.get('training_sample_rate', '?')}")
+    if window:
+        fit = window.get("fit_dates") or []
+        lines.append(f"  snapshots: fit {len(fit)} ({fit[0]} .. {fit[-1]}), early stopping "
+                     f"{len(window.get('early_stopping_dates') or [])}, out-of-time {window.get('oot_date')}"
+                     if fit else f"  out-of-time snapshot {window.get('oot_date')}")
+    if rows:
+        lines.append("  rows: " + ", ".join(f"{name} {r['rows']:,} ({r['bads']:,} bad)" for name, r in rows.items()))
+    lines.append(f"  OOT: {metrics(oot)}")
+    champion = rec.metrics.get("champion_on_same_oot")
+    if champion:
+        lines.append(f"  champion on the same OOT: {metrics(champion)}")
+    lines.append(f"  gate: {gate.get('summary') or ('passed' if gate.get('promote') else 'rejected')}")
+    for event in registry.history():
+        if event.version == rec.version:
+            lines.append(f"  champion from {event.effective_from} ({event.action}: {event.reason})")
+    lines.append(f"  code {man.get('code_version', '?')}, xgboost {man.get('xgboost_version', '?')}; "
+                 f"every field: riskline model show {rec.version} --json")
+    return "\n".join(lines)
+
+
 def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.publish import describe_latest
     from pipelines.summary import describe_published
 
     try:
         print(describe_published(root, args.as_of))
     except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc} -> run that night with `riskline run --as-of {args.as_of}`; "
+                       f"{describe_latest(root)}") from None
     return 0
 
 
@@ -473,8 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("model", help="inspect the model registry; promote or roll back by hand")
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     msub.add_parser("list", help="registered versions (* = champion) and the champion history")
-    q = msub.add_parser("show", help="one version's manifest, OOT metrics, stability and gate decision")
+    q = msub.add_parser("show", help="one version's OOT metrics, gate decision and champion history")
     q.add_argument("version")
+    q.add_argument("--json", action="store_true", help="every field: manifest, OOT metrics, stability, gate")
     q = msub.add_parser("promote", help="make a version champion (recorded with time and reason)")
     q.add_argument("version")
     q.add_argument("--reason", required=True, help="why (kept in the champion history)")
@@ -488,12 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run",
-        help="the whole night for one business date, without Airflow",
+        help="the whole night for one business date (or several, in order), without Airflow",
         description="Ingest and validate the date's landing drop, build ledger and features, retrain (unless "
         "--no-retrain or --model-version), score, decide limits, collections and hardship offers, and publish "
-        "the four outputs with a run manifest to DATA_ROOT/outputs (all-or-nothing).",
+        "the four outputs with a run manifest to DATA_ROOT/outputs (all-or-nothing). With --from-date/--to-date, "
+        "every night of the range in order, stopping at the first that fails.",
     )
-    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.add_argument("--as-of", type=_date, help="business date D, YYYY-MM-DD")
+    p.add_argument("--from-date", type=_date, help="first business date of a range of nights (inclusive)")
+    p.add_argument("--to-date", type=_date, help="last business date of a range of nights (inclusive)")
     p.add_argument("--no-retrain", action="store_true", help="score with the champion serving on D")
     p.add_argument("--model-version", help="pin a registered model version (implies no retrain)")
     p.add_argument("--dry-run", action="store_true",

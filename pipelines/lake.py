@@ -97,7 +97,7 @@ def require_local(root: Location, what: str) -> Path:
             f"{what} needs a local data root; {root} is an object store. On object stores riskline runs "
             "generate, ingest and validate today (landing, curated, quarantine, validation results and "
             "Data Docs); the model registry, the publish journal and locks, and the derived zones still "
-            "need a local folder (README: Scaling out)"
+            "need a local folder (docs/scaling.md: Object storage)"
         )
     assert isinstance(root, Path)
     return root

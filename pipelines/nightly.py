@@ -192,7 +192,8 @@ def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
     results = ingest_date(root, as_of, cfg)
     chain.after_ingest(root, as_of, before)  # late data: marks published nights that read the old partition
     return {
-        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped}
+        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped,
+                    "redelivered": r.redelivered}
         for r in results
     }
 
@@ -321,8 +322,10 @@ def stage_publish(
         if not report.ok:
             failures.append(report.describe())
     if failures:
+        from pipelines.publish import describe_latest
+
         raise PublishError(
-            f"outputs of {as_of} failed validation; nothing was published, yesterday's outputs stay the latest:\n"
+            f"outputs of {as_of} failed validation; nothing was published, {describe_latest(root)}:\n"
             + "\n".join(failures)
         )
     record = chain.load_chain_record(root, as_of)
@@ -374,13 +377,15 @@ def run_night(
     as_of: dt.date,
     cfg: RisklineConfig,
     options: RunOptions = RunOptions(),
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
     """Run every stage for ``as_of`` in order; the first failure stops the run before publish.
 
-    A dry run (``options.publish`` False) runs on a fresh private copy of the lake (module docstring).
+    ``progress(stage, n, total)`` is called as each stage starts, counting only the stages this run has
+    (no ``train`` without retraining, no ``report`` in a dry run). A dry run (``options.publish`` False)
+    runs on a fresh private copy of the lake (module docstring).
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README: spinning OpenMP threads starve 2 cores
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads that spin starve a 2-core machine
     if not options.publish:
         import uuid
 
@@ -410,9 +415,9 @@ def run_night(
     with date_lock(root, as_of):
         # Refuse an out-of-order night before hours of work; decide checks again (it reads the chain).
         chain.check_chain(root, as_of, force=options.force_chain)
-        for name, fn in plan:
+        for n, (name, fn) in enumerate(plan, 1):
             if progress:
-                progress(name)
+                progress(name, n, len(plan))
             start = time.perf_counter()
             result.stages[name] = fn()
             result.timings[name] = {"seconds": round(time.perf_counter() - start, 3),

@@ -234,6 +234,14 @@ def read_latest(root: Path) -> dt.date | None:
         return None
 
 
+def describe_latest(root: Path) -> str:
+    """Which published outputs readers keep seeing after a night failed: named, never assumed to be yesterday's."""
+    latest = read_latest(root)
+    if latest is None:
+        return "no outputs have been published yet"
+    return f"the outputs of {latest} remain the latest ({root / 'outputs' / LATEST})"
+
+
 def read_output(root: Path, name: str, as_of: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
     """Read one published output of a date (for the next night's run, the report and tests)."""
     return lake.read_partition(output_dir(root, name, as_of), columns=columns)
