@@ -83,7 +83,8 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
         raise CliError("generate needs --end-date (or --release-late)")
     try:
         params = GeneratorParams(
-            accounts=args.accounts, days=args.days, end_date=args.end_date, seed=args.seed
+            accounts=args.accounts, days=args.days, end_date=args.end_date, seed=args.seed,
+            profile=args.profile,
         )
         faults = parse_faults(args.faults, params)
     except ValueError as exc:
@@ -483,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-date", type=_date, help="last business date, YYYY-MM-DD (required)")
     p.add_argument("--seed", type=int, default=7, help="random seed (same args -> same bytes)")
     p.add_argument("--faults", default="", help="defects to inject: KIND@DATE,...")
+    p.add_argument("--profile", choices=("default", "card"), default="default",
+                   help="the book's shape: default (the demo's credit lines) or card (monthly statements, "
+                        "minimum payments, revolving balances, sparse behaviour, no income/region)")
     p.add_argument(
         "--release-late",
         action="store_true",

@@ -125,6 +125,27 @@ class IngestConfig(_Section):
 
 
 
+class CardProfileConfig(_Section):
+    """The ``card`` generator profile (``riskline generate --profile card``): a credit-card book.
+
+    Monthly statements on cycle days 1..31, a minimum payment due ``grace_days`` later, revolving balances
+    and sparse behaviour; no income or region. Repayment odds, shocks and closures use the generator's own.
+    """
+
+    limit_median_cny: int = Field(8_000, gt=0)
+    limit_sigma: float = Field(0.7, ge=0)
+    limit_min_cny: int = Field(1_000, gt=0)
+    limit_max_cny: int = Field(50_000, gt=0)
+    grace_days: int = Field(25, ge=1, le=60)  # statement date -> minimum payment due date
+    min_payment_share: float = Field(0.05, gt=0, le=1)  # of the statement balance ...
+    min_payment_floor_cny: int = Field(50, ge=0)  # ... but at least this (capped at the balance)
+    full_payment_share: float = Field(0.4, ge=0, le=1)  # payers who clear the statement (transactors)
+    purchase_rate: float = Field(0.04, ge=0)
+    purchase_median_cny: float = Field(150.0, gt=0)
+    cash_advance_rate: float = Field(0.002, ge=0)  # a cash_draw event; it goes on the next statement
+    login_rate: float = Field(0.02, ge=0)
+
+
 class GeneratorConfig(_Section):
     """Calibration of the synthetic portfolio (``riskline generate``); rates are per account per day."""
 
@@ -173,6 +194,7 @@ class GeneratorConfig(_Section):
     purchase_amount_shock_multiplier: float = Field(0.6, gt=0)
     refund_share: float = Field(0.05, ge=0, le=1)
     channel_weights: dict[str, float] = {"app": 0.7, "mini_program": 0.2, "web": 0.08}
+    card: CardProfileConfig = CardProfileConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> GeneratorConfig:
@@ -550,13 +572,21 @@ class HardshipConfig(_Section):
 
 
 class VolumeBand(_Section):
-    """Row count of a day against the median of the trailing curated partitions (pipelines/validate.py)."""
+    """How many rows a drop should hold, from what is known before it arrives (pipelines/validate.py).
 
-    history_days: int = Field(7, ge=1)  # how many earlier complete partitions make the median
+    Each dataset's count follows a driver known independently of its drop (``validate.VOLUME_DRIVERS``: the
+    previous snapshot's open accounts, loans falling due per the curated schedule, today's open accounts,
+    today's cash draws). Expected = today's driver x the lowest rows-per-driver ratio of the trailing
+    curated days (the quietest weekday and month-end in the window are in that minimum); fewer rows than
+    ``min_ratio`` x expected is critical. A driver of 0 expects nothing, so a legitimately empty day passes.
+    """
+
+    history_days: int = Field(7, ge=1)  # earlier complete partitions with a non-zero driver needed to judge
     lookback_days: int = Field(14, ge=1)  # ... searched for this far back; fewer found: the check is skipped
-    min_ratio: float = Field(0.5, gt=0, le=1)  # below median x min_ratio: critical (a partial drop)
-    max_ratio: float = Field(3.0, ge=1)  # above median x max_ratio: warning (a spike)
-    min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for a ratio band: skipped
+    min_ratio: float = Field(0.75, gt=0, le=1)  # below expected x min_ratio: critical (a partial drop)
+    noise_sigmas: float = Field(3.0, ge=0)  # behaviour: never stricter than the mean - this x sqrt(mean)
+    max_ratio: float = Field(3.0, ge=1)  # above the trailing median x max_ratio: warning (a spike)
+    min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for the spike warning: skipped
 
     @model_validator(mode="after")
     def _window(self) -> VolumeBand:

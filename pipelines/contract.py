@@ -3,7 +3,8 @@
 This module is the single source of truth for dataset columns and types. Ingest enforces it, the
 validation suites are checked against it, the generator writes it and docs/contracts.md describes it.
 
-Landing: ``DATA_ROOT/landing/<dataset>/dt=YYYY-MM-DD/*.parquet`` plus an empty ``_SUCCESS`` written last.
+Landing: ``DATA_ROOT/landing/<dataset>/dt=YYYY-MM-DD/*.parquet`` plus a ``_SUCCESS`` written last: empty,
+or ``{"rows": N}`` declaring the drop's row count (``{"rows": 0}``: an explicit empty drop; docs/contracts.md).
 ``dt`` is the business date (Asia/Shanghai). Money arrives as decimal(18,2) CNY (float64 is accepted and
 rounded half-away-from-zero to cents); an integer column is ambiguous (yuan or cents?) and is refused unless
 its name declares the unit: ``<name>_cents`` holds integer cents. Timestamps are UTC. Identifiers (``*_id``)
@@ -43,7 +44,8 @@ IDENTIFIER_PATTERN = f"^[{IDENTIFIER_CHARSET}]{{1,{IDENTIFIER_MAX_LENGTH}}}$"  #
 class Column:
     """One contract column.
 
-    ``required`` columns must be present in every file (absence fails the ingest); ``nullable=False``
+    ``required`` columns must be present in every file (absence fails the ingest); optional ones may be
+    absent or all null (``absent_means`` says what the night does without them); ``nullable=False``
     means a null is a row-level defect (the row is quarantined). ``values`` restricts a string column to
     a value set (others are quarantined). ``protected`` marks attributes that are carried but may never
     become model features.
@@ -59,6 +61,9 @@ class Column:
     min_value: float | None = None  # in the column's landing unit (CNY for money)
     min_exclusive: bool = False
     identifier: bool = False  # an id: IDENTIFIER_PATTERN or the row is quarantined (rule invalid_<name>)
+    # Optional columns: what the night does without them (absent, or null in every row of a drop). Such a
+    # drop is valid; validation notes this consequence instead of failing on the null share.
+    absent_means: str = ""
 
     @property
     def curated_name(self) -> str:
@@ -129,12 +134,14 @@ CONTRACT: dict[str, Dataset] = {
             Column("credit_limit", "money", "Current credit line in CNY.", min_value=0, min_exclusive=True),
             Column("status", "string", "Line status.", values=ACCOUNT_STATUSES),
             Column("annual_income", "money", "Self-declared annual income in CNY.", required=False,
-                   nullable=True, min_value=0),
-            Column("region", "string", "Region code.", required=False, nullable=True),
+                   nullable=True, min_value=0,
+                   absent_means="no affordability cap: limit increases are capped by policy limits only"),
+            Column("region", "string", "Region code.", required=False, nullable=True,
+                   absent_means="no regional split (region is never a model feature)"),
             Column("gender", "string", "Protected attribute: carried, never a model feature.",
-                   required=False, nullable=True, protected=True),
+                   required=False, nullable=True, protected=True, absent_means="nothing (never used)"),
             Column("marital_status", "string", "Protected attribute: carried, never a model feature.",
-                   required=False, nullable=True, protected=True),
+                   required=False, nullable=True, protected=True, absent_means="nothing (never used)"),
         ),
     ),
     "behaviour": Dataset(
