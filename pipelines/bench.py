@@ -206,7 +206,9 @@ def _worker_setup(root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
 
     cfg = load_config(config)
     curated = lake.complete_partition_dates(root, "curated", "accounts")
-    plan = train.plan_snapshots(as_of, cfg.labels.horizon_days, cfg.model, curated[0] if curated else None)
+    plan = train.plan_snapshots(
+        as_of, cfg.labels.horizon_days, cfg.model, curated[0] if curated else None, cfg.labels.gap_days
+    )
     built = []
     for snapshot in (*plan.training_dates, plan.oot_date):
         if not lake.is_complete(features.feature_partition(root, snapshot)):

@@ -114,7 +114,14 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
     failures = 0
     for day in _dates(args):
-        reports = validate_date(root, day, cfg)
+        try:
+            reports = validate_date(root, day, cfg)
+        except OSError as exc:  # read-only data root, full disk: validate writes only results and Data Docs
+            print(f"error: validate dt={day}: storage failed ({exc}); only this date's validation results "
+                  f"and Data Docs may be missing or stale, nothing else is written by validate -> make the "
+                  f"data root writable or free space, then rerun `riskline validate --date {day}`",
+                  file=sys.stderr)
+            return 1
         if not reports:
             print(f"{day}: no curated partition or published output to validate")
             failures += 1
@@ -355,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="nightly PD retrain: train a challenger, evaluate it, register it, promote it if it passes",
-        description="Train on the matured weekly snapshots before D - labels.horizon_days, judge on that "
+        description="Train on the matured weekly snapshots before D - labels.gap_days - labels.horizon_days, "
+        "recalibrate on the newest of them, judge on that "
         "out-of-time snapshot, register the model in DATA_ROOT/registry and make it champion from D if it "
         "passes the promotion gate (models/pd_model.yaml). Exit 1 on a leakage suspicion or when no model "
         "could serve.",

@@ -62,8 +62,66 @@ class ProductConfig(_Section):
         return self
 
 
+# Plausible absolute amount of each money column, in CNY: far above any real value, far below what a unit
+# error (cents sent as yuan) or a sentinel (9999999999) produces. riskline.yaml says the same.
+_MONEY_MAX_CNY: dict[str, dict[str, float]] = {
+    "accounts": {"credit_limit": 1_000_000, "annual_income": 100_000_000},
+    "behaviour": {"amount": 1_000_000},
+    "installments": {"principal_due": 1_000_000, "interest_due": 1_000_000},
+    "payments": {"amount": 1_000_000},
+}
+
+
 class IngestConfig(_Section):
     business_keys: dict[str, list[str]]
+    money_max_cny: dict[str, dict[str, float]] = _MONEY_MAX_CNY
+
+    @model_validator(mode="after")
+    def _keys_name_real_columns(self) -> IngestConfig:
+        """A business key names contract columns and includes the dataset's own key.
+
+        De-duplication keeps one row per business key, so a key coarser than the contract's (payments by
+        account_id) silently drops real rows; a finer one only lets true duplicates through to the
+        critical unique-key check, which is safe.
+        """
+        from pipelines.contract import CONTRACT
+
+        for dataset, key in self.business_keys.items():
+            where = f"ingest.business_keys.{dataset}"
+            if dataset not in CONTRACT:
+                raise ValueError(f"{where}: unknown dataset {dataset!r} (datasets: {sorted(CONTRACT)})")
+            columns = {c.name for c in CONTRACT[dataset].columns}
+            unknown = [c for c in key if c not in columns]
+            if unknown:
+                raise ValueError(f"{where}: {unknown} not contract columns of {dataset} ({sorted(columns)})")
+            if len(set(key)) != len(key):
+                raise ValueError(f"{where}: {key} repeats a column")
+            missing = [c for c in CONTRACT[dataset].key if c not in key]
+            if missing:
+                raise ValueError(
+                    f"{where}: {key} does not include the contract key {list(CONTRACT[dataset].key)}; a coarser "
+                    f"key would de-duplicate distinct {dataset} rows away"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _bounds_name_money_columns(self) -> IngestConfig:
+        from pipelines.contract import CONTRACT
+
+        merged = {ds: {**_MONEY_MAX_CNY.get(ds, {}), **cols} for ds, cols in self.money_max_cny.items()}
+        for dataset, bounds in merged.items():
+            where = f"ingest.money_max_cny.{dataset}"
+            if dataset not in CONTRACT:
+                raise ValueError(f"{where}: unknown dataset {dataset!r} (datasets: {sorted(CONTRACT)})")
+            money = {c.name for c in CONTRACT[dataset].columns if c.kind == "money"}
+            for column, bound in bounds.items():
+                if column not in money:
+                    raise ValueError(f"{where}: {column!r} is not a money column ({sorted(money)})")
+                if not bound > 0:
+                    raise ValueError(f"{where}.{column} must be > 0, got {bound}")
+        # a dataset given partly keeps the defaults of the columns it does not name
+        object.__setattr__(self, "money_max_cny", {**_MONEY_MAX_CNY, **merged})
+        return self
 
 
 
@@ -170,8 +228,9 @@ class RunConfig(_Section):
 class LabelsConfig(_Section):
     """Default labels for PD training (pipelines/labels.py)."""
 
-    horizon_days: int = Field(90, gt=0)  # bad = reaches bad_dpd within (s, s+horizon_days]
+    horizon_days: int = Field(90, gt=0)  # bad = reaches bad_dpd within (s+gap_days, s+gap_days+horizon_days]
     bad_dpd: int = Field(30, gt=0)
+    gap_days: int = Field(7, ge=0)  # days between a snapshot's features and the start of its outcome window
 
 
 # --- decisions: limit policy, collections, hardship ---------------------------------------------

@@ -5,7 +5,9 @@ validation suites are checked against it, the generator writes it and docs/contr
 
 Landing: ``DATA_ROOT/landing/<dataset>/dt=YYYY-MM-DD/*.parquet`` plus an empty ``_SUCCESS`` written last.
 ``dt`` is the business date (Asia/Shanghai). Money arrives as decimal(18,2) CNY (float64 is accepted and
-rounded half-away-from-zero to cents); timestamps are UTC.
+rounded half-away-from-zero to cents); an integer column is ambiguous (yuan or cents?) and is refused unless
+its name declares the unit: ``<name>_cents`` holds integer cents. Timestamps are UTC. Identifiers (``*_id``)
+are non-empty, unpadded strings of :data:`IDENTIFIER_CHARSET`, at most :data:`IDENTIFIER_MAX_LENGTH` long.
 
 Curated: the same columns with exact types. Money becomes integer cents in a column named
 ``<name>_cents`` (Int64), so no later stage ever adds floats of yuan. Timestamps are
@@ -14,6 +16,7 @@ Curated: the same columns with exact types. Money becomes integer cents in a col
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +30,13 @@ ACCOUNT_STATUSES: tuple[str, ...] = ("active", "frozen", "closed")
 EVENT_TYPES: tuple[str, ...] = ("login", "purchase", "refund", "cash_draw")
 
 MONEY_LANDING_DTYPE = pl.Decimal(18, 2)
+CENTS_SUFFIX = "_cents"  # a landing column <money>_cents declares integer cents (docs/contracts.md: money units)
+
+# What an identifier may look like. A key that is empty, padded or carries odd characters is not the same
+# id as its clean twin downstream (joins, de-duplication): such rows are quarantined, never de-duplicated.
+IDENTIFIER_CHARSET = "0-9A-Za-z_.:-"
+IDENTIFIER_MAX_LENGTH = 64
+IDENTIFIER_PATTERN = f"^[{IDENTIFIER_CHARSET}]{{1,{IDENTIFIER_MAX_LENGTH}}}$"  # Rust regex: $ is the very end
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,16 @@ class Column:
     protected: bool = False
     min_value: float | None = None  # in the column's landing unit (CNY for money)
     min_exclusive: bool = False
+    identifier: bool = False  # an id: IDENTIFIER_PATTERN or the row is quarantined (rule invalid_<name>)
 
     @property
     def curated_name(self) -> str:
-        return f"{self.name}_cents" if self.kind == "money" else self.name
+        return f"{self.name}{CENTS_SUFFIX}" if self.kind == "money" else self.name
+
+    @property
+    def valid_flag(self) -> str:
+        """The flag column validation pre-computes for an identifier (True: valid or null)."""
+        return f"{self.name}_is_valid"
 
     @property
     def curated_dtype(self) -> pl.DataType:
@@ -102,7 +118,7 @@ CONTRACT: dict[str, Dataset] = {
         key=("account_id",),
         snapshot=True,
         columns=(
-            Column("account_id", "string", "Account identifier, unique in the snapshot."),
+            Column("account_id", "string", "Account identifier, unique in the snapshot.", identifier=True),
             Column("opened_on", "date", "Business date the line was opened."),
             Column("credit_limit", "money", "Current credit line in CNY.", min_value=0, min_exclusive=True),
             Column("status", "string", "Line status.", values=ACCOUNT_STATUSES),
@@ -120,8 +136,8 @@ CONTRACT: dict[str, Dataset] = {
         description="Behaviour events of the business day.",
         key=("event_id",),
         columns=(
-            Column("event_id", "string", "Event identifier, unique."),
-            Column("account_id", "string", "Account the event belongs to."),
+            Column("event_id", "string", "Event identifier, unique.", identifier=True),
+            Column("account_id", "string", "Account the event belongs to.", identifier=True),
             Column("event_time", "timestamp", "When it happened (UTC); inside the partition's business day."),
             Column("event_type", "string", "What happened.", values=EVENT_TYPES),
             Column("amount", "money", "Amount in CNY; null for login, >= 0 otherwise.", nullable=True,
@@ -134,9 +150,9 @@ CONTRACT: dict[str, Dataset] = {
         description="Repayment schedule rows, created on the business day a loan is drawn.",
         key=("installment_id",),
         columns=(
-            Column("installment_id", "string", "Instalment identifier, unique."),
-            Column("loan_id", "string", "Loan (one cash draw) the instalment belongs to."),
-            Column("account_id", "string", "Account the loan belongs to."),
+            Column("installment_id", "string", "Instalment identifier, unique.", identifier=True),
+            Column("loan_id", "string", "Loan (one cash draw) the instalment belongs to.", identifier=True),
+            Column("account_id", "string", "Account the loan belongs to.", identifier=True),
             Column("installment_no", "int", "1-based position in the loan's schedule.", min_value=1),
             Column("due_date", "date", "Business date the instalment falls due; after the draw date."),
             Column("principal_due", "money", "Principal due in CNY.", min_value=0),
@@ -148,14 +164,30 @@ CONTRACT: dict[str, Dataset] = {
         description="Payments received on the business day.",
         key=("payment_id",),
         columns=(
-            Column("payment_id", "string", "Payment identifier, unique."),
-            Column("account_id", "string", "Paying account."),
-            Column("loan_id", "string", "Loan the payment is for."),
+            Column("payment_id", "string", "Payment identifier, unique.", identifier=True),
+            Column("account_id", "string", "Paying account.", identifier=True),
+            Column("loan_id", "string", "Loan the payment is for.", identifier=True),
             Column("paid_at", "timestamp", "When it was received (UTC)."),
             Column("amount", "money", "Amount received in CNY, > 0.", min_value=0, min_exclusive=True),
         ),
     ),
 }
+
+IDENTIFIERS: frozenset[str] = frozenset(c.name for ds in CONTRACT.values() for c in ds.columns if c.identifier)
+KEY_IS_VALID = "key_is_valid"  # flag column: every key column of the row is a valid identifier
+
+
+def valid_identifier(name: str) -> pl.Expr:
+    """True where column ``name`` is a valid identifier; null stays null (its own not-null rule reports it)."""
+    return pl.col(name).str.contains(IDENTIFIER_PATTERN)
+
+
+def valid_key(key: Sequence[str]) -> pl.Expr:
+    """True where every column of ``key`` is non-null and, for identifiers, valid: only such rows may be
+    de-duplicated (two payments with an empty id are two payments, not a redelivery)."""
+    checks = [valid_identifier(k) if k in IDENTIFIERS else pl.col(k).is_not_null() for k in key]
+    return pl.all_horizontal(checks).fill_null(False)
+
 
 PROTECTED_ATTRIBUTES: frozenset[str] = frozenset(
     c.name for ds in CONTRACT.values() for c in ds.columns if c.protected

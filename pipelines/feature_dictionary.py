@@ -52,6 +52,10 @@ class Feature:
     high_zh: str
     low_en: str
     low_zh: str
+    # May this feature be an adverse-action reason? Only what describes the customer's own behaviour or
+    # standing. Not the lender's own actions (the line's size, a freeze, a limit change): "your line was
+    # cut because your line was cut" tells a customer nothing they can check or change.
+    reason: bool = True
 
     def phrase(self, language: Language, high: bool) -> str:
         if language == "en":
@@ -79,6 +83,7 @@ def _windowed(
     high: tuple[str, str],
     low: tuple[str, str],
     suffix: str = "",
+    reason: bool = True,
 ) -> list[Feature]:
     return [
         Feature(
@@ -91,6 +96,7 @@ def _windowed(
             high_zh=high[1].format(w=w),
             low_en=low[0].format(w=w),
             low_zh=low[1].format(w=w),
+            reason=reason,
         )
         for w in windows
     ]
@@ -145,11 +151,13 @@ def _build() -> tuple[Feature, ...]:
         "credit_limit_cents", "Credit line at the close of the as-of date.", None, "cents", 0,
         "your credit line is large", "您的授信额度较高",
         "your credit line is small", "您的授信额度较低",
+        reason=False,
     ))
     f.append(Feature(
         "is_frozen", "1 when the line is frozen (no new draws), 0 when active.", None, "flag", 0,
         "your credit line is frozen", "您的额度处于冻结状态",
         "your credit line is active", "您的额度状态正常",
+        reason=False,
     ))
     f.append(Feature(
         "months_on_book", "Whole months since the line was opened.", None, "months", 0,
@@ -162,6 +170,7 @@ def _build() -> tuple[Feature, ...]:
         ("your credit line was raised in the last {w} days", "近{w}天您的额度有所提升"),
         ("your credit line was cut in the last {w} days", "近{w}天您的额度有所下调"),
         suffix="_ratio",
+        reason=False,
     )
     # --- repayment ledger -----------------------------------------------------------------------
     f.append(Feature(
@@ -245,6 +254,11 @@ def feature(name: str) -> Feature:
         return _BY_NAME[name]
     except KeyError:
         raise KeyError(f"{name!r} is not in the feature dictionary") from None
+
+
+def reason_features() -> frozenset[str]:
+    """Features that may be named as a reason to a customer (``Feature.reason``)."""
+    return frozenset(feat.name for feat in FEATURES if feat.reason)
 
 
 def monotone_constraints() -> dict[str, int]:

@@ -40,7 +40,15 @@ import pyarrow as pa
 from great_expectations.expectations.core.expect_column_type_to_be import ExpectColumnTypeToBe
 from great_expectations.expectations.row_conditions import Column as Where
 
-from pipelines.contract import CONTRACT, DATASETS, Column, Dataset
+from pipelines.contract import (
+    CONTRACT,
+    DATASETS,
+    IDENTIFIER_CHARSET,
+    IDENTIFIER_MAX_LENGTH,
+    KEY_IS_VALID,
+    Column,
+    Dataset,
+)
 from pipelines.outputs import MONEY, OUTPUT_COLUMNS, OUTPUT_KEYS, OUTPUTS, PD_SOURCES
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
@@ -141,19 +149,29 @@ def _contract_expectations(dataset: Dataset) -> list[gx.expectations.Expectation
         for c in dataset.columns
     ]
     key = list(dataset.key)
-    unique_note = "Checked after de-duplication (latest delivery wins): a repeat here is a bug, not a redelivery."
+    unique_note = ("Checked after de-duplication (latest delivery wins): a repeat here is a bug, not a "
+                   f"redelivery. Only rows with a valid key ({KEY_IS_VALID}) count: an invalid key is quarantined by its own "
+                   "rule and never de-duplicated.")
+    valid_only = Where(KEY_IS_VALID) == True  # noqa: E712 (a GX condition, not a Python comparison)
     if len(key) == 1:
         out.append(_expect("ExpectColumnValuesToBeUnique", rule="unique_key", risk="duplicate keys", column=key[0],
-                           notes=unique_note))
+                           row_condition=valid_only, notes=unique_note))
     else:
         out.append(_expect("ExpectCompoundColumnsToBeUnique", rule="unique_key", risk="duplicate keys",
-                           column_list=key,
+                           column_list=key, row_condition=valid_only,
                            notes=unique_note))
     for col in dataset.columns:
         name = col.curated_name
         if not col.nullable:
             risk = "key loss" if col.name in key or col.name in _REFERENCE_KEYS else "missing value"
             out.append(_row("ExpectColumnValuesToNotBeNull", f"null_{col.name}", risk, column=name))
+        if col.identifier:
+            out.append(_row(
+                "ExpectColumnValuesToBeInSet", f"invalid_{col.name}", "key loss", column=col.valid_flag,
+                value_set=[True],
+                notes=f"{col.valid_flag}: {col.name} is non-empty, unpadded, of [{IDENTIFIER_CHARSET}] and at "
+                      f"most {IDENTIFIER_MAX_LENGTH} characters (pre-computed in polars by the test that "
+                      "de-duplication uses)."))
         if col.values is not None:
             out.append(_row("ExpectColumnValuesToBeInSet", f"unknown_{col.name}", "unknown value",
                             column=name, value_set=list(col.values)))
@@ -414,6 +432,8 @@ def render_contract_markdown() -> str:
             if c.min_value is not None:
                 unit = " CNY" if c.kind == "money" else ""
                 rule.append(f"{'>' if c.min_exclusive else '>='} {c.min_value:g}{unit}")
+            if c.identifier:
+                rule.append(f"identifier: [{IDENTIFIER_CHARSET}]{{1,{IDENTIFIER_MAX_LENGTH}}}")
             if c.protected:
                 rule.append("protected: never a model feature")
             lines.append(f"| `{c.name}` | `{c.curated_name}` | {_cell(c.curated_dtype)} | "

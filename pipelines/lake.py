@@ -35,8 +35,9 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import polars as pl
 from upath import UPath
@@ -185,6 +186,59 @@ def complete_files(partition: Location) -> list[Location] | None:
         marker = _read_marker(partition)
         return None if marker is None else _remote_files(partition, marker)
     return parquet_files(partition) if is_complete(partition) else None
+
+
+EntryKind = Literal["file", "folder", "dangling_link", "special"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a partition as a reader finds it; ``name`` is relative to the partition (a nested file
+    of an object-store commit keeps its ``/``)."""
+
+    name: str
+    kind: EntryKind
+    location: Location
+
+
+def complete_entries(partition: Location) -> list[Entry] | None:
+    """Every entry of a complete partition, markers included, sorted by name; None while it is incomplete.
+
+    Unlike :func:`complete_files` nothing is left out: folders, dangling links, hidden and marker files are
+    all listed, so that the landing reader can account for each (read it, ignore it on purpose, or refuse
+    the drop). On an object store: the files a riskline commit names, or the flat listing beside a plain
+    upstream ``_SUCCESS`` (a "folder" is a common key prefix there).
+    """
+    if is_remote(partition):
+        marker = _read_marker(partition)
+        if marker is None:
+            return None
+        if marker:
+            return [Entry(SUCCESS, "file", partition.joinpath(SUCCESS))] + [
+                Entry(name, "file", partition.joinpath(marker["prefix"], *name.split("/")))
+                for name in sorted(marker["files"])
+            ]
+        entries = _fresh(partition).fs.ls(partition.path, detail=True)
+        found = []
+        for e in entries:
+            name = posixpath.basename(e["name"].rstrip("/"))
+            kind: EntryKind = "file" if e["type"] == "file" else "folder" if e["type"] == "directory" else "special"
+            found.append(Entry(name, kind, partition.joinpath(name)))
+        return sorted(found, key=lambda e: e.name)
+    if not is_complete(partition):
+        return None
+    found = []
+    for child in partition.iterdir():
+        if child.is_symlink() and not child.exists():
+            kind = "dangling_link"
+        elif child.is_dir():
+            kind = "folder"
+        elif child.is_file():
+            kind = "file"
+        else:  # a FIFO, socket or device: never data
+            kind = "special"
+        found.append(Entry(child.name, kind, child))
+    return sorted(found, key=lambda e: e.name)
 
 
 def _remote_files(partition: UPath, marker: dict[str, Any]) -> list[Location]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -101,6 +102,35 @@ class Grades(_Strict):
         return self
 
 
+class FeatureScreen(_Strict):
+    """Features dropped at training time because, across the pooled snapshots, they tell *when* not *who*.
+
+    On a young lake a feature can be (near-)constant across accounts at each snapshot while its value
+    moves with the snapshot date (``months_on_book`` of a book opened on one day; ``limit_change_180d_ratio``,
+    null before 180 days of history and 0 after). Pooled, such a feature lets the trees learn the snapshot
+    date, i.e. that period's bad rate, which is no property of the account and drifts out of time.
+    """
+
+    # constant at a snapshot: at least this share of accounts on one value (null counts as a value)
+    max_modal_share: float = Field(0.999, gt=0.5, le=1)
+    # a function of the date: at least this share of the feature's variance (or of its null indicator's)
+    # lies between snapshot dates, i.e. the within-snapshot variance is close to 0 while the means differ
+    max_date_share: float = Field(0.8, gt=0, le=1)
+
+
+class Calibration(_Strict):
+    """Recalibration of the PD on the newest matured data before the out-of-time snapshot.
+
+    ``platt``: PD = sigmoid(slope x margin + intercept), fitted by maximum likelihood on a held-out slice
+    (``holdout_share`` of the accounts, by a stable hash) of the early-stopping snapshots; those accounts
+    are then used neither to fit the trees nor to early-stop. A positive slope keeps PD strictly monotone
+    in the trees' margin, so rankings, reason codes and SHAP stay those of the trees. ``none``: raw PD.
+    """
+
+    method: Literal["platt", "none"] = "platt"
+    holdout_share: float = Field(0.5, gt=0, lt=1)
+
+
 class ReasonCodePolicy(_Strict):
     count: int = Field(3, ge=1, le=10)
     # Accounts that may get an adverse action or a collections contact get exact TreeSHAP reasons:
@@ -124,6 +154,8 @@ class ModelDefinition(_Strict):
     score_scaling: ScoreScaling = ScoreScaling()
     grades: Grades = Grades()
     reason_codes: ReasonCodePolicy = ReasonCodePolicy()
+    feature_screen: FeatureScreen = FeatureScreen()
+    calibration: Calibration = Calibration()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelDefinition:
@@ -146,6 +178,14 @@ class ModelDefinition(_Strict):
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    def without(self, excluded: Collection[str]) -> ModelDefinition:
+        """The definition less ``excluded`` features, order and monotone constraints of the rest kept.
+
+        Not re-validated on purpose: a reason-code trigger feature (e.g. ``dpd``) may be screened out of
+        the trees and is still read from the snapshot to decide who gets exact reasons.
+        """
+        return self.model_copy(update={"features": tuple(f for f in self.features if f.name not in excluded)})
 
     @property
     def monotone_constraints(self) -> str:

@@ -3,7 +3,11 @@
 The pure part turns a feature snapshot and a booster into a score frame; :func:`reason_codes` is
 exported on its own so the decisions stage can ask for exact reasons on exactly the accounts that get
 an adverse action or a collections contact. Reasons are the features that raised this account's PD the
-most (positive SHAP contributions on the log-odds scale), named by their feature-dictionary key.
+most (positive SHAP contributions on the log-odds scale), named by their feature-dictionary key, and only
+those whose value for this account raises PD against the book's reference (:func:`reason_reference`): a
+feature constant across tonight's book, or one the dictionary does not allow as a customer reason (the
+lender's own actions), is never a reason. PD is the trees' margin through the recalibration stored in
+the model (:class:`PlattCalibration`), monotone, so grades and reasons keep the trees' ranking.
 
 Cost: exact TreeSHAP (``pred_contribs``) is O(trees x leaves x depth^2) per account; Saabas
 approximations (``approx_contribs``) one root-to-leaf walk per tree. Measured per 100k accounts with the
@@ -20,7 +24,9 @@ Only :func:`run_scoring` at the bottom touches the disk.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -65,10 +71,52 @@ def _dmatrix(booster: xgb.Booster, frame: pl.DataFrame, nthread: int) -> xgb.DMa
     return xgb.DMatrix(feature_matrix(frame, features), feature_names=features, missing=np.nan, nthread=nthread)
 
 
-def predict_pd(booster: xgb.Booster, frame: pl.DataFrame, nthread: int = 1) -> np.ndarray:
-    """Probability of going bad within the label horizon, one per row of ``frame``."""
+@dataclass(frozen=True)
+class PlattCalibration:
+    """PD = sigmoid(slope x margin + intercept) on the trees' log-odds margin (slope > 0: same ranking).
+
+    Stored inside the model file as the booster attribute :data:`CALIBRATION_ATTR`, so every reader of a
+    registered model (scoring, the champion on the gate, the report) applies the same PD.
+    """
+
+    slope: float
+    intercept: float
+
+    def apply(self, margin: np.ndarray) -> np.ndarray:
+        z = self.slope * np.asarray(margin, dtype=np.float64) + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_attr(self) -> str:
+        return json.dumps({"method": "platt", "slope": self.slope, "intercept": self.intercept}, sort_keys=True)
+
+
+CALIBRATION_ATTR = "riskline_calibration"
+
+
+def model_calibration(booster: xgb.Booster) -> PlattCalibration | None:
+    """The calibration stored in the model, or None (a model trained before recalibration: raw PD)."""
+    raw = booster.attr(CALIBRATION_ATTR)
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return PlattCalibration(float(data["slope"]), float(data["intercept"]))
+
+
+def predict_margin(booster: xgb.Booster, frame: pl.DataFrame, nthread: int = 1) -> np.ndarray:
+    """The trees' raw log-odds, one per row (before any calibration)."""
     if frame.height == 0:
         return np.empty(0, dtype=np.float64)
+    booster.set_param({"nthread": nthread})
+    return booster.predict(_dmatrix(booster, frame, nthread), output_margin=True).astype(np.float64)
+
+
+def predict_pd(booster: xgb.Booster, frame: pl.DataFrame, nthread: int = 1) -> np.ndarray:
+    """Probability of going bad within the label window, one per row of ``frame`` (calibrated if stored)."""
+    if frame.height == 0:
+        return np.empty(0, dtype=np.float64)
+    calibration = model_calibration(booster)
+    if calibration is not None:
+        return calibration.apply(predict_margin(booster, frame, nthread))
     booster.set_param({"nthread": nthread})
     return booster.predict(_dmatrix(booster, frame, nthread)).astype(np.float64)
 
@@ -92,34 +140,74 @@ def assign_grade(pd_: np.ndarray, score: np.ndarray, grades: Grades) -> pl.Serie
     return pl.Series("grade", labels[idx].tolist() if idx.size else [], dtype=pl.String)
 
 
+Reference = Mapping[str, float | None]
+
+
+def reason_reference(features: pl.DataFrame | pl.LazyFrame, names: Sequence[str]) -> dict[str, float | None]:
+    """The population's reference value of each feature: what the middle account of tonight's book has.
+
+    The lower median of the non-null values (an observed value: DPD 0, not 0.5), or None (null) when
+    more than half of the book has no value. A feature with no variance in the book equals its
+    reference on every account, so it can never be a reason. Scoring part of a book (a shard, the
+    exact/approx split) must pass the whole book's reference, or a reason would depend on the part.
+    """
+    if not names:
+        return {}
+    values = [pl.col(n).cast(pl.Float64).fill_nan(None) for n in names]
+    row = features.lazy().select(
+        pl.len().alias("_rows"),
+        *(v.null_count().alias(f"_nulls_{i}") for i, v in enumerate(values)),
+        *(v.drop_nulls().quantile(0.5, interpolation="lower").alias(f"_median_{i}") for i, v in enumerate(values)),
+    ).collect().row(0, named=True)
+    return {
+        name: None if 2 * row[f"_nulls_{i}"] > row["_rows"] else row[f"_median_{i}"]
+        for i, name in enumerate(names)
+    }
+
+
 def reason_codes(
     booster: xgb.Booster,
     frame: pl.DataFrame,
     count: int = 3,
     approx: bool = False,
     nthread: int = 1,
+    reference: Reference | None = None,
 ) -> pl.DataFrame:
     """The ``count`` features that raised each account's PD the most: ``account_id, reason_1..count``.
 
-    Only positive contributions are reasons (a feature that lowered PD is no reason for an adverse
-    action); an account with fewer than ``count`` gets nulls. Ties keep the model's feature order so
-    the result is deterministic. ``approx=True`` uses Saabas contributions (far cheaper, same sign in
-    the common case, not exact attributions).
+    A feature is a reason for an account only when all of these hold (an adverse-action reason must be
+    specific to the customer and accurate):
+
+    * the feature dictionary allows it as a customer reason (``Feature.reason``: the customer's own
+      behaviour or standing, not the lender's actions);
+    * the account's value differs from the book's reference (:func:`reason_reference`): a feature
+      with no variance in tonight's book is nobody's reason;
+    * its TreeSHAP contribution is positive (it raised this account's PD), and
+    * putting the reference value in its place lowers this account's PD (the value raises PD relative
+      to the population's reference, checked on the model itself, one candidate at a time).
+
+    Reasons come in falling SHAP order; an account with fewer than ``count`` gets nulls. Ties keep the
+    model's feature order so the result is deterministic. ``approx=True`` uses Saabas contributions for
+    the ranking (far cheaper, not exact attributions); the counterfactual check is exact either way.
+    ``reference`` defaults to that of ``frame`` itself.
     """
-    features = np.asarray(model_features(booster), dtype=object)
+    from pipelines.feature_dictionary import reason_features
+
+    names = model_features(booster)
+    features = np.asarray(names, dtype=object)
+    if reference is None:
+        reference = reason_reference(frame, names)
+    ref = np.asarray([np.nan if reference.get(n) is None else reference[n] for n in names], dtype=np.float32)
+    allowed = np.isin(features, list(reason_features()))
     booster.set_param({"nthread": nthread})
     columns: list[list[np.ndarray]] = [[] for _ in range(count)]
     for start in range(0, frame.height, _BATCH_ROWS):  # loops over batches, not rows
         part = frame.slice(start, _BATCH_ROWS)
-        contribs = booster.predict(
-            _dmatrix(booster, part, nthread), pred_contribs=True, approx_contribs=approx
-        )[:, :-1]  # the last column is the bias (base score), never a reason
-        top = np.argsort(-contribs, axis=1, kind="stable")[:, :count]
-        top_values = np.take_along_axis(contribs, top, axis=1)
-        names = features[top]
-        names[top_values <= 0.0] = None
+        x = feature_matrix(part, names)
+        chosen = _reasons_of_batch(booster, x, ref, allowed, count, approx, nthread)
+        picked = np.where(chosen >= 0, features[np.maximum(chosen, 0)], None)
         for i in range(count):
-            columns[i].append(names[:, i] if i < names.shape[1] else np.full(part.height, None, dtype=object))
+            columns[i].append(picked[:, i])
     reasons = {
         f"reason_{i + 1}": pl.Series(
             f"reason_{i + 1}",
@@ -129,6 +217,47 @@ def reason_codes(
         for i in range(count)
     }
     return pl.DataFrame({"account_id": frame["account_id"], **reasons})
+
+
+def _reasons_of_batch(
+    booster: xgb.Booster,
+    x: np.ndarray,
+    ref: np.ndarray,
+    allowed: np.ndarray,
+    count: int,
+    approx: bool,
+    nthread: int,
+) -> np.ndarray:
+    """Column indices of each row's reasons (-1: none), see :func:`reason_codes`."""
+    names = model_features(booster)
+    rows = np.arange(x.shape[0])
+    chosen = np.full((x.shape[0], count), -1, dtype=np.int64)
+    if x.shape[0] == 0:
+        return chosen
+
+    def dmatrix(m: np.ndarray) -> xgb.DMatrix:
+        return xgb.DMatrix(m, feature_names=names, missing=np.nan, nthread=nthread)
+
+    contribs = booster.predict(dmatrix(x), pred_contribs=True, approx_contribs=approx)[:, :-1]  # last: bias
+    at_reference = (x == ref) | (np.isnan(x) & np.isnan(ref))
+    strength = np.where(allowed & ~at_reference & (contribs > 0.0), contribs, -np.inf)
+    order = np.argsort(-strength, axis=1, kind="stable")
+    margin = booster.predict(dmatrix(x), output_margin=True)
+    found = np.zeros(x.shape[0], dtype=np.int64)
+    # Candidates are tried best first, one per row per round; rows leave once they have `count` reasons
+    # or no candidate left, so a round predicts only the rows still open (a few rounds in practice).
+    for k in range(order.shape[1]):
+        col = order[:, k]
+        open_rows = rows[(found < count) & np.isfinite(strength[rows, col])]
+        if open_rows.size == 0:
+            break
+        swapped = x[open_rows].copy()
+        swapped[np.arange(open_rows.size), col[open_rows]] = ref[col[open_rows]]
+        raises = margin[open_rows] - booster.predict(dmatrix(swapped), output_margin=True) > 0.0
+        hit = open_rows[raises]
+        chosen[hit, found[hit]] = col[hit]
+        found[hit] += 1
+    return chosen
 
 
 def needs_exact_reasons(
@@ -165,6 +294,7 @@ def score_accounts(
     model_version: str,
     method: Method = "mixed",
     previous_pd: pl.DataFrame | None = None,
+    reference: Reference | None = None,
 ) -> pl.DataFrame:
     """PD, score, grade and reason codes for every row of a feature snapshot, sorted by account_id.
 
@@ -173,6 +303,8 @@ def score_accounts(
         method: ``exact`` / ``approx`` TreeSHAP for all, or ``mixed`` (exact where
             :func:`needs_exact_reasons` says so).
         previous_pd: the previous scoring run's ``account_id, pd``, for the PD-rise trigger.
+        reference: the whole book's :func:`reason_reference` when ``features`` is part of it (a shard);
+            by default that of ``features``.
     """
     nthread = definition.hyperparameters.nthread
     snapshot = features.sort("account_id")
@@ -188,9 +320,11 @@ def score_accounts(
     else:
         exact = pl.Series("exact", [method == "exact"] * snapshot.height, dtype=pl.Boolean)
     count = definition.reason_codes.count
+    if reference is None:
+        reference = reason_reference(snapshot, model_features(booster))
     parts = [
-        reason_codes(booster, snapshot.filter(exact), count, approx=False, nthread=nthread),
-        reason_codes(booster, snapshot.filter(~exact), count, approx=True, nthread=nthread),
+        reason_codes(booster, snapshot.filter(exact), count, approx=False, nthread=nthread, reference=reference),
+        reason_codes(booster, snapshot.filter(~exact), count, approx=True, nthread=nthread, reference=reference),
     ]
     reasons = pl.concat(parts).sort("account_id")
     return (

@@ -133,7 +133,14 @@ def score_shard(
     from pipelines.features import FEATURES_FILE, FEATURES_ZONE
     from pipelines.model_definition import load_model_definition
     from pipelines.registry import ModelRegistry
-    from pipelines.score import SCORES_FILE, SCORES_ZONE, model_features, score_accounts, scores_dir
+    from pipelines.score import (
+        SCORES_FILE,
+        SCORES_ZONE,
+        model_features,
+        reason_reference,
+        score_accounts,
+        scores_dir,
+    )
 
     definition = load_model_definition(cfg)
     registry = ModelRegistry(root)
@@ -146,8 +153,21 @@ def score_shard(
         _read_filtered(lake.parquet_files(previous), shard, n_shards).select("account_id", "pd")
         if lake.is_complete(previous) else None
     )
-    scores = score_accounts(booster, features, definition, version, cfg.model.reason_code_method, previous_pd)
+    # Reasons are judged against the whole book's reference, not the shard's: any shard count, same reasons.
+    book = _whole_book(root, FEATURES_ZONE, as_of, FEATURES_FILE, n_shards)
+    reference = reason_reference(book, model_features(booster))
+    scores = score_accounts(
+        booster, features, definition, version, cfg.model.reason_code_method, previous_pd, reference
+    )
     return lake.publish_frames(shard_dir(root, SCORES_ZONE, as_of, shard, n_shards), {SCORES_FILE: scores})
+
+
+def _whole_book(root: Path, zone: str, as_of: dt.date, name: str, n_shards: int) -> pl.LazyFrame:
+    """A lazy scan of one file of a zone over every account: the merged partition, else all shards."""
+    merged = lake.derived_partition(root, zone, as_of)
+    if lake.is_complete(merged):
+        return pl.scan_parquet(merged / name)
+    return pl.scan_parquet([d / name for d in _complete_shards(root, zone, as_of, n_shards)])
 
 
 def merge_scores(root: Path, as_of: dt.date, n_shards: int) -> Path:

@@ -49,7 +49,7 @@ import polars as pl
 
 from pipelines import lake
 from pipelines.config import RisklineConfig
-from pipelines.contract import CONTRACT, DATASETS
+from pipelines.contract import CONTRACT, DATASETS, KEY_IS_VALID, valid_identifier, valid_key
 from pipelines.ingest import IngestError, read_landing
 from pipelines.outputs import OUTPUTS
 
@@ -66,7 +66,9 @@ ACCOUNT_KNOWN = "account_is_known"  # same names as pipelines.gx_suites (kept he
 LOAN_KNOWN = "loan_is_known"
 SAMPLE_ROWS = 5
 _KEEP_UNEXPECTED = 20  # unexpected values/indices kept per expectation in the persisted GX result
-_REFERENCE_FLAGS = {ACCOUNT_KNOWN: ("account_id",), LOAN_KNOWN: ("loan_id", "account_id")}
+_REFERENCE_FLAGS = {ACCOUNT_KNOWN: ("account_id",), LOAN_KNOWN: ("loan_id", "account_id")} | {
+    c.valid_flag: (c.name,) for ds in CONTRACT.values() for c in ds.columns if c.identifier
+}
 _NEXT_STEP = {
     "schema drift": "upstream changed the extract: ask the data owner to fix it (or agree a contract change in "
                     "pipelines/contract.py and regenerate the suites), then rerun",
@@ -611,13 +613,24 @@ def add_reference_flags(frame: pl.DataFrame, refs: References) -> pl.DataFrame:
     return frame.with_columns(flags) if flags else frame
 
 
+def add_key_flags(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    """Pre-compute identifier validity with the very expressions de-duplication uses (contract.py), so the
+    rows ingest refused to de-duplicate are exactly the rows quarantined as ``invalid_<column>``."""
+    flags = [valid_identifier(c.name).fill_null(True).alias(c.valid_flag)
+             for c in CONTRACT[dataset].columns if c.identifier and c.name in frame.columns]
+    key = list(CONTRACT[dataset].key)
+    if set(key) <= set(frame.columns):
+        flags.append(valid_key(key).alias(KEY_IS_VALID))
+    return frame.with_columns(flags)
+
+
 def validate_landing(
     frame: pl.DataFrame, dataset: str, day: dt.date, cfg: RisklineConfig, refs: References,
     *, kind: Kind = "landing", notes: Iterable[str] = (),
 ) -> LandingValidation:
     """Validate one conformed, de-duplicated landing (or curated) frame of ``dataset`` for ``day``."""
     params, missing, extra_notes = landing_parameters(dataset, day, cfg, refs, frame.height)
-    flagged = add_reference_flags(frame, refs)
+    flagged = add_key_flags(add_reference_flags(frame, refs), dataset)
     report, reasons = validate_frame(
         dataset, flagged, kind=kind, date=day, cfg=cfg, parameters=params, missing=missing,
         key=list(CONTRACT[dataset].key), notes=[*notes, *extra_notes],

@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FIRST_RUN = dt.date(2026, 6, 27)
 END = FIRST_RUN + dt.timedelta(days=3)  # landed, not ingested: the next three nights
 ACCOUNTS = 3_000  # about 2,500 open lines on the night
-# 150 days of history: the OOT snapshot is D - 90 (labels.horizon_days); the weekly training snapshots before
+# 150 days of history: the OOT snapshot is D - 97 (labels.gap_days + horizon_days); the weekly training snapshots before
 # it reach back to the first day (plan_snapshots drops dates without data).
 DAYS = 150
 TRAINING_SNAPSHOTS = 8

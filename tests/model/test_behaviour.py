@@ -8,10 +8,10 @@ import pytest
 import xgboost as xgb
 
 from pipelines.contract import PROTECTED_ATTRIBUTES
-from pipelines.feature_dictionary import FEATURE_NAMES, feature
+from pipelines.feature_dictionary import feature, reason_features
 from pipelines.model_definition import ModelDefinition
 from pipelines.registry import ModelRegistry, version_id
-from pipelines.score import predict_pd, reason_codes, score_accounts
+from pipelines.score import predict_pd, reason_codes, reason_reference, score_accounts
 from pipelines.train import TrainedModel, train_model
 
 
@@ -58,20 +58,34 @@ def test_reason_codes_name_dictionary_features_that_raised_pd(trained: TrainedMo
     accounts = book.oot.head(400)
     reasons = reason_codes(trained.booster, accounts, count=3, approx=approx)
     named = {v for c in ("reason_1", "reason_2", "reason_3") for v in reasons[c].drop_nulls()}
-    assert named and named <= set(FEATURE_NAMES)
+    assert named and named <= reason_features()
     assert all(feature(name).risk_phrase_en and feature(name).risk_phrase_zh for name in named)
     # a reason_2 never appears without a reason_1 (positives are filled first, nulls last)
     assert (reasons["reason_1"].is_null() & reasons["reason_2"].is_not_null()).sum() == 0
-    # Each reason's SHAP contribution is positive and the reasons come in falling order.
+    names = list(trained.feature_names)
+    x = accounts.select(names).cast(pl.Float32).to_numpy()
     contribs = trained.booster.predict(
-        xgb.DMatrix(accounts.select(trained.feature_names).to_numpy(), feature_names=list(trained.feature_names)),
-        pred_contribs=True, approx_contribs=approx,
+        xgb.DMatrix(x, feature_names=names), pred_contribs=True, approx_contribs=approx,
     )
-    index = {name: i for i, name in enumerate(trained.feature_names)}
+    margin = trained.booster.predict(xgb.DMatrix(x, feature_names=names), output_margin=True)
+    reference = reason_reference(accounts, names)
+    index = {name: i for i, name in enumerate(names)}
+
+    def raises_vs_reference(row: int, name: str) -> bool:
+        swapped = x[row : row + 1].copy()
+        swapped[0, index[name]] = np.nan if reference[name] is None else reference[name]
+        return bool(margin[row] - trained.booster.predict(xgb.DMatrix(swapped, feature_names=names),
+                                                          output_margin=True)[0] > 0)
+
     for row, (r1, r2) in enumerate(zip(reasons["reason_1"], reasons["reason_2"], strict=True)):
         if r1 is not None:
-            assert contribs[row, index[r1]] > 0
-            assert contribs[row, index[r1]] == contribs[row, :-1].max()
+            # positive SHAP, a value away from the book's reference that raises PD against it...
+            assert contribs[row, index[r1]] > 0 and x[row, index[r1]] != reference[r1]
+            assert raises_vs_reference(row, r1)
+            # ...and no allowed feature with a larger contribution met those conditions
+            for name in names:
+                if name in reason_features() and contribs[row, index[name]] > contribs[row, index[r1]]:
+                    assert x[row, index[name]] == reference[name] or not raises_vs_reference(row, name)
         if r2 is not None:
             assert 0 < contribs[row, index[r2]] <= contribs[row, index[r1]]
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from pipelines import ingest, lake
-from pipelines.contract import CONTRACT
+from pipelines.contract import CONTRACT, valid_key
 
 DAY = dt.date(2026, 11, 20)
 UTC = dt.timezone.utc
@@ -84,13 +84,72 @@ def test_conform_casts_money_to_exact_cents_and_keeps_extras():
     "amount, cents",
     [
         (pl.Series([12.3, 0.125, -0.125], dtype=pl.Float64), [1230, 13, -13]),  # float rounded half away from 0
-        (pl.Series([12, 0, 7], dtype=pl.Int32), [1200, 0, 700]),
         (pl.Series([D("1.500"), D("2.000"), D("0.010")], dtype=pl.Decimal(18, 3)), [150, 200, 1]),
+        # decimal(38,18) is lossless when every value is whole cents and fits the bound
+        (pl.Series([D("1.5"), D("999999.99"), D("-0.01")], dtype=pl.Decimal(38, 18)), [150, 99999999, -1]),
     ],
 )
 def test_money_casts_that_are_accepted(amount: pl.Series, cents: list[int]):
-    out = ingest.conform_to_contract(_behaviour(amount=amount), CONTRACT["behaviour"])
+    out = ingest.conform_to_contract(_behaviour(amount=amount), CONTRACT["behaviour"], {"amount": 1_000_000})
     assert out["amount_cents"].to_list() == cents
+
+
+def test_integer_money_is_read_as_cents_only_when_the_name_declares_it():
+    frame = _behaviour().drop("amount").with_columns(pl.Series("amount_cents", [None, 1230, 7], dtype=pl.Int32))
+    out = ingest.conform_to_contract(frame, CONTRACT["behaviour"], {"amount": 1_000_000})
+    # amount_cents is the unit declared by name: 1230 is 12.30 CNY, not 1230 CNY (no x100).
+    assert out["amount_cents"].to_list() == [None, 1230, 7]
+    assert out.columns.count("amount_cents") == 1
+
+
+@pytest.mark.parametrize(
+    "frame, bound, fragment",
+    [
+        # cents read as yuan was a silent 100x: an integer under the plain name is refused
+        (_behaviour(amount=pl.Series([12, 0, 7], dtype=pl.Int32)), None, "ambiguous"),
+        (_behaviour(amount=pl.Series([1.0, float("nan"), 2.0])), None, "not a finite number"),
+        (_behaviour(amount=pl.Series([1.0, float("inf"), 2.0])), None, "not a finite number"),
+        (_behaviour(amount=pl.Series([1.0, 2_000_000.0, 2.0])), 1_000_000, "beyond the plausible bound"),
+        (_behaviour(amount=pl.Series([D("1"), D("-1E+7"), D("2")], dtype=pl.Decimal(18, 2))), 1_000_000,
+         "beyond the plausible bound"),
+        # 1e19 yuan overflows int64 cents whatever the configured bound: no polars exception escapes
+        (_behaviour(amount=pl.Series([D("1"), D("1E+19"), D("2")], dtype=pl.Decimal(38, 18))), None,
+         "beyond the plausible bound"),
+        (_behaviour(amount=pl.Series([D("1.001"), D("1"), D("2")], dtype=pl.Decimal(38, 18))), None,
+         "fractions of a cent"),
+        (_behaviour(amount=pl.Series([1e300, 1.0, 2.0])), None, "beyond the plausible bound"),
+        (_behaviour().drop("amount").with_columns(pl.Series("amount_cents", [1, 2**64 - 1, 3], dtype=pl.UInt64)),
+         None, "beyond the plausible bound"),
+        (_behaviour().with_columns(amount_cents=pl.Series([1, 2, 3])), None, "both amount and amount_cents"),
+        (_behaviour().drop("amount").with_columns(amount_cents=pl.Series([1.0, 2.0, 3.0])), None, "integer cents"),
+    ],
+)
+def test_ambiguous_or_implausible_money_is_a_contract_error(frame: pl.DataFrame, bound, fragment: str):
+    with pytest.raises(ingest.ContractError, match=fragment) as err:
+        ingest.conform_to_contract(frame, CONTRACT["behaviour"], {"amount": bound} if bound else None)
+    assert err.value.column.startswith("amount") and err.value.hint
+
+
+@pytest.mark.parametrize(
+    "entries, data, side, refused",
+    [
+        # what a Spark/Hadoop writer leaves: data, marker, commit markers, checksums -- read or ignored on purpose
+        ([("part-00000-1f3e.snappy.parquet", "file"), ("_SUCCESS", "file"), ("_committed_42", "file"),
+          ("_started_42", "file"), (".part-00000-1f3e.snappy.parquet.crc", "file"), ("._SUCCESS.crc", "file")],
+         ["part-00000-1f3e.snappy.parquet"], ["._SUCCESS.crc", ".part-00000-1f3e.snappy.parquet.crc",
+                                               "_SUCCESS", "_committed_42", "_started_42"], []),
+        # a non-Parquet name is still a data file: the read fails loudly instead of skipping it
+        ([("part-0.csv", "file"), ("_SUCCESS", "file")], ["part-0.csv"], ["_SUCCESS"], []),
+        ([("batch=1", "folder"), ("gone.parquet", "dangling_link"), (".part-1.parquet", "file"),
+          ("_temporary", "folder"), ("_manifest", "file"), ("fifo", "special"), ("v/a.parquet", "file")],
+         [], [], ["batch=1", "gone.parquet", ".part-1.parquet", "_temporary", "_manifest", "fifo", "v/a.parquet"]),
+    ],
+)
+def test_every_landing_entry_is_read_ignored_on_purpose_or_refused(entries, data, side, refused):
+    got_data, got_side, got_refused = ingest.account_for_entries(entries)
+    assert got_data == data and got_side == side
+    assert sorted(n for n, _ in got_refused) == sorted(refused)
+    assert len(got_data) + len(got_side) + len(got_refused) == len(entries)  # nothing falls through
 
 
 @pytest.mark.parametrize(
@@ -128,6 +187,31 @@ def test_keep_latest_delivery_prefers_later_file_then_later_row():
     assert dropped == 2
     assert out.filter(pl.col("event_id") == "e1")["channel"].to_list() == ["third-file"]
     assert out["event_id"].null_count() == 1  # null keys are kept for quarantine, not silently dropped
+
+
+@pytest.mark.parametrize(
+    "value, valid",
+    [("P20261120-0000001", True), ("acc:1.x_y", True), ("A" * 64, True), ("A" * 65, False), ("", False),
+     (" A1", False), ("A1 ", False), ("A1\n", False), ("A 1", False), ("账户1", False), (None, False)],
+)
+def test_valid_key_is_the_contract_identifier_rule(value, valid: bool):
+    frame = pl.DataFrame({"account_id": [value]}, schema={"account_id": pl.String})
+    # a trailing newline must not pass: the pattern's $ is the very end of the text in polars (Rust regex)
+    assert frame.select(valid_key(["account_id"]))[0, 0] is valid
+
+
+def test_invalid_keys_are_never_deduplicated():
+    frame = pl.DataFrame(
+        {
+            "payment_id": ["", "", " P1", "P1", "P1 ", "P\n"],
+            "amount": [1, 2, 3, 4, 5, 6],
+            "_file_order": [0] * 6,
+            "_row_order": list(range(6)),
+        }
+    ).with_columns(pl.col("payment_id").str.replace("\\n", "\n", literal=True))
+    out, dropped = ingest.keep_latest_delivery(frame, ["payment_id"])
+    # Two empty ids are two payments, " P1" is not "P1": every row survives for validation to quarantine.
+    assert dropped == 0 and sorted(out["amount"].to_list()) == [1, 2, 3, 4, 5, 6]
 
 
 def test_split_row_defects_follows_the_validation_reasons():

@@ -23,7 +23,8 @@ from pipelines.ledger import build_ledger
 
 D = dt.date
 S = D(2024, 3, 31)  # snapshot date
-H = LabelsConfig()  # 90 days, 30 DPD: the horizon ends Jun 29
+# 90 days, 30 DPD, no gap: the window is (s, s+90] and ends Jun 29 (the gap has its own test below)
+H = LabelsConfig(gap_days=0)
 END = D(2024, 6, 29)
 UTC = dt.timezone.utc
 
@@ -90,7 +91,7 @@ def test_labels_on_a_hand_built_book():
     # EDGE29 peaks at 29 (one day short), TOOLATE at 28 on Jun 29 (due Jun 1)
     assert (worst["EDGE29"], worst["TOOLATE"], worst["CLEAN"]) == (29, 28, 0)
     assert labels.schema["bad"] == pl.Int8 and set(labels["snapshot_date"]) == {S}
-    assert labels["horizon_days"].unique().to_list() == [90]
+    assert labels["horizon_days"].unique().to_list() == [90] and labels["gap_days"].unique().to_list() == [0]
 
 
 def test_labels_use_nothing_after_the_horizon():
@@ -109,7 +110,7 @@ def test_immature_snapshot_is_refused():
 
 def test_shorter_horizon_from_config():
     book = _book()
-    short = LabelsConfig(horizon_days=45)  # ends May 15: BAD reaches only 15 DPD by then
+    short = LabelsConfig(horizon_days=45, gap_days=0)  # ends May 15: BAD reaches only 15 DPD by then
     ledger = build_ledger(book["installments"], book["payments"], S + dt.timedelta(days=45))
     got = dict(zip(*build_labels(book["accounts"], ledger, S, short).select("account_id", "bad")
                    .to_dict(as_series=False).values(), strict=True))
@@ -126,6 +127,7 @@ def _publish_book(root: Path, book: dict[str, pl.LazyFrame]) -> None:
 
 
 def test_build_labels_for_reads_the_curated_zone(data_root, cfg):
+    cfg = cfg.model_copy(update={"labels": H})
     _publish_book(data_root, _book())
     labels = build_labels_for(data_root, S, cfg)
     assert_frame_equal(labels, _labels(_book()))
@@ -134,9 +136,37 @@ def test_build_labels_for_reads_the_curated_zone(data_root, cfg):
 
 
 def test_build_labels_for_needs_the_horizon_end_partitions(data_root, cfg):
+    cfg = cfg.model_copy(update={"labels": H})
     _publish_book(data_root, _book())
     lake.remove_partition(lake.partition_dir(data_root, "curated", "payments", END))
     with pytest.raises(LabelsNotMaturedError, match="no complete payments partition for 2024-06-29"):
         build_labels_for(data_root, S, cfg)
     with pytest.raises(LabelsNotMaturedError, match="after the run date"):
         build_labels_for(data_root, S, cfg, as_of=D(2024, 6, 1))
+
+
+def test_the_outcome_window_starts_gap_days_after_the_snapshot():
+    drawn = D(2024, 1, 15)
+    accounts = [(acc, D(2023, 1, 1), 100_000, "active", None, None, None, None, S) for acc in ("EARLY", "LATE")]
+    book = {
+        "accounts": _frame("accounts", accounts),
+        # EARLY: due Mar 2, 29 DPD at s, 30-31 DPD on Apr 1-2, repaid Apr 3: its arrears are in the features of s
+        # LATE: due Jun 5, unpaid: 30 DPD on Jul 5, after the classic window (ends Jun 29)
+        "installments": _frame(
+            "installments", [_inst("EARLY", D(2024, 3, 2), drawn), _inst("LATE", D(2024, 6, 5), drawn)]
+        ),
+        "payments": _frame("payments", [_pay("EARLY", D(2024, 4, 3))]),
+    }
+    gap = LabelsConfig(gap_days=7)  # window (Apr 7, Jul 6]: matures on Jul 6
+    ledger = build_ledger(book["installments"], book["payments"], D(2024, 7, 6))
+
+    def bad(cfg: LabelsConfig) -> dict[str, int]:
+        labels = build_labels(book["accounts"], ledger, S, cfg)
+        return dict(zip(labels["account_id"], labels["bad"], strict=True))
+
+    assert bad(gap) == {"EARLY": 0, "LATE": 1}
+    assert bad(H) == {"EARLY": 1, "LATE": 0}  # the classic window counts what the gap leaves out
+    assert is_matured(S, D(2024, 7, 6), gap) and not is_matured(S, D(2024, 7, 5), gap)
+    with pytest.raises(LabelsNotMaturedError, match="needs data up to 2024-07-06"):
+        build_labels(book["accounts"], build_ledger(book["installments"], book["payments"], D(2024, 7, 5)), S, gap)
+    assert LabelsConfig().gap_days == 7  # the default keeps a week between features and outcomes

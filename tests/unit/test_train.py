@@ -17,6 +17,7 @@ from pipelines.train import (
     InsufficientHistoryError,
     config_hash,
     label_snapshot,
+    load_labels,
     plan_snapshots,
     run_training,
     sample_accounts,
@@ -35,6 +36,9 @@ def test_plan_uses_matured_snapshots_and_keeps_oot_apart():
     assert plan.early_stopping_dates == (dt.date(2026, 8, 20),)
     assert all(s + dt.timedelta(days=90) <= D for s in (*plan.training_dates, plan.oot_date))
     assert plan.oot_date not in plan.training_dates
+    # with a 7-day gap before the outcome window every snapshot moves a week back: D - 7 - 90
+    gapped = plan_snapshots(D, 90, cfg, gap_days=7)
+    assert (gapped.oot_date, gapped.early_stopping_dates) == (dt.date(2026, 8, 20), (dt.date(2026, 8, 13),))
 
 
 def test_plan_drops_snapshots_before_the_data_and_fails_when_too_few_remain():
@@ -120,15 +124,15 @@ def test_config_hash_follows_the_definition(cfg):
 
 
 def test_run_training_reads_the_cached_snapshots_and_fingerprints_them(tmp_path, cfg):
-    # A tiny lake: curated accounts from 2026-08-01, and cached features + labels for the 4 planned dates.
+    # A tiny lake: curated accounts from 2026-07-25, and cached features + labels for the 4 planned dates.
     committed = Path(cfg.source_dir) / cfg.model.definition
     one_thread = tmp_path / "pd_model.yaml"  # one thread: see tests/model/conftest.py
     one_thread.write_text(committed.read_text().replace("nthread: 2", "nthread: 1"))
     small = cfg.model_copy(update={"model": ModelConfig(
         definition=str(one_thread), training_snapshots=3, early_stopping_snapshots=1)})
     definition = load_model_definition(small)
-    plan = plan_snapshots(D, small.labels.horizon_days, small.model)
-    lake.publish_frames(lake.partition_dir(tmp_path, "curated", "accounts", dt.date(2026, 8, 1)),
+    plan = plan_snapshots(D, small.labels.horizon_days, small.model, gap_days=small.labels.gap_days)
+    lake.publish_frames(lake.partition_dir(tmp_path, "curated", "accounts", dt.date(2026, 7, 25)),
                         {"part-0.parquet": pl.DataFrame({"account_id": ["A"]})})
     rng = np.random.default_rng(5)
     for i, s in enumerate((*plan.training_dates, plan.oot_date)):
@@ -137,16 +141,31 @@ def test_run_training_reads_the_cached_snapshots_and_fingerprints_them(tmp_path,
         lake.publish_frames(features.feature_partition(tmp_path, s),
                             {features.FEATURES_FILE: book.drop("bad").with_columns(**extra)})
         lake.publish_frames(labels.labels_partition(tmp_path, s), {labels.LABELS_FILE: book.select(
-            "account_id", pl.col("as_of_date").alias("snapshot_date"), "bad")})
+            "account_id", pl.col("as_of_date").alias("snapshot_date"), "bad",
+            horizon_days=pl.lit(small.labels.horizon_days), gap_days=pl.lit(small.labels.gap_days))})
 
     result = run_training(tmp_path, D, small)
     assert result.created and result.promoted and result.champion == result.version
     manifest = ModelRegistry(tmp_path).record(result.version).manifest
-    assert manifest["training_window"]["oot_date"] == "2026-08-27"
+    # 2026-11-25 - 7 days of gap - 90 days of horizon: the newest snapshot whose outcome window is observed
+    assert manifest["training_window"]["oot_date"] == "2026-08-20"
     assert sorted(manifest["inputs"]["features"]) == sorted(s.isoformat() for s in (*plan.training_dates, plan.oot_date))
-    first = manifest["inputs"]["features"]["2026-08-27"][0]
-    assert first["file"] == "features/as_of_date=2026-08-27/features.parquet" and len(first["sha256"]) == 64
+    first = manifest["inputs"]["features"]["2026-08-20"][0]
+    assert first["file"] == "features/as_of_date=2026-08-20/features.parquet" and len(first["sha256"]) == 64
     assert manifest["rows"]["oot"]["rows"] == 1500 and manifest["config_hash"]
     # the same lake tomorrow morning (a rerun): same bytes, same version, nothing new in the history
     again = run_training(tmp_path, D, small)
     assert (again.version, again.created) == (result.version, False)
+
+
+def test_cached_labels_of_another_outcome_window_are_not_trained_on(tmp_path, cfg):
+    # Labels cached before labels.gap_days existed (or with another horizon) describe another window:
+    # load_labels must rebuild them from the curated zone, here absent, rather than train on them.
+    s = dt.date(2026, 8, 20)
+    stale = pl.DataFrame({"account_id": ["A"], "snapshot_date": [s], "bad": [1], "horizon_days": [90]})
+    lake.publish_frames(labels.labels_partition(tmp_path, s), {labels.LABELS_FILE: stale})
+    with pytest.raises(labels.LabelsNotMaturedError, match="cannot label snapshot 2026-08-20"):
+        load_labels(tmp_path, s, cfg)
+    fresh = stale.with_columns(gap_days=pl.lit(cfg.labels.gap_days))
+    lake.publish_frames(labels.labels_partition(tmp_path, s), {labels.LABELS_FILE: fresh})
+    assert load_labels(tmp_path, s, cfg).equals(fresh)

@@ -1,0 +1,58 @@
+"""Keys are valid strings; a bad key never de-duplicates a real row away (issue 14, class 5).
+
+Two different payments that both arrive with an empty ``payment_id`` used to be "one redelivered payment":
+one was dropped and the other curated with an empty id. Padded ids (``" P2"``) passed as new keys. Now a key
+that is empty, padded, too long or outside the contract charset is quarantined with ``invalid_<column>``,
+and de-duplication runs only on valid keys, so every such row reaches quarantine (money is held, not lost).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from small_drops import DAY, accounts, land_all, lenient, money, payments
+
+from pipelines import ingest, lake
+
+FILE = "part-00000.parquet"
+
+
+def _ingest(root: Path, cfg) -> dict[str, ingest.IngestResult]:
+    return {r.dataset: r for r in ingest.ingest_date(root, DAY, lenient(cfg))}
+
+
+def _zone(root: Path, zone: str, dataset: str) -> pl.DataFrame:
+    return lake.read_partition(lake.partition_dir(root, zone, dataset, DAY))
+
+
+@pytest.mark.parametrize(
+    "bad_ids",
+    [["", ""], [" P3", "P3 "], ["P\t3", "P3\n"], ["P" * 65, "P" * 65], ["付款3", "P 3"]],
+    ids=["empty_twice", "padded", "control_chars", "too_long_twice", "outside_charset"],
+)
+def test_payments_with_invalid_ids_are_all_quarantined_none_deduplicated(tmp_path: Path, cfg, bad_ids):
+    extra = pl.DataFrame({"payment_id": bad_ids, "account_id": ["A2", "A2"], "loan_id": ["L1", "L1"],
+                          "paid_at": payments()["paid_at"].head(2), "amount": money("10.00", "20.00")})
+    land_all(tmp_path, payments={FILE: pl.concat([payments(), extra])})
+    res = _ingest(tmp_path, cfg)["payments"]
+    assert res.duplicates_dropped == 0, res.describe()  # two payments are two payments, whatever their ids
+    quarantined = _zone(tmp_path, "quarantine", "payments")
+    assert sorted(quarantined["amount_cents"].to_list()) == [1000, 2000]  # both held, nothing lost
+    assert set(quarantined["quarantine_reason"]) == {"invalid_payment_id"}
+    assert _zone(tmp_path, "curated", "payments")["payment_id"].sort().to_list() == ["P1", "P2"]
+
+
+def test_a_valid_redelivered_payment_is_still_deduplicated(tmp_path: Path, cfg):
+    land_all(tmp_path, payments={FILE: pl.concat([payments(), payments().head(1)])})
+    res = _ingest(tmp_path, cfg)["payments"]
+    assert (res.duplicates_dropped, res.rows_curated, res.quarantined) == (1, 2, 0)
+
+
+def test_a_padded_account_id_is_quarantined_not_a_second_account(tmp_path: Path, cfg):
+    snapshot = pl.concat([accounts(), accounts().head(1).with_columns(pl.lit("A1 ").alias("account_id"))])
+    land_all(tmp_path, accounts={FILE: snapshot})
+    res = _ingest(tmp_path, cfg)["accounts"]
+    assert res.quarantine_reasons == {"invalid_account_id": 1}, res.describe()
+    assert _zone(tmp_path, "curated", "accounts")["account_id"].sort().to_list() == ["A1", "A2"]
