@@ -103,11 +103,15 @@ def resolve_pending_payments(
     rows = (
         quarantined.filter(pl.col("dt") <= as_of)
         .filter(~pl.col("payment_id").is_in(curated_ids.drop_nulls().implode()).fill_null(False))
-        # a payment quarantined on two days (redelivered, still defective) is one payment: its first delivery
         .sort("dt", "paid_at", "account_id", "loan_id", "amount_cents", nulls_last=True, maintain_order=True)
     )
-    keyed = rows.filter(pl.col("payment_id").is_not_null()).unique("payment_id", keep="first", maintain_order=True)
-    rows = pl.concat([keyed, rows.filter(pl.col("payment_id").is_null())])
+    # The same payment quarantined on two days (redelivered, still defective) is one payment: its first
+    # delivery. Only a usable id says "the same": rows with a null or blank id are each their own payment
+    # (de-duplicating them would lose real money), and one id on different payments is ambiguous.
+    usable_id = _trimmed("payment_id").is_not_null()
+    same = ["payment_id", "account_id", "loan_id", "amount_cents"]
+    keyed = rows.filter(usable_id).unique(same, keep="first", maintain_order=True)
+    rows = pl.concat([keyed, rows.filter(~usable_id)])
     loan_owner = loans.select("loan_id", pl.col("account_id").alias("loan_account_id")).unique("loan_id", keep="any")
     rows = rows.join(loan_owner, on="loan_id", how="left", maintain_order="left")
     only_references = (
@@ -115,7 +119,8 @@ def resolve_pending_payments(
     )
     resolves = (
         only_references
-        & pl.col("payment_id").is_not_null()
+        & usable_id
+        & ~pl.col("payment_id").is_duplicated()  # one id, two different payments: applying either could be wrong
         & (pl.col("amount_cents") > 0)
         & pl.col("account_id").is_in(snapshot_ids.implode())
         & (pl.col("account_id") == pl.col("loan_account_id"))

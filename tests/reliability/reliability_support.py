@@ -164,6 +164,7 @@ def deliver(root: Path, dataset: str, day: dt.date, files: dict[str, pl.DataFram
     """Replace a landing drop whole, as upstream delivers it: the files, then ``_SUCCESS``."""
     with lake.staged_partition(lake.partition_dir(root, "landing", dataset, day)) as tmp:
         for name, content in sorted(files.items()):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)  # a name may place a file in a subfolder
             if isinstance(content, bytes):
                 (tmp / name).write_bytes(content)
             else:

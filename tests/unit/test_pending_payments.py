@@ -49,6 +49,12 @@ ROWS = [
     ("PX", "A", "LA", YESTERDAY, 1_000, "unknown_account"),  # redelivered and curated since: superseded
     ("P9", "A", "LA", AS_OF + dt.timedelta(days=1), 50, "unknown_account"),  # after D: not known yet
     ("P10", "G", "LG", AS_OF - dt.timedelta(days=40), 60, "paid_at_outside_business_day"),  # hold lapsed
+    # blank ids identify nothing: two different payments, never de-duplicated into one
+    ("", "H", "LH", AS_OF, 111, "invalid_payment_id"),
+    ("", "J", "LJ", AS_OF, 222, "invalid_payment_id"),
+    # one id on two different payments (both otherwise resolvable): ambiguous, neither is applied
+    ("P11", "A", "LA", YESTERDAY, 70, "unknown_account"),
+    ("P11", "A", "LA", AS_OF, 80, "unknown_account"),
 ]
 
 
@@ -61,7 +67,8 @@ def test_resolved_waiting_and_superseded_payments():
     pending = resolve()
     assert pending.resolved["payment_id"].to_list() == ["P1", "P2"]
     assert pending.resolved.columns == [c for c in SCHEMA if c != "quarantine_reason"]
-    assert sorted(pending.waiting["payment_id"].drop_nulls()) == ["P10", "P3", "P4", "P5", "P6", "P7", "P8"]
+    assert sorted(pending.waiting["payment_id"].drop_nulls()) == ["", "", "P10", "P11", "P11", "P3", "P4", "P5",
+                                                                  "P6", "P7", "P8"]
     assert pending.waiting.filter(pl.col("payment_id") == "P3")["paid_on"].to_list() == [YESTERDAY]
 
 
@@ -69,19 +76,21 @@ def test_waiting_payments_hold_every_account_they_may_belong_to():
     holds = pending_holds(resolve().waiting, AS_OF, max_hold_days=30)
     got = {r["account_id"]: (r["pending_payments"], r["pending_cents"], r["pending_since"]) for r in holds.to_dicts()}
     assert got == {
-        "A": (1, -5, AS_OF),  # P7 (P1, P2 are applied)
+        "A": (3, 145, YESTERDAY),  # P7 and the two P11 (P1, P2 are applied)
         "B": (1, 2_000, YESTERDAY),  # P3 once
         "C": (1, 700, AS_OF),  # " C " trimmed, and C owns LC: one payment
         "D": (1, 800, AS_OF),  # P6 through its loan
         "E": (1, 300, AS_OF),
         "F": (1, 900, AS_OF),
         "G": (1, 900, AS_OF),  # P8 via its loan; P10 is 40 days old, past max_hold_days
+        "H": (1, 111, AS_OF),
+        "J": (1, 222, AS_OF),
     }
 
 
 @pytest.mark.parametrize("days, held", [(39, False), (40, True)])
 def test_a_hold_lapses_after_max_hold_days(days: int, held: bool):
-    holds = pending_holds(resolve([ROWS[-1]]).waiting, AS_OF, max_hold_days=days)
+    holds = pending_holds(resolve([r for r in ROWS if r[0] == "P10"]).waiting, AS_OF, max_hold_days=days)
     assert ("G" in set(holds["account_id"])) is held
 
 
