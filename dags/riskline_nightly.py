@@ -16,7 +16,14 @@ publish the four outputs all-or-nothing (assets `riskline_scores`, `riskline_lim
 riskline.yaml, default 1) as mapped tasks, each followed by a merge; outputs are identical for any count.
 
 **Manual runs (Trigger with params):** `retrain` (default true), `model_version` (pin a registered version;
-empty = the champion on D), `publish` (false = dry run into DATA_ROOT/staging).
+empty = the champion on D), `publish` (false = dry run on a private copy of the lake,
+DATA_ROOT/staging/as_of_date=D; nothing else changes), `force_chain` (run a night out of order).
+
+**Nights form a chain:** each night reads the previous night's limit history, so `decide` refuses a date whose
+previous night has not run or is stale, or that newer nights already followed (unless it is a rerun on the
+same previous night), unless `force_chain` is set (recorded in the manifest). A rerun that changes a night's
+limit history marks the later nights stale (`outputs/_stale/`); rebuild them with a backfill in order
+(`--max-active-runs 1`, `--reprocess-behavior completed`) or `riskline rebuild --from D`.
 
 **Backfills** never retrain unless `retrain_on_backfill` is set: a past date is scored with the model that
 was champion on that date. Rerunning a date replaces its partitions whole (same inputs, same bytes).
@@ -56,6 +63,9 @@ IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_expon
         ),
         "publish": Param(True, type="boolean", description="False = dry run: outputs go to DATA_ROOT/staging."),
         "retrain_on_backfill": Param(False, type="boolean", description="Retrain even in a backfill run."),
+        "force_chain": Param(False, type="boolean",
+                             description="Run this date even if it is out of order (previous night missing or stale, "
+                             "later nights exist); recorded in the manifest, later nights are marked stale."),
     },
 )
 def riskline_nightly() -> None:

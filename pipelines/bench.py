@@ -128,7 +128,7 @@ def ensure_book(spec: dict[str, Any], size: str, config: Path, log: Callable[[st
 
 
 def _env() -> dict[str, str]:
-    # spinning OpenMP threads starve a 2-core machine (see README); the run sets it too
+    # spinning OpenMP threads starve a 2-core machine; the run sets it too
     return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GX_ANALYTICS_ENABLED": "False"}
 
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines import lake
+from pipelines.chain import ChainError
 from pipelines.config import ConfigError, RisklineConfig, load_config
+from pipelines.nightly import dry_run_root
+from pipelines.publish import PublishIncompleteError
+
+if TYPE_CHECKING:  # the registry imports xgboost: kept out of `riskline --help`
+    from pipelines.registry import ModelRecord, ModelRegistry
 
 
 class CliError(Exception):
@@ -38,13 +46,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _dates(args: argparse.Namespace) -> list[dt.date]:
-    if args.date is not None:
+def _dates(args: argparse.Namespace, single: str = "date") -> list[dt.date]:
+    """The one date (``--date``, or the option named by ``single``) or the inclusive range, in order."""
+    one, flag = getattr(args, single), "--" + single.replace("_", "-")
+    if one is not None:
         if args.from_date or args.to_date:
-            raise CliError("give either --date or --from-date/--to-date, not both")
-        return [args.date]
+            raise CliError(f"give either {flag} or --from-date/--to-date, not both")
+        return [one]
     if not (args.from_date and args.to_date):
-        raise CliError("give --date D, or both --from-date and --to-date")
+        raise CliError(f"give {flag} D, or both --from-date and --to-date")
     if args.from_date > args.to_date:
         raise CliError(f"--from-date {args.from_date} is after --to-date {args.to_date}")
     days = (args.to_date - args.from_date).days + 1
@@ -84,12 +94,18 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
 
 def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines import chain
+    from pipelines.catalog import DATASETS
     from pipelines.ingest import IngestError, ingest_date
 
     dates = _dates(args)
     datasets = args.dataset or None
     failures = 0
+    stale: set[dt.date] = set()
     for i, day in enumerate(dates, 1):
+        # (published nights live on a local root only: on an object store there is nothing to mark stale)
+        before = {} if lake.is_remote(root) else {name: chain.curated_digest(root, name, day)
+                                                  for name in (datasets or DATASETS)}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
             results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)))
@@ -99,14 +115,28 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
             if not args.keep_going:
                 return 1
             continue
+        if before:
+            stale.update(chain.after_ingest(root, day, before))
         if len(dates) == 1 or args.verbose:
             for res in results:
                 print(res.describe())
         elif sys.stderr.isatty():
             print(f"\r[{i}/{len(dates)}] ingested {day}", end="", file=sys.stderr, flush=True)
+        elif i % _progress_step(len(dates)) == 0 or i == len(dates):
+            # a log file or a pipe (make, CI, Airflow) gets a line now and then instead of carriage returns
+            print(f"[{i}/{len(dates)}] ingested {day}", file=sys.stderr, flush=True)
     if len(dates) > 1:
         print(f"\ningested {len(dates) - failures}/{len(dates)} dates into {root / 'curated'}")
+    if stale:  # late data: the curated content changed under nights already published
+        nights = sorted(stale)
+        print(f"warning: published nights {', '.join(map(str, nights))} read curated data that this ingest "
+              f"changed; they are now stale (outputs/_stale/): {chain.rebuild_hint(nights)}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _progress_step(total: int) -> int:
+    """Every how many dates a range reports progress when not on a terminal: about ten lines in all."""
+    return max(1, -(-total // 10))
 
 
 def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
@@ -152,10 +182,16 @@ def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.registry import RegistryError
     from pipelines.score import run_scoring
 
+    from pipelines.features import IncompleteHistoryError
+
     try:
         path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
     except RegistryError as exc:
         raise CliError(str(exc)) from None
+    except IncompleteHistoryError as exc:  # no features of D, and the curated data to build them is missing
+        raise CliError(f"no features for {args.as_of} and none can be built: {exc} -> ingest the date first "
+                       f"(`riskline ingest --date {args.as_of}`), or run the whole night: "
+                       f"`riskline run --as-of {args.as_of}`") from None
     scores = lake.read_partition(path)
     grades = scores.group_by("grade").len().sort("grade")
     mix = "  ".join(f"{g}:{n}" for g, n in grades.iter_rows())
@@ -190,22 +226,26 @@ def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
                       f"({event.action}: {event.reason})")
         elif args.model_command == "show":
             rec = registry.record(args.version)
-            shown = {
-                "version": rec.version,
-                "champion_now": registry.champion() == rec.version,
-                "manifest": {k: v for k, v in rec.manifest.items() if k not in ("inputs", "definition")},
-                "oot": {k: v for k, v in rec.metrics["oot"].items() if k != "score_reference"},
-                "stability": rec.metrics["stability"],
-                "gate": rec.gate,
-            }
-            print(json.dumps(shown, indent=1, default=str))
+            if args.json:
+                shown = {
+                    "version": rec.version,
+                    "champion_now": registry.champion() == rec.version,
+                    "manifest": {k: v for k, v in rec.manifest.items() if k not in ("inputs", "definition")},
+                    "oot": {k: v for k, v in rec.metrics["oot"].items() if k != "score_reference"},
+                    "stability": rec.metrics["stability"],
+                    "gate": rec.gate,
+                }
+                print(json.dumps(shown, indent=1, default=str))
+            else:
+                print(describe_model(rec, registry))
         elif args.model_command == "promote":
             event = registry.set_champion(args.version, args.effective_from or today, "manual_promote",
                                           args.reason, recorded_at=now.isoformat())
             print(f"champion from {event.effective_from}: {event.version} (history #{event.seq})")
         else:
-            event = registry.rollback(args.effective_from or today, args.reason, recorded_at=now.isoformat())
+            event = registry.rollback(_rollback_date(args, root), args.reason, recorded_at=now.isoformat())
             print(f"rolled back: champion from {event.effective_from} is {event.version} (history #{event.seq})")
+            _say_rollback_reruns(root, event.effective_from)
         if args.model_command in ("promote", "rollback") and registry.champion() != event.version:
             # effective dates order the history, not the order of typing: say who serves latest
             print(f"note: a later-dated history entry keeps {registry.champion()} serving from its date on")
@@ -214,30 +254,97 @@ def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     return 0
 
 
+def _rollback_date(args: argparse.Namespace, root: Path) -> dt.date:
+    """A rollback serves from ``--effective-from``, else from the latest published business date: the
+    night published with the model being rolled back is itself rerun with the reinstated one."""
+    from pipelines.publish import read_latest
+
+    if args.effective_from is not None:
+        return args.effective_from
+    latest = read_latest(root)
+    if latest is None:
+        raise CliError("nothing is published yet, so there is no night to roll back from: "
+                       "give --effective-from YYYY-MM-DD (the first business date the previous champion serves)")
+    return latest
+
+
+def _say_rollback_reruns(root: Path, since: dt.date) -> None:
+    from pipelines import chain
+
+    nights = [n for n in chain.published_nights(root) if n >= since]
+    if nights:
+        print(f"published nights {nights[0]}..{nights[-1]} were decided with the rolled-back model: rerun them "
+              f"in order to republish them with the reinstated one: `riskline rebuild --from {nights[0]}`")
+
+
 def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.nightly import STAGES, RunLockedError, RunOptions, run_night
+    from pipelines.nightly import RunLockedError, RunOptions, run_night
+    from pipelines.publish import describe_latest
 
-    options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run)
-    print(f"riskline run {args.as_of} (data root {root})", flush=True)
-    started: list[str] = []
+    options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
+                         force_chain=args.force_chain)
+    dates = _dates(args, single="as_of")
+    for i, as_of in enumerate(dates):  # in order: each night reads the previous night's scores and limit history
+        print(f"riskline run {as_of} (data root {root})", flush=True)
+        started: list[str] = []
 
-    def progress(stage: str) -> None:
-        started.append(stage)
-        print(f"  [{STAGES.index(stage) + 1}/{len(STAGES)}] {stage} ...", flush=True)
+        def progress(stage: str, n: int, total: int) -> None:
+            started.append(stage)
+            print(f"  [{n}/{total}] {stage} ...", flush=True)
 
-    try:
-        result = run_night(root, args.as_of, cfg, options, progress=progress)
-    except RunLockedError as exc:
-        raise CliError(str(exc)) from None
-    except Exception as exc:  # the stage's own error says what failed and what to do next
-        print(f"error: run for {args.as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
-            print(f"the outputs of {args.as_of} were published; only the report failed: fix it and run "
-                  f"`riskline report --as-of {args.as_of}`", file=sys.stderr)
-        else:
-            print("nothing was published for this date; yesterday's outputs remain the latest", file=sys.stderr)
-        return 1
-    print(describe_run(result, root))
+        # only the first night of a range may need forcing; the rest follow it in order
+        night = options if i == 0 else RunOptions(**{**options.__dict__, "force_chain": False})
+        try:
+            result = run_night(root, as_of, cfg, night, progress=progress)
+        except (RunLockedError, ChainError) as exc:
+            raise CliError(f"run for {as_of}: {exc}" if len(dates) > 1 else str(exc)) from None
+        except PublishIncompleteError as exc:  # after the journal: some of D is out, a rerun completes it
+            print(f"error: run for {as_of} failed: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # the stage's own error says what failed and what to do next
+            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
+                print(f"the outputs of {as_of} were published; only the report failed: fix it and run "
+                      f"`riskline report --as-of {as_of}`", file=sys.stderr)
+            elif not options.publish:
+                print(f"dry run: nothing outside {dry_run_root(root, as_of)} was written", file=sys.stderr)
+            else:
+                print(f"nothing was published for {as_of}; {describe_latest(root)}", file=sys.stderr)
+            if as_of != dates[-1]:
+                print(f"stopped: the nights after {as_of} need its outputs; rerun from --from-date {as_of}",
+                      file=sys.stderr)
+            return 1
+        print(describe_run(result, result.root or root), flush=True)
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    """Rerun nights forward, in order, from --from to --to (default: the newest night in the lake)."""
+    from pipelines import chain
+    from pipelines.nightly import RunLockedError, RunOptions, run_night
+
+    last = args.to_date or max([*chain.night_dates(root), args.from_date])
+    if args.from_date > last:
+        raise CliError(f"--from {args.from_date} is after --to {last}")
+    days = [args.from_date + dt.timedelta(days=i) for i in range((last - args.from_date).days + 1)]
+    options = RunOptions(retrain=args.retrain, publish=True)
+    for i, day in enumerate(days, 1):
+        print(f"[{i}/{len(days)}] night {day} ...", flush=True)
+        # only the first night may need forcing (it starts the rebuild); the rest follow it in order
+        forced = RunOptions(**{**options.__dict__, "force_chain": args.force_chain and i == 1})
+        try:
+            result = run_night(root, day, cfg, forced)
+        except (RunLockedError, ChainError) as exc:
+            raise CliError(f"rebuild stopped at {day}: {exc}") from None
+        except PublishIncompleteError as exc:
+            raise CliError(f"rebuild stopped at {day}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - one line, and where to resume
+            raise CliError(f"rebuild stopped at {day}: {type(exc).__name__}: {exc} -> fix it, then "
+                           f"`riskline rebuild --from {day} --to {last}`") from None
+        print(f"  published {day}: " + ", ".join(f"{k} {v:,}" for k, v in result.stages["decide"]["actions"].items()))
+    left = sorted(d for d in chain.stale_nights(root) if d > last)
+    print(f"rebuilt {len(days)} nights {days[0]}..{last}"
+          + (f"; still stale after it: {', '.join(map(str, left))}" if left else ""))
     return 0
 
 
@@ -276,18 +383,60 @@ def describe_run(result, root: Path) -> str:
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")
+    from pipelines import chain
+
+    stale = sorted(chain.stale_nights(root))
+    if stale:  # late data or a rerun changed what these published nights read
+        lines.append(f"  stale published nights (outputs/_stale/): {', '.join(map(str, stale))}; "
+                     f"{chain.rebuild_hint(stale)}")
     if "report" in st:
         lines.append(f"  report: {st['report']['path']}")
     return "\n".join(lines)
 
 
+def describe_model(rec: ModelRecord, registry: ModelRegistry) -> str:
+    """``riskline model show``: one screen about a registered version (``--json`` has every field)."""
+    man, oot, gate = rec.manifest, rec.metrics.get("oot", {}), rec.gate
+    window = man.get("training_window", {})
+    rows = man.get("rows", {})
+
+    def metrics(m: dict) -> str:
+        shown = [f"{label} {m[k]:.4f}" for k, label in (("auc", "AUC"), ("ks", "KS"),
+                 ("calibration_error", "calibration error")) if isinstance(m.get(k), int | float)]
+        return ", ".join(shown) or "none recorded"
+
+    lines = [f"model {rec.version}" + ("  (champion now)" if registry.champion() == rec.version else "")]
+    lines.append(f"  trained on the night of {man.get('as_of', '?')}: {man.get('trees', '?')} trees (best "
+                 f"iteration {man.get('best_iteration', '?')}), sample rate {man.get('training_sample_rate', '?')}")
+    if window:
+        fit = window.get("fit_dates") or []
+        lines.append(f"  snapshots: fit {len(fit)} ({fit[0]} .. {fit[-1]}), early stopping "
+                     f"{len(window.get('early_stopping_dates') or [])}, out-of-time {window.get('oot_date')}"
+                     if fit else f"  out-of-time snapshot {window.get('oot_date')}")
+    if rows:
+        lines.append("  rows: " + ", ".join(f"{name} {r['rows']:,} ({r['bads']:,} bad)" for name, r in rows.items()))
+    lines.append(f"  OOT: {metrics(oot)}")
+    champion = rec.metrics.get("champion_on_same_oot")
+    if champion:
+        lines.append(f"  champion on the same OOT: {metrics(champion)}")
+    lines.append(f"  gate: {gate.get('summary') or ('passed' if gate.get('promote') else 'rejected')}")
+    for event in registry.history():
+        if event.version == rec.version:
+            lines.append(f"  champion from {event.effective_from} ({event.action}: {event.reason})")
+    lines.append(f"  code {man.get('code_version', '?')}, xgboost {man.get('xgboost_version', '?')}; "
+                 f"every field: riskline model show {rec.version} --json")
+    return "\n".join(lines)
+
+
 def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.publish import describe_latest
     from pipelines.summary import describe_published
 
     try:
         print(describe_published(root, args.as_of))
     except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc} -> run that night with `riskline run --as-of {args.as_of}`; "
+                       f"{describe_latest(root)}") from None
     return 0
 
 
@@ -384,29 +533,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("model", help="inspect the model registry; promote or roll back by hand")
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     msub.add_parser("list", help="registered versions (* = champion) and the champion history")
-    q = msub.add_parser("show", help="one version's manifest, OOT metrics, stability and gate decision")
+    q = msub.add_parser("show", help="one version's OOT metrics, gate decision and champion history")
     q.add_argument("version")
+    q.add_argument("--json", action="store_true", help="every field: manifest, OOT metrics, stability, gate")
     q = msub.add_parser("promote", help="make a version champion (recorded with time and reason)")
     q.add_argument("version")
     q.add_argument("--reason", required=True, help="why (kept in the champion history)")
     q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
     q = msub.add_parser("rollback", help="reinstate the previous champion (recorded with time and reason)")
     q.add_argument("--reason", required=True, help="why (kept in the champion history)")
-    q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
+    q.add_argument("--effective-from", type=_date,
+                   help="business date it serves from (default: the latest published business date, so a rerun of "
+                   "that night uses the reinstated champion)")
     p.set_defaults(func=cmd_model)
 
     p = sub.add_parser(
         "run",
-        help="the whole night for one business date, without Airflow",
+        help="the whole night for one business date (or several, in order), without Airflow",
         description="Ingest and validate the date's landing drop, build ledger and features, retrain (unless "
         "--no-retrain or --model-version), score, decide limits, collections and hardship offers, and publish "
-        "the four outputs with a run manifest to DATA_ROOT/outputs (all-or-nothing).",
+        "the four outputs with a run manifest to DATA_ROOT/outputs (all-or-nothing). With --from-date/--to-date, "
+        "every night of the range in order, stopping at the first that fails.",
     )
-    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.add_argument("--as-of", type=_date, help="business date D, YYYY-MM-DD")
+    p.add_argument("--from-date", type=_date, help="first business date of a range of nights (inclusive)")
+    p.add_argument("--to-date", type=_date, help="last business date of a range of nights (inclusive)")
     p.add_argument("--no-retrain", action="store_true", help="score with the champion serving on D")
     p.add_argument("--model-version", help="pin a registered model version (implies no retrain)")
-    p.add_argument("--dry-run", action="store_true", help="stage outputs under DATA_ROOT/staging, publish nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run on a private copy of the lake under DATA_ROOT/staging/as_of_date=D; nothing else changes")
+    p.add_argument("--force-chain", action="store_true",
+                   help="run even if the night is out of order (previous night missing or stale, later nights "
+                   "exist); recorded in the manifest, later nights are marked stale")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "rebuild",
+        help="rerun nights forward in order from a date (after a backfill, late data or a rollback)",
+        description="Run the nights --from D through --to E (default: the newest night in the lake) one after "
+        "another, each reading the limit history the one before it just left; stale marks clear as each "
+        "night is republished. Scores with the champion serving on each date unless --retrain.",
+    )
+    p.add_argument("--from", dest="from_date", type=_date, required=True, help="first night to rerun, YYYY-MM-DD")
+    p.add_argument("--to", dest="to_date", type=_date, help="last night (default: the newest night in the lake)")
+    p.add_argument("--retrain", action="store_true", help="retrain on each night (default: no, like a backfill)")
+    p.add_argument("--force-chain", action="store_true", help="allow the first night to start out of order")
+    p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser(
         "bench",
@@ -456,6 +628,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # Every stage error is one line with the next step; the traceback only on request.
+        if os.environ.get("RISKLINE_TRACEBACK"):
+            raise
+        command = args.func.__name__.removeprefix("cmd_")
+        print(f"error: riskline {command} failed: {type(exc).__name__}: {' '.join(str(exc).split())} -> "
+              f"{_next_step(exc)} (set RISKLINE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 1
+
+
+def _next_step(exc: Exception) -> str:
+    """What to do about an error no stage turned into its own message, by its kind."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space on the data root's file system, then rerun the same command (every write is atomic)"
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "make the data root writable for this user (or pass another --data-root), then rerun"
+    if isinstance(exc, FileNotFoundError):
+        return "an input partition is missing: run the earlier stages for this date first (`riskline run --as-of D`)"
+    return "not a data problem: fix the cause named here, then rerun the same command (reruns are safe)"
 
 
 if __name__ == "__main__":

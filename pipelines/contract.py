@@ -93,6 +93,12 @@ class Dataset:
     key: tuple[str, ...]
     # accounts is a full end-of-day snapshot; the others hold only that day's new rows
     snapshot: bool = False
+    # The key names one fact for the lake's whole life, not only within a drop: a key already curated on
+    # another date is an identical redelivery (dropped) or a conflicting correction (critical at ingest).
+    unique_over_time: bool = False
+    # Rows sharing these columns are one unit, curated whole or held (quarantined) whole, and delivered
+    # once: a unit already curated on another date takes no new rows later.
+    unit: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -149,6 +155,10 @@ CONTRACT: dict[str, Dataset] = {
         name="installments",
         description="Repayment schedule rows, created on the business day a loan is drawn.",
         key=("installment_id",),
+        # A schedule is created once, on the day its loan is drawn: a loan's principal is its instalments,
+        # so one left out would misstate it (held whole), and a redelivered one would be counted twice.
+        unique_over_time=True,
+        unit=("loan_id",),
         columns=(
             Column("installment_id", "string", "Instalment identifier, unique.", identifier=True),
             Column("loan_id", "string", "Loan (one cash draw) the instalment belongs to.", identifier=True),
@@ -163,6 +173,11 @@ CONTRACT: dict[str, Dataset] = {
         name="payments",
         description="Payments received on the business day.",
         key=("payment_id",),
+        # A payment is received once: the same id on a later day would be allocated twice. (behaviour's
+        # event_id needs no lake-wide lookup: event_time must fall in the drop's own business day, so an
+        # event redelivered on another day is already quarantined as event_time_outside_business_day;
+        # accounts is a snapshot, its key repeats every day by design.)
+        unique_over_time=True,
         columns=(
             Column("payment_id", "string", "Payment identifier, unique.", identifier=True),
             Column("account_id", "string", "Paying account.", identifier=True),

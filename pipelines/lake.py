@@ -97,7 +97,7 @@ def require_local(root: Location, what: str) -> Path:
             f"{what} needs a local data root; {root} is an object store. On object stores riskline runs "
             "generate, ingest and validate today (landing, curated, quarantine, validation results and "
             "Data Docs); the model registry, the publish journal and locks, and the derived zones still "
-            "need a local folder (README: Scaling out)"
+            "need a local folder (docs/scaling.md: Object storage)"
         )
     assert isinstance(root, Path)
     return root
@@ -612,3 +612,30 @@ def atomic_write_bytes(path: Location, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def link_tree(source: Path, target: Path, skip: tuple[str, ...] = ()) -> int:
+    """Make ``target`` a copy of the lake ``source`` whose files are hard links (a dry run's private lake).
+
+    Every riskline write replaces a file by rename (``atomic_write_bytes``, ``staged_partition``, the
+    registry's folder rename), never in place, so writing through the copy re-points its own links and
+    leaves ``source``'s files untouched, at the cost of directory entries only. ``skip`` names paths
+    relative to ``source`` that are not copied (the staging area itself, locks, in-flight journals);
+    temporary ``.tmp-`` siblings of in-flight writes are never copied. Across file systems a file is
+    copied instead. Returns the number of files.
+    """
+    count = 0
+    for folder, dirs, files in os.walk(source):
+        here = Path(folder)
+        rel = here.relative_to(source)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(_TMP_PREFIX) and str(rel / d) not in skip)
+        make_dirs(target / rel)
+        for name in files:
+            if name.startswith(_TMP_PREFIX) or str(rel / name) in skip:
+                continue
+            try:
+                os.link(here / name, target / rel / name, follow_symlinks=False)
+            except OSError:
+                shutil.copy2(here / name, target / rel / name, follow_symlinks=False)
+            count += 1
+    return count

@@ -469,7 +469,7 @@ def reconcile_ledger(
     """
     received = (
         payments_received.filter(pl.col("dt") <= ledger.as_of)
-        .select("payment_id", pl.col("amount_cents").alias("received"))
+        .select("payment_id", pl.col("amount_cents").alias("received"), "dt")
         .collect()
     )
     resolved = pending.resolved.filter(pl.col("dt") <= ledger.as_of) if pending else pl.DataFrame()
@@ -560,7 +560,18 @@ def _diagnose(
 
     dup_in = received.filter(pl.col("payment_id").is_duplicated())
     if dup_in.height:
-        problems.append(f"payment ids received more than once: {_ids(dup_in.unique('payment_id'), 'payment_id')}")
+        # Ingest refuses a payment_id curated on two dates (pipelines.ingest.split_redeliveries); one that
+        # got through anyway (curated before that check, or two dates ingested at once) is named with its
+        # partitions and the way out, since this error stops every later night until it is fixed.
+        where = (dup_in.group_by("payment_id").agg(pl.col("dt").unique().sort()).sort("payment_id")
+                 .select(pl.format("{} (dt={})", "payment_id",
+                                   pl.col("dt").cast(pl.List(pl.String)).list.join(", dt="))).to_series())
+        later = dup_in.get_column("dt").max()
+        problems.append(
+            f"payments: payment_id curated on more than one date: {_ids(where.to_frame('id'), 'id')} -> rerun "
+            f"`riskline ingest --date {later}` (the later partition): an identical redelivery is then dropped, "
+            "a conflicting one is named for upstream to resolve"
+        )
     ledger_pay = ledger.payments
     dup_out = ledger_pay.filter(pl.col("payment_id").is_duplicated())
     if dup_out.height:

@@ -13,7 +13,13 @@ links to (``reports/as_of_date=D/report.html``, ``pipelines.report``).
 
 Reruns: every stage replaces its partitions whole, so running a date twice gives the same bytes. A run
 reads only partitions of its own date, or the newest partition strictly before it for "the previous
-run" (previous scores and limit history), never "latest".
+run" (previous scores and limit history), never "latest". Nights form a chain (``pipelines.chain``):
+decide refuses a night whose previous night is missing or stale, or that would run out of order, unless
+forced, and publish marks later nights stale when a rerun changed the limit history they read.
+
+Dry runs (``RunOptions(publish=False)``) run every stage on a private copy of the lake,
+``DATA_ROOT/staging/as_of_date=D/`` (:func:`prepare_dry_run_root`, hard links: cheap), and publish into it;
+nothing a real run reads is written, not even the registry when the dry run retrains.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 
 import polars as pl
 
-from pipelines import lake
+from pipelines import chain, lake
 from pipelines.config import RisklineConfig
 
 DECISIONS_ZONE = "decisions"
@@ -48,7 +54,8 @@ class RunLockedError(RuntimeError):
 class RunOptions:
     retrain: bool = True
     model_version: str | None = None  # pin a registered model; None = the champion on the date
-    publish: bool = True  # False: a dry run; outputs are staged under DATA_ROOT/staging, nothing is published
+    publish: bool = True  # False: a dry run on a private copy of the lake, DATA_ROOT/staging/as_of_date=D
+    force_chain: bool = False  # run even if the night is out of order (pipelines/chain.py); recorded in the manifest
 
 
 @dataclass
@@ -56,6 +63,7 @@ class RunResult:
     as_of: dt.date
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    root: Path | None = None  # where the night wrote: the data root, or a dry run's staging root
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -158,6 +166,40 @@ def date_lock(root: Path, as_of: dt.date) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+DRY_RUN_MARKER = "_DRY_RUN"  # in a dry run's staging root: publishing there is allowed, and it is disposable
+
+
+def dry_run_root(root: Path, as_of: dt.date) -> Path:
+    return lake.derived_partition(root, "staging", as_of)
+
+
+def prepare_dry_run_root(root: Path, as_of: dt.date, run_id: str) -> Path:
+    """A private copy of the lake for a dry run of ``as_of`` (hard links), made once per ``run_id``.
+
+    Replaces the previous dry run's copy of the date whole. Runs of the same id (the parallel tasks of one
+    Airflow run) share the copy made by the first of them.
+    """
+    target = dry_run_root(root, as_of)
+    lake.make_dirs(target.parent)
+    with open(target.parent / f".prepare-{target.name}.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        marker = target / DRY_RUN_MARKER
+        if marker.is_file() and marker.read_text().strip() == run_id:
+            return target
+        with lake.staged_partition(target, marker=False) as tmp:
+            lake.link_tree(root, tmp, skip=("staging", "_locks", "outputs/_journal"))
+            (tmp / DRY_RUN_MARKER).write_text(run_id + "\n")
+    return target
+
+
+def refresh_dry_run_landing(root: Path, staging_root: Path, dataset: str, as_of: dt.date) -> None:
+    """Link the landing drop of ``dataset`` for D into a dry run's copy (it may have landed after the copy)."""
+    source = lake.partition_dir(root, "landing", dataset, as_of)
+    if lake.is_complete(source):
+        with lake.staged_partition(lake.partition_dir(staging_root, "landing", dataset, as_of), marker=False) as tmp:
+            lake.link_tree(source, tmp)
+
+
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -166,11 +208,15 @@ def _peak_rss_mib() -> float:
 
 
 def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+    from pipelines.catalog import DATASETS
     from pipelines.ingest import ingest_date
 
+    before = {name: chain.curated_digest(root, name, as_of) for name in DATASETS}
     results = ingest_date(root, as_of, cfg)
+    chain.after_ingest(root, as_of, before)  # late data: marks published nights that read the old partition
     return {
-        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped}
+        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped,
+                    "redelivered": r.redelivered}
         for r in results
     }
 
@@ -212,11 +258,19 @@ def stage_score(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: 
     return {"path": str(path.relative_to(root)), "accounts": int(accounts), "model_version": version}
 
 
-def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+def check_night_chain(root: Path, as_of: dt.date, force_chain: bool = False) -> chain.ChainRecord:
+    """Refuse a night that would break the chain (``pipelines.chain``); keep what it saw for publish."""
+    record = chain.check_chain(root, as_of, force=force_chain)
+    chain.save_chain_record(root, as_of, record)
+    return record
+
+
+def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: bool = False) -> dict[str, Any]:
     from pipelines.collections import assign_treatments
     from pipelines.features import ledger_partition, read_features
     from pipelines.score import scores_dir
 
+    check_night_chain(root, as_of, force_chain)
     if cfg.run.shards > 1:  # the queue's capacity cut runs once, in the merge (pipelines/shard_stages.py)
         from pipelines.shard_stages import decide_shard, merge_decisions, run_shards
 
@@ -284,7 +338,7 @@ def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[d
 def stage_publish(
     root: Path, as_of: dt.date, cfg: RisklineConfig, *, dry_run: bool = False, run_info: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    from pipelines.publish import PublishError, publish_outputs, stage_outputs
+    from pipelines.publish import PublishError, publish_outputs
     from pipelines.validate import validate_output
 
     frames, versions = published_frames(root, as_of, cfg)
@@ -294,27 +348,37 @@ def stage_publish(
         if not report.ok:
             failures.append(report.describe())
     if failures:
+        from pipelines.publish import describe_latest
+
         raise PublishError(
-            f"outputs of {as_of} failed validation; nothing was published, yesterday's outputs stay the latest:\n"
+            f"outputs of {as_of} failed validation; nothing was published, {describe_latest(root)}:\n"
             + "\n".join(failures)
         )
+    record = chain.load_chain_record(root, as_of)
     manifest = {
         **versions,
         "config_sha256": cfg.source_sha256,
         "code_version": _code_version(),
-        "inputs": _input_fingerprints(root, as_of),
+        "inputs": chain.input_fingerprints(root, as_of, versions["model_version"], record),
         "run": run_info or {},
     }
-    if not dry_run:  # written by the report stage right after publish, at this deterministic path
+    if dry_run:
+        if not (root / DRY_RUN_MARKER).is_file():  # a dry run publishes only into its own copy of the lake
+            raise PublishError(f"a dry run publishes only into a dry-run staging root, not {root} "
+                               f"(use RunOptions(publish=False), which prepares {dry_run_root(root, as_of)})")
+        manifest["dry_run"] = True
+    else:  # written by the report stage right after publish, at this deterministic path
         from pipelines.report import report_link
 
         manifest["report"] = report_link(as_of)
-    if dry_run:
-        path = stage_outputs(root, as_of, frames, manifest)
-    else:
-        path = publish_outputs(root, as_of, frames, manifest)
-    return {"manifest": str(path.relative_to(root)), "rows": {n: f.height for n, f in frames.items()},
-            "published": not dry_run}
+    path = publish_outputs(root, as_of, frames, manifest)
+    stale = chain.after_publish(root, as_of)
+    out = {"manifest": str(path.relative_to(root)), "rows": {n: f.height for n, f in frames.items()},
+           "published": not dry_run}
+    if stale:
+        out["stale_nights"] = [d.isoformat() for d in stale]
+        out["stale_hint"] = chain.rebuild_hint(stale)
+    return out
 
 
 def stage_report(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
@@ -331,18 +395,6 @@ def _code_version() -> str:
     return code_version()
 
 
-def _input_fingerprints(root: Path, as_of: dt.date) -> dict[str, dict[str, str]]:
-    """sha256 of every curated file of D: which input partitions produced these outputs."""
-    from pipelines.catalog import DATASETS
-    from pipelines.publish import file_sha256
-
-    out = {}
-    for name in DATASETS:
-        part = lake.partition_dir(root, "curated", name, as_of)
-        out[name] = {p.name: file_sha256(p) for p in lake.parquet_files(part)} if part.is_dir() else {}
-    return out
-
-
 # --- the whole night -------------------------------------------------------------------------------
 
 
@@ -351,11 +403,20 @@ def run_night(
     as_of: dt.date,
     cfg: RisklineConfig,
     options: RunOptions = RunOptions(),
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
-    """Run every stage for ``as_of`` in order; the first failure stops the run before publish."""
-    result = RunResult(as_of=as_of)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README: spinning OpenMP threads starve 2 cores
+    """Run every stage for ``as_of`` in order; the first failure stops the run before publish.
+
+    ``progress(stage, n, total)`` is called as each stage starts, counting only the stages this run has
+    (no ``train`` without retraining, no ``report`` in a dry run). A dry run (``options.publish`` False)
+    runs on a fresh private copy of the lake (module docstring).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads that spin starve a 2-core machine
+    if not options.publish:
+        import uuid
+
+        root = prepare_dry_run_root(root, as_of, f"cli-{uuid.uuid4().hex}")
+    result = RunResult(as_of=as_of, root=root)
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("ingest", lambda: stage_ingest(root, as_of, cfg)),
         ("features", lambda: stage_features(root, as_of, cfg)),
@@ -364,7 +425,7 @@ def run_night(
         plan.append(("train", lambda: stage_train(root, as_of, cfg)))
     plan += [
         ("score", lambda: stage_score(root, as_of, cfg, options.model_version)),
-        ("decide", lambda: stage_decide(root, as_of, cfg)),
+        ("decide", lambda: stage_decide(root, as_of, cfg, force_chain=options.force_chain)),
         ("publish", lambda: stage_publish(
             root, as_of, cfg, dry_run=not options.publish,
             run_info={"retrain": options.retrain, "pinned_model_version": options.model_version},
@@ -378,9 +439,11 @@ def run_night(
         # A hostile (../..) or unknown pin fails here, before any stage writes a partition of the date.
         ModelRegistry(root).record(options.model_version)
     with date_lock(root, as_of):
-        for name, fn in plan:
+        # Refuse an out-of-order night before hours of work; decide checks again (it reads the chain).
+        chain.check_chain(root, as_of, force=options.force_chain)
+        for n, (name, fn) in enumerate(plan, 1):
             if progress:
-                progress(name)
+                progress(name, n, len(plan))
             start = time.perf_counter()
             result.stages[name] = fn()
             result.timings[name] = {"seconds": round(time.perf_counter() - start, 3),

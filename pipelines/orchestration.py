@@ -55,6 +55,28 @@ def _local_root(cfg: RisklineConfig, data_root: str | None, what: str) -> Path:
     return lake.require_local(_root(cfg, data_root), what)
 
 
+def _airflow_run() -> tuple[dict[str, Any], str | None]:
+    """The running Airflow task's params and run id; ``({}, None)`` outside a task (the CLI, tests)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+    except Exception:  # not inside an Airflow task
+        return {}, None
+    return dict(context.get("params") or {}), context.get("run_id")
+
+
+def _night_root(cfg: RisklineConfig, data_root: str | None, day: dt.date, what: str, local: bool = True) -> Path:
+    """Where this task of night ``day`` reads and writes: the data root, or, in a dry run (DAG param
+    ``publish`` false), that run's private copy of the lake (made by its first task, shared by the rest)."""
+    from pipelines.nightly import prepare_dry_run_root
+
+    params, run_id = _airflow_run()
+    if params.get("publish", True) is False and run_id:
+        return prepare_dry_run_root(_local_root(cfg, data_root, what), day, run_id)
+    return _local_root(cfg, data_root, what) if local else _root(cfg, data_root)
+
+
 def landing_ready(dataset: str, business_date: str, data_root: str | None = None) -> bool:
     """True once upstream has written the landing ``_SUCCESS`` for the dataset and date."""
     from pipelines import lake
@@ -85,8 +107,10 @@ def run_stage(stage: str, business_date: str, data_root: str | None = None, **kw
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cfg = load_config()
-    root = _local_root(cfg, data_root, f"stage {stage}")
     day = dt.date.fromisoformat(business_date)
+    root = _night_root(cfg, data_root, day, f"stage {stage}")
+    if stage == "decide":  # the DAG param force_chain overrides the chain check (recorded in the manifest)
+        kwargs.setdefault("force_chain", bool(_airflow_run()[0].get("force_chain", False)))
     functions = {
         "features": nightly.stage_features,
         "train": nightly.stage_train,
@@ -104,10 +128,21 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
 
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
-    (result,) = _guarded(f"ingest {dataset}", business_date,
-                         lambda: ingest_date(_root(cfg, data_root), day, cfg, [dataset]))
+    from pipelines import chain, lake
+    from pipelines.nightly import DRY_RUN_MARKER, refresh_dry_run_landing
+
+    root = _night_root(cfg, data_root, day, f"ingest {dataset}", local=False)
+    if not lake.is_remote(root) and (root / DRY_RUN_MARKER).is_file():  # a dry run's copy: take the drop its sensor just saw
+        refresh_dry_run_landing(_root(cfg, data_root), root, dataset, day)
+    before = {dataset: chain.curated_digest(root, dataset, day)} if not lake.is_remote(root) else {}
+    (result,) = _guarded(f"ingest {dataset}", business_date, lambda: ingest_date(root, day, cfg, [dataset]))
     out = dataclasses.asdict(result)
     out["date"] = result.date.isoformat()
+    stale = chain.after_ingest(root, day, before) if before else []
+    if stale:  # late data: published nights read what this ingest replaced
+        print(f"WARNING: {dataset} dt={day} changed after published nights {', '.join(map(str, stale))} read it; "
+              f"they are now stale: {chain.rebuild_hint(stale)}")
+        out["stale_nights"] = [d.isoformat() for d in stale]
     return out
 
 
@@ -116,8 +151,10 @@ def asset_extra(publish_result: dict[str, Any], output: str, data_root: str | No
     from pipelines.publish import output_dir
 
     cfg = load_config()
-    root = _local_root(cfg, data_root, "asset events")
-    manifest = root / publish_result["manifest"]
+    manifest_rel = Path(publish_result["manifest"])
+    day = dt.date.fromisoformat(manifest_rel.parent.name.split("=", 1)[1])
+    root = _night_root(cfg, data_root, day, "asset events")
+    manifest = root / manifest_rel
     as_of = dt.date.fromisoformat(manifest.parent.name.split("=", 1)[1])
     return {
         "as_of_date": as_of.isoformat(),
@@ -143,11 +180,22 @@ def shard_list() -> list[int]:
 
 def _guarded(label: str, business_date: str, fn: Any) -> Any:
     """Run ``fn``; turn any failure into a :class:`StageFailed` that says what to do next."""
+    from pipelines.chain import ChainError
     from pipelines.ingest import IngestError
-    from pipelines.publish import PublishError
+    from pipelines.publish import PublishError, PublishIncompleteError
 
     try:
         return fn()
+    except ChainError as exc:
+        raise StageFailed(
+            f"[{label}] business date {business_date}: {exc}\nNEXT STEP: nights must run in order. Run the "
+            "missing or stale nights first (a backfill of those dates with --max-active-runs 1), or trigger this "
+            "date with param force_chain=true if running it out of order is intended (later nights are then "
+            "marked stale)."
+        ) from exc
+    except PublishIncompleteError as exc:
+        raise StageFailed(f"[{label}] business date {business_date}: {exc}\nNEXT STEP: fix the cause, then clear "
+                          "this task: it completes the publish from its journal.") from exc
     except IngestError as exc:
         raise StageFailed(f"[{label}] business date {business_date}: {exc}\nNEXT STEP: {_DATA_PROBLEM}") from exc
     except PublishError as exc:
@@ -173,8 +221,8 @@ def run_shard(stage: str, business_date: str, shard: int, data_root: str | None 
     n_shards = cfg.run.shards
     if n_shards == 1:
         return {**run_stage(stage, business_date, data_root, **kwargs), "shard": 0, "n_shards": 1}
-    root = _local_root(cfg, data_root, f"stage {stage}")
     day = dt.date.fromisoformat(business_date)
+    root = _night_root(cfg, data_root, day, f"stage {stage}")
     functions = {
         "features": features.build_feature_snapshot,
         "score": shard_stages.score_shard,
@@ -193,12 +241,19 @@ def merge_shard_outputs(stage: str, business_date: str, data_root: str | None = 
     n_shards = cfg.run.shards
     if n_shards == 1:
         return {"stage": stage, "merged": False, "n_shards": 1}
-    root = _local_root(cfg, data_root, f"merge {stage}")
     day = dt.date.fromisoformat(business_date)
+    root = _night_root(cfg, data_root, day, f"merge {stage}")
+
+    def merge_decisions() -> Path:
+        from pipelines.nightly import check_night_chain
+
+        check_night_chain(root, day, bool(_airflow_run()[0].get("force_chain", False)))
+        return shard_stages.merge_decisions(root, day, cfg, n_shards)
+
     merges = {
         "features": lambda: features.merge_shards(root, day, n_shards),
         "score": lambda: shard_stages.merge_scores(root, day, n_shards),
-        "decide": lambda: shard_stages.merge_decisions(root, day, cfg, n_shards),
+        "decide": merge_decisions,
     }
     path = _guarded(f"merge {stage}", business_date, merges[stage])
     return {"stage": stage, "merged": True, "n_shards": n_shards, "path": str(path.relative_to(root))}

@@ -7,7 +7,7 @@ quarantined payment of ``dt <= D`` is exactly one of:
 
 * **superseded**: its ``payment_id`` is curated (upstream redelivered it clean): the curated row is the
   payment; the quarantined copy is ignored, so nothing is counted twice.
-* **resolved**: its only defects were references (``unknown_account``, ``unknown_loan``: the row itself
+* **resolved**: its only defects were references (``unknown_account``, ``unknown_loan``, ``loan_held``: the row itself
   was sound) and both resolve now: its account is in D's curated snapshot and its loan is a curated loan of
   that account (``dt <= D``). The ledger applies it from its own business date (``paid_on`` = the
   quarantine partition's ``dt``), exactly as if it had been curated that day: DPD, overdue amount and the
@@ -38,7 +38,8 @@ import polars as pl
 
 QUARANTINE_REASON = "quarantine_reason"  # the column ingest writes (pipelines.ingest.QUARANTINE_REASON)
 # Defects of a payment's references, not of the payment: the row resolves once the reference exists.
-REFERENCE_REASONS: frozenset[str] = frozenset({"unknown_account", "unknown_loan"})
+# loan_held: the payment's loan is held whole in quarantine (pipelines.ingest) until upstream fixes it.
+REFERENCE_REASONS: frozenset[str] = frozenset({"unknown_account", "unknown_loan", "loan_held"})
 PAYMENT_PENDING = "PAYMENT_PENDING"  # the reason code of a decision held for a waiting payment
 
 WAITING_SCHEMA: dict[str, pl.DataType] = {

@@ -7,8 +7,10 @@ Protocol (what a consumer may rely on):
 3. a journal ``outputs/_journal/as_of_date=D.json`` naming the staged folders and the manifest is written
    atomically: from here on the publish is decided and a crash is rolled forward by :func:`recover`;
 4. the staged folders are swapped into place (one atomic exchange each), then the manifest
-   ``outputs/_manifests/as_of_date=D/manifest.json`` is written, then ``outputs/_LATEST`` moves to D
-   (never backwards: a backfill of an older date leaves it), then the journal is removed.
+   ``outputs/_manifests/as_of_date=D/manifest.json`` is written (a different manifest it replaces is kept
+   first as ``_manifests/as_of_date=D/history/<n>-<sha256 prefix>.json``: a rerun that changed the outputs
+   leaves a trace), then ``outputs/_LATEST`` moves to D (never backwards: a backfill of an older date
+   leaves it), then the journal is removed.
 
 Publishes (and recoveries) of any dates take turns on ``DATA_ROOT/_locks/publish.lock``: a run must not
 roll forward another run's journal while that run is still swapping, nor move ``_LATEST`` from a stale read.
@@ -44,6 +46,10 @@ LATEST = "_LATEST"
 
 class PublishError(RuntimeError):
     """Outputs failed their contract or validation; nothing was published."""
+
+
+class PublishIncompleteError(RuntimeError):
+    """The publish was decided (journal written) but could not finish; the message says what is in place."""
 
 
 def output_dir(root: Path, name: str, as_of: dt.date) -> Path:
@@ -113,8 +119,32 @@ def publish_outputs(
             for tmp in staged.values():
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _roll_forward(root, _journal_path(root, as_of))
+        try:
+            _roll_forward(root, _journal_path(root, as_of))
+        except OSError as exc:  # disk full, read-only, I/O error: the publish is decided, say what is in place
+            raise PublishIncompleteError(_incomplete_state(root, as_of, exc)) from exc
     return manifest_path(root, as_of)
+
+
+def _incomplete_state(root: Path, as_of: dt.date, exc: OSError) -> str:
+    """What a decided publish of ``as_of`` left in place when it stopped, and how to finish it."""
+    journal = _journal_path(root, as_of)
+    try:
+        entry = json.loads(journal.read_bytes())
+        new = [n for n in OUTPUTS if _holds(output_dir(root, n, as_of), entry["manifest"]["outputs"][n]["files"])]
+        manifest_done = manifest_path(root, as_of).is_file() and manifest_path(root, as_of).read_bytes() == (
+            canonical_json(entry["manifest"]))
+    except (OSError, ValueError, KeyError):
+        new, manifest_done = [], False
+    old = [n for n in OUTPUTS if n not in new]
+    return (
+        f"the publish of {as_of} was decided (journal {journal}) but stopped: {exc.strerror or exc}. "
+        f"In place now: new outputs of {as_of}: {', '.join(new) or 'none'}; not yet swapped: {', '.join(old) or 'none'}; "
+        f"manifest {'written' if manifest_done else 'not yet written'}; "
+        f"_LATEST names {read_latest(root) or 'no date yet'}. "
+        f"Free space or fix the file system, then rerun the night for {as_of} (or any riskline run): "
+        "it completes this publish from the journal before anything else"
+    )
 
 
 def recover(root: Path) -> list[dt.date]:
@@ -167,12 +197,32 @@ def _roll_forward(root: Path, journal: Path) -> dt.date:
                 )
             lake.swap_into_place(staged, target)
         shutil.rmtree(staged, ignore_errors=True)
-    lake.atomic_write_bytes(manifest_path(root, as_of), canonical_json(entry["manifest"]))
+    _write_manifest(root, as_of, canonical_json(entry["manifest"]))
     latest = read_latest(root)
     if latest is None or as_of >= latest:
         lake.atomic_write_bytes(root / "outputs" / LATEST, f"{as_of.isoformat()}\n".encode())
     journal.unlink()
     return as_of
+
+
+def _write_manifest(root: Path, as_of: dt.date, content: bytes) -> None:
+    """Write D's manifest, first keeping a different one it replaces in ``history/`` (never overwritten)."""
+    path = manifest_path(root, as_of)
+    if path.is_file():
+        old = path.read_bytes()
+        if old != content:
+            history = path.parent / "history"
+            sha = hashlib.sha256(old).hexdigest()[:16]
+            kept = sorted(history.glob("*.json")) if history.is_dir() else []
+            if not any(p.stem.endswith(sha) for p in kept):  # a crash after this copy must not keep it twice
+                lake.atomic_write_bytes(history / f"{len(kept) + 1:04d}-{sha}.json", old)
+    lake.atomic_write_bytes(path, content)
+
+
+def manifest_history(root: Path, as_of: dt.date) -> list[Path]:
+    """The manifests D's current one replaced, oldest first."""
+    history = manifest_path(root, as_of).parent / "history"
+    return sorted(history.glob("*.json")) if history.is_dir() else []
 
 
 def read_latest(root: Path) -> dt.date | None:
@@ -182,6 +232,14 @@ def read_latest(root: Path) -> dt.date | None:
         return dt.date.fromisoformat(path.read_text().strip())
     except FileNotFoundError:
         return None
+
+
+def describe_latest(root: Path) -> str:
+    """Which published outputs readers keep seeing after a night failed: named, never assumed to be yesterday's."""
+    latest = read_latest(root)
+    if latest is None:
+        return "no outputs have been published yet"
+    return f"the outputs of {latest} remain the latest ({root / 'outputs' / LATEST})"
 
 
 def read_output(root: Path, name: str, as_of: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
@@ -195,20 +253,3 @@ def read_manifest(root: Path, as_of: dt.date) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"nothing was published for {as_of} (no {path})")
     return json.loads(path.read_text())
-
-
-def staging_dir(root: Path, name: str, as_of: dt.date) -> Path:
-    return lake.partition_dir(root, "staging", name, as_of, key="as_of_date")
-
-
-def stage_outputs(root: Path, as_of: dt.date, frames: dict[str, pl.DataFrame], manifest: dict[str, Any]) -> Path:
-    """A dry run: write the outputs and manifest under ``DATA_ROOT/staging`` (never read downstream)."""
-    outputs_meta = {}
-    for name, frame in sorted(frames.items()):
-        target = lake.publish_frames(staging_dir(root, name, as_of), {PART_FILE: frame})
-        outputs_meta[name] = {"path": str(target.relative_to(root)), "rows": frame.height,
-                              "files": {PART_FILE: file_sha256(target / PART_FILE)}}
-    path = lake.partition_dir(root, "staging", "_manifests", as_of, key="as_of_date") / "manifest.json"
-    lake.atomic_write_bytes(path, canonical_json({**manifest, "as_of_date": as_of.isoformat(), "dry_run": True,
-                                                  "schema_version": SCHEMA_VERSION, "outputs": outputs_meta}))
-    return path

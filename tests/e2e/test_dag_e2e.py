@@ -51,9 +51,17 @@ def test_nightly_dag_publishes_validated_outputs(copy_lake, airflow_db, monkeypa
 
 
 def test_dry_run_param_publishes_nothing(copy_lake, airflow_db, monkeypatch: pytest.MonkeyPatch):
+    import hashlib
+
     lake = copy_lake()
     monkeypatch.setenv("RISKLINE_DATA_ROOT", str(lake.root))
     day = lake.first_run + dt.timedelta(days=1)
+
+    def digests() -> dict[str, str]:  # every file a real run could read: all but the dry run's staging root
+        return {str(p.relative_to(lake.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in lake.root.rglob("*") if p.is_file() and p.relative_to(lake.root).parts[0] != "staging"}
+
+    before = digests()
     dag_run = _dag("riskline_nightly").test(
         logical_date=dt.datetime.fromisoformat(logical_date_for(day)),
         run_conf={"retrain": False, "publish": False},
@@ -61,8 +69,9 @@ def test_dry_run_param_publishes_nothing(copy_lake, airflow_db, monkeypatch: pyt
     assert str(dag_run.state) == "success"
     assert not publish.output_dir(lake.root, "limits", day).exists()
     assert publish.read_latest(lake.root) == lake.first_run  # yesterday's outputs stay the latest
-    staged = lake.root / "staging" / "_manifests" / f"as_of_date={day}" / "manifest.json"
+    staged = publish.manifest_path(lake.root / "staging" / f"as_of_date={day}", day)
     assert json.loads(staged.read_text())["dry_run"] is True
+    assert digests() == before  # ingest, features, scores, decisions and registry all went to the staging root
 
 
 def test_agent_queue_export_reads_the_announced_partition(e2e_lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -9,7 +9,7 @@ nightly run for NEXT (``run_night``, as ``riskline run`` does) and checks:
 2. the night before stays byte-identical (its four outputs and its manifest), and ``_LATEST`` moves to
    NEXT only when the night succeeded.
 
-:data:`CASES` is the table README.md shows under "What riskline guarantees"; a test keeps them equal.
+:data:`CASES` is the table docs/guarantees.md shows under "Bad input"; a test keeps them equal.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pipelines.validate import ValidationError, results_dir
 
 Outcome = Literal["passed", "deduplicated", "quarantined", "warning", "critical"]
 Deliver = Callable[[Path, PublishedLake, RisklineConfig], None]
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUARANTEES = Path(__file__).resolve().parents[2] / "docs" / "guarantees.md"
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Case:
     """
 
     name: str
-    sent: str  # what upstream did, in words (the README's second column)
+    sent: str  # what upstream did, in words (the second column of docs/guarantees.md's table)
     outcome: Outcome
     evidence: str
     deliver: Deliver
@@ -270,8 +270,7 @@ def test_quarantined_rows_never_reach_published_outputs(
 
 
 def _readme_rows() -> dict[str, tuple[str, str]]:
-    section = README.read_text().split("## What riskline guarantees", 1)[1].split("\n## ", 1)[0]
-    bad_input = section.split("### Bad input", 1)[1].split("\n### ", 1)[0]
+    bad_input = GUARANTEES.read_text().split("\n## Bad input", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `(\w+)` \|([^\n]*)$", bad_input, flags=re.M)
     cells = {name: [c.strip() for c in rest.split("|")] for name, rest in rows}
     return {name: (c[1], c[2]) for name, c in cells.items()}

@@ -1,0 +1,201 @@
+"""Operations that must not change a customer's outcome by accident (issue 14, classes 10-13 and 15).
+
+Each test starts from a private copy of the published lake (``reliability_support``: PUBLISHED is the
+lake's first and only night; NEXT has a landing drop, not yet ingested) and drives the ``riskline``
+command in-process, as an operator would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from reliability_support import (
+    PublishedLake,
+    deliver,
+    fixture_training_book,
+    landing,
+    published_digests,
+)
+
+from pipelines import chain, cli, lake, nightly, publish
+from pipelines.config import RisklineConfig
+from pipelines.registry import ModelRegistry
+from pipelines.train import train_evaluate_register
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = dt.timedelta(days=1)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str, str]:
+    rc = cli.main(["--config", str(REPO / "riskline.yaml"), "--data-root", str(root), *args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def _lake_digests(root: Path) -> dict[str, str]:
+    """sha256 of every file in the lake but a dry run's own staging root."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] != "staging"
+    }
+
+
+def test_a_dry_run_writes_only_under_its_staging_root(
+    published_lake: PublishedLake, lake_root: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Class 10. A dry run of the next night used to ingest, build, score and decide into the real lake
+    # (curated/, features/, scores/, decisions/: the limit history the next real night reads), and a
+    # retraining one to register and promote its model.
+    book = published_lake
+    before = _lake_digests(lake_root)
+    rc, out, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain", "--dry-run")
+    assert rc == 0, err
+    assert _lake_digests(lake_root) == before  # not one file of the lake added, removed or changed
+    staging = nightly.dry_run_root(lake_root, book.next_day)
+    manifest = json.loads(publish.manifest_path(staging, book.next_day).read_text())
+    assert manifest["dry_run"] is True and sorted(manifest["outputs"]) == sorted(publish.OUTPUTS)
+    assert "DRY RUN" in out and str(staging) in out
+    assert publish.read_latest(lake_root) == book.published
+    # a retraining dry run fails here (60 days cannot mature a label) after building past features and
+    # labels: those too stay in its staging root
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--dry-run")
+    assert rc == 1 and "nothing outside" in err
+    assert _lake_digests(lake_root) == before
+
+
+def test_a_rollback_without_a_date_takes_back_the_latest_published_night(
+    published_lake: PublishedLake, lake_root: Path, tmp_path: Path, quiet_cfg: RisklineConfig,
+    capsys: pytest.CaptureFixture[str],
+):
+    # Class 11. The default effective date was the wall clock (today), after the last business date: a
+    # rerun of that night still scored with the model just rolled back.
+    book = published_lake
+    registry = ModelRegistry(lake_root)
+    plan, fit, early_stopping, oot, definition = fixture_training_book(lake_root, book.published, quiet_cfg)
+    newer = train_evaluate_register(registry, plan, fit, early_stopping, oot, definition, quiet_cfg.model).version
+    registry.set_champion(newer, book.published, "manual_promote", "the model under suspicion")
+    assert newer != book.model_version and registry.champion_on(book.published) == newer
+
+    rc, out, err = _cli(capsys, lake_root, "model", "rollback", "--reason", "grade E complaints")
+    assert rc == 0, err
+    assert registry.champion_on(book.published) == book.model_version
+    assert f"champion from {book.published} is {book.model_version}" in out
+    assert f"riskline rebuild --from {book.published}" in out  # the night published with it is named
+    nightly.run_night(lake_root, book.published, quiet_cfg, nightly.RunOptions(retrain=False))
+    assert publish.read_manifest(lake_root, book.published)["model_version"] == book.model_version
+
+    # with nothing published there is no night to take back: a date must be given
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, _, err = _cli(capsys, empty, "model", "rollback", "--reason", "x")
+    assert rc == 2 and "--effective-from" in err
+
+
+def test_late_data_and_reruns_leave_a_trace(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig, capsys: pytest.CaptureFixture[str]
+):
+    # Class 12. The manifest fingerprinted D's own curated files only, a re-ingest of a consumed date said
+    # nothing, and a rerun overwrote the manifest it replaced.
+    book = published_lake
+    nightly.run_night(lake_root, book.next_day, quiet_cfg, nightly.RunOptions(retrain=False))
+    inputs = publish.read_manifest(lake_root, book.next_day)["inputs"]
+    for dataset in ("accounts", "behaviour", "installments", "payments"):  # every partition the night read
+        assert sorted(inputs["curated"][dataset]) == [
+            d.isoformat() for d in lake.complete_partition_dates(lake_root, "curated", dataset) if d <= book.next_day
+        ]
+    assert inputs["chain"]["previous_night"] == book.published.isoformat()
+    assert inputs["chain"]["previous_limit_history_sha256"] == chain.limit_history_sha256(lake_root, book.published)
+    assert inputs["model"]["version"] == book.model_version and len(inputs["model"]["model_sha256"]) == 64
+
+    # upstream redelivers the published night's behaviour drop, one event fewer, after two nights read it
+    drop = lake.parquet_files(lake.partition_dir(lake_root, "landing", "behaviour", book.published))
+    events = landing(lake_root, "behaviour", book.published)
+    deliver(lake_root, "behaviour", book.published, {drop[0].name: events.head(events.height - 1)})
+    rc, _, err = _cli(capsys, lake_root, "ingest", "--date", str(book.published))
+    assert rc == 0, err
+    assert "stale" in err and str(book.published) in err and str(book.next_day) in err
+    assert f"riskline rebuild --from {book.published}" in err
+    assert sorted(chain.stale_nights(lake_root)) == [book.published, book.next_day]
+
+    old = {d: publish.read_manifest(lake_root, d) for d in (book.published, book.next_day)}
+    rc, out, err = _cli(capsys, lake_root, "rebuild", "--from", str(book.published))
+    assert rc == 0, err
+    assert chain.stale_nights(lake_root) == {}
+    for day in (book.published, book.next_day):
+        (kept,) = publish.manifest_history(lake_root, day)  # the replaced manifest is kept, byte for byte
+        assert json.loads(kept.read_text()) == old[day]
+        now = publish.read_manifest(lake_root, day)["inputs"]["curated"]["behaviour"][book.published.isoformat()]
+        assert now != old[day]["inputs"]["curated"]["behaviour"][book.published.isoformat()]
+
+
+def test_nights_run_in_order_and_a_backfill_marks_later_nights_stale(
+    published_lake: PublishedLake, lake_root: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Class 13. A backfill of an earlier date ran silently after a later night had read the history it
+    # now changes (accounts got a published cut on two consecutive days).
+    book = published_lake
+    earlier = book.published - DAY  # curated, never run as a night
+    published = published_digests(lake_root, book.published)
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(earlier), "--no-retrain")
+    assert rc == 2 and "out of order" in err and "--force-chain" in err and len(err.strip().splitlines()) == 1
+    assert not nightly.decisions_dir(lake_root, earlier).exists()
+
+    rc, out, err = _cli(capsys, lake_root, "run", "--as-of", str(earlier), "--no-retrain", "--force-chain")
+    assert rc == 0, err
+    recorded = publish.read_manifest(lake_root, earlier)["inputs"]["chain"]
+    assert recorded["forced"] is True and "later nights already ran" in recorded["waived"][0]
+    assert published_digests(lake_root, book.published) == published  # still published as it was, but stale
+    assert list(chain.stale_nights(lake_root)) == [book.published]
+    assert f"stale published nights (outputs/_stale/): {book.published}" in out
+
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
+    assert rc == 2 and f"previous night {book.published} is stale" in err
+
+    rc, out, err = _cli(capsys, lake_root, "rebuild", "--from", str(book.published))
+    assert rc == 0, err
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
+    assert rc == 0, err
+    assert chain.stale_nights(lake_root) == {}
+    for day in (book.published, book.next_day):  # each night read the night before it, as it is now
+        link = publish.read_manifest(lake_root, day)["inputs"]["chain"]
+        assert link["previous_night"] == (day - DAY).isoformat() and not link["forced"]
+        assert link["previous_limit_history_sha256"] == chain.limit_history_sha256(lake_root, day - DAY)
+
+
+def test_stage_errors_are_one_line_and_a_disk_full_publish_says_what_it_left(
+    published_lake: PublishedLake, lake_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    # Class 15. `riskline score` without features printed a traceback; a publish that ran out of disk
+    # after its journal said "nothing was published" while D's outputs were already in place.
+    book = published_lake
+    rc, out, err = _cli(capsys, lake_root, "score", "--as-of", str(book.next_day))
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"riskline run --as-of {book.next_day}" in err
+
+    real_write = lake.atomic_write_bytes
+
+    def disk_full_on_manifest(path, data):  # the file system fills up just as the manifest is written
+        if Path(path).name == "manifest.json" and "_manifests" in Path(path).parts:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, data)
+
+    monkeypatch.setattr(lake, "atomic_write_bytes", disk_full_on_manifest)
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
+    assert rc == 1 and "nothing was published" not in err and "Traceback" not in err
+    assert "No space left on device" in err
+    assert "new outputs of " + str(book.next_day) + ": scores, limits, collection_queue, hardship_offers" in err
+    assert "manifest not yet written" in err and f"_LATEST names {book.published}" in err and "rerun the night" in err
+    monkeypatch.undo()
+
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
+    assert rc == 0, err
+    assert publish.read_latest(lake_root) == book.next_day
+    manifest = publish.read_manifest(lake_root, book.next_day)
+    for name, meta in manifest["outputs"].items():
+        (part,) = lake.parquet_files(publish.output_dir(lake_root, name, book.next_day))
+        assert publish.file_sha256(part) == meta["files"]["part-0.parquet"]

@@ -1,0 +1,97 @@
+"""The chain rule (pipelines/chain.py) on hand-made lakes: decisions partitions and manifests only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines import chain, lake, publish
+
+D = dt.date(2026, 11, 20)
+DAY = dt.timedelta(days=1)
+
+
+def _night(root: Path, day: dt.date, limit: int = 1000, published: bool = True) -> None:
+    """A night's decisions partition (its limit history) and, if published, a manifest recording its link."""
+    history = pl.DataFrame({"account_id": ["a1"], "limit": [limit]})
+    record = chain.check_chain(root, day, force=True)
+    lake.publish_frames(lake.derived_partition(root, "decisions", day), {chain.LIMIT_HISTORY_FILE: history})
+    chain.save_chain_record(root, day, record)
+    if published:
+        lake.atomic_write_bytes(publish.manifest_path(root, day),
+                                publish.canonical_json({"inputs": {"chain": record.to_dict()}}))
+
+
+def test_the_first_night_and_the_next_one_run(tmp_path: Path):
+    # no night at all before D: the first night of a lake needs nothing
+    assert chain.check_chain(tmp_path, D) == chain.ChainRecord(None, None)
+    _night(tmp_path, D)
+    record = chain.check_chain(tmp_path, D + DAY)
+    assert record.previous_night == D.isoformat() and not record.forced
+    assert record.previous_limit_history_sha256 == chain.limit_history_sha256(tmp_path, D)
+
+
+@pytest.mark.parametrize(
+    ("nights", "run", "why"),
+    [
+        # D+1 never ran: D+2 would read D's history as if D+1 had not happened
+        ([D], D + 2 * DAY, f"its previous night {D + DAY} has not run"),
+        # a backfill of D-1 after D ran: D decided without D-1's history
+        ([D], D - DAY, "later nights already ran"),
+        ([D, D + DAY], D - 3 * DAY, "later nights already ran"),
+    ],
+)
+def test_an_out_of_order_night_is_refused_unless_forced(tmp_path: Path, nights, run, why):
+    for night in nights:
+        _night(tmp_path, night)
+    with pytest.raises(chain.ChainError, match=why) as err:
+        chain.check_chain(tmp_path, run)
+    assert "--force-chain" in str(err.value)
+    forced = chain.check_chain(tmp_path, run, force=True)
+    assert forced.forced and any(why in w for w in forced.waived)
+
+
+def test_a_rerun_on_the_same_previous_night_is_allowed_and_marks_nothing(tmp_path: Path):
+    for night in (D, D + DAY, D + 2 * DAY):
+        _night(tmp_path, night)
+    # D+1's manifest names D with the history D holds now: a rerun of D+1 is not out of order in effect
+    assert not chain.check_chain(tmp_path, D + DAY).forced
+    assert chain.after_publish(tmp_path, D + DAY) == []
+    # once D's history changes (a rerun of D with other inputs), D+1 is no longer a rerun in place
+    _night(tmp_path, D, limit=500)
+    assert chain.after_publish(tmp_path, D) == [D + DAY, D + 2 * DAY]
+    assert sorted(chain.stale_nights(tmp_path)) == [D + DAY, D + 2 * DAY]
+
+
+def test_stale_nights_rebuild_forward_in_order(tmp_path: Path):
+    for night in (D, D + DAY, D + 2 * DAY):
+        _night(tmp_path, night)
+    chain.mark_stale(tmp_path, [D + DAY, D + 2 * DAY], "late data")
+    # D+2 reads a stale night: refused; D+1 itself is stale: its rerun is the repair and is allowed
+    with pytest.raises(chain.ChainError, match=f"previous night {D + DAY} is stale"):
+        chain.check_chain(tmp_path, D + 2 * DAY)
+    _night(tmp_path, D + DAY, limit=700)
+    chain.after_publish(tmp_path, D + DAY)
+    assert list(chain.stale_nights(tmp_path)) == [D + 2 * DAY]
+    assert not chain.check_chain(tmp_path, D + 2 * DAY).forced
+    _night(tmp_path, D + 2 * DAY, limit=700)
+    chain.after_publish(tmp_path, D + 2 * DAY)
+    assert chain.stale_nights(tmp_path) == {}
+
+
+def test_reingest_marks_only_published_nights_that_read_the_date(tmp_path: Path):
+    for night in (D, D + DAY):
+        _night(tmp_path, night)
+    part = lake.partition_dir(tmp_path, "curated", "payments", D)
+    lake.publish_frames(part, {"part-0.parquet": pl.DataFrame({"payment_id": ["p1"]})})
+    before = {"payments": chain.curated_digest(tmp_path, "payments", D)}
+    lake.publish_frames(part, {"part-0.parquet": pl.DataFrame({"payment_id": ["p1"]})})
+    assert chain.after_ingest(tmp_path, D, before) == []  # same bytes: nothing is stale
+    lake.publish_frames(part, {"part-0.parquet": pl.DataFrame({"payment_id": ["p1", "p2"]})})
+    assert chain.after_ingest(tmp_path, D, before) == [D, D + DAY]
+    reason = json.loads((tmp_path / "outputs" / "_stale" / f"as_of_date={D + DAY}.json").read_text())["reason"]
+    assert f"payments dt={D}" in reason
