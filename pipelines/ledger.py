@@ -474,7 +474,7 @@ def reconcile_ledger(
     )
     resolved = pending.resolved.filter(pl.col("dt") <= ledger.as_of) if pending else pl.DataFrame()
     if resolved.height:
-        received = pl.concat([received, resolved.select("payment_id", pl.col("amount_cents").alias("received"))])
+        received = pl.concat([received, resolved.select("payment_id", pl.col("amount_cents").alias("received"), "dt")])
     waiting = pending.waiting if pending else pl.DataFrame(schema={"amount_cents": pl.Int64})
     pay, inst = ledger.payments, ledger.installments
     total_received = int(received.get_column("received").sum())
