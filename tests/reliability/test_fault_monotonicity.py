@@ -265,9 +265,9 @@ MUTATIONS = [
            _redeliver("payments", _earlier_payment_corrected))),
     _own(M("earlier_schedule_redelivered", "yesterday's instalment schedules sent again",
            _redeliver("installments", _earlier_schedules))),
-    # class 6 (ingest-keys, merged)
-    _other(6, "ingest-keys", M("conflicting_account_rows", "3 accounts twice in one snapshot file, once halved",
-                               _redeliver("accounts", _conflicting_accounts))),
+    # class 6 (ingest-keys, merged): conflicting rows within one delivery
+    _own(M("conflicting_account_rows", "3 accounts twice in one snapshot file, once halved",
+           _redeliver("accounts", _conflicting_accounts))),
     _own(M("delivery_order_by_text", "a stale part-9 and the current part-10 of the snapshot",
            _files("accounts", _stale_file_sorting_last))),
     # class 5 (ingest-read, merged) with class 1: an invalid id is quarantined, never de-duplicated, and held
