@@ -389,6 +389,9 @@ def describe_run(result, root: Path) -> str:
     lines.append("  collection queue: " + (", ".join(f"{k} {v:,}" for k, v in st["decide"]["treatments"].items())
                                            or "empty"))
     lines.append(f"  hardship offers: {st['decide']['hardship_offers']:,}")
+    if st["decide"].get("held_for_pending_payments"):  # see pipelines/pending_payments.py
+        lines.append(f"  held for payments waiting in quarantine: {st['decide']['held_for_pending_payments']:,} "
+                     "accounts (no freeze, cut or collections contact until applied)")
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")

@@ -275,7 +275,9 @@ LIMIT_ACTIONS: tuple[str, ...] = ("freeze", "decrease", "unfreeze", "increase", 
 TESTABLE_ACTIONS: tuple[str, ...] = ("decrease", "increase")
 TREATMENTS: tuple[str, ...] = ("auto_reminder", "smart_call", "agent", "hardship_offer", "external_review")
 LANGUAGES: tuple[str, ...] = ("en", "zh")
-EXPLANATION_KEYS: tuple[str, ...] = ("freeze", "decrease", "unfreeze", "increase", "hold", "hold_frozen")
+EXPLANATION_KEYS: tuple[str, ...] = (
+    "freeze", "decrease", "unfreeze", "increase", "hold", "hold_frozen", "hold_payment_pending",
+)
 EXPLANATION_FIELDS: frozenset[str] = frozenset(
     {"previous_limit", "new_limit", "dpd", "overdue_amount", "behaviour", "days_current", "unfreeze_days",
      "freeze_dpd"}
@@ -371,6 +373,9 @@ _DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
                 "can qualify you for an increase.",
         "hold_frozen": "New draws on your credit line remain paused. Keep your account current for "
                        "{unfreeze_days} days to lift the pause.",
+        "hold_payment_pending": "We have received a payment from you that is still being applied to your "
+                                "account, so your credit line stays as it is ({new_limit} CNY) for now. We will "
+                                "review it once the payment is applied.",
     },
     "zh": {
         "freeze": "由于您有一笔还款已逾期{dpd}天，您的额度已暂停使用。请还清逾期金额{overdue_amount}元，"
@@ -382,6 +387,8 @@ _DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "increase": "由于{behaviour}，您的额度已由{previous_limit}元提升至{new_limit}元。逾期还款可能导致额度下调。",
         "hold": "您的额度保持{new_limit}元不变。按时还款并合理使用额度，有机会获得提额。",
         "hold_frozen": "您的额度仍处于暂停状态。保持连续{unfreeze_days}天无逾期，即可恢复使用。",
+        "hold_payment_pending": "我们已收到您的一笔还款，正在入账处理中，您的额度暂时保持不变（{new_limit}元）。"
+                                "入账完成后我们将重新评估。",
     },
 }
 _DEFAULT_PHRASES: dict[str, dict[str, str]] = {
@@ -544,6 +551,14 @@ class CollectionsConfig(_Section):
         return self
 
 
+class PendingPaymentsConfig(_Section):
+    """Payments held in quarantine (pipelines/pending_payments.py)."""
+
+    # A waiting payment holds its accounts' freezes, cuts and collections contacts for this many days after
+    # its business date; then the hold lapses (the payment stays reported until upstream redelivers it).
+    max_hold_days: int = Field(30, ge=0)
+
+
 class HardshipConfig(_Section):
     """Hardship offers (pipelines/hardship.py)."""
 
@@ -648,6 +663,7 @@ class RisklineConfig(_Section):
     policy: PolicyConfig = PolicyConfig()
     collections: CollectionsConfig = CollectionsConfig()
     hardship: HardshipConfig = HardshipConfig()
+    pending_payments: PendingPaymentsConfig = PendingPaymentsConfig()
     validation: ValidationConfig = ValidationConfig()
     run: RunConfig = RunConfig()
     schedule: ScheduleConfig = ScheduleConfig()

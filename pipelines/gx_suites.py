@@ -49,7 +49,7 @@ from pipelines.contract import (
     Column,
     Dataset,
 )
-from pipelines.outputs import MONEY, OUTPUT_COLUMNS, OUTPUT_KEYS, OUTPUTS
+from pipelines.outputs import MONEY, OUTPUT_COLUMNS, OUTPUT_KEYS, OUTPUTS, PD_SOURCES
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
 SUITE_NAMES: tuple[str, ...] = DATASETS + OUTPUTS
@@ -294,7 +294,7 @@ _REQUIRED_OUTPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "limits": ("account_id", "as_of_date", "previous_limit", "new_limit", "action", "reason_codes",
                "explanation", "policy_version"),
     "collection_queue": ("account_id", "as_of_date", "dpd", "bucket", "overdue_amount", "outstanding_balance",
-                         "pd", "expected_loss", "treatment", "priority"),
+                         "pd", "expected_loss", "treatment", "priority", "pd_source"),
     "hardship_offers": ("account_id", "loan_id", "as_of_date", "outstanding_principal", "current_instalment",
                         "extension_months", "new_instalment", "new_end_date"),
 }
@@ -341,6 +341,9 @@ def _output_rules(name: str) -> list[gx.expectations.Expectation]:
             _value("ExpectColumnValuesToBeBetween", column="expected_loss", min_value=0),
             _value("ExpectColumnValuesToBeInSet", "unknown value", column="treatment", value_set=list(TREATMENTS)),
             _value("ExpectColumnValuesToBeBetween", column="priority", min_value=1),
+            _value("ExpectColumnValuesToBeInSet", "unknown value", column="pd_source", value_set=list(PD_SOURCES),
+                   notes="model: the PD of D; fallback: collections.unscored_pd for an overdue account without "
+                         "a score (e.g. missing from tonight's snapshot)."),
         ]
     if name == "hardship_offers":
         return [

@@ -528,6 +528,28 @@ def scan_curated(
     return pl.concat(scans, how="vertical")
 
 
+def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame:
+    """Lazily scan the complete quarantine partitions of ``dataset`` with ``dt <= upto``.
+
+    The contract's curated columns (a defective row may hold nulls anywhere), ``quarantine_reason`` and the
+    partition's ``dt``; extra landing columns are dropped.
+    """
+    from pipelines.contract import CONTRACT
+
+    schema = pl.Schema({**CONTRACT[dataset].curated_schema(), "quarantine_reason": pl.String()})
+    scans = [
+        pl.scan_parquet(
+            _parquet_sources(files), hive_partitioning=False, schema=schema, missing_columns="insert",
+            extra_columns="ignore",
+        ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
+        for day in complete_partition_dates(root, "quarantine", dataset) if day <= upto
+        if (files := parquet_files(partition_dir(root, "quarantine", dataset, day)))
+    ]
+    if not scans:
+        return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
+    return pl.concat(scans, how="vertical")
+
+
 def swap_into_place(tmp: Path, target: Path) -> None:
     if target.exists():
         if _rename_exchange(tmp, target):
