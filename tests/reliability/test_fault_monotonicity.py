@@ -14,9 +14,6 @@ night runs (``run_night``, as ``riskline run`` does), and every account is compa
 * every account the mutation did not touch (no landing row of it, or of its loans, changed) gets exactly
   the clean run's published rows (scores, limits, queue, hardship offers; only the queue's book-wide
   ``priority`` may move).
-
-A mutation that fails only because another branch's class is not merged yet is marked ``xfail(strict)``
-with the class and branch; remove the mark once that branch lands.
 """
 
 from __future__ import annotations
@@ -222,11 +219,6 @@ def _generator(kind: str) -> Change:
     return lambda root, book: write_fault(root, book.lake, kind, book.cfg)
 
 
-def _other(cls: int, branch: str, mutation: Mutation) -> pytest.param:  # type: ignore[valid-type]
-    return pytest.param(mutation, id=mutation.name,
-                        marks=pytest.mark.xfail(strict=True, reason=f"class {cls}: branch {branch}"))
-
-
 def _own(mutation: Mutation) -> pytest.param:  # type: ignore[valid-type]
     return pytest.param(mutation, id=mutation.name)
 
@@ -279,12 +271,11 @@ MUTATIONS = [
     _own(M("payment_amount_nan", "payment amounts as float64 with a NaN", _redeliver("payments", _nan_amount))),
     _own(M("payment_amount_decimal_38_18", "payment amounts as decimal(38,18)",
            _redeliver("payments", _wide_decimal))),
-    # class 3 (ingest-read, merged): a short drop on a small book (10 payments a day, 2 delivered) and a file in
-    # a subfolder still publish harsher decisions
-    _other(3, "ingest-read", M("payments_mostly_missing", "three quarters of the payments drop missing",
-                               _redeliver("payments", _most_payments_missing))),
-    _other(3, "ingest-read", M("payments_in_subfolder", "late payers' payments in dt=D/batch=1/part-0.parquet",
-                               _files("payments", _payments_in_subfolder))),
+    # class 3: a short drop on a small book (10 payments a day, 2 delivered) and a file in a subfolder
+    _own(M("payments_mostly_missing", "three quarters of the payments drop missing",
+           _redeliver("payments", _most_payments_missing))),
+    _own(M("payments_in_subfolder", "late payers' payments in dt=D/batch=1/part-0.parquet",
+           _files("payments", _payments_in_subfolder))),
 ]
 
 
@@ -401,7 +392,9 @@ def test_a_fault_upstream_never_makes_an_outcome_harsher_than_clean_data(
     shutil.copytree(book.lake.root, root, symlinks=True)
     mutation.change(root, book)
     touched = touched_accounts(book.lake.root, root, book.day, loan_owner)
-    assert touched is None or touched or mutation.name in {"payment_rows_repeated", "payments_delivered_twice"}, (
+    # these change where or how often rows are delivered, not the rows: every account must decide as clean
+    same_rows = {"payment_rows_repeated", "payments_delivered_twice", "payments_in_subfolder"}
+    assert touched is None or touched or mutation.name in same_rows, (
         f"{mutation.name} changed no landing row: the mutation did nothing")
     try:
         run_night_without_report(root, book.day, book.cfg)
