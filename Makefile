@@ -23,13 +23,15 @@ export RISKLINE_DATA_ROOT ?= $(CURDIR)/data
 PYTHON312 := $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null); do \
 	$$c -c 'import sys; assert sys.version_info[:2]==(3,12)' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: venv demo test freeze clean-data help airflow bench
+.PHONY: venv demo test freeze clean-data help airflow backfill shell bench
 
 help:
 	@echo "make demo   - generate a demo portfolio and run the nightly job on it"
 	@echo "make test   - run the test suite"
 	@echo "make bench  - time one nightly run per stage on 100k and 1M generated books (minutes; not in make test)"
-	@echo "make airflow - start a local Airflow (UI on 127.0.0.1:8080) over dags/ and the demo data"
+	@echo "make airflow - start a local Airflow (UI on 127.0.0.1:8080; RISKLINE_AIRFLOW_PORT=8081 for another port)"
+	@echo "make backfill FROM=2026-11-20 TO=2026-11-22 - rebuild those business dates through the running Airflow"
+	@echo "make shell  - a shell with airflow and riskline on PATH, AIRFLOW_HOME and the data root set (after make airflow)"
 
 venv: $(STAMP)
 
@@ -66,9 +68,22 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/riskline bench $(BENCH_ARGS)
 
-# Local Airflow UI on 127.0.0.1:8080 (login required; the generated admin password is printed).
+# Local Airflow UI on 127.0.0.1:8080 (login required; the generated admin password is printed). Another port:
+# RISKLINE_AIRFLOW_PORT=8081 make airflow. It writes airflow_home/env.sh: `source airflow_home/env.sh` (or
+# `make shell`) runs `airflow ...` and `riskline ...` against this deployment from any shell.
 airflow: $(STAMP)
 	AIRFLOW_HOME=$(CURDIR)/airflow_home $(PY) -m pipelines.airflow_local
+
+# Rebuild business dates FROM..TO (YYYY-MM-DD) through the running `make airflow`, one night at a time in order
+# (the API server creates the runs; `airflow backfill create` meets "database is locked" on SQLite).
+backfill:
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD (business dates)"; exit 2; }
+	@AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/airflow_home} $(PY) -m pipelines.airflow_local backfill --from-date $(FROM) --to-date $(TO)
+
+shell:
+	@test -f airflow_home/env.sh || { echo "error: airflow_home/env.sh is written by 'make airflow'; start it first"; exit 1; }
+	@echo "airflow and riskline on PATH, AIRFLOW_HOME=$(CURDIR)/airflow_home; exit to leave"
+	@bash --rcfile <(printf 'source ~/.bashrc 2>/dev/null; source %q\n' "$(CURDIR)/airflow_home/env.sh") -i
 
 freeze: $(STAMP)
 	@{ echo "# Frozen from a working .venv (python 3.12, linux x86_64) with 'make freeze'. Do not edit by hand."; \

@@ -27,6 +27,9 @@ COLLECTION_QUEUE = Asset(name=output_asset_name("collection_queue"), uri=output_
     schedule=[COLLECTION_QUEUE],
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
+    # Active from the start (local Airflow creates DAGs paused): it only ever runs on a published asset event,
+    # so there is nothing to hold back, and a paused consumer silently misses the demo's first nights.
+    is_paused_upon_creation=False,
     max_active_runs=1,
     tags=["riskline", "collections", "consumer"],
     default_args={"owner": "collections-ops", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},

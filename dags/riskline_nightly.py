@@ -3,21 +3,30 @@
 Re-estimates every account's probability of default, decides new credit limits, builds the collections
 queue and hardship offers, and publishes them for downstream systems.
 
-**When:** 02:00 Asia/Shanghai, over the previous business day (a one-day data interval; the partition
-date D is the interval's start date in Asia/Shanghai). One run at a time: a model promoted tonight must be
+**When:** 02:00 Asia/Shanghai, over the previous business day (a one-day data interval; the business date D
+is the interval's start date in Asia/Shanghai). One run at a time: a model promoted tonight must be
 tomorrow's champion.
 
-**Stages:** wait for each landing drop (`_SUCCESS`) -> ingest and validate each dataset (in parallel) ->
-ledger and features -> train a challenger and gate it -> score -> decide limits, collections, hardship ->
-publish the four outputs all-or-nothing (assets `riskline_scores`, `riskline_limits`,
-`riskline_collection_queue`, `riskline_hardship_offers`) -> the morning report (its path is in the log).
+**Which business date?** Every run logs it in its first task, `business_date` (its return value is D), and
+every later task gets it as its `business_date` argument (Rendered Template). D is, in order:
+the `business_date` param if set; else the data interval's start date (scheduled run for D: logical date
+D 02:00 +08:00; backfill range in the same dates); else, for a manual run whose own date (yesterday) has no
+landing near it (a demo lake), the newest published night, which it reruns.
+
+**Waiting for upstream:** each `land_<dataset>.wait` sensor logs what it waits for and until when. A drop
+may arrive until D+1 08:00 Asia/Shanghai (`schedule.landing_deadline_hours`); past that the sensor fails at
+once (a backfill of a date never delivered fails in seconds). A date more than `schedule.stale_landing_days`
+after the dataset's newest drop is not being fed (a demo lake, a stopped feed): the run skips, saying so,
+instead of holding the one active-run slot that a manual run waits for.
 
 **Shards:** ledger/features, scoring and decisions run once per account-hash shard (`run.shards` in
 riskline.yaml, default 1) as mapped tasks, each followed by a merge; outputs are identical for any count.
 
-**Manual runs (Trigger with params):** `retrain` (default true), `model_version` (pin a registered version;
-empty = the champion on D), `publish` (false = dry run on a private copy of the lake,
-DATA_ROOT/staging/as_of_date=D; nothing else changes), `force_chain` (run a night out of order).
+**Manual runs (Trigger with params):** every default submits as is. `business_date` (YYYY-MM-DD; empty =
+as above), `retrain` (default true), `model_version` (pin a registered version; empty = the champion on D),
+`publish` (false = dry run on a private copy of the lake, DATA_ROOT/staging/as_of_date=D; nothing else
+changes), `force_chain` (run a night out of order), `retrain_on_backfill`. The form's logical date only
+matters when `business_date` is empty.
 
 **Nights form a chain:** each night reads the previous night's limit history, so `decide` refuses a date whose
 previous night has not run or is stale, or that newer nights already followed (unless it is a rerun on the
@@ -28,8 +37,9 @@ limit history marks the later nights stale (`outputs/_stale/`); rebuild them wit
 **Backfills** never retrain unless `retrain_on_backfill` is set: a past date is scored with the model that
 was champion on that date. Rerunning a date replaces its partitions whole (same inputs, same bytes).
 
-**When a task fails** its log says which date and dataset, what failed, and whether to fix upstream and
-clear, or simply clear to rerun. Validation failures are data problems and are not retried.
+**When a task fails** its log says which date and dataset, what failed, and the next step from the UI: fix
+upstream and clear; trigger a new run with other params (model or registry problems: clearing would fail
+the same way); or clear to rerun. Validation failures are data problems and are not retried.
 
 This file only wires tasks; all logic lives in the `pipelines` package.
 """
@@ -43,6 +53,8 @@ from airflow.sdk import Asset, CronTriggerTimetable, Param, PokeReturnValue, dag
 from pipelines.catalog import DATASETS, OUTPUTS, output_asset_name, output_asset_uri
 
 OUTPUT_ASSETS = {name: Asset(name=output_asset_name(name), uri=output_asset_uri(name)) for name in OUTPUTS}
+# Mapped tasks are labelled with the business date they process, so the grid shows it on every run.
+SHARD_LABEL = "{{ task.op_kwargs['business_date'] }} shard {{ task.op_kwargs['shard'] }}"
 IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_exponential_backoff": True}
 
 
@@ -55,10 +67,16 @@ IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_expon
     tags=["riskline", "credit-risk", "nightly"],
     default_args={"owner": "credit-risk-eng", "retries": 0},
     doc_md=__doc__,
+    # Optional params are typed ["null", ...] with a None default: the trigger form refuses an empty typed
+    # field ("This field is required"), so every documented default must be one it accepts as is.
     params={
+        "business_date": Param(
+            None, type=["null", "string"], format="date",
+            description="Business date D to process (YYYY-MM-DD); empty = from the run's data interval.",
+        ),
         "retrain": Param(True, type="boolean", description="Train a challenger and run the promotion gate."),
         "model_version": Param(
-            "", type="string", pattern=r"^([0-9A-Za-z][0-9A-Za-z._-]{0,127})?$",
+            None, type=["null", "string"], pattern=r"^([0-9A-Za-z][0-9A-Za-z._-]{0,127})?$",
             description="Pin a registered model version; empty = the champion serving on the business date.",
         ),
         "publish": Param(True, type="boolean", description="False = dry run: outputs go to DATA_ROOT/staging."),
@@ -70,11 +88,13 @@ IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_expon
 )
 def riskline_nightly() -> None:
     @task
-    def business_date(data_interval_start: dt.datetime | None = None) -> str:
-        from pipelines.config import load_config
-        from pipelines.orchestration import business_date_of
+    def business_date(data_interval_start: dt.datetime | None = None, params: dict | None = None,
+                      dag_run=None) -> str:
+        from pipelines.orchestration import business_date_for_run
 
-        return business_date_of(data_interval_start, load_config()).isoformat()
+        day, why = business_date_for_run(params or {}, data_interval_start, dag_run.run_type)
+        print(f"business date {day}: {why}")
+        return day
 
     day = business_date()
 
@@ -83,11 +103,13 @@ def riskline_nightly() -> None:
 
         @task_group(group_id=f"land_{dataset}")
         def land(dataset: str = dataset) -> None:
-            @task.sensor(task_id="wait", mode="reschedule", poke_interval=300, timeout=6 * 3600)
+            # The deadline that matters is poke_landing's (D+1 08:00 by default), fixed by the business date;
+            # the timeout is only a backstop for a business_date param set in the future.
+            @task.sensor(task_id="wait", mode="reschedule", poke_interval=300, timeout=12 * 3600)
             def wait(business_date: str) -> PokeReturnValue:
-                from pipelines.orchestration import landing_ready
+                from pipelines.orchestration import poke_landing
 
-                return PokeReturnValue(is_done=landing_ready(dataset, business_date))
+                return PokeReturnValue(is_done=poke_landing(dataset, business_date))
 
             @task(task_id="ingest_validate")
             def ingest_validate(business_date: str) -> dict:
@@ -107,7 +129,7 @@ def riskline_nightly() -> None:
 
     # Per-account stages run once per account-hash shard (dynamic task mapping: Celery or Kubernetes
     # executors spread them over workers); each is followed by a merge that publishes the date's partition.
-    @task(**IO_RETRIES, map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    @task(**IO_RETRIES, map_index_template=SHARD_LABEL)
     def build_features(business_date: str, shard: int) -> dict:
         from pipelines.orchestration import run_shard
 
@@ -133,7 +155,7 @@ def riskline_nightly() -> None:
 
         return run_stage("train", business_date)
 
-    @task(trigger_rule="none_failed", map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    @task(trigger_rule="none_failed", map_index_template=SHARD_LABEL)
     def score(business_date: str, shard: int, params: dict | None = None) -> dict:
         from pipelines.orchestration import run_shard
 
@@ -145,7 +167,7 @@ def riskline_nightly() -> None:
 
         return merge_shard_outputs("score", business_date)
 
-    @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    @task(map_index_template=SHARD_LABEL)
     def decide(business_date: str, shard: int) -> dict:
         from pipelines.orchestration import run_shard
 

@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -36,6 +37,11 @@ COMPONENTS: dict[str, list[str]] = {
     "dag-processor": ["dag-processor"],
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
+
+
+# SQLite's default 5 s busy timeout: an `airflow backfill create` typed while the scheduler writes failed with
+# "database is locked" on a busy 2-core machine. Every component and the CLI (through env.sh) wait up to 60 s.
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
 
 
 def free_port() -> int:
@@ -67,6 +73,10 @@ def airflow_env(home: Path, data_root: Path, port: int, parallelism: int = 2) ->
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "pipelines.airflow_local.SQLITE_CONNECT_ARGS",
+            # A task's first call to the API server timed out at the 5 s default on a busy 2-core machine
+            # (the api-server shares it with training), failing the task before it ran.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "GX_ANALYTICS_ENABLED": "False",
             "NO_PROXY": "127.0.0.1,localhost",
@@ -74,6 +84,31 @@ def airflow_env(home: Path, data_root: Path, port: int, parallelism: int = 2) ->
         }
     )
     return env
+
+
+ENV_FILE = "env.sh"
+PORT_ENV = "RISKLINE_AIRFLOW_PORT"
+
+
+def write_env_file(home: Path, data_root: Path, port: int) -> Path:
+    """``$AIRFLOW_HOME/env.sh``: ``source`` it and ``riskline``/``airflow`` run against this deployment.
+
+    Without it, ``airflow backfill create`` in a fresh shell reads ``~/airflow`` and says "run airflow db
+    migrate" (which would create a second, empty database), and ``riskline`` is not on PATH.
+    """
+    env = airflow_env(home, data_root, port)
+    venv_bin = Path(sys.executable).parent
+    lines = [
+        "# Written by `make airflow` (pipelines/airflow_local.py). `source` it to run `airflow` and `riskline`",
+        "# against this local deployment: its AIRFLOW_HOME, DAGs, settings and data root.",
+        f'export PATH={shlex.quote(str(venv_bin))}:"$PATH"',
+        *(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
+          if k.startswith("AIRFLOW") or k in ("RISKLINE_DATA_ROOT", "RISKLINE_CONFIG", "GX_ANALYTICS_ENABLED")),
+    ]
+    path = home / ENV_FILE
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @dataclass
@@ -101,6 +136,7 @@ class LocalAirflow:
 
     def start(self) -> LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
+        write_env_file(self.home, self.data_root, self.port)
         self.airflow("db", "migrate")
         logs = self.home / "component-logs"
         logs.mkdir(exist_ok=True)
@@ -199,18 +235,48 @@ def dags_test(home: Path, data_root: Path, business_date: dt.date, conf: dict[st
     return subprocess.run(args, env=af.env, check=False).returncode
 
 
+def backfill(af: LocalAirflow, first: dt.date, last: dt.date) -> int:
+    """Rebuild business dates ``first``..``last`` through the running deployment's REST API, in order.
+
+    The API server creates the runs. ``airflow backfill create`` writing to the same SQLite database as a
+    busy scheduler failed with "database is locked"; and this takes business dates, not fire times.
+    """
+    if last < first:
+        print(f"error: TO {last} is before FROM {first}", file=sys.stderr)
+        return 2
+    try:
+        token = af.token()
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"error: no local Airflow answers on {af.url} ({exc}); start it with `make airflow`", file=sys.stderr)
+        return 2
+    created = af.api("POST", "/api/v2/backfills", {
+        "dag_id": "riskline_nightly", "from_date": logical_date_for(first), "to_date": logical_date_for(last),
+        "max_active_runs": 1, "reprocess_behavior": "completed", "dag_run_conf": {},
+    }, token=token)
+    print(f"backfill {created['id']}: business dates {first} .. {last}, one night at a time in date order "
+          f"(fire times {logical_date_for(first)} .. {logical_date_for(last)}); follow it at "
+          f"{af.url}/dags/riskline_nightly/runs")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``make airflow`` (serve) and ``make demo``'s Airflow step (dags-test)."""
+    """``make airflow`` (serve), ``make backfill`` and ``make demo``'s Airflow step (dags-test)."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.airflow_local")
     sub = parser.add_subparsers(dest="command")
     t = sub.add_parser("dags-test", help="run riskline_nightly for one business date via `airflow dags test`")
     t.add_argument("--date", required=True, type=dt.date.fromisoformat, help="business date D")
+    b = sub.add_parser("backfill", help="rebuild business dates FROM..TO through the running local Airflow")
+    b.add_argument("--from-date", required=True, type=dt.date.fromisoformat, help="first business date")
+    b.add_argument("--to-date", required=True, type=dt.date.fromisoformat, help="last business date")
     args = parser.parse_args(argv)
     home = Path(os.environ.get("AIRFLOW_HOME", REPO_ROOT / "airflow_home")).resolve()
     data_root = Path(os.environ.get("RISKLINE_DATA_ROOT", REPO_ROOT / "data")).resolve()
     if args.command == "dags-test":
         return dags_test(home, data_root, args.date)
-    port = int(os.environ.get("RISKLINE_AIRFLOW_PORT", "8080"))
+    # env.sh sets AIRFLOW__API__PORT to the port `make airflow` serves on
+    port = int(os.environ.get("AIRFLOW__API__PORT") or os.environ.get(PORT_ENV, "8080"))
+    if args.command == "backfill":
+        return backfill(LocalAirflow(home=home, data_root=data_root, port=port), args.from_date, args.to_date)
 
     def _stop_on_sigterm(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # leave the `with` below, which stops every component we started
@@ -220,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: airflow is not installed in this venv (run `make venv`)", file=sys.stderr)
         return 2
     with LocalAirflow(home=home, data_root=data_root, port=port) as af:
+        env_file = home / ENV_FILE
+        shown = env_file.relative_to(Path.cwd()) if env_file.is_relative_to(Path.cwd()) else env_file
         print(f"Airflow UI: {af.url}  user: admin  password: {af.password()}  (stored in {home}, git-ignored)")
         print(f"DAGs from {REPO_ROOT / 'dags'}, data root {data_root}. Ctrl-C stops every component.")
+        print(f"In another shell: `source {shown}` puts airflow and riskline on PATH with this AIRFLOW_HOME and "
+              f"data root (or `make shell`). Another port: {PORT_ENV}=8081 make airflow")
         try:
             while all(p.poll() is None for p in af.processes.values()):
                 time.sleep(2)

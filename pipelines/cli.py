@@ -83,7 +83,8 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
         raise CliError("generate needs --end-date (or --release-late)")
     try:
         params = GeneratorParams(
-            accounts=args.accounts, days=args.days, end_date=args.end_date, seed=args.seed
+            accounts=args.accounts, days=args.days, end_date=args.end_date, seed=args.seed,
+            profile=args.profile,
         )
         faults = parse_faults(args.faults, params)
     except ValueError as exc:
@@ -164,6 +165,17 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
     return 1 if failures else 0
 
 
+def _cli_next_step(exc: BaseException) -> str:
+    """The next step of a model or registry error, in this tool's words (the DAG's are in orchestration)."""
+    from pipelines.registry import NoChampionError
+
+    if isinstance(exc, NoChampionError):
+        return (" -> train one for a date on or before it (`riskline train --as-of D`), promote a reviewed version "
+                "(`riskline model promote V --reason ...`; `riskline model list` shows them), or pass "
+                "--model-version V")
+    return ""
+
+
 def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.evaluate import LeakageSuspectedError
     from pipelines.registry import NoChampionError
@@ -172,7 +184,7 @@ def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     try:
         result = run_training(root, args.as_of, cfg)
     except (LeakageSuspectedError, NoChampionError, InsufficientHistoryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_cli_next_step(exc)}", file=sys.stderr)
         return 1
     print(result.describe())
     return 0
@@ -187,7 +199,7 @@ def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     try:
         path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
     except RegistryError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc}{_cli_next_step(exc)}") from None
     except IncompleteHistoryError as exc:  # no features of D, and the curated data to build them is missing
         raise CliError(f"no features for {args.as_of} and none can be built: {exc} -> ingest the date first "
                        f"(`riskline ingest --date {args.as_of}`), or run the whole night: "
@@ -302,7 +314,7 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
             print(f"error: run for {as_of} failed: {exc}", file=sys.stderr)
             return 1
         except Exception as exc:  # the stage's own error says what failed and what to do next
-            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}{_cli_next_step(exc)}", file=sys.stderr)
             if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
                 print(f"the outputs of {as_of} were published; only the report failed: fix it and run "
                       f"`riskline report --as-of {as_of}`", file=sys.stderr)
@@ -377,6 +389,9 @@ def describe_run(result, root: Path) -> str:
     lines.append("  collection queue: " + (", ".join(f"{k} {v:,}" for k, v in st["decide"]["treatments"].items())
                                            or "empty"))
     lines.append(f"  hardship offers: {st['decide']['hardship_offers']:,}")
+    if st["decide"].get("held_for_pending_payments"):  # see pipelines/pending_payments.py
+        lines.append(f"  held for payments waiting in quarantine: {st['decide']['held_for_pending_payments']:,} "
+                     "accounts (no freeze, cut or collections contact until applied)")
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")
@@ -472,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-date", type=_date, help="last business date, YYYY-MM-DD (required)")
     p.add_argument("--seed", type=int, default=7, help="random seed (same args -> same bytes)")
     p.add_argument("--faults", default="", help="defects to inject: KIND@DATE,...")
+    p.add_argument("--profile", choices=("default", "card"), default="default",
+                   help="the book's shape: default (the demo's credit lines) or card (monthly statements, "
+                        "minimum payments, revolving balances, sparse behaviour, no income/region)")
     p.add_argument(
         "--release-late",
         action="store_true",
@@ -613,6 +631,9 @@ _OBJECT_STORE_COMMANDS = (cmd_generate, cmd_ingest, cmd_validate)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pipelines.orchestration import quiet_third_party_logs
+
+    quiet_third_party_logs()  # Great Expectations alone logs about 50 INFO lines per dataset validated
     try:
         cfg = load_config(args.config)
         root = cfg.data_root(args.data_root)

@@ -125,6 +125,27 @@ class IngestConfig(_Section):
 
 
 
+class CardProfileConfig(_Section):
+    """The ``card`` generator profile (``riskline generate --profile card``): a credit-card book.
+
+    Monthly statements on cycle days 1..31, a minimum payment due ``grace_days`` later, revolving balances
+    and sparse behaviour; no income or region. Repayment odds, shocks and closures use the generator's own.
+    """
+
+    limit_median_cny: int = Field(8_000, gt=0)
+    limit_sigma: float = Field(0.7, ge=0)
+    limit_min_cny: int = Field(1_000, gt=0)
+    limit_max_cny: int = Field(50_000, gt=0)
+    grace_days: int = Field(25, ge=1, le=60)  # statement date -> minimum payment due date
+    min_payment_share: float = Field(0.05, gt=0, le=1)  # of the statement balance ...
+    min_payment_floor_cny: int = Field(50, ge=0)  # ... but at least this (capped at the balance)
+    full_payment_share: float = Field(0.4, ge=0, le=1)  # payers who clear the statement (transactors)
+    purchase_rate: float = Field(0.04, ge=0)
+    purchase_median_cny: float = Field(150.0, gt=0)
+    cash_advance_rate: float = Field(0.002, ge=0)  # a cash_draw event; it goes on the next statement
+    login_rate: float = Field(0.02, ge=0)
+
+
 class GeneratorConfig(_Section):
     """Calibration of the synthetic portfolio (``riskline generate``); rates are per account per day."""
 
@@ -173,6 +194,7 @@ class GeneratorConfig(_Section):
     purchase_amount_shock_multiplier: float = Field(0.6, gt=0)
     refund_share: float = Field(0.05, ge=0, le=1)
     channel_weights: dict[str, float] = {"app": 0.7, "mini_program": 0.2, "web": 0.08}
+    card: CardProfileConfig = CardProfileConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> GeneratorConfig:
@@ -225,6 +247,17 @@ class RunConfig(_Section):
     shard_workers: int = Field(1, ge=1)  # shards run at once by `riskline run` (processes); Airflow maps them
 
 
+class ScheduleConfig(_Section):
+    """How the scheduled run waits for upstream's landing drops (the DAG's sensors, pipelines/orchestration.py)."""
+
+    # A drop for business date D may arrive until D+1 00:00 + this many hours (business time); after that the
+    # sensor fails at once instead of poking, so a backfill of a date upstream never delivered fails in seconds.
+    landing_deadline_hours: int = Field(8, ge=1, le=72)
+    # A dataset whose newest landing is more than this many days before D is not being fed for D (a demo lake,
+    # a feed stopped for days): the run skips with that reason instead of holding max_active_runs for hours.
+    stale_landing_days: int = Field(3, ge=1)
+
+
 class LabelsConfig(_Section):
     """Default labels for PD training (pipelines/labels.py)."""
 
@@ -242,7 +275,9 @@ LIMIT_ACTIONS: tuple[str, ...] = ("freeze", "decrease", "unfreeze", "increase", 
 TESTABLE_ACTIONS: tuple[str, ...] = ("decrease", "increase")
 TREATMENTS: tuple[str, ...] = ("auto_reminder", "smart_call", "agent", "hardship_offer", "external_review")
 LANGUAGES: tuple[str, ...] = ("en", "zh")
-EXPLANATION_KEYS: tuple[str, ...] = ("freeze", "decrease", "unfreeze", "increase", "hold", "hold_frozen")
+EXPLANATION_KEYS: tuple[str, ...] = (
+    "freeze", "decrease", "unfreeze", "increase", "hold", "hold_frozen", "hold_payment_pending",
+)
 EXPLANATION_FIELDS: frozenset[str] = frozenset(
     {"previous_limit", "new_limit", "dpd", "overdue_amount", "behaviour", "days_current", "unfreeze_days",
      "freeze_dpd"}
@@ -338,6 +373,9 @@ _DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
                 "can qualify you for an increase.",
         "hold_frozen": "New draws on your credit line remain paused. Keep your account current for "
                        "{unfreeze_days} days to lift the pause.",
+        "hold_payment_pending": "We have received a payment from you that is still being applied to your "
+                                "account, so your credit line stays as it is ({new_limit} CNY) for now. We will "
+                                "review it once the payment is applied.",
     },
     "zh": {
         "freeze": "由于您有一笔还款已逾期{dpd}天，您的额度已暂停使用。请还清逾期金额{overdue_amount}元，"
@@ -349,6 +387,8 @@ _DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "increase": "由于{behaviour}，您的额度已由{previous_limit}元提升至{new_limit}元。逾期还款可能导致额度下调。",
         "hold": "您的额度保持{new_limit}元不变。按时还款并合理使用额度，有机会获得提额。",
         "hold_frozen": "您的额度仍处于暂停状态。保持连续{unfreeze_days}天无逾期，即可恢复使用。",
+        "hold_payment_pending": "我们已收到您的一笔还款，正在入账处理中，您的额度暂时保持不变（{new_limit}元）。"
+                                "入账完成后我们将重新评估。",
     },
 }
 _DEFAULT_PHRASES: dict[str, dict[str, str]] = {
@@ -511,6 +551,14 @@ class CollectionsConfig(_Section):
         return self
 
 
+class PendingPaymentsConfig(_Section):
+    """Payments held in quarantine (pipelines/pending_payments.py)."""
+
+    # A waiting payment holds its accounts' freezes, cuts and collections contacts for this many days after
+    # its business date; then the hold lapses (the payment stays reported until upstream redelivers it).
+    max_hold_days: int = Field(30, ge=0)
+
+
 class HardshipConfig(_Section):
     """Hardship offers (pipelines/hardship.py)."""
 
@@ -539,13 +587,21 @@ class HardshipConfig(_Section):
 
 
 class VolumeBand(_Section):
-    """Row count of a day against the median of the trailing curated partitions (pipelines/validate.py)."""
+    """How many rows a drop should hold, from what is known before it arrives (pipelines/validate.py).
 
-    history_days: int = Field(7, ge=1)  # how many earlier complete partitions make the median
+    Each dataset's count follows a driver known independently of its drop (``validate.VOLUME_DRIVERS``: the
+    previous snapshot's open accounts, loans falling due per the curated schedule, today's open accounts,
+    today's cash draws). Expected = today's driver x the lowest rows-per-driver ratio of the trailing
+    curated days (the quietest weekday and month-end in the window are in that minimum); fewer rows than
+    ``min_ratio`` x expected is critical. A driver of 0 expects nothing, so a legitimately empty day passes.
+    """
+
+    history_days: int = Field(7, ge=1)  # earlier complete partitions with a non-zero driver needed to judge
     lookback_days: int = Field(14, ge=1)  # ... searched for this far back; fewer found: the check is skipped
-    min_ratio: float = Field(0.5, gt=0, le=1)  # below median x min_ratio: critical (a partial drop)
-    max_ratio: float = Field(3.0, ge=1)  # above median x max_ratio: warning (a spike)
-    min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for a ratio band: skipped
+    min_ratio: float = Field(0.75, gt=0, le=1)  # below expected x min_ratio: critical (a partial drop)
+    noise_sigmas: float = Field(3.0, ge=0)  # behaviour: never stricter than the mean - this x sqrt(mean)
+    max_ratio: float = Field(3.0, ge=1)  # above the trailing median x max_ratio: warning (a spike)
+    min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for the spike warning: skipped
 
     @model_validator(mode="after")
     def _window(self) -> VolumeBand:
@@ -607,8 +663,10 @@ class RisklineConfig(_Section):
     policy: PolicyConfig = PolicyConfig()
     collections: CollectionsConfig = CollectionsConfig()
     hardship: HardshipConfig = HardshipConfig()
+    pending_payments: PendingPaymentsConfig = PendingPaymentsConfig()
     validation: ValidationConfig = ValidationConfig()
     run: RunConfig = RunConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     report: ReportConfig = ReportConfig()
     # Where the file came from; relative paths in it resolve against this folder.
     source_dir: Path = Field(default=Path("."), exclude=True)

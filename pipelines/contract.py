@@ -3,7 +3,8 @@
 This module is the single source of truth for dataset columns and types. Ingest enforces it, the
 validation suites are checked against it, the generator writes it and docs/contracts.md describes it.
 
-Landing: ``DATA_ROOT/landing/<dataset>/dt=YYYY-MM-DD/*.parquet`` plus an empty ``_SUCCESS`` written last.
+Landing: ``DATA_ROOT/landing/<dataset>/dt=YYYY-MM-DD/*.parquet`` plus a ``_SUCCESS`` written last: empty,
+or ``{"rows": N}`` declaring the drop's row count (``{"rows": 0}``: an explicit empty drop; docs/contracts.md).
 ``dt`` is the business date (Asia/Shanghai). Money arrives as decimal(18,2) CNY (float64 is accepted and
 rounded half-away-from-zero to cents); an integer column is ambiguous (yuan or cents?) and is refused unless
 its name declares the unit: ``<name>_cents`` holds integer cents. Timestamps are UTC. Identifiers (``*_id``)
@@ -43,7 +44,8 @@ IDENTIFIER_PATTERN = f"^[{IDENTIFIER_CHARSET}]{{1,{IDENTIFIER_MAX_LENGTH}}}$"  #
 class Column:
     """One contract column.
 
-    ``required`` columns must be present in every file (absence fails the ingest); ``nullable=False``
+    ``required`` columns must be present in every file (absence fails the ingest); optional ones may be
+    absent or all null (``absent_means`` says what the night does without them); ``nullable=False``
     means a null is a row-level defect (the row is quarantined). ``values`` restricts a string column to
     a value set (others are quarantined). ``protected`` marks attributes that are carried but may never
     become model features.
@@ -59,6 +61,9 @@ class Column:
     min_value: float | None = None  # in the column's landing unit (CNY for money)
     min_exclusive: bool = False
     identifier: bool = False  # an id: IDENTIFIER_PATTERN or the row is quarantined (rule invalid_<name>)
+    # Optional columns: what the night does without them (absent, or null in every row of a drop). Such a
+    # drop is valid; validation notes this consequence instead of failing on the null share.
+    absent_means: str = ""
 
     @property
     def curated_name(self) -> str:
@@ -93,6 +98,12 @@ class Dataset:
     key: tuple[str, ...]
     # accounts is a full end-of-day snapshot; the others hold only that day's new rows
     snapshot: bool = False
+    # The key names one fact for the lake's whole life, not only within a drop: a key already curated on
+    # another date is an identical redelivery (dropped) or a conflicting correction (critical at ingest).
+    unique_over_time: bool = False
+    # Rows sharing these columns are one unit, curated whole or held (quarantined) whole, and delivered
+    # once: a unit already curated on another date takes no new rows later.
+    unit: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -123,12 +134,14 @@ CONTRACT: dict[str, Dataset] = {
             Column("credit_limit", "money", "Current credit line in CNY.", min_value=0, min_exclusive=True),
             Column("status", "string", "Line status.", values=ACCOUNT_STATUSES),
             Column("annual_income", "money", "Self-declared annual income in CNY.", required=False,
-                   nullable=True, min_value=0),
-            Column("region", "string", "Region code.", required=False, nullable=True),
+                   nullable=True, min_value=0,
+                   absent_means="no affordability cap: limit increases are capped by policy limits only"),
+            Column("region", "string", "Region code.", required=False, nullable=True,
+                   absent_means="no regional split (region is never a model feature)"),
             Column("gender", "string", "Protected attribute: carried, never a model feature.",
-                   required=False, nullable=True, protected=True),
+                   required=False, nullable=True, protected=True, absent_means="nothing (never used)"),
             Column("marital_status", "string", "Protected attribute: carried, never a model feature.",
-                   required=False, nullable=True, protected=True),
+                   required=False, nullable=True, protected=True, absent_means="nothing (never used)"),
         ),
     ),
     "behaviour": Dataset(
@@ -149,6 +162,10 @@ CONTRACT: dict[str, Dataset] = {
         name="installments",
         description="Repayment schedule rows, created on the business day a loan is drawn.",
         key=("installment_id",),
+        # A schedule is created once, on the day its loan is drawn: a loan's principal is its instalments,
+        # so one left out would misstate it (held whole), and a redelivered one would be counted twice.
+        unique_over_time=True,
+        unit=("loan_id",),
         columns=(
             Column("installment_id", "string", "Instalment identifier, unique.", identifier=True),
             Column("loan_id", "string", "Loan (one cash draw) the instalment belongs to.", identifier=True),
@@ -163,6 +180,11 @@ CONTRACT: dict[str, Dataset] = {
         name="payments",
         description="Payments received on the business day.",
         key=("payment_id",),
+        # A payment is received once: the same id on a later day would be allocated twice. (behaviour's
+        # event_id needs no lake-wide lookup: event_time must fall in the drop's own business day, so an
+        # event redelivered on another day is already quarantined as event_time_outside_business_day;
+        # accounts is a snapshot, its key repeats every day by design.)
+        unique_over_time=True,
         columns=(
             Column("payment_id", "string", "Payment identifier, unique.", identifier=True),
             Column("account_id", "string", "Paying account.", identifier=True),

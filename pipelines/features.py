@@ -38,6 +38,7 @@ from pipelines.feature_dictionary import (
     TREND_RECENT_DAYS,
 )
 from pipelines.ledger import Ledger, build_ledger, outstanding_principal_at, reconcile_ledger
+from pipelines.pending_payments import WAITING_SCHEMA, PendingPayments, resolve_pending_payments
 from pipelines.sharding import filter_shard
 
 SCORED_STATUSES: tuple[str, ...] = ("active", "frozen")
@@ -276,12 +277,15 @@ def build_features(
 FEATURES_ZONE = "features"
 LEDGER_ZONE = "ledger"
 FEATURES_FILE = "features.parquet"
+PENDING_PAYMENTS_FILE = "pending_payments.parquet"
 # file -> sort key; every frame is sorted so that one or N shards give the same bytes
 LEDGER_FILES: dict[str, tuple[str, ...]] = {
     "installments.parquet": ("loan_id", "account_id", "installment_no", "installment_id"),
     "loans.parquet": ("loan_id", "account_id"),
     "accounts.parquet": ("account_id",),
     "unallocated.parquet": ("payment_id",),
+    # quarantined payments not applied as of D (pipelines.pending_payments): decide holds their accounts
+    PENDING_PAYMENTS_FILE: tuple(WAITING_SCHEMA),
 }
 RECONCILIATION_FILE = "_reconciliation.json"  # leading "_": not a data file for lake.parquet_files
 
@@ -351,21 +355,50 @@ def scan_inputs(
     return {name: filter_shard(lf, shard, n_shards) for name, lf in scans.items()}
 
 
+def scan_pending_payments(root: Path, as_of: dt.date, shard: int = 0, n_shards: int = 1) -> PendingPayments:
+    """The quarantined payments of ``dt <= D`` of one shard, resolved against the curated zone of D.
+
+    A quarantined row belongs to the shard of the ``account_id`` it names (a null one to shard 0), so
+    every row is judged exactly once across shards; a row that resolves names an account of D's snapshot,
+    which is in that same shard.
+    """
+    quarantined = filter_shard(lake.scan_quarantine(root, "payments", as_of), shard, n_shards).collect()
+    payments = lake.scan_curated(root, "payments", as_of)
+    if quarantined.is_empty():
+        return PendingPayments.none(payments.collect_schema())
+    ids = quarantined.get_column("payment_id").drop_nulls().unique().implode()
+    loan_ids = quarantined.get_column("loan_id").drop_nulls().unique().implode()
+    pending = resolve_pending_payments(
+        quarantined,
+        as_of,
+        # whole-book reads, narrowed to the ids at hand: a redelivery or a loan may sit in another shard
+        curated_ids=payments.select("payment_id").filter(pl.col("payment_id").is_in(ids)).collect().to_series(),
+        snapshot_ids=filter_shard(lake.scan_curated(root, "accounts", as_of, dates=[as_of]), shard, n_shards)
+        .select("account_id").collect().to_series(),
+        loans=lake.scan_curated(root, "installments", as_of).select("loan_id", "account_id")
+        .filter(pl.col("loan_id").is_in(loan_ids)).unique().collect(),
+    )
+    return PendingPayments(pending.resolved.cast(payments.collect_schema()), pending.waiting)  # type: ignore[arg-type]
+
+
 def build_feature_snapshot(
     root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int = 0, n_shards: int = 1
 ) -> Path:
     """Build and publish the ledger and the features of D (for one shard); return the features path.
 
     Unsharded: ``features/as_of_date=D/features.parquet`` and ``ledger/as_of_date=D/{installments,loans,
-    accounts,unallocated}.parquet`` + ``_reconciliation.json``, each partition replaced whole and
+    accounts,unallocated,pending_payments}.parquet`` + ``_reconciliation.json``, each partition replaced whole and
     atomically.
     Sharded: the same files under ``<zone>/_shards/as_of_date=D/shard=KKKK-of-NNNN/``; once every shard
     is done, :func:`merge_shards` publishes the date's partitions. Rebuildable for any past D.
     """
     del cfg  # every choice here is fixed by the feature dictionary; kept for a uniform entry point
     scans = scan_inputs(root, as_of, shard, n_shards)
-    ledger = build_ledger(scans["installments"], scans["payments"], as_of)
-    reconciliation = reconcile_ledger(ledger, scans["payments"])
+    # Quarantined payments whose references resolved are applied like curated ones (pipelines.pending_payments).
+    pending = scan_pending_payments(root, as_of, shard, n_shards)
+    applied = pl.concat([scans["payments"], pending.resolved.lazy()], how="vertical")
+    ledger = build_ledger(scans["installments"], applied, as_of)
+    reconciliation = reconcile_ledger(ledger, scans["payments"], pending)
     features = build_features(scans["accounts"], scans["behaviour"], ledger, as_of)
 
     if n_shards == 1:
@@ -373,12 +406,12 @@ def build_feature_snapshot(
     else:
         feature_dir = _shard_partition(root, FEATURES_ZONE, as_of, shard, n_shards)
         ledger_dir = _shard_partition(root, LEDGER_ZONE, as_of, shard, n_shards)
-    _publish_ledger(ledger_dir, ledger, reconciliation)
+    _publish_ledger(ledger_dir, ledger, reconciliation, pending)
     lake.publish_frames(feature_dir, {FEATURES_FILE: features})
     return feature_dir
 
 
-def _ledger_frames(ledger: Ledger) -> dict[str, pl.DataFrame]:
+def _ledger_frames(ledger: Ledger, pending: PendingPayments) -> dict[str, pl.DataFrame]:
     unallocated = ledger.payments.filter(pl.col("unallocated_cents") > 0).select(
         "payment_id", "account_id", "loan_id", "paid_on", "amount_cents", "allocated_cents",
         "unallocated_cents", "unallocated_reason",
@@ -389,13 +422,14 @@ def _ledger_frames(ledger: Ledger) -> dict[str, pl.DataFrame]:
         "loans.parquet": ledger.loans,
         "accounts.parquet": ledger.accounts,
         "unallocated.parquet": unallocated,
+        PENDING_PAYMENTS_FILE: pending.waiting,
     }
     return {name: frame.sort(LEDGER_FILES[name]) for name, frame in frames.items()}
 
 
-def _publish_ledger(target: Path, ledger: Ledger, reconciliation: object) -> None:
+def _publish_ledger(target: Path, ledger: Ledger, reconciliation: object, pending: PendingPayments) -> None:
     with lake.staged_partition(target) as tmp:
-        for name, frame in _ledger_frames(ledger).items():
+        for name, frame in _ledger_frames(ledger, pending).items():
             lake.write_parquet(frame, tmp / name)
         payload = dataclasses.asdict(reconciliation)  # type: ignore[call-overload]
         payload["as_of"] = payload["as_of"].isoformat()

@@ -49,7 +49,7 @@ from pipelines.contract import (
     Column,
     Dataset,
 )
-from pipelines.outputs import MONEY, OUTPUT_COLUMNS, OUTPUT_KEYS, OUTPUTS
+from pipelines.outputs import MONEY, OUTPUT_COLUMNS, OUTPUT_KEYS, OUTPUTS, PD_SOURCES
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
 SUITE_NAMES: tuple[str, ...] = DATASETS + OUTPUTS
@@ -235,12 +235,30 @@ def _business_rules(name: str) -> list[gx.expectations.Expectation]:
     raise KeyError(name)
 
 
+# Volume counted in distinct values of a column rather than rows: a schedule's rows per loan vary with the
+# term (3-12), its loans follow the day's cash draws one for one.
+VOLUME_UNITS: dict[str, str] = {"installments": "loan_id"}
+
+
+def _volume_low(dataset: Dataset) -> gx.expectations.Expectation:
+    notes = ("At least validation.volume.min_ratio x the expected {unit} (today's driver x the lowest "
+             "ratio to it over the trailing curated partitions): fewer means a partial drop. A driver of 0 "
+             "expects nothing. Skipped (with a note) without enough history.")
+    unit = VOLUME_UNITS.get(dataset.name)
+    if unit is None:
+        return _expect("ExpectTableRowCountToBeBetween", rule="volume_low", risk="volume",
+                       min_value=_param("min_rows"), notes=notes.format(unit="rows"))
+    return _expect("ExpectColumnUniqueValueCountToBeBetween", rule="volume_low", risk="volume", column=unit,
+                   min_value=_param("min_rows"), notes=notes.format(unit=f"distinct {unit}"))
+
+
 def _table_rules(dataset: Dataset) -> list[gx.expectations.Expectation]:
     out = [
-        _expect("ExpectTableRowCountToBeBetween", rule="volume_low", risk="volume", min_value=_param("min_rows"),
-                notes="At least validation.volume.min_ratio x the median row count of the trailing curated "
-                      "partitions: fewer rows means a partial drop. Skipped (with a note) without enough "
-                      "history."),
+        _expect("ExpectTableRowCountToEqual", rule="volume_declared", risk="volume",
+                value=_param("declared_rows"),
+                notes="The rows upstream declared in _SUCCESS ({\"rows\": N}), less redelivered duplicates: any "
+                      "other count is a lost or extra file. Skipped under a plain empty _SUCCESS."),
+        _volume_low(dataset),
         _expect("ExpectTableRowCountToBeBetween", rule="volume_high", risk="volume", severity="warning",
                 max_value=_param("max_rows"),
                 notes="At most validation.volume.max_ratio x the trailing median: a spike (campaign, 11.11) is "
@@ -250,7 +268,8 @@ def _table_rules(dataset: Dataset) -> list[gx.expectations.Expectation]:
         _expect("ExpectColumnProportionOfNonNullValuesToBeBetween", rule=f"null_share_{c.curated_name}",
                 risk="completeness",
                 column=c.curated_name, min_value=_param(non_null_share_parameter(c.curated_name)),
-                notes="1 - validation.max_null_share of this column (no limit configured: 0, observed only).")
+                notes="1 - validation.max_null_share of this column (no limit configured: 0, observed only). "
+                      "Skipped on an empty drop, and for an optional column not delivered (absent or all null).")
         for c in dataset.columns
         if c.nullable
     ]
@@ -275,7 +294,7 @@ _REQUIRED_OUTPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "limits": ("account_id", "as_of_date", "previous_limit", "new_limit", "action", "reason_codes",
                "explanation", "policy_version"),
     "collection_queue": ("account_id", "as_of_date", "dpd", "bucket", "overdue_amount", "outstanding_balance",
-                         "pd", "expected_loss", "treatment", "priority"),
+                         "pd", "expected_loss", "treatment", "priority", "pd_source"),
     "hardship_offers": ("account_id", "loan_id", "as_of_date", "outstanding_principal", "current_instalment",
                         "extension_months", "new_instalment", "new_end_date"),
 }
@@ -322,6 +341,9 @@ def _output_rules(name: str) -> list[gx.expectations.Expectation]:
             _value("ExpectColumnValuesToBeBetween", column="expected_loss", min_value=0),
             _value("ExpectColumnValuesToBeInSet", "unknown value", column="treatment", value_set=list(TREATMENTS)),
             _value("ExpectColumnValuesToBeBetween", column="priority", min_value=1),
+            _value("ExpectColumnValuesToBeInSet", "unknown value", column="pd_source", value_set=list(PD_SOURCES),
+                   notes="model: the PD of D; fallback: collections.unscored_pd for an overdue account without "
+                         "a score (e.g. missing from tonight's snapshot)."),
         ]
     if name == "hardship_offers":
         return [
@@ -434,7 +456,8 @@ def render_contract_markdown() -> str:
             if c.protected:
                 rule.append("protected: never a model feature")
             lines.append(f"| `{c.name}` | `{c.curated_name}` | {_cell(c.curated_dtype)} | "
-                         f"{'yes' if c.required else 'no'} | {'yes' if c.nullable else 'no'} | "
+                         f"{'yes' if c.required else 'no; without it: ' + c.absent_means} | "
+                         f"{'yes' if c.nullable else 'no'} | "
                          f"{_cell('; '.join(rule))} | {_cell(c.description)} |")
         lines += ["", f"Suite `expectations/{name}.json` (plus a critical `type_<column>` rule per column):", "",
                   "| rule | expectation | risk | severity | level |", "|---|---|---|---|---|"]

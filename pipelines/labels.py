@@ -32,7 +32,8 @@ import polars as pl
 
 from pipelines import lake
 from pipelines.config import LabelsConfig, RisklineConfig
-from pipelines.features import SCORED_STATUSES  # training joins features and labels: one population
+# training joins features and labels (one population); labels read payments as the nightly ledger does
+from pipelines.features import SCORED_STATUSES, scan_pending_payments
 from pipelines.ledger import Ledger, account_worst_dpd, build_ledger
 
 LABELS_ZONE = "labels"
@@ -132,9 +133,11 @@ def build_labels_for(
             problems.append(f"no complete {dataset} partition for {end}")
     if problems:
         raise LabelsNotMaturedError(f"cannot label snapshot {snapshot_date}: " + "; ".join(problems))
-    ledger = build_ledger(
-        lake.scan_curated(root, "installments", end), lake.scan_curated(root, "payments", end), end
+    # the payments the nightly ledger of s+H applied: curated plus quarantined ones resolved by then
+    payments = pl.concat(
+        [lake.scan_curated(root, "payments", end), scan_pending_payments(root, end).resolved.lazy()], how="vertical"
     )
+    ledger = build_ledger(lake.scan_curated(root, "installments", end), payments, end)
     accounts = lake.scan_curated(root, "accounts", snapshot_date, dates=[snapshot_date])
     return build_labels(accounts, ledger, snapshot_date, cfg.labels)
 

@@ -360,9 +360,36 @@ def _read_marker(partition: UPath) -> dict[str, Any] | None:
         commit = json.loads(raw)
     except ValueError as exc:
         raise ValueError(f"{partition}/{SUCCESS} is neither empty nor a riskline commit: {exc}") from None
+    if isinstance(commit, dict) and "format" not in commit and "rows" in commit:
+        return {}  # an upstream manifest beside flat files (declared_rows reads it)
     if not isinstance(commit, dict) or commit.get("format") != _COMMIT_FORMAT:
         raise ValueError(f"{partition}/{SUCCESS} is not a riskline commit (format {commit!r:.80})")
     return commit
+
+
+def declared_rows(partition: Location) -> int | None:
+    """Rows an upstream declared for its drop in ``_SUCCESS`` (``{"rows": N}``); None for a plain marker.
+
+    Raises:
+        ValueError: the marker is neither empty nor a manifest with a whole, non-negative ``rows``.
+    """
+    marker = partition.joinpath(SUCCESS)
+    try:
+        raw = (_fresh(marker) if is_remote(partition) else marker).read_bytes()
+    except FileNotFoundError:
+        return None
+    if not raw.strip():
+        return None
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{SUCCESS} is neither empty nor JSON ({exc})") from None
+    if isinstance(manifest, dict) and manifest.get("format") == _COMMIT_FORMAT:
+        return None  # riskline's own commit of a curated version
+    rows = manifest.get("rows") if isinstance(manifest, dict) else None
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ValueError(f'{SUCCESS} must be empty or {{"rows": N}} with N a whole number >= 0, got {raw[:80]!r}')
+    return rows
 
 
 def _drop_versions(target: UPath, keep: set[str]) -> None:
@@ -496,6 +523,28 @@ def scan_curated(
                 extra_columns="ignore",
             ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
         )
+    if not scans:
+        return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
+    return pl.concat(scans, how="vertical")
+
+
+def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame:
+    """Lazily scan the complete quarantine partitions of ``dataset`` with ``dt <= upto``.
+
+    The contract's curated columns (a defective row may hold nulls anywhere), ``quarantine_reason`` and the
+    partition's ``dt``; extra landing columns are dropped.
+    """
+    from pipelines.contract import CONTRACT
+
+    schema = pl.Schema({**CONTRACT[dataset].curated_schema(), "quarantine_reason": pl.String()})
+    scans = [
+        pl.scan_parquet(
+            _parquet_sources(files), hive_partitioning=False, schema=schema, missing_columns="insert",
+            extra_columns="ignore",
+        ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
+        for day in complete_partition_dates(root, "quarantine", dataset) if day <= upto
+        if (files := parquet_files(partition_dir(root, "quarantine", dataset, day)))
+    ]
     if not scans:
         return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
     return pl.concat(scans, how="vertical")

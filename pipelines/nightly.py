@@ -99,6 +99,25 @@ def read_previous_run(
     return previous_scores, history
 
 
+def read_pending_holds(
+    root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int = 0, n_shards: int = 1
+) -> pl.DataFrame:
+    """Accounts whose adverse actions are held tonight for a payment waiting in quarantine.
+
+    Read from the merged ledger partition of D (a waiting payment may hold an account of another shard:
+    the one its loan belongs to), then narrowed to ``shard``'s accounts.
+    """
+    from pipelines.features import PENDING_PAYMENTS_FILE, ledger_partition
+    from pipelines.pending_payments import empty_holds, pending_holds
+    from pipelines.sharding import filter_shard
+
+    path = ledger_partition(root, as_of) / PENDING_PAYMENTS_FILE
+    if not path.is_file():
+        return empty_holds()
+    holds = pending_holds(pl.read_parquet(path), as_of, cfg.pending_payments.max_hold_days)
+    return filter_shard(holds.lazy(), shard, n_shards).collect()
+
+
 def decide_frames(
     as_of: dt.date,
     cfg: RisklineConfig,
@@ -109,18 +128,22 @@ def decide_frames(
     scores: pl.DataFrame,
     previous_scores: pl.DataFrame | None,
     history: pl.DataFrame,
+    holds: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Every decision of D for the given accounts: limits, collection cases, hardship offers, new history.
 
     The one place the night's decision steps are listed, for the whole book and for a shard alike; the
     cases still need the queue's capacity cut (``collections.assign_treatments``), which ranks the book.
+    ``holds`` (:func:`read_pending_holds`) withholds freezes, cuts and collections contacts.
     """
     from pipelines import collections, hardship, policy
 
-    inputs = policy.build_policy_input(as_of, accounts, features, installments, scores, previous_scores, history)
+    inputs = policy.build_policy_input(
+        as_of, accounts, features, installments, scores, previous_scores, history, holds
+    )
     limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
     offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship)
-    cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections)
+    cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, holds)
     return limits, cases, offers, policy.update_limit_history(history, limits, as_of)
 
 
@@ -192,7 +215,8 @@ def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
     results = ingest_date(root, as_of, cfg)
     chain.after_ingest(root, as_of, before)  # late data: marks published nights that read the old partition
     return {
-        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped}
+        r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped,
+                    "redelivered": r.redelivered}
         for r in results
     }
 
@@ -251,7 +275,8 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
         from pipelines.shard_stages import decide_shard, merge_decisions, run_shards
 
         run_shards(decide_shard, cfg.run.shards, cfg.run.shard_workers, root, as_of, cfg)
-        return _decide_summary(root, merge_decisions(root, as_of, cfg, cfg.run.shards))
+        summary = _decide_summary(root, merge_decisions(root, as_of, cfg, cfg.run.shards))
+        return {**summary, "held_for_pending_payments": read_pending_holds(root, as_of, cfg).height}
 
     accounts = lake.read_partition(lake.partition_dir(root, "curated", "accounts", as_of))
     features = read_features(root, as_of)
@@ -260,9 +285,10 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
     ledger_accounts = pl.read_parquet(ledger_dir / "accounts.parquet")
     scores = lake.read_partition(scores_dir(root, as_of))
     previous_scores, history = read_previous_run(root, as_of)
+    holds = read_pending_holds(root, as_of, cfg)
 
     limits, cases, offers, new_history = decide_frames(
-        as_of, cfg, accounts, features, installments, ledger_accounts, scores, previous_scores, history
+        as_of, cfg, accounts, features, installments, ledger_accounts, scores, previous_scores, history, holds
     )
     queue = assign_treatments(cases, cfg.collections)
     path = lake.publish_frames(
@@ -273,6 +299,7 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
         "actions": dict(sorted(limits.group_by("action").len().iter_rows())),
         "treatments": dict(sorted(queue.group_by("treatment").len().iter_rows())),
         "hardship_offers": offers.height,
+        "held_for_pending_payments": holds.height,
     }
 
 

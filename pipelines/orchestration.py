@@ -3,17 +3,19 @@ plain values (dates as ISO strings, paths, small dicts), because Airflow 3 tasks
 JSON-serialisable XComs, never frames.
 
 Every stage call goes through :func:`run_stage`, which turns any failure into a message an on-call
-engineer can act on: the business date, the stage, what failed, and whether to fix upstream and clear
-the task or simply rerun it.
+engineer can act on in the Airflow task log: the business date, the stage, what failed, and the next step
+that can work from the UI (fix upstream and clear, trigger a new run with other params, or clear to rerun).
+These messages are read in a task log, so they name DAG params and UI actions, never CLI flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pipelines.config import RisklineConfig, load_config
 
@@ -24,13 +26,34 @@ _DATA_PROBLEM = (
 )
 _CODE_OR_INFRA = (
     "Not a data problem: check the traceback above (disk, memory, a bug). Once fixed, clear this task to "
-    "rerun it; every stage replaces its partitions whole, so a rerun is safe. Published outputs of earlier "
-    "dates are untouched and remain the latest."
+    "rerun it; every stage replaces its partitions whole, so a rerun is safe. Published outputs of other "
+    "dates are untouched."
 )
+# A model or registry failure repeats on every clear: the run's params (model_version, retrain) are fixed
+# when it is triggered, so the way out is a new run with other params.
+_MODEL_PROBLEM = (
+    "MODEL/REGISTRY PROBLEM, not upstream data: clearing this task fails the same way (a run's params cannot "
+    "change). Trigger a new run of riskline_nightly (Trigger DAG, with params) with business_date={day} and "
+    "{fix}. Registered versions: {versions}."
+)
+_EARLIER_DATES_MISSING = (
+    "EARLIER DATES MISSING: the ledger and features need every business date before this one. Run the "
+    "missing dates first (a backfill over them), then clear this task and its downstream tasks."
+)
+# Third-party libraries whose INFO lines bury ours in task logs and on the console (Great Expectations
+# logs hundreds per validation). Their warnings and errors still show.
+_NOISY_LOGGERS = ("great_expectations", "py.warnings", "numexpr", "matplotlib", "fsspec", "s3fs", "botocore",
+                  "urllib3", "distributed", "dask")
 
 
 class StageFailed(RuntimeError):
     """A stage failed; the message says what to do next."""
+
+
+def quiet_third_party_logs(level: int = logging.WARNING) -> None:
+    """Raise the noisy third-party loggers to ``level``; riskline's own lines and every warning stay."""
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def business_date_of(interval_start: dt.datetime, cfg: RisklineConfig) -> dt.date:
@@ -53,6 +76,135 @@ def _local_root(cfg: RisklineConfig, data_root: str | None, what: str) -> Path:
     from pipelines import lake
 
     return lake.require_local(_root(cfg, data_root), what)
+
+
+# --- which business date a run processes, and whether its landing drops can still arrive -------------
+
+
+def choose_business_date(
+    requested: str | None,
+    interval_start: dt.datetime | None,
+    run_type: object,
+    now: dt.datetime,
+    cfg: RisklineConfig,
+    fully_landed: list[dt.date],
+    latest_published: dt.date | None,
+) -> tuple[dt.date, str]:
+    """The business date a run processes, and why (the ``business_date`` task logs it and returns the date).
+
+    ``requested`` (the ``business_date`` param) wins. Otherwise D is the run's data interval start in the
+    business timezone (a manual run triggered without a logical date: yesterday). A *manual* run whose D has
+    no landing near it (the newest date with all drops landed is more than ``schedule.stale_landing_days``
+    older: a demo lake, a stopped feed) reruns the newest published night instead, else the newest fully
+    landed date, so Trigger with the defaults does something useful; scheduled runs never move.
+    """
+    if requested:
+        try:
+            return dt.date.fromisoformat(requested), "param business_date"
+        except ValueError:
+            raise ValueError(f"param business_date={requested!r} is not a date; use YYYY-MM-DD") from None
+    tz = cfg.business.tz
+    if interval_start is None:
+        day = (now.astimezone(tz) - dt.timedelta(days=1)).date()
+        why = "the run has no data interval: yesterday in " + cfg.business.timezone
+    else:
+        day = business_date_of(interval_start, cfg)
+        why = f"its data interval starts on {day} in {cfg.business.timezone}"
+    run_type = str(getattr(run_type, "value", run_type))
+    newest = fully_landed[-1] if fully_landed else None
+    stale = newest is None or (day - newest).days > cfg.schedule.stale_landing_days
+    if run_type != "manual" or not stale or (latest_published is None and newest is None):
+        return day, why
+    target, what = (latest_published, "newest published night") if latest_published else (newest, "newest landed date")
+    return target, (
+        f"manual run without business_date: its own date {day} has no landing drops and the newest fully landed "
+        f"date is {newest}, so it reruns the {what}, {target} (set the business_date param to run another date)"
+    )
+
+
+def business_date_for_run(
+    params: dict[str, Any], interval_start: dt.datetime | None, run_type: object, data_root: str | None = None
+) -> tuple[str, str]:
+    """:func:`choose_business_date` against the lake: ``(ISO date, why)``."""
+    from pipelines import lake
+    from pipelines.catalog import DATASETS
+    from pipelines.publish import read_latest
+
+    cfg = load_config()
+    root = _root(cfg, data_root)
+    landed = [set(lake.complete_partition_dates(root, "landing", name)) for name in DATASETS]
+    fully_landed = sorted(set.intersection(*landed)) if landed else []
+    latest = read_latest(root) if not lake.is_remote(root) else None
+    day, why = choose_business_date(params.get("business_date"), interval_start, run_type,
+                                    dt.datetime.now(dt.UTC), cfg, fully_landed, latest)
+    return day.isoformat(), why
+
+
+@dataclasses.dataclass(frozen=True)
+class LandingWait:
+    """What a landing sensor does for one dataset and date: ``ready``, ``wait``, ``missed`` (fail now:
+    its deadline passed) or ``stale`` (skip: the lake is not fed for that date), and the line it logs."""
+
+    state: Literal["ready", "wait", "missed", "stale"]
+    message: str
+
+
+def assess_landing(
+    dataset: str, day: dt.date, landed: list[dt.date], now: dt.datetime, cfg: RisklineConfig
+) -> LandingWait:
+    """Whether ``dataset``'s drop for ``day`` is in, can still arrive, or cannot (``landed``: its complete dates).
+
+    A drop may arrive until D+1 00:00 + ``schedule.landing_deadline_hours`` in business time, a deadline
+    fixed by the business date, not by when the sensor started, so a backfill of an old date upstream never
+    delivered fails at once. A dataset whose newest drop is more than ``schedule.stale_landing_days`` before
+    D is not being fed for D: waiting would only hold the DAG's one active run slot.
+    """
+    where = f"landing/{dataset}/dt={day}"
+    if day in landed:
+        return LandingWait("ready", f"{where}: drop complete (_SUCCESS present)")
+    newest = landed[-1] if landed else None
+    if newest is None or (day - newest).days > cfg.schedule.stale_landing_days:
+        seen = f"the newest {dataset} drop is dt={newest}" if newest else f"the lake holds no {dataset} drop at all"
+        return LandingWait("stale", (
+            f"{where}: no drop, and {seen}: this lake is not fed for {day} (a demo lake or a feed stopped "
+            f"for more than {cfg.schedule.stale_landing_days} days). Skipping this run, which processes nothing. "
+            "To process a landed date, trigger riskline_nightly with the business_date param."
+        ))
+    tz = cfg.business.tz
+    deadline = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz) + dt.timedelta(
+        hours=cfg.schedule.landing_deadline_hours)
+    stamp = f"{deadline:%Y-%m-%d %H:%M} {cfg.business.timezone}"
+    if now >= deadline:
+        return LandingWait("missed", (
+            f"{where}: drop not delivered by its deadline {stamp} (newest {dataset} drop: dt={newest}). "
+            f"NEXT STEP: ask upstream to deliver {where}/ (data files, then _SUCCESS), then clear this task "
+            "and its downstream tasks."
+        ))
+    return LandingWait("wait", (
+        f"waiting for {where}/_SUCCESS (newest {dataset} drop: dt={newest}); checking again every few minutes "
+        f"until the deadline {stamp}, when this task fails"
+    ))
+
+
+def poke_landing(dataset: str, business_date: str, data_root: str | None = None) -> bool:
+    """The landing sensor's poke: True when the drop is in; logs why it waits; skips or fails when it cannot come.
+
+    Raises Airflow's skip (stale lake) or fail (deadline passed; no retry) exception, with the reason.
+    """
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from pipelines import lake
+
+    cfg = load_config()
+    day = dt.date.fromisoformat(business_date)
+    landed = lake.complete_partition_dates(_root(cfg, data_root), "landing", dataset)
+    verdict = assess_landing(dataset, day, landed, dt.datetime.now(dt.UTC), cfg)
+    print(verdict.message, flush=True)
+    if verdict.state == "stale":
+        raise AirflowSkipException(verdict.message)
+    if verdict.state == "missed":
+        raise AirflowFailException(verdict.message)
+    return verdict.state == "ready"
 
 
 def _airflow_run() -> tuple[dict[str, Any], str | None]:
@@ -106,6 +258,7 @@ def run_stage(stage: str, business_date: str, data_root: str | None = None, **kw
     from pipelines import nightly
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    quiet_third_party_logs()
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
     root = _night_root(cfg, data_root, day, f"stage {stage}")
@@ -126,6 +279,7 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
     """Ingest and validate one dataset for one business date; return its result as a small dict."""
     from pipelines.ingest import ingest_date
 
+    quiet_third_party_logs()
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
     from pipelines import chain, lake
@@ -178,11 +332,33 @@ def shard_list() -> list[int]:
     return list(range(load_config().run.shards))
 
 
+def _model_next_step(exc: Exception, business_date: str) -> str:
+    """The task-log next step of a model or registry failure: which new run to trigger, and the versions."""
+    from pipelines.registry import ModelRegistry, NoChampionError, RegistryError
+
+    if isinstance(exc, NoChampionError):
+        fix = "model_version=<a registered version, once reviewed>"
+    elif isinstance(exc, RegistryError):
+        fix = "model_version empty (the champion serving on that date) or one of the registered versions"
+    else:  # training refused (leakage guard, too little history): tonight can still score with the champion
+        fix = "retrain=false (the champion serving on that date scores it)"
+    try:
+        known = ModelRegistry(_local_root(load_config(), None, "the model registry")).versions()
+        versions = ", ".join(known[-5:]) + " (newest last)" if known else "none yet"
+    except Exception:  # the registry itself may be what broke; the advice must still come out
+        versions = "unreadable (see the error above)"
+    return _MODEL_PROBLEM.format(day=business_date, fix=fix, versions=versions)
+
+
 def _guarded(label: str, business_date: str, fn: Any) -> Any:
-    """Run ``fn``; turn any failure into a :class:`StageFailed` that says what to do next."""
+    """Run ``fn``; turn any failure into a :class:`StageFailed` that says what to do next, from the UI."""
     from pipelines.chain import ChainError
+    from pipelines.evaluate import LeakageSuspectedError
+    from pipelines.features import IncompleteHistoryError
     from pipelines.ingest import IngestError
     from pipelines.publish import PublishError, PublishIncompleteError
+    from pipelines.registry import RegistryError
+    from pipelines.train import InsufficientHistoryError
 
     try:
         return fn()
@@ -198,6 +374,15 @@ def _guarded(label: str, business_date: str, fn: Any) -> Any:
                           "this task: it completes the publish from its journal.") from exc
     except IngestError as exc:
         raise StageFailed(f"[{label}] business date {business_date}: {exc}\nNEXT STEP: {_DATA_PROBLEM}") from exc
+    except (RegistryError, LeakageSuspectedError, InsufficientHistoryError) as exc:
+        raise StageFailed(
+            f"[{label}] business date {business_date}: {type(exc).__name__}: {exc}\n"
+            f"NEXT STEP: {_model_next_step(exc, business_date)}"
+        ) from exc
+    except IncompleteHistoryError as exc:
+        raise StageFailed(
+            f"[{label}] business date {business_date}: {exc}\nNEXT STEP: {_EARLIER_DATES_MISSING}"
+        ) from exc
     except PublishError as exc:
         raise StageFailed(
             f"[{label}] business date {business_date}: {exc}\nNEXT STEP: our own outputs broke their contract "
@@ -217,6 +402,7 @@ def run_shard(stage: str, business_date: str, shard: int, data_root: str | None 
     if stage not in SHARDED_STAGES:
         raise ValueError(f"stage {stage!r} does not run per shard; per-shard stages are {SHARDED_STAGES}")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    quiet_third_party_logs()
     cfg = load_config()
     n_shards = cfg.run.shards
     if n_shards == 1:

@@ -59,6 +59,7 @@ OUTPUT_COLUMNS: dict[str, tuple[tuple[str, pl.DataType], ...]] = {
         ("overflow", pl.Boolean()),
         ("model_version", pl.String()),
         ("policy_version", pl.String()),
+        ("pd_source", pl.String()),  # model | fallback (PD_SOURCES): where pd came from
     ),
     "hardship_offers": (
         ("account_id", pl.String()),
@@ -74,6 +75,10 @@ OUTPUT_COLUMNS: dict[str, tuple[tuple[str, pl.DataType], ...]] = {
     ),
 }
 OUTPUTS: tuple[str, ...] = tuple(OUTPUT_COLUMNS)
+# collection_queue.pd_source: "model" (the PD of D) or "fallback" (an overdue account without a score, e.g.
+# missing from tonight's snapshot, published with collections.unscored_pd instead of a null that would
+# block the publish).
+PD_SOURCES: tuple[str, ...] = ("model", "fallback")
 assert OUTPUTS == CATALOG_OUTPUTS, "pipelines.catalog.OUTPUTS and OUTPUT_COLUMNS disagree"
 OUTPUT_KEYS: dict[str, tuple[str, ...]] = {
     "scores": ("account_id",),

@@ -29,6 +29,12 @@ risk signal never lets a line fall through to an unfreeze or an increase):
    the current limit it is a hold (code ``PRODUCT_MAX`` / ``AFFORDABILITY_CAP``).
 5. ``hold`` otherwise.
 
+A payment waiting in quarantine (:mod:`pipelines.pending_payments`: received upstream, not applied yet)
+may be this account's, so the ledger may overstate what it owes: while one waits, a freeze or a decrease
+becomes a ``hold`` with code ``PAYMENT_PENDING`` and the ``hold_payment_pending`` explanation (the line stays
+as it is; an unfreeze or an increase is not withheld, since the missing money can only make the account
+look worse than it is).
+
 Money is integer cents throughout: factors and steps become basis points and every product is an
 integer division, so a limit is never a float of yuan.
 
@@ -43,7 +49,7 @@ before the decision, so the cells stay comparable (intention to treat).
 Reason codes: policy codes (``DPD_30_PLUS``, ``DPD_1_29``, ``GRADE_DOWNGRADE``, ``PD_RISE``,
 ``DECREASE_COOLDOWN``, ``AT_FLOOR``, ``LIMIT_FLOOR``, ``CURRENT_FOR_30_DAYS``, ``GOOD_PAYMENT_HISTORY``,
 ``HIGH_UTILIZATION``, ``PRODUCT_MAX``, ``AFFORDABILITY_CAP``, ``FROZEN``, ``NO_SCORE``, ``TEST_CONTROL``,
-``NO_TRIGGER``; the DPD ones carry the configured thresholds) followed by the model's ``reason_1..3`` as
+``PAYMENT_PENDING``, ``NO_TRIGGER``; the DPD ones carry the configured thresholds) followed by the model's ``reason_1..3`` as
 ``MODEL:<feature>`` (the features that raised PD most; context for every decision).
 """
 
@@ -56,6 +62,7 @@ import polars as pl
 from pipelines.config import PolicyConfig, ProductConfig
 from pipelines.explanations import MODEL_PREFIX, directional_features, explain_limits
 from pipelines.ledger import last_unpaid_day_upto
+from pipelines.pending_payments import PAYMENT_PENDING
 from pipelines.sharding import fnv1a_64
 
 DECIDED_STATUSES: tuple[str, ...] = ("active", "frozen")
@@ -90,6 +97,8 @@ POLICY_INPUT_SCHEMA: dict[str, pl.DataType] = {
     # limit history (from earlier decisions)
     "days_since_limit_change": pl.Int32(),  # any change; null: never (then days_on_book is used)
     "days_since_decrease": pl.Int32(),  # null: never cut
+    # payments waiting in quarantine that may be this account's (pipelines.pending_payments); null: none
+    "pending_payments": pl.UInt32(),
 }
 
 LIMIT_HISTORY_SCHEMA: dict[str, pl.DataType] = {
@@ -133,6 +142,7 @@ def build_policy_input(
     scores: pl.DataFrame,
     previous_scores: pl.DataFrame | None,
     limit_history: pl.DataFrame,
+    holds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per active or frozen account of D in :data:`POLICY_INPUT_SCHEMA`, sorted by account_id.
 
@@ -147,6 +157,8 @@ def build_policy_input(
         limit_history: :data:`LIMIT_HISTORY_SCHEMA`, carried night to night by
             :func:`update_limit_history` (:func:`empty_limit_history` on the first run). Required: without
             it the decrease cooldown cannot work and a 1-29 DPD line would be cut every night.
+        holds: :func:`pipelines.pending_payments.pending_holds` of D (``account_id, pending_payments``);
+            None: no payment is waiting.
     """
     as_of_lit = pl.lit(as_of, dtype=pl.Date())
     book = accounts.filter(pl.col("status").is_in(DECIDED_STATUSES))
@@ -156,6 +168,8 @@ def build_policy_input(
     book = book.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in optional.items() if c not in book.columns)
     if previous_scores is None:
         previous_scores = pl.DataFrame(schema={"account_id": pl.String, "pd": pl.Float64, "grade": pl.String})
+    if holds is None:
+        holds = pl.DataFrame(schema={"account_id": pl.String, "pending_payments": pl.UInt32})
     frame = (
         book.select("account_id", "status", "credit_limit_cents", "annual_income_cents", "opened_on", "language")
         .join(
@@ -170,6 +184,7 @@ def build_policy_input(
                                      pl.col("grade").alias("previous_grade")), on="account_id", how="left")
         .join(limit_history.select("account_id", "last_change_on", "last_decrease_on"), on="account_id",
               how="left")
+        .join(holds.select("account_id", "pending_payments"), on="account_id", how="left")
         .with_columns(
             days_on_book=(as_of_lit - pl.col("opened_on")).dt.total_days(),
             days_since_limit_change=(as_of_lit - pl.col("last_change_on")).dt.total_days(),
@@ -322,6 +337,8 @@ def _triggers(policy: PolicyConfig) -> dict[str, pl.Expr]:
         .fill_null(False),
         "t_pd": ((pl.col("pd") - pl.col("previous_pd")) > dec.pd_rise_margin).fill_null(False),
         "cooldown": (pl.col("days_since_decrease") < dec.min_days_between_decreases).fill_null(False),
+        # a payment of this account may be waiting in quarantine: no freeze or cut until it is applied
+        "t_pending": pl.col("pending_payments").fill_null(0) > 0,
         "t_unfreeze": (
             (pl.col("status") == "frozen") & (dpd == 0) & clean_for(unf.min_days_current)
             & (grade_rank <= rank[unf.max_grade])
@@ -357,10 +374,11 @@ def _size_arm(
     dec_limit = pl.min_horizontal(limit, pl.lit(max_cents), pl.max_horizontal(pl.lit(floor_cents), cut))
     target = limit * (_BP + _grade_map(steps).fill_null(0)) // _BP
     inc_limit = pl.min_horizontal(target, pl.lit(max_cents), pl.col("afford_cap")) // step * step
-    cuts = pl.col("on_decrease") & ~pl.col("cooldown") & (dec_limit < limit)
+    cuts = pl.col("on_decrease") & ~pl.col("cooldown") & (dec_limit < limit) & ~pl.col("t_pending")
     raises = pl.col("on_increase") & (inc_limit > limit)
+    # a held freeze falls through to hold: on_unfreeze and on_increase are off while t_freeze fires
     return [
-        pl.when(pl.col("t_freeze")).then(pl.lit("freeze"))
+        pl.when(pl.col("t_freeze") & ~pl.col("t_pending")).then(pl.lit("freeze"))
         .when(cuts).then(pl.lit("decrease"))
         .when(pl.col("on_unfreeze")).then(pl.lit("unfreeze"))
         .when(raises).then(pl.lit("increase"))
@@ -420,6 +438,7 @@ def _reason_codes(policy: PolicyConfig) -> pl.Expr:
         "FROZEN": frozen_hold,
         "NO_SCORE": pl.col("grade").is_null(),
         "TEST_CONTROL": pl.col("_control_hold"),
+        PAYMENT_PENDING: _payment_hold(),
     }
     # Joined as text and split once: list building per code is ~10x slower on a big book (measured).
     policy_codes = pl.concat_str(
@@ -430,6 +449,11 @@ def _reason_codes(policy: PolicyConfig) -> pl.Expr:
     policy_codes = pl.when(policy_codes == "").then(pl.lit("NO_TRIGGER")).otherwise(policy_codes)
     model_codes = [pl.concat_str(pl.lit(MODEL_PREFIX), pl.col(c)) for c in REASON_COLUMNS]
     return pl.concat_str([policy_codes, *model_codes], separator=",", ignore_nulls=True).str.split(",")
+
+
+def _payment_hold() -> pl.Expr:
+    """A freeze or a cut that fired and was withheld because a payment is waiting."""
+    return pl.col("t_pending") & (pl.col("t_freeze") | pl.col("on_decrease"))
 
 
 def _explanation_keys() -> dict[str, pl.Expr]:
@@ -445,7 +469,8 @@ def _explanation_keys() -> dict[str, pl.Expr]:
     def model_or(fallback: str) -> pl.Expr:
         return pl.coalesce(top_reason, pl.lit(fallback))
     return {
-        "template": pl.when((action == "hold") & (pl.col("new_status") == "frozen")).then(pl.lit("hold_frozen"))
+        "template": pl.when((action == "hold") & _payment_hold()).then(pl.lit("hold_payment_pending"))
+        .when((action == "hold") & (pl.col("new_status") == "frozen")).then(pl.lit("hold_frozen"))
         .otherwise(action),
         "behaviour": pl.when(action == "decrease").then(
             pl.when(pl.col("t_dpd")).then(pl.lit("PAST_DUE"))

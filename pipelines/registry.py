@@ -246,9 +246,9 @@ class ModelRegistry:
         version = self.champion_on(date)
         if version is None:
             raise NoChampionError(
-                f"no champion model serves on {date}: run `riskline train --as-of D` for a date on or before "
-                "it, promote a version with `riskline model promote`, or pass --model-version"
-            )
+                f"no champion model serves on {date}: no version was promoted with an effective date on or "
+                "before it"
+            )  # the next step depends on where this is read (CLI flags vs DAG params): the caller adds it
         return version
 
     # writers (under the lock)

@@ -190,7 +190,7 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
     The inputs are those of :func:`pipelines.nightly.stage_decide`, restricted to the shard's accounts.
     """
     from pipelines.features import FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE
-    from pipelines.nightly import DECISIONS_ZONE, decide_frames, read_previous_run
+    from pipelines.nightly import DECISIONS_ZONE, decide_frames, read_pending_holds, read_previous_run
     from pipelines.score import SCORES_FILE, SCORES_ZONE
 
     def shard_of(zone: str, name: str) -> pl.DataFrame:
@@ -205,8 +205,9 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
     ledger_accounts = shard_of(LEDGER_ZONE, "accounts.parquet")
     scores = shard_of(SCORES_ZONE, SCORES_FILE)
     previous_scores, history = read_previous_run(root, as_of, shard, n_shards)
+    holds = read_pending_holds(root, as_of, cfg, shard, n_shards)
     decided = decide_frames(
-        as_of, cfg, accounts, features, installments, ledger_accounts, scores, previous_scores, history
+        as_of, cfg, accounts, features, installments, ledger_accounts, scores, previous_scores, history, holds
     )
     frames = dict(zip(SHARD_DECISION_FILES, decided, strict=True))
     return lake.publish_frames(shard_dir(root, DECISIONS_ZONE, as_of, shard, n_shards), frames)

@@ -644,9 +644,9 @@ def train_evaluate_register(
     if serving is None:
         raise NoChampionError(
             f"no model can serve on {plan.as_of}: there is no champion and challenger {version} failed the "
-            f"gate on its recalibrated PD ({'; '.join(gate['reasons'])}). It is registered for inspection "
-            f"(riskline model show {version}); fix the data or the definition, or, after a model-risk review, "
-            f"promote it by hand with a reason (riskline model promote {version} --reason ...)."
+            f"gate on its recalibrated PD ({'; '.join(gate['reasons'])}). It is registered for inspection as "
+            f"{version}; fix the data or the definition, or, after a model-risk review, promote it by hand with "
+            "a reason."
         )
     return TrainingResult(
         version=version,

@@ -38,10 +38,13 @@ import datetime as dt
 import json
 import logging
 import math
+import re
+import shutil
 import statistics
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,9 +52,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from pipelines import lake
-from pipelines.config import RisklineConfig
+from pipelines.config import RisklineConfig, VolumeBand
 from pipelines.contract import CONTRACT, DATASETS, KEY_IS_VALID, valid_identifier, valid_key
-from pipelines.ingest import IngestError, read_landing
+from pipelines.ingest import IngestError, hold_whole_units, read_landing
 from pipelines.outputs import OUTPUTS
 
 if TYPE_CHECKING:
@@ -65,6 +68,9 @@ Kind = Literal["landing", "curated", "output"]
 
 ACCOUNT_KNOWN = "account_is_known"  # same names as pipelines.gx_suites (kept here so importing is cheap)
 LOAN_KNOWN = "loan_is_known"
+# A payment for a loan whose schedule is held in quarantine (pipelines.ingest.hold_whole_units) is held
+# with it: a known cause, already reported on the schedule's date, so it is not judged as an unknown loan.
+LOAN_HELD = "loan_held"
 SAMPLE_ROWS = 5
 _KEEP_UNEXPECTED = 20  # unexpected values/indices kept per expectation in the persisted GX result
 _REFERENCE_FLAGS = {ACCOUNT_KNOWN: ("account_id",), LOAN_KNOWN: ("loan_id", "account_id")} | {
@@ -231,8 +237,36 @@ class References:
 
     accounts: pl.Series | None = None  # account_id of the accounts snapshot of the same dt
     loans: pl.Series | None = None  # loan_id known on the date (installments of any dt <= D)
-    row_counts: tuple[int, ...] = ()  # curated row counts of the trailing partitions (for volume)
+    held_loans: pl.Series | None = None  # loan_id whose schedule is in quarantine (dt <= D), not curated
+    row_counts: tuple[int, ...] = ()  # curated row counts of the trailing partitions (spike warning)
     notes: Mapping[str, str] = field(default_factory=dict)  # "accounts"/"loans"/"volume" -> where from / why not
+    volume: VolumeHistory | None = None  # what the expected row count is built from (None: not judged)
+    declared_rows: int | None = None  # rows expected after de-duplication, as upstream declared them
+
+
+# What each dataset's row count follows: known before (or independently of) the drop itself.
+VOLUME_DRIVERS: dict[str, str] = {
+    "accounts": "open accounts in the previous snapshot",
+    "installments": "cash draws in the day's behaviour",  # counted in loans (gx_suites.VOLUME_UNITS)
+    "payments": "loans with an instalment falling due on the day",
+    "behaviour": "open accounts in the day's snapshot",
+}
+
+
+@dataclass(frozen=True)
+class VolumeHistory:
+    """A dataset's volume driver today and, per trailing curated partition, (dt, rows, driver)."""
+
+    driver: str
+    today: int | None  # None: unknown (``note`` says why)
+    days: tuple[tuple[dt.date, int, int], ...] = ()
+    note: str = ""
+    # Each counted unit comes from one driver unit (a loan from a cash draw): a trailing day with more units
+    # than drivers shows the driver does not govern this upstream (a card book's statements): check off.
+    exclusive: bool = False
+    # Counts of independent events of many accounts (behaviour): a quiet day varies by about sqrt(expected),
+    # which on a small or sparse book is more than the trailing minimum shows.
+    events: bool = False
 
 
 # --- the GX engine (one ephemeral context per process) ---------------------------------------------
@@ -658,9 +692,54 @@ def _reasons(height: int, quarantine: list[tuple[str, list[int]]]) -> pl.Series:
     return pl.select(expr.alias("reasons")).to_series()
 
 
-def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: References,
-                       rows: int) -> tuple[dict[str, Any], dict[str, tuple[Outcome, str]], list[str]]:
-    """Suite parameters of a landing dataset on ``day``; what could not be computed; notes."""
+def expected_min_rows(history: VolumeHistory | None, band: VolumeBand) -> tuple[int | None, str]:
+    """The fewest rows a complete drop can hold, from its driver and the trailing history; and why.
+
+    Expected rows = today's driver x the lowest rows-per-driver ratio among the trailing partitions whose
+    driver was non-zero (the quietest weekday and month-end of the window are in that minimum, so a normal
+    quiet day is never a partial drop); the drop must hold ``band.min_ratio`` of it. A driver of 0 today
+    expects nothing: a legitimately empty day (no instalment falls due) passes. None: cannot be judged.
+    """
+    if history is None:
+        return None, "volume check skipped: no volume driver"
+    if history.today is None:
+        return None, f"volume check skipped: {history.driver} unknown ({history.note})"
+    if history.today == 0:
+        return 0, f"volume: no rows expected ({history.driver}: 0)"
+    unexplained = [d for d, rows, driver in history.days if rows > driver]
+    if history.exclusive and unexplained:
+        return None, (f"volume check skipped: {max(unexplained)} had more than one per {history.driver}, so "
+                      f"the count does not follow them here")
+    usable = [(rows, driver) for _, rows, driver in history.days if driver > 0]
+    if len(usable) < band.history_days:
+        return None, (f"volume check skipped: only {len(usable)} of {band.history_days} earlier curated "
+                      f"partitions with {history.driver} within {band.lookback_days} days")
+    highest = max(driver for _, driver in usable)
+    if history.today > band.max_ratio * highest:  # e.g. phantom cash draws in today's behaviour drop
+        return None, (f"volume check skipped: {history.driver} today ({history.today:,}) is above "
+                      f"{band.max_ratio:g} x the most in the window ({highest:,}): a spike, judged where it is")
+    lowest = min(Fraction(rows, driver) for rows, driver in usable)  # exact: the bound is a whole row count
+    min_rows = math.floor(Fraction(str(band.min_ratio)) * lowest * history.today)
+    note = (f"volume: at least {min_rows:,} = {band.min_ratio:g} x {history.today:,} ({history.driver}) x "
+            f"{float(lowest):.4g} per driver (the lowest ratio of the last {len(usable)} curated partitions)")
+    if history.events:
+        mean = Fraction(sum(r for r, _ in usable), sum(d for _, d in usable)) * history.today
+        noise = math.floor(float(mean) - band.noise_sigmas * math.sqrt(mean))
+        if noise < min_rows:
+            min_rows = max(noise, 0)
+            note = (f"volume: at least {min_rows:,} = the expected {float(mean):.1f} ({history.driver} x the "
+                    f"mean ratio of the last {len(usable)} curated partitions) less {band.noise_sigmas:g} x its "
+                    f"square root (a small count's day-to-day noise)")
+    return min_rows, note
+
+
+def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: References, rows: int,
+                       undelivered: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, tuple[Outcome, str]],
+                                                                 list[str]]:
+    """Suite parameters of a landing dataset on ``day``; what could not be computed; notes.
+
+    ``undelivered``: optional columns the drop does not carry (absent or null in every row).
+    """
     tz = cfg.business.tz
     start = dt.datetime.combine(day, dt.time(0), tz).astimezone(dt.UTC)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz).astimezone(dt.UTC)
@@ -677,22 +756,36 @@ def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: Re
             params[non_null_share_parameter(col.curated_name)] = 1.0 - limits.get(col.name, 1.0)
     missing: dict[str, tuple[Outcome, str]] = {}
     notes = [f"{k}: {v}" for k, v in sorted(refs.notes.items())]
+    if rows == 0:  # nothing to measure: whether empty is right is the volume rules' question alone
+        for col in CONTRACT[dataset].columns:
+            if col.nullable:
+                missing[non_null_share_parameter(col.curated_name)] = ("skipped", "empty drop: no rows to measure")
+    for name in undelivered:
+        col = CONTRACT[dataset].column(name)
+        missing[non_null_share_parameter(col.curated_name)] = ("skipped", f"not delivered: {col.absent_means}")
+        notes.append(f"optional column {name} not delivered (absent or all null): {col.absent_means}")
     band = cfg.validation.volume
-    median = statistics.median(refs.row_counts[: band.history_days]) if refs.row_counts else 0
-    if len(refs.row_counts) < band.history_days:
-        why = (f"only {len(refs.row_counts)} of {band.history_days} earlier curated partitions within "
-               f"{band.lookback_days} days")
-    elif median < band.min_median_rows:
-        why = f"trailing median {median:g} rows is below validation.volume.min_median_rows"
-    else:
-        why = ""
-        params["min_rows"] = math.ceil(median * band.min_ratio)
-        params["max_rows"] = math.floor(median * band.max_ratio)
-        notes.append(f"volume: band {params['min_rows']:,}..{params['max_rows']:,} rows around the median "
-                     f"{median:g} of the last {band.history_days} curated partitions")
-    if why:
+    if refs.declared_rows is not None:
+        params["declared_rows"] = refs.declared_rows
+        why = f"upstream declared the row count in {lake.SUCCESS} (checked exactly by volume_declared)"
         missing["min_rows"] = missing["max_rows"] = ("skipped", why)
-        notes.append(f"volume check skipped: {why}")
+        notes.append(f"volume: {refs.declared_rows:,} rows declared by upstream (after de-duplication)")
+        return params, missing, notes
+    missing["declared_rows"] = ("skipped", f"plain {lake.SUCCESS}: no declared row count")
+    min_rows, note = expected_min_rows(refs.volume, band)
+    notes.append(note)
+    if min_rows is None:
+        missing["min_rows"] = ("skipped", note)
+    else:
+        params["min_rows"] = min_rows
+    median = statistics.median(refs.row_counts[: band.history_days]) if refs.row_counts else 0
+    if len(refs.row_counts) < band.history_days or median < band.min_median_rows:
+        missing["max_rows"] = ("skipped", f"spike warning needs {band.history_days} earlier partitions with a "
+                                          f"median of at least {band.min_median_rows} rows")
+    else:
+        params["max_rows"] = math.floor(median * band.max_ratio)
+        notes.append(f"volume: spike warning above {params['max_rows']:,} rows ({band.max_ratio:g} x the median "
+                     f"{median:g} of the last {band.history_days} curated partitions)")
     for flag, series, what in ((ACCOUNT_KNOWN, refs.accounts, "accounts"), (LOAN_KNOWN, refs.loans, "loans")):
         if series is None:
             why = refs.notes.get(what, f"{what} reference unavailable")
@@ -729,13 +822,26 @@ def validate_landing(
     *, kind: Kind = "landing", notes: Iterable[str] = (),
 ) -> LandingValidation:
     """Validate one conformed, de-duplicated landing (or curated) frame of ``dataset`` for ``day``."""
-    params, missing, extra_notes = landing_parameters(dataset, day, cfg, refs, frame.height)
+    undelivered = [c.name for c in CONTRACT[dataset].columns if not c.required and frame.height
+                   and frame.get_column(c.curated_name).null_count() == frame.height]
+    params, missing, extra_notes = landing_parameters(dataset, day, cfg, refs, frame.height, undelivered)
     flagged = add_key_flags(add_reference_flags(frame, refs), dataset)
     report, reasons = validate_frame(
         dataset, flagged, kind=kind, date=day, cfg=cfg, parameters=params, missing=missing,
         key=list(CONTRACT[dataset].key), notes=[*notes, *extra_notes],
     )
-    return LandingValidation(report, reasons)
+    held = hold_whole_units(frame, reasons, CONTRACT[dataset].unit)
+    if refs.held_loans is not None and "loan_id" in frame.columns:
+        with_loan = pl.DataFrame({"r": held, "h": frame.get_column("loan_id").is_in(refs.held_loans.implode())})
+        held = with_loan.select(
+            pl.when(pl.col("h")).then(pl.concat_str([pl.col("r"), pl.lit(LOAN_HELD)], separator=";")
+                                      .str.strip_prefix(";")).otherwise(pl.col("r"))
+        ).to_series().alias(reasons.name)
+    widened = int((held != "").sum()) - report.quarantined_rows
+    if widened:
+        report = replace(report, quarantined_rows=report.quarantined_rows + widened, notes=(
+            *report.notes, f"{widened:,} rows held with their loan (a loan is curated whole or held whole)"))
+    return LandingValidation(report, held)
 
 
 def validate_output(
@@ -827,25 +933,182 @@ def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> 
     earliest = day - dt.timedelta(days=band.lookback_days)
     days = [d for d in lake.complete_partition_dates(root, "curated", dataset) if earliest <= d < day]
     newest = sorted(days, reverse=True)[: band.history_days]
-    return tuple(_partition_rows(lake.partition_dir(root, "curated", dataset, d)) or 0 for d in newest)
+    return tuple(_count_in(lake.partition_dir(root, "curated", dataset, d), "rows") or 0 for d in newest)
+
+
+# Counts per curated partition version: a range ingest (or a backfill) reads each partition once, and a
+# republished partition has a new _SUCCESS (inode, mtime), so it is counted afresh.
+_COUNTS: dict[tuple[Any, ...], Any] = {}
+_COUNTED = {"rows": None, "open_accounts": pl.col("status") != "closed",
+            "cash_draws": pl.col("event_type") == "cash_draw", "loans": "loan_id"}
+
+
+def _per_version(part: Path, what: str, compute: Any) -> Any:
+    """``compute(files)`` for a complete partition (None while incomplete), cached per version when local."""
+    key = None
+    if not lake.is_remote(part):
+        try:
+            stat = (part / lake.SUCCESS).stat()
+        except FileNotFoundError:
+            return None
+        key = (str(part), stat.st_ino, stat.st_mtime_ns, what)
+        if key in _COUNTS:
+            return _COUNTS[key]
+    files = lake.complete_files(part)
+    if files is None:
+        return None
+    value = compute(files)
+    if key is not None:
+        _COUNTS[key] = value
+    return value
+
+
+def _count_in(part: Path, what: str) -> int | None:
+    """Rows of a complete curated partition matching ``what`` (rows / open accounts / cash draws)."""
+    def count(files: list[Any]) -> int:
+        if not files:
+            return 0
+        scan = lake.scan_parquet(files)
+        counted = _COUNTED[what]
+        if isinstance(counted, str):
+            return int(scan.select(pl.col(counted).n_unique()).collect().item())
+        if counted is not None:
+            scan = scan.filter(counted)
+        return int(scan.select(pl.len()).collect().item())
+
+    return _per_version(part, what, count)
+
+
+def _loans_due_by_date(files: list[Any]) -> dict[dt.date, int]:
+    """Loans with an instalment due on each date, in one curated installments partition (a draw's loans
+    are all in its draw day's partition, so these add up across partitions)."""
+    if not files:
+        return {}
+    due = (lake.scan_parquet(files).group_by("due_date").agg(pl.col("loan_id").n_unique().alias("n"))
+           .collect())
+    return dict(zip(due["due_date"].to_list(), due["n"].to_list(), strict=True))
+
+
+def _loans_due(root: Path, day: dt.date, dates: Iterable[dt.date]) -> dict[dt.date, int]:
+    """Loans falling due on each of ``dates`` per the curated schedule (installments of dt < ``day``)."""
+    wanted = dict.fromkeys(dates, 0)
+    for drawn in lake.complete_partition_dates(root, "curated", "installments"):
+        if drawn >= day:
+            continue
+        part = lake.partition_dir(root, "curated", "installments", drawn)
+        for due, n in (_per_version(part, "loans_due", _loans_due_by_date) or {}).items():
+            if due in wanted:
+                wanted[due] += n
+    return wanted
+
+
+def _today_count(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig, what: str,
+                 batch: Mapping[str, pl.DataFrame]) -> tuple[int | None, str]:
+    """``what`` counted in ``dataset`` of ``day``: this ingest's own frame, else curated, else landing."""
+    condition = _COUNTED[what]
+    if dataset in batch:
+        frame = batch[dataset]
+        return (frame.height if condition is None else frame.filter(condition).height), "this drop"
+    counted = _count_in(lake.partition_dir(root, "curated", dataset, day), what)
+    if counted is not None:
+        return counted, "curated"
+    try:
+        frame = read_landing(root, dataset, day, cfg)
+    except IngestError as exc:
+        return None, f"{dataset} of dt={day} not delivered or unreadable ({str(exc).split(': ', 1)[-1][:120]})"
+    return (frame.height if condition is None else frame.filter(condition).height), "landing"
+
+
+def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
+                    batch: Mapping[str, pl.DataFrame]) -> VolumeHistory:
+    """``dataset``'s volume driver on ``day`` and (dt, rows, driver) of its trailing curated partitions."""
+    band = cfg.validation.volume
+    driver = VOLUME_DRIVERS[dataset]
+    earliest = day - dt.timedelta(days=band.lookback_days)
+    own = [d for d in lake.complete_partition_dates(root, "curated", dataset) if earliest <= d < day]
+
+    unit = "loans" if dataset == "installments" else "rows"  # gx_suites.VOLUME_UNITS
+
+    def rows(d: dt.date) -> int:
+        return _count_in(lake.partition_dir(root, "curated", dataset, d), unit) or 0
+
+    if dataset == "accounts":
+        snaps = [d for d in lake.complete_partition_dates(root, "curated", "accounts") if d < day]
+        open_on = {d: _count_in(lake.partition_dir(root, "curated", "accounts", d), "open_accounts") or 0
+                   for d in snaps if d >= earliest - dt.timedelta(days=band.lookback_days)}
+        prev = {d: max((p for p in open_on if p < d), default=None) for d in own}
+        days = tuple((d, rows(d), open_on[p]) for d, p in prev.items() if p is not None)
+        last = max(open_on, default=None)
+        if last is None:
+            return VolumeHistory(driver, None, days, f"no curated snapshot within {band.lookback_days} days")
+        return VolumeHistory(driver, open_on[last], days)
+    if dataset == "payments":
+        due = _loans_due(root, day, [*own, day])
+        return VolumeHistory(driver, due[day], tuple((d, rows(d), due[d]) for d in own))
+    source, what = ("accounts", "open_accounts") if dataset == "behaviour" else ("behaviour", "cash_draws")
+    days = []
+    for d in own:
+        driven = _count_in(lake.partition_dir(root, "curated", source, d), what)
+        if driven is not None:
+            days.append((d, rows(d), driven))
+    today, where = _today_count(root, source, day, cfg, what, batch)
+    return VolumeHistory(driver, today, tuple(days), where if today is None else "",
+                         exclusive=dataset == "installments", events=dataset == "behaviour")
+
+
+def _declared_rows(root: Path, dataset: str, day: dt.date, duplicates: int) -> int | None:
+    part = lake.partition_dir(root, "landing", dataset, day)
+    try:
+        declared = lake.declared_rows(part)
+    except ValueError as exc:
+        raise IngestError(str(exc), dataset=dataset, date=day, file=lake.SUCCESS,
+                          hint='ask upstream to write an empty _SUCCESS or {"rows": N} (docs/contracts.md), '
+                               "then rerun ingest for this date") from None
+    return None if declared is None else declared - duplicates
+
+
+def _held_loans(root: Path, day: dt.date, wanted: pl.Series, known: pl.Series,
+                in_flight: pl.Series | None) -> pl.Series:
+    """Loan ids among ``wanted`` whose schedule is held in quarantine on a dt <= ``day`` and not curated
+    since (``in_flight``: the loans this ingest holds, which replace the lake's quarantine of ``day``)."""
+    wanted = wanted.drop_nulls().unique()
+    days = [d for d in lake.complete_partition_dates(root, "quarantine", "installments")
+            if d < day or (d == day and in_flight is None)]
+    held = [in_flight] if in_flight is not None else []
+    for d in days:
+        files = lake.complete_files(lake.partition_dir(root, "quarantine", "installments", d)) or []
+        if files:
+            held.append(lake.scan_parquet(files).select("loan_id").collect().to_series())
+    if not held:
+        return pl.Series("loan_id", [], dtype=pl.String)
+    ids = pl.concat([h.cast(pl.String).rename("loan_id") for h in held]).drop_nulls().unique()
+    return ids.filter(ids.is_in(wanted.implode()) & ~ids.is_in(known.implode()))
 
 
 def load_references(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig, frame: pl.DataFrame,
-                    in_flight: Mapping[str, pl.Series] | None = None) -> References:
+                    in_flight: Mapping[str, pl.Series] | None = None,
+                    batch: Mapping[str, pl.DataFrame] | None = None, duplicates: int | None = None) -> References:
     """Everything ``dataset``'s suite checks ``frame`` against, read from the lake.
 
     ``in_flight`` holds ids of this ingest's own datasets ("accounts": account_id of the rows about to be
-    curated, "installments": their loan_id), which win over what the lake holds for the date.
+    curated, "installments": their loan_id), which win over what the lake holds for the date; ``batch``
+    the frames of this ingest (volume drivers of the day). ``duplicates`` (landing only: rows dropped by
+    de-duplication) turns on the check of a row count upstream declared in ``_SUCCESS``.
     """
     in_flight = in_flight or {}
-    accounts = loans = None
+    accounts = loans = held = None
     notes: dict[str, str] = {}
     if dataset != "accounts" and "account_id" in frame.columns:
         accounts, notes["accounts"] = _known_accounts(root, day, cfg, in_flight.get("accounts"))
     if dataset == "payments" and "loan_id" in frame.columns:
         loans, notes["loans"] = _known_loans(
             root, day, cfg, frame.get_column("loan_id"), in_flight.get("installments"))
-    return References(accounts=accounts, loans=loans, row_counts=_row_counts(root, dataset, day, cfg), notes=notes)
+        held = _held_loans(root, day, frame.get_column("loan_id"), loans, in_flight.get("installments_held"))
+        loans = pl.concat([loans.cast(pl.String), held])  # known to exist: held, not unknown
+    declared = None if duplicates is None else _declared_rows(root, dataset, day, duplicates)
+    return References(accounts=accounts, loans=loans, held_loans=held,
+                      row_counts=_row_counts(root, dataset, day, cfg), notes=notes,
+                      volume=_volume_history(root, dataset, day, cfg, batch or {}), declared_rows=declared)
 
 
 # Accounts first (others check their account ids against it), installments before payments (loans).
@@ -855,6 +1118,7 @@ _VALIDATION_ORDER = ("accounts", "installments", "payments", "behaviour")
 def validate_landing_frames(
     root: Path, day: dt.date, cfg: RisklineConfig, frames: Mapping[str, pl.DataFrame],
     duplicates: Mapping[str, int] | None = None, data_docs: bool = True,
+    notes: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, LandingValidation]:
     """Validate ingest's prepared frames of ``day`` (conformed, de-duplicated); persist the results.
 
@@ -866,18 +1130,19 @@ def validate_landing_frames(
     in_flight: dict[str, pl.Series] = {}
     for name in sorted(frames, key=_VALIDATION_ORDER.index):
         frame = frames[name]
-        refs = load_references(root, name, day, cfg, frame, in_flight)
         dropped = (duplicates or {}).get(name, 0)
-        notes = []
+        refs = load_references(root, name, day, cfg, frame, in_flight, batch=frames, duplicates=dropped)
+        said = list((notes or {}).get(name, ()))
         if dropped:
-            notes.append(f"{dropped:,} redelivered rows dropped before validation (latest delivery wins)")
-        validation = validate_landing(frame, name, day, cfg, refs, notes=notes)
+            said.append(f"{dropped:,} redelivered rows dropped before validation (latest delivery wins)")
+        validation = validate_landing(frame, name, day, cfg, refs, notes=said)
         out[name] = validation
         kept = frame.filter(validation.reasons == "")
         if name == "accounts":
             in_flight["accounts"] = kept.get_column("account_id")
         elif name == "installments":
             in_flight["installments"] = kept.get_column("loan_id")
+            in_flight["installments_held"] = frame.filter(validation.reasons != "").get_column("loan_id")
     reports = [v.report for v in out.values()]
     for report in reports:
         log.info("%s", report.describe())
@@ -947,6 +1212,7 @@ def build_data_docs(root: Path, day: dt.date) -> Path:
     context = _engine().context
     target = data_docs_dir(root, day)
     keys = []
+    rows: list[dict[str, Any]] = []
     site = f"riskline-{day.isoformat()}"
     with lake.staged_partition(target) as tmp:
         context.add_data_docs_site(site, {
@@ -968,13 +1234,62 @@ def build_data_docs(root: Path, day: dt.date) -> Path:
                 )
                 context.validation_results_store.set(key, result)
                 keys.append(key)
+                stats = result.statistics or {}
+                rows.append({"name": stored["name"], "kind": stored["kind"], "success": bool(result.success),
+                             "evaluated": stats.get("evaluated_expectations", 0),
+                             "unsuccessful": stats.get("unsuccessful_expectations", 0)})
             context.build_data_docs(site_names=[site])
+            _make_offline(tmp, day, rows)
             _prune_static(tmp)
         finally:
             for key in keys:
                 context.validation_results_store.remove_key(key)
             context.delete_data_docs_site(site)
     return target
+
+
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_OFFLINE_CSS = "static/styles/data_docs_offline.css"
+# GX pages take Bootstrap, Font Awesome, jQuery, bootstrap-table and Vega from CDNs: offline (a bank's
+# closed network, a laptop on a train) the index is blank, since its table is drawn by script, and the pages
+# lose their styling. Those tags go; one bundled stylesheet replaces them.
+_CDN_TAG = re.compile(
+    r'<link\b[^>]*href="https?://[^"]*"[^>]*>\s*|<script\b[^>]*src="https?://[^"]*"[^>]*>\s*</script>\s*',
+    re.IGNORECASE)
+# Remote images (the GX logo, fetched with a timestamp on every view) become their alt text; remote CSS
+# backgrounds go.
+_REMOTE_IMG = re.compile(r'<img\b[^>]*src="https?://[^"]*"[^>]*>', re.IGNORECASE)
+_REMOTE_URL = re.compile(r"url\(['\"]?https?://[^)]*\)", re.IGNORECASE)
+
+
+def _alt_text(match: re.Match[str]) -> str:
+    alt = re.search(r'alt="([^"]*)"', match.group(0))
+    return alt.group(1) if alt else ""
+
+
+def _make_offline(site: Path, day: dt.date, rows: list[dict[str, Any]]) -> None:
+    """Make a rendered Data Docs site readable with no network: local styling, and an index without script.
+
+    ``rows``: one per validation result (name, kind, success, evaluated, unsuccessful), for the index.
+    """
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    css = site / _OFFLINE_CSS
+    css.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_TEMPLATES / "data_docs_offline.css", css)
+    for page in site.rglob("*.html"):
+        depth = len(page.relative_to(site).parts) - 1
+        link = f'<link rel="stylesheet" href="{"../" * depth}{_OFFLINE_CSS}">\n</head>'
+        html = _CDN_TAG.sub("", page.read_text(encoding="utf-8"))
+        html = _REMOTE_URL.sub("none", _REMOTE_IMG.sub(_alt_text, html))
+        page.write_text(html.replace("</head>", link, 1), encoding="utf-8")
+    for row in rows:
+        found = sorted(site.glob(f"validations/{row['name']}/{row['kind']}-{day.isoformat()}/*/*.html"))
+        row["href"] = found[0].relative_to(site).as_posix() if found else None
+    suites = [{"name": p.stem, "href": p.relative_to(site).as_posix()} for p in sorted(site.glob("expectations/*.html"))]
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    index = env.get_template("data_docs_index.html.j2").render(day=day.isoformat(), validations=rows, suites=suites)
+    (site / "index.html").write_text(index, encoding="utf-8")
 
 
 def _prune_static(site: Path) -> None:

@@ -79,7 +79,7 @@ def test_params_are_validated_by_json_schema(dagbag):
     from airflow.sdk.definitions.param import ParamsDict
 
     params = dagbag.dags["riskline_nightly"].params
-    assert set(params) >= {"retrain", "model_version", "publish"}
+    assert set(params) >= {"retrain", "model_version", "publish", "business_date"}
     assert params.get_param("retrain").schema["type"] == "boolean"
     assert params.get_param("publish").schema["type"] == "boolean"
     ok = ParamsDict({"model_version": params.get_param("model_version")})
@@ -92,11 +92,48 @@ def test_params_are_validated_by_json_schema(dagbag):
             probe.validate()
 
 
+@pytest.mark.parametrize("dag_id", ["riskline_nightly", "riskline_agent_queue_export"])
+def test_every_param_default_is_submittable_as_is_in_the_trigger_form(dagbag, dag_id):
+    # The trigger form sends an empty field as null and marks a typed field "required" unless its type allows
+    # null: a documented "empty = ..." default must be None with "null" in its type, and the defaults as a
+    # whole must pass the params' JSON Schema (what Trigger validates before creating the run).
+    from airflow.sdk.definitions.param import ParamsDict
+
+    params = dagbag.dags[dag_id].params
+    for name in params:
+        param = params.get_param(name)
+        assert param.value not in ("", [], {}), f"{name}: an empty default; use None with a null type"
+        types = param.schema.get("type", [])
+        if param.value is None:
+            assert "null" in (types if isinstance(types, list) else [types]), f"{name}: None default, type {types}"
+    ParamsDict({name: params.get_param(name) for name in params}).validate()
+
+
+def test_business_date_param_takes_a_date_and_nothing_else(dagbag):
+    from airflow.sdk.definitions.param import ParamsDict
+
+    param = dagbag.dags["riskline_nightly"].params.get_param("business_date")
+    assert param.schema.get("format") == "date"  # the form shows a date picker
+    ok = ParamsDict({"business_date": param})
+    ok["business_date"] = "2026-11-20"
+    ok.validate()
+    with pytest.raises(Exception):
+        probe = ParamsDict({"business_date": param})
+        probe["business_date"] = 20261120
+        probe.validate()
+
+
 def test_outputs_are_assets_and_a_consumer_schedules_on_the_queue(dagbag):
     publish = dagbag.dags["riskline_nightly"].get_task("publish")
     assert {o.name for o in publish.outlets} == {
         "riskline_scores", "riskline_limits", "riskline_collection_queue", "riskline_hardship_offers"
     }
+
+
+def test_the_consumer_starts_active_and_the_nightly_starts_paused(dagbag):
+    # The consumer runs only on asset events, so it may start active; the nightly waits for a deliberate unpause.
+    assert dagbag.dags["riskline_agent_queue_export"].is_paused_upon_creation is False
+    assert dagbag.dags["riskline_nightly"].is_paused_upon_creation in (None, True)
 
 
 def test_run_at_0200_shanghai_covers_previous_business_day(dagbag, cfg):

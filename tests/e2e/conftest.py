@@ -24,8 +24,10 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Dates in the past, so the real-scheduler test can backfill the landed-but-not-ingested days after FIRST_RUN.
-FIRST_RUN = dt.date(2026, 6, 27)
+# Dates in the past, so the real-scheduler tests can backfill the landed-but-not-ingested days after FIRST_RUN;
+# those are the business dates of the README's backfill example (2026-11-20 .. 2026-11-22), which
+# tests/e2e/test_airflow_first_hour.py runs verbatim.
+FIRST_RUN = dt.date(2026, 11, 19)
 END = FIRST_RUN + dt.timedelta(days=3)  # landed, not ingested: the next three nights
 ACCOUNTS = 3_000  # about 2,500 open lines on the night
 # 150 days of history: the OOT snapshot is D - 97 (labels.gap_days + horizon_days); the weekly training snapshots before

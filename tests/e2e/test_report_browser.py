@@ -12,7 +12,7 @@ import pytest
 from pipelines import publish
 from pipelines.config import load_config
 
-from .browser import launch
+from .browser import artifact, launch
 
 
 def _manifest_value(manifest: dict, key: str) -> object:
@@ -105,3 +105,41 @@ def test_riskline_report_regenerates_the_page(e2e_lake, tmp_path: Path, capsys: 
     # a date with nothing published is one clear error line and exit status 2
     assert main(["--config", str(e2e_lake.cfg_path), "--data-root", str(root), "report", "--as-of", "2026-01-01"]) == 2
     assert "nothing was published for 2026-01-01" in capsys.readouterr().err
+
+
+def test_the_nights_data_docs_read_offline_in_chromium(e2e_lake) -> None:
+    # GX Data Docs take their CSS and scripts from CDNs: offline their index was blank and pages unstyled.
+    # With every non-file request refused, the index must list the night's validations and a page must be styled.
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from pipelines.validate import data_docs_dir
+
+    root, as_of, _ = e2e_lake
+    site = data_docs_dir(root, as_of)
+    for page_file in site.rglob("*.html"):
+        html = page_file.read_text(encoding="utf-8")
+        assert not re.search(r"""(src=|<link[^>]*href=)["']https?:""", html), f"{page_file} loads from the network"
+    with sync_api.sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            remote: list[str] = []
+            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                          else (remote.append(route.request.url), route.abort()))
+            page = context.new_page()
+            page.goto((site / "index.html").as_uri(), wait_until="load")
+            rows = page.evaluate("() => Array.from(document.querySelectorAll('tbody tr'))"
+                                 ".map(r => Array.from(r.cells).map(c => c.textContent.trim()))")
+            page.click("text=payments >> nth=0")
+            page.wait_for_load_state("load")
+            page.screenshot(path=str(artifact("data-docs-offline.png")))
+            styled = page.evaluate("() => [getComputedStyle(document.body).fontFamily,"
+                                   " getComputedStyle(document.querySelector('table.table th, table.table td'))"
+                                   ".borderTopStyle]")
+            text = page.inner_text("body")
+        finally:
+            browser.close()
+    assert remote == []
+    assert {r[0] for r in rows} >= {"accounts", "behaviour", "installments", "payments"}, rows
+    assert all(r[2] in ("passed", "FAILED") for r in rows), rows
+    assert "Expectation Validation Result" in text and "payments" in text
+    assert "Times" not in styled[0] and styled[1] == "solid", styled

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_support import PublishedLake, build_published_lake
+from reliability_support import PublishedLake, build_published_lake, run_night_without_report
 
 from pipelines.config import RisklineConfig
 
@@ -16,6 +16,18 @@ from pipelines.config import RisklineConfig
 @pytest.fixture(scope="session")
 def published_lake(tmp_path_factory: pytest.TempPathFactory, quiet_cfg: RisklineConfig) -> PublishedLake:
     return build_published_lake(tmp_path_factory.mktemp("published-lake"), quiet_cfg)
+
+
+@pytest.fixture(scope="session")
+def clean_next_night(
+    published_lake: PublishedLake, tmp_path_factory: pytest.TempPathFactory, quiet_cfg: RisklineConfig
+) -> Path:
+    """A copy of the published lake with NEXT run on its clean landing drop: the reference the fault tests
+    compare against (never modify it)."""
+    root = tmp_path_factory.mktemp("clean-next-night") / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    run_night_without_report(root, published_lake.next_day, quiet_cfg)
+    return root
 
 
 @pytest.fixture()

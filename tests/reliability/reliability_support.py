@@ -164,10 +164,41 @@ def deliver(root: Path, dataset: str, day: dt.date, files: dict[str, pl.DataFram
     """Replace a landing drop whole, as upstream delivers it: the files, then ``_SUCCESS``."""
     with lake.staged_partition(lake.partition_dir(root, "landing", dataset, day)) as tmp:
         for name, content in sorted(files.items()):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)  # a name may place a file in a subfolder
             if isinstance(content, bytes):
                 (tmp / name).write_bytes(content)
             else:
                 lake.write_parquet(content, tmp / name)
+
+
+def run_night_without_report(root: Path, day: dt.date, cfg: RisklineConfig) -> nightly.RunResult:
+    """``riskline run`` of ``day`` with the champion (no retrain) and without the report stage (4 s a night:
+    it only reads what publish wrote, and the report has its own tests)."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nightly, "stage_report", lambda root, as_of, cfg: {})
+        return nightly.run_night(root, day, cfg, nightly.RunOptions(retrain=False))
+
+
+def published_outputs(root: Path, day: dt.date) -> dict[str, pl.DataFrame]:
+    """The four published outputs of ``day``, each sorted by its key."""
+    from pipelines.outputs import OUTPUT_KEYS
+
+    return {name: publish.read_output(root, name, day).sort(OUTPUT_KEYS[name]) for name in OUTPUTS}
+
+
+def account_rows(outputs: dict[str, pl.DataFrame], account_ids: set[str] | list[str]) -> dict[str, list[dict]]:
+    """Every published row of the given accounts, per output (to compare one account across two runs)."""
+    wanted = pl.Series(sorted(account_ids), dtype=pl.String).implode()
+    return {name: frame.filter(pl.col("account_id").is_in(wanted)).to_dicts() for name, frame in outputs.items()}
+
+
+def reconciliation(root: Path, day: dt.date) -> dict[str, Any]:
+    """The ledger's reconciliation of ``day`` (``ledger/as_of_date=D/_reconciliation.json``)."""
+    from pipelines.features import RECONCILIATION_FILE, ledger_partition
+
+    return json.loads((ledger_partition(root, day) / RECONCILIATION_FILE).read_text())
 
 
 # --- child processes (crash_child.py) ---------------------------------------------------------------

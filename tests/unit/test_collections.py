@@ -66,8 +66,19 @@ def test_queue_by_hand():
     assert (channels["B"], channels["C"], channels["D"], channels["F"], channels["G"], channels["H"]) == (
         "push_sms", "ivr", "phone_agent", "ivr", "letter", "in_app_offer")
     row_g = queue.filter(pl.col("account_id") == "G").row(0, named=True)
-    assert row_g["pd"] is None and row_g["model_version"] is None  # unscored stays visible as such
+    # unscored (e.g. missing from tonight's snapshot): the fallback PD, flagged, never a null that blocks publish
+    assert (row_g["pd"], row_g["pd_source"], row_g["model_version"]) == (CFG.unscored_pd, "fallback", None)
+    assert set(queue.filter(pl.col("account_id") != "G")["pd_source"]) == {"model"}
     assert set(queue["policy_version"]) == {CFG.version}
+
+
+def test_an_account_whose_payment_waits_in_quarantine_is_not_queued():
+    # D (40 DPD) may have paid already: its payment waits in quarantine, so it is not chased tonight
+    holds = pl.DataFrame({"account_id": ["D"], "pending_payments": [1]})
+    queue = rank_collections(*inputs(), CFG, holds)
+    assert "D" not in set(queue["account_id"])
+    # the agent slot D would have taken goes to the next case by expected loss
+    assert queue.filter(pl.col("treatment") == "agent")["account_id"].to_list() == ["E", "F"]
 
 
 @pytest.mark.parametrize(

@@ -463,3 +463,91 @@ def test_a_book_with_withheld_and_unfinished_drops_on_an_object_store_matches_th
             if lake.is_complete(local):
                 assert [f.read_bytes() for f in lake.parquet_files(local)] == \
                     [f.read_bytes() for f in lake.parquet_files(there)], (name, date)
+
+
+# --- profiles ---------------------------------------------------------------------------------------
+
+
+def _digest(root: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_default_profile_writes_the_same_bytes_as_before_profiles_existed(tmp_path: Path, cfg) -> None:
+    # The digest of this book (landing and generator/ files) as written by the generator before the card
+    # profile was added (commit e0ea04b): the demo's data must not move by a byte.
+    params = GeneratorParams(accounts=300, days=40, end_date=dt.date(2026, 11, 20), seed=5, profile="default")
+    write_portfolio(tmp_path, params, cfg)
+    assert _digest(tmp_path) == "22c385443d2970c2d26fdd9542f1f35c672514b162f71696bcb1873f070d35e6"
+
+
+CARD = GeneratorParams(accounts=400, days=90, end_date=END, seed=3, profile="card")
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory: pytest.TempPathFactory, cfg) -> Path:
+    root = tmp_path_factory.mktemp("card")
+    write_portfolio(root, CARD, cfg)
+    return root
+
+
+def _read_card(root: Path, dataset: str) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(_landing(root, dataset, d) / "part-00000.parquet").with_columns(dt=pl.lit(d))
+                      for d in CARD.dates], how="diagonal_relaxed")
+
+
+def test_card_accounts_carry_no_optional_column(card: Path) -> None:
+    columns = pl.read_parquet_schema(_landing(card, "accounts", END) / "part-00000.parquet")
+    assert list(columns) == [c.name for c in CONTRACT["accounts"].required]
+
+
+def test_card_statements_fall_on_cycle_days_1_to_31_with_a_minimum_payment_due_after_grace(card: Path, cfg) -> None:
+    import calendar
+
+    statements = _read_card(card, "installments")
+    assert statements["installment_no"].unique().to_list() == [1]  # one minimum payment per statement
+    assert statements["loan_id"].str.starts_with("S").all()
+    assert ((statements["due_date"] - statements["dt"]).dt.total_days() == cfg.generator.card.grace_days).all()
+    # Each account is billed on one cycle day c, on day min(c, days in the month): so a 31-day month's 31st
+    # and the 29th-31st of a short month carry only some cycles.
+    days = statements.select("account_id", "dt").unique().with_columns(
+        dom=pl.col("dt").dt.day(),
+        month_end=pl.col("dt").map_elements(lambda d: calendar.monthrange(d.year, d.month)[1], pl.Int64))
+    per_account = days.group_by("account_id").agg(
+        pl.col("dom").filter(pl.col("dom") < pl.col("month_end")).unique().alias("inside"))
+    assert (per_account["inside"].list.len() <= 1).all()
+    assert days["dom"].n_unique() >= 29
+    # revolving: balances carried past a statement are charged interest on the next one
+    assert (statements["interest_due"] > 0).sum() > 0
+    # the minimum is 5% of the balance with a 50 CNY floor: never below the floor unless the whole balance
+    due = statements["principal_due"] + statements["interest_due"]
+    assert due.min() > 0
+
+
+def test_card_payments_settle_minimums_partly_or_fully_and_behaviour_is_sparse(card: Path) -> None:
+    statements = _read_card(card, "installments").with_columns(
+        due=pl.col("principal_due") + pl.col("interest_due"))
+    payments = _read_card(card, "payments")
+    paid = payments.group_by("loan_id").agg(pl.col("amount").sum().alias("paid"), pl.len().alias("n"))
+    settled = statements.join(paid, on="loan_id", how="left").with_columns(pl.col("paid").fill_null(0))
+    assert (settled["paid"] <= settled["due"]).all()  # the landed amount settles the minimum, no more
+    partial = settled.filter((pl.col("paid") > 0) & (pl.col("paid") < pl.col("due")))
+    assert partial.height > 0, "some statements only partly paid"
+    assert settled.filter(pl.col("paid") == pl.col("due")).height > partial.height
+    # sparse behaviour: far under one event per account and day
+    events = _read_card(card, "behaviour")
+    assert events.height / (CARD.accounts * CARD.days) < 0.1
+    # payments come on due dates (and cures of past-due minimums): a day's count follows the schedule
+    on_due = payments.join(statements.select("loan_id", "due_date"), on="loan_id").filter(
+        pl.col("dt") == pl.col("due_date"))
+    assert on_due.height > 0.8 * payments.height
+
+
+def test_unknown_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown profile 'mortgage'"):
+        GeneratorParams(accounts=1, days=1, end_date=END, profile="mortgage")

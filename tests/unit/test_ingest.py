@@ -174,19 +174,130 @@ def test_naive_and_foreign_zone_timestamps_become_utc():
     assert out["event_time"][0] == dt.datetime(2026, 11, 20, 2, tzinfo=UTC)
 
 
-def test_keep_latest_delivery_prefers_later_file_then_later_row():
+def test_keep_latest_delivery_prefers_the_later_delivery_and_drops_identical_repeats():
     frame = pl.DataFrame(
         {
-            "event_id": ["e1", "e1", "e2", "e1", None],
-            "channel": ["first", "second", "x", "third-file", "nullkey"],
-            "_file_order": [0, 0, 0, 1, 0],
-            "_row_order": [0, 1, 2, 0, 3],
+            "event_id": ["e1", "e1", "e2", "e1", None, "e2"],
+            "channel": ["first", "first", "x", "later-delivery", "nullkey", "x"],
+            "_file_order": [0, 0, 0, 10, 0, 9],
+            "_row_order": [0, 1, 2, 0, 3, 0],
         }
     )
     out, dropped = ingest.keep_latest_delivery(frame, ["event_id"])
-    assert dropped == 2
-    assert out.filter(pl.col("event_id") == "e1")["channel"].to_list() == ["third-file"]
+    # e1: delivery 10 corrects delivery 0 (whose two rows are the same row twice); e2 delivered by 0 and 9.
+    assert dropped == 3
+    assert out.filter(pl.col("event_id") == "e1")["channel"].to_list() == ["later-delivery"]
     assert out["event_id"].null_count() == 1  # null keys are kept for quarantine, not silently dropped
+
+
+def test_conflicting_rows_within_one_delivery_are_refused_with_a_sample():
+    # Two rows for one account in one snapshot with different limits: neither may win silently.
+    frame = pl.DataFrame(
+        {
+            "account_id": ["A1", "A1", "A2", "A3", "A3"],
+            "credit_limit_cents": [25000, 900000, 100, 5, 5],
+            "_file_order": [0, 0, 0, 0, 0],
+            "_row_order": [0, 1, 2, 3, 4],
+        }
+    )
+    with pytest.raises(ingest.ConflictingDuplicatesError) as err:
+        ingest.keep_latest_delivery(frame, ["account_id"])
+    assert err.value.column == "account_id"
+    assert "A1 in delivery part-0 (credit_limit_cents 25000 vs 900000)" in str(err.value)
+    assert "A3" not in str(err.value)  # identical repeats are not conflicts
+
+
+def test_conflicts_replaced_by_a_later_delivery_or_only_in_extra_columns_are_not_refused():
+    frame = pl.DataFrame(
+        {
+            "account_id": ["A1", "A1", "A1", "A2", "A2"],
+            "credit_limit_cents": [25000, 900000, 30000, 100, 100],
+            "extracted_at": ["t0", "t1", "t2", "t3", "t4"],  # an extra column upstream added
+            "_file_order": [0, 0, 1, 0, 0],
+            "_row_order": [0, 1, 0, 2, 3],
+        }
+    )
+    out, dropped = ingest.keep_latest_delivery(frame, ["account_id"], ["account_id", "credit_limit_cents"])
+    # A1's two rows in delivery 0 are replaced whole by delivery 1; A2's differ only in the extra column
+    assert dict(out.select("account_id", "credit_limit_cents").iter_rows()) == {"A1": 30000, "A2": 100}
+    assert dropped == 3
+
+
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        # part-10 is a later delivery than part-9: integers, not text (the old order put part-10 first)
+        (["part-9.parquet", "part-10.parquet", "part-1.parquet"], [1, 9, 10]),
+        (["part-00010.parquet", "part-00009-abc.snappy.parquet"], [9, 10]),
+        (["part-20261125093000.parquet"], [20261125093000]),  # a UTC timestamp written as digits
+        (["part-00000.csv"], [0]),  # named right; whether it is Parquet is checked when read
+    ],
+)
+def test_delivery_sequence_sorts_numerically(names: list[str], expected: list[int]):
+    assert sorted(ingest.delivery_sequence(n) for n in names) == expected
+
+
+@pytest.mark.parametrize("name", ["a.parquet", "part-.parquet", "part-x1.parquet", "data-00001.parquet",
+                                  "part-1x.parquet", "PART-1.parquet"])
+def test_names_without_a_delivery_sequence_are_refused(name: str):
+    assert ingest.delivery_sequence(name) is None
+
+
+def _schedule(loan: str, n: int, principal: int = 10000, first_id: int = 1) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "installment_id": [f"{loan}-{i:02d}" for i in range(first_id, first_id + n)],
+            "loan_id": [loan] * n,
+            "account_id": ["A1"] * n,
+            "installment_no": pl.Series(list(range(first_id, first_id + n)), dtype=pl.Int32),
+            "due_date": [DAY + dt.timedelta(days=30 * i) for i in range(first_id, first_id + n)],
+            "principal_due_cents": [principal] * n,
+            "interest_due_cents": [100] * n,
+        }
+    )
+
+
+def _curated(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    return frame.with_columns(pl.lit(day).alias("dt"))
+
+
+def test_split_redeliveries_drops_identical_rows_already_curated():
+    earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
+    today = pl.concat([_schedule("L1", 3), _schedule("L2", 2)])
+    found = ingest.split_redeliveries(today, earlier, ["installment_id"], ["loan_id"])
+    # L1's schedule was curated three days ago exactly as sent again: counting it twice doubles its principal.
+    assert found.dropped == 3 and found.dropped_from == (DAY - dt.timedelta(days=3),)
+    assert found.kept["loan_id"].unique().to_list() == ["L2"]
+    assert found.conflicts.is_empty()
+
+
+def test_split_redeliveries_names_a_changed_row_and_its_curated_date():
+    earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
+    today = _schedule("L1", 3).with_columns(
+        pl.when(pl.col("installment_no") == 2).then(12000).otherwise(pl.col("principal_due_cents"))
+        .alias("principal_due_cents"))
+    found = ingest.split_redeliveries(today, earlier, ["installment_id"], ["loan_id"])
+    assert found.conflicts["installment_id"].to_list() == ["L1-02"]
+    assert found.conflicts["dt"].to_list() == [DAY - dt.timedelta(days=3)]
+    assert found.conflicts["conflict"][0] == "principal_due_cents 10000 curated, 12000 now"
+
+
+def test_split_redeliveries_refuses_new_rows_for_a_unit_already_curated():
+    # A loan is delivered once: instalments 4..5 added later to a curated 3-instalment loan are a conflict.
+    earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
+    found = ingest.split_redeliveries(_schedule("L1", 2, first_id=4), earlier, ["installment_id"], ["loan_id"])
+    assert found.conflicts["installment_id"].to_list() == ["L1-04", "L1-05"]
+    assert "loan_id L1 already curated whole" in found.conflicts["conflict"][0]
+
+
+def test_hold_whole_units_holds_every_instalment_of_a_loan_with_one_bad_row():
+    frame = pl.concat([_schedule("L1", 12), _schedule("L2", 2)])
+    reasons = pl.Series("reasons", ["negative_principal_due"] + [""] * 13)
+    held = ingest.hold_whole_units(frame, reasons, ["loan_id"])
+    # 11 clean instalments of L1 would otherwise be curated and misstate its principal; L2 is untouched.
+    assert held.to_list()[:12] == ["negative_principal_due"] + ["held_with_loan_id:negative_principal_due"] * 11
+    assert held.to_list()[12:] == ["", ""]
+    assert ingest.hold_whole_units(frame, reasons, ()).to_list() == reasons.to_list()
 
 
 @pytest.mark.parametrize(
@@ -234,8 +345,8 @@ def test_split_row_defects_refuses_misaligned_reasons():
 
 
 def test_ingest_publishes_curated_and_quarantine(tmp_path: Path, cfg):
-    _land(tmp_path, "accounts", {"a.parquet": _accounts()})  # behaviour's account ids are checked against it
-    _land(tmp_path, "behaviour", {"a.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts()})  # behaviour's account ids are checked against it
+    _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
     (res,) = ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert (res.rows_in, res.rows_curated, res.quarantined) == (3, 2, 1)
     # One bad row of three is within validation.warning_min_rows (5): quarantined, not fatal.
@@ -247,21 +358,21 @@ def test_ingest_publishes_curated_and_quarantine(tmp_path: Path, cfg):
 
 
 def test_reingest_is_byte_identical_and_clears_stale_quarantine(tmp_path: Path, cfg):
-    _land(tmp_path, "accounts", {"a.parquet": _accounts()})
-    part = _land(tmp_path, "behaviour", {"a.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts()})
+    part = _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour(event_type=["login", "purchase", "transfer"])})
     ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     first = _digests(tmp_path / "curated")
     ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert _digests(tmp_path / "curated") == first
     # Upstream redelivers a clean file: the quarantine partition of that date must disappear.
-    (part / "a.parquet").unlink()
-    _land(tmp_path, "behaviour", {"a.parquet": _behaviour()})
+    (part / "part-00000.parquet").unlink()
+    _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour()})
     ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert not (tmp_path / "quarantine" / "behaviour" / "dt=2026-11-20").exists()
 
 
 def test_optional_columns_absent_are_null_and_protected_carried(tmp_path: Path, cfg):
-    _land(tmp_path, "accounts", {"a.parquet": _accounts()})
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts()})
     ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
     out = lake.read_partition(tmp_path / "curated" / "accounts" / "dt=2026-11-20")
     assert out["credit_limit_cents"].to_list() == [25000, 300000]
@@ -274,23 +385,23 @@ def test_optional_columns_absent_are_null_and_protected_carried(tmp_path: Path, 
     [
         ("missing_success", "no _SUCCESS"),
         ("not_delivered", "not delivered"),
-        ("corrupt", "file=a.parquet: file is not readable Parquet"),
-        ("zero_byte", "file=a.parquet: file is not readable Parquet"),
+        ("corrupt", "file=part-00000.parquet: file is not readable Parquet"),
+        ("zero_byte", "file=part-00000.parquet: file is not readable Parquet"),
         ("dropped_column", "column=amount: required column(s) missing: amount"),
         ("wrong_type", "column=amount: type String cannot be cast"),
     ],
 )
 def test_contract_failures_name_dataset_partition_file_column(tmp_path: Path, cfg, setup: str, fragment: str):
     if setup != "not_delivered":
-        part = _land(tmp_path, "behaviour", {"a.parquet": _behaviour()}, success=setup != "missing_success")
+        part = _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour()}, success=setup != "missing_success")
     if setup == "corrupt":
-        (part / "a.parquet").write_bytes(b"this is not parquet")
+        (part / "part-00000.parquet").write_bytes(b"this is not parquet")
     elif setup == "zero_byte":
-        (part / "a.parquet").write_bytes(b"")
+        (part / "part-00000.parquet").write_bytes(b"")
     elif setup == "dropped_column":
-        _behaviour().drop("amount").write_parquet(part / "a.parquet")
+        _behaviour().drop("amount").write_parquet(part / "part-00000.parquet")
     elif setup == "wrong_type":
-        _behaviour(amount=["1", "2", "3"]).write_parquet(part / "a.parquet")
+        _behaviour(amount=["1", "2", "3"]).write_parquet(part / "part-00000.parquet")
     with pytest.raises(ingest.IngestError) as err:
         ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert str(err.value).startswith("behaviour dt=2026-11-20")
@@ -299,13 +410,13 @@ def test_contract_failures_name_dataset_partition_file_column(tmp_path: Path, cf
 
 
 def test_one_bad_dataset_leaves_every_curated_partition_untouched(tmp_path: Path, cfg):
-    _land(tmp_path, "accounts", {"a.parquet": _accounts()})
-    _land(tmp_path, "behaviour", {"a.parquet": _behaviour()})
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts()})
+    _land(tmp_path, "behaviour", {"part-00000.parquet": _behaviour()})
     ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "behaviour"])
     before = _digests(tmp_path / "curated")
     # Next delivery: accounts changed, behaviour corrupt -> nothing of that date may change.
-    _land(tmp_path, "accounts", {"a.parquet": _accounts().with_columns(pl.lit("closed").alias("status"))})
-    (tmp_path / "landing" / "behaviour" / "dt=2026-11-20" / "a.parquet").write_bytes(b"garbage")
+    _land(tmp_path, "accounts", {"part-00000.parquet": _accounts().with_columns(pl.lit("closed").alias("status"))})
+    (tmp_path / "landing" / "behaviour" / "dt=2026-11-20" / "part-00000.parquet").write_bytes(b"garbage")
     with pytest.raises(ingest.IngestError):
         ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "behaviour"])
     assert _digests(tmp_path / "curated") == before
@@ -324,3 +435,122 @@ def test_complete_drop_without_files_is_an_empty_day(tmp_path: Path, cfg):
 def test_unknown_dataset_is_refused(tmp_path: Path, cfg):
     with pytest.raises(ingest.IngestError, match="unknown dataset"):
         ingest.ingest_date(tmp_path, DAY, cfg, ["loans"])
+
+
+# --- keys over time, delivery order, loans held whole (I/O) ------------------------------------------
+
+
+def _land_on(root: Path, dataset: str, day: dt.date, files: dict[str, pl.DataFrame]) -> Path:
+    part = root / "landing" / dataset / f"dt={day.isoformat()}"
+    part.mkdir(parents=True, exist_ok=True)
+    for old in part.glob("*.parquet"):
+        old.unlink()
+    for name, frame in files.items():
+        frame.write_parquet(part / name)
+    (part / "_SUCCESS").touch()
+    return part
+
+
+def _landing_schedule(loan: str, n: int, principal: str = "100.00") -> pl.DataFrame:
+    frame = _schedule(loan, n)
+    return frame.drop("principal_due_cents", "interest_due_cents").with_columns(
+        pl.lit(D(principal)).cast(pl.Decimal(18, 2)).alias("principal_due"),
+        pl.lit(D("1.00")).cast(pl.Decimal(18, 2)).alias("interest_due"),
+    )
+
+
+def _accounts_on(root: Path, *days: dt.date) -> None:
+    for day in days:
+        _land_on(root, "accounts", day, {"part-00000.parquet": _accounts()})
+
+
+def test_an_identical_redelivery_of_a_curated_schedule_is_dropped_and_counted(tmp_path: Path, cfg):
+    earlier = DAY - dt.timedelta(days=2)
+    _accounts_on(tmp_path, earlier, DAY)
+    _land_on(tmp_path, "installments", earlier, {"part-00000.parquet": _landing_schedule("L1", 3)})
+    ingest.ingest_date(tmp_path, earlier, cfg, ["accounts", "installments"])
+    today = pl.concat([_landing_schedule("L1", 3), _landing_schedule("L2", 2)])
+    _land_on(tmp_path, "installments", DAY, {"part-00000.parquet": today})
+    results = {r.dataset: r for r in ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "installments"])}
+    assert (results["installments"].redelivered, results["installments"].rows_curated) == (3, 2)
+    curated = lake.scan_curated(tmp_path, "installments", DAY).collect()
+    assert curated["installment_id"].is_unique().all()  # L1 is counted once, on the day it was drawn
+    report = (tmp_path / "validation" / f"dt={DAY.isoformat()}" / "installments.json").read_text()
+    assert f"3 rows already curated identically on dt={earlier.isoformat()}" in report
+    # a rerun of either date gives the same bytes (the earlier date does not see its own partition)
+    before = _digests(tmp_path / "curated")
+    ingest.ingest_date(tmp_path, earlier, cfg, ["accounts", "installments"])
+    ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "installments"])
+    assert _digests(tmp_path / "curated") == before
+
+
+def test_a_payment_id_reused_with_other_values_is_critical_naming_both_dates(tmp_path: Path, cfg):
+    earlier = DAY - dt.timedelta(days=5)
+    _accounts_on(tmp_path, earlier, DAY)
+    _land_on(tmp_path, "installments", earlier, {"part-00000.parquet": _landing_schedule("L1", 3)})
+    pay = pl.DataFrame({"payment_id": ["P1"], "account_id": ["A1"], "loan_id": ["L1"],
+                        "paid_at": [dt.datetime(2026, 11, 15, 3, tzinfo=UTC)],
+                        "amount": pl.Series([D("10.00")], dtype=pl.Decimal(18, 2))})
+    _land_on(tmp_path, "payments", earlier, {"part-00000.parquet": pay})
+    ingest.ingest_date(tmp_path, earlier, cfg, ["accounts", "installments", "payments"])
+    reused = pay.with_columns(pl.lit(dt.datetime(2026, 11, 20, 3, tzinfo=UTC)).alias("paid_at"))
+    _land_on(tmp_path, "payments", DAY, {"part-00000.parquet": reused})
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "payments"])
+    text = str(err.value)
+    assert text.startswith(f"payments dt={DAY.isoformat()} column=payment_id: 1 row(s) conflict")
+    assert f"P1 (dt={earlier.isoformat()}: paid_at" in text and "->" in text
+    assert not (tmp_path / "curated" / "payments" / f"dt={DAY.isoformat()}").exists()
+
+
+def test_deliveries_are_ordered_by_their_number_and_odd_names_refused(tmp_path: Path, cfg):
+    old = _accounts().with_columns(pl.lit(D("9999.00")).cast(pl.Decimal(18, 2)).alias("credit_limit"))
+    part = _land_on(tmp_path, "accounts", DAY, {"part-9.parquet": old, "part-10.parquet": _accounts()})
+    (res,) = ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+    assert res.duplicates_dropped == 2
+    curated = lake.read_partition(tmp_path / "curated" / "accounts" / f"dt={DAY.isoformat()}")
+    assert curated["credit_limit_cents"].to_list() == [25000, 300000]  # part-10 is the later delivery
+    _accounts().write_parquet(part / "accounts.parquet")
+    with pytest.raises(ingest.IngestError, match=r"accounts dt=2026-11-20 file=accounts.parquet: file name carries"):
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+
+
+def test_two_rows_for_one_account_in_one_snapshot_are_critical(tmp_path: Path, cfg):
+    rogue = pl.concat([_accounts(), _accounts().head(1).with_columns(
+        pl.lit(D("50000.00")).cast(pl.Decimal(18, 2)).alias("credit_limit"))])
+    _land_on(tmp_path, "accounts", DAY, {"part-00000.parquet": rogue})
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+    assert str(err.value).startswith("accounts dt=2026-11-20 column=account_id: 1 account_id value(s)")
+    assert "A1 in delivery part-0 (credit_limit_cents 25000 vs 5000000)" in str(err.value)
+
+
+def test_a_loan_with_one_bad_instalment_is_held_whole_with_its_payments(tmp_path: Path, cfg):
+    _accounts_on(tmp_path, DAY)
+    bad = _landing_schedule("L1", 12).with_columns(
+        pl.when(pl.col("installment_no") == 3).then(pl.lit(D("-1.00"))).otherwise(pl.col("principal_due"))
+        .cast(pl.Decimal(18, 2)).alias("principal_due"))
+    _land_on(tmp_path, "installments", DAY, {"part-00000.parquet": pl.concat([bad, _landing_schedule("L2", 3)])})
+    pay = pl.DataFrame({"payment_id": ["P1", "P2"], "account_id": ["A1", "A1"], "loan_id": ["L1", "L2"],
+                        "paid_at": [dt.datetime(2026, 11, 20, 3, tzinfo=UTC)] * 2,
+                        "amount": pl.Series([D("10.00"), D("5.00")], dtype=pl.Decimal(18, 2))})
+    _land_on(tmp_path, "payments", DAY, {"part-00000.parquet": pay})
+    results = {r.dataset: r for r in ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "installments", "payments"])}
+    # one defective instalment holds all 12 of its loan, each saying why; L2 is curated
+    assert results["installments"].quarantine_reasons == {
+        "negative_principal_due": 1, "held_with_loan_id:negative_principal_due": 11}
+    curated = lake.read_partition(tmp_path / "curated" / "installments" / f"dt={DAY.isoformat()}")
+    assert set(curated["loan_id"]) == {"L2"}
+    # the payment for the held loan is not lost and not an "unknown loan": it is held with the loan
+    assert results["payments"].quarantine_reasons == {"loan_held": 1}
+    held = lake.read_partition(tmp_path / "quarantine" / "payments" / f"dt={DAY.isoformat()}")
+    assert held["payment_id"].to_list() == ["P1"]
+    assert held.columns == [*CONTRACT["payments"].curated_schema().names(), ingest.QUARANTINE_REASON]
+    # a later payment for the still-held loan is held too, read from the quarantine zone
+    later = DAY + dt.timedelta(days=1)
+    _accounts_on(tmp_path, later)
+    _land_on(tmp_path, "installments", later, {})
+    _land_on(tmp_path, "payments", later, {"part-00000.parquet": pay.head(1).with_columns(
+        pl.lit("P3").alias("payment_id"), pl.lit(dt.datetime(2026, 11, 21, 3, tzinfo=UTC)).alias("paid_at"))})
+    res = {r.dataset: r for r in ingest.ingest_date(tmp_path, later, cfg, ["accounts", "installments", "payments"])}
+    assert res["payments"].quarantine_reasons == {"loan_held": 1}

@@ -298,8 +298,12 @@ def test_reconciliation_catches_a_payment_matched_to_the_wrong_loan():
 def test_reconciliation_refuses_a_payment_id_received_twice():
     pays = [("P1", "A1", "L1", D(2024, 2, 1), DUE), ("P1", "A1", "L1", D(2024, 2, 2), DUE)]
     ledger = ledger_of(loan(), pays, D(2024, 2, 2))
-    with pytest.raises(LedgerReconciliationError, match="received more than once: P1"):
+    with pytest.raises(LedgerReconciliationError) as err:
         reconcile_ledger(ledger, payments(pays))
+    # Ingest refuses this now; if a lake still holds one, the error names the dataset, both partitions and
+    # what to do (it used to name only the id, and blocked every later night with no way to find the data).
+    assert ("payments: payment_id curated on more than one date: P1 (dt=2024-02-01, dt=2024-02-02) -> rerun "
+            "`riskline ingest --date 2024-02-02`") in str(err.value)
 
 
 _amounts = st.integers(min_value=1, max_value=30_000)

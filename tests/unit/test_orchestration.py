@@ -77,3 +77,139 @@ def test_on_an_object_store_the_landing_sensor_works_and_later_stages_refuse_cle
     assert landing_ready("payments", day.isoformat(), root)
     with pytest.raises(lake.LocalRootRequired, match="stage features needs a local data root"):
         run_stage("features", day.isoformat(), root)
+
+
+# --- which business date a run processes; whether its drops can still arrive -------------------------
+
+SH = dt.timezone(dt.timedelta(hours=8))
+NOW = dt.datetime(2026, 11, 30, 10, 0, tzinfo=SH)  # a user at 10:00 Shanghai on 2026-11-30
+INTERVAL_OF_NOW = NOW - dt.timedelta(days=1)  # a manual run's interval: [now - 1 day, now]
+DEMO_LANDED = [dt.date(2026, 11, 20) + dt.timedelta(days=i) for i in range(6)]  # ..2026-11-25, as `make demo`
+
+
+@pytest.mark.parametrize(
+    "requested, interval_start, run_type, published, expected, why",
+    [
+        # the param wins over everything, for any run type
+        ("2026-11-21", INTERVAL_OF_NOW, "manual", dt.date(2026, 11, 25), dt.date(2026, 11, 21), "param"),
+        # a scheduled run is never moved, even in a stale lake: its sensors skip with the reason instead
+        (None, INTERVAL_OF_NOW, "scheduled", dt.date(2026, 11, 25), dt.date(2026, 11, 29), "interval"),
+        # a manual run with every default in the demo lake (newest drop 4 days before yesterday) reruns the
+        # newest published night instead of waiting for a drop that will never come
+        (None, INTERVAL_OF_NOW, "manual", dt.date(2026, 11, 25), dt.date(2026, 11, 25), "newest published"),
+        (None, INTERVAL_OF_NOW, "manual", None, dt.date(2026, 11, 25), "newest landed"),
+        # a current lake (yesterday's drop due): a manual run processes yesterday, as in production
+        (None, dt.datetime(2026, 11, 25, 10, tzinfo=SH), "manual", dt.date(2026, 11, 24), dt.date(2026, 11, 25),
+         "interval"),
+        # a manual run triggered with no logical date has no interval: yesterday
+        (None, None, "scheduled", None, dt.date(2026, 11, 29), "yesterday"),
+    ],
+)
+def test_choose_business_date(cfg, requested, interval_start, run_type, published, expected, why):
+    from pipelines.orchestration import choose_business_date
+
+    day, reason = choose_business_date(requested, interval_start, run_type, NOW, cfg, DEMO_LANDED, published)
+    assert day == expected
+    assert why in reason or (why == "param" and reason == "param business_date") or (
+        why == "interval" and "data interval starts on" in reason)
+
+
+def test_a_business_date_param_that_is_not_a_date_says_so(cfg):
+    from pipelines.orchestration import choose_business_date
+
+    with pytest.raises(ValueError, match="business_date='2026/11/20' is not a date; use YYYY-MM-DD"):
+        choose_business_date("2026/11/20", INTERVAL_OF_NOW, "manual", NOW, cfg, DEMO_LANDED, None)
+
+
+@pytest.mark.parametrize(
+    "day, now, state, words",
+    [
+        (dt.date(2026, 11, 25), NOW, "ready", "drop complete"),
+        # a scheduled run on unpause for yesterday (2026-11-29) in the demo lake: skip at once, saying why
+        (dt.date(2026, 11, 29), NOW, "stale", "the newest payments drop is dt=2026-11-25"),
+        # a backfill of a date upstream never delivered (later drops exist): fail at once, past its deadline
+        (dt.date(2026, 11, 22), NOW, "missed", "not delivered by its deadline 2026-11-23 08:00 Asia/Shanghai"),
+        # tonight's drop is late: wait, and say until when
+        (dt.date(2026, 11, 26), dt.datetime(2026, 11, 27, 3, tzinfo=SH), "wait", "until the deadline 2026-11-27 08:00"),
+        # ... and fail once the deadline passes, not six hours after the sensor started
+        (dt.date(2026, 11, 26), dt.datetime(2026, 11, 27, 8, tzinfo=SH), "missed", "NEXT STEP: ask upstream"),
+    ],
+)
+def test_assess_landing(cfg, day, now, state, words):
+    from pipelines.orchestration import assess_landing
+
+    landed = [d for d in DEMO_LANDED if d != dt.date(2026, 11, 22)]  # 2026-11-22 was never delivered
+    verdict = assess_landing("payments", day, landed, now, cfg)
+    assert (verdict.state, words in verdict.message) == (state, True), verdict.message
+
+
+def test_a_lake_with_no_drop_at_all_is_stale(cfg):
+    from pipelines.orchestration import assess_landing
+
+    verdict = assess_landing("accounts", dt.date(2026, 11, 29), [], NOW, cfg)
+    assert verdict.state == "stale" and "holds no accounts drop at all" in verdict.message
+
+
+def test_the_sensor_skips_a_stale_date_and_fails_a_missed_one_with_the_reason(data_root):
+    import polars as pl
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from pipelines import lake
+    from pipelines.orchestration import poke_landing
+
+    for day in (dt.date(2026, 6, 1), dt.date(2026, 6, 3)):
+        with lake.staged_partition(lake.partition_dir(data_root, "landing", "payments", day)) as tmp:
+            lake.write_parquet(pl.DataFrame({"x": [1]}), tmp / "part-00000.parquet")
+    assert poke_landing("payments", "2026-06-03") is True
+    with pytest.raises(AirflowFailException, match="dt=2026-06-02: drop not delivered by its deadline"):
+        poke_landing("payments", "2026-06-02")
+    with pytest.raises(AirflowSkipException, match="not fed for 2026-06-30"):
+        poke_landing("payments", "2026-06-30")
+
+
+@pytest.mark.parametrize(
+    "error, advice, not_advice",
+    [
+        # a missing champion: clearing fails again; a new run with another model_version is the way out
+        ("no_champion", "Trigger a new run of riskline_nightly (Trigger DAG, with params) with "
+         "business_date=2026-11-25 and model_version=", "clear this task"),
+        ("unknown_version", "model_version empty (the champion serving on that date)", "clear this task"),
+        ("leakage", "retrain=false", "clear this task"),
+        # earlier dates missing: clearing works once they are run
+        ("history", "EARLIER DATES MISSING", "Not a data problem"),
+    ],
+)
+def test_model_and_history_failures_get_their_own_next_step_in_task_terms(error, advice, not_advice, data_root):
+    from pipelines.evaluate import LeakageSuspectedError
+    from pipelines.features import IncompleteHistoryError
+    from pipelines.orchestration import StageFailed, _guarded
+    from pipelines.registry import ModelRegistry, NoChampionError
+
+    def fail():
+        if error == "no_champion":
+            ModelRegistry(data_root).require_champion_on(dt.date(2026, 11, 25))
+        if error == "unknown_version":
+            ModelRegistry(data_root).record("2026-01-01-abc")
+        if error == "leakage":
+            raise LeakageSuspectedError("OOT AUC 0.999 > 0.98")
+        raise IncompleteHistoryError("cannot build features as of 2026-11-25: payments: missing 2026-11-24")
+
+    with pytest.raises(StageFailed) as exc:
+        _guarded("score", "2026-11-25", fail)
+    text = str(exc.value)
+    assert advice in text and not_advice not in text, text
+    assert "--" not in text.replace("---", ""), f"a CLI flag in a task log: {text}"
+    assert NoChampionError  # imported: the registry's class is what the guard recognises
+
+
+def test_great_expectations_info_lines_are_quiet_and_ours_stay(caplog):
+    import logging
+
+    from pipelines.orchestration import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("great_expectations.core.batch").info("Calculating metrics")
+        logging.getLogger("great_expectations.core.batch").warning("a real problem")
+        logging.getLogger("pipelines.validate").info("validated payments")
+    assert [r.getMessage() for r in caplog.records] == ["a real problem", "validated payments"]

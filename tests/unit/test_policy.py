@@ -178,6 +178,35 @@ def test_precedence(overrides: dict, action: str):
     assert row["new_status"] == expected_status[action]
 
 
+@pytest.mark.parametrize(
+    "overrides, action",
+    [
+        # a payment of this account waits in quarantine: what the ledger says it owes may be paid already
+        ({"dpd": 45, "days_since_dpd": 0}, "hold"),  # no freeze
+        ({"status": "frozen", "dpd": 60, "days_since_dpd": 0}, "hold"),  # stays frozen, not re-frozen
+        ({"dpd": 3, "days_since_dpd": 0}, "hold"),  # no cut for DPD
+        ({"pd": 0.2, "previous_pd": 0.01, "grade": "E", "previous_grade": "A"}, "hold"),  # nor for a PD jump
+        # the missing money can only make the account look worse: good news is not withheld
+        ({}, "increase"),
+        ({"status": "frozen", "days_since_dpd": 30, "grade": "C", "previous_grade": "C"}, "unfreeze"),
+    ],
+)
+def test_a_waiting_payment_holds_freezes_and_cuts_only(overrides: dict, action: str):
+    row = decide_one(**overrides, pending_payments=1)
+    assert row["action"] == action
+    assert row["new_status"] == {"unfreeze": "active"}.get(action, overrides.get("status", "active"))
+    if action == "hold":
+        assert row["new_limit_cents"] == row["previous_limit_cents"]
+        assert "PAYMENT_PENDING" in row["reason_codes"]
+        template = POLICY.explanations.templates["en"]["hold_payment_pending"]
+        assert row["explanation_en"] == template.format(new_limit=row["new_limit_cents"] // YUAN)
+    else:
+        assert "PAYMENT_PENDING" not in row["reason_codes"]
+    # without the waiting payment the same line is frozen or cut
+    if action == "hold":
+        assert decide_one(**overrides)["action"] in ("freeze", "decrease")
+
+
 def test_closed_accounts_get_no_decision_and_rows_come_sorted():
     inputs = frame({"account_id": "A3"}, {"account_id": "A2", "status": "closed"}, {"account_id": "A1"})
     out = decide_limits(inputs, POLICY, PRODUCT)

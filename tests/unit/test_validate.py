@@ -72,22 +72,95 @@ def test_business_day_is_the_shanghai_day_in_utc(cfg):
     assert (params["min_credit_limit_cents"], params["max_credit_limit_cents"]) == (5_000, 5_000_000)
 
 
+def _history(today, *ratios, driver=200):
+    """A volume history: ``driver`` on every trailing day, with ``ratio x driver`` rows."""
+    days = tuple((DAY - dt.timedelta(days=i + 1), round(r * driver), driver) for i, r in enumerate(ratios))
+    return validate.VolumeHistory("open accounts in the day's snapshot", today, days)
+
+
 @pytest.mark.parametrize(
-    "counts, band",
+    "history, expected",
     [
-        ((1_000,) * 7, (500, 3_000)),  # median 1000 x min_ratio 0.5 / max_ratio 3
-        ((1_000,) * 6, None),  # 6 of 7 partitions: not enough history
-        ((150,) * 7, None),  # median below min_median_rows (200): too noisy
+        # lowest ratio 0.3 rows per driver (the quiet day) x 200 today x min_ratio 0.75 = 45
+        (_history(200, 0.5, 0.5, 0.3, 0.5, 0.5, 0.5, 0.5), 45),
+        # no instalment falls due today: nothing is expected, an empty drop passes
+        (_history(0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), 0),
+        # a quiet day of 0 rows in the window: no row count can be a partial drop
+        (_history(200, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0), 0),
+        (_history(200, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), None),  # 6 of 7 partitions: not enough history
+        (_history(None, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), None),  # driver unknown today
+        (None, None),
+        # loans one for one with cash draws: the schedule follows them (0.75 x 4 draws x 1 loan each)
+        (validate.VolumeHistory("cash draws", 4, _history(3, *(1.0,) * 7).days, exclusive=True), 3),
+        # today's cash draws 10x anything in the window (phantom events in behaviour): not a driver to trust
+        (validate.VolumeHistory("cash draws", 40, _history(4, *(1.0,) * 7, driver=4).days, exclusive=True),
+         None),
+        # sparse events: 200 accounts x 0.02 = 4 expected; 4 - 3 x 2 < 0, so a quiet (even empty) day passes
+        (validate.VolumeHistory("open accounts", 200, _history(200, *(0.02,) * 7).days, events=True), 0),
+        # more loans than draws on a trailing day: the schedule does not follow them (a card book)
+        (validate.VolumeHistory("cash draws", 3, ((DAY, 4, 2), *_history(3, *(1.0,) * 7).days), exclusive=True),
+         None),
     ],
 )
-def test_volume_band_or_skip(cfg, counts, band):
-    params, missing, notes = validate.landing_parameters(
-        "behaviour", DAY, cfg, validate.References(row_counts=counts), rows=1)
-    if band is None:
-        assert missing["min_rows"][0] == "skipped" and "min_rows" not in params
-        assert any("volume check skipped" in n for n in notes)
-    else:
-        assert (params["min_rows"], params["max_rows"]) == band
+def test_expected_rows_follow_the_driver_and_the_quietest_trailing_day(cfg, history, expected):
+    min_rows, note = validate.expected_min_rows(history, cfg.validation.volume)
+    assert min_rows == expected
+    assert ("skipped" in note) == (expected is None)
+
+
+def test_volume_parameters_from_history_or_declared_count(cfg):
+    refs = validate.References(row_counts=(1_000,) * 7, volume=_history(200, *(5.0,) * 7))
+    params, missing, _ = validate.landing_parameters("behaviour", DAY, cfg, refs, rows=1)
+    # 0.75 x 200 x 5 rows each; spike warning at 3 x the median 1000
+    assert (params["min_rows"], params["max_rows"]) == (750, 3_000)
+    assert missing["declared_rows"][0] == "skipped"  # a plain _SUCCESS declares nothing
+    declared = validate.References(row_counts=(1_000,) * 7, volume=_history(200, *(5.0,) * 7), declared_rows=40)
+    params, missing, notes = validate.landing_parameters("behaviour", DAY, cfg, declared, rows=1)
+    assert params["declared_rows"] == 40 and "min_rows" not in params
+    assert missing["min_rows"][0] == missing["max_rows"][0] == "skipped"
+
+
+def test_declared_row_count_is_checked_exactly(lenient):
+    frame = _behaviour()  # 3 rows
+    refs = validate.References(accounts=KNOWN.accounts, declared_rows=4)
+    report = validate.validate_landing(frame, "behaviour", DAY, lenient, refs).report
+    assert _outcome(report, "volume_declared").outcome == "critical"
+    refs = validate.References(accounts=KNOWN.accounts, declared_rows=3)
+    assert validate.validate_landing(frame, "behaviour", DAY, lenient, refs).report.ok
+
+
+def test_an_empty_drop_is_judged_by_volume_alone(cfg):
+    # Old behaviour: null_share_channel failed on an empty frame (nothing to measure) with the wrong message.
+    limits = {"max_null_share": {"behaviour": {"channel": 0.1}}}
+    strict = _strict(cfg, **limits)
+    quiet = validate.References(accounts=KNOWN.accounts, volume=_history(0, *(1.0,) * 7))
+    report = validate.validate_landing(_behaviour().clear(), "behaviour", DAY, strict, quiet).report
+    assert report.ok and _outcome(report, "null_share_channel").outcome == "skipped"
+    busy = validate.References(accounts=KNOWN.accounts, volume=_history(200, *(1.0,) * 7))
+    report = validate.validate_landing(_behaviour().clear(), "behaviour", DAY, strict, busy).report
+    assert [o.rule for o in report.critical] == ["volume_low"]
+
+
+def _accounts(**columns) -> pl.DataFrame:
+    base = {"account_id": ["A1", "A2"], "opened_on": [DAY, DAY], "status": ["active", "active"],
+            "credit_limit": pl.Series([D("500.00"), D("800.00")], dtype=pl.Decimal(18, 2)), **columns}
+    return ingest.conform_to_contract(pl.DataFrame(base), CONTRACT["accounts"])
+
+
+@pytest.mark.parametrize("income", [None, pl.Series([None, None], dtype=pl.Decimal(18, 2))])
+def test_optional_columns_may_be_absent_or_all_null(cfg, income):
+    # riskline.yaml limits annual_income to 60% nulls and region to 5%: a drop without them is still valid
+    frame = _accounts() if income is None else _accounts(annual_income=income, region=[None, None])
+    report = validate.validate_landing(frame, "accounts", DAY, cfg, validate.References()).report
+    assert report.ok, report.describe()
+    assert _outcome(report, "null_share_annual_income_cents").outcome == "skipped"
+    assert any("annual_income not delivered" in n and "affordability" in n for n in report.notes)
+
+
+def test_a_partly_delivered_optional_column_is_still_held_to_its_null_share(cfg):
+    frame = _accounts(region=["CN-BJ", None])  # 50% null > validation.max_null_share 5%
+    report = validate.validate_landing(frame, "accounts", DAY, cfg, validate.References()).report
+    assert [o.rule for o in report.critical] == ["null_share_region"]
 
 
 def test_value_view_uses_types_gx_vectorises():

@@ -1,0 +1,226 @@
+"""A new user's first hour in Airflow, as they meet it: `make airflow`'s deployment (real scheduler, DAGs
+paused at creation), the UI in headless Chromium, the README's commands run as written.
+
+On a demo-like lake (one night published and trained, the next three days landed), the user logs in,
+triggers riskline_nightly from the form with every param at its default (the form's "unpause on trigger"
+ticked, so the scheduler also creates its own run for yesterday, which has no landing drop), and the manual
+run succeeds without anyone touching another run; the consumer DAG runs on the published asset event; the
+README's backfill command, run verbatim in a shell that sourced airflow_home/env.sh, rebuilds its dates.
+Screenshots go to test-artifacts/. Every process started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines import publish
+from pipelines.airflow_local import LocalAirflow
+from pipelines.outputs import OUTPUTS
+
+from .browser import artifact, launch
+
+pytestmark = pytest.mark.slow
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+NIGHTLY, CONSUMER = "riskline_nightly", "riskline_agent_queue_export"
+FINAL = ("success", "failed")
+
+
+REPO_ROOT = README.parent
+BACKFILL_COMMANDS = ("make backfill", "airflow backfill create")
+
+
+def readme_backfill_command() -> str:
+    """The README's backfill command as written: the first fenced line starting ``make backfill`` or holding
+    ``airflow backfill create``, with its continuation lines."""
+    blocks: list[list[str]] = []
+    inside = False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("```"):
+            inside = not inside
+            if inside:
+                blocks.append([])
+        elif inside:
+            blocks[-1].append(line)
+    for lines in blocks:
+        for i, line in enumerate(lines):
+            if any(line.lstrip().startswith(c) or c.startswith("airflow") and c in line for c in BACKFILL_COMMANDS):
+                command = [line]
+                while command[-1].rstrip().endswith("\\") and i + len(command) < len(lines):
+                    command.append(lines[i + len(command)])
+                return "\n".join(command)
+    raise AssertionError(f"README.md has no {' or '.join(BACKFILL_COMMANDS)} command in a fenced block")
+
+
+def business_dates_of(command: str) -> list[dt.date]:
+    """The business dates a README backfill covers: FROM=/TO= business dates (make backfill), or fire times
+    --from-date/--to-date (airflow backfill create: the run for D fires at D+1)."""
+    found = dict(re.findall(r"\b(FROM|TO)=(\d{4}-\d{2}-\d{2})", command))
+    if found:
+        first, last = (dt.date.fromisoformat(found[k]) for k in ("FROM", "TO"))
+    else:
+        fire = dict(re.findall(r"--(from-date|to-date)[= ]+(\S+)", command))
+        first, last = (dt.datetime.fromisoformat(fire[k]).date() - dt.timedelta(days=1)
+                       for k in ("from-date", "to-date"))
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _runs(af: LocalAirflow, token: str, dag_id: str) -> list[dict]:
+    return af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=run_after", token=token)["dag_runs"]
+
+
+def _wait_for(what: str, check, timeout: float, every: float = 3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _business_date(af: LocalAirflow, token: str, run_id: str) -> str:
+    xcom = af.api("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/business_date/xcomEntries/"
+                  "return_value", token=token)
+    return str(xcom["value"]).strip('"')
+
+
+@pytest.fixture(scope="module")
+def deployment(e2e_lake, tmp_path_factory: pytest.TempPathFactory):
+    root = e2e_lake.copy_to(tmp_path_factory.mktemp("first-hour") / "lake")
+    home = tmp_path_factory.mktemp("first-hour-home") / "airflow_home"  # named as `make airflow`'s
+    before = os.environ.get("RISKLINE_CONFIG")
+    os.environ["RISKLINE_CONFIG"] = str(e2e_lake.cfg_path)  # the lake's own (shorter) training window
+    try:
+        with LocalAirflow(home=home, data_root=root) as af:
+            token = af.token()
+            _wait_for("both DAGs serialized", lambda: {NIGHTLY, CONSUMER} <= {
+                d["dag_id"] for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}, 120, 2)
+            yield af, root, token, e2e_lake
+    finally:
+        if before is None:
+            os.environ.pop("RISKLINE_CONFIG", None)
+        else:
+            os.environ["RISKLINE_CONFIG"] = before
+
+
+def _login(page, af: LocalAirflow) -> None:
+    page.goto(f"{af.url}/", wait_until="networkidle")
+    page.fill("input[name='username']", "admin")
+    page.fill("input[name='password']", af.password())
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "login" not in url, timeout=30_000)
+    page.wait_for_load_state("networkidle")
+
+
+def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deployment) -> None:
+    from playwright.sync_api import sync_playwright
+
+    af, root, token, lake = deployment
+    started = time.monotonic()
+    dags = {d["dag_id"]: d for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}
+    assert dags[NIGHTLY]["is_paused"] and not dags[CONSUMER]["is_paused"]  # the consumer needs no unpausing
+
+    # 1. Trigger from the form, every field as it comes (params at their defaults, "unpause on trigger" ticked).
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            _login(page, af)
+            page.goto(f"{af.url}/dags/{NIGHTLY}", wait_until="networkidle")
+            page.get_by_role("button", name="Trigger").first.click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Unpause").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)  # the form renders the params
+            page.screenshot(path=str(artifact("first-hour-trigger-form.png")))
+            submit = dialog.get_by_role("button", name="Trigger")
+            assert submit.is_enabled(), "the trigger form refuses its own defaults"
+            submit.click()
+            _wait_for("the manual run", lambda: [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "manual"],
+                      60, 1)
+        finally:
+            page.screenshot(path=str(artifact("first-hour-after-trigger.png")))
+            browser.close()
+    assert not errors, errors
+
+    # 2. It succeeds on its own: the run the unpause created (yesterday, no drop) must not hold it Queued.
+    def settled():
+        runs = _runs(af, token, NIGHTLY)
+        manual = [r for r in runs if r["run_type"] == "manual"]
+        return runs if manual and all(r["state"] in FINAL for r in runs) else None
+
+    runs = _wait_for("the manual run and the scheduled one to finish", settled, 600, 5)
+    manual = next(r for r in runs if r["run_type"] == "manual")
+    assert manual["state"] == "success", runs
+    # with every default, a manual run in a lake not fed for yesterday reruns the newest published night
+    assert _business_date(af, token, manual["dag_run_id"]) == lake.first_run.isoformat()
+    # the grid labels every mapped task with the business date it processes
+    shard = af.api("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns/{manual['dag_run_id']}/taskInstances/build_features/0",
+                   token=token)
+    assert shard["rendered_map_index"] == f"{lake.first_run} shard 0", shard
+    scheduled = [r for r in runs if r["run_type"] == "scheduled"]
+    for run in scheduled:  # skipped at once, saying why in the sensor's log, instead of poking for six hours
+        base = f"/api/v2/dags/{NIGHTLY}/dagRuns/{run['dag_run_id']}/taskInstances"
+        tis = af.api("GET", f"{base}?limit=100", token=token)["task_instances"]
+        waits = [t for t in tis if t["task_id"].endswith(".wait")]
+        assert waits and all(t["state"] == "skipped" for t in waits), [(t["task_id"], t["state"]) for t in tis]
+        log = af.api("GET", f"{base}/{waits[0]['task_id']}/logs/1", token=token)
+        assert "this lake is not fed for" in json.dumps(log), log
+    manual_done = time.monotonic() - started
+    print(f"\nmanual run with the form's defaults: success in {manual_done:.0f} s "
+          f"(scheduled runs skipped: {len(scheduled)})")
+
+    # 3. The consumer DAG runs on the collection_queue asset event and exports that night's queue.
+    consumer = _wait_for("the consumer DAG's run", lambda: [
+        r for r in _runs(af, token, CONSUMER) if r["state"] in FINAL], 180, 3)
+    assert [r["state"] for r in consumer] == ["success"], consumer
+    assert (root / "exports" / "agent_queue" / f"as_of_date={lake.first_run}" / "agent_queue.csv").is_file()
+
+    # 4. The README's backfill command, verbatim, from the repository root, in a shell that sourced this
+    # deployment's airflow_home/env.sh (the README's way to reach a `make airflow` from another shell).
+    command = readme_backfill_command()
+    days = business_dates_of(command)
+    assert days and days[0] > lake.first_run and days[-1] <= lake.end, (
+        f"the README's backfill covers {days}; the test lake has nights {lake.first_run} .. {lake.end}")
+    command = f"source {shlex.quote(str(af.home / 'env.sh'))}\n{command}"
+    # a shell with nothing of ours set: only what env.sh exports (PYTHONPATH passes, for a checkout run
+    # without an install)
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(af.home.parent),
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+    shell = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=120, env=bare)
+    assert shell.returncode == 0, shell.stdout + shell.stderr
+
+    def backfill_done():
+        runs = [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "backfill"]
+        return runs if len(runs) == len(days) and all(r["state"] in FINAL for r in runs) else None
+
+    backfill = _wait_for("the README's backfill", backfill_done, 900, 5)
+    assert [r["state"] for r in backfill] == ["success"] * len(days), backfill
+    assert sorted(_business_date(af, token, r["dag_run_id"]) for r in backfill) == [d.isoformat() for d in days]
+    for day in days:
+        assert publish.manifest_path(root, day).is_file(), day
+        for name in OUTPUTS:
+            assert (publish.output_dir(root, name, day) / "_SUCCESS").is_file(), (name, day)
+
+    with sync_playwright() as pw:  # what the user sees afterwards
+        browser = launch(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        _login(page, af)
+        page.goto(f"{af.url}/dags/{NIGHTLY}/runs", wait_until="networkidle")
+        page.get_by_text("backfill").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(artifact("first-hour-runs.png")))
+        browser.close()
+    print(f"first hour: {time.monotonic() - started:.0f} s after Airflow was up ({len(days)}-date backfill)")

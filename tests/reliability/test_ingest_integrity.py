@@ -1,0 +1,210 @@
+"""Keys and deliveries at ingest: what upstream sends again, twice, out of order or in part never changes a
+customer's outcome (issue 14, classes 2, 6, 7 and 8).
+
+Each test tampers with the landing drop of NEXT in a private copy of the published lake
+(``reliability_support``) and checks the outcome the landing contract promises (docs/contracts.md):
+
+* class 2, keys unique across time: an instalment schedule curated on an earlier day and redelivered on NEXT
+  is dropped and counted, and the night's ledger and decisions equal a clean night's (it was counted twice:
+  outstanding doubled); a ``payment_id`` reused on NEXT with other values stops ingest naming both
+  partitions (it used to pass ingest and then stop every later night in the ledger, naming no dataset);
+* class 6: two different rows for one account in one snapshot stop ingest with a sample (the last one won);
+* class 7: deliveries ``part-9`` and ``part-10`` are applied in that order (``part-10`` lost by text order),
+  and a file name without a delivery number is refused with the one-line error;
+* class 8: one bad instalment holds its whole loan, and the loan's payments are held with it, not lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from reliability_support import PublishedLake, deliver, landing
+
+from pipelines import ingest, lake, nightly, publish
+from pipelines.config import RisklineConfig
+from pipelines.features import ledger_partition
+from pipelines.generate import DATA_FILE, REDELIVERY_FILE
+from pipelines.ingest import IngestError
+
+
+@pytest.fixture(autouse=True)
+def _no_run_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip the report stage (4 s a night): it only reads what publish wrote."""
+    monkeypatch.setattr(nightly, "stage_report", lambda root, as_of, cfg: {})
+
+
+@pytest.fixture(scope="module")
+def clean_night(published_lake: PublishedLake, quiet_cfg: RisklineConfig,
+                tmp_path_factory: pytest.TempPathFactory) -> dict[str, pl.DataFrame]:
+    """NEXT run on the untouched drop: the loans of its ledger and its published limits and queue."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("clean") / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(nightly, "stage_report", lambda root, as_of, cfg: {})
+    try:
+        nightly.run_night(root, published_lake.next_day, quiet_cfg, nightly.RunOptions(retrain=False))
+    finally:
+        mp.undo()
+    return _night_outputs(root, published_lake.next_day)
+
+
+def _night_outputs(root: Path, day: dt.date) -> dict[str, pl.DataFrame]:
+    return {
+        "loans": pl.read_parquet(ledger_partition(root, day) / "loans.parquet").sort("account_id", "loan_id"),
+        "limits": publish.read_output(root, "limits", day).sort("account_id"),
+        "collection_queue": publish.read_output(root, "collection_queue", day).sort("account_id"),
+    }
+
+
+# --- class 2: keys unique across time ---------------------------------------------------------------
+
+
+def test_a_schedule_redelivered_on_a_later_day_is_counted_once(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig, clean_night: dict[str, pl.DataFrame]
+):
+    book = published_lake
+    drawn = book.next_day - dt.timedelta(days=10)
+    again = landing(lake_root, "installments", drawn)  # a whole earlier drop's schedules, sent again
+    assert again.height > 20
+    deliver(lake_root, "installments", book.next_day,
+            {DATA_FILE: landing(lake_root, "installments", book.next_day), REDELIVERY_FILE: again})
+
+    result = nightly.run_night(lake_root, book.next_day, quiet_cfg, nightly.RunOptions(retrain=False))
+
+    # counted twice, the redelivered loans' outstanding doubled and their customers were cut
+    night = _night_outputs(lake_root, book.next_day)
+    for name, clean in clean_night.items():
+        assert night[name].equals(clean), f"{name} differs from the clean night's"
+    history = lake.scan_curated(lake_root, "installments", book.next_day).collect()
+    assert history["installment_id"].is_unique().all()
+    assert result.stages["ingest"]["installments"].get("redelivered") == again.height
+
+
+def test_a_payment_id_reused_on_a_later_day_is_refused_at_ingest_naming_both_partitions(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig
+):
+    book = published_lake
+    earlier = book.next_day - dt.timedelta(days=3)
+    first = landing(lake_root, "payments", earlier).sort("payment_id").head(1)
+    today = landing(lake_root, "payments", book.next_day)
+    reused = first.with_columns(  # same id, received again on NEXT with another amount
+        pl.lit(dt.datetime.combine(book.next_day, dt.time(2), dt.UTC)).alias("paid_at"),
+        (pl.col("amount") + pl.lit(decimal.Decimal("1.00"))).cast(today.schema["amount"]).alias("amount"),
+    ).select(today.columns)
+    deliver(lake_root, "payments", book.next_day, {DATA_FILE: pl.concat([today, reused])})
+
+    with pytest.raises(IngestError) as err:
+        nightly.run_night(lake_root, book.next_day, quiet_cfg, nightly.RunOptions(retrain=False))
+
+    text = str(err.value)
+    assert err.value.dataset == "payments" and "\n" not in text, text
+    assert text.startswith(f"payments dt={book.next_day} column=payment_id: 1 row(s) conflict")
+    assert f"{first['payment_id'][0]} (dt={earlier}: " in text and " -> " in text
+    assert not list((lake_root / "curated").glob(f"*/dt={book.next_day}"))
+    assert publish.read_latest(lake_root) == book.published
+
+
+# --- class 6: conflicting duplicates within a delivery ----------------------------------------------
+
+
+@pytest.mark.parametrize("rogue", [
+    pl.col("credit_limit") * 2,
+    pl.lit("frozen").alias("status"),
+], ids=["limit", "status"])
+def test_two_different_rows_for_one_account_in_one_snapshot_stop_ingest_with_a_sample(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig, rogue: pl.Expr
+):
+    book = published_lake
+    snapshot = landing(lake_root, "accounts", book.next_day)
+    victim = snapshot.filter(pl.col("status") == "active").sort("account_id").head(1)
+    twin = victim.with_columns(rogue.cast(snapshot.schema[rogue.meta.output_name()]))
+    deliver(lake_root, "accounts", book.next_day, {DATA_FILE: pl.concat([snapshot, twin])})
+
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(lake_root, book.next_day, quiet_cfg)
+
+    text = str(err.value)
+    assert text.startswith(f"accounts dt={book.next_day} column=account_id: 1 account_id value(s)"), text
+    assert f"{victim['account_id'][0]} in delivery part-0 (" in text and " -> " in text
+    assert not list((lake_root / "curated").glob(f"*/dt={book.next_day}"))
+
+
+# --- class 7: latest delivery wins, by delivery number ----------------------------------------------
+
+
+def test_delivery_ten_is_later_than_delivery_nine(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig
+):
+    book = published_lake
+    snapshot = landing(lake_root, "accounts", book.next_day)
+    stale = snapshot.with_columns((pl.col("credit_limit") / 2).cast(snapshot.schema["credit_limit"]))
+    deliver(lake_root, "accounts", book.next_day, {"part-9.parquet": stale, "part-10.parquet": snapshot})
+
+    ingest.ingest_date(lake_root, book.next_day, quiet_cfg)
+
+    curated = lake.read_partition(lake.partition_dir(lake_root, "curated", "accounts", book.next_day))
+    expected = ingest.conform_to_contract(snapshot, ingest.CONTRACT["accounts"]).sort("account_id")
+    assert curated.sort("account_id")["credit_limit_cents"].equals(expected["credit_limit_cents"])
+
+
+def test_a_file_without_a_delivery_number_is_refused_in_one_line(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig
+):
+    book = published_lake
+    snapshot = landing(lake_root, "accounts", book.next_day)
+    deliver(lake_root, "accounts", book.next_day, {DATA_FILE: snapshot, "accounts-final.parquet": snapshot})
+
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(lake_root, book.next_day, quiet_cfg)
+
+    text = str(err.value)
+    assert text.startswith(f"accounts dt={book.next_day} file=accounts-final.parquet: file name carries no "
+                           "delivery sequence"), text
+    assert "\n" not in text and " -> " in text
+
+
+# --- class 8: a loan is curated whole or held whole -------------------------------------------------
+
+
+def test_one_bad_instalment_holds_its_whole_loan_and_the_loans_payments(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig
+):
+    book = published_lake
+    day = book.next_day
+    schedules = landing(lake_root, "installments", day)
+    longest = schedules.group_by("loan_id").len().sort("len", "loan_id", descending=[True, False])
+    loan_id, instalments = longest.row(0)
+    assert instalments >= 6
+    broken = schedules.with_columns(  # one instalment of the loan with a negative principal
+        pl.when((pl.col("loan_id") == loan_id) & (pl.col("installment_no") == 2))
+        .then(-pl.col("principal_due")).otherwise(pl.col("principal_due"))
+        .cast(schedules.schema["principal_due"]).alias("principal_due")
+    )
+    deliver(lake_root, "installments", day, {DATA_FILE: broken})
+    account = schedules.filter(pl.col("loan_id") == loan_id)["account_id"][0]
+    payments = landing(lake_root, "payments", day)
+    paid = pl.DataFrame({"payment_id": ["P-HELD-LOAN"], "account_id": [account], "loan_id": [loan_id],
+                         "paid_at": [dt.datetime.combine(day, dt.time(3), dt.UTC)]}).with_columns(
+        pl.lit(decimal.Decimal("12.34")).cast(payments.schema["amount"]).alias("amount"))
+    deliver(lake_root, "payments", day, {DATA_FILE: pl.concat([payments, paid.select(payments.columns)])})
+
+    results = {r.dataset: r for r in ingest.ingest_date(lake_root, day, quiet_cfg)}
+
+    curated = lake.read_partition(lake.partition_dir(lake_root, "curated", "installments", day))
+    assert loan_id not in set(curated["loan_id"]), "part of a loan was curated: its principal is misstated"
+    held = lake.read_partition(lake.partition_dir(lake_root, "quarantine", "installments", day))
+    assert held.filter(pl.col("loan_id") == loan_id).height == instalments
+    assert results["installments"].quarantine_reasons == {
+        "negative_principal_due": 1, "held_with_loan_id:negative_principal_due": instalments - 1}
+    # the payment for the held loan is not lost: held with the loan, counted, in the quarantine's shape
+    q_pay = lake.read_partition(lake.partition_dir(lake_root, "quarantine", "payments", day))
+    assert q_pay.filter(pl.col("payment_id") == "P-HELD-LOAN")["quarantine_reason"].to_list() == ["loan_held"]
+    c_pay = lake.read_partition(lake.partition_dir(lake_root, "curated", "payments", day))
+    assert c_pay.height + q_pay.height == payments.height + 1
+    assert q_pay.drop("quarantine_reason").columns == c_pay.columns
