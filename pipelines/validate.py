@@ -370,7 +370,7 @@ def _gx_overhead_memoized() -> Iterator[None]:
             ids[key] = to_id(self)
         return ids[key]
 
-    Expectation.configuration = property(configuration, doc=configuration_property.__doc__)  # type: ignore[method-assign]
+    Expectation.configuration = property(configuration)  # type: ignore[method-assign]
     IDDict.to_id = memoized_to_id  # type: ignore[method-assign]
     try:
         yield
