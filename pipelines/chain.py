@@ -2,7 +2,7 @@
 
 Night D decides from the limit history that the previous night left (``decisions/as_of_date=P``, P the
 newest night before D). Running nights out of order, skipping one, or changing an input a published
-night read, breaks that chain silently unless it is checked and recorded. The rule (README, "Nights form
+night read, breaks that chain silently unless it is checked and recorded. The rule (docs/operations.md, "Nights form
 a chain"):
 
 * night D may run when its previous night is D - 1 (or when the lake has no night before D at all: the

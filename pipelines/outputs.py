@@ -15,7 +15,7 @@ import polars as pl
 
 from pipelines.catalog import OUTPUTS as CATALOG_OUTPUTS
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: collection_queue.pd_source (additive)
 MONEY = pl.Decimal(18, 2)
 
 # name -> ordered (column, dtype); a column whose dtype is MONEY is built from "<column>_cents".
