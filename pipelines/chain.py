@@ -58,14 +58,6 @@ class ChainRecord:
 # --- what the lake holds -----------------------------------------------------------------------------
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def night_dates(root: Path) -> list[dt.date]:
     """Dates whose decisions partition exists: the nights the chain is made of (what decide reads)."""
     return lake.complete_partition_dates(root, DECISIONS_ZONE, key="as_of_date")
@@ -75,7 +67,7 @@ def limit_history_sha256(root: Path, night: dt.date | None) -> str | None:
     if night is None:
         return None
     path = lake.derived_partition(root, DECISIONS_ZONE, night) / LIMIT_HISTORY_FILE
-    return file_sha256(path) if path.is_file() else None
+    return lake.file_sha256(path) if path.is_file() else None
 
 
 def _manifest(root: Path, night: dt.date) -> dict[str, Any] | None:
@@ -96,7 +88,7 @@ def curated_digest(root: Path, dataset: str, day: dt.date) -> str | None:
     part = lake.partition_dir(root, "curated", dataset, day)
     if not lake.is_complete(part):
         return None
-    lines = "".join(f"{p.name} {file_sha256(p)}\n" for p in sorted(lake.parquet_files(part)))
+    lines = "".join(f"{p.name} {lake.file_sha256(p)}\n" for p in sorted(lake.parquet_files(part)))
     return hashlib.sha256(lines.encode()).hexdigest()
 
 

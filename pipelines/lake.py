@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import hashlib
 import json
 import os
 import posixpath
@@ -623,6 +624,15 @@ def make_dirs(path: Path, mode: int = 0o755) -> None:
         path.mkdir(mode)
     except FileExistsError:
         pass
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a local file, read in 1 MiB blocks (manifests and the chain's input fingerprints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: Location, data: bytes) -> None:

@@ -64,14 +64,6 @@ def _journal_path(root: Path, as_of: dt.date) -> Path:
     return lake.ensure_inside(root, root / "outputs" / "_journal" / f"as_of_date={as_of.isoformat()}.json")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def canonical_json(obj: Any) -> bytes:
     """JSON with sorted keys and a trailing newline: the same object always gives the same bytes."""
     return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n").encode()
@@ -107,7 +99,7 @@ def publish_outputs(
                 outputs_meta[name] = {
                     "path": str(target.relative_to(root)),
                     "rows": frames[name].height,
-                    "files": {PART_FILE: file_sha256(tmp / PART_FILE)},
+                    "files": {PART_FILE: lake.file_sha256(tmp / PART_FILE)},
                 }
             full_manifest = {**manifest, "as_of_date": as_of.isoformat(), "schema_version": SCHEMA_VERSION,
                              "outputs": outputs_meta}
@@ -177,7 +169,7 @@ def _recover_locked(root: Path) -> list[dt.date]:
 def _holds(folder: Path, files: dict[str, str]) -> bool:
     """``folder`` is a complete partition holding exactly ``files`` (name -> sha256)."""
     return (folder / lake.SUCCESS).is_file() and all(
-        (folder / name).is_file() and file_sha256(folder / name) == sha for name, sha in files.items()
+        (folder / name).is_file() and lake.file_sha256(folder / name) == sha for name, sha in files.items()
     )
 
 

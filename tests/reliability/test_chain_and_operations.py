@@ -198,4 +198,4 @@ def test_stage_errors_are_one_line_and_a_disk_full_publish_says_what_it_left(
     manifest = publish.read_manifest(lake_root, book.next_day)
     for name, meta in manifest["outputs"].items():
         (part,) = lake.parquet_files(publish.output_dir(lake_root, name, book.next_day))
-        assert publish.file_sha256(part) == meta["files"]["part-0.parquet"]
+        assert lake.file_sha256(part) == meta["files"]["part-0.parquet"]

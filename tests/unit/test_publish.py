@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import publish
+from pipelines import lake, publish
 from pipelines.outputs import OUTPUT_COLUMNS, OUTPUTS, cents_to_money, to_published
 
 D1, D2 = dt.date(2026, 11, 24), dt.date(2026, 11, 25)
@@ -66,7 +66,7 @@ def test_publish_writes_all_outputs_manifest_and_latest(tmp_path: Path):
     for name in OUTPUTS:
         part = publish.output_dir(tmp_path, name, D1)
         assert (part / "_SUCCESS").is_file()
-        assert manifest["outputs"][name]["files"]["part-0.parquet"] == publish.file_sha256(part / "part-0.parquet")
+        assert manifest["outputs"][name]["files"]["part-0.parquet"] == lake.file_sha256(part / "part-0.parquet")
         assert oct((part / "part-0.parquet").stat().st_mode & 0o777) == "0o644"  # not world-writable
     assert publish.read_latest(tmp_path) == D1
 
