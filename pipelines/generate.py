@@ -668,19 +668,22 @@ class PortfolioSimulation:
         amount = np.concatenate(
             [np.zeros(login_acct.size, np.int64), purchase_amount, refund_amount, loans["principal"]]
         )
-        weights = np.asarray(list(cfg.channel_weights.values()))
-        channel = np.searchsorted(np.cumsum(weights), rng.random(acct.size), side="right")
+        return self._events_frame(t, rng, acct, kind, time, amount)
 
+    def _events_frame(self, t: int, rng: np.random.Generator, acct: np.ndarray, kind: np.ndarray,
+                      time: np.ndarray, amount: np.ndarray) -> pl.DataFrame:
+        """The day's behaviour rows in landing shape, ordered by time, account and kind (both profiles).
+
+        The channel is drawn here, after every other draw of the day, so each profile's random stream (and
+        the default profile's bytes) stays as it was."""
+        weights = np.asarray(list(self.cfg.channel_weights.values()))
+        channel = np.searchsorted(np.cumsum(weights), rng.random(acct.size), side="right")
         order = np.lexsort((kind, acct, time))
-        channels = pl.Series([*cfg.channel_weights, None], dtype=pl.String)
-        frame = pl.DataFrame(
-            {
-                "_seq": np.arange(1, acct.size + 1, dtype=np.int64),
-                "_time": time[order],
-                "_kind": kind[order],
-                "_amount": amount[order],
-            }
-        ).with_columns(
+        channels = pl.Series([*self.cfg.channel_weights, None], dtype=pl.String)
+        frame = pl.DataFrame({
+            "_seq": np.arange(1, acct.size + 1, dtype=np.int64), "_time": time[order],
+            "_kind": kind[order], "_amount": amount[order],
+        }).with_columns(
             account_id=self._account_ids.gather(acct[order]),
             event_type=pl.Series(EVENT_TYPES).gather(kind[order]),
             channel=channels.gather(channel[order]),
@@ -886,26 +889,7 @@ class CardSimulation(PortfolioSimulation):
                          [login_acct.size, buy_acct.size, adv_acct.size])
         time = start_us + _event_times(rng, np.full(acct.size, cfg.night_login_share), day_us)
         amount = np.concatenate([np.zeros(login_acct.size, np.int64), buy_amount, adv_amount])
-        weights = np.asarray(list(cfg.channel_weights.values()))
-        channel = np.searchsorted(np.cumsum(weights), rng.random(acct.size), side="right")
-        order = np.lexsort((kind, acct, time))
-        channels = pl.Series([*cfg.channel_weights, None], dtype=pl.String)
-        frame = pl.DataFrame({
-            "_seq": np.arange(1, acct.size + 1, dtype=np.int64), "_time": time[order],
-            "_kind": kind[order], "_amount": amount[order],
-        }).with_columns(
-            account_id=self._account_ids.gather(acct[order]),
-            event_type=pl.Series(EVENT_TYPES).gather(kind[order]),
-            channel=channels.gather(channel[order]),
-        )
-        return frame.select(
-            event_id=_ids(f"E{self._ymd[t]}-", pl.col("_seq"), self._EVENT_SEQ_WIDTH),
-            account_id=pl.col("account_id"),
-            event_time=pl.col("_time").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-            event_type=pl.col("event_type"),
-            amount=pl.when(pl.col("_kind") != _LOGIN).then(_money("_amount")),
-            channel=pl.col("channel"),
-        )
+        return self._events_frame(t, rng, acct, kind, time, amount)
 
     def _cut_statements(self, t: int, date: dt.date, live: np.ndarray) -> pl.DataFrame:
         """Statements of the accounts whose cycle day is today: one minimum-payment instalment each."""
