@@ -156,9 +156,10 @@ def riskline_nightly() -> None:
         return run_stage("train", business_date)
 
     @task(trigger_rule="none_failed", map_index_template=SHARD_LABEL)
-    def score(business_date: str, shard: int, params: dict | None = None) -> dict:
-        from pipelines.orchestration import run_shard
+    def score(business_date: str, shard: int, params: dict | None = None, ti=None) -> dict:
+        from pipelines.orchestration import require_merged_features, run_shard
 
+        require_merged_features(ti.xcom_pull(task_ids="merge_features"), business_date)
         return run_shard("score", business_date, shard, model_version=(params or {}).get("model_version") or None)
 
     @task

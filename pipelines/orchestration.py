@@ -207,6 +207,20 @@ def poke_landing(dataset: str, business_date: str, data_root: str | None = None)
     return verdict.state == "ready"
 
 
+def require_merged_features(merged: dict[str, Any] | None, business_date: str) -> None:
+    """Skip ``score`` when ``merge_features`` published nothing (the landing sensors skipped the run).
+
+    ``score`` runs on ``none_failed`` so that a retrain skipped by ``should_train`` does not skip it; that
+    rule alone would also run it after a skipped landing, on a date with no features, and fail the run.
+    """
+    if merged is None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(
+            f"no features were built for {business_date}: the landing sensors skipped this run (their logs say "
+            "why), so there is nothing to score")
+
+
 def _airflow_run() -> tuple[dict[str, Any], str | None]:
     """The running Airflow task's params and run id; ``({}, None)`` outside a task (the CLI, tests)."""
     try:

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from pipelines.orchestration import business_date_of, retrain_decision
+from pipelines.orchestration import business_date_of, require_merged_features, retrain_decision
 
 
 @pytest.mark.parametrize(
@@ -213,3 +213,13 @@ def test_great_expectations_info_lines_are_quiet_and_ours_stay(caplog):
         logging.getLogger("great_expectations.core.batch").warning("a real problem")
         logging.getLogger("pipelines.validate").info("validated payments")
     assert [r.getMessage() for r in caplog.records] == ["a real problem", "validated payments"]
+
+
+def test_score_skips_when_the_landing_was_skipped_and_runs_when_features_were_merged():
+    # score runs on none_failed (a skipped retrain must not skip it); after skipped landing sensors there
+    # are no merged features, and scoring that date would fail the whole run instead of skipping it.
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="no features were built for 2026-11-29"):
+        require_merged_features(None, "2026-11-29")
+    require_merged_features({"rows": 10}, "2026-11-29")  # merged: nothing to say
