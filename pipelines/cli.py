@@ -104,9 +104,10 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     failures = 0
     stale: set[dt.date] = set()
     for i, day in enumerate(dates, 1):
-        # (published nights live on a local root only: on an object store there is nothing to mark stale)
+        # (published nights live on a local root only: on an object store there is nothing to mark stale;
+        # an unknown dataset name is refused by ingest_date, before any path is built from it)
         before = {} if lake.is_remote(root) else {name: chain.curated_digest(root, name, day)
-                                                  for name in (datasets or DATASETS)}
+                                                  for name in (datasets or DATASETS) if name in DATASETS}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
             results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)))

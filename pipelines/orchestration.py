@@ -299,10 +299,14 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
     from pipelines import chain, lake
     from pipelines.nightly import DRY_RUN_MARKER, refresh_dry_run_landing
 
+    from pipelines.catalog import DATASETS
+
     root = _night_root(cfg, data_root, day, f"ingest {dataset}", local=False)
-    if not lake.is_remote(root) and (root / DRY_RUN_MARKER).is_file():  # a dry run's copy: take the drop its sensor just saw
+    # an unknown dataset name is refused by ingest_date below, in one line, before any path is built from it
+    local = not lake.is_remote(root) and dataset in DATASETS
+    if local and (root / DRY_RUN_MARKER).is_file():  # a dry run's copy: take the drop its sensor just saw
         refresh_dry_run_landing(_root(cfg, data_root), root, dataset, day)
-    before = {dataset: chain.curated_digest(root, dataset, day)} if not lake.is_remote(root) else {}
+    before = {dataset: chain.curated_digest(root, dataset, day)} if local else {}
     (result,) = _guarded(f"ingest {dataset}", business_date, lambda: ingest_date(root, day, cfg, [dataset]))
     out = dataclasses.asdict(result)
     out["date"] = result.date.isoformat()
