@@ -389,12 +389,15 @@ class PortfolioSimulation:
             yield self._simulate_day(t, date)
             self._last_day = t
 
-    def _simulate_day(self, t: int, date: dt.date) -> PortfolioDay:
-        rng = np.random.default_rng([self.params.seed, date.toordinal()])
+    def _day_window(self, date: dt.date) -> tuple[int, int]:
+        """The business day's start (UTC microseconds) and length in microseconds (both profiles)."""
         day_start = dt.datetime(date.year, date.month, date.day, tzinfo=self.tz)
         next_start = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tzinfo=self.tz)
-        start_us = int(day_start.timestamp()) * 1_000_000
-        day_us = int((next_start - day_start).total_seconds()) * 1_000_000
+        return int(day_start.timestamp()) * 1_000_000, int((next_start - day_start).total_seconds()) * 1_000_000
+
+    def _simulate_day(self, t: int, date: dt.date) -> PortfolioDay:
+        rng = np.random.default_rng([self.params.seed, date.toordinal()])
+        start_us, day_us = self._day_window(date)
 
         live = (self.open_day <= t) & (self.status != _CLOSED)
         self._advance_latent_state(t, rng, live)
@@ -796,10 +799,7 @@ class CardSimulation(PortfolioSimulation):
 
     def _simulate_day(self, t: int, date: dt.date) -> PortfolioDay:
         rng = np.random.default_rng([self.params.seed, date.toordinal(), 1])
-        day_start = dt.datetime(date.year, date.month, date.day, tzinfo=self.tz)
-        next_start = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tzinfo=self.tz)
-        start_us = int(day_start.timestamp()) * 1_000_000
-        day_us = int((next_start - day_start).total_seconds()) * 1_000_000
+        start_us, day_us = self._day_window(date)
 
         live = (self.open_day <= t) & (self.status != _CLOSED)
         self._advance_latent_state(t, rng, live)
