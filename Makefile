@@ -57,7 +57,7 @@ demo: $(STAMP)
 	@if [[ "$(DEMO_SECOND_NIGHT)" < "$(DEMO_END)" ]]; then TIMEFORMAT='   (nights in order: %R s)'; \
 	    time $(VENV)/bin/riskline run --from-date $(DEMO_SECOND_NIGHT) --to-date $(DEMO_PREVIOUS_NIGHT) --no-retrain; fi
 	@TIMEFORMAT='   (last night in Airflow: %R s)'; time PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
-	    AIRFLOW_HOME=$(CURDIR)/airflow_home $(PY) -m pipelines.airflow_local dags-test --date $(DEMO_END)
+	    AIRFLOW_HOME=$(CURDIR)/airflow_home $(PY) -m tools.airflow_local dags-test --date $(DEMO_END)
 	$(VENV)/bin/riskline summary --as-of $(DEMO_END)
 	@echo "report: $(RISKLINE_DATA_ROOT)/reports/as_of_date=$(DEMO_END)/report.html  (make airflow: the UI over this data)"
 
@@ -72,13 +72,13 @@ bench: $(STAMP)
 # RISKLINE_AIRFLOW_PORT=8081 make airflow. It writes airflow_home/env.sh: `source airflow_home/env.sh` (or
 # `make shell`) runs `airflow ...` and `riskline ...` against this deployment from any shell.
 airflow: $(STAMP)
-	AIRFLOW_HOME=$(CURDIR)/airflow_home $(PY) -m pipelines.airflow_local
+	AIRFLOW_HOME=$(CURDIR)/airflow_home $(PY) -m tools.airflow_local
 
 # Rebuild business dates FROM..TO (YYYY-MM-DD) through the running `make airflow`, one night at a time in order
 # (the API server creates the runs; `airflow backfill create` meets "database is locked" on SQLite).
 backfill:
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD (business dates)"; exit 2; }
-	@AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/airflow_home} $(PY) -m pipelines.airflow_local backfill --from-date $(FROM) --to-date $(TO)
+	@AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/airflow_home} $(PY) -m tools.airflow_local backfill --from-date $(FROM) --to-date $(TO)
 
 shell:
 	@test -f airflow_home/env.sh || { echo "error: airflow_home/env.sh is written by 'make airflow'; start it first"; exit 1; }

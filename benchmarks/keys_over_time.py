@@ -5,7 +5,7 @@ folder). Writes DAYS curated partitions of installments (68,000 rows a day: a 1M
 about 5,700 loans a day, 12 instalments each) and payments (10,600 a day), the volumes the 1M-account
 generator lands (docs/contracts.md, Performance), with ids either carrying their date as the generator's
 do (``L20261120-0000001-01``) or random (the worst case: no partition can be skipped by its min/max).
-Then times, for the next day's drop, ``pipelines.ingest._earlier_rows`` (the lazy lookup) and
+Then times, for the next day's drop, ``pipelines.stages.ingest._earlier_rows`` (the lazy lookup) and
 ``split_redeliveries``: once for a drop of new ids, once for a drop that redelivers an earlier day whole.
 Prints one line per case with wall time and the process's peak RSS. A WORKDIR is reused when given again.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipelines import lake
-from pipelines.contract import CONTRACT
-from pipelines.ingest import CURATED_FILE, _earlier_rows, split_redeliveries
+from pipelines.store import lake
+from pipelines.contracts.landing import CONTRACT
+from pipelines.stages.ingest import CURATED_FILE, _earlier_rows, split_redeliveries
 
 END = dt.date(2026, 11, 20)
 INSTALMENTS_A_DAY = 68_000

@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines import ingest, validate
-from pipelines.config import load_config
+from pipelines.stages import ingest
+from pipelines.quality import validate
+from pipelines.config.settings import load_config
 
 
 def _best(fn, repeat: int = 3) -> float:

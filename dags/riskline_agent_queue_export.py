@@ -8,7 +8,7 @@ The asset event carries the partition path, row count and manifest, so this DAG 
 that was published (never "latest"). Dry runs (publish=false) emit events marked `published: false`; they are
 ignored. Output: `DATA_ROOT/exports/agent_queue/as_of_date=D/agent_queue.csv`.
 
-This file only wires tasks; the export itself is `pipelines.exports.export_agent_queue`.
+This file only wires tasks; the export itself is `pipelines.entry.exports.export_agent_queue`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, dag, task
 
-from pipelines.catalog import output_asset_name, output_asset_uri
+from pipelines.vocab import output_asset_name, output_asset_uri
 
 COLLECTION_QUEUE = Asset(name=output_asset_name("collection_queue"), uri=output_asset_uri("collection_queue"))
 
@@ -38,7 +38,7 @@ COLLECTION_QUEUE = Asset(name=output_asset_name("collection_queue"), uri=output_
 def riskline_agent_queue_export() -> None:
     @task
     def export_agent_queue(triggering_asset_events=None) -> list[str]:
-        from pipelines.exports import export_agent_queue
+        from pipelines.entry.exports import export_agent_queue
 
         written = []
         for event in triggering_asset_events[COLLECTION_QUEUE]:

@@ -50,7 +50,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, CronTriggerTimetable, Param, PokeReturnValue, dag, task, task_group
 
-from pipelines.catalog import DATASETS, OUTPUTS, output_asset_name, output_asset_uri
+from pipelines.vocab import DATASETS, OUTPUTS, output_asset_name, output_asset_uri
 
 OUTPUT_ASSETS = {name: Asset(name=output_asset_name(name), uri=output_asset_uri(name)) for name in OUTPUTS}
 # Mapped tasks are labelled with the business date they process, so the grid shows it on every run.
@@ -90,7 +90,7 @@ def riskline_nightly() -> None:
     @task
     def business_date(data_interval_start: dt.datetime | None = None, params: dict | None = None,
                       dag_run=None) -> str:
-        from pipelines.orchestration import business_date_for_run
+        from pipelines.entry.airflow import business_date_for_run
 
         day, why = business_date_for_run(params or {}, data_interval_start, dag_run.run_type)
         print(f"business date {day}: {why}")
@@ -107,13 +107,13 @@ def riskline_nightly() -> None:
             # the timeout is only a backstop for a business_date param set in the future.
             @task.sensor(task_id="wait", mode="reschedule", poke_interval=300, timeout=12 * 3600)
             def wait(business_date: str) -> PokeReturnValue:
-                from pipelines.orchestration import poke_landing
+                from pipelines.entry.airflow import poke_landing
 
                 return PokeReturnValue(is_done=poke_landing(dataset, business_date))
 
             @task(task_id="ingest_validate")
             def ingest_validate(business_date: str) -> dict:
-                from pipelines.orchestration import ingest_one
+                from pipelines.entry.airflow import ingest_one
 
                 return ingest_one(dataset, business_date)
 
@@ -123,7 +123,7 @@ def riskline_nightly() -> None:
 
     @task
     def shard_ids() -> list[int]:
-        from pipelines.orchestration import shard_list
+        from pipelines.entry.airflow import shard_list
 
         return shard_list()
 
@@ -131,19 +131,19 @@ def riskline_nightly() -> None:
     # executors spread them over workers); each is followed by a merge that publishes the date's partition.
     @task(**IO_RETRIES, map_index_template=SHARD_LABEL)
     def build_features(business_date: str, shard: int) -> dict:
-        from pipelines.orchestration import run_shard
+        from pipelines.entry.airflow import run_shard
 
         return run_shard("features", business_date, shard)
 
     @task(**IO_RETRIES)
     def merge_features(business_date: str) -> dict:
-        from pipelines.orchestration import merge_shard_outputs
+        from pipelines.entry.airflow import merge_shard_outputs
 
         return merge_shard_outputs("features", business_date)
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def should_train(params: dict | None = None, dag_run=None) -> bool:
-        from pipelines.orchestration import retrain_decision
+        from pipelines.entry.airflow import retrain_decision
 
         retrain, why = retrain_decision(params or {}, dag_run.run_type)
         print(f"retrain={retrain}: {why}")
@@ -151,39 +151,39 @@ def riskline_nightly() -> None:
 
     @task
     def train_challenger(business_date: str) -> dict:
-        from pipelines.orchestration import run_stage
+        from pipelines.entry.airflow import run_stage
 
         return run_stage("train", business_date)
 
     @task(trigger_rule="none_failed", map_index_template=SHARD_LABEL)
     def score(business_date: str, shard: int, params: dict | None = None, ti=None) -> dict:
-        from pipelines.orchestration import require_merged_features, run_shard
+        from pipelines.entry.airflow import require_merged_features, run_shard
 
         require_merged_features(ti.xcom_pull(task_ids="merge_features"), business_date)
         return run_shard("score", business_date, shard, model_version=(params or {}).get("model_version") or None)
 
     @task
     def merge_scores(business_date: str) -> dict:
-        from pipelines.orchestration import merge_shard_outputs
+        from pipelines.entry.airflow import merge_shard_outputs
 
         return merge_shard_outputs("score", business_date)
 
     @task(map_index_template=SHARD_LABEL)
     def decide(business_date: str, shard: int) -> dict:
-        from pipelines.orchestration import run_shard
+        from pipelines.entry.airflow import run_shard
 
         return run_shard("decide", business_date, shard)
 
     @task
     def merge_decisions(business_date: str) -> dict:
         """Also where the collections queue's capacity cut and priorities run, over the whole book."""
-        from pipelines.orchestration import merge_shard_outputs
+        from pipelines.entry.airflow import merge_shard_outputs
 
         return merge_shard_outputs("decide", business_date)
 
     @task(outlets=list(OUTPUT_ASSETS.values()), **IO_RETRIES)
     def publish(business_date: str, params: dict | None = None, outlet_events=None) -> dict:
-        from pipelines.orchestration import asset_extra, run_stage
+        from pipelines.entry.airflow import asset_extra, run_stage
 
         result = run_stage("publish", business_date, dry_run=not (params or {}).get("publish", True))
         for name, asset in OUTPUT_ASSETS.items():
@@ -192,7 +192,7 @@ def riskline_nightly() -> None:
 
     @task(**IO_RETRIES)
     def report(business_date: str, params: dict | None = None) -> dict:
-        from pipelines.orchestration import run_stage
+        from pipelines.entry.airflow import run_stage
 
         if not (params or {}).get("publish", True):
             print("dry run: nothing was published, so there is no report to build")

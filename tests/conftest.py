@@ -32,7 +32,7 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def cfg():
-    from pipelines.config import load_config
+    from pipelines.config.settings import load_config
 
     return load_config(REPO_ROOT / "riskline.yaml")
 

@@ -2,7 +2,7 @@
 
 What a data scientist would write first: read the last 180 days of curated behaviour, then for each
 window and event type filter the events and group by account. The same definitions and types as
-``pipelines.features.aggregate_behaviour`` joined to the book of D (see ``benchmarks/peers/run_peers.py``
+``pipelines.domain.features.aggregate_behaviour`` joined to the book of D (see ``benchmarks/peers/run_peers.py``
 for the exact column subset), so `riskline bench` can compare times and tests/unit/test_peers_equal.py
 can check that all three implementations agree value for value.
 """

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines import lake
-from pipelines.feature_dictionary import BEHAVIOUR_WINDOWS, HISTORY_DAYS, RATIO_WINDOWS
+from pipelines.store import lake
+from pipelines.domain.feature_dictionary import BEHAVIOUR_WINDOWS, HISTORY_DAYS, RATIO_WINDOWS
 
 HERE = Path(__file__).resolve().parent
 SUBSET_COLUMNS: tuple[str, ...] = (
@@ -59,7 +59,7 @@ def behaviour_inputs(root: Path, as_of: dt.date) -> tuple[list[tuple[dt.date, Pa
 
 def run_riskline(root: Path, as_of: dt.date) -> pl.DataFrame:
     """riskline's own code for the subset: features.aggregate_behaviour joined to the book as build_features does."""
-    from pipelines.features import SCORED_STATUSES, aggregate_behaviour
+    from pipelines.domain.features import SCORED_STATUSES, aggregate_behaviour
 
     behaviour = lake.scan_curated(root, "behaviour", as_of, since=_since(as_of))
     book = (
@@ -117,7 +117,7 @@ def scan_behaviour(root: Path, as_of: dt.date) -> int:
 
 
 def scan_inputs(root: Path, as_of: dt.date) -> int:
-    from pipelines.features import scan_inputs as feature_inputs
+    from pipelines.domain.features import scan_inputs as feature_inputs
 
     scans = feature_inputs(root, as_of)
     columns = {

@@ -137,7 +137,7 @@ def test_the_consumer_starts_active_and_the_nightly_starts_paused(dagbag):
 
 
 def test_run_at_0200_shanghai_covers_previous_business_day(dagbag, cfg):
-    from pipelines.orchestration import business_date_of
+    from pipelines.entry.airflow import business_date_of
 
     timetable = dagbag.dags["riskline_nightly"].timetable
     assert (timetable.expression, str(timetable.timezone)) == ("0 2 * * *", "Asia/Shanghai")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import ingest, lake
-from pipelines.contract import DATASETS
-from pipelines.generate import FAULT_KINDS, Fault, GeneratorParams, write_portfolio
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.contracts.landing import DATASETS
+from tools.generate import FAULT_KINDS, Fault, GeneratorParams, write_portfolio
 
 END = dt.date(2026, 11, 20)
 DAYS = 45  # payments start once the first instalments fall due (~30 days in)

@@ -1,4 +1,4 @@
-"""The expectation suites against good and deliberately broken partitions (pipelines/generate.py faults).
+"""The expectation suites against good and deliberately broken partitions (tools/generate.py faults).
 
 Each fault's outcome must be the one documented in docs/contracts.md ("Generator faults"), so the table
 cannot drift from the behaviour.
@@ -15,8 +15,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import cli, ingest, lake, validate
-from pipelines.generate import FAULT_KINDS
+from pipelines.entry import cli
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.quality import validate
+from tools.generate import FAULT_KINDS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"
 

@@ -18,7 +18,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import cli, ingest, lake, validate
+from pipelines.entry import cli
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.quality import validate
 
 
 def _digests(root: Path, *zones: str) -> dict[str, str]:

@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipelines import ingest, lake, nightly
-from pipelines.config import RisklineConfig
-from pipelines.contract import DATASETS
-from pipelines.features import build_feature_snapshot, read_features
-from pipelines.generate import GeneratorParams, write_portfolio
-from pipelines.model_definition import load_model_definition
-from pipelines.registry import ModelRegistry
-from pipelines.train import SnapshotPlan, train_evaluate_register
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.stages import night as nightly
+from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.landing import DATASETS
+from pipelines.domain.features import build_feature_snapshot, read_features
+from tools.generate import GeneratorParams, write_portfolio
+from pipelines.config.model_definition import load_model_definition
+from pipelines.model.registry import ModelRegistry
+from pipelines.model.train import SnapshotPlan, train_evaluate_register
 
 NIGHT = dt.date(2026, 11, 20)
 REASONS = ("reason_1", "reason_2", "reason_3")

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from pipelines import config, gx_suites
-from pipelines.contract import CONTRACT
-from pipelines.outputs import OUTPUT_COLUMNS
+from pipelines.config import settings as config
+from pipelines.quality import gx_suites
+from pipelines.contracts.landing import CONTRACT
+from pipelines.contracts.outputs import OUTPUT_COLUMNS
 
 RISKS = {"schema drift", "duplicate keys", "key loss", "missing value", "unknown value", "impossible value",
          "referential integrity", "leakage", "volume", "completeness"}
@@ -20,7 +21,7 @@ def _committed(name: str) -> dict:
 
 @pytest.mark.parametrize("name", gx_suites.SUITE_NAMES)
 def test_committed_suite_equals_what_the_contract_implies(name: str):
-    # If this fails after a contract change: `.venv/bin/python -m pipelines.gx_suites`, review, commit.
+    # If this fails after a contract change: `.venv/bin/python -m pipelines.quality.gx_suites`, review, commit.
     assert (gx_suites.EXPECTATIONS_DIR / f"{name}.json").read_text() == gx_suites.suite_json(name)
 
 
@@ -71,4 +72,4 @@ def test_published_value_sets_cover_what_the_config_can_produce(cfg):
 
 def test_contract_doc_is_generated_from_the_contract():
     text = gx_suites.CONTRACT_DOC.read_text()
-    assert gx_suites.contract_doc_text(text) == text, "run `.venv/bin/python -m pipelines.gx_suites`"
+    assert gx_suites.contract_doc_text(text) == text, "run `.venv/bin/python -m pipelines.quality.gx_suites`"

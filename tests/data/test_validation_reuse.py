@@ -12,7 +12,8 @@ import shutil
 
 import polars as pl
 
-from pipelines import ingest, validate
+from pipelines.stages import ingest
+from pipelines.quality import validate
 
 
 def _report(root, name: str, day: dt.date, cfg, frame: pl.DataFrame) -> dict:

@@ -69,10 +69,10 @@ def write_test_config(folder: Path, data_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def e2e_lake(tmp_path_factory: pytest.TempPathFactory) -> E2ELake:
-    from pipelines.config import load_config
-    from pipelines.generate import GeneratorParams, write_portfolio
-    from pipelines.ingest import ingest_date
-    from pipelines.nightly import run_night
+    from pipelines.config.settings import load_config
+    from tools.generate import GeneratorParams, write_portfolio
+    from pipelines.stages.ingest import ingest_date
+    from pipelines.stages.night import run_night
 
     started = time.perf_counter()
     base = tmp_path_factory.mktemp("e2e-lake")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import publish
-from pipelines.airflow_local import LocalAirflow
-from pipelines.outputs import OUTPUTS
+from pipelines.store import publish
+from tools.airflow_local import LocalAirflow
+from pipelines.contracts.outputs import OUTPUTS
 
 from .browser import artifact, launch
 

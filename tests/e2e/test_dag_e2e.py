@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import publish
-from pipelines.airflow_local import logical_date_for
-from pipelines.outputs import OUTPUTS
+from pipelines.store import publish
+from tools.airflow_local import logical_date_for
+from pipelines.contracts.outputs import OUTPUTS
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -24,7 +24,7 @@ def _dag(dag_id: str):
 
 
 def test_nightly_dag_publishes_validated_outputs(copy_lake, airflow_db, monkeypatch: pytest.MonkeyPatch, cfg):
-    from pipelines.validate import validate_output
+    from pipelines.quality.validate import validate_output
 
     lake = copy_lake()
     monkeypatch.setenv("RISKLINE_DATA_ROOT", str(lake.root))
@@ -77,8 +77,8 @@ def test_dry_run_param_publishes_nothing(copy_lake, airflow_db, monkeypatch: pyt
 def test_agent_queue_export_reads_the_announced_partition(e2e_lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import polars as pl
 
-    from pipelines.exports import export_agent_queue
-    from pipelines.orchestration import asset_extra
+    from pipelines.entry.exports import export_agent_queue
+    from pipelines.entry.airflow import asset_extra
 
     root = e2e_lake.copy_to(tmp_path / "lake")
     monkeypatch.setenv("RISKLINE_DATA_ROOT", str(root))

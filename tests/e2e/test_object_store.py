@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import lake
+from pipelines.store import lake
 
 END = dt.date(2026, 6, 30)
 GOOD = [END - dt.timedelta(days=n) for n in range(7, 0, -1)]  # 06-23 .. 06-29
@@ -25,8 +25,7 @@ DATASETS = ("accounts", "behaviour", "installments", "payments")
 
 
 def _riskline(root: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cli = Path(sys.executable).with_name("riskline")
-    return subprocess.run([str(cli), "--data-root", str(root), *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pipelines.entry.cli", "--data-root", str(root), *args], capture_output=True, text=True,
                           env=os.environ.copy(), timeout=600)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import publish
-from pipelines.config import load_config
+from pipelines.store import publish
+from pipelines.config.settings import load_config
 
 from .browser import artifact, launch
 
@@ -24,8 +24,8 @@ def _manifest_value(manifest: dict, key: str) -> object:
 
 def test_report_opens_in_chromium_and_matches_the_manifest(e2e_lake, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    from pipelines import plots
-    from pipelines.report import collect_report_data, render_report, report_path
+    from pipelines.report import plots
+    from pipelines.report.report import collect_report_data, render_report, report_path
 
     root, as_of, cfg_path = e2e_lake
     cfg = load_config(cfg_path)
@@ -92,7 +92,7 @@ def test_report_opens_in_chromium_and_matches_the_manifest(e2e_lake, tmp_path: P
 
 
 def test_riskline_report_regenerates_the_page(e2e_lake, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from pipelines.cli import main
+    from pipelines.entry.cli import main
 
     root = e2e_lake.copy_to(tmp_path / "lake")
     as_of = e2e_lake.as_of
@@ -111,7 +111,7 @@ def test_the_nights_data_docs_read_offline_in_chromium(e2e_lake) -> None:
     # GX Data Docs take their CSS and scripts from CDNs: offline their index was blank and pages unstyled.
     # With every non-file request refused, the index must list the night's validations and a page must be styled.
     sync_api = pytest.importorskip("playwright.sync_api")
-    from pipelines.validate import data_docs_dir
+    from pipelines.quality.validate import data_docs_dir
 
     root, as_of, _ = e2e_lake
     site = data_docs_dir(root, as_of)

@@ -15,10 +15,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.config import RisklineConfig
-from pipelines.feature_dictionary import feature
-from pipelines.model_definition import ModelDefinition, load_model_definition
-from pipelines.train import SnapshotPlan
+from pipelines.config.settings import RisklineConfig
+from pipelines.domain.feature_dictionary import feature
+from pipelines.config.model_definition import ModelDefinition, load_model_definition
+from pipelines.model.train import SnapshotPlan
 
 AS_OF = dt.date(2026, 11, 25)
 SNAPSHOTS = [dt.date(2026, 6, 4) + dt.timedelta(days=7 * i) for i in range(6)]  # last = OOT

@@ -7,12 +7,12 @@ import polars as pl
 import pytest
 import xgboost as xgb
 
-from pipelines.contract import PROTECTED_ATTRIBUTES
-from pipelines.feature_dictionary import feature, reason_features
-from pipelines.model_definition import ModelDefinition
-from pipelines.registry import ModelRegistry, version_id
-from pipelines.score import predict_pd, reason_codes, reason_reference, score_accounts
-from pipelines.train import TrainedModel, train_model
+from pipelines.contracts.landing import PROTECTED_ATTRIBUTES
+from pipelines.domain.feature_dictionary import feature, reason_features
+from pipelines.config.model_definition import ModelDefinition
+from pipelines.model.registry import ModelRegistry, version_id
+from pipelines.model.score import predict_pd, reason_codes, reason_reference, score_accounts
+from pipelines.model.train import TrainedModel, train_model
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import evaluate
-from pipelines.config import RisklineConfig
-from pipelines.model_definition import ModelDefinition
-from pipelines.registry import ModelRegistry
-from pipelines.score import model_calibration, predict_margin, predict_pd
-from pipelines.train import fit_platt, split_calibration_slice, train_evaluate_register
+from pipelines.model import metrics as evaluate
+from pipelines.config.settings import RisklineConfig
+from pipelines.config.model_definition import ModelDefinition
+from pipelines.model.registry import ModelRegistry
+from pipelines.model.score import model_calibration, predict_margin, predict_pd
+from pipelines.model.train import fit_platt, split_calibration_slice, train_evaluate_register
 
 
 def _shift(frame: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:

@@ -15,14 +15,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import ingest, lake
-from pipelines.config import RisklineConfig
-from pipelines.contract import DATASETS
-from pipelines.features import build_feature_snapshot, read_features
-from pipelines.generate import GeneratorParams, write_portfolio
-from pipelines.model_definition import ModelDefinition
-from pipelines.registry import ModelRegistry
-from pipelines.train import SnapshotPlan, screen_clock_features, train_evaluate_register
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.landing import DATASETS
+from pipelines.domain.features import build_feature_snapshot, read_features
+from tools.generate import GeneratorParams, write_portfolio
+from pipelines.config.model_definition import ModelDefinition
+from pipelines.model.registry import ModelRegistry
+from pipelines.model.train import SnapshotPlan, screen_clock_features, train_evaluate_register
 
 END = dt.date(2026, 11, 20)
 SNAPSHOTS = [END - dt.timedelta(days=7 * k) for k in range(5, -1, -1)]  # six weekly snapshots, oldest first

@@ -1,13 +1,13 @@
-"""Training on a Dask cluster (pipelines/train_dask.py) gives a model as good as training locally."""
+"""Training on a Dask cluster (pipelines/model/train_dask.py) gives a model as good as training locally."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipelines import evaluate
-from pipelines.score import predict_pd
-from pipelines.train import InsufficientHistoryError, train_model
-from pipelines.train_dask import fit_with_backend, train_model_dask
+from pipelines.model import metrics as evaluate
+from pipelines.model.score import predict_pd
+from pipelines.model.train import InsufficientHistoryError, train_model
+from pipelines.model.train_dask import fit_with_backend, train_model_dask
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_dask_training_refuses_a_set_without_bads(book, definition, client):
 
 
 def test_the_local_backend_is_the_local_trainer(book, definition, cfg):
-    # train_backend: local (the default) must be exactly pipelines.train.train_model: same bytes
+    # train_backend: local (the default) must be exactly pipelines.model.train.train_model: same bytes
     local = train_model(book.fit, book.early_stopping, definition)
     via_config = fit_with_backend(book.fit, book.early_stopping, definition, cfg.model)
     assert cfg.model.train_backend == "local" and via_config.model_bytes == local.model_bytes

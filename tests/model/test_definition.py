@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, load_config
-from pipelines.contract import PROTECTED_ATTRIBUTES
-from pipelines.feature_dictionary import FEATURE_NAMES, feature
-from pipelines.model_definition import ModelDefinition, load_model_definition
+from pipelines.config.settings import ConfigError, load_config
+from pipelines.contracts.landing import PROTECTED_ATTRIBUTES
+from pipelines.domain.feature_dictionary import FEATURE_NAMES, feature
+from pipelines.config.model_definition import ModelDefinition, load_model_definition
 
 REPO = Path(__file__).resolve().parents[2]
 

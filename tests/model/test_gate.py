@@ -7,11 +7,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.config import RisklineConfig
-from pipelines.evaluate import LeakageSuspectedError
-from pipelines.model_definition import ModelDefinition
-from pipelines.registry import ModelRegistry, NoChampionError
-from pipelines.train import train_evaluate_register
+from pipelines.config.settings import RisklineConfig
+from pipelines.model.metrics import LeakageSuspectedError
+from pipelines.config.model_definition import ModelDefinition
+from pipelines.model.registry import ModelRegistry, NoChampionError
+from pipelines.model.train import train_evaluate_register
 
 
 def _shuffled(frame: pl.DataFrame, seed: int) -> pl.DataFrame:

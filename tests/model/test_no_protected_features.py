@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.contract import CONTRACT, PROTECTED_ATTRIBUTES
-from pipelines.feature_dictionary import FEATURE_NAMES, FEATURES
-from pipelines.features import build_features
-from pipelines.ledger import build_ledger
+from pipelines.contracts.landing import CONTRACT, PROTECTED_ATTRIBUTES
+from pipelines.domain.feature_dictionary import FEATURE_NAMES, FEATURES
+from pipelines.domain.features import build_features
+from pipelines.domain.ledger import build_ledger
 
 AS_OF = dt.date(2024, 6, 30)
 UTC = dt.timezone.utc

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from reliability_support import PublishedLake, build_published_lake, run_night_without_report
 
-from pipelines.config import RisklineConfig
+from pipelines.config.settings import RisklineConfig
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ With ``PAUSE_BEFORE`` (a prefix of an event's name) the process stops before the
 writes ``GO_FILE.paused`` and waits until ``GO_FILE`` exists: the concurrency tests hold a writer mid-way.
 ``night`` runs the whole night for the date ``SPEC`` (``run_night``, no retrain, the repo's config).
 
-The code under test is untouched: the hooks wrap ``os`` functions and two ``pipelines.lake`` helpers.
+The code under test is untouched: the hooks wrap ``os`` functions and two ``pipelines.store.lake`` helpers.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 def _install_hooks(trace: Path, kill_after: int, pause_before: str = "", go: Path | None = None) -> None:
-    from pipelines import lake
+    from pipelines.store import lake
 
     seen = [0]
     log = open(trace, "a", buffering=1)
@@ -63,7 +63,7 @@ def _install_hooks(trace: Path, kill_after: int, pause_before: str = "", go: Pat
 def _publish(spec: Path, root: Path) -> None:
     import polars as pl
 
-    from pipelines import publish
+    from pipelines.store import publish
 
     meta = json.loads((spec / "spec.json").read_text())
     frames = {name: pl.read_parquet(spec / f"{name}.parquet") for name in meta["outputs"]}
@@ -71,7 +71,7 @@ def _publish(spec: Path, root: Path) -> None:
 
 
 def _registry(spec: Path, root: Path) -> None:
-    from pipelines.registry import ModelRegistry
+    from pipelines.model.registry import ModelRegistry
 
     meta = json.loads((spec / "spec.json").read_text())
     registry = ModelRegistry(root)
@@ -80,8 +80,8 @@ def _registry(spec: Path, root: Path) -> None:
 
 
 def _night(spec: Path, root: Path) -> None:
-    from pipelines import nightly
-    from pipelines.config import load_config
+    from pipelines.stages import night as nightly
+    from pipelines.config.settings import load_config
 
     config = load_config(Path(__file__).resolve().parents[2] / "riskline.yaml")
     nightly.run_night(root, dt.date.fromisoformat(str(spec)), config, nightly.RunOptions(retrain=False))
@@ -91,11 +91,11 @@ def main(argv: list[str]) -> int:
     mode, spec, root, kill_after, trace, *pause = argv
     # import before hooking, so that only the write itself is traced (and xgboost only when needed)
     if mode == "publish":
-        import pipelines.publish  # noqa: F401
+        import pipelines.store.publish  # noqa: F401
     elif mode == "registry":
-        import pipelines.registry  # noqa: F401
+        import pipelines.model.registry  # noqa: F401
     else:
-        import pipelines.nightly  # noqa: F401
+        import pipelines.stages.night  # noqa: F401
     _install_hooks(Path(trace), int(kill_after), *(pause[0], Path(pause[1])) if pause else ())
     Path(f"{trace}.started").touch()  # imports done: from here on the child works on the lake
     {"publish": _publish, "registry": _registry, "night": _night}[mode](Path(spec), Path(root))

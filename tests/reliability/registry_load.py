@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.registry import ModelRegistry
+from pipelines.model.registry import ModelRegistry
 
 
 def write(registry: ModelRegistry, done: Path, writes: int, a: str, b: str, effective: dt.date) -> dict:

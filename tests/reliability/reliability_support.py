@@ -27,11 +27,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines import generate, ingest, lake, nightly, publish
-from pipelines.config import RisklineConfig
-from pipelines.contract import DATASETS
-from pipelines.generate import Fault, GeneratorParams, PortfolioDay, PortfolioSimulation
-from pipelines.outputs import OUTPUTS
+from tools import generate
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.stages import night as nightly
+from pipelines.store import publish
+from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.landing import DATASETS
+from tools.generate import Fault, GeneratorParams, PortfolioDay, PortfolioSimulation
+from pipelines.contracts.outputs import OUTPUTS
 
 NEXT = dt.date(2026, 11, 20)
 PUBLISHED = NEXT - dt.timedelta(days=1)
@@ -100,12 +104,12 @@ def fixture_training_book(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tu
     the book under suffixed ids, for enough rows to judge calibration) with a label drawn from a logistic
     PD in arrears and utilization: the gate sees a plausible model.
     """
-    from pipelines.features import feature_partition, read_features
-    from pipelines.model_definition import load_model_definition
-    from pipelines.train import SnapshotPlan
+    from pipelines.domain.features import feature_partition, read_features
+    from pipelines.config.model_definition import load_model_definition
+    from pipelines.model.train import SnapshotPlan
 
     if not lake.is_complete(feature_partition(root, as_of)):
-        from pipelines.features import build_feature_snapshot
+        from pipelines.domain.features import build_feature_snapshot
 
         build_feature_snapshot(root, as_of, cfg)
     features = read_features(root, as_of)
@@ -133,8 +137,8 @@ def fixture_training_book(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tu
 
 def train_fixture_champion(root: Path, as_of: dt.date, cfg: RisklineConfig) -> str:
     """Train, gate, register and promote a champion serving from ``as_of`` (the real training entry point)."""
-    from pipelines.registry import ModelRegistry
-    from pipelines.train import train_evaluate_register
+    from pipelines.model.registry import ModelRegistry
+    from pipelines.model.train import train_evaluate_register
 
     plan, fit, early_stopping, oot, definition = fixture_training_book(root, as_of, cfg)
     result = train_evaluate_register(ModelRegistry(root), plan, fit, early_stopping, oot, definition, cfg.model)
@@ -183,7 +187,7 @@ def run_night_without_report(root: Path, day: dt.date, cfg: RisklineConfig) -> n
 
 def published_outputs(root: Path, day: dt.date) -> dict[str, pl.DataFrame]:
     """The four published outputs of ``day``, each sorted by its key."""
-    from pipelines.outputs import OUTPUT_KEYS
+    from pipelines.contracts.outputs import OUTPUT_KEYS
 
     return {name: publish.read_output(root, name, day).sort(OUTPUT_KEYS[name]) for name in OUTPUTS}
 
@@ -196,7 +200,7 @@ def account_rows(outputs: dict[str, pl.DataFrame], account_ids: set[str] | list[
 
 def reconciliation(root: Path, day: dt.date) -> dict[str, Any]:
     """The ledger's reconciliation of ``day`` (``ledger/as_of_date=D/_reconciliation.json``)."""
-    from pipelines.features import RECONCILIATION_FILE, ledger_partition
+    from pipelines.domain.features import RECONCILIATION_FILE, ledger_partition
 
     return json.loads((ledger_partition(root, day) / RECONCILIATION_FILE).read_text())
 

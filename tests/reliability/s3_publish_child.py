@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from pipelines import lake
+from pipelines.store import lake
 
 DAY = dt.date(2026, 1, 31)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines import lake
+from pipelines.store import lake
 
 DAY = dt.date(2026, 11, 20)
 D = decimal.Decimal

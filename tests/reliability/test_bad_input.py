@@ -26,11 +26,13 @@ import polars as pl
 import pytest
 from reliability_support import PublishedLake, deliver, landing, published_digests, write_fault
 
-from pipelines import lake, nightly, publish
-from pipelines.config import RisklineConfig
-from pipelines.generate import DATA_FILE, FAULT_KINDS, REDELIVERY_FILE
-from pipelines.ingest import IngestError
-from pipelines.validate import ValidationError, results_dir
+from pipelines.store import lake
+from pipelines.stages import night as nightly
+from pipelines.store import publish
+from pipelines.config.settings import RisklineConfig
+from tools.generate import DATA_FILE, FAULT_KINDS, REDELIVERY_FILE
+from pipelines.stages.ingest import IngestError
+from pipelines.quality.validate import ValidationError, results_dir
 
 Outcome = Literal["passed", "deduplicated", "quarantined", "warning", "critical"]
 Deliver = Callable[[Path, PublishedLake, RisklineConfig], None]

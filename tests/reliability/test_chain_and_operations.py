@@ -22,10 +22,14 @@ from reliability_support import (
     published_digests,
 )
 
-from pipelines import chain, cli, lake, nightly, publish
-from pipelines.config import RisklineConfig
-from pipelines.registry import ModelRegistry
-from pipelines.train import train_evaluate_register
+from pipelines.store import chain
+from pipelines.entry import cli
+from pipelines.store import lake
+from pipelines.stages import night as nightly
+from pipelines.store import publish
+from pipelines.config.settings import RisklineConfig
+from pipelines.model.registry import ModelRegistry
+from pipelines.model.train import train_evaluate_register
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = dt.timedelta(days=1)

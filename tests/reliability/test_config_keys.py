@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import cli
-from pipelines.config import ConfigError, load_config
+from pipelines.entry import cli
+from pipelines.config.settings import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -27,9 +27,10 @@ from reliability_support import (
     tree_digests,
 )
 
-from pipelines import lake, publish
-from pipelines.outputs import OUTPUTS
-from pipelines.registry import ModelRegistry, version_id
+from pipelines.store import lake
+from pipelines.store import publish
+from pipelines.contracts.outputs import OUTPUTS
+from pipelines.model.registry import ModelRegistry, version_id
 
 
 def _child(mode: str, spec: Path, root: Path, kill_after: int, trace: Path) -> int:

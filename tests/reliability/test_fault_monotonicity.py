@@ -35,12 +35,13 @@ from reliability_support import (
     write_fault,
 )
 
-from pipelines import lake, publish
-from pipelines.config import RisklineConfig
-from pipelines.contract import DATASETS
-from pipelines.features import ledger_partition
-from pipelines.generate import DATA_FILE, REDELIVERY_FILE
-from pipelines.ingest import IngestError
+from pipelines.store import lake
+from pipelines.store import publish
+from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.landing import DATASETS
+from pipelines.domain.features import ledger_partition
+from tools.generate import DATA_FILE, REDELIVERY_FILE
+from pipelines.stages.ingest import IngestError
 
 ADVERSE_ACTIONS = ("decrease", "freeze")
 UNRANKED = {"as_of_date", "priority"}  # priority ranks the whole queue: a touched account may shift others

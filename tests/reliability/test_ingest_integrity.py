@@ -24,11 +24,14 @@ import polars as pl
 import pytest
 from reliability_support import PublishedLake, deliver, landing
 
-from pipelines import ingest, lake, nightly, publish
-from pipelines.config import RisklineConfig
-from pipelines.features import ledger_partition
-from pipelines.generate import DATA_FILE, REDELIVERY_FILE
-from pipelines.ingest import IngestError
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.stages import night as nightly
+from pipelines.store import publish
+from pipelines.config.settings import RisklineConfig
+from pipelines.domain.features import ledger_partition
+from tools.generate import DATA_FILE, REDELIVERY_FILE
+from pipelines.stages.ingest import IngestError
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,8 @@ import pytest
 from small_drops import DAY, behaviour, dangling_link, land, land_all, lenient
 from upath import UPath
 
-from pipelines import ingest, lake
+from pipelines.stages import ingest
+from pipelines.store import lake
 
 Tamper = Callable[[Path], None]
 

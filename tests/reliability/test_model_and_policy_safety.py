@@ -14,11 +14,12 @@ import pytest
 import yaml
 from reliability_support import PublishedLake, fixture_training_book
 
-from pipelines import cli, nightly
-from pipelines.config import ConfigError, RisklineConfig, load_config
-from pipelines.evaluate import LeakageSuspectedError
-from pipelines.registry import ModelRegistry
-from pipelines.train import train_evaluate_register
+from pipelines.entry import cli
+from pipelines.stages import night as nightly
+from pipelines.config.settings import ConfigError, RisklineConfig, load_config
+from pipelines.model.metrics import LeakageSuspectedError
+from pipelines.model.registry import ModelRegistry
+from pipelines.model.train import train_evaluate_register
 
 REPO = Path(__file__).resolve().parents[2]
 

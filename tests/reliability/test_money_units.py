@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 from small_drops import DAY, D, accounts, installments, land_all, lenient, payments
 
-from pipelines import ingest, lake
+from pipelines.stages import ingest
+from pipelines.store import lake
 
 FILE = "part-00000.parquet"
 

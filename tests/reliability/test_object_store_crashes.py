@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 from s3_publish_child import DAY, frames
 
-from pipelines import lake
+from pipelines.store import lake
 
 CHILD = Path(__file__).with_name("s3_publish_child.py")
 

@@ -27,12 +27,12 @@ from reliability_support import (
     run_night_without_report,
 )
 
-from pipelines import lake
-from pipelines.config import RisklineConfig
-from pipelines.features import ledger_partition
-from pipelines.generate import DATA_FILE
-from pipelines.ingest import ingest_date
-from pipelines.pending_payments import PAYMENT_PENDING
+from pipelines.store import lake
+from pipelines.config.settings import RisklineConfig
+from pipelines.domain.features import ledger_partition
+from tools.generate import DATA_FILE
+from pipelines.stages.ingest import ingest_date
+from pipelines.domain.pending_payments import PAYMENT_PENDING
 
 
 def _in(ids: list[str] | set[str]) -> pl.Expr:

@@ -27,9 +27,10 @@ from reliability_support import (
     wait_for,
 )
 
-from pipelines import nightly, publish
-from pipelines.config import RisklineConfig
-from pipelines.registry import ModelRegistry, version_id
+from pipelines.stages import night as nightly
+from pipelines.store import publish
+from pipelines.config.settings import RisklineConfig
+from pipelines.model.registry import ModelRegistry, version_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,7 +87,7 @@ def _cli(root: Path, as_of: dt.date, cwd: Path, home: Path) -> subprocess.Popen[
     env = {**os.environ, "HOME": str(home), "OMP_WAIT_POLICY": "PASSIVE"}
     env.pop("RISKLINE_CONFIG", None)
     return subprocess.Popen(
-        [str(Path(sys.executable).parent / "riskline"), "--config", str(REPO / "riskline.yaml"),
+        [sys.executable, "-m", "pipelines.entry.cli", "--config", str(REPO / "riskline.yaml"),
          "--data-root", str(root), "run", "--as-of", as_of.isoformat(), "--no-retrain"],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

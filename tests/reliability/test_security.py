@@ -19,9 +19,12 @@ import psutil
 import pytest
 from reliability_support import PublishedLake, tree_digests
 
-from pipelines import cli, lake, orchestration, publish
-from pipelines.contract import PROTECTED_ATTRIBUTES
-from pipelines.outputs import OUTPUTS
+from pipelines.entry import cli
+from pipelines.store import lake
+from pipelines.entry import airflow as orchestration
+from pipelines.store import publish
+from pipelines.contracts.landing import PROTECTED_ATTRIBUTES
+from pipelines.contracts.outputs import OUTPUTS
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "../../etc"
@@ -151,7 +154,7 @@ def test_no_credentials_in_the_repository(tmp_path: Path):
 
 @pytest.mark.slow  # starts the real Airflow components (~20 s); not skipped: `make test` runs it
 def test_local_airflow_listens_on_loopback_only_and_requires_login(tmp_path: Path):
-    from pipelines.airflow_local import LocalAirflow
+    from tools.airflow_local import LocalAirflow
 
     (tmp_path / "data").mkdir()
     with LocalAirflow(home=tmp_path / "airflow", data_root=tmp_path / "data") as af:

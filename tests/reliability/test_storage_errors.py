@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from small_drops import DAY, land_all
 
-from pipelines import cli, lake
+from pipelines.entry import cli
+from pipelines.store import lake
 
 Mount = Callable[..., Path]
 

@@ -20,9 +20,9 @@ from reliability_support import (
     run_night_without_report,
 )
 
-from pipelines import publish
-from pipelines.config import RisklineConfig
-from pipelines.generate import DATA_FILE
+from pipelines.store import publish
+from pipelines.config.settings import RisklineConfig
+from tools.generate import DATA_FILE
 
 IDENTITY = ("dpd", "bucket", "overdue_amount", "outstanding_balance", "treatment", "channel")
 

@@ -17,9 +17,12 @@ import polars as pl
 import pytest
 from reliability_support import fixture_training_book
 
-from pipelines import ingest, lake, nightly, validate
-from pipelines.contract import CONTRACT, DATASETS
-from pipelines.generate import GeneratorParams, write_portfolio
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.stages import night as nightly
+from pipelines.quality import validate
+from pipelines.contracts.landing import CONTRACT, DATASETS
+from tools.generate import GeneratorParams, write_portfolio
 
 END = dt.date(2026, 11, 20)
 
@@ -181,8 +184,8 @@ def _serve_a_model(root: Path, as_of: dt.date, cfg) -> None:
     label). Its synthetic label follows DPD and utilization; where a book has too little of either to pass
     the gate (a young card book), the registered challenger is promoted by hand, as an operator would
     (``riskline model promote V --reason``): these tests need a model that serves, not a good one."""
-    from pipelines.registry import ModelRegistry, NoChampionError
-    from pipelines.train import train_evaluate_register
+    from pipelines.model.registry import ModelRegistry, NoChampionError
+    from pipelines.model.train import train_evaluate_register
 
     registry = ModelRegistry(root)
     try:

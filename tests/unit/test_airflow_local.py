@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.airflow_local import ENV_FILE, airflow_env, write_env_file
+from tools.airflow_local import ENV_FILE, airflow_env, write_env_file
 
 
 def test_sourcing_the_env_file_puts_airflow_and_riskline_on_path_with_this_home(tmp_path: Path):
@@ -29,7 +29,7 @@ def test_sourcing_the_env_file_puts_airflow_and_riskline_on_path_with_this_home(
 def test_backfill_without_a_running_airflow_says_how_to_start_it(tmp_path: Path, capsys):
     import datetime as dt
 
-    from pipelines.airflow_local import LocalAirflow, backfill, free_port
+    from tools.airflow_local import LocalAirflow, backfill, free_port
 
     af = LocalAirflow(home=tmp_path / "airflow_home", data_root=tmp_path / "data", port=free_port())
     (af.home).mkdir()

@@ -1,4 +1,4 @@
-"""The chain rule (pipelines/chain.py) on hand-made lakes: decisions partitions and manifests only."""
+"""The chain rule (pipelines/store/chain.py) on hand-made lakes: decisions partitions and manifests only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import chain, lake, publish
+from pipelines.store import chain
+from pipelines.store import lake
+from pipelines.store import publish
 
 D = dt.date(2026, 11, 20)
 DAY = dt.timedelta(days=1)

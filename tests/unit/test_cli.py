@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import cli, publish
-from pipelines.registry import ModelRegistry, version_id
+from pipelines.entry import cli
+from pipelines.store import publish
+from pipelines.model.registry import ModelRegistry, version_id
 
 END = dt.date(2026, 3, 10)
 DAYS = 4

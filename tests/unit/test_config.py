@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, load_config
+from pipelines.config.settings import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

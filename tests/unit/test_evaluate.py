@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from pipelines import evaluate
-from pipelines.model_definition import Stability
+from pipelines.model import metrics as evaluate
+from pipelines.config.model_definition import Stability
 
 
 @pytest.mark.parametrize(

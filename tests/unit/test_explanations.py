@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from pipelines.config import ExplanationConfig, PolicyConfig, ProductConfig, load_config
-from pipelines.explanations import cny_text, directional_features, reason_phrases, render_template
-from pipelines.feature_dictionary import FEATURES, feature
-from pipelines.policy import POLICY_INPUT_SCHEMA, decide_limits
+from pipelines.config.settings import ExplanationConfig, PolicyConfig, ProductConfig, load_config
+from pipelines.domain.explanations import cny_text, directional_features, reason_phrases, render_template
+from pipelines.domain.feature_dictionary import FEATURES, feature
+from pipelines.domain.policy import POLICY_INPUT_SCHEMA, decide_limits
 
 _cfg = load_config().policy.model_dump()
 _cfg["strategy_test"] |= {"control_share": 0.0, "challenger_share": 0.0}

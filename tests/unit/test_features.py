@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines import lake
-from pipelines.contract import CONTRACT
-from pipelines.feature_dictionary import FEATURE_NAMES, FEATURES, KEY_COLUMNS, feature, monotone_constraints
-from pipelines.features import (
+from pipelines.store import lake
+from pipelines.contracts.landing import CONTRACT
+from pipelines.domain.feature_dictionary import FEATURE_NAMES, FEATURES, KEY_COLUMNS, feature, monotone_constraints
+from pipelines.domain.features import (
     LEDGER_FILES,
     IncompleteHistoryError,
     build_feature_snapshot,
@@ -25,7 +25,7 @@ from pipelines.features import (
     merge_shards,
     read_features,
 )
-from pipelines.ledger import build_ledger
+from pipelines.domain.ledger import build_ledger
 
 D = dt.date
 AS_OF = D(2024, 6, 30)

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import lake
-from pipelines.contract import CONTRACT, DATASETS
-from pipelines.generate import (
+from pipelines.store import lake
+from pipelines.contracts.landing import CONTRACT, DATASETS
+from tools.generate import (
     FAULT_KINDS,
     LATE_ZONE,
     REDELIVERY_FILE,

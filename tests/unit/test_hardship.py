@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from pipelines.config import HardshipConfig
-from pipelines.contract import CONTRACT
-from pipelines.hardship import OFFER_COLUMNS, hardship_eligibility, loan_terms, offer_hardship, reamortize
-from pipelines.ledger import build_ledger
+from pipelines.config.settings import HardshipConfig
+from pipelines.contracts.landing import CONTRACT
+from pipelines.domain.hardship import OFFER_COLUMNS, hardship_eligibility, loan_terms, offer_hardship, reamortize
+from pipelines.domain.ledger import build_ledger
 
 D = dt.date
 CFG = HardshipConfig()

@@ -8,8 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import ingest, lake
-from pipelines.contract import CONTRACT, valid_key
+from pipelines.stages import ingest
+from pipelines.store import lake
+from pipelines.contracts.landing import CONTRACT, valid_key
 
 DAY = dt.date(2026, 11, 20)
 UTC = dt.timezone.utc

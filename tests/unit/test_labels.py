@@ -9,17 +9,17 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines import lake
-from pipelines.config import LabelsConfig
-from pipelines.contract import CONTRACT
-from pipelines.labels import (
+from pipelines.store import lake
+from pipelines.config.settings import LabelsConfig
+from pipelines.contracts.landing import CONTRACT
+from pipelines.domain.labels import (
     LabelsNotMaturedError,
     build_labels,
     build_labels_for,
     is_matured,
     write_labels_for,
 )
-from pipelines.ledger import build_ledger
+from pipelines.domain.ledger import build_ledger
 
 D = dt.date
 S = D(2024, 3, 31)  # snapshot date

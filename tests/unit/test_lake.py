@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import lake
+from pipelines.store import lake
 
 
 def _digest(folder: Path) -> dict[str, str]:

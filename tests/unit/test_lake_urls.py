@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from upath import UPath
 
-from pipelines import lake
+from pipelines.store import lake
 
 DAY = dt.date(2026, 1, 31)
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from pipelines.contract import CONTRACT
-from pipelines.ledger import (
+from pipelines.contracts.landing import CONTRACT
+from pipelines.domain.ledger import (
     OVERPAID,
     UNKNOWN_LOAN,
     Ledger,

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from pipelines.orchestration import business_date_of, require_merged_features, retrain_decision
+from pipelines.entry.airflow import business_date_of, require_merged_features, retrain_decision
 
 
 @pytest.mark.parametrize(
@@ -44,9 +44,9 @@ def test_business_date_is_interval_start_in_shanghai(cfg):
     ],
 )
 def test_every_stage_failure_says_what_to_do_next(error: str, advice: str):
-    from pipelines.ingest import IngestError
-    from pipelines.orchestration import StageFailed, _guarded
-    from pipelines.publish import PublishError
+    from pipelines.stages.ingest import IngestError
+    from pipelines.entry.airflow import StageFailed, _guarded
+    from pipelines.store.publish import PublishError
 
     def fail():
         if error == "ingest":
@@ -65,8 +65,8 @@ def test_on_an_object_store_the_landing_sensor_works_and_later_stages_refuse_cle
 
     import polars as pl
 
-    from pipelines import lake
-    from pipelines.orchestration import landing_ready, run_stage
+    from pipelines.store import lake
+    from pipelines.entry.airflow import landing_ready, run_stage
 
     root = f"memory://airflow-{uuid.uuid4().hex}/riskline"
     day = dt.date(2026, 6, 30)
@@ -106,7 +106,7 @@ DEMO_LANDED = [dt.date(2026, 11, 20) + dt.timedelta(days=i) for i in range(6)]  
     ],
 )
 def test_choose_business_date(cfg, requested, interval_start, run_type, published, expected, why):
-    from pipelines.orchestration import choose_business_date
+    from pipelines.entry.airflow import choose_business_date
 
     day, reason = choose_business_date(requested, interval_start, run_type, NOW, cfg, DEMO_LANDED, published)
     assert day == expected
@@ -115,7 +115,7 @@ def test_choose_business_date(cfg, requested, interval_start, run_type, publishe
 
 
 def test_a_business_date_param_that_is_not_a_date_says_so(cfg):
-    from pipelines.orchestration import choose_business_date
+    from pipelines.entry.airflow import choose_business_date
 
     with pytest.raises(ValueError, match="business_date='2026/11/20' is not a date; use YYYY-MM-DD"):
         choose_business_date("2026/11/20", INTERVAL_OF_NOW, "manual", NOW, cfg, DEMO_LANDED, None)
@@ -136,7 +136,7 @@ def test_a_business_date_param_that_is_not_a_date_says_so(cfg):
     ],
 )
 def test_assess_landing(cfg, day, now, state, words):
-    from pipelines.orchestration import assess_landing
+    from pipelines.entry.airflow import assess_landing
 
     landed = [d for d in DEMO_LANDED if d != dt.date(2026, 11, 22)]  # 2026-11-22 was never delivered
     verdict = assess_landing("payments", day, landed, now, cfg)
@@ -144,7 +144,7 @@ def test_assess_landing(cfg, day, now, state, words):
 
 
 def test_a_lake_with_no_drop_at_all_is_stale(cfg):
-    from pipelines.orchestration import assess_landing
+    from pipelines.entry.airflow import assess_landing
 
     verdict = assess_landing("accounts", dt.date(2026, 11, 29), [], NOW, cfg)
     assert verdict.state == "stale" and "holds no accounts drop at all" in verdict.message
@@ -154,8 +154,8 @@ def test_the_sensor_skips_a_stale_date_and_fails_a_missed_one_with_the_reason(da
     import polars as pl
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from pipelines import lake
-    from pipelines.orchestration import poke_landing
+    from pipelines.store import lake
+    from pipelines.entry.airflow import poke_landing
 
     for day in (dt.date(2026, 6, 1), dt.date(2026, 6, 3)):
         with lake.staged_partition(lake.partition_dir(data_root, "landing", "payments", day)) as tmp:
@@ -180,10 +180,10 @@ def test_the_sensor_skips_a_stale_date_and_fails_a_missed_one_with_the_reason(da
     ],
 )
 def test_model_and_history_failures_get_their_own_next_step_in_task_terms(error, advice, not_advice, data_root):
-    from pipelines.evaluate import LeakageSuspectedError
-    from pipelines.features import IncompleteHistoryError
-    from pipelines.orchestration import StageFailed, _guarded
-    from pipelines.registry import ModelRegistry, NoChampionError
+    from pipelines.model.metrics import LeakageSuspectedError
+    from pipelines.domain.features import IncompleteHistoryError
+    from pipelines.entry.airflow import StageFailed, _guarded
+    from pipelines.model.registry import ModelRegistry, NoChampionError
 
     def fail():
         if error == "no_champion":
@@ -205,13 +205,13 @@ def test_model_and_history_failures_get_their_own_next_step_in_task_terms(error,
 def test_great_expectations_info_lines_are_quiet_and_ours_stay(caplog):
     import logging
 
-    from pipelines.orchestration import quiet_third_party_logs
+    from pipelines.entry.airflow import quiet_third_party_logs
 
     quiet_third_party_logs()
     with caplog.at_level(logging.INFO):
         logging.getLogger("great_expectations.core.batch").info("Calculating metrics")
         logging.getLogger("great_expectations.core.batch").warning("a real problem")
-        logging.getLogger("pipelines.validate").info("validated payments")
+        logging.getLogger("pipelines.quality.validate").info("validated payments")
     assert [r.getMessage() for r in caplog.records] == ["a real problem", "validated payments"]
 
 

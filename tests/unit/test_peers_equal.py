@@ -16,10 +16,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines import lake
-from pipelines.contract import CONTRACT
-from pipelines.features import build_features
-from pipelines.ledger import build_ledger
+from pipelines.store import lake
+from pipelines.contracts.landing import CONTRACT
+from pipelines.domain.features import build_features
+from pipelines.domain.ledger import build_ledger
 
 AS_OF = dt.date(2026, 6, 30)
 RUNNER = Path(__file__).resolve().parents[2] / "benchmarks" / "peers" / "run_peers.py"

@@ -7,9 +7,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from pipelines.contract import CONTRACT
-from pipelines.ledger import build_ledger, reconcile_ledger
-from pipelines.pending_payments import PendingPayments, pending_holds, resolve_pending_payments
+from pipelines.contracts.landing import CONTRACT
+from pipelines.domain.ledger import build_ledger, reconcile_ledger
+from pipelines.domain.pending_payments import PendingPayments, pending_holds, resolve_pending_payments
 
 D = dt.date
 AS_OF = D(2024, 3, 10)

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 
-from pipelines.config import PolicyConfig, ProductConfig, load_config
-from pipelines.contract import CONTRACT
-from pipelines.ledger import build_ledger
-from pipelines.policy import (
+from pipelines.config.settings import PolicyConfig, ProductConfig, load_config
+from pipelines.contracts.landing import CONTRACT
+from pipelines.domain.ledger import build_ledger
+from pipelines.domain.policy import (
     POLICY_INPUT_SCHEMA,
     PolicyInputError,
     LIMIT_HISTORY_SCHEMA,
@@ -396,7 +396,7 @@ def test_policy_config_rejects(override: dict, fragment: str):
 def test_negative_floor_fails_at_load(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("ingest: {business_keys: {}}\nproduct: {min_limit_cny: -50}\n")
-    from pipelines.config import ConfigError
+    from pipelines.config.settings import ConfigError
 
     with pytest.raises(ConfigError, match=r"product\.min_limit_cny"):
         load_config(path)

@@ -8,8 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import lake, publish
-from pipelines.outputs import OUTPUT_COLUMNS, OUTPUTS, cents_to_money, to_published
+from pipelines.store import lake
+from pipelines.store import publish
+from pipelines.contracts.outputs import OUTPUT_COLUMNS, OUTPUTS, cents_to_money, to_published
 
 D1, D2 = dt.date(2026, 11, 24), dt.date(2026, 11, 25)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.model_definition import PromotionGate
-from pipelines.registry import (
+from pipelines.config.model_definition import PromotionGate
+from pipelines.model.registry import (
     ModelRegistry,
     NoChampionError,
     RegistryError,

@@ -1,4 +1,4 @@
-"""Unit tests for the run report's pure pieces (pipelines/report.py, pipelines/plots.py)."""
+"""Unit tests for the run report's pure pieces (pipelines/report/report.py, pipelines/report/plots.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import report
-from pipelines.config import CollectionBucket, CollectionsConfig
-from pipelines.evaluate import auc, ks_statistic
+from pipelines.report import report
+from pipelines.config.settings import CollectionBucket, CollectionsConfig
+from pipelines.model.metrics import auc, ks_statistic
 
 BUCKETS = [
     CollectionBucket(name="1-7", min_dpd=1, treatment="auto_reminder"),
@@ -269,7 +269,7 @@ def test_table_escapes_values_and_manifest_numbers_are_tagged() -> None:
 
 
 def test_chart_png_is_deterministic() -> None:
-    from pipelines import plots
+    from pipelines.report import plots
 
     queue = pl.DataFrame({"treatment": ["agent", "smart_call"], "accounts": [5, 3], "overflow": [0, 1]})
     first = plots.queue_chart(queue, capacity=4)

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 import xgboost as xgb
 
-from pipelines.model_definition import Grades, ModelDefinition, ReasonCodePolicy, ScoreScaling
-from pipelines.score import (
+from pipelines.config.model_definition import Grades, ModelDefinition, ReasonCodePolicy, ScoreScaling
+from pipelines.model.score import (
     assign_grade,
     describe_reasons,
     feature_matrix,
@@ -151,9 +151,10 @@ def test_describe_reasons_uses_the_dictionary_phrases_and_refuses_unknown_codes(
 
 
 def test_run_scoring_uses_the_champion_of_the_date_and_publishes_atomically(tmp_path, cfg):
-    from pipelines import features, lake
-    from pipelines.registry import ModelRegistry, NoChampionError, version_id
-    from pipelines.score import run_scoring, scores_dir
+    from pipelines.domain import features
+    from pipelines.store import lake
+    from pipelines.model.registry import ModelRegistry, NoChampionError, version_id
+    from pipelines.model.score import run_scoring, scores_dir
 
     booster = _one_feature_model()
     raw = bytes(booster.save_raw(raw_format="ubj"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pipelines.sharding import filter_shard, fnv1a_64, shard_expr
+from pipelines.domain.sharding import filter_shard, fnv1a_64, shard_expr
 
 
 def test_fnv1a_matches_the_published_test_vectors():

@@ -1,4 +1,4 @@
-"""Sharded nightly stages (pipelines/shard_stages.py): any shard count publishes the same outputs."""
+"""Sharded nightly stages (pipelines/stages/shards.py): any shard count publishes the same outputs."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pytest
 import xgboost as xgb
 from polars.testing import assert_frame_equal
 
-from pipelines import lake, nightly
-from pipelines.contract import CONTRACT
-from pipelines.registry import ModelRegistry, version_id
-from pipelines.shard_stages import (
+from pipelines.store import lake
+from pipelines.stages import night as nightly
+from pipelines.contracts.landing import CONTRACT
+from pipelines.model.registry import ModelRegistry, version_id
+from pipelines.stages.shards import (
     ShardsIncompleteError,
     merge_decisions,
     read_shard_file,
@@ -167,7 +168,7 @@ def test_merge_refuses_until_every_shard_is_complete(book, tmp_path, cfg):
     sharded = _with_shards(cfg, 2)
     nightly.stage_features(root, LAST, sharded)
     nightly.stage_score(root, LAST, sharded)
-    from pipelines.shard_stages import decide_shard
+    from pipelines.stages.shards import decide_shard
 
     decide_shard(root, LAST, sharded, shard=1, n_shards=2)
     with pytest.raises(ShardsIncompleteError, match="decisions shards not complete"):
@@ -195,8 +196,8 @@ def test_orchestration_fans_out_the_shards_and_merges_like_the_run(book, tmp_pat
     """What the DAG's mapped tasks call gives the same decisions as the in-process run."""
     import yaml
 
-    from pipelines import orchestration
-    from pipelines.config import DEFAULT_CONFIG_PATH
+    from pipelines.entry import airflow as orchestration
+    from pipelines.config.settings import DEFAULT_CONFIG_PATH
 
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     raw["run"] = {"shards": 3}

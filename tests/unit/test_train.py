@@ -9,11 +9,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines import features, labels, lake
-from pipelines.config import ModelConfig
-from pipelines.model_definition import ModelDefinition, load_model_definition
-from pipelines.registry import ModelRegistry
-from pipelines.train import (
+from pipelines.domain import features
+from pipelines.domain import labels
+from pipelines.store import lake
+from pipelines.config.settings import ModelConfig
+from pipelines.config.model_definition import ModelDefinition, load_model_definition
+from pipelines.model.registry import ModelRegistry
+from pipelines.model.train import (
     InsufficientHistoryError,
     config_hash,
     label_snapshot,

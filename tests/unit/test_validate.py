@@ -1,4 +1,4 @@
-"""Unit tests of pipelines/validate.py on tiny frames (the first test pays the ~2 s GX import)."""
+"""Unit tests of pipelines/quality/validate.py on tiny frames (the first test pays the ~2 s GX import)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import decimal
 import polars as pl
 import pytest
 
-from pipelines import ingest, validate
-from pipelines.contract import CONTRACT
-from pipelines.outputs import to_published
+from pipelines.stages import ingest
+from pipelines.quality import validate
+from pipelines.contracts.landing import CONTRACT
+from pipelines.contracts.outputs import to_published
 
 DAY = dt.date(2026, 11, 20)
 UTC = dt.UTC
@@ -322,7 +323,7 @@ def test_output_failures_are_not_upstream_data_problems(cfg):
     ],
 )
 def test_validation_config_rejects_typos(section, message):
-    from pipelines.config import ValidationConfig
+    from pipelines.config.settings import ValidationConfig
 
     with pytest.raises(ValueError, match=message):
         ValidationConfig(**section)

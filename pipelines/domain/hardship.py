@@ -1,0 +1,261 @@
+"""Hardship offers: a longer term instead of harder collection for a customer hit by a temporary shock.
+
+Eligibility (:func:`hardship_eligibility`, thresholds under ``hardship:`` in riskline.yaml), per account:
+
+* DPD within ``min_dpd`` .. ``max_dpd`` (1-30);
+* a good prior record: no day at 1+ DPD in the ``clean_days_before_episode`` (180) days before this
+  episode began. The episode began on D - dpd + 1, the first day the oldest unpaid instalment was past
+  due; the ledger's rolling windows end at D and would count the episode itself, so the window is
+  computed here from the instalments;
+* signs of a temporary shock, from the features of D: spending fell (``spend_trend_30d``, daily spend of
+  the last 30 days over that of the 60 before, at or below ``spend_trend_max``) and/or cash draws rose
+  (daily cash-draw amount of the last 30 days over that of the 60 before, from ``cash_draw_amount_30d_cents``
+  and ``cash_draw_amount_90d_cents``, at or above ``cash_draw_trend_min``, with at least
+  ``cash_draw_min_count`` draws in the last 30 days; a first draw after 60 quiet days counts as a rise).
+
+Offer (:func:`offer_hardship`), per open loan of an eligible account with outstanding principal:
+
+* **Re-amortization.** The outstanding principal P (past-due principal included) is spread over
+  n = (instalments not yet due) + extension months: each instalment repays ``P // n`` cents and the last
+  one also the remainder, so the principal parts sum to P exactly. Interest is charged on the principal
+  outstanding before each instalment at the loan's own monthly rate, rounded half up to the cent, as
+  the loan was originated. The rate is derived from the loan's schedule: total interest / sum of
+  principal outstanding before each instalment, rounded to a whole basis point. Interest already due
+  and unpaid is not capitalized: it stays owed as arrears.
+* **Dates.** The instalments not yet due keep their due dates; the extension months follow the loan's
+  end date, ``new_end_date`` = end date + extension months (month-end safe: Jan 31 + 1 month = Feb 28/29).
+* **Which extension.** The shortest of ``extension_months`` (3, 6) whose first new instalment is at most
+  ``target_instalment_ratio`` (70%) of the current one; if none is, the longest (the most relief on offer).
+* ``new_instalment_cents`` is the first new instalment (principal + interest): the largest regular one,
+  as the interest falls with the balance (the last one may be a few cents above it by the remainder).
+* ``current_instalment_cents`` is the loan's oldest unpaid instalment as scheduled (principal + interest).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from pipelines.config.settings import HardshipConfig
+from pipelines.domain.feature_dictionary import BEHAVIOUR_WINDOWS, TREND_PRIOR_DAYS, TREND_RECENT_DAYS
+from pipelines.domain.ledger import LOAN_KEY, last_unpaid_day_upto
+
+_BP = 10_000
+_CASH_RECENT = f"cash_draw_amount_{TREND_RECENT_DAYS}d_cents"
+_CASH_WIDE = f"cash_draw_amount_{TREND_RECENT_DAYS + TREND_PRIOR_DAYS}d_cents"
+_CASH_COUNT = f"cash_draw_count_{TREND_RECENT_DAYS}d"
+if TREND_RECENT_DAYS + TREND_PRIOR_DAYS not in BEHAVIOUR_WINDOWS:  # the prior window is the wide one minus the recent
+    raise RuntimeError(f"the feature set lacks {_CASH_WIDE}: the cash-draw trend cannot be computed")
+
+OFFER_COLUMNS: tuple[str, ...] = (
+    "account_id", "loan_id", "dpd", "outstanding_principal_cents", "current_instalment_cents", "monthly_rate_bp",
+    "extension_months", "new_installment_count", "new_instalment_cents", "end_date", "new_end_date",
+    "schedule_principal_cents", "policy_version",
+)
+
+
+class HardshipScheduleError(AssertionError):
+    """A re-amortized schedule does not repay exactly the outstanding principal (a bug, never published)."""
+
+
+def _past_due_between(lo: pl.Expr, hi: pl.Expr, as_of: dt.date) -> pl.Expr:
+    """Per instalment: was it at 1+ DPD on any day lo..hi (per-row bounds; empty when lo > hi)?
+
+    1+ DPD on day t means due_date + 1 <= t < paid_off_date (and t <= D: nothing later is known).
+    """
+    first = pl.max_horizontal(lo, pl.col("due_date") + pl.duration(days=1))
+    return first <= pl.min_horizontal(hi, last_unpaid_day_upto(as_of))
+
+
+def hardship_eligibility(
+    features: pl.DataFrame, installments: pl.DataFrame, as_of: dt.date, cfg: HardshipConfig
+) -> pl.DataFrame:
+    """Per account of the feature snapshot: ``dpd, clean_record, spend_fell, cash_draws_rose, eligible``."""
+    as_of_lit = pl.lit(as_of, dtype=pl.Date())
+    in_range = features.filter(pl.col("dpd").is_between(cfg.min_dpd, cfg.max_dpd)).select(
+        "account_id", pl.col("dpd").cast(pl.Int32), "spend_trend_30d", _CASH_RECENT, _CASH_WIDE, _CASH_COUNT
+    )
+    episode_start = as_of_lit - pl.duration(days=pl.col("dpd") - 1)
+    dirty = (
+        installments.join(in_range.select("account_id", "dpd"), on="account_id", how="inner")
+        .filter(
+            _past_due_between(
+                episode_start - pl.duration(days=cfg.clean_days_before_episode),
+                episode_start - pl.duration(days=1),
+                as_of,
+            )
+        )
+        .select("account_id")
+        .unique()
+        .with_columns(pl.lit(True).alias("_dirty"))
+    )
+    recent = pl.col(_CASH_RECENT).fill_null(0)
+    prior = pl.col(_CASH_WIDE).fill_null(0) - recent
+    signals: list[pl.Expr] = []
+    spend_fell = pl.lit(False)
+    if cfg.spend_trend_max is not None:
+        spend_fell = (pl.col("spend_trend_30d") <= cfg.spend_trend_max).fill_null(False)
+        signals.append(pl.col("spend_fell"))
+    draws_rose = pl.lit(False)
+    if cfg.cash_draw_trend_min is not None:
+        # recent/30 >= ratio x prior/60 in integer cents: recent x 60 x 10000 >= ratio_bp x prior x 30
+        draws_rose = (
+            (recent * TREND_PRIOR_DAYS * _BP >= round(cfg.cash_draw_trend_min * _BP) * prior * TREND_RECENT_DAYS)
+            & (recent > 0)
+            & (pl.col(_CASH_COUNT).fill_null(0) >= cfg.cash_draw_min_count)
+        )
+        signals.append(pl.col("cash_draws_rose"))
+    shock = pl.any_horizontal(signals) if cfg.signals_required == "any" else pl.all_horizontal(signals)
+    return (
+        in_range.join(dirty, on="account_id", how="left")
+        .with_columns(
+            clean_record=pl.col("_dirty").is_null(),
+            spend_fell=spend_fell,
+            cash_draws_rose=draws_rose,
+        )
+        .with_columns(eligible=pl.col("clean_record") & shock)
+        .select("account_id", "dpd", "clean_record", "spend_fell", "cash_draws_rose", "eligible")
+        .sort("account_id")
+    )
+
+
+def loan_terms(installments: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
+    """Per loan with outstanding principal: what a re-amortization starts from.
+
+    Returns ``account_id, loan_id, outstanding_principal_cents, current_instalment_cents, monthly_rate_bp,
+    future_installments, end_date``.
+    """
+    unpaid = pl.col("due_cents") - pl.col("paid_cents") > 0
+    principal_total = pl.col("principal_due_cents").sum().over(LOAN_KEY)
+    balance_before = principal_total - (
+        pl.col("principal_due_cents").cum_sum().over(LOAN_KEY) - pl.col("principal_due_cents")
+    )
+    terms = (
+        installments.sort(*LOAN_KEY, "installment_no")
+        .with_columns(_balance_before=balance_before)
+        .group_by(LOAN_KEY)
+        .agg(
+            (pl.col("principal_due_cents") - pl.col("principal_paid_cents")).sum().alias("outstanding_principal_cents"),
+            pl.col("due_cents").filter(unpaid).first().alias("current_instalment_cents"),
+            pl.col("interest_due_cents").sum().alias("_interest"),
+            pl.col("_balance_before").sum().alias("_balances"),
+            (pl.col("due_date") > as_of).sum().cast(pl.Int32).alias("future_installments"),
+            pl.col("due_date").max().alias("end_date"),
+        )
+    )
+    return (
+        terms.filter(pl.col("outstanding_principal_cents") > 0)
+        .with_columns(
+            # round(interest / balances x 10000) half up, in integers
+            monthly_rate_bp=pl.when(pl.col("_balances") > 0)
+            .then((2 * pl.col("_interest") * _BP + pl.col("_balances")) // (2 * pl.col("_balances")))
+            .otherwise(0)
+            .cast(pl.Int64)
+        )
+        .drop("_interest", "_balances")
+        .sort(LOAN_KEY)
+    )
+
+
+def _first_instalment(extension: int) -> pl.Expr:
+    n = pl.col("future_installments") + extension
+    principal = pl.col("outstanding_principal_cents")
+    return principal // n + (principal * pl.col("monthly_rate_bp") + _BP // 2) // _BP
+
+
+def reamortize(terms: pl.DataFrame, future_due_dates: pl.DataFrame) -> pl.DataFrame:
+    """The new schedule of each loan: one row per new instalment.
+
+    Args:
+        terms: :func:`loan_terms` rows with an ``extension_months`` column.
+        future_due_dates: ``account_id, loan_id, due_date`` of the instalments not yet due (kept).
+
+    Returns:
+        ``account_id, loan_id, installment_no, due_date, principal_due_cents, interest_due_cents,
+        due_cents`` sorted by loan and instalment.
+    """
+    kept = future_due_dates.sort(*LOAN_KEY, "due_date").with_columns(
+        installment_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(LOAN_KEY)
+    )
+    added = (
+        terms.select(*LOAN_KEY, "future_installments", "end_date", "extension_months")
+        .with_columns(month=pl.int_ranges(1, pl.col("extension_months") + 1, dtype=pl.Int32))
+        .explode("month")
+        .with_columns(
+            installment_no=pl.col("future_installments") + pl.col("month"),
+            # offset from the end date, month-end safe (Jan 31 + 1mo -> Feb 28/29)
+            due_date=pl.col("end_date").dt.offset_by(pl.concat_str(pl.col("month").cast(pl.String), pl.lit("mo"))),
+        )
+        .select(*LOAN_KEY, "installment_no", "due_date")
+    )
+    n = pl.col("future_installments") + pl.col("extension_months")
+    principal = pl.col("outstanding_principal_cents")
+    base = principal // n
+    return (
+        pl.concat([kept.select(*LOAN_KEY, "installment_no", "due_date"), added])
+        .join(terms.select(*LOAN_KEY, "outstanding_principal_cents", "monthly_rate_bp", "future_installments",
+                           "extension_months"), on=LOAN_KEY, how="inner")
+        .with_columns(
+            principal_due_cents=pl.when(pl.col("installment_no") == n)
+            .then(principal - base * (n - 1))
+            .otherwise(base),
+            _balance_before=principal - base * (pl.col("installment_no") - 1),
+        )
+        .with_columns(
+            interest_due_cents=(pl.col("_balance_before") * pl.col("monthly_rate_bp") + _BP // 2) // _BP,
+        )
+        .with_columns(due_cents=pl.col("principal_due_cents") + pl.col("interest_due_cents"))
+        .select(*LOAN_KEY, "installment_no", "due_date", "principal_due_cents", "interest_due_cents", "due_cents")
+        .sort(*LOAN_KEY, "installment_no")
+    )
+
+
+def offer_hardship(
+    features: pl.DataFrame, installments: pl.DataFrame, as_of: dt.date, cfg: HardshipConfig
+) -> pl.DataFrame:
+    """Hardship offers of D: one row per open loan of every eligible account (:data:`OFFER_COLUMNS`).
+
+    Args:
+        features: :func:`pipelines.domain.features.build_features` of D.
+        installments: ``Ledger.installments`` as of D (schedule, what was paid, when it was paid off).
+
+    Raises:
+        HardshipScheduleError: a new schedule's principal does not sum to the outstanding principal.
+    """
+    eligible = hardship_eligibility(features, installments, as_of, cfg).filter("eligible")
+    terms = loan_terms(installments.join(eligible.select("account_id"), on="account_id", how="semi"), as_of)
+    choice = pl.lit(cfg.extension_months[-1])
+    for extension in reversed(cfg.extension_months):  # the shortest affordable one wins
+        affordable = _first_instalment(extension) * _BP <= round(cfg.target_instalment_ratio * _BP) * pl.col(
+            "current_instalment_cents"
+        )
+        choice = pl.when(affordable).then(pl.lit(extension)).otherwise(choice)
+    terms = terms.with_columns(extension_months=choice.cast(pl.Int32))
+    future = installments.filter(pl.col("due_date") > as_of).select(*LOAN_KEY, "due_date")
+    schedule = reamortize(terms, future)
+    per_loan = schedule.group_by(LOAN_KEY).agg(
+        pl.col("principal_due_cents").sum().alias("schedule_principal_cents"),
+        pl.len().cast(pl.Int32).alias("new_installment_count"),
+        pl.col("due_cents").sort_by("installment_no").first().alias("new_instalment_cents"),
+        pl.col("due_date").max().alias("_last_due"),
+    )
+    offers = (
+        terms.join(per_loan, on=LOAN_KEY, how="left")
+        .join(eligible.select("account_id", "dpd"), on="account_id", how="left")
+        .with_columns(
+            new_end_date=pl.col("end_date").dt.offset_by(
+                pl.concat_str(pl.col("extension_months").cast(pl.String), pl.lit("mo"))
+            ),
+            policy_version=pl.lit(cfg.version, dtype=pl.String),
+        )
+    )
+    wrong = offers.filter(
+        (pl.col("schedule_principal_cents") != pl.col("outstanding_principal_cents"))
+        | (pl.col("_last_due") != pl.col("new_end_date"))
+        | pl.col("schedule_principal_cents").is_null()
+    )
+    if wrong.height:
+        loans = wrong["loan_id"].to_list()[:10]
+        raise HardshipScheduleError(f"re-amortized schedules do not repay the principal: {loans}")
+    return offers.select(OFFER_COLUMNS).sort(LOAN_KEY)

@@ -1,0 +1,689 @@
+"""The ``riskline`` command: thin wrappers over the pipeline functions.
+
+Each subcommand parses its arguments, loads the config once, calls one pipeline entry point and prints
+a short summary. Bad input ends in one clear ``error: ...`` line and exit status 2; nothing here holds
+business logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.store import lake
+from pipelines.store.chain import ChainError
+from pipelines.config.settings import ConfigError, RisklineConfig, load_config
+from pipelines.stages.night import dry_run_root
+from pipelines.store.publish import PublishIncompleteError
+
+if TYPE_CHECKING:  # the registry imports xgboost: kept out of `riskline --help`
+    from pipelines.model.registry import ModelRecord, ModelRegistry
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (want YYYY-MM-DD): {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
+    return value
+
+
+def _dates(args: argparse.Namespace, single: str = "date") -> list[dt.date]:
+    """The one date (``--date``, or the option named by ``single``) or the inclusive range, in order."""
+    one, flag = getattr(args, single), "--" + single.replace("_", "-")
+    if one is not None:
+        if args.from_date or args.to_date:
+            raise CliError(f"give either {flag} or --from-date/--to-date, not both")
+        return [one]
+    if not (args.from_date and args.to_date):
+        raise CliError(f"give {flag} D, or both --from-date and --to-date")
+    if args.from_date > args.to_date:
+        raise CliError(f"--from-date {args.from_date} is after --to-date {args.to_date}")
+    days = (args.to_date - args.from_date).days + 1
+    return [args.from_date + dt.timedelta(days=i) for i in range(days)]
+
+
+def _add_date_range(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--date", type=_date, help="one business date, YYYY-MM-DD")
+    p.add_argument("--from-date", type=_date, help="first business date of a range (inclusive)")
+    p.add_argument("--to-date", type=_date, help="last business date of a range (inclusive)")
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+
+def _dev_tool(name: str) -> Any:
+    """tools.<name>: developer tooling, not in the wheel; imported from the source checkout this package is in."""
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "tools" / "__init__.py").is_file() and str(repo) not in sys.path:
+        sys.path.append(str(repo))  # an installed console script does not have the checkout on sys.path
+    try:
+        return importlib.import_module(f"tools.{name}")
+    except ModuleNotFoundError:
+        raise CliError(f"`riskline {name}` is developer tooling (tools/{name}.py): run it from a source checkout") from None
+
+
+def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    generate = _dev_tool("generate")
+    GeneratorParams, parse_faults = generate.GeneratorParams, generate.parse_faults
+    release_late, write_portfolio = generate.release_late, generate.write_portfolio
+
+    if args.release_late:
+        released = release_late(root)
+        print(f"released {len(released)} late partition(s) into {root / 'landing'}")
+        for path in released:
+            print(f"  {path.relative_to(root)}")
+        return 0
+    if args.end_date is None:
+        raise CliError("generate needs --end-date (or --release-late)")
+    try:
+        params = GeneratorParams(
+            accounts=args.accounts, days=args.days, end_date=args.end_date, seed=args.seed,
+            profile=args.profile,
+        )
+        faults = parse_faults(args.faults, params)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    summary = write_portfolio(root, params, cfg, faults=faults, progress=True)
+    print(summary.describe())
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.store import chain
+    from pipelines.vocab import DATASETS
+    from pipelines.stages.ingest import IngestError, ingest_date
+
+    dates = _dates(args)
+    datasets = args.dataset or None
+    failures = 0
+    stale: set[dt.date] = set()
+    for i, day in enumerate(dates, 1):
+        # (published nights live on a local root only: on an object store there is nothing to mark stale;
+        # an unknown dataset name is refused by ingest_date, before any path is built from it)
+        before = {} if lake.is_remote(root) else {name: chain.curated_digest(root, name, day)
+                                                  for name in (datasets or DATASETS) if name in DATASETS}
+        try:
+            # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
+            results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)))
+        except IngestError as exc:
+            failures += 1
+            print(f"error: {exc}", file=sys.stderr)
+            if not args.keep_going:
+                return 1
+            continue
+        if before:
+            stale.update(chain.after_ingest(root, day, before))
+        if len(dates) == 1 or args.verbose:
+            for res in results:
+                print(res.describe())
+        elif sys.stderr.isatty():
+            print(f"\r[{i}/{len(dates)}] ingested {day}", end="", file=sys.stderr, flush=True)
+        elif i % _progress_step(len(dates)) == 0 or i == len(dates):
+            # a log file or a pipe (make, CI, Airflow) gets a line now and then instead of carriage returns
+            print(f"[{i}/{len(dates)}] ingested {day}", file=sys.stderr, flush=True)
+    if len(dates) > 1:
+        print(f"\ningested {len(dates) - failures}/{len(dates)} dates into {root / 'curated'}")
+    if stale:  # late data: the curated content changed under nights already published
+        nights = sorted(stale)
+        print(f"warning: published nights {', '.join(map(str, nights))} read curated data that this ingest "
+              f"changed; they are now stale (outputs/_stale/): {chain.rebuild_hint(nights)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _progress_step(total: int) -> int:
+    """Every how many dates a range reports progress when not on a terminal: about ten lines in all."""
+    return max(1, -(-total // 10))
+
+
+def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.quality.validate import results_dir, validate_date
+
+    failures = 0
+    for day in _dates(args):
+        try:
+            reports = validate_date(root, day, cfg)
+        except OSError as exc:  # read-only data root, full disk: validate writes only results and Data Docs
+            print(f"error: validate dt={day}: storage failed ({exc}); only this date's validation results "
+                  f"and Data Docs may be missing or stale, nothing else is written by validate -> make the "
+                  f"data root writable or free space, then rerun `riskline validate --date {day}`",
+                  file=sys.stderr)
+            return 1
+        if not reports:
+            print(f"{day}: no curated partition or published output to validate")
+            failures += 1
+            continue
+        for report in reports:
+            print(report.describe())
+        critical = sum(not r.ok for r in reports)
+        failures += bool(critical)
+        print(f"{day}: {len(reports)} validated, {critical} with critical failures -> {results_dir(root, day)}")
+    return 1 if failures else 0
+
+
+def _cli_next_step(exc: BaseException) -> str:
+    """The next step of a model or registry error, in this tool's words (the DAG's are in orchestration)."""
+    from pipelines.model.registry import NoChampionError
+
+    if isinstance(exc, NoChampionError):
+        return (" -> train one for a date on or before it (`riskline train --as-of D`), promote a reviewed version "
+                "(`riskline model promote V --reason ...`; `riskline model list` shows them), or pass "
+                "--model-version V")
+    return ""
+
+
+def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.model.metrics import LeakageSuspectedError
+    from pipelines.model.registry import NoChampionError
+    from pipelines.model.train import InsufficientHistoryError, run_training
+
+    try:
+        result = run_training(root, args.as_of, cfg)
+    except (LeakageSuspectedError, NoChampionError, InsufficientHistoryError) as exc:
+        print(f"error: {exc}{_cli_next_step(exc)}", file=sys.stderr)
+        return 1
+    print(result.describe())
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.model.registry import RegistryError
+    from pipelines.model.score import run_scoring
+
+    from pipelines.domain.features import IncompleteHistoryError
+
+    try:
+        path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
+    except RegistryError as exc:
+        raise CliError(f"{exc}{_cli_next_step(exc)}") from None
+    except IncompleteHistoryError as exc:  # no features of D, and the curated data to build them is missing
+        raise CliError(f"no features for {args.as_of} and none can be built: {exc} -> ingest the date first "
+                       f"(`riskline ingest --date {args.as_of}`), or run the whole night: "
+                       f"`riskline run --as-of {args.as_of}`") from None
+    scores = lake.read_partition(path)
+    grades = scores.group_by("grade").len().sort("grade")
+    mix = "  ".join(f"{g}:{n}" for g, n in grades.iter_rows())
+    version = scores["model_version"][0] if scores.height else args.model_version
+    exact = int((scores["reason_method"] == "exact").sum())
+    print(f"scored {scores.height} accounts on {args.as_of} with {version} -> {path}")
+    print(f"grades {mix}; mean PD {scores['pd'].mean() or 0:.4f}; exact reason codes for {exact} accounts")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    import json
+
+    from pipelines.model.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry(root)
+    # Wall-clock time is read here, at the edge, only to stamp manual actions.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    today = now.astimezone(cfg.business.tz).date()
+    try:
+        if args.model_command == "list":
+            champion = registry.champion()
+            for version in registry.versions():
+                rec = registry.record(version)
+                oot = rec.metrics["oot"]
+                flag = "*" if version == champion else " "
+                verdict = "passed" if rec.gate["promote"] else "rejected"
+                print(f"{flag} {version}  OOT AUC {oot['auc']:.4f}  KS {oot['ks']:.4f}  "
+                      f"cal.err {oot['calibration_error']:.4f}  gate {verdict}")
+            for event in registry.history():
+                print(f"  history #{event.seq}: {event.version} from {event.effective_from} "
+                      f"({event.action}: {event.reason})")
+        elif args.model_command == "show":
+            rec = registry.record(args.version)
+            if args.json:
+                shown = {
+                    "version": rec.version,
+                    "champion_now": registry.champion() == rec.version,
+                    "manifest": {k: v for k, v in rec.manifest.items() if k not in ("inputs", "definition")},
+                    "oot": {k: v for k, v in rec.metrics["oot"].items() if k != "score_reference"},
+                    "stability": rec.metrics["stability"],
+                    "gate": rec.gate,
+                }
+                print(json.dumps(shown, indent=1, default=str))
+            else:
+                print(describe_model(rec, registry))
+        elif args.model_command == "promote":
+            event = registry.set_champion(args.version, args.effective_from or today, "manual_promote",
+                                          args.reason, recorded_at=now.isoformat())
+            print(f"champion from {event.effective_from}: {event.version} (history #{event.seq})")
+        else:
+            event = registry.rollback(_rollback_date(args, root), args.reason, recorded_at=now.isoformat())
+            print(f"rolled back: champion from {event.effective_from} is {event.version} (history #{event.seq})")
+            _say_rollback_reruns(root, event.effective_from)
+        if args.model_command in ("promote", "rollback") and registry.champion() != event.version:
+            # effective dates order the history, not the order of typing: say who serves latest
+            print(f"note: a later-dated history entry keeps {registry.champion()} serving from its date on")
+    except RegistryError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _rollback_date(args: argparse.Namespace, root: Path) -> dt.date:
+    """A rollback serves from ``--effective-from``, else from the latest published business date: the
+    night published with the model being rolled back is itself rerun with the reinstated one."""
+    from pipelines.store.publish import read_latest
+
+    if args.effective_from is not None:
+        return args.effective_from
+    latest = read_latest(root)
+    if latest is None:
+        raise CliError("nothing is published yet, so there is no night to roll back from: "
+                       "give --effective-from YYYY-MM-DD (the first business date the previous champion serves)")
+    return latest
+
+
+def _say_rollback_reruns(root: Path, since: dt.date) -> None:
+    from pipelines.store import chain
+
+    nights = [n for n in chain.published_nights(root) if n >= since]
+    if nights:
+        print(f"published nights {nights[0]}..{nights[-1]} were decided with the rolled-back model: rerun them "
+              f"in order to republish them with the reinstated one: `riskline rebuild --from {nights[0]}`")
+
+
+def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.stages.night import RunLockedError, RunOptions, run_night
+    from pipelines.store.publish import describe_latest
+
+    options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
+                         force_chain=args.force_chain)
+    dates = _dates(args, single="as_of")
+    for i, as_of in enumerate(dates):  # in order: each night reads the previous night's scores and limit history
+        print(f"riskline run {as_of} (data root {root})", flush=True)
+        started: list[str] = []
+
+        def progress(stage: str, n: int, total: int) -> None:
+            started.append(stage)
+            print(f"  [{n}/{total}] {stage} ...", flush=True)
+
+        # only the first night of a range may need forcing; the rest follow it in order
+        night = options if i == 0 else RunOptions(**{**options.__dict__, "force_chain": False})
+        try:
+            result = run_night(root, as_of, cfg, night, progress=progress)
+        except (RunLockedError, ChainError) as exc:
+            raise CliError(f"run for {as_of}: {exc}" if len(dates) > 1 else str(exc)) from None
+        except PublishIncompleteError as exc:  # after the journal: some of D is out, a rerun completes it
+            print(f"error: run for {as_of} failed: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # the stage's own error says what failed and what to do next
+            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}{_cli_next_step(exc)}", file=sys.stderr)
+            if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
+                print(f"the outputs of {as_of} were published; only the report failed: fix it and run "
+                      f"`riskline report --as-of {as_of}`", file=sys.stderr)
+            elif not options.publish:
+                print(f"dry run: nothing outside {dry_run_root(root, as_of)} was written", file=sys.stderr)
+            else:
+                print(f"nothing was published for {as_of}; {describe_latest(root)}", file=sys.stderr)
+            if as_of != dates[-1]:
+                print(f"stopped: the nights after {as_of} need its outputs; rerun from --from-date {as_of}",
+                      file=sys.stderr)
+            return 1
+        print(describe_run(result, result.root or root), flush=True)
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    """Rerun nights forward, in order, from --from to --to (default: the newest night in the lake)."""
+    from pipelines.store import chain
+    from pipelines.stages.night import RunLockedError, RunOptions, run_night
+
+    last = args.to_date or max([*chain.night_dates(root), args.from_date])
+    if args.from_date > last:
+        raise CliError(f"--from {args.from_date} is after --to {last}")
+    days = [args.from_date + dt.timedelta(days=i) for i in range((last - args.from_date).days + 1)]
+    options = RunOptions(retrain=args.retrain, publish=True)
+    for i, day in enumerate(days, 1):
+        print(f"[{i}/{len(days)}] night {day} ...", flush=True)
+        # only the first night may need forcing (it starts the rebuild); the rest follow it in order
+        forced = RunOptions(**{**options.__dict__, "force_chain": args.force_chain and i == 1})
+        try:
+            result = run_night(root, day, cfg, forced)
+        except (RunLockedError, ChainError) as exc:
+            raise CliError(f"rebuild stopped at {day}: {exc}") from None
+        except PublishIncompleteError as exc:
+            raise CliError(f"rebuild stopped at {day}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - one line, and where to resume
+            raise CliError(f"rebuild stopped at {day}: {type(exc).__name__}: {exc} -> fix it, then "
+                           f"`riskline rebuild --from {day} --to {last}`") from None
+        print(f"  published {day}: " + ", ".join(f"{k} {v:,}" for k, v in result.stages["decide"]["actions"].items()))
+    left = sorted(d for d in chain.stale_nights(root) if d > last)
+    print(f"rebuilt {len(days)} nights {days[0]}..{last}"
+          + (f"; still stale after it: {', '.join(map(str, left))}" if left else ""))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.config.settings import config_path
+
+    run_benchmarks = _dev_tool("bench").run_benchmarks
+
+    del cfg, root  # the bench builds its own books and config (benchmarks/bench.yaml) on top of the base config
+    base = config_path(args.config)
+    try:
+        sizes = args.size if args.size else ([] if args.scale else ["100k", "1m"])
+        written = run_benchmarks(sizes, base, scale=args.scale,
+                                 log=lambda line: print(line, flush=True))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print("\n".join(f"wrote {p}" for p in written))
+    return 0
+
+
+def describe_run(result, root: Path) -> str:
+    """The short morning summary printed after a run."""
+    st = result.stages
+    lines = [f"run for {result.as_of} finished in {sum(t['seconds'] for t in result.timings.values()):.1f} s"]
+    lines.append(f"  accounts scored: {st['score']['accounts']:,} with model {st['score']['model_version']}")
+    if "train" in st:
+        t = st["train"]
+        lines.append(f"  model: OOT AUC {t['oot_auc']:.4f}, KS {t['oot_ks']:.4f} (OOT {t['oot_date']}); "
+                     f"gate: {t['gate']}; champion {t['champion']}")
+    lines.append("  limit actions: " + ", ".join(f"{k} {v:,}" for k, v in st["decide"]["actions"].items()))
+    lines.append("  collection queue: " + (", ".join(f"{k} {v:,}" for k, v in st["decide"]["treatments"].items())
+                                           or "empty"))
+    lines.append(f"  hardship offers: {st['decide']['hardship_offers']:,}")
+    if st["decide"].get("held_for_pending_payments"):  # see pipelines/domain/pending_payments.py
+        lines.append(f"  held for payments waiting in quarantine: {st['decide']['held_for_pending_payments']:,} "
+                     "accounts (no freeze, cut or collections contact until applied)")
+    pub = st["publish"]
+    where = "published" if pub["published"] else "DRY RUN, staged (not published)"
+    lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")
+    from pipelines.store import chain
+
+    stale = sorted(chain.stale_nights(root))
+    if stale:  # late data or a rerun changed what these published nights read
+        lines.append(f"  stale published nights (outputs/_stale/): {', '.join(map(str, stale))}; "
+                     f"{chain.rebuild_hint(stale)}")
+    if "report" in st:
+        lines.append(f"  report: {st['report']['path']}")
+    return "\n".join(lines)
+
+
+def describe_model(rec: ModelRecord, registry: ModelRegistry) -> str:
+    """``riskline model show``: one screen about a registered version (``--json`` has every field)."""
+    man, oot, gate = rec.manifest, rec.metrics.get("oot", {}), rec.gate
+    window = man.get("training_window", {})
+    rows = man.get("rows", {})
+
+    def metrics(m: dict) -> str:
+        shown = [f"{label} {m[k]:.4f}" for k, label in (("auc", "AUC"), ("ks", "KS"),
+                 ("calibration_error", "calibration error")) if isinstance(m.get(k), int | float)]
+        return ", ".join(shown) or "none recorded"
+
+    lines = [f"model {rec.version}" + ("  (champion now)" if registry.champion() == rec.version else "")]
+    lines.append(f"  trained on the night of {man.get('as_of', '?')}: {man.get('trees', '?')} trees (best "
+                 f"iteration {man.get('best_iteration', '?')}), sample rate {man.get('training_sample_rate', '?')}")
+    if window:
+        fit = window.get("fit_dates") or []
+        lines.append(f"  snapshots: fit {len(fit)} ({fit[0]} .. {fit[-1]}), early stopping "
+                     f"{len(window.get('early_stopping_dates') or [])}, out-of-time {window.get('oot_date')}"
+                     if fit else f"  out-of-time snapshot {window.get('oot_date')}")
+    if rows:
+        lines.append("  rows: " + ", ".join(f"{name} {r['rows']:,} ({r['bads']:,} bad)" for name, r in rows.items()))
+    lines.append(f"  OOT: {metrics(oot)}")
+    champion = rec.metrics.get("champion_on_same_oot")
+    if champion:
+        lines.append(f"  champion on the same OOT: {metrics(champion)}")
+    lines.append(f"  gate: {gate.get('summary') or ('passed' if gate.get('promote') else 'rejected')}")
+    for event in registry.history():
+        if event.version == rec.version:
+            lines.append(f"  champion from {event.effective_from} ({event.action}: {event.reason})")
+    lines.append(f"  code {man.get('code_version', '?')}, xgboost {man.get('xgboost_version', '?')}; "
+                 f"every field: riskline model show {rec.version} --json")
+    return "\n".join(lines)
+
+
+def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.store.publish import describe_latest
+    from pipelines.report.summary import describe_published
+
+    try:
+        print(describe_published(root, args.as_of))
+    except FileNotFoundError as exc:
+        raise CliError(f"{exc} -> run that night with `riskline run --as-of {args.as_of}`; "
+                       f"{describe_latest(root)}") from None
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    from pipelines.report.report import ReportError, write_report
+
+    try:
+        path = write_report(root, args.as_of, cfg)
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    print(path)
+    return 0
+
+
+Command = Callable[[argparse.Namespace, RisklineConfig, Path], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="riskline",
+        description="Nightly credit-risk pipeline for a consumer credit-line book.",
+    )
+    parser.add_argument("--config", help="config file (default: $RISKLINE_CONFIG or riskline.yaml)")
+    parser.add_argument("--data-root", help="data root (default: $RISKLINE_DATA_ROOT or the config's)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "generate",
+        help="write a synthetic portfolio as landing data",
+        description="Write a deterministic synthetic portfolio into DATA_ROOT/landing, one partition per "
+        "business day with _SUCCESS, following the landing contract. --faults injects upstream defects "
+        "for tests: KIND@YYYY-MM-DD[,KIND@YYYY-MM-DD...] (see docs/contracts.md for the kinds).",
+    )
+    p.add_argument("--accounts", type=_positive_int, default=20_000, help="accounts at the end (default 20000)")
+    p.add_argument("--days", type=_positive_int, default=365, help="days of history (default 365)")
+    p.add_argument("--end-date", type=_date, help="last business date, YYYY-MM-DD (required)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (same args -> same bytes)")
+    p.add_argument("--faults", default="", help="defects to inject: KIND@DATE,...")
+    p.add_argument("--profile", choices=("default", "card"), default="default",
+                   help="the book's shape: default (the demo's credit lines) or card (monthly statements, "
+                        "minimum payments, revolving balances, sparse behaviour, no income/region)")
+    p.add_argument(
+        "--release-late",
+        action="store_true",
+        help="only move partitions withheld by a late_partition fault into landing (data, then _SUCCESS)",
+    )
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "ingest",
+        help="landing -> curated for one date or a range",
+        description="Read the landing partition of each dataset for the date, enforce the contract, "
+        "de-duplicate on the business key (latest delivery wins), quarantine bad rows with a reason, and "
+        "replace DATA_ROOT/curated/<dataset>/dt=D atomically.",
+    )
+    _add_date_range(p)
+    p.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    p.add_argument("--keep-going", action="store_true", help="in a range, go on after a failing date")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every dataset's summary in a range")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "validate",
+        help="re-validate the curated partitions and published outputs of a date (writes results only)",
+        description="Run the Great Expectations suites (expectations/) on what the lake holds for the date: "
+        "each curated landing dataset (references read from the curated zone, quarantined rows counted from "
+        "the quarantine zone) and each published output. Nothing is published or moved; results replace "
+        "DATA_ROOT/validation/dt=D/<name>.json and the date's Data Docs (DATA_ROOT/reports/data_docs/dt=D/). "
+        "Exit 1 when an expectation fails critically or nothing exists for the date. Ingest validates "
+        "landing drops by itself before publishing; use this after a suite change or to audit a date.",
+    )
+    _add_date_range(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "train",
+        help="nightly PD retrain: train a challenger, evaluate it, register it, promote it if it passes",
+        description="Train on the matured weekly snapshots before D - labels.gap_days - labels.horizon_days, "
+        "recalibrate on the newest of them, judge on that "
+        "out-of-time snapshot, register the model in DATA_ROOT/registry and make it champion from D if it "
+        "passes the promotion gate (models/pd_model.yaml). Exit 1 on a leakage suspicion or when no model "
+        "could serve.",
+    )
+    p.add_argument("--as-of", type=_date, required=True, help="run date D, YYYY-MM-DD")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "score",
+        help="PD, score, grade and reason codes for every active/frozen account on D",
+        description="Score with the champion serving on D (or --model-version) and replace "
+        "DATA_ROOT/scores/as_of_date=D atomically.",
+    )
+    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.add_argument("--model-version", help="pin a registered version instead of the champion on D")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("model", help="inspect the model registry; promote or roll back by hand")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    msub.add_parser("list", help="registered versions (* = champion) and the champion history")
+    q = msub.add_parser("show", help="one version's OOT metrics, gate decision and champion history")
+    q.add_argument("version")
+    q.add_argument("--json", action="store_true", help="every field: manifest, OOT metrics, stability, gate")
+    q = msub.add_parser("promote", help="make a version champion (recorded with time and reason)")
+    q.add_argument("version")
+    q.add_argument("--reason", required=True, help="why (kept in the champion history)")
+    q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
+    q = msub.add_parser("rollback", help="reinstate the previous champion (recorded with time and reason)")
+    q.add_argument("--reason", required=True, help="why (kept in the champion history)")
+    q.add_argument("--effective-from", type=_date,
+                   help="business date it serves from (default: the latest published business date, so a rerun of "
+                   "that night uses the reinstated champion)")
+    p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser(
+        "run",
+        help="the whole night for one business date (or several, in order), without Airflow",
+        description="Ingest and validate the date's landing drop, build ledger and features, retrain (unless "
+        "--no-retrain or --model-version), score, decide limits, collections and hardship offers, and publish "
+        "the four outputs with a run manifest to DATA_ROOT/outputs (all-or-nothing). With --from-date/--to-date, "
+        "every night of the range in order, stopping at the first that fails.",
+    )
+    p.add_argument("--as-of", type=_date, help="business date D, YYYY-MM-DD")
+    p.add_argument("--from-date", type=_date, help="first business date of a range of nights (inclusive)")
+    p.add_argument("--to-date", type=_date, help="last business date of a range of nights (inclusive)")
+    p.add_argument("--no-retrain", action="store_true", help="score with the champion serving on D")
+    p.add_argument("--model-version", help="pin a registered model version (implies no retrain)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run on a private copy of the lake under DATA_ROOT/staging/as_of_date=D; nothing else changes")
+    p.add_argument("--force-chain", action="store_true",
+                   help="run even if the night is out of order (previous night missing or stale, later nights "
+                   "exist); recorded in the manifest, later nights are marked stale")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "rebuild",
+        help="rerun nights forward in order from a date (after a backfill, late data or a rollback)",
+        description="Run the nights --from D through --to E (default: the newest night in the lake) one after "
+        "another, each reading the limit history the one before it just left; stale marks clear as each "
+        "night is republished. Scores with the champion serving on each date unless --retrain.",
+    )
+    p.add_argument("--from", dest="from_date", type=_date, required=True, help="first night to rerun, YYYY-MM-DD")
+    p.add_argument("--to", dest="to_date", type=_date, help="last night (default: the newest night in the lake)")
+    p.add_argument("--retrain", action="store_true", help="retrain on each night (default: no, like a backfill)")
+    p.add_argument("--force-chain", action="store_true", help="allow the first night to start out of order")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark one nightly run per stage (time, peak memory) on generated 100k/1M books",
+        description="Generate (cached under benchmarks/cache/) and ingest 180-day books, run the last night "
+        "stage by stage in fresh processes, run the feature peers (DuckDB SQL, pandas), and write "
+        "benchmarks/results/<date>-<size>.json and .md. Takes minutes (the 1M book's first generation and "
+        "ingest about 15). Not part of the test suite.",
+    )
+    p.add_argument("--size", action="append", help="100k or 1m (repeatable; default both unless --scale)")
+    p.add_argument("--scale", action="store_true",
+                   help="score and decide a 10M book shard by shard, built from the 1M book's night (run that first)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("summary", help="the short summary of a published night (from its manifest and outputs)")
+    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser(
+        "report",
+        help="(re)build the run report of a published night and print its path",
+        description="Write DATA_ROOT/reports/as_of_date=D/report.html: one self-contained page (data, model, "
+        "portfolio, decisions, collections) built from the night's manifest, outputs, registry and ledger.",
+    )
+    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.set_defaults(func=cmd_report)
+
+    return parser
+
+
+# The commands whose every read and write goes through the lake, so the data root may be a URL.
+_OBJECT_STORE_COMMANDS = (cmd_generate, cmd_ingest, cmd_validate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pipelines.entry.airflow import quiet_third_party_logs
+
+    quiet_third_party_logs()  # Great Expectations alone logs about 50 INFO lines per dataset validated
+    try:
+        cfg = load_config(args.config)
+        root = cfg.data_root(args.data_root)
+        if args.func not in _OBJECT_STORE_COMMANDS:
+            lake.require_local(root, f"riskline {args.func.__name__.removeprefix('cmd_')}")
+        return int(args.func(args, cfg, root))
+    except (CliError, ConfigError, lake.LocalRootRequired) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # Every stage error is one line with the next step; the traceback only on request.
+        if os.environ.get("RISKLINE_TRACEBACK"):
+            raise
+        command = args.func.__name__.removeprefix("cmd_")
+        print(f"error: riskline {command} failed: {type(exc).__name__}: {' '.join(str(exc).split())} -> "
+              f"{_next_step(exc)} (set RISKLINE_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 1
+
+
+def _next_step(exc: Exception) -> str:
+    """What to do about an error no stage turned into its own message, by its kind."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space on the data root's file system, then rerun the same command (every write is atomic)"
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "make the data root writable for this user (or pass another --data-root), then rerun"
+    if isinstance(exc, FileNotFoundError):
+        return "an input partition is missing: run the earlier stages for this date first (`riskline run --as-of D`)"
+    return "not a data problem: fix the cause named here, then rerun the same command (reruns are safe)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,782 @@
+"""Nightly PD retrain: matured snapshots in, a registered challenger and a gate decision out.
+
+On run date D with label horizon H the newest matured snapshot is ``D - H``: that snapshot is the
+out-of-time (OOT) set, never seen by training or early stopping. The K snapshots before it, every
+``model.snapshot_interval_days``, are the training set; the latest of them
+(``model.early_stopping_snapshots``) are held out for early stopping, so the number of trees is chosen
+on data later than what the trees were fit on (as OOT is later still). No refit on the held-out
+snapshots afterwards: the model that was early-stopped is the one that is evaluated and served.
+
+Determinism: rows sorted by (as_of_date, account_id), a fixed seed and a fixed thread count
+(``hyperparameters.nthread``: XGBoost's histogram sums depend on it) give a byte-identical UBJSON model
+for identical inputs, hence the same registry version id.
+
+The pure steps (:func:`plan_snapshots`, :func:`label_snapshot`, :func:`train_model`) take frames and
+config; :func:`train_evaluate_register` adds the registry; :func:`run_training` (bottom) is the only
+part that reads the lake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import xgboost as xgb
+
+from pipelines.model import metrics as evaluate
+from pipelines.config.settings import ModelConfig, RisklineConfig
+from pipelines.domain.feature_dictionary import KEY_COLUMNS
+from pipelines.config.model_definition import FeatureScreen, ModelDefinition
+from pipelines.model.registry import (
+    GateDecision,
+    ModelRegistry,
+    NoChampionError,
+    decide_promotion,
+    version_id,
+)
+from pipelines.model.score import (
+    CALIBRATION_ATTR,
+    PlattCalibration,
+    assign_grade,
+    feature_matrix,
+    model_features,
+    pd_to_score,
+    predict_margin,
+    predict_pd,
+)
+from pipelines.domain.sharding import fnv1a_64
+
+_SAMPLE_BUCKETS = 1_000_000
+
+
+class InsufficientHistoryError(RuntimeError):
+    """Too few matured snapshots with data to train and early-stop on."""
+
+
+# --- pure steps -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """Which snapshot dates a run on ``as_of`` trains, early-stops and is judged on (oldest first)."""
+
+    as_of: dt.date
+    horizon_days: int
+    fit_dates: tuple[dt.date, ...]
+    early_stopping_dates: tuple[dt.date, ...]
+    oot_date: dt.date
+    gap_days: int = 0  # labels.gap_days: the outcome window of s starts at s + gap + 1
+
+    @property
+    def training_dates(self) -> tuple[dt.date, ...]:
+        return self.fit_dates + self.early_stopping_dates
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return json.loads(json.dumps(data, default=lambda d: d.isoformat()))
+
+
+def plan_snapshots(
+    as_of: dt.date,
+    horizon_days: int,
+    model_cfg: ModelConfig,
+    earliest: dt.date | None = None,
+    gap_days: int = 0,
+) -> SnapshotPlan:
+    """The snapshot dates of the run on ``as_of``; dates before ``earliest`` (no data yet) are dropped.
+
+    The OOT snapshot is the newest matured one, ``as_of - gap_days - horizon_days`` (see labels.py for
+    the gap). Dates are counted back from D, not from a calendar anchor: tonight's snapshots were the
+    OOT and training snapshots of earlier nights, so their feature partitions are already built.
+    """
+    oot = as_of - dt.timedelta(days=horizon_days + gap_days)
+    step = dt.timedelta(days=model_cfg.snapshot_interval_days)
+    training = [oot - step * k for k in range(model_cfg.training_snapshots, 0, -1)]
+    if earliest is not None:
+        if oot < earliest:
+            raise InsufficientHistoryError(
+                f"the OOT snapshot {oot} (= {as_of} - {horizon_days + gap_days} days) is before the first data "
+                f"on {earliest}"
+            )
+        training = [d for d in training if d >= earliest]
+    held_out = model_cfg.early_stopping_snapshots
+    if len(training) <= held_out:
+        raise InsufficientHistoryError(
+            f"only {len(training)} matured training snapshots since {earliest} for a run on {as_of}; "
+            f"need more than model.early_stopping_snapshots ({held_out})"
+        )
+    return SnapshotPlan(
+        as_of, horizon_days, tuple(training[:-held_out]), tuple(training[-held_out:]), oot, gap_days
+    )
+
+
+def label_snapshot(features: pl.DataFrame, labels: pl.DataFrame, feature_names: Sequence[str]) -> pl.DataFrame:
+    """Features of a snapshot joined to its labels: keys, features, ``bad``; sorted by the keys.
+
+    Accounts without a label (already in default at the snapshot, see labels.py) drop out, as do labels
+    without features. Features are cast to Float32, the model's input type, to halve the memory.
+    """
+    absent = [f for f in feature_names if f not in features.columns]
+    if absent:
+        raise ValueError(f"feature snapshot lacks model features {absent}")
+    return (
+        features.select(*KEY_COLUMNS, *(pl.col(f).cast(pl.Float32) for f in feature_names))
+        .join(
+            labels.select("account_id", pl.col("snapshot_date").alias("as_of_date"), pl.col("bad").cast(pl.Int8)),
+            on=["account_id", "as_of_date"],
+            how="inner",
+        )
+        .sort(*KEY_COLUMNS)
+    )
+
+
+def sample_accounts(frame: pl.DataFrame, rate: float) -> pl.DataFrame:
+    """Keep a stable ``rate`` share of accounts (by id hash): the same accounts every snapshot and run."""
+    if rate >= 1.0:
+        return frame
+    bucket = fnv1a_64(frame["account_id"]) % _SAMPLE_BUCKETS
+    return frame.filter(bucket < int(rate * _SAMPLE_BUCKETS))
+
+
+def screen_clock_features(
+    training: pl.DataFrame, features: Sequence[str], screen: FeatureScreen
+) -> dict[str, str]:
+    """Features that tell the snapshot date rather than the account: ``{feature: why}``, in feature order.
+
+    ``training`` is the pooled training snapshots (``as_of_date`` + features). A feature is excluded when
+
+    * at every snapshot it is (near-)constant across accounts (``screen.max_modal_share`` of them on one
+      value, null counting as a value): whatever it varies with, it is not the account; or
+    * at least ``screen.max_date_share`` of its variance lies between snapshot dates (the correlation
+      ratio eta^2 of the values on the date), or of its null indicator's (null before N days of history):
+      within a snapshot it says almost nothing, across snapshots it says which snapshot it is.
+
+    Only training rows are screened (never OOT): which features a model has is a training decision.
+    """
+    excluded: dict[str, str] = {}
+    snapshots = training["as_of_date"].n_unique()
+    for name in features:  # one group-by per feature column, not per row
+        x = pl.col(name).cast(pl.Float64).fill_nan(None)
+        per = training.group_by("as_of_date").agg(
+            rows=pl.len(),
+            nulls=x.is_null().sum(),
+            modal=x.drop_nulls().unique_counts().max().fill_null(0),
+            count=x.count(),
+            mean=x.mean(),
+            var=x.var(ddof=0),
+        )
+        rows = per["rows"].to_numpy().astype(np.float64)
+        nulls = per["nulls"].to_numpy().astype(np.float64)
+        modal_share = np.maximum(per["modal"].to_numpy(), nulls) / rows
+        if modal_share.min() >= screen.max_modal_share:
+            pooled = training.select(
+                x.drop_nulls().unique_counts().max().fill_null(0).alias("modal"), x.null_count().alias("nulls")
+            ).row(0)
+            if max(pooled) / training.height >= screen.max_modal_share:
+                excluded[name] = (f"constant: at least {screen.max_modal_share:.1%} of accounts share one value in "
+                                  "the whole training window, so it carries no information")
+            else:
+                excluded[name] = (f"a clock: at each of the {snapshots} training snapshots at least "
+                                  f"{screen.max_modal_share:.1%} of accounts share one value, but the value "
+                                  "differs between snapshots, so it only tells the snapshot date")
+            continue
+        value_share = _between_share(per["count"].to_numpy(), per["mean"].to_numpy(), per["var"].to_numpy())
+        p = nulls / rows
+        null_share = _between_share(rows, p, p * (1.0 - p))
+        if value_share >= screen.max_date_share:
+            excluded[name] = (f"a function of the snapshot date: {value_share:.1%} of its variance lies between "
+                              "snapshot dates, almost none between accounts of one snapshot")
+        elif null_share >= screen.max_date_share:
+            excluded[name] = (f"a function of the snapshot date: whether it is null is {null_share:.1%} "
+                              "explained by the snapshot date (missing until the lake holds its window)")
+    return excluded
+
+
+def _between_share(count: np.ndarray, mean: np.ndarray, var: np.ndarray) -> float:
+    """Correlation ratio eta^2: between-group sum of squares / total, from per-group count, mean, variance."""
+    ok = (np.asarray(count, dtype=np.float64) > 0) & ~np.isnan(np.asarray(mean, dtype=np.float64))
+    n, m, v = (np.asarray(a, dtype=np.float64)[ok] for a in (count, mean, var))
+    if n.sum() == 0:
+        return 0.0
+    grand = float((n * m).sum() / n.sum())
+    between = float((n * (m - grand) ** 2).sum())
+    within = float((n * np.nan_to_num(v)).sum())
+    total = between + within
+    return between / total if total > 0 else 0.0
+
+
+def split_calibration_slice(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rest, calibration slice): ``share`` of the accounts by a stable hash, the same on every snapshot.
+
+    The hash is salted so the slice is independent of :func:`sample_accounts` and of the shards.
+    """
+    salted = frame.select(pl.concat_str(pl.lit("calibration:"), pl.col("account_id")))[:, 0]
+    held = pl.Series((fnv1a_64(salted) % _SAMPLE_BUCKETS).to_numpy() < int(share * _SAMPLE_BUCKETS))
+    return frame.filter(~held), frame.filter(held)
+
+
+def fit_platt(bad: Any, margin: Any) -> tuple[float, float]:
+    """Maximum-likelihood (slope, intercept) of P(bad) = sigmoid(slope x margin + intercept).
+
+    Newton's method on two parameters, from the identity (1, 0); deterministic for equal inputs. A tiny
+    ridge towards the identity keeps it finite when the slice separates perfectly.
+    """
+    y = np.asarray(bad, dtype=np.float64)
+    m = np.asarray(margin, dtype=np.float64)
+    design = np.column_stack([m, np.ones_like(m)])
+    theta = np.array([1.0, 0.0])
+    ridge = 1e-6 * max(y.size, 1)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
+        grad = design.T @ (p - y) + ridge * (theta - [1.0, 0.0])
+        hess = (design * (p * (1.0 - p))[:, None]).T @ design + ridge * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        theta = theta - step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(theta[0]), float(theta[1])
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    booster: xgb.Booster = field(repr=False)
+    model_bytes: bytes = field(repr=False)
+    feature_names: tuple[str, ...]
+    best_iteration: int
+    early_stopping_logloss: float
+
+    @property
+    def trees(self) -> int:
+        return self.best_iteration + 1
+
+
+def _params(definition: ModelDefinition) -> dict[str, Any]:
+    hp = definition.hyperparameters
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "logloss",
+        "tree_method": "hist",
+        "eta": hp.eta,
+        "max_depth": hp.max_depth,
+        "min_child_weight": hp.min_child_weight,
+        "subsample": hp.subsample,
+        "colsample_bytree": hp.colsample_bytree,
+        "lambda": hp.reg_lambda,
+        "alpha": hp.reg_alpha,
+        "max_bin": hp.max_bin,
+        "seed": hp.seed,
+        "nthread": hp.nthread,
+        "monotone_constraints": definition.monotone_constraints,
+        "verbosity": 1,
+    }
+
+
+def check_both_classes(fit: pl.DataFrame, early_stopping: pl.DataFrame) -> None:
+    """Both training sets need goods and bads, or XGBoost learns nothing (a new book's first nights)."""
+    for name, frame in (("fit", fit), ("early-stopping", early_stopping)):
+        bads = int(frame["bad"].sum()) if frame.height else 0
+        if bads == 0 or bads == frame.height:
+            raise InsufficientHistoryError(
+                f"the {name} set has {frame.height} rows and {bads} bads: both goods and bads are needed"
+            )
+
+
+def train_model(fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition) -> TrainedModel:
+    """Fit the booster on ``fit``, early-stopping on ``early_stopping``; keep only the best trees.
+
+    Both frames hold the definition's features and ``bad``; they are sorted by the keys here so the
+    result never depends on the caller's row order.
+    """
+    features = definition.feature_names
+    hp = definition.hyperparameters
+    check_both_classes(fit, early_stopping)
+    fit = fit.sort(*KEY_COLUMNS)
+    early_stopping = early_stopping.sort(*KEY_COLUMNS)
+    # QuantileDMatrix bins the floats once instead of keeping a float copy next to the numpy array.
+    dfit = xgb.QuantileDMatrix(
+        feature_matrix(fit, features), label=fit["bad"].to_numpy(), feature_names=features,
+        max_bin=hp.max_bin, nthread=hp.nthread, missing=np.nan,
+    )
+    dstop = xgb.QuantileDMatrix(
+        feature_matrix(early_stopping, features), label=early_stopping["bad"].to_numpy(),
+        feature_names=features, ref=dfit, nthread=hp.nthread, missing=np.nan,
+    )
+    booster = xgb.train(
+        _params(definition),
+        dfit,
+        num_boost_round=hp.num_boost_round,
+        evals=[(dstop, "early_stopping")],
+        early_stopping_rounds=hp.early_stopping_rounds,
+        verbose_eval=False,
+    )
+    return keep_best_trees(booster, features)
+
+
+def keep_best_trees(booster: xgb.Booster, features: list[str]) -> TrainedModel:
+    """The model as early stopping chose it: only the trees up to the best iteration, and its bytes."""
+    best = int(booster.best_iteration)
+    best_model = booster[: best + 1]  # a copy holding only the trees early stopping chose
+    return TrainedModel(
+        booster=best_model,
+        model_bytes=bytes(best_model.save_raw(raw_format="ubj")),
+        feature_names=tuple(features),
+        best_iteration=best,
+        early_stopping_logloss=float(booster.best_score),
+    )
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the run stood on, stored in the manifest (computed at the I/O edge)."""
+
+    code_version: str = "unknown"
+    config_hash: str = ""
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    version: str
+    created: bool  # False: the same model was already registered (a rerun)
+    promoted: bool
+    champion: str | None  # serving on the run date after this run
+    gate: dict[str, Any]
+    oot: dict[str, Any]
+    plan: SnapshotPlan
+    seconds: float = 0.0
+    calibration: Mapping[str, Any] = field(default_factory=dict)  # before/after, see _calibration_record
+    excluded_features: Mapping[str, str] = field(default_factory=dict)  # clock features and why
+
+    def describe(self) -> str:
+        m = self.oot
+        lines = [
+            f"model {self.version} ({'new' if self.created else 'already registered'}); "
+            f"OOT {self.plan.oot_date}: AUC {m['auc']:.4f}  KS {m['ks']:.4f}  Brier {m['brier']:.5f}  "
+            f"calibration error {m['calibration_error']:.4f}  ({m['accounts']} accounts, bad rate {m['bad_rate']:.2%})",
+        ]
+        if self.calibration.get("method") == "platt":
+            c = self.calibration
+            lines.append(
+                f"recalibration (platt, slope {c['slope']:.3f}, intercept {c['intercept']:+.3f}, fitted on "
+                f"{c['rows']} held-out rows of {', '.join(c['snapshots'])}): OOT calibration error "
+                f"{c['oot_error_before']:.4f} -> {c['oot_error_after']:.4f}"
+            )
+        for name, why in self.excluded_features.items():
+            lines.append(f"excluded feature {name}: {why}")
+        lines += [
+            f"gate: {self.gate['summary']}",
+            f"champion on {self.plan.as_of}: {self.champion}  (trained and judged in {self.seconds:.1f} s)",
+        ]
+        return "\n".join(lines)
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-able dict for the orchestrator (XCom) and logs."""
+        return {
+            "version": self.version,
+            "created": self.created,
+            "promoted": self.promoted,
+            "champion": self.champion,
+            "oot_date": self.plan.oot_date.isoformat(),
+            "oot_auc": round(self.oot["auc"], 4),
+            "oot_ks": round(self.oot["ks"], 4),
+            "oot_calibration_error": round(self.oot["calibration_error"], 4),
+            "excluded_features": sorted(self.excluded_features),
+            "gate": self.gate["summary"],
+        }
+
+
+def _judge(
+    registry: ModelRegistry,
+    as_of: dt.date,
+    oot: pl.DataFrame,
+    oot_metrics: dict[str, Any],
+    score: np.ndarray,
+    definition: ModelDefinition,
+) -> tuple[GateDecision, dict[str, Any] | None, dict[str, Any] | None]:
+    """The gate decision against the champion serving on ``as_of``, judged on the same OOT rows.
+
+    Returns the decision, the champion's metrics on those rows and the score PSI against the
+    champion's own OOT score distribution (both None without a champion).
+    """
+    champion = registry.champion_on(as_of)
+    if champion is None:
+        return decide_promotion(oot_metrics, None, definition.gate), None, None
+    booster = registry.load_booster(champion)
+    reference = registry.record(champion).metrics["oot"]["score_reference"]
+    psi = evaluate.psi_against(reference, score)
+    score_psi = {"champion": champion, "psi": psi, "band": evaluate.psi_band(psi, definition.stability)}
+    absent = [f for f in model_features(booster) if f not in oot.columns]
+    if absent:  # a champion that cannot score tonight's snapshot cannot serve tomorrow either
+        note = f"champion {champion} cannot score this snapshot (missing {absent}): floors only"
+        return decide_promotion(oot_metrics, None, definition.gate, note=note), None, score_psi
+    champion_pd = predict_pd(booster, oot, definition.hyperparameters.nthread)
+    on_same = evaluate.discrimination_and_calibration(oot["bad"], champion_pd, definition.stability.bins)
+    decision = decide_promotion(oot_metrics, on_same, definition.gate, champion)
+    return decision, {"version": champion, **on_same}, score_psi
+
+
+def _metrics_record(
+    trained: TrainedModel,
+    fit: pl.DataFrame,
+    early_stopping: pl.DataFrame,
+    oot: pl.DataFrame,
+    oot_metrics: dict[str, Any],
+    champion_metrics: dict[str, Any] | None,
+    score_psi: dict[str, Any] | None,
+    definition: ModelDefinition,
+    calibration: dict[str, Any],
+    excluded: Mapping[str, str],
+) -> dict[str, Any]:
+    nthread = definition.hyperparameters.nthread
+    features = definition.feature_names
+    training = pl.concat([fit.select(features), early_stopping.select(features)], how="vertical")
+    return {
+        "oot": oot_metrics,  # the served (recalibrated) PD: what the gate judges
+        "calibration": calibration,  # how, on what, and the calibration before/after
+        # features screened out of this model as clocks (pooled snapshots would let them tell the date)
+        "excluded_features": dict(excluded),
+        # in-sample vs held-out vs OOT AUC: a wide gap is overfitting, a falling one drift
+        "fit_auc": evaluate.auc(fit["bad"], predict_pd(trained.booster, fit, nthread)),
+        "early_stopping_auc": evaluate.auc(early_stopping["bad"], predict_pd(trained.booster, early_stopping, nthread)),
+        "early_stopping_logloss": trained.early_stopping_logloss,
+        "champion_on_same_oot": champion_metrics,
+        "stability": {
+            "score_vs_champion": score_psi,
+            "features_oot_vs_training": evaluate.feature_stability(training, oot, features, definition.stability),
+        },
+        # what the scored population looked like, for monitoring PSI on later nights
+        "feature_reference": {
+            f: evaluate.reference_bins(oot[f].cast(pl.Float64).to_numpy(), definition.stability.bins) for f in features
+        },
+        "importance_gain": dict(sorted(trained.booster.get_score(importance_type="gain").items())),
+    }
+
+
+def _manifest(
+    version: str,
+    plan: SnapshotPlan,
+    trained: TrainedModel,
+    frames: Mapping[str, pl.DataFrame],
+    definition: ModelDefinition,
+    model_cfg: ModelConfig,
+    provenance: Provenance,
+) -> dict[str, Any]:
+    return {
+        "version": version,
+        "model_name": definition.name,
+        "as_of": plan.as_of.isoformat(),
+        "training_window": plan.to_dict(),
+        "rows": {
+            name: {"rows": f.height, "bads": int(f["bad"].sum()), "accounts": f["account_id"].n_unique()}
+            for name, f in frames.items()
+        },
+        "training_sample_rate": model_cfg.training_sample_rate,
+        "best_iteration": trained.best_iteration,
+        "trees": trained.trees,
+        "imbalance": definition.imbalance,
+        "model_sha256": hashlib.sha256(trained.model_bytes).hexdigest(),
+        "features": list(trained.feature_names),  # after the clock-feature screen, in model order
+        "definition_sha256": definition.fingerprint(),
+        "definition": definition.model_dump(mode="json"),
+        "config_hash": provenance.config_hash,
+        "code_version": provenance.code_version,
+        "xgboost_version": xgb.__version__,
+        "polars_version": pl.__version__,
+        "inputs": dict(provenance.inputs),
+    }
+
+
+def calibrate(
+    trained: TrainedModel, calibration_slice: pl.DataFrame, definition: ModelDefinition
+) -> tuple[TrainedModel, PlattCalibration | None, str]:
+    """Fit the definition's recalibration on ``calibration_slice`` and store it inside the model.
+
+    Returns the model (new bytes when calibrated), the calibration (None: raw PD served) and a note
+    saying why there is none. A slope <= 0 would reverse the ranking the trees learned: refused.
+    """
+    if definition.calibration.method == "none":
+        return trained, None, "calibration.method is none"
+    bads = int(calibration_slice["bad"].sum()) if calibration_slice.height else 0
+    if bads == 0 or bads == calibration_slice.height:
+        return trained, None, f"the calibration slice has {calibration_slice.height} rows and {bads} bads"
+    margin = predict_margin(trained.booster, calibration_slice, definition.hyperparameters.nthread)
+    slope, intercept = fit_platt(calibration_slice["bad"], margin)
+    if not slope > 0:
+        return trained, None, f"the fitted slope {slope:.4f} is not positive: the trees do not rank that slice"
+    platt = PlattCalibration(slope, intercept)
+    booster = trained.booster.copy()
+    booster.set_attr(**{CALIBRATION_ATTR: platt.to_attr()})
+    model_bytes = bytes(booster.save_raw(raw_format="ubj"))
+    return replace(trained, booster=booster, model_bytes=model_bytes), platt, ""
+
+
+def _calibration_record(
+    platt: PlattCalibration | None,
+    note: str,
+    raw: TrainedModel,
+    calibration_slice: pl.DataFrame,
+    oot: pl.DataFrame,
+    oot_raw_pd: np.ndarray,
+    plan: SnapshotPlan,
+    definition: ModelDefinition,
+) -> dict[str, Any]:
+    """What the evaluation JSON says about recalibration: how, on which rows, calibration before and after."""
+    nthread, bins = definition.hyperparameters.nthread, definition.stability.bins
+    record: dict[str, Any] = {
+        "method": "platt" if platt else "none",
+        "note": note,
+        "snapshots": [d.isoformat() for d in plan.early_stopping_dates],
+        "holdout_share": definition.calibration.holdout_share,
+        "rows": calibration_slice.height,
+        "bads": int(calibration_slice["bad"].sum()) if calibration_slice.height else 0,
+        "raw_model_sha256": hashlib.sha256(raw.model_bytes).hexdigest(),
+        # the OOT snapshot is never fitted on: these are honest before/after numbers
+        "oot_uncalibrated": evaluate.discrimination_and_calibration(oot["bad"], oot_raw_pd, bins),
+    }
+    record["oot_error_before"] = record["oot_uncalibrated"]["calibration_error"]
+    if platt is None:
+        record["oot_error_after"] = record["oot_error_before"]
+        return record
+    margin = predict_margin(raw.booster, calibration_slice, nthread)
+    raw_slice = 1.0 / (1.0 + np.exp(-margin))
+    before = evaluate.calibration_error(evaluate.calibration_by_decile(calibration_slice["bad"], raw_slice, bins))
+    after = evaluate.calibration_error(
+        evaluate.calibration_by_decile(calibration_slice["bad"], platt.apply(margin), bins)
+    )
+    oot_after = evaluate.calibration_error(
+        evaluate.calibration_by_decile(oot["bad"], platt.apply(predict_margin(raw.booster, oot, nthread)), bins)
+    )
+    return {
+        **record,
+        "slope": platt.slope,
+        "intercept": platt.intercept,
+        "slice_error_before": before,
+        "slice_error_after": after,
+        "oot_error_after": oot_after,
+    }
+
+
+def train_evaluate_register(
+    registry: ModelRegistry,
+    plan: SnapshotPlan,
+    fit: pl.DataFrame,
+    early_stopping: pl.DataFrame,
+    oot: pl.DataFrame,
+    definition: ModelDefinition,
+    model_cfg: ModelConfig,
+    provenance: Provenance = Provenance(),
+) -> TrainingResult:
+    """Train a challenger, recalibrate it, judge it on OOT, register it, and promote it if the gate says so.
+
+    Steps: features that act as clocks across the pooled training snapshots are screened out
+    (:func:`screen_clock_features`); the early-stopping snapshots are split by account into an
+    early-stopping part and a calibration slice (``definition.calibration``); the trees are fit and
+    early-stopped; the recalibration is fitted on the slice and stored in the model; the served
+    (recalibrated) PD is what the OOT metrics and the gate judge. The raw PD's OOT metrics are kept
+    in ``metrics.calibration`` for the before/after comparison.
+
+    ``oot`` may hold more feature columns than the definition (so a champion with other features can
+    be scored on the same rows). Raises :class:`~pipelines.model.metrics.LeakageSuspectedError` (nothing
+    registered) when the OOT AUC is above ``model_cfg.leakage_auc_ceiling``, and
+    :class:`~pipelines.model.registry.NoChampionError` when no model would serve: no champion and the
+    challenger fails the gate (it is registered, for the record, but not promoted). A first model meets
+    the same floors as any other, on its recalibrated PD; it is never waved through for being first.
+    """
+    started = time.perf_counter()
+    from pipelines.model.train_dask import fit_with_backend  # model.train_backend: local | dask
+
+    excluded = screen_clock_features(
+        pl.concat([fit.select("as_of_date", *definition.feature_names),
+                   early_stopping.select("as_of_date", *definition.feature_names)]),
+        definition.feature_names,
+        definition.feature_screen,
+    )
+    served = definition.without(excluded)
+    if not served.features:
+        raise InsufficientHistoryError(f"every model feature was screened out as a clock: {excluded}")
+    if definition.calibration.method == "platt":
+        stopping, calibration_slice = split_calibration_slice(early_stopping, definition.calibration.holdout_share)
+    else:
+        stopping, calibration_slice = early_stopping, early_stopping.clear()
+    raw = fit_with_backend(fit, stopping, served, model_cfg)
+    trained, platt, note = calibrate(raw, calibration_slice, served)
+
+    nthread = definition.hyperparameters.nthread
+    oot = oot.sort(*KEY_COLUMNS)
+    pd_ = predict_pd(trained.booster, oot, nthread)
+    score = pd_to_score(pd_, definition.score_scaling)
+    grade = assign_grade(pd_, score, definition.grades)
+    oot_metrics = evaluate.evaluate_oot(oot["bad"], pd_, score, grade, definition)
+    if oot_metrics["auc"] > model_cfg.leakage_auc_ceiling:  # only then is it worth naming suspects
+        suspects = evaluate.single_feature_auc(oot["bad"], oot, served.feature_names)
+        evaluate.check_leakage(oot_metrics["auc"], model_cfg.leakage_auc_ceiling, suspects)
+    calibration = _calibration_record(
+        platt, note, raw, calibration_slice, oot, predict_pd(raw.booster, oot, nthread), plan, served
+    )
+
+    version = version_id(plan.as_of, trained.model_bytes)
+    created = version not in registry.versions()
+    if created:
+        decision, champion_metrics, score_psi = _judge(registry, plan.as_of, oot, oot_metrics, score, definition)
+        gate = decision.to_dict()
+        frames = {"fit": fit, "early_stopping": stopping, "calibration": calibration_slice, "oot": oot}
+        registry.register(version, trained.model_bytes, {
+            "features": [{"name": f.name, "dtype": "float32", "monotone": f.monotone} for f in served.features],
+            "manifest": _manifest(version, plan, trained, frames, definition, model_cfg, provenance),
+            "metrics": _metrics_record(trained, fit, stopping, oot, oot_metrics, champion_metrics, score_psi,
+                                       served, calibration, excluded),
+            "gate": gate,
+        })
+    else:
+        gate = registry.record(version).gate  # a rerun keeps the decision taken the first time
+    if gate["promote"]:
+        registry.set_champion(version, plan.as_of, "promote", gate["summary"])
+    serving = registry.champion_on(plan.as_of)
+    if serving is None:
+        raise NoChampionError(
+            f"no model can serve on {plan.as_of}: there is no champion and challenger {version} failed the "
+            f"gate on its recalibrated PD ({'; '.join(gate['reasons'])}). It is registered for inspection as "
+            f"{version}; fix the data or the definition, or, after a model-risk review, promote it by hand with "
+            "a reason."
+        )
+    return TrainingResult(
+        version=version,
+        created=created,
+        promoted=bool(gate["promote"]),
+        champion=serving,
+        gate=gate,
+        oot=oot_metrics,
+        plan=plan,
+        seconds=time.perf_counter() - started,
+        calibration={k: v for k, v in calibration.items() if k != "oot_uncalibrated"},
+        excluded_features=excluded,
+    )
+
+
+# --- I/O entry points -------------------------------------------------------------------------------
+
+
+def load_feature_snapshot(
+    root: Path, as_of: dt.date, cfg: RisklineConfig, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """The feature snapshot of ``as_of`` (built and cached on disk if missing): keys + ``columns``."""
+    from pipelines.domain import features
+    from pipelines.store import lake
+
+    partition = features.feature_partition(root, as_of)
+    if not lake.is_complete(partition):
+        features.build_feature_snapshot(root, as_of, cfg)
+    scan = pl.scan_parquet(lake.parquet_files(partition))
+    if columns is not None:
+        scan = scan.select(*KEY_COLUMNS, *dict.fromkeys(c for c in columns if c not in KEY_COLUMNS))
+    return scan.collect()
+
+
+def load_labels(root: Path, snapshot_date: dt.date, cfg: RisklineConfig) -> pl.DataFrame:
+    """Labels of a matured snapshot, built and cached on disk if missing (they never change once matured)."""
+    from pipelines.domain import labels
+    from pipelines.store import lake
+
+    partition = labels.labels_partition(root, snapshot_date)
+    if lake.is_complete(partition):
+        cached = lake.read_partition(partition)
+        if _labels_match(cached, cfg):
+            return cached
+    labels.write_labels_for(root, snapshot_date, cfg)  # missing, or built for another outcome window
+    return lake.read_partition(partition)
+
+
+def _labels_match(cached: pl.DataFrame, cfg: RisklineConfig) -> bool:
+    """Cached labels were built with tonight's window (labels.horizon_days and labels.gap_days)."""
+    window = {"horizon_days": cfg.labels.horizon_days, "gap_days": cfg.labels.gap_days}
+    if cached.height == 0:
+        return True  # an empty population carries no window to compare; rebuilding gives the same
+    return all(
+        name in cached.columns and cached[name].unique().to_list() == [value] for name, value in window.items()
+    )
+
+
+def _fingerprints(root: Path, partition: Path) -> list[dict[str, str]]:
+    from pipelines.store import lake
+
+    return [
+        {"file": str(p.relative_to(root)), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in lake.parquet_files(partition)
+    ]
+
+
+def code_version() -> str:
+    """The git commit of the code (``+dirty`` with local changes), or ``unknown`` outside a checkout."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}+dirty" if dirty else sha or "unknown"
+
+
+def config_hash(cfg: RisklineConfig, definition: ModelDefinition) -> str:
+    """What the model depends on in config: the model and labels sections and the definition."""
+    payload = {
+        "model": cfg.model.model_dump(mode="json"),
+        "labels": cfg.labels.model_dump(mode="json"),
+        "definition": definition.fingerprint(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def run_training(root: Path, as_of: dt.date, cfg: RisklineConfig) -> TrainingResult:
+    """``riskline train --as-of D``: build what is missing, train, evaluate, register, maybe promote."""
+    from pipelines.domain import features
+    from pipelines.domain import labels
+    from pipelines.store import lake
+    from pipelines.config.model_definition import load_model_definition
+
+    definition = load_model_definition(cfg)
+    curated = lake.complete_partition_dates(root, "curated", "accounts")
+    plan = plan_snapshots(
+        as_of, cfg.labels.horizon_days, cfg.model, curated[0] if curated else None, cfg.labels.gap_days
+    )
+    for snapshot in (*plan.training_dates, plan.oot_date):
+        if not labels.is_matured(snapshot, as_of, cfg.labels):  # by construction; guard against edits
+            raise labels.LabelsNotMaturedError(f"snapshot {snapshot} is not matured on {as_of}")
+
+    registry = ModelRegistry(root)
+    champion = registry.champion_on(as_of)
+    oot_columns = list(definition.feature_names)
+    if champion is not None:
+        oot_columns += [f for f in model_features(registry.load_booster(champion)) if f not in oot_columns]
+
+    def labelled(snapshot: dt.date, columns: Sequence[str], rate: float) -> pl.DataFrame:
+        feats = sample_accounts(load_feature_snapshot(root, snapshot, cfg, columns), rate)
+        return label_snapshot(feats, load_labels(root, snapshot, cfg), columns)
+
+    rate = cfg.model.training_sample_rate
+    fit = pl.concat([labelled(s, definition.feature_names, rate) for s in plan.fit_dates])
+    early_stopping = pl.concat([labelled(s, definition.feature_names, rate) for s in plan.early_stopping_dates])
+    oot = labelled(plan.oot_date, oot_columns, 1.0)
+
+    inputs = {
+        "features": {
+            s.isoformat(): _fingerprints(root, features.feature_partition(root, s))
+            for s in (*plan.training_dates, plan.oot_date)
+        },
+        "labels": {
+            s.isoformat(): _fingerprints(root, labels.labels_partition(root, s))
+            for s in (*plan.training_dates, plan.oot_date)
+        },
+    }
+    provenance = Provenance(code_version(), config_hash(cfg, definition), inputs)
+    return train_evaluate_register(registry, plan, fit, early_stopping, oot, definition, cfg.model, provenance)

@@ -1,0 +1,244 @@
+"""Nights form a chain: what a night read, whether it may run now, and which published nights are stale.
+
+Night D decides from the limit history that the previous night left (``decisions/as_of_date=P``, P the
+newest night before D). Running nights out of order, skipping one, or changing an input a published
+night read, breaks that chain silently unless it is checked and recorded. The rule (docs/operations.md, "Nights form
+a chain"):
+
+* night D may run when its previous night is D - 1 (or when the lake has no night before D at all: the
+  first night), that night is not stale, and no later night exists;
+* a *rerun* of D while later nights exist is allowed when D's published manifest names the same previous
+  night, with the same limit history, that D would read now (nothing before D moved), or when D itself
+  is marked stale (that rerun is the repair);
+* anything else is refused with :class:`ChainError`, unless forced (``--force-chain``, DAG param
+  ``force_chain``); a forced night records the waived problems in its manifest;
+* after a published night D whose limit history changed, every later night is marked stale
+  (``outputs/_stale/as_of_date=N.json``, with the reason) until it is rerun; ``riskline rebuild --from N``
+  reruns them in order. Re-ingesting a date X whose curated content changed marks every published night
+  on or after X stale the same way.
+
+Fingerprints (:func:`input_fingerprints`) name every input partition a night read: every curated
+partition up to D, the model's bytes and the previous night's limit history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.store import lake
+
+DECISIONS_ZONE = "decisions"
+LIMIT_HISTORY_FILE = "limit_history.parquet"
+CHAIN_FILE = "chain.json"  # beside the run's timings: what decide saw, read by publish for the manifest
+_DAY = dt.timedelta(days=1)
+
+
+class ChainError(RuntimeError):
+    """Night D may not run now: its previous night is missing, stale or newer nights already ran."""
+
+
+@dataclass(frozen=True)
+class ChainRecord:
+    """The link night D decided on, as its manifest records it."""
+
+    previous_night: str | None  # ISO date of the night whose limit history D read; None on a first night
+    previous_limit_history_sha256: str | None
+    forced: bool = False
+    waived: list[str] = field(default_factory=list)  # the problems --force-chain overrode
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- what the lake holds -----------------------------------------------------------------------------
+
+
+def night_dates(root: Path) -> list[dt.date]:
+    """Dates whose decisions partition exists: the nights the chain is made of (what decide reads)."""
+    return lake.complete_partition_dates(root, DECISIONS_ZONE, key="as_of_date")
+
+
+def limit_history_sha256(root: Path, night: dt.date | None) -> str | None:
+    if night is None:
+        return None
+    path = lake.derived_partition(root, DECISIONS_ZONE, night) / LIMIT_HISTORY_FILE
+    return lake.file_sha256(path) if path.is_file() else None
+
+
+def _manifest(root: Path, night: dt.date) -> dict[str, Any] | None:
+    path = lake.partition_dir(root, "outputs", "_manifests", night, key="as_of_date") / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def published_nights(root: Path) -> list[dt.date]:
+    base = root / "outputs" / "_manifests"
+    if not base.is_dir():
+        return []
+    days = [_parse(p.parent.name.removeprefix("as_of_date=")) for p in base.glob("as_of_date=*/manifest.json")]
+    return sorted(d for d in days if d is not None)
+
+
+def curated_digest(root: Path, dataset: str, day: dt.date) -> str | None:
+    """One sha256 for a complete curated partition (over its files' names and sha256); None if absent."""
+    part = lake.partition_dir(root, "curated", dataset, day)
+    if not lake.is_complete(part):
+        return None
+    lines = "".join(f"{p.name} {lake.file_sha256(p)}\n" for p in sorted(lake.parquet_files(part)))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _parse(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+# --- stale marks -------------------------------------------------------------------------------------
+
+
+def _stale_path(root: Path, night: dt.date) -> Path:
+    return lake.ensure_inside(root, root / "outputs" / "_stale" / f"as_of_date={night.isoformat()}.json")
+
+
+def stale_nights(root: Path) -> dict[dt.date, str]:
+    """Published nights marked stale, with why (cleared when the night is rerun)."""
+    base = root / "outputs" / "_stale"
+    if not base.is_dir():
+        return {}
+    out = {}
+    for path in sorted(base.glob("as_of_date=*.json")):
+        day = _parse(path.stem.removeprefix("as_of_date="))
+        if day is not None:
+            out[day] = json.loads(path.read_text())["reason"]
+    return out
+
+
+def mark_stale(root: Path, nights: list[dt.date], reason: str) -> list[dt.date]:
+    """Mark ``nights`` stale (a night already marked keeps its first reason); returns them."""
+    known = stale_nights(root)
+    for night in nights:
+        if night not in known:
+            data = {"as_of_date": night.isoformat(), "reason": reason}
+            lake.atomic_write_bytes(_stale_path(root, night), (json.dumps(data, sort_keys=True) + "\n").encode())
+    return nights
+
+
+def clear_stale(root: Path, night: dt.date) -> None:
+    _stale_path(root, night).unlink(missing_ok=True)
+
+
+def rebuild_hint(nights: list[dt.date]) -> str:
+    """The next step for stale nights: rerun them forward, in order (CLI and Airflow)."""
+    first, last = nights[0], nights[-1]
+    return (f"rebuild them in order: `riskline rebuild --from {first}` (or an Airflow backfill of business dates "
+            f"{first}..{last} with --max-active-runs 1 --reprocess-behavior completed)")
+
+
+# --- the rule ----------------------------------------------------------------------------------------
+
+
+def check_chain(root: Path, as_of: dt.date, force: bool = False) -> ChainRecord:
+    """Whether night ``as_of`` may run now (module docstring); the record its manifest will carry.
+
+    Raises:
+        ChainError: the night would break the chain and ``force`` is False.
+    """
+    nights = night_dates(root)
+    stale = stale_nights(root)
+    earlier = [n for n in nights if n < as_of]
+    later = [n for n in nights if n > as_of]
+    previous = earlier[-1] if earlier else None
+    record = ChainRecord(previous.isoformat() if previous else None, limit_history_sha256(root, previous))
+    problems = []
+    if previous is not None and previous != as_of - _DAY:
+        problems.append(f"its previous night {as_of - _DAY} has not run (the newest night before it is {previous}); "
+                        f"run the missing nights first, in order: `riskline rebuild --from {previous + _DAY} --to {as_of}`")
+    if previous in stale:
+        problems.append(f"its previous night {previous} is stale ({stale[previous]}); "
+                        f"rebuild from it first: `riskline rebuild --from {previous}`")
+    if later and as_of not in stale and not _reruns_in_place(root, as_of, record):
+        problems.append(
+            f"later nights already ran ({later[0]}..{later[-1]}) and {as_of} would not be a rerun of the same chain "
+            f"(its published manifest names another previous night, or there is none); running it now marks "
+            f"them stale, so do it as a rebuild: `riskline rebuild --from {as_of} --force-chain`")
+    if problems and not force:
+        raise ChainError(f"night {as_of} is out of order: " + "; ".join(problems)
+                         + " (or pass --force-chain / DAG param force_chain to run it anyway, recorded in its manifest)")
+    return ChainRecord(record.previous_night, record.previous_limit_history_sha256, forced=bool(problems),
+                       waived=problems)
+
+
+def _reruns_in_place(root: Path, as_of: dt.date, record: ChainRecord) -> bool:
+    manifest = _manifest(root, as_of)
+    recorded = ((manifest or {}).get("inputs") or {}).get("chain")
+    return isinstance(recorded, dict) and (
+        recorded.get("previous_night"), recorded.get("previous_limit_history_sha256")
+    ) == (record.previous_night, record.previous_limit_history_sha256)
+
+
+def save_chain_record(root: Path, as_of: dt.date, record: ChainRecord) -> None:
+    """Keep the link decide used (``runs/as_of_date=D/chain.json``): publish puts it in the manifest."""
+    path = lake.derived_partition(root, "runs", as_of) / CHAIN_FILE
+    lake.atomic_write_bytes(path, (json.dumps(record.to_dict(), sort_keys=True, indent=2) + "\n").encode())
+
+
+def load_chain_record(root: Path, as_of: dt.date) -> ChainRecord:
+    """The link night D's decisions were made on (what its decide saved; else what D would read now)."""
+    path = lake.derived_partition(root, "runs", as_of) / CHAIN_FILE
+    if path.is_file():
+        return ChainRecord(**json.loads(path.read_text()))
+    previous = [n for n in night_dates(root) if n < as_of]
+    night = previous[-1] if previous else None
+    return ChainRecord(night.isoformat() if night else None, limit_history_sha256(root, night))
+
+
+def after_publish(root: Path, as_of: dt.date) -> list[dt.date]:
+    """Night D is published: clear its stale mark; if the next night read another limit history than the
+    one D holds now (a rerun changed it, or D ran after it), mark every later night stale and return them."""
+    clear_stale(root, as_of)
+    later = [n for n in night_dates(root) if n > as_of]
+    if not later:
+        return []
+    read = load_chain_record(root, later[0])
+    if (read.previous_night, read.previous_limit_history_sha256) == (as_of.isoformat(), limit_history_sha256(root, as_of)):
+        return []
+    return mark_stale(root, later, f"night {as_of} was (re)run after them and its limit history differs from "
+                                   f"the one night {later[0]} read")
+
+
+def after_ingest(root: Path, day: dt.date, before: dict[str, str | None]) -> list[dt.date]:
+    """Curated partitions of ``day`` were replaced: mark published nights that read other content stale.
+
+    ``before`` maps each re-ingested dataset to its :func:`curated_digest` before the ingest. Returns the
+    nights on or after ``day`` that are now stale (empty when the content did not change).
+    """
+    changed = sorted(name for name, digest in before.items() if curated_digest(root, name, day) != digest)
+    nights = [n for n in published_nights(root) if n >= day]
+    if not changed or not nights:
+        return []
+    return mark_stale(root, nights, f"curated {', '.join(changed)} dt={day} changed after the night read it")
+
+
+# --- fingerprints ------------------------------------------------------------------------------------
+
+
+def input_fingerprints(root: Path, as_of: dt.date, model_version: str, chain: ChainRecord) -> dict[str, Any]:
+    """Every input partition night ``as_of`` read: curated partitions up to D, the model, the previous night."""
+    from pipelines.vocab import DATASETS
+    from pipelines.model.registry import ModelRegistry
+
+    curated = {
+        name: {d.isoformat(): curated_digest(root, name, d)
+               for d in lake.complete_partition_dates(root, "curated", name) if d <= as_of}
+        for name in DATASETS
+    }
+    model = ({"version": model_version,
+              "model_sha256": hashlib.sha256(ModelRegistry(root).model_bytes(model_version)).hexdigest()}
+             if model_version else {})
+    return {"curated": curated, "model": model, "chain": chain.to_dict()}

@@ -1,0 +1,678 @@
+"""The lake: the only module that knows paths, partitions and how to publish atomically.
+
+Layout under DATA_ROOT::
+
+    landing/<dataset>/dt=YYYY-MM-DD/*.parquet + _SUCCESS      (written by upstream)
+    curated/<dataset>/dt=YYYY-MM-DD/part-0.parquet + _SUCCESS  (written by ingest)
+    quarantine/<dataset>/dt=YYYY-MM-DD/part-0.parquet + _SUCCESS
+
+A partition is always replaced whole: it is written into a temporary sibling folder, ``_SUCCESS`` is
+written last inside it, and the folder is swapped in with one atomic ``renameat2(RENAME_EXCHANGE)``
+(Linux); where the kernel or file system refuses that, two renames are used and an interrupted swap is
+repaired on the next read or write of that partition. Readers therefore see the old partition or the new
+one, never a mix, and never a partition without its ``_SUCCESS``.
+
+The data root may also be an fsspec URL (``s3://bucket/riskline``, ``gs://``, ``abfs://``, ``memory://``),
+held as a ``upath.UPath``. Object stores cannot rename, so there a partition is *versioned*: a write
+uploads its files under ``dt=D/_v=<version>/`` and then, last, puts one small ``dt=D/_SUCCESS`` object
+(JSON naming the version and its files). One PUT is atomic on S3, GCS and Azure, so readers again see the
+old partition or the new one, never a mix. The previous version is kept for readers that listed it just
+before the commit; older ones, and uploads of writes that died before their commit, are deleted by the
+next commit. A plain (empty) ``_SUCCESS`` written by upstream beside flat files is read as before.
+Credentials come from the usual fsspec/SDK environment (``AWS_*``, ``GOOGLE_*``, ...), never from config.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime as dt
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import polars as pl
+from upath import UPath
+
+SUCCESS = "_SUCCESS"
+_TMP_PREFIX = ".tmp-"
+_OLD_PREFIX = ".old-"
+_VERSION_PREFIX = "_v="
+_COMMIT_FORMAT = "riskline-partition/1"
+
+# A local folder (pathlib.Path) or an object-store URL (upath.UPath). Local paths keep the rename layout.
+Location: TypeAlias = Path | UPath
+_LOCAL_PROTOCOLS = ("", "file", "local")
+
+# Parquet settings shared by every writer so that the same frame always gives the same bytes.
+PARQUET_OPTIONS: dict[str, object] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "statistics": True,
+    "row_group_size": 256 * 1024,
+}
+
+
+class PathEscapeError(ValueError):
+    """A path built from user input would leave the data root."""
+
+
+class LocalRootRequired(NotImplementedError):
+    """A stage that does not run on an object store yet was given an object-store data root."""
+
+
+def as_location(raw: str | os.PathLike[str] | UPath) -> Location:
+    """A data root as given: a plain path or ``file://`` URL becomes a local ``Path``, any other URL a ``UPath``.
+
+    Relative local paths are left relative (the caller decides what they are relative to).
+    """
+    if isinstance(raw, UPath) and not isinstance(raw, Path):
+        return raw if raw.protocol not in _LOCAL_PROTOCOLS else Path(raw.path)
+    text = os.fspath(raw)
+    if "://" not in text:
+        return Path(text)
+    url = UPath(text)
+    if url.protocol in _LOCAL_PROTOCOLS:
+        return Path(url.path)
+    return url
+
+
+def is_remote(location: Location) -> bool:
+    """True for an object-store location (no rename, no fsync, no file locks)."""
+    return not isinstance(location, Path)
+
+
+def require_local(root: Location, what: str) -> Path:
+    """``root`` as a local ``Path``, or a clear error for the stages that do not run on object stores yet."""
+    if is_remote(root):
+        raise LocalRootRequired(
+            f"{what} needs a local data root; {root} is an object store. On object stores riskline runs "
+            "generate, ingest and validate today (landing, curated, quarantine, validation results and "
+            "Data Docs); the model registry, the publish journal and locks, and the derived zones still "
+            "need a local folder (docs/scaling.md: Object storage)"
+        )
+    assert isinstance(root, Path)
+    return root
+
+
+def partition_dir(root: Location, zone: str, dataset: str, date: dt.date, key: str = "dt") -> Location:
+    """``root/zone/dataset/<key>=YYYY-MM-DD``, refusing anything that escapes ``root``."""
+    if not isinstance(date, dt.date):
+        raise TypeError(f"partition date must be a datetime.date, got {type(date).__name__}")
+    path = root / zone / dataset / f"{key}={date.isoformat()}"
+    return ensure_inside(root, path)
+
+
+def derived_partition(root: Location, zone: str, date: dt.date, key: str = "as_of_date") -> Location:
+    """``root/zone/<key>=YYYY-MM-DD`` for zones computed per run date (features, ledger, labels)."""
+    if not isinstance(date, dt.date):
+        raise TypeError(f"partition date must be a datetime.date, got {type(date).__name__}")
+    return ensure_inside(root, root / zone / f"{key}={date.isoformat()}")
+
+
+def ensure_inside(root: Location, path: Location) -> Location:
+    """Return ``path`` resolved, or raise :class:`PathEscapeError` if it is not under ``root``."""
+    if is_remote(root) or is_remote(path):
+        return _ensure_inside_url(root, path)
+    root_r = Path(root).resolve()
+    path_r = Path(path).resolve()
+    if path_r != root_r and root_r not in path_r.parents:
+        raise PathEscapeError(f"path {path} escapes the data root {root_r}")
+    return path_r
+
+
+def _ensure_inside_url(root: Location, path: Location) -> UPath:
+    """The URL form of :func:`ensure_inside`: same file system, and a normalized key prefix of ``root``."""
+    if not (is_remote(root) and is_remote(path)):
+        raise PathEscapeError(f"path {path} and data root {root} are not on the same file system")
+    assert isinstance(root, UPath) and isinstance(path, UPath)
+    same_store = path.protocol == root.protocol and path.storage_options == root.storage_options
+    root_key = posixpath.normpath(root.path).rstrip("/") or "/"
+    key = posixpath.normpath(path.path)
+    if not same_store or not (key == root_key or key.startswith(root_key.rstrip("/") + "/")):
+        raise PathEscapeError(f"path {path} escapes the data root {root}")
+    rel = key[len(root_key):].strip("/")
+    return root.joinpath(*rel.split("/")) if rel else root
+
+
+def _fresh(location: UPath) -> UPath:
+    # fsspec file systems cache listings per process; a long-lived worker must see other writers' commits.
+    location.fs.invalidate_cache(location.path)
+    return location
+
+
+def exists(partition: Location) -> bool:
+    """Whether anything was delivered at ``partition`` (complete or not)."""
+    if is_remote(partition):
+        return _fresh(partition).exists()
+    return partition.is_dir()
+
+
+def is_complete(partition: Location) -> bool:
+    """A partition is complete when its ``_SUCCESS`` marker exists (written last)."""
+    if is_remote(partition):
+        return _fresh(partition.joinpath(SUCCESS)).is_file()
+    _repair_interrupted_swap(partition)
+    return (partition / SUCCESS).is_file()
+
+
+def parquet_files(partition: Location) -> list[Location]:
+    """Data files of a partition in delivery order (by name), hidden and marker files excluded.
+
+    On an object store these are the files of the version that ``_SUCCESS`` commits, or, under a plain
+    upstream ``_SUCCESS``, the flat files beside it.
+    """
+    if is_remote(partition):
+        return _remote_files(partition, _read_marker(partition) or {})
+    return sorted(
+        p for p in partition.iterdir() if p.is_file() and not p.name.startswith((".", "_"))
+    )
+
+
+def complete_files(partition: Location) -> list[Location] | None:
+    """:func:`parquet_files` of a complete partition, None while it is incomplete.
+
+    On an object store one read of ``_SUCCESS`` answers both (rather than a HEAD, then a GET).
+    """
+    if is_remote(partition):
+        marker = _read_marker(partition)
+        return None if marker is None else _remote_files(partition, marker)
+    return parquet_files(partition) if is_complete(partition) else None
+
+
+EntryKind = Literal["file", "folder", "dangling_link", "special"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a partition as a reader finds it; ``name`` is relative to the partition (a nested file
+    of an object-store commit keeps its ``/``)."""
+
+    name: str
+    kind: EntryKind
+    location: Location
+
+
+def complete_entries(partition: Location) -> list[Entry] | None:
+    """Every entry of a complete partition, markers included, sorted by name; None while it is incomplete.
+
+    Unlike :func:`complete_files` nothing is left out: folders, dangling links, hidden and marker files are
+    all listed, so that the landing reader can account for each (read it, ignore it on purpose, or refuse
+    the drop). On an object store: the files a riskline commit names, or the flat listing beside a plain
+    upstream ``_SUCCESS`` (a "folder" is a common key prefix there).
+    """
+    if is_remote(partition):
+        marker = _read_marker(partition)
+        if marker is None:
+            return None
+        if marker:
+            return [Entry(SUCCESS, "file", partition.joinpath(SUCCESS))] + [
+                Entry(name, "file", partition.joinpath(marker["prefix"], *name.split("/")))
+                for name in sorted(marker["files"])
+            ]
+        entries = _fresh(partition).fs.ls(partition.path, detail=True)
+        found = []
+        for e in entries:
+            name = posixpath.basename(e["name"].rstrip("/"))
+            kind: EntryKind = "file" if e["type"] == "file" else "folder" if e["type"] == "directory" else "special"
+            found.append(Entry(name, kind, partition.joinpath(name)))
+        return sorted(found, key=lambda e: e.name)
+    if not is_complete(partition):
+        return None
+    found = []
+    for child in partition.iterdir():
+        if child.is_symlink() and not child.exists():
+            kind = "dangling_link"
+        elif child.is_dir():
+            kind = "folder"
+        elif child.is_file():
+            kind = "file"
+        else:  # a FIFO, socket or device: never data
+            kind = "special"
+        found.append(Entry(child.name, kind, child))
+    return sorted(found, key=lambda e: e.name)
+
+
+def _remote_files(partition: UPath, marker: dict[str, Any]) -> list[Location]:
+    if marker:  # a riskline commit names its version's files
+        names = [f for f in marker["files"] if "/" not in f and not f.startswith((".", "_"))]
+        return [partition.joinpath(marker["prefix"], name) for name in sorted(names)]
+    try:
+        entries = _fresh(partition).fs.ls(partition.path, detail=True)
+    except FileNotFoundError:
+        entries = []
+    names = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
+    return [partition.joinpath(n) for n in sorted(names) if not n.startswith((".", "_"))]
+
+
+def partition_file(partition: Location, name: str) -> Location:
+    """The file ``name`` of a complete partition (inside the committed version on an object store)."""
+    commit = _read_marker(partition) if is_remote(partition) else None
+    return partition.joinpath(commit["prefix"], *name.split("/")) if commit else partition / name
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Write into a (local) staging folder; object stores get the folder uploaded by ``staged_partition``."""
+    frame.write_parquet(path, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+
+
+def _parquet_sources(files: Location | Sequence[Location]) -> Any:
+    """What polars reads: local paths as they are, object-store files as their bytes.
+
+    polars reads s3/gs/az itself only with its own credential options; going through fsspec keeps one
+    credential path (the file system's) for every store, at the cost of fetching whole files.
+    """
+    if isinstance(files, (Path, UPath)):
+        return files.read_bytes() if is_remote(files) else files
+    return [_parquet_sources(f) for f in files]
+
+
+def read_parquet(files: Location | Sequence[Location], **options: Any) -> pl.DataFrame:
+    """``pl.read_parquet`` over local paths or object-store URLs alike."""
+    return pl.read_parquet(_parquet_sources(files), **options)
+
+
+def scan_parquet(files: Location | Sequence[Location], **options: Any) -> pl.LazyFrame:
+    """``pl.scan_parquet`` over local paths or object-store URLs alike (URLs are fetched whole)."""
+    return pl.scan_parquet(_parquet_sources(files), **options)
+
+
+@contextmanager
+def staged_partition(target: Location, marker: bool = True) -> Iterator[Path]:
+    """Yield an empty temporary folder; on clean exit publish it as ``target`` atomically.
+
+    The caller writes its files into the yielded folder. ``_SUCCESS`` is added last, then the folder
+    replaces ``target`` whole (no stale file of an earlier, larger write survives). On an exception the
+    temporary folder is removed and ``target`` is untouched. On an object store the yielded folder is
+    local and is uploaded as a new version of ``target`` (module docstring).
+
+    ``marker=False`` publishes the files without ``_SUCCESS``: only the fault generator wants that, to
+    imitate an upstream drop that never finished.
+    """
+    if is_remote(target):
+        with _staged_version(target, marker) as tmp:
+            yield tmp
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _repair_interrupted_swap(target)
+    tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_dir_files(tmp)
+        if marker:
+            (tmp / SUCCESS).touch()
+        fsync_dir(tmp)
+        swap_into_place(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _staged_version(target: UPath, marker: bool) -> Iterator[Path]:
+    fs = target.fs
+    tmp = Path(tempfile.mkdtemp(prefix="riskline-stage-"))
+    try:
+        yield tmp
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        if not marker:  # flat files and no marker, like an unfinished upstream drop
+            remove_partition(target)
+            for rel in files:
+                fs.put_file(str(tmp / rel), f"{target.path}/{rel}")
+            return
+        previous = _read_marker(target)
+        # Sortable by time, unique per write: a rerun of the same date is a new version, never an overwrite.
+        version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        prefix = f"{_VERSION_PREFIX}{version}"
+        try:
+            for rel in files:
+                fs.put_file(str(tmp / rel), f"{target.path}/{prefix}/{rel}")
+            commit = {"format": _COMMIT_FORMAT, "version": version, "prefix": prefix, "files": files}
+            target.joinpath(SUCCESS).write_bytes(json.dumps(commit, sort_keys=True).encode())
+        except BaseException:
+            _remove_key(fs, f"{target.path}/{prefix}")  # the half-uploaded version was never committed
+            raise
+        keep = {prefix} | ({previous["prefix"]} if previous else set())
+        _drop_versions(target, keep)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_marker(partition: UPath) -> dict[str, Any] | None:
+    """A partition's ``_SUCCESS``: None when absent, ``{}`` for a plain upstream marker, else the riskline
+    commit naming its version and files."""
+    try:
+        raw = _fresh(partition.joinpath(SUCCESS)).read_bytes()
+    except FileNotFoundError:
+        return None
+    if not raw.strip():
+        return {}
+    try:
+        commit = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{partition}/{SUCCESS} is neither empty nor a riskline commit: {exc}") from None
+    if isinstance(commit, dict) and "format" not in commit and "rows" in commit:
+        return {}  # an upstream manifest beside flat files (declared_rows reads it)
+    if not isinstance(commit, dict) or commit.get("format") != _COMMIT_FORMAT:
+        raise ValueError(f"{partition}/{SUCCESS} is not a riskline commit (format {commit!r:.80})")
+    return commit
+
+
+def declared_rows(partition: Location) -> int | None:
+    """Rows an upstream declared for its drop in ``_SUCCESS`` (``{"rows": N}``); None for a plain marker.
+
+    Raises:
+        ValueError: the marker is neither empty nor a manifest with a whole, non-negative ``rows``.
+    """
+    marker = partition.joinpath(SUCCESS)
+    try:
+        raw = (_fresh(marker) if is_remote(partition) else marker).read_bytes()
+    except FileNotFoundError:
+        return None
+    if not raw.strip():
+        return None
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{SUCCESS} is neither empty nor JSON ({exc})") from None
+    if isinstance(manifest, dict) and manifest.get("format") == _COMMIT_FORMAT:
+        return None  # riskline's own commit of a curated version
+    rows = manifest.get("rows") if isinstance(manifest, dict) else None
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ValueError(f'{SUCCESS} must be empty or {{"rows": N}} with N a whole number >= 0, got {raw[:80]!r}')
+    return rows
+
+
+def _drop_versions(target: UPath, keep: set[str]) -> None:
+    fs = _fresh(target).fs
+    for entry in fs.ls(target.path, detail=False):
+        name = posixpath.basename(str(entry).rstrip("/"))
+        if name.startswith(_VERSION_PREFIX) and name not in keep:
+            _remove_key(fs, f"{target.path}/{name}")
+
+
+def _remove_key(fs: Any, key: str) -> None:
+    try:
+        fs.rm(key, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def publish_frames(target: Location, frames: dict[str, pl.DataFrame]) -> Location:
+    """Publish ``{file_name: frame}`` as the partition ``target``, replacing it whole."""
+    with staged_partition(target) as tmp:
+        for name, frame in sorted(frames.items()):
+            write_parquet(frame, tmp / name)
+    return target
+
+
+def move_file(source: Location, local_target: Path) -> None:
+    """Move ``source`` to a local (staging) path; from an object store it is copied, and the caller
+    removes the source partition whole afterwards."""
+    if is_remote(source):
+        source.fs.get_file(source.path, str(local_target))
+    else:
+        os.replace(source, local_target)
+
+
+def remove_partition(target: Location) -> None:
+    """Remove a partition whole (used when a rerun produces nothing for a zone, e.g. no quarantine)."""
+    if is_remote(target):
+        # the marker goes first: from then on readers see no partition, whatever the rest of the delete does
+        _remove_key(target.fs, target.joinpath(SUCCESS).path)
+        _remove_key(target.fs, target.path)
+        return
+    _repair_interrupted_swap(target)
+    if target.exists():
+        trash = target.parent / f"{_OLD_PREFIX}{target.name}-{uuid.uuid4().hex}"
+        os.replace(target, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def read_partition(partition: Location, **options: Any) -> pl.DataFrame:
+    """Read a complete partition written by this module (``options`` go to polars); fail if it is incomplete."""
+    files = complete_files(partition)
+    if files is None:
+        raise FileNotFoundError(f"partition {partition} is missing or incomplete (no {SUCCESS})")
+    if not files:
+        raise FileNotFoundError(f"partition {partition} holds no data file")
+    return read_parquet(files, **options)
+
+
+def complete_partition_dates(
+    root: Location, zone: str, dataset: str | None = None, key: str = "dt"
+) -> list[dt.date]:
+    """Business dates of the complete partitions (with ``_SUCCESS``) of ``root/zone/dataset``, sorted.
+
+    Without ``dataset``, those of a derived zone, ``root/zone/<key>=D`` (e.g. ``key="as_of_date"``).
+    """
+    base = ensure_inside(root, root / zone / dataset if dataset else root / zone)
+    prefix = f"{key}="
+    if is_remote(base):  # one listing for the whole dataset instead of a request per date
+        markers = _fresh(base).fs.glob(f"{base.path}/{prefix}*/{SUCCESS}")
+        names = [posixpath.basename(posixpath.dirname(str(m))) for m in markers]
+        return sorted(d for d in (_parse_date(n[len(prefix):]) for n in names if n.startswith(prefix)) if d)
+    if not base.is_dir():
+        return []
+    dates = []
+    for child in base.iterdir():
+        if not child.is_dir() or not child.name.startswith(prefix):
+            continue  # .tmp-/.old- siblings of an in-flight publish are not partitions
+        day = _parse_date(child.name[len(prefix):])
+        if day is not None and is_complete(child):
+            dates.append(day)
+    return sorted(dates)
+
+
+def _parse_date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def scan_curated(
+    root: Location,
+    dataset: str,
+    upto: dt.date,
+    since: dt.date | None = None,
+    dates: list[dt.date] | None = None,
+) -> pl.LazyFrame:
+    """Lazily scan the complete curated partitions of ``dataset`` with ``since <= dt <= upto``.
+
+    Adds the partition's business date as a ``dt`` Date column. Only partitions with ``_SUCCESS`` are
+    read, so a partition being published is never half-seen. ``dates`` (a subset of the complete ones)
+    restricts the scan to those business dates, e.g. a few account snapshots instead of every day.
+    The result has the contract's curated schema plus ``dt``, even when no partition matches.
+    """
+    from pipelines.contracts.landing import CONTRACT
+
+    schema = CONTRACT[dataset].curated_schema()
+    required = {c.curated_name for c in CONTRACT[dataset].required}
+    wanted = set(dates) if dates is not None else None
+    scans: list[pl.LazyFrame] = []
+    for day in complete_partition_dates(root, "curated", dataset):
+        if day > upto or (since is not None and day < since) or (wanted is not None and day not in wanted):
+            continue
+        files = parquet_files(partition_dir(root, "curated", dataset, day))
+        if not files:
+            continue
+        sources = _parquet_sources(files)  # an object-store file is fetched once, for the check and the scan
+        for file, source in zip(files, sources):  # footer reads; a missing required column must not become nulls
+            absent = required - set(pl.read_parquet_schema(source))
+            if absent:
+                raise ValueError(f"curated file {file} lacks required columns {sorted(absent)}")
+        # dt is attached as a literal per partition rather than parsed by hive_partitioning, which
+        # would also try to parse any ``key=value`` folder above the data root.
+        scans.append(
+            pl.scan_parquet(
+                sources,
+                hive_partitioning=False,
+                schema=schema,
+                # Optional contract columns may be absent in old files; extra landing columns are not ours.
+                missing_columns="insert",
+                extra_columns="ignore",
+            ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
+        )
+    if not scans:
+        return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
+    return pl.concat(scans, how="vertical")
+
+
+def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame:
+    """Lazily scan the complete quarantine partitions of ``dataset`` with ``dt <= upto``.
+
+    The contract's curated columns (a defective row may hold nulls anywhere), ``quarantine_reason`` and the
+    partition's ``dt``; extra landing columns are dropped.
+    """
+    from pipelines.contracts.landing import CONTRACT
+
+    schema = pl.Schema({**CONTRACT[dataset].curated_schema(), "quarantine_reason": pl.String()})
+    scans = [
+        pl.scan_parquet(
+            _parquet_sources(files), hive_partitioning=False, schema=schema, missing_columns="insert",
+            extra_columns="ignore",
+        ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
+        for day in complete_partition_dates(root, "quarantine", dataset) if day <= upto
+        if (files := parquet_files(partition_dir(root, "quarantine", dataset, day)))
+    ]
+    if not scans:
+        return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
+    return pl.concat(scans, how="vertical")
+
+
+def swap_into_place(tmp: Path, target: Path) -> None:
+    if target.exists():
+        if _rename_exchange(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous partition
+            fsync_dir(target.parent)
+            return
+        old = target.parent / f"{_OLD_PREFIX}{target.name}-{uuid.uuid4().hex}"
+        os.replace(target, old)  # a crash here leaves only .old-*: repaired on next access
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def _repair_interrupted_swap(target: Path) -> None:
+    """Restore the previous partition if a two-rename swap died between its renames."""
+    if target.exists() or not target.parent.is_dir():
+        return
+    leftovers = sorted(
+        (p for p in target.parent.glob(f"{_OLD_PREFIX}{target.name}-*") if (p / SUCCESS).is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if leftovers:
+        os.replace(leftovers[-1], target)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_libc: ctypes.CDLL | None = None
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths with renameat2(2); False when the system cannot."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    fn = getattr(_libc, "renameat2", None)
+    if fn is None:
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def _fsync_dir_files(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (the directory entry itself)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path, mode: int = 0o755) -> None:
+    """``mkdir -p`` giving every new folder ``mode`` (still narrowed by the umask, never widened).
+
+    ``Path.mkdir(parents=True)`` creates the parents with 0o777: under a lenient umask (0 in some
+    containers) published folders would be world-writable, and anyone could rename files inside them.
+    """
+    if path.is_dir():
+        return
+    make_dirs(path.parent, mode)
+    try:
+        path.mkdir(mode)
+    except FileExistsError:
+        pass
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a local file, read in 1 MiB blocks (manifests and the chain's input fingerprints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Location, data: bytes) -> None:
+    """Write a small file (JSON, pointer) so that readers see the old or the new content, never half."""
+    if is_remote(path):
+        path.write_bytes(data)  # one PUT: an object is replaced whole or not at all
+        return
+    make_dirs(path.parent)
+    tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex}"
+    # rw-r--r-- whatever the umask allows beyond it: a manifest or pointer is never world-writable
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def link_tree(source: Path, target: Path, skip: tuple[str, ...] = ()) -> int:
+    """Make ``target`` a copy of the lake ``source`` whose files are hard links (a dry run's private lake).
+
+    Every riskline write replaces a file by rename (``atomic_write_bytes``, ``staged_partition``, the
+    registry's folder rename), never in place, so writing through the copy re-points its own links and
+    leaves ``source``'s files untouched, at the cost of directory entries only. ``skip`` names paths
+    relative to ``source`` that are not copied (the staging area itself, locks, in-flight journals);
+    temporary ``.tmp-`` siblings of in-flight writes are never copied. Across file systems a file is
+    copied instead. Returns the number of files.
+    """
+    count = 0
+    for folder, dirs, files in os.walk(source):
+        here = Path(folder)
+        rel = here.relative_to(source)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(_TMP_PREFIX) and str(rel / d) not in skip)
+        make_dirs(target / rel)
+        for name in files:
+            if name.startswith(_TMP_PREFIX) or str(rel / name) in skip:
+                continue
+            try:
+                os.link(here / name, target / rel / name, follow_symlinks=False)
+            except OSError:
+                shutil.copy2(here / name, target / rel / name, follow_symlinks=False)
+            count += 1
+    return count

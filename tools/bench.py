@@ -1,0 +1,538 @@
+"""``riskline bench`` / ``make bench``: wall time and peak memory of one nightly run, stage by stage.
+
+For each book size in ``benchmarks/bench.yaml`` (100k and 1M accounts x 180 days):
+
+1. **Book** (cached under ``benchmarks/cache/``, git-ignored): generate the landing feed and ingest every
+   day but the last; a later bench reuses it.
+2. **Setup** (not timed): the feature snapshots and labels earlier nights would have left behind for
+   tonight's training window.
+3. **The night of the last day**, each stage in a fresh process (its peak RSS is its own): ingest
+   (split into validate = the Great Expectations checks, and ingest = the rest), ledger, features,
+   train, score (split into PD/grades and reason codes), decide, publish. Config: riskline.yaml with
+   bench.yaml's overrides (a shorter training window, a per-size training sample rate).
+4. **Peers** (``benchmarks/peers/``): the behaviour-window features in riskline, DuckDB SQL and pandas,
+   each in a fresh process, checked equal value for value, and the scan floors.
+
+Results go to ``benchmarks/results/<today>-<size>.json`` and ``.md``. ``--scale`` adds the 10M run:
+scoring and decisions shard by shard on a book synthesized from the 1M book's features (``scale-10m``).
+Targets are reported, never asserted. The load average is recorded with every stage: on a shared
+machine it says how much to trust a number.
+
+This module is a tool, not a pipeline stage: it reads the clock and starts processes freely.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH_DIR = REPO / "benchmarks"
+CACHE = BENCH_DIR / "cache"
+RESULTS = BENCH_DIR / "results"
+SPEC = BENCH_DIR / "bench.yaml"
+PEERS = BENCH_DIR / "peers" / "run_peers.py"
+
+# (stage run in a worker, the parts it reports); the order is the night's order
+NIGHT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ingest", ("ingest", "validate")),
+    ("features", ("ledger", "features")),
+    ("train", ("train",)),
+    ("score", ("score", "reason codes")),
+    ("decide", ("decide",)),
+    ("publish", ("publish",)),
+)
+PEER_RUNS = ("scan_behaviour", "scan_inputs", "riskline", "duckdb", "pandas")
+
+
+# --- the spec and the cached books -----------------------------------------------------------------
+
+
+def load_spec(path: Path = SPEC) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def write_bench_config(base_config: Path, spec: dict[str, Any], size: str) -> Path:
+    """riskline.yaml + the common and per-size overrides, as a file the workers load with --config."""
+    raw = yaml.safe_load(base_config.read_text())
+    raw = _merge(_merge(raw, spec.get("overrides") or {}), spec["sizes"][size].get("overrides") or {})
+    model = raw.setdefault("model", {})
+    definition = Path(model.get("definition", "models/pd_model.yaml"))
+    if not definition.is_absolute():  # relative paths resolve against the config file's folder
+        model["definition"] = str((base_config.parent / definition).resolve())
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"config-{size}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def book_root(spec: dict[str, Any], size: str) -> Path:
+    book = spec["book"]
+    return CACHE / f"accounts-{spec['sizes'][size]['accounts']}-days-{book['days']}-seed-{book['seed']}"
+
+
+def book_dates(spec: dict[str, Any]) -> tuple[dt.date, dt.date]:
+    """(first business date, the night benchmarked = the last one)."""
+    end = dt.date.fromisoformat(str(spec["book"]["end_date"]))
+    return end - dt.timedelta(days=int(spec["book"]["days"]) - 1), end
+
+
+def _riskline(config: Path, root: Path, *args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pipelines.entry.cli", "--config", str(config), "--data-root", str(root), *args],
+                   check=True, env=_env())
+    return round(time.perf_counter() - start, 1)
+
+
+def ensure_book(spec: dict[str, Any], size: str, config: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Generate and ingest the book unless the cache holds it; return what was done and how long it took."""
+    from pipelines.store import lake
+
+    root = book_root(spec, size)
+    first, night = book_dates(spec)
+    done: dict[str, Any] = {"root": str(root.relative_to(REPO))}
+    if not (root / "generator" / "summary.json").is_file():
+        log(f"[{size}] generating {spec['sizes'][size]['accounts']:,} accounts x {spec['book']['days']} days")
+        done["generate_seconds"] = _riskline(
+            config, root, "generate", "--accounts", str(spec["sizes"][size]["accounts"]),
+            "--days", str(spec["book"]["days"]), "--end-date", night.isoformat(), "--seed", str(spec["book"]["seed"]),
+        )
+    have = set(lake.complete_partition_dates(root, "curated", "accounts"))
+    missing = [first + dt.timedelta(days=i) for i in range((night - first).days) if first + dt.timedelta(days=i) not in have]
+    if missing:
+        log(f"[{size}] ingesting {len(missing)} days ({missing[0]} .. {missing[-1]})")
+        done["ingest_seconds"] = _riskline(config, root, "ingest", "--from-date", missing[0].isoformat(),
+                                           "--to-date", missing[-1].isoformat())
+    return done
+
+
+# --- workers: one stage in a fresh process ---------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    # spinning OpenMP threads starve a 2-core machine; the run sets it too
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GX_ANALYTICS_ENABLED": "False"}
+
+
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def run_worker(command: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m tools.bench _worker COMMAND ARGS`` and return the JSON it prints last."""
+    load_before = _load_average()
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tools.bench", "_worker", command, *args],
+                          capture_output=True, text=True, env=_env())
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench worker {command} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**result, "process_seconds": round(wall, 2), "load_avg_before": load_before,
+            "load_avg_after": _load_average()}
+
+
+def _timed(module: Any, name: str, parts: dict[str, float], part: str) -> None:
+    """Wrap ``module.name`` so the time spent in it adds up under ``parts[part]``."""
+    original = getattr(module, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            parts[part] = parts.get(part, 0.0) + time.perf_counter() - start
+
+    setattr(module, name, wrapper)
+
+
+def _worker_stage(stage: str, root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
+    """One nightly stage exactly as ``riskline run`` calls it, with its parts timed."""
+    from pipelines.domain import features
+    from pipelines.domain import labels
+    from pipelines.stages import night as nightly
+    from pipelines.model import score
+    from pipelines.quality import validate
+    from pipelines.config.settings import load_config
+
+    cfg = load_config(config)
+    parts: dict[str, float] = {}
+    calls: dict[str, Callable[[], Any]] = {
+        "ingest": lambda: nightly.stage_ingest(root, as_of, cfg),
+        "features": lambda: nightly.stage_features(root, as_of, cfg),
+        "train": lambda: nightly.stage_train(root, as_of, cfg),
+        "score": lambda: nightly.stage_score(root, as_of, cfg),
+        "decide": lambda: nightly.stage_decide(root, as_of, cfg),
+        "publish": lambda: nightly.stage_publish(root, as_of, cfg, run_info={"bench": True}),
+    }
+    if stage == "ingest":
+        _timed(validate, "validate_landing_frames", parts, "validate")
+    elif stage == "features":
+        for name in ("build_ledger", "reconcile_ledger", "_publish_ledger"):
+            _timed(features, name, parts, "ledger")
+    elif stage == "train":
+        _timed(labels, "write_labels_for", parts, "of which: OOT labels built")
+        _timed(features, "build_feature_snapshot", parts, "of which: snapshots built")
+    elif stage == "score":
+        _timed(score, "reason_codes", parts, "reason codes")
+    start = time.perf_counter()
+    summary = calls[stage]()
+    seconds = time.perf_counter() - start
+    main_part = {"ingest": "ingest", "features": "features", "score": "score"}.get(stage)
+    if main_part:
+        parts[main_part] = seconds - sum(parts.values())
+    return {"stage": stage, "seconds": round(seconds, 3), "parts": {k: round(v, 3) for k, v in parts.items()},
+            "summary": summary}
+
+
+def _worker_setup(root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
+    """What earlier nights leave behind for tonight's training: its snapshots' features and matured labels."""
+    from pipelines.domain import features
+    from pipelines.domain import labels
+    from pipelines.store import lake
+    from pipelines.model import train
+    from pipelines.config.settings import load_config
+
+    cfg = load_config(config)
+    curated = lake.complete_partition_dates(root, "curated", "accounts")
+    plan = train.plan_snapshots(
+        as_of, cfg.labels.horizon_days, cfg.model, curated[0] if curated else None, cfg.labels.gap_days
+    )
+    built = []
+    for snapshot in (*plan.training_dates, plan.oot_date):
+        if not lake.is_complete(features.feature_partition(root, snapshot)):
+            features.build_feature_snapshot(root, snapshot, cfg)
+            built.append(snapshot.isoformat())
+    for snapshot in plan.training_dates:
+        if not lake.is_complete(labels.labels_partition(root, snapshot)):
+            labels.write_labels_for(root, snapshot, cfg)
+    # Every bench night starts from the same state: the OOT snapshot matures tonight (its labels are built
+    # in train), and no model is registered yet (train registers and gates its first model; a rerun would
+    # otherwise find its version registered and skip the judging).
+    lake.remove_partition(labels.labels_partition(root, plan.oot_date))
+    shutil.rmtree(root / "registry", ignore_errors=True)
+    return {"stage": "setup", "plan": plan.to_dict(), "snapshots_built": built}
+
+
+def _worker_scale(root: Path, as_of: dt.date, config: Path, shards: int) -> dict[str, Any]:
+    """Scoring and decisions of the synthesized big book, ``shards`` shards one after another in this process."""
+    from pipelines.stages import night as nightly
+    from pipelines.model import score
+    from pipelines.stages import shards as shard_stages
+    from pipelines.config.settings import load_config
+
+    cfg = load_config(config)
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"shards": shards, "shard_workers": 1})})
+    parts: dict[str, float] = {}
+    for name in ("score_shard", "merge_scores", "decide_shard", "merge_decisions"):
+        _timed(shard_stages, name, parts, name)
+    _timed(score, "reason_codes", parts, "reason codes (in score_shard)")
+    start = time.perf_counter()
+    scored = nightly.stage_score(root, as_of, cfg)
+    after_score = time.perf_counter()
+    score_rss = _peak_rss_mib()
+    decided = nightly.stage_decide(root, as_of, cfg)
+    end = time.perf_counter()
+    return {"stage": "scale", "seconds": round(end - start, 3), "score_seconds": round(after_score - start, 3),
+            "decide_seconds": round(end - after_score, 3), "score_peak_rss_mib": score_rss,
+            "parts": {k: round(v, 3) for k, v in parts.items()}, "summary": {"score": scored, "decide": decided}}
+
+
+def _worker_synthesize(source: Path, root: Path, as_of: dt.date, replicas: int, shards: int) -> dict[str, Any]:
+    """A ``replicas`` x bigger book for scoring and decisions: the source's features, ledger and accounts of D
+    repeated under new account ids (``R<r>-<id>``), written as ``shards`` shard partitions, plus its registry."""
+    import polars as pl
+
+    from pipelines.store import lake
+    from pipelines.domain.features import FEATURES_FILE, LEDGER_FILES, feature_partition, ledger_partition
+    from pipelines.stages.shards import shard_dir
+    from pipelines.domain.sharding import shard_expr
+
+    start = time.perf_counter()
+    if root.exists():
+        shutil.rmtree(root)
+    pieces = root / "_pieces"
+    sort_keys = {FEATURES_FILE: ("account_id",), "installments.parquet": LEDGER_FILES["installments.parquet"],
+                 "accounts.parquet": ("account_id",)}
+    inputs = {
+        ("features", FEATURES_FILE): feature_partition(source, as_of) / FEATURES_FILE,
+        ("ledger", "installments.parquet"): ledger_partition(source, as_of) / "installments.parquet",
+        ("ledger", "accounts.parquet"): ledger_partition(source, as_of) / "accounts.parquet",
+        ("curated", "accounts"): lake.parquet_files(lake.partition_dir(source, "curated", "accounts", as_of))[0],
+    }
+    for (zone, name), path in inputs.items():
+        frame = pl.read_parquet(path)
+        for r in range(replicas):
+            renamed = frame.with_columns(
+                pl.concat_str(pl.lit(f"R{r}-"), pl.col(c)).alias(c)
+                for c in ("account_id", "loan_id", "installment_id") if c in frame.columns
+            ).with_columns(shard_expr(shards))
+            for (k,), part in renamed.partition_by("shard", as_dict=True).items():
+                target = pieces / zone / name / f"shard={k}"
+                target.mkdir(parents=True, exist_ok=True)
+                part.drop("shard").write_parquet(target / f"r{r}.parquet")
+        del frame
+    for zone, names in (("features", (FEATURES_FILE,)), ("ledger", ("installments.parquet", "accounts.parquet"))):
+        for k in range(shards):
+            with lake.staged_partition(shard_dir(root, zone, as_of, k, shards)) as tmp:
+                for name in names:
+                    files = sorted((pieces / zone / name / f"shard={k}").glob("*.parquet"))
+                    lake.write_parquet(pl.read_parquet(files).sort(sort_keys[name]), tmp / name)
+    accounts_files = sorted((pieces / "curated" / "accounts").rglob("*.parquet"))
+    with lake.staged_partition(lake.partition_dir(root, "curated", "accounts", as_of)) as tmp:
+        pl.scan_parquet(accounts_files).sink_parquet(tmp / "part-0.parquet", **lake.PARQUET_OPTIONS)  # type: ignore[arg-type]
+    shutil.copytree(source / "registry", root / "registry")
+    shutil.rmtree(pieces)
+    accounts = pl.scan_parquet(lake.parquet_files(lake.partition_dir(root, "curated", "accounts", as_of))).select(
+        pl.len()).collect().item()
+    return {"stage": "synthesize", "seconds": round(time.perf_counter() - start, 1), "accounts": int(accounts)}
+
+
+def _peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _worker_main(argv: list[str]) -> None:
+    command, *rest = argv
+    if command == "stage":
+        stage, root, as_of, config = rest
+        out = _worker_stage(stage, Path(root), dt.date.fromisoformat(as_of), Path(config))
+    elif command == "setup":
+        root, as_of, config = rest
+        out = _worker_setup(Path(root), dt.date.fromisoformat(as_of), Path(config))
+    elif command == "synthesize":
+        source, root, as_of, replicas, shards = rest
+        out = _worker_synthesize(Path(source), Path(root), dt.date.fromisoformat(as_of), int(replicas), int(shards))
+    elif command == "scale":
+        root, as_of, config, shards = rest
+        out = _worker_scale(Path(root), dt.date.fromisoformat(as_of), Path(config), int(shards))
+    else:
+        raise SystemExit(f"unknown bench worker command {command!r}")
+    out["peak_rss_mib"] = _peak_rss_mib()
+    print(json.dumps(out, default=str))
+
+
+# --- the benchmark ---------------------------------------------------------------------------------
+
+
+def bench_night(spec: dict[str, Any], size: str, base_config: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Book, setup, the night's stages and the peers for one size; returns the result record."""
+    config = write_bench_config(base_config, spec, size)
+    book = ensure_book(spec, size, config, log)
+    root = book_root(spec, size)
+    _, night = book_dates(spec)
+    log(f"[{size}] setup: training snapshots and labels of earlier nights")
+    setup = run_worker("setup", str(root), night.isoformat(), str(config))
+    stages = []
+    for stage, part_names in NIGHT:
+        log(f"[{size}] {stage} ...")
+        out = run_worker("stage", stage, str(root), night.isoformat(), str(config))
+        log(f"[{size}] {stage}: {out['seconds']:.1f} s, peak RSS {out['peak_rss_mib']:.0f} MiB, "
+            f"load {out['load_avg_before'][0]}")
+        stages.append({**out, "parts": {p: out["parts"].get(p, out["seconds"]) for p in part_names}
+                       | {k: v for k, v in out["parts"].items() if k not in part_names}})
+    peers = bench_peers(root, night, size, log)
+    return {"size": size, "accounts": spec["sizes"][size]["accounts"], "as_of": night.isoformat(),
+            "book": book, "setup": setup, "stages": stages, "peers": peers}
+
+
+def bench_peers(root: Path, as_of: dt.date, size: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """Each implementation (and scan floor) in a fresh process; outputs compared value for value."""
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    out_dir = CACHE / f"peers-{size}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, Any] = {}
+    for name in PEER_RUNS:
+        log(f"[{size}] peer {name} ...")
+        load = _load_average()
+        proc = subprocess.run([sys.executable, str(PEERS), name, str(root), as_of.isoformat(),
+                               "--out", str(out_dir / f"{name}.parquet")],
+                              capture_output=True, text=True, env=_env(), cwd=REPO)
+        if proc.returncode != 0:
+            raise RuntimeError(f"peer {name} failed:\n{proc.stderr[-4000:]}")
+        runs[name] = {**json.loads(proc.stdout.strip().splitlines()[-1]), "load_avg_before": load}
+        log(f"[{size}] peer {name}: {runs[name]['seconds']:.1f} s")
+    reference = pl.read_parquet(out_dir / "riskline.parquet")
+    equal = {}
+    for name in ("duckdb", "pandas"):
+        try:
+            assert_frame_equal(pl.read_parquet(out_dir / f"{name}.parquet"), reference)
+            equal[name] = True
+        except AssertionError as exc:
+            equal[name] = f"differs: {str(exc)[:300]}"
+    return {"runs": runs, "equal_to_riskline": equal}
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else float("nan")
+
+
+def summarize(record: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
+    stages = {s["stage"]: s for s in record["stages"]}
+    nightly = sum(s["seconds"] for name, s in stages.items() if name != "train")
+    peers = record["peers"]["runs"]
+    peak = max(s["peak_rss_mib"] for s in record["stages"])
+    return {
+        "nightly_no_retrain_seconds": round(nightly, 1),
+        "nightly_with_retrain_seconds": round(nightly + stages["train"]["seconds"], 1),
+        "retrain_seconds": stages["train"]["seconds"],
+        "max_stage_peak_rss_mib": peak,
+        "targets_met": {
+            "nightly_no_retrain": nightly <= targets["nightly_no_retrain_seconds"],
+            "retrain": stages["train"]["seconds"] <= targets["retrain_seconds"],
+            "peak_rss": peak <= targets["peak_rss_gib"] * 1024,
+        },
+        "peer_ratios": {
+            "duckdb_over_riskline": _ratio(peers["duckdb"]["seconds"], peers["riskline"]["seconds"]),
+            "pandas_over_riskline": _ratio(peers["pandas"]["seconds"], peers["riskline"]["seconds"]),
+        },
+        "scan_floor_ratios": {
+            "behaviour_subset_over_its_scan": _ratio(peers["riskline"]["seconds"], peers["scan_behaviour"]["seconds"]),
+            "ledger_and_features_stage_over_scan_of_inputs": _ratio(
+                stages["features"]["seconds"], peers["scan_inputs"]["seconds"]),
+        },
+    }
+
+
+def to_markdown(record: dict[str, Any], targets: dict[str, Any]) -> str:
+    s = record["summary"]
+    lines = [
+        f"# riskline bench {record['date']}: {record['accounts']:,} accounts x {record['days']} days, night of "
+        f"{record['as_of']}",
+        "",
+        f"Machine: {record['machine']['cpus']} CPUs, {record['machine']['memory_gib']} GiB RAM, shared; load average "
+        "(1 min) before each stage is shown: above the CPU count, times are inflated by other work.",
+        "",
+        "| stage | part | seconds | peak RSS (MiB) | load avg |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for stage in record["stages"]:
+        for i, (part, seconds) in enumerate(stage["parts"].items()):
+            rss = f"{stage['peak_rss_mib']:,.0f}" if i == 0 else ""
+            load = f"{stage['load_avg_before'][0]:.1f}" if i == 0 else ""
+            lines.append(f"| {stage['stage'] if i == 0 else ''} | {part} | {seconds:.1f} | {rss} | {load} |")
+    met = s["targets_met"]
+    lines += [
+        "",
+        f"- Nightly run without retrain: **{s['nightly_no_retrain_seconds']:.1f} s** "
+        f"(target {targets['nightly_no_retrain_seconds']} s at 1M: {'met' if met['nightly_no_retrain'] else 'NOT met'})",
+        f"- Retrain: **{s['retrain_seconds']:.1f} s** (target {targets['retrain_seconds']} s: "
+        f"{'met' if met['retrain'] else 'NOT met'}); whole night with retrain {s['nightly_with_retrain_seconds']:.1f} s",
+        f"- Largest stage peak RSS: **{s['max_stage_peak_rss_mib'] / 1024:.2f} GiB** (target "
+        f"{targets['peak_rss_gib']} GiB: {'met' if met['peak_rss'] else 'NOT met'})",
+        "",
+        "Behaviour-window features (24 columns, see benchmarks/peers/run_peers.py), same data, fresh process each:",
+        "",
+        "| implementation | seconds | peak RSS (MiB) | equal to riskline |",
+        "|---|---:|---:|---|",
+    ]
+    peers = record["peers"]
+    for name in PEER_RUNS:
+        run = peers["runs"][name]
+        eq = {"riskline": "-", "scan_behaviour": "(floor)", "scan_inputs": "(floor, all feature inputs)"}.get(
+            name, str(peers["equal_to_riskline"].get(name)))
+        lines.append(f"| {name} | {run['seconds']:.2f} | {run['peak_rss_mib']:,.0f} | {eq} |")
+    r, f = s["peer_ratios"], s["scan_floor_ratios"]
+    lines += [
+        "",
+        f"- DuckDB / riskline: **{r['duckdb_over_riskline']}x**; pandas / riskline: **{r['pandas_over_riskline']}x** "
+        "(goal: >= 1x and >= 5x)",
+        f"- Scan floor: behaviour features / scanning their columns = {f['behaviour_subset_over_its_scan']}x; "
+        f"ledger + features stage / scanning all its input columns = "
+        f"{f['ledger_and_features_stage_over_scan_of_inputs']}x",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def bench_scale(spec: dict[str, Any], base_config: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """10M accounts: scoring and decisions shard by shard on a book synthesized from the 1M book."""
+    from pipelines.domain import features
+    from pipelines.store import lake
+
+    source = book_root(spec, "1m")
+    _, night = book_dates(spec)
+    if not lake.is_complete(features.feature_partition(source, night)):
+        raise ValueError(f"the scale run starts from the 1M book's night of {night}: run `riskline bench --size 1m` first")
+    replicas, shards = int(spec["scale"]["replicas"]), int(spec["scale"]["shards"])
+    config = write_bench_config(base_config, spec, "1m")
+    root = CACHE / f"scale-{replicas}x-1m"
+    made = root / "_synthesized.json"  # a synthesized book is reused: it only depends on the 1M night
+    if made.is_file() and json.loads(made.read_text())["source_features_mtime"] == _mtime(source, night):
+        synth = json.loads(made.read_text())
+    else:
+        log(f"[scale] synthesizing {replicas} x the 1M book into {shards} shards")
+        synth = run_worker("synthesize", str(source), str(root), night.isoformat(), str(replicas), str(shards))
+        made.write_text(json.dumps({**synth, "source_features_mtime": _mtime(source, night)}))
+    log(f"[scale] {synth['accounts']:,} accounts in {synth['seconds']:.0f} s; scoring and deciding ...")
+    out = run_worker("scale", str(root), night.isoformat(), str(config), str(shards))
+    log(f"[scale] {out['seconds']:.0f} s, peak RSS {out['peak_rss_mib'] / 1024:.1f} GiB")
+    return {"accounts": synth["accounts"], "shards": shards, "synthesize": synth, "run": out}
+
+
+def _mtime(root: Path, night: dt.date) -> float:
+    from pipelines.domain import features
+
+    return (features.feature_partition(root, night) / features.FEATURES_FILE).stat().st_mtime
+
+
+def run_benchmarks(
+    sizes: list[str], base_config: Path, scale: bool = False, log: Callable[[str], None] = print
+) -> list[Path]:
+    """Benchmark each size (and the 10M scale-out); write and return the result files."""
+    import platform
+
+    spec = load_spec()
+    unknown = [s for s in sizes if s not in spec["sizes"]]
+    if unknown:
+        raise ValueError(f"unknown bench size(s) {unknown}; bench.yaml has {sorted(spec['sizes'])}")
+    today = dt.date.today().isoformat()
+    machine = {"cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                                             / 2**30, 1), "python": platform.python_version()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    written = []
+    for size in sizes:
+        record = {"date": today, "days": spec["book"]["days"], "machine": machine,
+                  **bench_night(spec, size, base_config, log)}
+        record["summary"] = summarize(record, spec["targets"])
+        stem = RESULTS / f"{today}-{size}"
+        stem.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+        stem.with_suffix(".md").write_text(to_markdown(record, spec["targets"]))
+        written += [stem.with_suffix(".json"), stem.with_suffix(".md")]
+        log(f"[{size}] results: {stem}.md")
+    if scale:
+        record = {"date": today, "machine": machine, **bench_scale(spec, base_config, log)}
+        target = spec["targets"]["scale_peak_rss_gib"]
+        record["summary"] = {"seconds": record["run"]["seconds"], "peak_rss_gib": round(
+            record["run"]["peak_rss_mib"] / 1024, 2), "target_peak_rss_gib": target,
+            "target_met": record["run"]["peak_rss_mib"] <= target * 1024}
+        path = RESULTS / f"{today}-scale-{record['accounts'] // 1_000_000}m.json"
+        path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_worker":
+        _worker_main(sys.argv[2:])
+    else:
+        raise SystemExit("use `riskline bench` (this module's entry point for workers is internal)")
