@@ -24,7 +24,8 @@ import polars as pl
 
 from pipelines.store import lake
 from pipelines.contracts.landing import CONTRACT
-from pipelines.stages.ingest import CURATED_FILE, _earlier_rows, split_redeliveries
+from pipelines.stages.ingest import CURATED_FILE, _earlier_rows
+from pipelines.domain.conform import split_redeliveries
 
 END = dt.date(2026, 11, 20)
 INSTALMENTS_A_DAY = 68_000

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from pipelines.stages import ingest
+from pipelines.store import drops
 from pipelines.quality import validate
 from pipelines.config.settings import load_config
 
@@ -55,7 +56,7 @@ def main(root: Path, day: dt.date) -> None:
           f"{'validate(to_pandas)':>19}{'(arrow)':>8}{'(view)':>8}")
     in_flight = {}
     for name in ("accounts", "installments", "payments", "behaviour"):
-        frame = ingest.read_landing(root, name, day, cfg)
+        frame = drops.read_landing(root, name, day, cfg)
         refs = validate.load_references(root, name, day, cfg, frame, in_flight)
         flagged = validate.add_reference_flags(frame, refs)
         cols = [c for c in flagged.columns if c in set(validate.suite_columns(name))]

@@ -374,7 +374,7 @@ def _guarded(label: str, business_date: str, fn: Any) -> Any:
     from pipelines.store.chain import ChainError
     from pipelines.model.metrics import LeakageSuspectedError
     from pipelines.domain.features import IncompleteHistoryError
-    from pipelines.stages.ingest import IngestError
+    from pipelines.errors import IngestError
     from pipelines.store.publish import PublishError, PublishIncompleteError
     from pipelines.model.registry import RegistryError
     from pipelines.model.train import InsufficientHistoryError

@@ -111,7 +111,8 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.store import chain
     from pipelines.vocab import DATASETS
-    from pipelines.stages.ingest import IngestError, ingest_date
+    from pipelines.stages.ingest import ingest_date
+    from pipelines.errors import IngestError
 
     dates = _dates(args)
     datasets = args.dataset or None

@@ -54,7 +54,9 @@ import polars as pl
 from pipelines.store import lake
 from pipelines.config.settings import RisklineConfig, VolumeBand
 from pipelines.contracts.landing import CONTRACT, DATASETS, KEY_IS_VALID, valid_identifier, valid_key
-from pipelines.stages.ingest import IngestError, hold_whole_units, read_landing
+from pipelines.errors import IngestError
+from pipelines.domain.conform import hold_whole_units
+from pipelines.store.drops import read_landing
 from pipelines.contracts.outputs import OUTPUTS
 
 if TYPE_CHECKING:

@@ -1021,7 +1021,7 @@ def _count_rows(partition: Path) -> int:
 def _collect_data(root: Path, as_of: dt.date, report_dir: Path) -> DataSection:
     from pipelines.store import lake
     from pipelines.vocab import DATASETS
-    from pipelines.stages.ingest import QUARANTINE_REASON
+    from pipelines.domain.conform import QUARANTINE_REASON
     from pipelines.quality.validate import data_docs_dir, results_dir
 
     rows, reasons, failures = [], [], []

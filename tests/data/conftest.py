@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.stages import ingest
+from pipelines.store import drops
 from pipelines.store import lake
 from pipelines.contracts.landing import DATASETS
 from tools.generate import FAULT_KINDS, Fault, GeneratorParams, write_portfolio
@@ -32,7 +33,7 @@ CLEAN_DAY = END - dt.timedelta(days=len(FAULT_KINDS))
 
 def seed_curated(root: Path, day: dt.date, cfg) -> None:
     for name in DATASETS:
-        frame = ingest.read_landing(root, name, day, cfg)
+        frame = drops.read_landing(root, name, day, cfg)
         lake.publish_frames(lake.partition_dir(root, "curated", name, day), {ingest.CURATED_FILE: frame})
 
 

@@ -17,6 +17,8 @@ import pytest
 
 from pipelines.entry import cli
 from pipelines.stages import ingest
+from pipelines import errors
+from pipelines.domain import conform
 from pipelines.store import lake
 from pipelines.quality import validate
 from tools.generate import FAULT_KINDS
@@ -52,7 +54,7 @@ def _prepare_day(calendar, root: Path, day: dt.date, cfg) -> None:
         if lake.is_complete(lake.partition_dir(root, "landing", "accounts", d)):
             try:
                 calendar.seed(root, d, cfg)
-            except ingest.IngestError:
+            except errors.IngestError:
                 pass  # a broken day (corrupt file, late...) never reached curated
         d += dt.timedelta(days=1)
 
@@ -81,7 +83,7 @@ def test_fault_is_caught_with_its_documented_outcome(calendar, lake_root: Path, 
     documented = _documented_outcomes()[kind]
     try:
         results = {r.dataset: r for r in ingest.ingest_date(lake_root, day, quiet_cfg)}
-    except ingest.IngestError as exc:
+    except errors.IngestError as exc:
         assert documented == "critical", f"{kind}: {exc}"
         assert str(exc).startswith(("accounts", "behaviour", "installments", "payments"))
         assert f"dt={day.isoformat()}" in str(exc) and "->" in str(exc)
@@ -127,7 +129,7 @@ def test_warning_quarantines_exactly_the_bad_rows_with_reasons(calendar, lake_ro
     negated = sorted(landed.filter(pl.col("amount") < 0)["event_id"].to_list())
     q = lake.read_partition(lake.partition_dir(lake_root, "quarantine", "behaviour", day))
     assert sorted(q["event_id"].to_list()) == negated and len(negated) == 3
-    assert set(q[ingest.QUARANTINE_REASON]) == {"negative_amount"}
+    assert set(q[conform.QUARANTINE_REASON]) == {"negative_amount"}
     curated = lake.read_partition(lake.partition_dir(lake_root, "curated", "behaviour", day))
     assert curated.height == landed.height - 3 and not set(negated) & set(curated["event_id"])
 

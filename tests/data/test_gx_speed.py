@@ -20,6 +20,7 @@ import pytest
 
 from pipelines.entry import cli
 from pipelines.stages import ingest
+from pipelines.store import drops
 from pipelines.store import lake
 from pipelines.quality import validate
 
@@ -73,7 +74,7 @@ def test_each_expectation_object_builds_its_configuration_once_per_run(
     root = tmp_path / "lake"
     shutil.copytree(seeded_lake, root)
     day = calendar.fault_days["null_keys"]
-    frame = ingest.read_landing(root, "behaviour", day, quiet_cfg)
+    frame = drops.read_landing(root, "behaviour", day, quiet_cfg)
     refs = validate.load_references(root, "behaviour", day, quiet_cfg, frame)
     gx_property = Expectation.__dict__["configuration"]
     builds: list[int] = []

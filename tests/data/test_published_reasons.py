@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from pipelines.stages import ingest
+from pipelines.store import drops
 from pipelines.store import lake
 from pipelines.stages import night as nightly
 from pipelines.config.settings import RisklineConfig
@@ -69,7 +70,7 @@ def test_no_published_reason_is_a_feature_constant_across_the_nights_book(tmp_pa
     day = params.start_date
     while day < NIGHT:  # earlier nights, seeded straight into curated
         for name in DATASETS:
-            frame = ingest.read_landing(root, name, day, cfg)
+            frame = drops.read_landing(root, name, day, cfg)
             lake.publish_frames(lake.partition_dir(root, "curated", name, day), {ingest.CURATED_FILE: frame})
         day += dt.timedelta(days=1)
     _train_champion(root, NIGHT - dt.timedelta(days=1), cfg)

@@ -13,6 +13,7 @@ import shutil
 import polars as pl
 
 from pipelines.stages import ingest
+from pipelines.store import drops
 from pipelines.quality import validate
 
 
@@ -27,7 +28,7 @@ def test_dates_of_one_schema_run_the_schema_expectations_once_with_the_same_resu
     root = tmp_path / "lake"
     shutil.copytree(seeded_lake, root)
     days = [calendar.clean_day - dt.timedelta(days=2), calendar.clean_day - dt.timedelta(days=1)]
-    frames = {day: ingest.read_landing(root, "accounts", day, quiet_cfg) for day in days}
+    frames = {day: drops.read_landing(root, "accounts", day, quiet_cfg) for day in days}
 
     validate._schema_results.cache_clear()
     reused = {day: _report(root, "accounts", day, quiet_cfg, frame) for day, frame in frames.items()}

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from pipelines.stages import ingest
+from pipelines.store import drops
 from pipelines.store import lake
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import DATASETS
@@ -40,7 +41,7 @@ def young_book(tmp_path_factory, quiet_cfg: RisklineConfig) -> pl.DataFrame:
     day = params.start_date
     while day <= END:  # seeded straight into curated, as earlier nights would have left it
         for name in DATASETS:
-            frame = ingest.read_landing(root, name, day, cfg)
+            frame = drops.read_landing(root, name, day, cfg)
             lake.publish_frames(lake.partition_dir(root, "curated", name, day), {ingest.CURATED_FILE: frame})
         day += dt.timedelta(days=1)
     frames = []

@@ -29,6 +29,7 @@ import polars as pl
 
 from tools import generate
 from pipelines.stages import ingest
+from pipelines.store import drops
 from pipelines.store import lake
 from pipelines.stages import night as nightly
 from pipelines.store import publish
@@ -152,7 +153,7 @@ def build_published_lake(root: Path, cfg: RisklineConfig) -> PublishedLake:
     day = params.start_date
     while day < PUBLISHED:
         for name in DATASETS:
-            frame = ingest.read_landing(root, name, day, cfg)
+            frame = drops.read_landing(root, name, day, cfg)
             lake.publish_frames(lake.partition_dir(root, "curated", name, day), {ingest.CURATED_FILE: frame})
         day += dt.timedelta(days=1)
     version = train_fixture_champion(root, PUBLISHED - dt.timedelta(days=1), cfg)

@@ -31,7 +31,7 @@ from pipelines.stages import night as nightly
 from pipelines.store import publish
 from pipelines.config.settings import RisklineConfig
 from tools.generate import DATA_FILE, FAULT_KINDS, REDELIVERY_FILE
-from pipelines.stages.ingest import IngestError
+from pipelines.errors import IngestError
 from pipelines.quality.validate import ValidationError, results_dir
 
 Outcome = Literal["passed", "deduplicated", "quarantined", "warning", "critical"]

@@ -41,7 +41,7 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import DATASETS
 from pipelines.domain.features import ledger_partition
 from tools.generate import DATA_FILE, REDELIVERY_FILE
-from pipelines.stages.ingest import IngestError
+from pipelines.errors import IngestError
 
 ADVERSE_ACTIONS = ("decrease", "freeze")
 UNRANKED = {"as_of_date", "priority"}  # priority ranks the whole queue: a touched account may shift others

@@ -25,13 +25,14 @@ import pytest
 from reliability_support import PublishedLake, deliver, landing
 
 from pipelines.stages import ingest
+from pipelines.domain import conform
 from pipelines.store import lake
 from pipelines.stages import night as nightly
 from pipelines.store import publish
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain.features import ledger_partition
 from tools.generate import DATA_FILE, REDELIVERY_FILE
-from pipelines.stages.ingest import IngestError
+from pipelines.errors import IngestError
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +153,7 @@ def test_delivery_ten_is_later_than_delivery_nine(
     ingest.ingest_date(lake_root, book.next_day, quiet_cfg)
 
     curated = lake.read_partition(lake.partition_dir(lake_root, "curated", "accounts", book.next_day))
-    expected = ingest.conform_to_contract(snapshot, ingest.CONTRACT["accounts"]).sort("account_id")
+    expected = conform.conform_to_contract(snapshot, ingest.CONTRACT["accounts"]).sort("account_id")
     assert curated.sort("account_id")["credit_limit_cents"].equals(expected["credit_limit_cents"])
 
 

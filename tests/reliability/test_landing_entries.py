@@ -18,6 +18,7 @@ from small_drops import DAY, behaviour, dangling_link, land, land_all, lenient
 from upath import UPath
 
 from pipelines.stages import ingest
+from pipelines import errors
 from pipelines.store import lake
 
 Tamper = Callable[[Path], None]
@@ -53,7 +54,7 @@ def test_an_entry_that_is_not_read_stops_the_ingest_naming_it(tmp_path: Path, cf
     entry, tamper = CASES[case]
     land_all(tmp_path, behaviour={} if only_entry else {"part-00000.parquet": behaviour()})
     tamper(_behaviour_part(tmp_path))
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(errors.IngestError) as err:
         ingest.ingest_date(tmp_path, DAY, lenient(cfg))
     text = str(err.value)
     assert err.value.dataset == "behaviour" and err.value.file == entry, text
@@ -100,6 +101,6 @@ def test_on_an_object_store_a_nested_file_stops_the_ingest(memory_root: UPath, t
                   "files": ["batch=1/part-00000.parquet", "part-00000.parquet"]}
         part.joinpath(lake.SUCCESS).write_bytes(json.dumps(marker).encode())
         entry = "batch=1/part-00000.parquet"
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(errors.IngestError) as err:
         ingest.ingest_date(memory_root, DAY, lenient(cfg), datasets=["behaviour"])
     assert err.value.file == entry and "flat files" in str(err.value), str(err.value)

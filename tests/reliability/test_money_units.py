@@ -15,6 +15,7 @@ import pytest
 from small_drops import DAY, D, accounts, installments, land_all, lenient, payments
 
 from pipelines.stages import ingest
+from pipelines import errors
 from pipelines.store import lake
 
 FILE = "part-00000.parquet"
@@ -47,7 +48,7 @@ CASES: dict[str, tuple[str, str, pl.DataFrame]] = {
 def test_ambiguous_or_implausible_money_stops_the_ingest_in_one_line(tmp_path: Path, cfg, case: str):
     dataset, column, frame = CASES[case]
     land_all(tmp_path, **{dataset: {FILE: frame}})
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(errors.IngestError) as err:
         ingest.ingest_date(tmp_path, DAY, lenient(cfg))
     text = str(err.value)
     assert (err.value.dataset, err.value.file, err.value.column) == (dataset, FILE, column), text

@@ -18,6 +18,8 @@ import pytest
 from reliability_support import fixture_training_book
 
 from pipelines.stages import ingest
+from pipelines.store import drops
+from pipelines import errors
 from pipelines.store import lake
 from pipelines.stages import night as nightly
 from pipelines.quality import validate
@@ -33,7 +35,7 @@ def _seed(root: Path, params: GeneratorParams, upto: dt.date, cfg) -> None:
         if day >= upto:
             break
         for name in DATASETS:
-            frame = ingest.read_landing(root, name, day, cfg)
+            frame = drops.read_landing(root, name, day, cfg)
             lake.publish_frames(lake.partition_dir(root, "curated", name, day), {ingest.CURATED_FILE: frame})
 
 
@@ -121,7 +123,7 @@ def test_a_declared_row_count_catches_a_lost_file(small: Path, quiet_cfg, datase
 
 def test_a_malformed_manifest_is_one_line_naming_the_marker(small: Path, quiet_cfg) -> None:
     _deliver(small, "payments", END, {"part-00000.parquet": _landed(small, "payments", END)}, b'{"rows": -3}')
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(errors.IngestError) as err:
         ingest.ingest_date(small, END, quiet_cfg, data_docs=False)
     text = str(err.value)
     assert text.startswith(f"payments dt={END} file=_SUCCESS:") and "->" in text and "\n" not in text

@@ -9,6 +9,9 @@ import polars as pl
 import pytest
 
 from pipelines.stages import ingest
+from pipelines.domain import conform
+from pipelines import errors
+from pipelines.store import drops
 from pipelines.store import lake
 from pipelines.contracts.landing import CONTRACT, valid_key
 
@@ -74,7 +77,7 @@ def _digests(root: Path) -> dict[str, str]:
 
 def test_conform_casts_money_to_exact_cents_and_keeps_extras():
     frame = _behaviour(extra_col=[1, 2, 3])
-    out = ingest.conform_to_contract(frame, CONTRACT["behaviour"])
+    out = conform.conform_to_contract(frame, CONTRACT["behaviour"])
     # 12.30 CNY is 1230 cents exactly; a login carries no amount.
     assert out["amount_cents"].to_list() == [None, 1230, 50000]
     assert out.schema["event_time"] == pl.Datetime("us", "UTC")
@@ -91,13 +94,13 @@ def test_conform_casts_money_to_exact_cents_and_keeps_extras():
     ],
 )
 def test_money_casts_that_are_accepted(amount: pl.Series, cents: list[int]):
-    out = ingest.conform_to_contract(_behaviour(amount=amount), CONTRACT["behaviour"], {"amount": 1_000_000})
+    out = conform.conform_to_contract(_behaviour(amount=amount), CONTRACT["behaviour"], {"amount": 1_000_000})
     assert out["amount_cents"].to_list() == cents
 
 
 def test_integer_money_is_read_as_cents_only_when_the_name_declares_it():
     frame = _behaviour().drop("amount").with_columns(pl.Series("amount_cents", [None, 1230, 7], dtype=pl.Int32))
-    out = ingest.conform_to_contract(frame, CONTRACT["behaviour"], {"amount": 1_000_000})
+    out = conform.conform_to_contract(frame, CONTRACT["behaviour"], {"amount": 1_000_000})
     # amount_cents is the unit declared by name: 1230 is 12.30 CNY, not 1230 CNY (no x100).
     assert out["amount_cents"].to_list() == [None, 1230, 7]
     assert out.columns.count("amount_cents") == 1
@@ -126,8 +129,8 @@ def test_integer_money_is_read_as_cents_only_when_the_name_declares_it():
     ],
 )
 def test_ambiguous_or_implausible_money_is_a_contract_error(frame: pl.DataFrame, bound, fragment: str):
-    with pytest.raises(ingest.ContractError, match=fragment) as err:
-        ingest.conform_to_contract(frame, CONTRACT["behaviour"], {"amount": bound} if bound else None)
+    with pytest.raises(errors.ContractError, match=fragment) as err:
+        conform.conform_to_contract(frame, CONTRACT["behaviour"], {"amount": bound} if bound else None)
     assert err.value.column.startswith("amount") and err.value.hint
 
 
@@ -147,7 +150,7 @@ def test_ambiguous_or_implausible_money_is_a_contract_error(frame: pl.DataFrame,
     ],
 )
 def test_every_landing_entry_is_read_ignored_on_purpose_or_refused(entries, data, side, refused):
-    got_data, got_side, got_refused = ingest.account_for_entries(entries)
+    got_data, got_side, got_refused = drops.account_for_entries(entries)
     assert got_data == data and got_side == side
     assert sorted(n for n, _ in got_refused) == sorted(refused)
     assert len(got_data) + len(got_side) + len(got_refused) == len(entries)  # nothing falls through
@@ -163,14 +166,14 @@ def test_every_landing_entry_is_read_ignored_on_purpose_or_refused(entries, data
     ],
 )
 def test_lossy_or_wrong_types_are_rejected(override: dict, column: str):
-    with pytest.raises(ingest.ContractError) as err:
-        ingest.conform_to_contract(_behaviour(**override), CONTRACT["behaviour"])
+    with pytest.raises(errors.ContractError) as err:
+        conform.conform_to_contract(_behaviour(**override), CONTRACT["behaviour"])
     assert err.value.column == column
 
 
 def test_naive_and_foreign_zone_timestamps_become_utc():
     shanghai = pl.Series([dt.datetime(2026, 11, 20, 10, 0)] * 3).dt.replace_time_zone("Asia/Shanghai")
-    out = ingest.conform_to_contract(_behaviour(event_time=shanghai), CONTRACT["behaviour"])
+    out = conform.conform_to_contract(_behaviour(event_time=shanghai), CONTRACT["behaviour"])
     # 10:00 in Shanghai (UTC+8) is 02:00 UTC: converting zones is lossless, so it is accepted.
     assert out["event_time"][0] == dt.datetime(2026, 11, 20, 2, tzinfo=UTC)
 
@@ -184,7 +187,7 @@ def test_keep_latest_delivery_prefers_the_later_delivery_and_drops_identical_rep
             "_row_order": [0, 1, 2, 0, 3, 0],
         }
     )
-    out, dropped = ingest.keep_latest_delivery(frame, ["event_id"])
+    out, dropped = conform.keep_latest_delivery(frame, ["event_id"])
     # e1: delivery 10 corrects delivery 0 (whose two rows are the same row twice); e2 delivered by 0 and 9.
     assert dropped == 3
     assert out.filter(pl.col("event_id") == "e1")["channel"].to_list() == ["later-delivery"]
@@ -201,8 +204,8 @@ def test_conflicting_rows_within_one_delivery_are_refused_with_a_sample():
             "_row_order": [0, 1, 2, 3, 4],
         }
     )
-    with pytest.raises(ingest.ConflictingDuplicatesError) as err:
-        ingest.keep_latest_delivery(frame, ["account_id"])
+    with pytest.raises(conform.ConflictingDuplicatesError) as err:
+        conform.keep_latest_delivery(frame, ["account_id"])
     assert err.value.column == "account_id"
     assert "A1 in delivery part-0 (credit_limit_cents 25000 vs 900000)" in str(err.value)
     assert "A3" not in str(err.value)  # identical repeats are not conflicts
@@ -218,7 +221,7 @@ def test_conflicts_replaced_by_a_later_delivery_or_only_in_extra_columns_are_not
             "_row_order": [0, 1, 0, 2, 3],
         }
     )
-    out, dropped = ingest.keep_latest_delivery(frame, ["account_id"], ["account_id", "credit_limit_cents"])
+    out, dropped = conform.keep_latest_delivery(frame, ["account_id"], ["account_id", "credit_limit_cents"])
     # A1's two rows in delivery 0 are replaced whole by delivery 1; A2's differ only in the extra column
     assert dict(out.select("account_id", "credit_limit_cents").iter_rows()) == {"A1": 30000, "A2": 100}
     assert dropped == 3
@@ -235,13 +238,13 @@ def test_conflicts_replaced_by_a_later_delivery_or_only_in_extra_columns_are_not
     ],
 )
 def test_delivery_sequence_sorts_numerically(names: list[str], expected: list[int]):
-    assert sorted(ingest.delivery_sequence(n) for n in names) == expected
+    assert sorted(conform.delivery_sequence(n) for n in names) == expected
 
 
 @pytest.mark.parametrize("name", ["a.parquet", "part-.parquet", "part-x1.parquet", "data-00001.parquet",
                                   "part-1x.parquet", "PART-1.parquet"])
 def test_names_without_a_delivery_sequence_are_refused(name: str):
-    assert ingest.delivery_sequence(name) is None
+    assert conform.delivery_sequence(name) is None
 
 
 def _schedule(loan: str, n: int, principal: int = 10000, first_id: int = 1) -> pl.DataFrame:
@@ -265,7 +268,7 @@ def _curated(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
 def test_split_redeliveries_drops_identical_rows_already_curated():
     earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
     today = pl.concat([_schedule("L1", 3), _schedule("L2", 2)])
-    found = ingest.split_redeliveries(today, earlier, ["installment_id"], ["loan_id"])
+    found = conform.split_redeliveries(today, earlier, ["installment_id"], ["loan_id"])
     # L1's schedule was curated three days ago exactly as sent again: counting it twice doubles its principal.
     assert found.dropped == 3 and found.dropped_from == (DAY - dt.timedelta(days=3),)
     assert found.kept["loan_id"].unique().to_list() == ["L2"]
@@ -277,7 +280,7 @@ def test_split_redeliveries_names_a_changed_row_and_its_curated_date():
     today = _schedule("L1", 3).with_columns(
         pl.when(pl.col("installment_no") == 2).then(12000).otherwise(pl.col("principal_due_cents"))
         .alias("principal_due_cents"))
-    found = ingest.split_redeliveries(today, earlier, ["installment_id"], ["loan_id"])
+    found = conform.split_redeliveries(today, earlier, ["installment_id"], ["loan_id"])
     assert found.conflicts["installment_id"].to_list() == ["L1-02"]
     assert found.conflicts["dt"].to_list() == [DAY - dt.timedelta(days=3)]
     assert found.conflicts["conflict"][0] == "principal_due_cents 10000 curated, 12000 now"
@@ -286,7 +289,7 @@ def test_split_redeliveries_names_a_changed_row_and_its_curated_date():
 def test_split_redeliveries_refuses_new_rows_for_a_unit_already_curated():
     # A loan is delivered once: instalments 4..5 added later to a curated 3-instalment loan are a conflict.
     earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
-    found = ingest.split_redeliveries(_schedule("L1", 2, first_id=4), earlier, ["installment_id"], ["loan_id"])
+    found = conform.split_redeliveries(_schedule("L1", 2, first_id=4), earlier, ["installment_id"], ["loan_id"])
     assert found.conflicts["installment_id"].to_list() == ["L1-04", "L1-05"]
     assert "loan_id L1 already curated whole" in found.conflicts["conflict"][0]
 
@@ -294,11 +297,11 @@ def test_split_redeliveries_refuses_new_rows_for_a_unit_already_curated():
 def test_hold_whole_units_holds_every_instalment_of_a_loan_with_one_bad_row():
     frame = pl.concat([_schedule("L1", 12), _schedule("L2", 2)])
     reasons = pl.Series("reasons", ["negative_principal_due"] + [""] * 13)
-    held = ingest.hold_whole_units(frame, reasons, ["loan_id"])
+    held = conform.hold_whole_units(frame, reasons, ["loan_id"])
     # 11 clean instalments of L1 would otherwise be curated and misstate its principal; L2 is untouched.
     assert held.to_list()[:12] == ["negative_principal_due"] + ["held_with_loan_id:negative_principal_due"] * 11
     assert held.to_list()[12:] == ["", ""]
-    assert ingest.hold_whole_units(frame, reasons, ()).to_list() == reasons.to_list()
+    assert conform.hold_whole_units(frame, reasons, ()).to_list() == reasons.to_list()
 
 
 @pytest.mark.parametrize(
@@ -321,25 +324,25 @@ def test_invalid_keys_are_never_deduplicated():
             "_row_order": list(range(6)),
         }
     ).with_columns(pl.col("payment_id").str.replace("\\n", "\n", literal=True))
-    out, dropped = ingest.keep_latest_delivery(frame, ["payment_id"])
+    out, dropped = conform.keep_latest_delivery(frame, ["payment_id"])
     # Two empty ids are two payments, " P1" is not "P1": every row survives for validation to quarantine.
     assert dropped == 0 and sorted(out["amount"].to_list()) == [1, 2, 3, 4, 5, 6]
 
 
 def test_split_row_defects_follows_the_validation_reasons():
     # The rules live in the validation suites (tests/unit/test_validate.py); ingest only splits by reason.
-    frame = ingest.conform_to_contract(_behaviour(), CONTRACT["behaviour"])
+    frame = conform.conform_to_contract(_behaviour(), CONTRACT["behaviour"])
     reasons = pl.Series(["", "null_event_id;negative_amount", "unknown_event_type"])
-    good, bad = ingest.split_row_defects(frame, reasons)
+    good, bad = conform.split_row_defects(frame, reasons)
     assert good["event_id"].to_list() == ["e1"]
-    assert bad[ingest.QUARANTINE_REASON].to_list() == ["null_event_id;negative_amount", "unknown_event_type"]
-    assert bad.drop(ingest.QUARANTINE_REASON).columns == frame.columns
+    assert bad[conform.QUARANTINE_REASON].to_list() == ["null_event_id;negative_amount", "unknown_event_type"]
+    assert bad.drop(conform.QUARANTINE_REASON).columns == frame.columns
 
 
 def test_split_row_defects_refuses_misaligned_reasons():
-    frame = ingest.conform_to_contract(_behaviour(), CONTRACT["behaviour"])
+    frame = conform.conform_to_contract(_behaviour(), CONTRACT["behaviour"])
     with pytest.raises(ValueError, match="2 quarantine reasons for 3 rows"):
-        ingest.split_row_defects(frame, pl.Series(["", ""]))
+        conform.split_row_defects(frame, pl.Series(["", ""]))
 
 
 # --- the I/O entry point ----------------------------------------------------------------------------
@@ -403,7 +406,7 @@ def test_contract_failures_name_dataset_partition_file_column(tmp_path: Path, cf
         _behaviour().drop("amount").write_parquet(part / "part-00000.parquet")
     elif setup == "wrong_type":
         _behaviour(amount=["1", "2", "3"]).write_parquet(part / "part-00000.parquet")
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(errors.IngestError) as err:
         ingest.ingest_date(tmp_path, DAY, cfg, ["behaviour"])
     assert str(err.value).startswith("behaviour dt=2026-11-20")
     assert fragment in str(err.value)
@@ -418,7 +421,7 @@ def test_one_bad_dataset_leaves_every_curated_partition_untouched(tmp_path: Path
     # Next delivery: accounts changed, behaviour corrupt -> nothing of that date may change.
     _land(tmp_path, "accounts", {"part-00000.parquet": _accounts().with_columns(pl.lit("closed").alias("status"))})
     (tmp_path / "landing" / "behaviour" / "dt=2026-11-20" / "part-00000.parquet").write_bytes(b"garbage")
-    with pytest.raises(ingest.IngestError):
+    with pytest.raises(errors.IngestError):
         ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "behaviour"])
     assert _digests(tmp_path / "curated") == before
 
@@ -434,7 +437,7 @@ def test_complete_drop_without_files_is_an_empty_day(tmp_path: Path, cfg):
 
 
 def test_unknown_dataset_is_refused(tmp_path: Path, cfg):
-    with pytest.raises(ingest.IngestError, match="unknown dataset"):
+    with pytest.raises(errors.IngestError, match="unknown dataset"):
         ingest.ingest_date(tmp_path, DAY, cfg, ["loans"])
 
 
@@ -496,7 +499,7 @@ def test_a_payment_id_reused_with_other_values_is_critical_naming_both_dates(tmp
     ingest.ingest_date(tmp_path, earlier, cfg, ["accounts", "installments", "payments"])
     reused = pay.with_columns(pl.lit(dt.datetime(2026, 11, 20, 3, tzinfo=UTC)).alias("paid_at"))
     _land_on(tmp_path, "payments", DAY, {"part-00000.parquet": reused})
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(errors.IngestError) as err:
         ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "payments"])
     text = str(err.value)
     assert text.startswith(f"payments dt={DAY.isoformat()} column=payment_id: 1 row(s) conflict")
@@ -512,7 +515,7 @@ def test_deliveries_are_ordered_by_their_number_and_odd_names_refused(tmp_path: 
     curated = lake.read_partition(tmp_path / "curated" / "accounts" / f"dt={DAY.isoformat()}")
     assert curated["credit_limit_cents"].to_list() == [25000, 300000]  # part-10 is the later delivery
     _accounts().write_parquet(part / "accounts.parquet")
-    with pytest.raises(ingest.IngestError, match=r"accounts dt=2026-11-20 file=accounts.parquet: file name carries"):
+    with pytest.raises(errors.IngestError, match=r"accounts dt=2026-11-20 file=accounts.parquet: file name carries"):
         ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
 
 
@@ -520,7 +523,7 @@ def test_two_rows_for_one_account_in_one_snapshot_are_critical(tmp_path: Path, c
     rogue = pl.concat([_accounts(), _accounts().head(1).with_columns(
         pl.lit(D("50000.00")).cast(pl.Decimal(18, 2)).alias("credit_limit"))])
     _land_on(tmp_path, "accounts", DAY, {"part-00000.parquet": rogue})
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(errors.IngestError) as err:
         ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
     assert str(err.value).startswith("accounts dt=2026-11-20 column=account_id: 1 account_id value(s)")
     assert "A1 in delivery part-0 (credit_limit_cents 25000 vs 5000000)" in str(err.value)
@@ -546,7 +549,7 @@ def test_a_loan_with_one_bad_instalment_is_held_whole_with_its_payments(tmp_path
     assert results["payments"].quarantine_reasons == {"loan_held": 1}
     held = lake.read_partition(tmp_path / "quarantine" / "payments" / f"dt={DAY.isoformat()}")
     assert held["payment_id"].to_list() == ["P1"]
-    assert held.columns == [*CONTRACT["payments"].curated_schema().names(), ingest.QUARANTINE_REASON]
+    assert held.columns == [*CONTRACT["payments"].curated_schema().names(), conform.QUARANTINE_REASON]
     # a later payment for the still-held loan is held too, read from the quarantine zone
     later = DAY + dt.timedelta(days=1)
     _accounts_on(tmp_path, later)

@@ -44,7 +44,7 @@ def test_business_date_is_interval_start_in_shanghai(cfg):
     ],
 )
 def test_every_stage_failure_says_what_to_do_next(error: str, advice: str):
-    from pipelines.stages.ingest import IngestError
+    from pipelines.errors import IngestError
     from pipelines.entry.airflow import StageFailed, _guarded
     from pipelines.store.publish import PublishError
 

@@ -8,7 +8,8 @@ import decimal
 import polars as pl
 import pytest
 
-from pipelines.stages import ingest
+from pipelines.domain import conform
+from pipelines import errors
 from pipelines.quality import validate
 from pipelines.contracts.landing import CONTRACT
 from pipelines.contracts.outputs import to_published
@@ -31,14 +32,14 @@ def _behaviour(**overrides) -> pl.DataFrame:
         "channel": ["app", "web", "web"],
     }
     base.update(overrides)
-    return ingest.conform_to_contract(pl.DataFrame(base), CONTRACT["behaviour"])
+    return conform.conform_to_contract(pl.DataFrame(base), CONTRACT["behaviour"])
 
 
 def _payments(**overrides) -> pl.DataFrame:
     base = {"payment_id": ["p1"], "account_id": ["A1"], "loan_id": ["L1"], "paid_at": [DAY_START],
             "amount": pl.Series([D("10.00")], dtype=pl.Decimal(18, 2))}
     base.update(overrides)
-    return ingest.conform_to_contract(pl.DataFrame(base), CONTRACT["payments"])
+    return conform.conform_to_contract(pl.DataFrame(base), CONTRACT["payments"])
 
 
 def _outcome(report: validate.ValidationReport, rule: str) -> validate.ExpectationOutcome:
@@ -145,7 +146,7 @@ def test_an_empty_drop_is_judged_by_volume_alone(cfg):
 def _accounts(**columns) -> pl.DataFrame:
     base = {"account_id": ["A1", "A2"], "opened_on": [DAY, DAY], "status": ["active", "active"],
             "credit_limit": pl.Series([D("500.00"), D("800.00")], dtype=pl.Decimal(18, 2)), **columns}
-    return ingest.conform_to_contract(pl.DataFrame(base), CONTRACT["accounts"])
+    return conform.conform_to_contract(pl.DataFrame(base), CONTRACT["accounts"])
 
 
 @pytest.mark.parametrize("income", [None, pl.Series([None, None], dtype=pl.Decimal(18, 2))])
@@ -308,9 +309,9 @@ def test_output_failures_are_not_upstream_data_problems(cfg):
     # Orchestration treats an IngestError as "fix upstream"; a bad output is our own bug.
     with pytest.raises(validate.ValidationError) as err:
         validate.validate_output("limits", _limits(account_id=["A1", "A1"]), DAY, cfg)
-    assert not isinstance(err.value, ingest.IngestError)
+    assert not isinstance(err.value, errors.IngestError)
     landing = validate.validate_landing(_behaviour(event_id=["e1", "e1", "e3"]), "behaviour", DAY, _strict(cfg), KNOWN)
-    with pytest.raises(ingest.IngestError):
+    with pytest.raises(errors.IngestError):
         landing.report.raise_if_critical()
 
 

@@ -1,0 +1,189 @@
+"""Reading a landing partition: the drop's entries, its files in delivery order, conformed and de-duplicated.
+
+Raises :class:`~pipelines.errors.IngestError` naming dataset, partition, file and column before anything is
+written. Used by the ingest stage and by validation's reference loading (the same reader for both).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.store import lake
+from pipelines.domain.conform import (
+    ConflictingDuplicatesError, FILE_ORDER, ROW_ORDER, conform_to_contract, delivery_sequence,
+    keep_latest_delivery,
+)
+from pipelines.errors import ContractError, IngestError
+from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.landing import CONTRACT, Dataset
+
+
+# Files that writers leave beside the data, ignored on purpose (and counted in the result): the completion
+# marker, Databricks' transactional-commit markers, Parquet summary files (footers only, no rows) and
+# Hadoop's checksum files (``.<file>.crc``). Anything else that is not a flat data file stops the ingest.
+_SIDE_FILE_NAMES = frozenset({lake.SUCCESS, "_metadata", "_common_metadata"})
+_SIDE_FILE_PREFIXES = ("_committed_", "_started_")
+
+
+def account_for_entries(entries: Sequence[tuple[str, str]]) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Split a landing partition's ``(name, kind)`` entries into data files (read, in name order), side
+    files (ignored on purpose) and refused entries ``(name, why)``: every entry lands in exactly one.
+
+    A data file is any flat regular file whose name starts with neither ``.`` nor ``_``; it must then read
+    as Parquet (a CSV named ``part-0.csv`` fails that read rather than being skipped).
+    """
+    data, side, refused = [], [], []
+    for name, kind in sorted(entries):
+        if kind == "folder":
+            why = ("an unfinished Spark/Hadoop write (_temporary)" if name == "_temporary"
+                   else "a folder: landing reads only flat files")
+            refused.append((name, why))
+        elif kind == "dangling_link":
+            refused.append((name, "a dangling symbolic link"))
+        elif kind != "file":
+            refused.append((name, "not a regular file"))
+        elif "/" in name:
+            refused.append((name, "a file in a subfolder: landing reads only flat files"))
+        elif name in _SIDE_FILE_NAMES or name.startswith(_SIDE_FILE_PREFIXES) or (
+                name.startswith(".") and name.endswith(".crc")):
+            side.append(name)
+        elif name.startswith("."):
+            refused.append((name, "a hidden file (only .<file>.crc checksums may be hidden)"))
+        elif name.startswith("_"):
+            refused.append((name, "an unknown marker file"))
+        else:
+            data.append(name)
+    return data, side, refused
+
+
+def _read_landing(
+    root: Path, dataset: Dataset, day: dt.date, money_max_cny: Mapping[str, float] | None = None
+) -> tuple[pl.DataFrame, int, tuple[str, ...]]:
+    """Read and conform every file of a landing partition; raise IngestError before writing anything.
+
+    Returns the conformed rows, the number of data files and the side files ignored on purpose.
+    """
+    part = lake.partition_dir(root, "landing", dataset.name, day)
+    entries = lake.complete_entries(part)
+    if entries is None and not lake.exists(part):
+        raise IngestError("landing partition not delivered", dataset=dataset.name, date=day,
+                          hint=_undelivered_hint(root, dataset, day))
+    if entries is None:
+        raise IngestError(
+            f"drop is incomplete: no {lake.SUCCESS} marker in {part}", dataset=dataset.name, date=day,
+            hint="upstream writes _SUCCESS last; wait for it or ask upstream to finish the drop, then rerun",
+        )
+    names, side, refused = account_for_entries([(e.name, e.kind) for e in entries])
+    if refused:
+        listed = "; ".join(f"{name} is {why}" for name, why in refused[:3])
+        more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+        raise IngestError(
+            f"{len(refused)} entr{'y' if len(refused) == 1 else 'ies'} of the drop cannot be read: {listed}{more}",
+            dataset=dataset.name, date=day, file=refused[0][0],
+            hint="ask upstream to deliver only flat data files plus _SUCCESS (docs/contracts.md: landing "
+                 "layout) and redeliver, then rerun ingest for this date",
+        )
+    by_name = {e.name: e.location for e in entries}
+    files = [by_name[name] for name in names]
+    side = [name for name in side if name != lake.SUCCESS]  # the marker was read: it made the drop complete
+    frames = []
+    for path, order in _in_delivery_order(files, dataset, day):
+        try:
+            raw = lake.read_parquet(path)
+        except Exception as exc:  # polars raises several types for corrupt or non-Parquet files
+            raise IngestError(
+                f"file is not readable Parquet ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                dataset=dataset.name, date=day, file=path.name,
+                hint="ask upstream to redeliver the file, then rerun ingest for this date",
+            ) from exc
+        try:
+            conformed = conform_to_contract(raw, dataset, money_max_cny)
+        except ContractError as exc:
+            raise IngestError(
+                str(exc), dataset=dataset.name, date=day, file=path.name, column=exc.column,
+                hint=exc.hint or "schema drift upstream: fix the extract (or the contract, if the change is agreed)",
+            ) from exc
+        frames.append(
+            conformed.with_columns(
+                pl.lit(order, dtype=pl.Int64).alias(FILE_ORDER),
+                pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_ORDER),
+            )
+        )
+    if not frames:  # a complete drop with no file is an empty day (validation judges whether that is ok)
+        empty = pl.DataFrame(schema=dataset.curated_schema())
+        return empty.with_columns(
+            pl.lit(0, dtype=pl.Int64).alias(FILE_ORDER), pl.lit(0, dtype=pl.Int64).alias(ROW_ORDER)
+        ), 0, tuple(side)
+    try:
+        combined = pl.concat(frames, how="diagonal_relaxed")
+    except pl.exceptions.PolarsError as exc:
+        raise IngestError(
+            f"files of one drop disagree on extra columns' types: {exc}", dataset=dataset.name, date=day,
+        ) from exc
+    return combined, len(files), tuple(side)
+
+
+def _in_delivery_order(files: Sequence[Path], dataset: Dataset, day: dt.date) -> list[tuple[Path, int]]:
+    """The drop's files with their delivery sequence, oldest delivery first (name order within one)."""
+    ordered = []
+    for path in files:
+        seq = delivery_sequence(path.name)
+        if seq is None:
+            raise IngestError(
+                "file name carries no delivery sequence: expected part-<N>[-suffix].parquet, N the delivery's "
+                "sequence number (later deliveries higher)", dataset=dataset.name, date=day, file=path.name,
+                hint="ask upstream to name the file by the contract (docs/contracts.md, Delivery order), "
+                     "then rerun ingest for this date",
+            )
+        ordered.append((seq, path.name, path))
+    return [(path, seq) for seq, _, path in sorted(ordered, key=lambda t: t[:2])]
+
+
+def _undelivered_hint(root: Path, dataset: Dataset, day: dt.date) -> str:
+    """What to do about a missing drop: wait, unless the date is before anything upstream ever delivered."""
+    delivered = lake.complete_partition_dates(root, "landing", dataset.name)
+    if not delivered:
+        return (f"no {dataset.name} drop has ever landed under {root}: check the data root "
+                "(--data-root / RISKLINE_DATA_ROOT), or generate a book with `riskline generate`")
+    if day < delivered[0]:
+        return (f"{day} is before the first {dataset.name} drop ({delivered[0]}), so none will come: "
+                f"pick a business date from {delivered[0]} on")
+    part = lake.partition_dir(root, "landing", dataset.name, day)
+    return f"wait for upstream to deliver {part}, then rerun ingest for this date"
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A landing partition conformed and de-duplicated, not yet validated."""
+
+    dataset: str
+    frame: pl.DataFrame
+    files: int
+    rows_in: int
+    duplicates_dropped: int
+    side_files: tuple[str, ...] = ()
+
+
+def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> Landed:
+    dataset = CONTRACT[dataset_name]
+    key = cfg.ingest.business_keys.get(dataset_name, list(dataset.key))
+    landed, n_files, side = _read_landing(root, dataset, day, cfg.ingest.money_max_cny.get(dataset_name))
+    try:
+        deduped, dropped = keep_latest_delivery(landed, key, list(dataset.curated_schema()))
+    except ConflictingDuplicatesError as exc:
+        raise IngestError(
+            str(exc), dataset=dataset_name, date=day, column=exc.column,
+            hint="ask upstream which row is right and to redeliver the drop with one row per key, "
+                 "then rerun ingest for this date",
+        ) from exc
+    return Landed(dataset_name, deduped.drop(FILE_ORDER, ROW_ORDER), n_files, landed.height, dropped, side)
+
+
+def read_landing(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> pl.DataFrame:
+    """The landing partition of ``day`` conformed and de-duplicated (validation reads references with it)."""
+    return land_partition(root, dataset_name, day, cfg).frame
