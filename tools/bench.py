@@ -37,6 +37,12 @@ from typing import Any
 
 import yaml
 
+from pipelines.config.settings import load_config
+from pipelines.domain import features, labels
+from pipelines.domain.sharding import shard_expr
+from pipelines.store import lake, zones
+from pipelines.store.zones import FEATURES_FILE, LEDGER_FILES, feature_partition, ledger_partition, shard_dir
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "benchmarks"
 CACHE = BENCH_DIR / "cache"
@@ -104,7 +110,6 @@ def _riskline(config: Path, root: Path, *args: str) -> float:
 
 def ensure_book(spec: dict[str, Any], size: str, config: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Generate and ingest the book unless the cache holds it; return what was done and how long it took."""
-    from pipelines.store import lake
 
     root = book_root(spec, size)
     first, night = book_dates(spec)
@@ -166,12 +171,11 @@ def _timed(module: Any, name: str, parts: dict[str, float], part: str) -> None:
 
 def _worker_stage(stage: str, root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
     """One nightly stage exactly as ``riskline run`` calls it, with its parts timed."""
-    from pipelines.domain import features
-    from pipelines.domain import labels
+    from pipelines.stages import features as features_stage
+    from pipelines.stages import train as train_stage
     from pipelines.stages import night as nightly
     from pipelines.model import score
     from pipelines.quality import validate
-    from pipelines.config.settings import load_config
 
     cfg = load_config(config)
     parts: dict[str, float] = {}
@@ -205,11 +209,9 @@ def _worker_stage(stage: str, root: Path, as_of: dt.date, config: Path) -> dict[
 
 def _worker_setup(root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
     """What earlier nights leave behind for tonight's training: its snapshots' features and matured labels."""
-    from pipelines.domain import features
-    from pipelines.domain import labels
-    from pipelines.store import lake
+    from pipelines.stages import features as features_stage
+    from pipelines.stages import train as train_stage
     from pipelines.model import train
-    from pipelines.config.settings import load_config
 
     cfg = load_config(config)
     curated = lake.complete_partition_dates(root, "curated", "accounts")
@@ -218,16 +220,16 @@ def _worker_setup(root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
     )
     built = []
     for snapshot in (*plan.training_dates, plan.oot_date):
-        if not lake.is_complete(features.feature_partition(root, snapshot)):
-            features.build_feature_snapshot(root, snapshot, cfg)
+        if not lake.is_complete(zones.feature_partition(root, snapshot)):
+            features_stage.build_feature_snapshot(root, snapshot, cfg)
             built.append(snapshot.isoformat())
     for snapshot in plan.training_dates:
-        if not lake.is_complete(labels.labels_partition(root, snapshot)):
-            labels.write_labels_for(root, snapshot, cfg)
+        if not lake.is_complete(zones.labels_partition(root, snapshot)):
+            train_stage.write_labels_for(root, snapshot, cfg)
     # Every bench night starts from the same state: the OOT snapshot matures tonight (its labels are built
     # in train), and no model is registered yet (train registers and gates its first model; a rerun would
     # otherwise find its version registered and skip the judging).
-    lake.remove_partition(labels.labels_partition(root, plan.oot_date))
+    lake.remove_partition(zones.labels_partition(root, plan.oot_date))
     shutil.rmtree(root / "registry", ignore_errors=True)
     return {"stage": "setup", "plan": plan.to_dict(), "snapshots_built": built}
 
@@ -237,7 +239,6 @@ def _worker_scale(root: Path, as_of: dt.date, config: Path, shards: int) -> dict
     from pipelines.stages import night as nightly
     from pipelines.model import score
     from pipelines.stages import shards as shard_stages
-    from pipelines.config.settings import load_config
 
     cfg = load_config(config)
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"shards": shards, "shard_workers": 1})})
@@ -261,10 +262,6 @@ def _worker_synthesize(source: Path, root: Path, as_of: dt.date, replicas: int, 
     repeated under new account ids (``R<r>-<id>``), written as ``shards`` shard partitions, plus its registry."""
     import polars as pl
 
-    from pipelines.store import lake
-    from pipelines.domain.features import FEATURES_FILE, LEDGER_FILES, feature_partition, ledger_partition
-    from pipelines.stages.shards import shard_dir
-    from pipelines.domain.sharding import shard_expr
 
     start = time.perf_counter()
     if root.exists():
@@ -466,12 +463,11 @@ def to_markdown(record: dict[str, Any], targets: dict[str, Any]) -> str:
 
 def bench_scale(spec: dict[str, Any], base_config: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """10M accounts: scoring and decisions shard by shard on a book synthesized from the 1M book."""
-    from pipelines.domain import features
-    from pipelines.store import lake
+    from pipelines.stages import features as features_stage
 
     source = book_root(spec, "1m")
     _, night = book_dates(spec)
-    if not lake.is_complete(features.feature_partition(source, night)):
+    if not lake.is_complete(zones.feature_partition(source, night)):
         raise ValueError(f"the scale run starts from the 1M book's night of {night}: run `riskline bench --size 1m` first")
     replicas, shards = int(spec["scale"]["replicas"]), int(spec["scale"]["shards"])
     config = write_bench_config(base_config, spec, "1m")
@@ -490,9 +486,9 @@ def bench_scale(spec: dict[str, Any], base_config: Path, log: Callable[[str], No
 
 
 def _mtime(root: Path, night: dt.date) -> float:
-    from pipelines.domain import features
+    from pipelines.stages import features as features_stage
 
-    return (features.feature_partition(root, night) / features.FEATURES_FILE).stat().st_mtime
+    return (zones.feature_partition(root, night) / zones.FEATURES_FILE).stat().st_mtime
 
 
 def run_benchmarks(

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.store import lake
 from pipelines.domain.feature_dictionary import BEHAVIOUR_WINDOWS, HISTORY_DAYS, RATIO_WINDOWS
+from pipelines.domain.features import SCORED_STATUSES, aggregate_behaviour
+from pipelines.store import lake, zones
 
 HERE = Path(__file__).resolve().parent
 SUBSET_COLUMNS: tuple[str, ...] = (
@@ -59,11 +60,10 @@ def behaviour_inputs(root: Path, as_of: dt.date) -> tuple[list[tuple[dt.date, Pa
 
 def run_riskline(root: Path, as_of: dt.date) -> pl.DataFrame:
     """riskline's own code for the subset: features.aggregate_behaviour joined to the book as build_features does."""
-    from pipelines.domain.features import SCORED_STATUSES, aggregate_behaviour
 
-    behaviour = lake.scan_curated(root, "behaviour", as_of, since=_since(as_of))
+    behaviour = zones.scan_curated(root, "behaviour", as_of, since=_since(as_of))
     book = (
-        lake.scan_curated(root, "accounts", as_of, dates=[as_of])
+        zones.scan_curated(root, "accounts", as_of, dates=[as_of])
         .filter(pl.col("status").is_in(SCORED_STATUSES))
         .select("account_id")
         .collect()
@@ -110,14 +110,14 @@ def run_pandas(root: Path, as_of: dt.date) -> pl.DataFrame:
 
 
 def scan_behaviour(root: Path, as_of: dt.date) -> int:
-    behaviour = lake.scan_curated(root, "behaviour", as_of, since=_since(as_of))
+    behaviour = zones.scan_curated(root, "behaviour", as_of, since=_since(as_of))
     events = behaviour.select("account_id", "event_type", "amount_cents", "dt").collect()
-    book = lake.scan_curated(root, "accounts", as_of, dates=[as_of]).select("account_id", "status").collect()
+    book = zones.scan_curated(root, "accounts", as_of, dates=[as_of]).select("account_id", "status").collect()
     return events.height + book.height
 
 
 def scan_inputs(root: Path, as_of: dt.date) -> int:
-    from pipelines.domain.features import scan_inputs as feature_inputs
+    from pipelines.stages.features import scan_inputs as feature_inputs
 
     scans = feature_inputs(root, as_of)
     columns = {

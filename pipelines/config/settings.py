@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipelines.config.location import as_location, is_remote
+from pipelines.contracts.landing import CONTRACT
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "riskline.yaml"
 CONFIG_ENV = "RISKLINE_CONFIG"
 DATA_ROOT_ENV = "RISKLINE_DATA_ROOT"
@@ -84,7 +87,6 @@ class IngestConfig(_Section):
         account_id) silently drops real rows; a finer one only lets true duplicates through to the
         critical unique-key check, which is safe.
         """
-        from pipelines.contracts.landing import CONTRACT
 
         for dataset, key in self.business_keys.items():
             where = f"ingest.business_keys.{dataset}"
@@ -106,7 +108,6 @@ class IngestConfig(_Section):
 
     @model_validator(mode="after")
     def _bounds_name_money_columns(self) -> IngestConfig:
-        from pipelines.contracts.landing import CONTRACT
 
         merged = {ds: {**_MONEY_MAX_CNY.get(ds, {}), **cols} for ds, cols in self.money_max_cny.items()}
         for dataset, bounds in merged.items():
@@ -122,7 +123,6 @@ class IngestConfig(_Section):
         # a dataset given partly keeps the defaults of the columns it does not name
         object.__setattr__(self, "money_max_cny", {**_MONEY_MAX_CNY, **merged})
         return self
-
 
 
 class CardProfileConfig(_Section):
@@ -621,7 +621,6 @@ class ValidationConfig(_Section):
 
     @model_validator(mode="after")
     def _known_columns(self) -> ValidationConfig:
-        from pipelines.contracts.landing import CONTRACT
 
         for dataset, columns in self.max_null_share.items():
             if dataset not in CONTRACT:
@@ -676,13 +675,12 @@ class RisklineConfig(_Section):
         """The data root: ``override`` (``--data-root``), else ``$RISKLINE_DATA_ROOT``, else the config's.
 
         A local folder comes back as an absolute ``Path``; an object-store URL (``s3://bucket/riskline``)
-        as a ``upath.UPath`` (see ``pipelines.store.lake``).
+        as a ``upath.UPath`` (see ``pipelines.config.location``).
         """
-        from pipelines.store import lake
 
         raw = override or os.environ.get(DATA_ROOT_ENV) or self.paths.data_root
-        location = lake.as_location(raw)
-        if lake.is_remote(location):
+        location = as_location(raw)
+        if is_remote(location):
             return location  # type: ignore[return-value]
         path = Path(location).expanduser()
         if not path.is_absolute():

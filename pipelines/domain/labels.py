@@ -26,19 +26,13 @@ For a snapshot date s, horizon H (``labels.horizon_days``, 90 by default) and ga
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import polars as pl
 
-from pipelines.store import lake
-from pipelines.config.settings import LabelsConfig, RisklineConfig
+from pipelines.config.settings import LabelsConfig
 # training joins features and labels (one population); labels read payments as the nightly ledger does
-from pipelines.domain.features import SCORED_STATUSES, scan_pending_payments
-from pipelines.domain.ledger import Ledger, account_worst_dpd, build_ledger
-
-LABELS_ZONE = "labels"
-LABELS_FILE = "labels.parquet"
-
+from pipelines.domain.features import SCORED_STATUSES
+from pipelines.domain.ledger import Ledger, account_worst_dpd
 
 class LabelsNotMaturedError(ValueError):
     """The snapshot's outcome window (s+G, s+G+H] is not fully observed yet."""
@@ -114,39 +108,3 @@ def build_labels(
 # --- I/O entry points -------------------------------------------------------------------------------
 
 
-def build_labels_for(
-    root: Path, snapshot_date: dt.date, cfg: RisklineConfig, as_of: dt.date | None = None
-) -> pl.DataFrame:
-    """Labels of a matured snapshot, read from the curated zone (only ``dt <= s+G+H``).
-
-    ``as_of`` (the run's date), when given, must lie on or after s+G+H. The snapshot of s and the
-    instalments and payments partitions of s+G+H must be complete.
-    """
-    end = horizon_end(snapshot_date, cfg.labels)
-    if as_of is not None and not is_matured(snapshot_date, as_of, cfg.labels):
-        raise LabelsNotMaturedError(f"snapshot {snapshot_date} matures on {end}, after the run date {as_of}")
-    problems = []
-    if not lake.is_complete(lake.partition_dir(root, "curated", "accounts", snapshot_date)):
-        problems.append(f"no complete accounts snapshot for {snapshot_date}")
-    for dataset in ("installments", "payments"):
-        if not lake.is_complete(lake.partition_dir(root, "curated", dataset, end)):
-            problems.append(f"no complete {dataset} partition for {end}")
-    if problems:
-        raise LabelsNotMaturedError(f"cannot label snapshot {snapshot_date}: " + "; ".join(problems))
-    # the payments the nightly ledger of s+H applied: curated plus quarantined ones resolved by then
-    payments = pl.concat(
-        [lake.scan_curated(root, "payments", end), scan_pending_payments(root, end).resolved.lazy()], how="vertical"
-    )
-    ledger = build_ledger(lake.scan_curated(root, "installments", end), payments, end)
-    accounts = lake.scan_curated(root, "accounts", snapshot_date, dates=[snapshot_date])
-    return build_labels(accounts, ledger, snapshot_date, cfg.labels)
-
-
-def labels_partition(root: Path, snapshot_date: dt.date) -> Path:
-    return lake.derived_partition(root, LABELS_ZONE, snapshot_date, key="snapshot_date")
-
-
-def write_labels_for(root: Path, snapshot_date: dt.date, cfg: RisklineConfig) -> Path:
-    """Build and publish ``DATA_ROOT/labels/snapshot_date=s/labels.parquet``; return the partition."""
-    labels = build_labels_for(root, snapshot_date, cfg)
-    return lake.publish_frames(labels_partition(root, snapshot_date), {LABELS_FILE: labels})

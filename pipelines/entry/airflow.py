@@ -17,7 +17,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from pipelines.config.location import is_remote
 from pipelines.config.settings import RisklineConfig, load_config
+from pipelines.domain import features
+from pipelines.errors import IngestError
+from pipelines.store import chain, lake
+from pipelines.store.chain import ChainError
+from pipelines.store.publish import PublishError, PublishIncompleteError, output_dir, read_latest
+from pipelines.vocab import DATASETS
 
 # What to do when a stage fails, by the kind of failure (data problems are not retried).
 _DATA_PROBLEM = (
@@ -73,7 +80,6 @@ def _root(cfg: RisklineConfig, data_root: str | None) -> Path:
 
 def _local_root(cfg: RisklineConfig, data_root: str | None, what: str) -> Path:
     """The data root for stages past ingest, which still need a local folder (``lake.require_local``)."""
-    from pipelines.store import lake
 
     return lake.require_local(_root(cfg, data_root), what)
 
@@ -126,15 +132,12 @@ def business_date_for_run(
     params: dict[str, Any], interval_start: dt.datetime | None, run_type: object, data_root: str | None = None
 ) -> tuple[str, str]:
     """:func:`choose_business_date` against the lake: ``(ISO date, why)``."""
-    from pipelines.store import lake
-    from pipelines.vocab import DATASETS
-    from pipelines.store.publish import read_latest
 
     cfg = load_config()
     root = _root(cfg, data_root)
     landed = [set(lake.complete_partition_dates(root, "landing", name)) for name in DATASETS]
     fully_landed = sorted(set.intersection(*landed)) if landed else []
-    latest = read_latest(root) if not lake.is_remote(root) else None
+    latest = read_latest(root) if not is_remote(root) else None
     day, why = choose_business_date(params.get("business_date"), interval_start, run_type,
                                     dt.datetime.now(dt.UTC), cfg, fully_landed, latest)
     return day.isoformat(), why
@@ -193,7 +196,6 @@ def poke_landing(dataset: str, business_date: str, data_root: str | None = None)
     """
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from pipelines.store import lake
 
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
@@ -245,7 +247,6 @@ def _night_root(cfg: RisklineConfig, data_root: str | None, day: dt.date, what: 
 
 def landing_ready(dataset: str, business_date: str, data_root: str | None = None) -> bool:
     """True once upstream has written the landing ``_SUCCESS`` for the dataset and date."""
-    from pipelines.store import lake
 
     cfg = load_config()
     part = lake.partition_dir(_root(cfg, data_root), "landing", dataset, dt.date.fromisoformat(business_date))
@@ -296,15 +297,12 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
     quiet_third_party_logs()
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
-    from pipelines.store import chain
-    from pipelines.store import lake
     from pipelines.stages.night import DRY_RUN_MARKER, refresh_dry_run_landing
 
-    from pipelines.vocab import DATASETS
 
     root = _night_root(cfg, data_root, day, f"ingest {dataset}", local=False)
     # an unknown dataset name is refused by ingest_date below, in one line, before any path is built from it
-    local = not lake.is_remote(root) and dataset in DATASETS
+    local = not is_remote(root) and dataset in DATASETS
     if local and (root / DRY_RUN_MARKER).is_file():  # a dry run's copy: take the drop its sensor just saw
         refresh_dry_run_landing(_root(cfg, data_root), root, dataset, day)
     before = {dataset: chain.curated_digest(root, dataset, day)} if local else {}
@@ -321,7 +319,6 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
 
 def asset_extra(publish_result: dict[str, Any], output: str, data_root: str | None = None) -> dict[str, Any]:
     """What an output's Airflow asset event carries: the partition path, row count and manifest."""
-    from pipelines.store.publish import output_dir
 
     cfg = load_config()
     manifest_rel = Path(publish_result["manifest"])
@@ -371,11 +368,8 @@ def _model_next_step(exc: Exception, business_date: str) -> str:
 
 def _guarded(label: str, business_date: str, fn: Any) -> Any:
     """Run ``fn``; turn any failure into a :class:`StageFailed` that says what to do next, from the UI."""
-    from pipelines.store.chain import ChainError
     from pipelines.model.metrics import LeakageSuspectedError
-    from pipelines.domain.features import IncompleteHistoryError
-    from pipelines.errors import IngestError
-    from pipelines.store.publish import PublishError, PublishIncompleteError
+    from pipelines.stages.features import IncompleteHistoryError
     from pipelines.model.registry import RegistryError
     from pipelines.model.train import InsufficientHistoryError
 
@@ -416,7 +410,7 @@ def _guarded(label: str, business_date: str, fn: Any) -> Any:
 
 def run_shard(stage: str, business_date: str, shard: int, data_root: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """One shard of a per-account stage (``features``, ``score`` or ``decide``); returns a small dict."""
-    from pipelines.domain import features
+    from pipelines.stages import features as features_stage
     from pipelines.stages import shards as shard_stages
 
     if stage not in SHARDED_STAGES:
@@ -430,7 +424,7 @@ def run_shard(stage: str, business_date: str, shard: int, data_root: str | None 
     day = dt.date.fromisoformat(business_date)
     root = _night_root(cfg, data_root, day, f"stage {stage}")
     functions = {
-        "features": features.build_feature_snapshot,
+        "features": features_stage.build_feature_snapshot,
         "score": shard_stages.score_shard,
         "decide": shard_stages.decide_shard,
     }
@@ -441,7 +435,7 @@ def run_shard(stage: str, business_date: str, shard: int, data_root: str | None 
 
 def merge_shard_outputs(stage: str, business_date: str, data_root: str | None = None) -> dict[str, Any]:
     """Publish the date's partition of a per-account stage once every shard is done (no-op with one shard)."""
-    from pipelines.domain import features
+    from pipelines.stages import features as features_stage
     from pipelines.stages import shards as shard_stages
 
     cfg = load_config()
@@ -458,7 +452,7 @@ def merge_shard_outputs(stage: str, business_date: str, data_root: str | None = 
         return shard_stages.merge_decisions(root, day, cfg, n_shards)
 
     merges = {
-        "features": lambda: features.merge_shards(root, day, n_shards),
+        "features": lambda: features_stage.merge_shards(root, day, n_shards),
         "score": lambda: shard_stages.merge_scores(root, day, n_shards),
         "decide": merge_decisions,
     }

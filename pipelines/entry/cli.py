@@ -14,13 +14,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TYPE_CHECKING
 
-from pipelines.store import lake
-from pipelines.store.chain import ChainError
-from pipelines.config.settings import ConfigError, RisklineConfig, load_config
+from pipelines.config.location import is_remote
+from pipelines.config.settings import ConfigError, RisklineConfig, config_path, load_config
+from pipelines.errors import IngestError
 from pipelines.stages.night import dry_run_root
-from pipelines.store.publish import PublishIncompleteError
+from pipelines.store import chain, lake, zones
+from pipelines.store.chain import ChainError
+from pipelines.store.publish import PublishIncompleteError, describe_latest, read_latest
+from pipelines.vocab import DATASETS
 
 if TYPE_CHECKING:  # the registry imports xgboost: kept out of `riskline --help`
     from pipelines.model.registry import ModelRecord, ModelRegistry
@@ -109,10 +112,7 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
 
 def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.store import chain
-    from pipelines.vocab import DATASETS
     from pipelines.stages.ingest import ingest_date
-    from pipelines.errors import IngestError
 
     dates = _dates(args)
     datasets = args.dataset or None
@@ -121,7 +121,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     for i, day in enumerate(dates, 1):
         # (published nights live on a local root only: on an object store there is nothing to mark stale;
         # an unknown dataset name is refused by ingest_date, before any path is built from it)
-        before = {} if lake.is_remote(root) else {name: chain.curated_digest(root, name, day)
+        before = {} if is_remote(root) else {name: chain.curated_digest(root, name, day)
                                                   for name in (datasets or DATASETS) if name in DATASETS}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
@@ -195,7 +195,8 @@ def _cli_next_step(exc: BaseException) -> str:
 def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.model.metrics import LeakageSuspectedError
     from pipelines.model.registry import NoChampionError
-    from pipelines.model.train import InsufficientHistoryError, run_training
+    from pipelines.model.train import InsufficientHistoryError
+    from pipelines.stages.train import run_training
 
     try:
         result = run_training(root, args.as_of, cfg)
@@ -208,9 +209,9 @@ def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
 def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.model.registry import RegistryError
-    from pipelines.model.score import run_scoring
+    from pipelines.stages.score import run_scoring
 
-    from pipelines.domain.features import IncompleteHistoryError
+    from pipelines.stages.features import IncompleteHistoryError
 
     try:
         path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
@@ -285,7 +286,6 @@ def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 def _rollback_date(args: argparse.Namespace, root: Path) -> dt.date:
     """A rollback serves from ``--effective-from``, else from the latest published business date: the
     night published with the model being rolled back is itself rerun with the reinstated one."""
-    from pipelines.store.publish import read_latest
 
     if args.effective_from is not None:
         return args.effective_from
@@ -297,7 +297,6 @@ def _rollback_date(args: argparse.Namespace, root: Path) -> dt.date:
 
 
 def _say_rollback_reruns(root: Path, since: dt.date) -> None:
-    from pipelines.store import chain
 
     nights = [n for n in chain.published_nights(root) if n >= since]
     if nights:
@@ -307,7 +306,6 @@ def _say_rollback_reruns(root: Path, since: dt.date) -> None:
 
 def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.stages.night import RunLockedError, RunOptions, run_night
-    from pipelines.store.publish import describe_latest
 
     options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
                          force_chain=args.force_chain)
@@ -348,10 +346,9 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     """Rerun nights forward, in order, from --from to --to (default: the newest night in the lake)."""
-    from pipelines.store import chain
     from pipelines.stages.night import RunLockedError, RunOptions, run_night
 
-    last = args.to_date or max([*chain.night_dates(root), args.from_date])
+    last = args.to_date or max([*zones.night_dates(root), args.from_date])
     if args.from_date > last:
         raise CliError(f"--from {args.from_date} is after --to {last}")
     days = [args.from_date + dt.timedelta(days=i) for i in range((last - args.from_date).days + 1)]
@@ -377,7 +374,6 @@ def cmd_rebuild(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> in
 
 
 def cmd_bench(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.config.settings import config_path
 
     run_benchmarks = _dev_tool("bench").run_benchmarks
 
@@ -412,7 +408,6 @@ def describe_run(result, root: Path) -> str:
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")
-    from pipelines.store import chain
 
     stale = sorted(chain.stale_nights(root))
     if stale:  # late data or a rerun changed what these published nights read
@@ -458,7 +453,6 @@ def describe_model(rec: ModelRecord, registry: ModelRegistry) -> str:
 
 
 def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.store.publish import describe_latest
     from pipelines.report.summary import describe_published
 
     try:

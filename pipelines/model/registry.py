@@ -1,7 +1,6 @@
 """The model registry: immutable model versions, the champion pointer and its history, the promotion gate.
 
 Layout under ``DATA_ROOT/registry/``::
-
     <version>/model.ubj          the booster (UBJSON), byte-identical for identical inputs
     <version>/features.json      feature names, dtypes and monotone constraints, in model order
     <version>/manifest.json      training window, input fingerprints, config hash, code version
@@ -38,6 +37,7 @@ from typing import Any, Literal
 import xgboost as xgb
 
 from pipelines.config.model_definition import PromotionGate
+from pipelines.store.lake import atomic_write_bytes, ensure_inside, fsync_dir
 
 MODEL_FILE = "model.ubj"
 HISTORY_FILE = "champion_history.jsonl"
@@ -189,7 +189,6 @@ class ModelRegistry:
     """``DATA_ROOT/registry``: register versions, read them, move the champion pointer."""
 
     def __init__(self, data_root: Path) -> None:
-        from pipelines.store.lake import ensure_inside
 
         self.root = ensure_inside(data_root, Path(data_root) / "registry")
 
@@ -204,7 +203,6 @@ class ModelRegistry:
         )
 
     def _version_dir(self, version: str) -> Path:
-        from pipelines.store.lake import ensure_inside
 
         if not version or "/" in version or version.startswith("."):
             raise RegistryError(f"not a model version: {version!r}")
@@ -268,7 +266,6 @@ class ModelRegistry:
 
         ``records`` maps ``features``/``manifest``/``metrics``/``gate`` to JSON-able content.
         """
-        from pipelines.store.lake import fsync_dir
 
         if version != version_id(dt.date.fromisoformat(records["manifest"]["as_of"]), model_bytes):
             raise RegistryError(f"version {version} does not match its model bytes and as_of")
@@ -339,7 +336,6 @@ class ModelRegistry:
         return event
 
     def _write_history(self, history: list[ChampionEvent]) -> None:
-        from pipelines.store.lake import atomic_write_bytes
 
         existing = (self.root / HISTORY_FILE).read_bytes() if (self.root / HISTORY_FILE).is_file() else b""
         content = "".join(e.to_json() + "\n" for e in history).encode()
@@ -352,7 +348,6 @@ class ModelRegistry:
 
     def _write_pointer(self, history: list[ChampionEvent]) -> None:
         """Point ``champion.json`` at the history's latest champion (no write when it already does)."""
-        from pipelines.store.lake import atomic_write_bytes
 
         latest = _ordered(history)[-1]
         pointer = {"version": latest.version, "effective_from": latest.effective_from.isoformat(), "seq": latest.seq}

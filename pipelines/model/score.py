@@ -23,20 +23,17 @@ Only :func:`run_scoring` at the bottom touches the disk.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import polars as pl
 import xgboost as xgb
 
-from pipelines.config.settings import RisklineConfig
-from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.config.model_definition import Grades, ModelDefinition, ScoreScaling
+from pipelines.domain.feature_dictionary import KEY_COLUMNS, reason_features
 
 # SHAP matrices are rows x (features + 1) floats; batches bound the peak memory on a big book.
 _BATCH_ROWS = 262_144
@@ -191,7 +188,6 @@ def reason_codes(
     the ranking (far cheaper, not exact attributions); the counterfactual check is exact either way.
     ``reference`` defaults to that of ``frame`` itself.
     """
-    from pipelines.domain.feature_dictionary import reason_features
 
     names = model_features(booster)
     features = np.asarray(names, dtype=object)
@@ -350,35 +346,3 @@ def describe_reasons(scores: pl.DataFrame, phrases: dict[str, str]) -> pl.DataFr
 # --- I/O entry point ------------------------------------------------------------------------------
 
 
-SCORES_ZONE = "scores"
-SCORES_FILE = "scores.parquet"
-
-
-def scores_dir(root: Path, as_of: dt.date) -> Path:
-    """``DATA_ROOT/scores/as_of_date=D``: internal scores; the published copy is made downstream."""
-    from pipelines.store.lake import derived_partition
-
-    return derived_partition(root, SCORES_ZONE, as_of)
-
-
-def run_scoring(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: str | None = None) -> Path:
-    """Score every active/frozen account on ``as_of`` with the champion of that date (or ``model_version``).
-
-    Builds the feature snapshot if it is missing, reads the previous day's scores (if any) for the
-    PD-rise trigger, and replaces ``DATA_ROOT/scores/as_of_date=D/`` atomically.
-    """
-    from pipelines.store import lake
-    from pipelines.config.model_definition import load_model_definition
-    from pipelines.model.registry import ModelRegistry
-    from pipelines.model.train import load_feature_snapshot
-
-    definition = load_model_definition(cfg)
-    registry = ModelRegistry(root)
-    version = model_version or registry.require_champion_on(as_of)
-    booster = registry.load_booster(version)
-    columns = model_features(booster) + list(definition.reason_codes.exact_when_positive)
-    features = load_feature_snapshot(root, as_of, cfg, columns)
-    previous = scores_dir(root, as_of - dt.timedelta(days=1))
-    previous_pd = lake.read_partition(previous).select("account_id", "pd") if lake.is_complete(previous) else None
-    scores = score_accounts(booster, features, definition, version, cfg.model.reason_code_method, previous_pd)
-    return lake.publish_frames(scores_dir(root, as_of), {SCORES_FILE: scores})

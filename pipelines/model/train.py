@@ -21,39 +21,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import xgboost as xgb
 
-from pipelines.model import metrics as evaluate
-from pipelines.config.settings import ModelConfig, RisklineConfig
-from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.config.model_definition import FeatureScreen, ModelDefinition
-from pipelines.model.registry import (
-    GateDecision,
-    ModelRegistry,
-    NoChampionError,
-    decide_promotion,
-    version_id,
-)
-from pipelines.model.score import (
-    CALIBRATION_ATTR,
-    PlattCalibration,
-    assign_grade,
-    feature_matrix,
-    model_features,
-    pd_to_score,
-    predict_margin,
-    predict_pd,
-)
+from pipelines.config.settings import ModelConfig
+from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.domain.sharding import fnv1a_64
+from pipelines.model import metrics as evaluate
+from pipelines.model.registry import GateDecision, ModelRegistry, NoChampionError, decide_promotion, version_id
+from pipelines.model.score import (
+    CALIBRATION_ATTR, PlattCalibration, assign_grade, feature_matrix, model_features, pd_to_score,
+    predict_margin, predict_pd,
+)
 
 _SAMPLE_BUCKETS = 1_000_000
 
@@ -665,118 +651,3 @@ def train_evaluate_register(
 # --- I/O entry points -------------------------------------------------------------------------------
 
 
-def load_feature_snapshot(
-    root: Path, as_of: dt.date, cfg: RisklineConfig, columns: Sequence[str] | None = None
-) -> pl.DataFrame:
-    """The feature snapshot of ``as_of`` (built and cached on disk if missing): keys + ``columns``."""
-    from pipelines.domain import features
-    from pipelines.store import lake
-
-    partition = features.feature_partition(root, as_of)
-    if not lake.is_complete(partition):
-        features.build_feature_snapshot(root, as_of, cfg)
-    scan = pl.scan_parquet(lake.parquet_files(partition))
-    if columns is not None:
-        scan = scan.select(*KEY_COLUMNS, *dict.fromkeys(c for c in columns if c not in KEY_COLUMNS))
-    return scan.collect()
-
-
-def load_labels(root: Path, snapshot_date: dt.date, cfg: RisklineConfig) -> pl.DataFrame:
-    """Labels of a matured snapshot, built and cached on disk if missing (they never change once matured)."""
-    from pipelines.domain import labels
-    from pipelines.store import lake
-
-    partition = labels.labels_partition(root, snapshot_date)
-    if lake.is_complete(partition):
-        cached = lake.read_partition(partition)
-        if _labels_match(cached, cfg):
-            return cached
-    labels.write_labels_for(root, snapshot_date, cfg)  # missing, or built for another outcome window
-    return lake.read_partition(partition)
-
-
-def _labels_match(cached: pl.DataFrame, cfg: RisklineConfig) -> bool:
-    """Cached labels were built with tonight's window (labels.horizon_days and labels.gap_days)."""
-    window = {"horizon_days": cfg.labels.horizon_days, "gap_days": cfg.labels.gap_days}
-    if cached.height == 0:
-        return True  # an empty population carries no window to compare; rebuilding gives the same
-    return all(
-        name in cached.columns and cached[name].unique().to_list() == [value] for name, value in window.items()
-    )
-
-
-def _fingerprints(root: Path, partition: Path) -> list[dict[str, str]]:
-    from pipelines.store import lake
-
-    return [
-        {"file": str(p.relative_to(root)), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
-        for p in lake.parquet_files(partition)
-    ]
-
-
-def code_version() -> str:
-    """The git commit of the code (``+dirty`` with local changes), or ``unknown`` outside a checkout."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}+dirty" if dirty else sha or "unknown"
-
-
-def config_hash(cfg: RisklineConfig, definition: ModelDefinition) -> str:
-    """What the model depends on in config: the model and labels sections and the definition."""
-    payload = {
-        "model": cfg.model.model_dump(mode="json"),
-        "labels": cfg.labels.model_dump(mode="json"),
-        "definition": definition.fingerprint(),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def run_training(root: Path, as_of: dt.date, cfg: RisklineConfig) -> TrainingResult:
-    """``riskline train --as-of D``: build what is missing, train, evaluate, register, maybe promote."""
-    from pipelines.domain import features
-    from pipelines.domain import labels
-    from pipelines.store import lake
-    from pipelines.config.model_definition import load_model_definition
-
-    definition = load_model_definition(cfg)
-    curated = lake.complete_partition_dates(root, "curated", "accounts")
-    plan = plan_snapshots(
-        as_of, cfg.labels.horizon_days, cfg.model, curated[0] if curated else None, cfg.labels.gap_days
-    )
-    for snapshot in (*plan.training_dates, plan.oot_date):
-        if not labels.is_matured(snapshot, as_of, cfg.labels):  # by construction; guard against edits
-            raise labels.LabelsNotMaturedError(f"snapshot {snapshot} is not matured on {as_of}")
-
-    registry = ModelRegistry(root)
-    champion = registry.champion_on(as_of)
-    oot_columns = list(definition.feature_names)
-    if champion is not None:
-        oot_columns += [f for f in model_features(registry.load_booster(champion)) if f not in oot_columns]
-
-    def labelled(snapshot: dt.date, columns: Sequence[str], rate: float) -> pl.DataFrame:
-        feats = sample_accounts(load_feature_snapshot(root, snapshot, cfg, columns), rate)
-        return label_snapshot(feats, load_labels(root, snapshot, cfg), columns)
-
-    rate = cfg.model.training_sample_rate
-    fit = pl.concat([labelled(s, definition.feature_names, rate) for s in plan.fit_dates])
-    early_stopping = pl.concat([labelled(s, definition.feature_names, rate) for s in plan.early_stopping_dates])
-    oot = labelled(plan.oot_date, oot_columns, 1.0)
-
-    inputs = {
-        "features": {
-            s.isoformat(): _fingerprints(root, features.feature_partition(root, s))
-            for s in (*plan.training_dates, plan.oot_date)
-        },
-        "labels": {
-            s.isoformat(): _fingerprints(root, labels.labels_partition(root, s))
-            for s in (*plan.training_dates, plan.oot_date)
-        },
-    }
-    provenance = Provenance(code_version(), config_hash(cfg, definition), inputs)
-    return train_evaluate_register(registry, plan, fit, early_stopping, oot, definition, cfg.model, provenance)

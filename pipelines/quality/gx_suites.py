@@ -41,15 +41,10 @@ from great_expectations.expectations.core.expect_column_type_to_be import Expect
 from great_expectations.expectations.row_conditions import Column as Where
 
 from pipelines.contracts.landing import (
-    CONTRACT,
-    DATASETS,
-    IDENTIFIER_CHARSET,
-    IDENTIFIER_MAX_LENGTH,
-    KEY_IS_VALID,
-    Column,
-    Dataset,
+    CONTRACT, Column, DATASETS, Dataset, IDENTIFIER_CHARSET, IDENTIFIER_MAX_LENGTH, KEY_IS_VALID,
 )
-from pipelines.contracts.outputs import MONEY, OUTPUT_COLUMNS, OUTPUT_KEYS, OUTPUTS, PD_SOURCES
+from pipelines.contracts.outputs import MONEY, OUTPUTS, OUTPUT_COLUMNS, OUTPUT_KEYS, PD_SOURCES
+from pipelines.store.lake import atomic_write_bytes
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 SUITE_NAMES: tuple[str, ...] = DATASETS + OUTPUTS
@@ -414,7 +409,6 @@ def load_suite(name: str, folder: Path = EXPECTATIONS_DIR) -> gx.ExpectationSuit
 
 def write_suites(folder: Path = EXPECTATIONS_DIR) -> list[Path]:
     """Regenerate every committed suite JSON; return the files written."""
-    from pipelines.store.lake import atomic_write_bytes
 
     written = []
     for name in SUITE_NAMES:

@@ -47,17 +47,19 @@ from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import polars as pl
 
-from pipelines.store import lake
+from pipelines.config.location import is_remote
 from pipelines.config.settings import RisklineConfig, VolumeBand
 from pipelines.contracts.landing import CONTRACT, DATASETS, KEY_IS_VALID, valid_identifier, valid_key
-from pipelines.errors import IngestError
+from pipelines.contracts.outputs import OUTPUTS, OUTPUT_KEYS
 from pipelines.domain.conform import hold_whole_units
+from pipelines.errors import IngestError
+from pipelines.store import lake, zones
 from pipelines.store.drops import read_landing
-from pipelines.contracts.outputs import OUTPUTS
+from pipelines.store.publish import output_dir
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -856,7 +858,6 @@ def validate_output(
     """
     if name not in OUTPUTS:
         raise KeyError(f"unknown output {name!r}; outputs are {list(OUTPUTS)}")
-    from pipelines.contracts.outputs import OUTPUT_KEYS
 
     params = {"as_of_date": as_of, "max_limit_cny": cfg.product.max_limit_cny}
     report, _ = validate_frame(name, frame, kind="output", date=as_of, cfg=cfg, parameters=params,
@@ -912,7 +913,7 @@ def _known_loans(root: Path, day: dt.date, cfg: RisklineConfig, wanted: pl.Serie
                  in_flight: pl.Series | None) -> tuple[pl.Series, str]:
     """Loan ids among ``wanted`` that installments of any dt <= ``day`` know (curated, plus this drop)."""
     wanted = wanted.drop_nulls().unique().implode()
-    history = (lake.scan_curated(root, "installments", upto=day).select("loan_id")
+    history = (zones.scan_curated(root, "installments", upto=day).select("loan_id")
                .filter(pl.col("loan_id").is_in(wanted)).unique().collect().to_series())
     source = "curated installments of dt <= D"
     today = in_flight
@@ -948,7 +949,7 @@ _COUNTED = {"rows": None, "open_accounts": pl.col("status") != "closed",
 def _per_version(part: Path, what: str, compute: Any) -> Any:
     """``compute(files)`` for a complete partition (None while incomplete), cached per version when local."""
     key = None
-    if not lake.is_remote(part):
+    if not is_remote(part):
         try:
             stat = (part / lake.SUCCESS).stat()
         except FileNotFoundError:
@@ -1161,7 +1162,6 @@ def validate_date(root: Path, day: dt.date, cfg: RisklineConfig) -> list[Validat
     references read from the curated zone (quarantined rows are counted from the quarantine partition);
     published outputs of ``day`` are judged by their output suites. Missing partitions are not errors.
     """
-    from pipelines.store.publish import output_dir
 
     reports: list[ValidationReport] = []
     for name in DATASETS:

@@ -26,18 +26,26 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import CollectionBucket, CollectionsConfig, RisklineConfig
+from pipelines.contracts.outputs import OUTPUTS
+from pipelines.domain import features, labels, policy
+from pipelines.domain.conform import QUARANTINE_REASON
 from pipelines.domain.sharding import fnv1a_64
+from pipelines.store import lake, zones
+from pipelines.store.publish import read_manifest, read_output
+from pipelines.store.readers import read_previous_run
+from pipelines.store.zones import REPORT_ZONE, ledger_partition, read_features
+from pipelines.vocab import DATASETS
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
-REPORT_ZONE = "reports"
 REPORT_FILE = "report.html"
 CURRENT = "current"  # the bucket of an account owing money with no DPD
 ACTION_ORDER: tuple[str, ...] = ("freeze", "decrease", "hold", "unfreeze", "increase")
@@ -968,7 +976,6 @@ def render_report(data: ReportData, uris: Mapping[str, str]) -> str:
 
 def report_path(root: Path, as_of: dt.date) -> Path:
     """``DATA_ROOT/reports/as_of_date=D/report.html`` (also what the run manifest links to)."""
-    from pipelines.store import lake
 
     return lake.derived_partition(root, REPORT_ZONE, as_of) / REPORT_FILE
 
@@ -994,7 +1001,6 @@ def published_dates(root: Path) -> list[dt.date]:
 
 
 def _read_manifest(root: Path, as_of: dt.date) -> dict[str, Any]:
-    from pipelines.store.publish import read_manifest
 
     try:
         return read_manifest(root, as_of)
@@ -1003,14 +1009,11 @@ def _read_manifest(root: Path, as_of: dt.date) -> dict[str, Any]:
 
 
 def _published(root: Path, as_of: dt.date) -> dict[str, pl.DataFrame]:
-    from pipelines.contracts.outputs import OUTPUTS
-    from pipelines.store.publish import read_output
 
     return {name: read_output(root, name, as_of) for name in OUTPUTS}
 
 
 def _count_rows(partition: Path) -> int:
-    from pipelines.store import lake
 
     if not lake.is_complete(partition):
         return 0
@@ -1019,9 +1022,6 @@ def _count_rows(partition: Path) -> int:
 
 
 def _collect_data(root: Path, as_of: dt.date, report_dir: Path) -> DataSection:
-    from pipelines.store import lake
-    from pipelines.vocab import DATASETS
-    from pipelines.domain.conform import QUARANTINE_REASON
     from pipelines.quality.validate import data_docs_dir, results_dir
 
     rows, reasons, failures = [], [], []
@@ -1069,13 +1069,11 @@ def _collect_model(
     root: Path, as_of: dt.date, cfg: RisklineConfig, manifest: Mapping[str, Any], scores: pl.DataFrame,
     previous_scores: pl.DataFrame | None,
 ) -> ModelSection:
-    from pipelines.domain import features
-    from pipelines.domain import labels
-    from pipelines.store import lake
-    from pipelines.config.model_definition import load_model_definition
     from pipelines.model.registry import ModelRegistry
     from pipelines.model.score import model_features, predict_pd
-    from pipelines.model.train import label_snapshot, load_feature_snapshot, load_labels
+    from pipelines.model.train import label_snapshot
+    from pipelines.stages.features import load_feature_snapshot
+    from pipelines.stages.train import load_labels
 
     definition = load_model_definition(cfg)
     nthread = definition.hyperparameters.nthread
@@ -1098,7 +1096,7 @@ def _collect_model(
 
     # ROC/KS are not stored with a model: rebuild its OOT rows from the cached snapshot and labels.
     oot_date = dt.date.fromisoformat(record.manifest["training_window"]["oot_date"])
-    feats_dir, labels_dir = features.feature_partition(root, oot_date), labels.labels_partition(root, oot_date)
+    feats_dir, labels_dir = zones.feature_partition(root, oot_date), zones.labels_partition(root, oot_date)
     roc, ks, recomputed, note = None, None, None, ""
     if lake.is_complete(feats_dir) and lake.is_complete(labels_dir):
         oot = label_snapshot(  # both partitions are complete: these read, never rebuild
@@ -1116,7 +1114,7 @@ def _collect_model(
     else:
         note = f"The OOT snapshot of {oot_date} is no longer in the lake: ROC and KS curves cannot be drawn."
 
-    tonight = features.read_features(root, as_of)
+    tonight = zones.read_features(root, as_of)
     sample_ids = shap_sample(tonight["account_id"], cfg.report.shap_sample_accounts)
     sample = tonight.filter(pl.col("account_id").is_in(sample_ids.implode())).sort("account_id")
     gain = pl.DataFrame(sorted(record.metrics.get("importance_gain", {}).items()), schema={
@@ -1152,8 +1150,6 @@ def _collect_model(
 def _collect_portfolio(
     root: Path, as_of: dt.date, cfg: RisklineConfig, previous_run: dt.date | None
 ) -> PortfolioSection:
-    from pipelines.store import lake
-    from pipelines.domain.features import ledger_partition
 
     buckets = cfg.collections.buckets
     ledger_dir = ledger_partition(root, as_of)
@@ -1185,11 +1181,6 @@ def _counterfactual_decisions(
     root: Path, as_of: dt.date, cfg: RisklineConfig, previous_model: str
 ) -> pl.DataFrame:
     """Tonight's policy on tonight's inputs (as the decide stage reads them), scored by ``previous_model``."""
-    from pipelines.store import lake
-    from pipelines.domain import policy
-    from pipelines.domain.features import ledger_partition, read_features
-    from pipelines.config.model_definition import load_model_definition
-    from pipelines.stages.night import read_previous_run
     from pipelines.model.registry import ModelRegistry
     from pipelines.model.score import assign_grade, pd_to_score, predict_pd
 
@@ -1272,8 +1263,6 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
     Raises:
         ReportError: nothing was published for ``as_of``.
     """
-    from pipelines.config.model_definition import load_model_definition
-    from pipelines.store.publish import read_output
 
     manifest = _read_manifest(root, as_of)
     earlier = [d for d in published_dates(root) if d < as_of]
@@ -1310,7 +1299,6 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
 
 def write_report(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Path:
     """``riskline report --as-of D``: build the page for ``as_of`` and replace it atomically; return its path."""
-    from pipelines.store import lake
     from pipelines.report import plots
 
     data = collect_report_data(root, as_of, cfg)

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from pipelines.store import lake
-from pipelines.domain.conform import Redeliveries, SAMPLE_KEYS, count_reasons, split_redeliveries, split_row_defects
-from pipelines.errors import IngestError
-from pipelines.store.drops import Landed, land_partition
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
+from pipelines.domain.conform import Redeliveries, SAMPLE_KEYS, count_reasons, split_redeliveries, split_row_defects
+from pipelines.errors import IngestError
+from pipelines.store import lake, zones
+from pipelines.store.drops import Landed, land_partition
 
 if TYPE_CHECKING:
     from pipelines.quality.validate import LandingValidation
@@ -141,13 +141,13 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
     matched: set[dt.date] = set()
     for start in range(0, len(dates), _HISTORY_BATCH):
         batch = dates[start:start + _HISTORY_BATCH]
-        scan = lake.scan_curated(root, dataset.name, upto=max(batch), dates=batch).select(*columns, "dt")
+        scan = zones.scan_curated(root, dataset.name, upto=max(batch), dates=batch).select(*columns, "dt")
         hits = pl.concat(_matches(scan)).select("dt").unique().collect(engine="streaming")
         matched.update(hits.get_column("dt").to_list())
     if not matched:
         return empty
     days = sorted(matched)
-    rows = lake.scan_curated(root, dataset.name, upto=days[-1], dates=days)
+    rows = zones.scan_curated(root, dataset.name, upto=days[-1], dates=days)
     found = pl.concat(_matches(rows)).unique().collect(engine="streaming")
     return found.sort(["dt", *found.columns[:-1]])  # streaming order varies; the oldest date first
 

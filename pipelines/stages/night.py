@@ -2,7 +2,6 @@
 
 Stages (each a function taking the data root, the date and the config, returning a small JSON-able
 dict, so Airflow tasks can call them one by one and pass only paths and counts):
-
     ingest -> features -> train -> score -> decide -> publish -> report
 
 ``decide`` is where limits, collection queues and hardship offers are made (it calls
@@ -26,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import resource
@@ -38,12 +38,16 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.store import chain
-from pipelines.store import lake
 from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.outputs import to_published
+from pipelines.domain.collections import assign_treatments
+from pipelines.domain.decide import decide_frames
+from pipelines.store import chain, lake
+from pipelines.store.publish import PublishError, describe_latest, publish_outputs
+from pipelines.store.readers import read_pending_holds, read_previous_run
+from pipelines.store.zones import DECISION_FILES, decisions_dir, ledger_partition, read_features, scores_dir
+from pipelines.vocab import DATASETS
 
-DECISIONS_ZONE = "decisions"
-DECISION_FILES = ("limits.parquet", "collection_queue.parquet", "hardship_offers.parquet", "limit_history.parquet")
 STAGES: tuple[str, ...] = ("ingest", "features", "train", "score", "decide", "publish", "report")
 
 
@@ -68,86 +72,6 @@ class RunResult:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def decisions_dir(root: Path, as_of: dt.date) -> Path:
-    return lake.derived_partition(root, DECISIONS_ZONE, as_of)
-
-
-def previous_partition(root: Path, zone: str, as_of: dt.date) -> Path | None:
-    """The newest complete ``zone/as_of_date=X`` with X < ``as_of`` (the previous run's), or None."""
-    before = [d for d in lake.complete_partition_dates(root, zone, key="as_of_date") if d < as_of]
-    return lake.derived_partition(root, zone, before[-1]) if before else None
-
-
-def read_previous_run(
-    root: Path, as_of: dt.date, shard: int = 0, n_shards: int = 1
-) -> tuple[pl.DataFrame | None, pl.DataFrame]:
-    """The previous run's scores (None on the first run) and the limit history it left, as decide reads them.
-
-    With ``n_shards > 1``, only the rows of ``shard``'s accounts.
-    """
-    from pipelines.domain import policy
-    from pipelines.domain.sharding import filter_shard
-
-    def read(files: list[Path]) -> pl.DataFrame:
-        return filter_shard(pl.scan_parquet(files), shard, n_shards).collect()
-
-    prev_scores_dir = previous_partition(root, "scores", as_of)
-    previous_scores = read(lake.parquet_files(prev_scores_dir)) if prev_scores_dir else None
-    prev_decisions = previous_partition(root, DECISIONS_ZONE, as_of)
-    history = read([prev_decisions / "limit_history.parquet"]) if prev_decisions else policy.empty_limit_history()
-    return previous_scores, history
-
-
-def read_pending_holds(
-    root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int = 0, n_shards: int = 1
-) -> pl.DataFrame:
-    """Accounts whose adverse actions are held tonight for a payment waiting in quarantine.
-
-    Read from the merged ledger partition of D (a waiting payment may hold an account of another shard:
-    the one its loan belongs to), then narrowed to ``shard``'s accounts.
-    """
-    from pipelines.domain.features import PENDING_PAYMENTS_FILE, ledger_partition
-    from pipelines.domain.pending_payments import empty_holds, pending_holds
-    from pipelines.domain.sharding import filter_shard
-
-    path = ledger_partition(root, as_of) / PENDING_PAYMENTS_FILE
-    if not path.is_file():
-        return empty_holds()
-    holds = pending_holds(pl.read_parquet(path), as_of, cfg.pending_payments.max_hold_days)
-    return filter_shard(holds.lazy(), shard, n_shards).collect()
-
-
-def decide_frames(
-    as_of: dt.date,
-    cfg: RisklineConfig,
-    accounts: pl.DataFrame,
-    features: pl.DataFrame,
-    installments: pl.DataFrame,
-    ledger_accounts: pl.DataFrame,
-    scores: pl.DataFrame,
-    previous_scores: pl.DataFrame | None,
-    history: pl.DataFrame,
-    holds: pl.DataFrame | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Every decision of D for the given accounts: limits, collection cases, hardship offers, new history.
-
-    The one place the night's decision steps are listed, for the whole book and for a shard alike; the
-    cases still need the queue's capacity cut (``collections.assign_treatments``), which ranks the book.
-    ``holds`` (:func:`read_pending_holds`) withholds freezes, cuts and collections contacts.
-    """
-    from pipelines.domain import collections
-    from pipelines.domain import hardship
-    from pipelines.domain import policy
-
-    inputs = policy.build_policy_input(
-        as_of, accounts, features, installments, scores, previous_scores, history, holds
-    )
-    limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
-    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship)
-    cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, holds)
-    return limits, cases, offers, policy.update_limit_history(history, limits, as_of)
 
 
 @contextmanager
@@ -211,7 +135,6 @@ def _peak_rss_mib() -> float:
 
 
 def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
-    from pipelines.vocab import DATASETS
     from pipelines.stages.ingest import ingest_date
 
     before = {name: chain.curated_digest(root, name, as_of) for name in DATASETS}
@@ -225,7 +148,7 @@ def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
 
 
 def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
-    from pipelines.domain.features import build_feature_snapshot, merge_shards
+    from pipelines.stages.features import build_feature_snapshot, merge_shards
 
     if cfg.run.shards > 1:  # per account-hash shard, then one merge (pipelines/stages/shards.py)
         from pipelines.stages.shards import run_shards
@@ -239,13 +162,13 @@ def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str,
 
 
 def stage_train(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
-    from pipelines.model.train import run_training
+    from pipelines.stages.train import run_training
 
     return run_training(root, as_of, cfg).summary()
 
 
 def stage_score(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: str | None = None) -> dict[str, Any]:
-    from pipelines.model.score import run_scoring
+    from pipelines.stages.score import run_scoring
 
     if cfg.run.shards > 1:
         from pipelines.stages.shards import merge_scores, run_shards, score_shard
@@ -269,9 +192,6 @@ def check_night_chain(root: Path, as_of: dt.date, force_chain: bool = False) -> 
 
 
 def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: bool = False) -> dict[str, Any]:
-    from pipelines.domain.collections import assign_treatments
-    from pipelines.domain.features import ledger_partition, read_features
-    from pipelines.model.score import scores_dir
 
     check_night_chain(root, as_of, force_chain)
     if cfg.run.shards > 1:  # the queue's capacity cut runs once, in the merge (pipelines/stages/shards.py)
@@ -322,8 +242,6 @@ def _decide_summary(root: Path, path: Path) -> dict[str, Any]:
 
 def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[dict[str, pl.DataFrame], dict[str, str]]:
     """The four outputs of D in contract shape, and the versions that produced them."""
-    from pipelines.contracts.outputs import to_published
-    from pipelines.model.score import scores_dir
 
     scores = lake.read_partition(scores_dir(root, as_of))
     decisions = decisions_dir(root, as_of)
@@ -338,10 +256,18 @@ def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[d
     return {name: to_published(name, frame, as_of, versions) for name, frame in internal.items()}, versions
 
 
+def _model_sha256(root: Path, version: str) -> str | None:
+    """sha256 of the model's bytes, for the manifest's input fingerprints."""
+    if not version:
+        return None
+    from pipelines.model.registry import ModelRegistry  # why: xgboost stays out of `riskline --help` (cli imports night)
+
+    return hashlib.sha256(ModelRegistry(root).model_bytes(version)).hexdigest()
+
+
 def stage_publish(
     root: Path, as_of: dt.date, cfg: RisklineConfig, *, dry_run: bool = False, run_info: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    from pipelines.store.publish import PublishError, publish_outputs
     from pipelines.quality.validate import validate_output
 
     frames, versions = published_frames(root, as_of, cfg)
@@ -351,8 +277,6 @@ def stage_publish(
         if not report.ok:
             failures.append(report.describe())
     if failures:
-        from pipelines.store.publish import describe_latest
-
         raise PublishError(
             f"outputs of {as_of} failed validation; nothing was published, {describe_latest(root)}:\n"
             + "\n".join(failures)
@@ -362,7 +286,9 @@ def stage_publish(
         **versions,
         "config_sha256": cfg.source_sha256,
         "code_version": _code_version(),
-        "inputs": chain.input_fingerprints(root, as_of, versions["model_version"], record),
+        "inputs": chain.input_fingerprints(
+            root, as_of, versions["model_version"], _model_sha256(root, versions["model_version"]), record
+        ),
         "run": run_info or {},
     }
     if dry_run:
@@ -393,7 +319,7 @@ def stage_report(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
 
 
 def _code_version() -> str:
-    from pipelines.model.train import code_version
+    from pipelines.stages.train import code_version
 
     return code_version()
 

@@ -35,9 +35,20 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.store import lake
+from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
+from pipelines.domain.collections import assign_treatments
+from pipelines.domain.decide import decide_frames
+from pipelines.domain.feature_dictionary import KEY_COLUMNS
+from pipelines.domain.ledger import LOAN_KEY
 from pipelines.domain.sharding import filter_shard
+from pipelines.stages.score import previous_pd_of
+from pipelines.store import lake
+from pipelines.store.readers import read_pending_holds, read_previous_run
+from pipelines.store.zones import (
+    DECISIONS_ZONE, FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE, SCORES_FILE, SCORES_ZONE, decisions_dir,
+    scores_dir, shard_dir,
+)
 
 SHARD_DECISION_FILES = ("limits.parquet", "collection_cases.parquet", "hardship_offers.parquet",
                         "limit_history.parquet")
@@ -45,15 +56,6 @@ SHARD_DECISION_FILES = ("limits.parquet", "collection_cases.parquet", "hardship_
 
 class ShardsIncompleteError(RuntimeError):
     """A merge was asked for before every shard of the date was complete."""
-
-
-def shard_dir(root: Path, zone: str, as_of: dt.date, shard: int, n_shards: int) -> Path:
-    """``DATA_ROOT/<zone>/_shards/as_of_date=D/shard=KKKK-of-NNNN`` (the layout features.py uses)."""
-    from pipelines.domain.features import _shard_partition
-
-    if not 0 <= shard < n_shards:
-        raise ValueError(f"shard must be in 0..{n_shards - 1}, got {shard}")
-    return _shard_partition(root, zone, as_of, shard, n_shards)
 
 
 def read_shard_file(
@@ -129,18 +131,8 @@ def score_shard(
 
     Same inputs and rules as :func:`pipelines.model.score.run_scoring`, restricted to the shard's accounts.
     """
-    from pipelines.domain.feature_dictionary import KEY_COLUMNS
-    from pipelines.domain.features import FEATURES_FILE, FEATURES_ZONE
-    from pipelines.config.model_definition import load_model_definition
     from pipelines.model.registry import ModelRegistry
-    from pipelines.model.score import (
-        SCORES_FILE,
-        SCORES_ZONE,
-        model_features,
-        reason_reference,
-        score_accounts,
-        scores_dir,
-    )
+    from pipelines.model.score import model_features, reason_reference, score_accounts
 
     definition = load_model_definition(cfg)
     registry = ModelRegistry(root)
@@ -148,11 +140,7 @@ def score_shard(
     booster = registry.load_booster(version)
     columns = [*KEY_COLUMNS, *model_features(booster), *definition.reason_codes.exact_when_positive]
     features = read_shard_file(root, FEATURES_ZONE, as_of, FEATURES_FILE, shard, n_shards, columns)
-    previous = scores_dir(root, as_of - dt.timedelta(days=1))
-    previous_pd = (
-        _read_filtered(lake.parquet_files(previous), shard, n_shards).select("account_id", "pd")
-        if lake.is_complete(previous) else None
-    )
+    previous_pd = previous_pd_of(root, as_of, shard, n_shards)
     # Reasons are judged against the whole book's reference, not the shard's: any shard count, same reasons.
     book = _whole_book(root, FEATURES_ZONE, as_of, FEATURES_FILE, n_shards)
     reference = reason_reference(book, model_features(booster))
@@ -172,7 +160,6 @@ def _whole_book(root: Path, zone: str, as_of: dt.date, name: str, n_shards: int)
 
 def merge_scores(root: Path, as_of: dt.date, n_shards: int) -> Path:
     """Publish ``scores/as_of_date=D`` from every shard's scores (fails unless all are complete)."""
-    from pipelines.model.score import SCORES_FILE, SCORES_ZONE, scores_dir
 
     dirs = _complete_shards(root, SCORES_ZONE, as_of, n_shards)
     target = scores_dir(root, as_of)
@@ -189,9 +176,6 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
 
     The inputs are those of :func:`pipelines.stages.night.stage_decide`, restricted to the shard's accounts.
     """
-    from pipelines.domain.features import FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE
-    from pipelines.stages.night import DECISIONS_ZONE, decide_frames, read_pending_holds, read_previous_run
-    from pipelines.model.score import SCORES_FILE, SCORES_ZONE
 
     def shard_of(zone: str, name: str) -> pl.DataFrame:
         return read_shard_file(root, zone, as_of, name, shard, n_shards)
@@ -219,9 +203,6 @@ def merge_decisions(root: Path, as_of: dt.date, cfg: RisklineConfig, n_shards: i
     The queue's agent capacity and priorities rank the whole book, so they are applied here, once, to
     every shard's cases together; the result equals the unsharded :func:`collections.rank_collections`.
     """
-    from pipelines.domain.collections import assign_treatments
-    from pipelines.domain.ledger import LOAN_KEY
-    from pipelines.stages.night import DECISIONS_ZONE, decisions_dir
 
     dirs = _complete_shards(root, DECISIONS_ZONE, as_of, n_shards)
 

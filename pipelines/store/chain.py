@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.store import lake
+from pipelines.store.zones import DECISIONS_ZONE, LIMIT_HISTORY_FILE, curated_dates, night_dates, previous_night
+from pipelines.vocab import DATASETS
 
-DECISIONS_ZONE = "decisions"
-LIMIT_HISTORY_FILE = "limit_history.parquet"
 CHAIN_FILE = "chain.json"  # beside the run's timings: what decide saw, read by publish for the manifest
 _DAY = dt.timedelta(days=1)
 
@@ -56,11 +56,6 @@ class ChainRecord:
 
 
 # --- what the lake holds -----------------------------------------------------------------------------
-
-
-def night_dates(root: Path) -> list[dt.date]:
-    """Dates whose decisions partition exists: the nights the chain is made of (what decide reads)."""
-    return lake.complete_partition_dates(root, DECISIONS_ZONE, key="as_of_date")
 
 
 def limit_history_sha256(root: Path, night: dt.date | None) -> str | None:
@@ -149,11 +144,9 @@ def check_chain(root: Path, as_of: dt.date, force: bool = False) -> ChainRecord:
     Raises:
         ChainError: the night would break the chain and ``force`` is False.
     """
-    nights = night_dates(root)
     stale = stale_nights(root)
-    earlier = [n for n in nights if n < as_of]
-    later = [n for n in nights if n > as_of]
-    previous = earlier[-1] if earlier else None
+    later = [n for n in night_dates(root) if n > as_of]
+    previous = previous_night(root, as_of)
     record = ChainRecord(previous.isoformat() if previous else None, limit_history_sha256(root, previous))
     problems = []
     if previous is not None and previous != as_of - _DAY:
@@ -193,8 +186,7 @@ def load_chain_record(root: Path, as_of: dt.date) -> ChainRecord:
     path = lake.derived_partition(root, "runs", as_of) / CHAIN_FILE
     if path.is_file():
         return ChainRecord(**json.loads(path.read_text()))
-    previous = [n for n in night_dates(root) if n < as_of]
-    night = previous[-1] if previous else None
+    night = previous_night(root, as_of)
     return ChainRecord(night.isoformat() if night else None, limit_history_sha256(root, night))
 
 
@@ -228,17 +220,16 @@ def after_ingest(root: Path, day: dt.date, before: dict[str, str | None]) -> lis
 # --- fingerprints ------------------------------------------------------------------------------------
 
 
-def input_fingerprints(root: Path, as_of: dt.date, model_version: str, chain: ChainRecord) -> dict[str, Any]:
-    """Every input partition night ``as_of`` read: curated partitions up to D, the model, the previous night."""
-    from pipelines.vocab import DATASETS
-    from pipelines.model.registry import ModelRegistry
+def input_fingerprints(
+    root: Path, as_of: dt.date, model_version: str, model_sha256: str | None, chain: ChainRecord
+) -> dict[str, Any]:
+    """Every input partition night ``as_of`` read: curated partitions up to D, the model, the previous night.
 
+    ``model_sha256`` is the sha256 of the model's bytes (the registry, a layer above, reads them).
+    """
     curated = {
-        name: {d.isoformat(): curated_digest(root, name, d)
-               for d in lake.complete_partition_dates(root, "curated", name) if d <= as_of}
+        name: {d.isoformat(): curated_digest(root, name, d) for d in curated_dates(root, name) if d <= as_of}
         for name in DATASETS
     }
-    model = ({"version": model_version,
-              "model_sha256": hashlib.sha256(ModelRegistry(root).model_bytes(model_version)).hexdigest()}
-             if model_version else {})
+    model = {"version": model_version, "model_sha256": model_sha256} if model_version else {}
     return {"curated": curated, "model": model, "chain": chain.to_dict()}

@@ -38,20 +38,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 import polars as pl
 from upath import UPath
+
+from pipelines.config.location import Location, is_remote
 
 SUCCESS = "_SUCCESS"
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 _VERSION_PREFIX = "_v="
 _COMMIT_FORMAT = "riskline-partition/1"
-
-# A local folder (pathlib.Path) or an object-store URL (upath.UPath). Local paths keep the rename layout.
-Location: TypeAlias = Path | UPath
-_LOCAL_PROTOCOLS = ("", "file", "local")
 
 # Parquet settings shared by every writer so that the same frame always gives the same bytes.
 PARQUET_OPTIONS: dict[str, object] = {
@@ -68,27 +66,6 @@ class PathEscapeError(ValueError):
 
 class LocalRootRequired(NotImplementedError):
     """A stage that does not run on an object store yet was given an object-store data root."""
-
-
-def as_location(raw: str | os.PathLike[str] | UPath) -> Location:
-    """A data root as given: a plain path or ``file://`` URL becomes a local ``Path``, any other URL a ``UPath``.
-
-    Relative local paths are left relative (the caller decides what they are relative to).
-    """
-    if isinstance(raw, UPath) and not isinstance(raw, Path):
-        return raw if raw.protocol not in _LOCAL_PROTOCOLS else Path(raw.path)
-    text = os.fspath(raw)
-    if "://" not in text:
-        return Path(text)
-    url = UPath(text)
-    if url.protocol in _LOCAL_PROTOCOLS:
-        return Path(url.path)
-    return url
-
-
-def is_remote(location: Location) -> bool:
-    """True for an object-store location (no rename, no fsync, no file locks)."""
-    return not isinstance(location, Path)
 
 
 def require_local(root: Location, what: str) -> Path:
@@ -265,7 +242,7 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     frame.write_parquet(path, **PARQUET_OPTIONS)  # type: ignore[arg-type]
 
 
-def _parquet_sources(files: Location | Sequence[Location]) -> Any:
+def parquet_sources(files: Location | Sequence[Location]) -> Any:
     """What polars reads: local paths as they are, object-store files as their bytes.
 
     polars reads s3/gs/az itself only with its own credential options; going through fsspec keeps one
@@ -273,17 +250,17 @@ def _parquet_sources(files: Location | Sequence[Location]) -> Any:
     """
     if isinstance(files, (Path, UPath)):
         return files.read_bytes() if is_remote(files) else files
-    return [_parquet_sources(f) for f in files]
+    return [parquet_sources(f) for f in files]
 
 
 def read_parquet(files: Location | Sequence[Location], **options: Any) -> pl.DataFrame:
     """``pl.read_parquet`` over local paths or object-store URLs alike."""
-    return pl.read_parquet(_parquet_sources(files), **options)
+    return pl.read_parquet(parquet_sources(files), **options)
 
 
 def scan_parquet(files: Location | Sequence[Location], **options: Any) -> pl.LazyFrame:
     """``pl.scan_parquet`` over local paths or object-store URLs alike (URLs are fetched whole)."""
-    return pl.scan_parquet(_parquet_sources(files), **options)
+    return pl.scan_parquet(parquet_sources(files), **options)
 
 
 @contextmanager
@@ -479,76 +456,6 @@ def _parse_date(text: str) -> dt.date | None:
         return dt.date.fromisoformat(text)
     except ValueError:
         return None
-
-
-def scan_curated(
-    root: Location,
-    dataset: str,
-    upto: dt.date,
-    since: dt.date | None = None,
-    dates: list[dt.date] | None = None,
-) -> pl.LazyFrame:
-    """Lazily scan the complete curated partitions of ``dataset`` with ``since <= dt <= upto``.
-
-    Adds the partition's business date as a ``dt`` Date column. Only partitions with ``_SUCCESS`` are
-    read, so a partition being published is never half-seen. ``dates`` (a subset of the complete ones)
-    restricts the scan to those business dates, e.g. a few account snapshots instead of every day.
-    The result has the contract's curated schema plus ``dt``, even when no partition matches.
-    """
-    from pipelines.contracts.landing import CONTRACT
-
-    schema = CONTRACT[dataset].curated_schema()
-    required = {c.curated_name for c in CONTRACT[dataset].required}
-    wanted = set(dates) if dates is not None else None
-    scans: list[pl.LazyFrame] = []
-    for day in complete_partition_dates(root, "curated", dataset):
-        if day > upto or (since is not None and day < since) or (wanted is not None and day not in wanted):
-            continue
-        files = parquet_files(partition_dir(root, "curated", dataset, day))
-        if not files:
-            continue
-        sources = _parquet_sources(files)  # an object-store file is fetched once, for the check and the scan
-        for file, source in zip(files, sources):  # footer reads; a missing required column must not become nulls
-            absent = required - set(pl.read_parquet_schema(source))
-            if absent:
-                raise ValueError(f"curated file {file} lacks required columns {sorted(absent)}")
-        # dt is attached as a literal per partition rather than parsed by hive_partitioning, which
-        # would also try to parse any ``key=value`` folder above the data root.
-        scans.append(
-            pl.scan_parquet(
-                sources,
-                hive_partitioning=False,
-                schema=schema,
-                # Optional contract columns may be absent in old files; extra landing columns are not ours.
-                missing_columns="insert",
-                extra_columns="ignore",
-            ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
-        )
-    if not scans:
-        return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
-    return pl.concat(scans, how="vertical")
-
-
-def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame:
-    """Lazily scan the complete quarantine partitions of ``dataset`` with ``dt <= upto``.
-
-    The contract's curated columns (a defective row may hold nulls anywhere), ``quarantine_reason`` and the
-    partition's ``dt``; extra landing columns are dropped.
-    """
-    from pipelines.contracts.landing import CONTRACT
-
-    schema = pl.Schema({**CONTRACT[dataset].curated_schema(), "quarantine_reason": pl.String()})
-    scans = [
-        pl.scan_parquet(
-            _parquet_sources(files), hive_partitioning=False, schema=schema, missing_columns="insert",
-            extra_columns="ignore",
-        ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
-        for day in complete_partition_dates(root, "quarantine", dataset) if day <= upto
-        if (files := parquet_files(partition_dir(root, "quarantine", dataset, day)))
-    ]
-    if not scans:
-        return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
-    return pl.concat(scans, how="vertical")
 
 
 def swap_into_place(tmp: Path, target: Path) -> None:

@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipelines.stages import ingest
-from pipelines.store import drops
-from pipelines.store import lake
-from pipelines.stages import night as nightly
+from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import DATASETS
-from pipelines.domain.features import build_feature_snapshot, read_features
-from tools.generate import GeneratorParams, write_portfolio
-from pipelines.config.model_definition import load_model_definition
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.train import SnapshotPlan, train_evaluate_register
+from pipelines.stages import ingest, night as nightly
+from pipelines.stages.features import build_feature_snapshot
+from pipelines.store import drops, lake
+from pipelines.store.zones import read_features
+from tools.generate import GeneratorParams, write_portfolio
 
 NIGHT = dt.date(2026, 11, 20)
 REASONS = ("reason_1", "reason_2", "reason_3")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.config.location import as_location
 from pipelines.store import lake
 
 END = dt.date(2026, 6, 30)
@@ -40,7 +41,7 @@ def test_generate_ingest_validate_on_s3_match_a_local_run_byte_for_byte(s3_root:
     for root in (s3_root, local):
         _ok(_riskline(root, "generate", *BOOK))
         _ok(_riskline(root, "ingest", *history))
-    remote = lake.as_location(s3_root)
+    remote = as_location(s3_root)
     for name in DATASETS:
         assert lake.complete_partition_dates(remote, "curated", name) == GOOD, name
         for day in GOOD:
@@ -73,7 +74,7 @@ def test_a_corrupt_file_on_s3_stops_the_date_with_a_clear_error_and_writes_nothi
     assert proc.returncode == 1, proc.stderr
     assert "behaviour" in proc.stderr and f"dt={END}" in proc.stderr
     assert "not readable Parquet" in proc.stderr and ".parquet" in proc.stderr
-    remote = lake.as_location(s3_root)
+    remote = as_location(s3_root)
     for name in DATASETS:  # every dataset of the date is read and validated before any write
         assert not lake.exists(lake.partition_dir(remote, "curated", name, END)), name
 

@@ -15,16 +15,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.stages import ingest
-from pipelines.store import drops
-from pipelines.store import lake
+from pipelines.config.model_definition import ModelDefinition
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import DATASETS
-from pipelines.domain.features import build_feature_snapshot, read_features
-from tools.generate import GeneratorParams, write_portfolio
-from pipelines.config.model_definition import ModelDefinition
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.train import SnapshotPlan, screen_clock_features, train_evaluate_register
+from pipelines.stages import ingest
+from pipelines.stages.features import build_feature_snapshot
+from pipelines.store import drops, lake
+from pipelines.store.zones import read_features
+from tools.generate import GeneratorParams, write_portfolio
 
 END = dt.date(2026, 11, 20)
 SNAPSHOTS = [END - dt.timedelta(days=7 * k) for k in range(5, -1, -1)]  # six weekly snapshots, oldest first

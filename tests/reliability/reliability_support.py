@@ -27,16 +27,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tools import generate
-from pipelines.stages import ingest
-from pipelines.store import drops
-from pipelines.store import lake
-from pipelines.stages import night as nightly
-from pipelines.store import publish
+from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import DATASETS
+from pipelines.contracts.outputs import OUTPUTS, OUTPUT_KEYS
+from pipelines.stages import ingest, night as nightly
+from pipelines.store import drops, lake, publish
+from pipelines.store.zones import RECONCILIATION_FILE, feature_partition, ledger_partition, read_features
+from tools import generate
 from tools.generate import Fault, GeneratorParams, PortfolioDay, PortfolioSimulation
-from pipelines.contracts.outputs import OUTPUTS
 
 NEXT = dt.date(2026, 11, 20)
 PUBLISHED = NEXT - dt.timedelta(days=1)
@@ -84,8 +83,6 @@ def write_fault(root: Path, book: PublishedLake, kind: str, cfg: RisklineConfig)
         generate._write_landing_partition(root, dataset, book.next_day, part)
 
 
-
-
 def write_landing(root: Path, params: GeneratorParams, cfg: RisklineConfig) -> PortfolioDay:
     sim = PortfolioSimulation(params, cfg.generator, cfg.business.tz)
     last = None
@@ -105,12 +102,10 @@ def fixture_training_book(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tu
     the book under suffixed ids, for enough rows to judge calibration) with a label drawn from a logistic
     PD in arrears and utilization: the gate sees a plausible model.
     """
-    from pipelines.domain.features import feature_partition, read_features
-    from pipelines.config.model_definition import load_model_definition
     from pipelines.model.train import SnapshotPlan
 
     if not lake.is_complete(feature_partition(root, as_of)):
-        from pipelines.domain.features import build_feature_snapshot
+        from pipelines.stages.features import build_feature_snapshot
 
         build_feature_snapshot(root, as_of, cfg)
     features = read_features(root, as_of)
@@ -188,7 +183,6 @@ def run_night_without_report(root: Path, day: dt.date, cfg: RisklineConfig) -> n
 
 def published_outputs(root: Path, day: dt.date) -> dict[str, pl.DataFrame]:
     """The four published outputs of ``day``, each sorted by its key."""
-    from pipelines.contracts.outputs import OUTPUT_KEYS
 
     return {name: publish.read_output(root, name, day).sort(OUTPUT_KEYS[name]) for name in OUTPUTS}
 
@@ -201,7 +195,6 @@ def account_rows(outputs: dict[str, pl.DataFrame], account_ids: set[str] | list[
 
 def reconciliation(root: Path, day: dt.date) -> dict[str, Any]:
     """The ledger's reconciliation of ``day`` (``ledger/as_of_date=D/_reconciliation.json``)."""
-    from pipelines.domain.features import RECONCILIATION_FILE, ledger_partition
 
     return json.loads((ledger_partition(root, day) / RECONCILIATION_FILE).read_text())
 

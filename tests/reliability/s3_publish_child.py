@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.config.location import as_location
 from pipelines.store import lake
 
 DAY = dt.date(2026, 1, 31)
@@ -28,7 +29,7 @@ def frames(value: int) -> dict[str, pl.DataFrame]:
 
 def main() -> None:
     root, value, kill_after, trace = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
-    location = lake.as_location(root)
+    location = as_location(root)
     fs = location.fs
     fs.connect()
     sent = 0

@@ -14,22 +14,14 @@ import json
 from pathlib import Path
 
 import pytest
-from reliability_support import (
-    PublishedLake,
-    deliver,
-    fixture_training_book,
-    landing,
-    published_digests,
-)
+from reliability_support import PublishedLake, deliver, fixture_training_book, landing, published_digests
 
-from pipelines.store import chain
-from pipelines.entry import cli
-from pipelines.store import lake
-from pipelines.stages import night as nightly
-from pipelines.store import publish
 from pipelines.config.settings import RisklineConfig
+from pipelines.entry import cli
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.train import train_evaluate_register
+from pipelines.stages import night as nightly
+from pipelines.store import chain, lake, publish, zones
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = dt.timedelta(days=1)
@@ -147,7 +139,7 @@ def test_nights_run_in_order_and_a_backfill_marks_later_nights_stale(
     published = published_digests(lake_root, book.published)
     rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(earlier), "--no-retrain")
     assert rc == 2 and "out of order" in err and "--force-chain" in err and len(err.strip().splitlines()) == 1
-    assert not nightly.decisions_dir(lake_root, earlier).exists()
+    assert not zones.decisions_dir(lake_root, earlier).exists()
 
     rc, out, err = _cli(capsys, lake_root, "run", "--as-of", str(earlier), "--no-retrain", "--force-chain")
     assert rc == 0, err

@@ -27,21 +27,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 from reliability_support import (
-    PublishedLake,
-    deliver,
-    landing,
-    published_outputs,
-    run_night_without_report,
-    write_fault,
+    PublishedLake, deliver, landing, published_outputs, run_night_without_report, write_fault,
 )
 
-from pipelines.store import lake
-from pipelines.store import publish
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import DATASETS
-from pipelines.domain.features import ledger_partition
-from tools.generate import DATA_FILE, REDELIVERY_FILE
 from pipelines.errors import IngestError
+from pipelines.store import lake, publish
+from pipelines.store.zones import ledger_partition
+from tools.generate import DATA_FILE, REDELIVERY_FILE
 
 ADVERSE_ACTIONS = ("decrease", "freeze")
 UNRANKED = {"as_of_date", "priority"}  # priority ranks the whole queue: a touched account may shift others

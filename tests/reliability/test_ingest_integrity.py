@@ -24,15 +24,13 @@ import polars as pl
 import pytest
 from reliability_support import PublishedLake, deliver, landing
 
-from pipelines.stages import ingest
-from pipelines.domain import conform
-from pipelines.store import lake
-from pipelines.stages import night as nightly
-from pipelines.store import publish
 from pipelines.config.settings import RisklineConfig
-from pipelines.domain.features import ledger_partition
-from tools.generate import DATA_FILE, REDELIVERY_FILE
+from pipelines.domain import conform
 from pipelines.errors import IngestError
+from pipelines.stages import ingest, night as nightly
+from pipelines.store import lake, publish, zones
+from pipelines.store.zones import ledger_partition
+from tools.generate import DATA_FILE, REDELIVERY_FILE
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +83,7 @@ def test_a_schedule_redelivered_on_a_later_day_is_counted_once(
     night = _night_outputs(lake_root, book.next_day)
     for name, clean in clean_night.items():
         assert night[name].equals(clean), f"{name} differs from the clean night's"
-    history = lake.scan_curated(lake_root, "installments", book.next_day).collect()
+    history = zones.scan_curated(lake_root, "installments", book.next_day).collect()
     assert history["installment_id"].is_unique().all()
     assert result.stages["ingest"]["installments"].get("redelivered") == again.height
 

@@ -17,8 +17,9 @@ import pytest
 from small_drops import DAY, behaviour, dangling_link, land, land_all, lenient
 from upath import UPath
 
-from pipelines.stages import ingest
 from pipelines import errors
+from pipelines.config.location import as_location
+from pipelines.stages import ingest
 from pipelines.store import lake
 
 Tamper = Callable[[Path], None]
@@ -77,7 +78,7 @@ def test_what_a_spark_writer_leaves_is_read_or_ignored_on_purpose(tmp_path: Path
 
 @pytest.fixture()
 def memory_root() -> Iterator[UPath]:
-    root = lake.as_location(f"memory://riskline-{uuid.uuid4().hex}/lake")
+    root = as_location(f"memory://riskline-{uuid.uuid4().hex}/lake")
     assert isinstance(root, UPath)
     yield root
     if root.exists():

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 from s3_publish_child import DAY, frames
 
+from pipelines.config.location import as_location
 from pipelines.store import lake
 
 CHILD = Path(__file__).with_name("s3_publish_child.py")
@@ -33,14 +34,14 @@ def _as_frame(value: int) -> pl.DataFrame:
 def test_publish_killed_before_any_s3_request_is_all_or_nothing(s3_root: str, tmp_path: Path):
     # The kill points: every request of a publish over an existing partition.
     trace = tmp_path / "trace.txt"
-    lake.publish_frames(lake.partition_dir(lake.as_location(f"{s3_root}/trace"), "curated", "payments", DAY), frames(1))
+    lake.publish_frames(lake.partition_dir(as_location(f"{s3_root}/trace"), "curated", "payments", DAY), frames(1))
     assert _child(f"{s3_root}/trace", 2, -1, trace) == 0
     events = trace.read_text().splitlines()
     assert "PutObject" in events and len(events) >= 5, events
 
     outcomes = []
     for k in range(len(events)):
-        root = lake.as_location(f"{s3_root}/k{k}")
+        root = as_location(f"{s3_root}/k{k}")
         part = lake.partition_dir(root, "curated", "payments", DAY)
         lake.publish_frames(part, frames(1))
         rc = _child(str(root), 2, k, tmp_path / f"trace-{k}.txt")

@@ -18,21 +18,15 @@ from pathlib import Path
 
 import polars as pl
 from reliability_support import (
-    PublishedLake,
-    account_rows,
-    deliver,
-    landing,
-    published_outputs,
-    reconciliation,
-    run_night_without_report,
+    PublishedLake, account_rows, deliver, landing, published_outputs, reconciliation, run_night_without_report,
 )
 
-from pipelines.store import lake
 from pipelines.config.settings import RisklineConfig
-from pipelines.domain.features import ledger_partition
-from tools.generate import DATA_FILE
-from pipelines.stages.ingest import ingest_date
 from pipelines.domain.pending_payments import PAYMENT_PENDING
+from pipelines.stages.ingest import ingest_date
+from pipelines.store import lake
+from pipelines.store.zones import ledger_partition
+from tools.generate import DATA_FILE
 
 
 def _in(ids: list[str] | set[str]) -> pl.Expr:

@@ -9,9 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.store import chain
-from pipelines.store import lake
-from pipelines.store import publish
+from pipelines.store import chain, lake, publish, zones
 
 D = dt.date(2026, 11, 20)
 DAY = dt.timedelta(days=1)
@@ -21,7 +19,7 @@ def _night(root: Path, day: dt.date, limit: int = 1000, published: bool = True) 
     """A night's decisions partition (its limit history) and, if published, a manifest recording its link."""
     history = pl.DataFrame({"account_id": ["a1"], "limit": [limit]})
     record = chain.check_chain(root, day, force=True)
-    lake.publish_frames(lake.derived_partition(root, "decisions", day), {chain.LIMIT_HISTORY_FILE: history})
+    lake.publish_frames(lake.derived_partition(root, "decisions", day), {zones.LIMIT_HISTORY_FILE: history})
     chain.save_chain_record(root, day, record)
     if published:
         lake.atomic_write_bytes(publish.manifest_path(root, day),

@@ -12,20 +12,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.store import lake
 from pipelines.contracts.landing import CONTRACT
-from pipelines.domain.feature_dictionary import FEATURE_NAMES, FEATURES, KEY_COLUMNS, feature, monotone_constraints
-from pipelines.domain.features import (
-    LEDGER_FILES,
-    IncompleteHistoryError,
-    build_feature_snapshot,
-    build_features,
-    feature_partition,
-    ledger_partition,
-    merge_shards,
-    read_features,
-)
+from pipelines.domain.feature_dictionary import FEATURES, FEATURE_NAMES, KEY_COLUMNS, feature, monotone_constraints
+from pipelines.domain.features import build_features
 from pipelines.domain.ledger import build_ledger
+from pipelines.stages.features import IncompleteHistoryError, build_feature_snapshot, merge_shards
+from pipelines.store import lake
+from pipelines.store.zones import LEDGER_FILES, feature_partition, ledger_partition, read_features
 
 D = dt.date
 AS_OF = D(2024, 6, 30)

@@ -10,18 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.store import lake
+from pipelines.config.location import as_location
 from pipelines.contracts.landing import CONTRACT, DATASETS
+from pipelines.store import lake
 from tools.generate import (
-    FAULT_KINDS,
-    LATE_ZONE,
-    REDELIVERY_FILE,
-    Fault,
-    GeneratorParams,
-    PortfolioSimulation,
-    parse_faults,
-    release_late,
-    write_portfolio,
+    FAULT_KINDS, Fault, GeneratorParams, LATE_ZONE, PortfolioSimulation, REDELIVERY_FILE, parse_faults,
+    release_late, write_portfolio,
 )
 
 END = dt.date(2026, 11, 25)
@@ -446,7 +440,7 @@ def test_a_book_with_withheld_and_unfinished_drops_on_an_object_store_matches_th
 
     params = GeneratorParams(accounts=200, days=5, end_date=dt.date(2026, 6, 30), seed=7)
     faults = parse_faults("late_partition@2026-06-30,missing_success@2026-06-29", params)
-    remote = lake.as_location(f"memory://generate-{uuid.uuid4().hex}/riskline")
+    remote = as_location(f"memory://generate-{uuid.uuid4().hex}/riskline")
     for root in (tmp_path, remote):
         write_portfolio(root, params, cfg, faults=faults)
     day, unfinished = dt.date(2026, 6, 30), dt.date(2026, 6, 29)

@@ -8,12 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.stages import ingest
-from pipelines.domain import conform
 from pipelines import errors
-from pipelines.store import drops
-from pipelines.store import lake
 from pipelines.contracts.landing import CONTRACT, valid_key
+from pipelines.domain import conform
+from pipelines.stages import ingest
+from pipelines.store import drops, lake, zones
 
 DAY = dt.date(2026, 11, 20)
 UTC = dt.timezone.utc
@@ -477,7 +476,7 @@ def test_an_identical_redelivery_of_a_curated_schedule_is_dropped_and_counted(tm
     _land_on(tmp_path, "installments", DAY, {"part-00000.parquet": today})
     results = {r.dataset: r for r in ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "installments"])}
     assert (results["installments"].redelivered, results["installments"].rows_curated) == (3, 2)
-    curated = lake.scan_curated(tmp_path, "installments", DAY).collect()
+    curated = zones.scan_curated(tmp_path, "installments", DAY).collect()
     assert curated["installment_id"].is_unique().all()  # L1 is counted once, on the day it was drawn
     report = (tmp_path / "validation" / f"dt={DAY.isoformat()}" / "installments.json").read_text()
     assert f"3 rows already curated identically on dt={earlier.isoformat()}" in report

@@ -9,17 +9,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.store import lake
 from pipelines.config.settings import LabelsConfig
 from pipelines.contracts.landing import CONTRACT
-from pipelines.domain.labels import (
-    LabelsNotMaturedError,
-    build_labels,
-    build_labels_for,
-    is_matured,
-    write_labels_for,
-)
+from pipelines.domain.labels import LabelsNotMaturedError, build_labels, is_matured
 from pipelines.domain.ledger import build_ledger
+from pipelines.stages.train import build_labels_for, write_labels_for
+from pipelines.store import lake
 
 D = dt.date
 S = D(2024, 3, 31)  # snapshot date

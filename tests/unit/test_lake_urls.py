@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from upath import UPath
 
+from pipelines.config.location import as_location, is_remote
 from pipelines.store import lake
 
 DAY = dt.date(2026, 1, 31)
@@ -23,7 +24,7 @@ DAY = dt.date(2026, 1, 31)
 
 @pytest.fixture()
 def root() -> Iterator[UPath]:
-    location = lake.as_location(f"memory://riskline-{uuid.uuid4().hex}/lake")
+    location = as_location(f"memory://riskline-{uuid.uuid4().hex}/lake")
     assert isinstance(location, UPath)
     yield location
     if location.exists():
@@ -35,12 +36,12 @@ def _names(folder: UPath) -> list[str]:
 
 
 def test_as_location_keeps_local_paths_local_and_urls_as_upaths(tmp_path: Path):
-    assert lake.as_location(str(tmp_path)) == tmp_path
-    assert lake.as_location(f"file://{tmp_path}") == tmp_path
-    assert isinstance(lake.as_location(f"file://{tmp_path}"), Path)
-    s3 = lake.as_location("s3://bucket/riskline")
-    assert lake.is_remote(s3) and s3.protocol == "s3" and str(s3) == "s3://bucket/riskline"
-    assert not lake.is_remote(tmp_path)
+    assert as_location(str(tmp_path)) == tmp_path
+    assert as_location(f"file://{tmp_path}") == tmp_path
+    assert isinstance(as_location(f"file://{tmp_path}"), Path)
+    s3 = as_location("s3://bucket/riskline")
+    assert is_remote(s3) and s3.protocol == "s3" and str(s3) == "s3://bucket/riskline"
+    assert not is_remote(tmp_path)
 
 
 def test_url_partitions_stay_inside_the_root(root: UPath):

@@ -4,7 +4,11 @@ import datetime as dt
 
 import pytest
 
+from pipelines.config.location import as_location
 from pipelines.entry.airflow import business_date_of, require_merged_features, retrain_decision
+from pipelines.errors import IngestError
+from pipelines.store import lake
+from pipelines.store.publish import PublishError
 
 
 @pytest.mark.parametrize(
@@ -44,9 +48,7 @@ def test_business_date_is_interval_start_in_shanghai(cfg):
     ],
 )
 def test_every_stage_failure_says_what_to_do_next(error: str, advice: str):
-    from pipelines.errors import IngestError
     from pipelines.entry.airflow import StageFailed, _guarded
-    from pipelines.store.publish import PublishError
 
     def fail():
         if error == "ingest":
@@ -65,12 +67,11 @@ def test_on_an_object_store_the_landing_sensor_works_and_later_stages_refuse_cle
 
     import polars as pl
 
-    from pipelines.store import lake
     from pipelines.entry.airflow import landing_ready, run_stage
 
     root = f"memory://airflow-{uuid.uuid4().hex}/riskline"
     day = dt.date(2026, 6, 30)
-    part = lake.partition_dir(lake.as_location(root), "landing", "payments", day)
+    part = lake.partition_dir(as_location(root), "landing", "payments", day)
     assert not landing_ready("payments", day.isoformat(), root)
     with lake.staged_partition(part) as tmp:
         lake.write_parquet(pl.DataFrame({"x": [1]}), tmp / "part-00000.parquet")
@@ -154,7 +155,6 @@ def test_the_sensor_skips_a_stale_date_and_fails_a_missed_one_with_the_reason(da
     import polars as pl
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from pipelines.store import lake
     from pipelines.entry.airflow import poke_landing
 
     for day in (dt.date(2026, 6, 1), dt.date(2026, 6, 3)):
@@ -181,7 +181,7 @@ def test_the_sensor_skips_a_stale_date_and_fails_a_missed_one_with_the_reason(da
 )
 def test_model_and_history_failures_get_their_own_next_step_in_task_terms(error, advice, not_advice, data_root):
     from pipelines.model.metrics import LeakageSuspectedError
-    from pipelines.domain.features import IncompleteHistoryError
+    from pipelines.stages.features import IncompleteHistoryError
     from pipelines.entry.airflow import StageFailed, _guarded
     from pipelines.model.registry import ModelRegistry, NoChampionError
 

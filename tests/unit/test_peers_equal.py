@@ -16,10 +16,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.store import lake
 from pipelines.contracts.landing import CONTRACT
 from pipelines.domain.features import build_features
 from pipelines.domain.ledger import build_ledger
+from pipelines.store import lake, zones
 
 AS_OF = dt.date(2026, 6, 30)
 RUNNER = Path(__file__).resolve().parents[2] / "benchmarks" / "peers" / "run_peers.py"
@@ -70,10 +70,10 @@ def book(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _riskline_features(root: Path, columns: tuple[str, ...]) -> pl.DataFrame:
     """The features riskline's nightly build publishes (build_features), restricted to the compared columns."""
-    ledger = build_ledger(lake.scan_curated(root, "installments", AS_OF), lake.scan_curated(root, "payments", AS_OF),
+    ledger = build_ledger(zones.scan_curated(root, "installments", AS_OF), zones.scan_curated(root, "payments", AS_OF),
                           AS_OF)
-    accounts = lake.scan_curated(root, "accounts", AS_OF)
-    behaviour = lake.scan_curated(root, "behaviour", AS_OF)
+    accounts = zones.scan_curated(root, "accounts", AS_OF)
+    behaviour = zones.scan_curated(root, "behaviour", AS_OF)
     return build_features(accounts, behaviour, ledger, AS_OF).select(columns)
 
 

@@ -10,15 +10,13 @@ import pytest
 import xgboost as xgb
 
 from pipelines.config.model_definition import Grades, ModelDefinition, ReasonCodePolicy, ScoreScaling
+from pipelines.domain import features
 from pipelines.model.score import (
-    assign_grade,
-    describe_reasons,
-    feature_matrix,
-    needs_exact_reasons,
-    pd_to_score,
-    reason_codes,
+    assign_grade, describe_reasons, feature_matrix, needs_exact_reasons, pd_to_score, reason_codes,
     score_accounts,
 )
+from pipelines.store import lake, zones
+from pipelines.store.zones import scores_dir
 
 DAY = dt.date(2026, 11, 25)
 
@@ -151,10 +149,8 @@ def test_describe_reasons_uses_the_dictionary_phrases_and_refuses_unknown_codes(
 
 
 def test_run_scoring_uses_the_champion_of_the_date_and_publishes_atomically(tmp_path, cfg):
-    from pipelines.domain import features
-    from pipelines.store import lake
     from pipelines.model.registry import ModelRegistry, NoChampionError, version_id
-    from pipelines.model.score import run_scoring, scores_dir
+    from pipelines.stages.score import run_scoring
 
     booster = _one_feature_model()
     raw = bytes(booster.save_raw(raw_format="ubj"))
@@ -162,7 +158,7 @@ def test_run_scoring_uses_the_champion_of_the_date_and_publishes_atomically(tmp_
     version = version_id(DAY, raw)
     registry.register(version, raw, {"features": [], "manifest": {"as_of": DAY.isoformat()}, "metrics": {}, "gate": {}})
     snapshot = _snapshot([0.0, 45.0, 3.0])
-    lake.publish_frames(features.feature_partition(tmp_path, DAY), {features.FEATURES_FILE: snapshot})
+    lake.publish_frames(zones.feature_partition(tmp_path, DAY), {zones.FEATURES_FILE: snapshot})
 
     with pytest.raises(NoChampionError, match="no champion model serves on 2026-11-25"):
         run_scoring(tmp_path, DAY, cfg)

@@ -12,17 +12,13 @@ import pytest
 import xgboost as xgb
 from polars.testing import assert_frame_equal
 
-from pipelines.store import lake
-from pipelines.stages import night as nightly
+from pipelines.config.settings import DEFAULT_CONFIG_PATH
 from pipelines.contracts.landing import CONTRACT
 from pipelines.model.registry import ModelRegistry, version_id
-from pipelines.stages.shards import (
-    ShardsIncompleteError,
-    merge_decisions,
-    read_shard_file,
-    run_shards,
-    shard_dir,
-)
+from pipelines.stages import night as nightly
+from pipelines.stages.shards import ShardsIncompleteError, merge_decisions, read_shard_file, run_shards
+from pipelines.store import lake, zones
+from pipelines.store.zones import shard_dir
 
 D = dt.date
 FIRST = D(2024, 1, 1)
@@ -125,7 +121,7 @@ def _run_nights(book: Path, target: Path, cfg) -> dict[dt.date, dict[str, pl.Dat
         nightly.stage_score(target, day, cfg)
         nightly.stage_decide(target, day, cfg)
         frames, _ = nightly.published_frames(target, day, cfg)
-        history = pl.read_parquet(nightly.decisions_dir(target, day) / "limit_history.parquet")
+        history = pl.read_parquet(zones.decisions_dir(target, day) / "limit_history.parquet")
         published[day] = {**frames, "limit_history": history}
     return published
 
@@ -173,7 +169,7 @@ def test_merge_refuses_until_every_shard_is_complete(book, tmp_path, cfg):
     decide_shard(root, LAST, sharded, shard=1, n_shards=2)
     with pytest.raises(ShardsIncompleteError, match="decisions shards not complete"):
         merge_decisions(root, LAST, sharded, 2)
-    assert not nightly.decisions_dir(root, LAST).exists()  # nothing half-published
+    assert not zones.decisions_dir(root, LAST).exists()  # nothing half-published
 
 
 def _shard_call(tag: str, shard: int, n_shards: int) -> tuple[str, int, int, int]:
@@ -197,7 +193,6 @@ def test_orchestration_fans_out_the_shards_and_merges_like_the_run(book, tmp_pat
     import yaml
 
     from pipelines.entry import airflow as orchestration
-    from pipelines.config.settings import DEFAULT_CONFIG_PATH
 
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     raw["run"] = {"shards": 3}
@@ -218,5 +213,5 @@ def test_orchestration_fans_out_the_shards_and_merges_like_the_run(book, tmp_pat
     for stage in (nightly.stage_features, nightly.stage_score, nightly.stage_decide):
         stage(inline, LAST, cfg)  # the committed config: one shard
     for name in ("limits", "collection_queue", "hardship_offers", "limit_history"):
-        assert_frame_equal(pl.read_parquet(nightly.decisions_dir(root, LAST) / f"{name}.parquet"),
-                           pl.read_parquet(nightly.decisions_dir(inline, LAST) / f"{name}.parquet")), name
+        assert_frame_equal(pl.read_parquet(zones.decisions_dir(root, LAST) / f"{name}.parquet"),
+                           pl.read_parquet(zones.decisions_dir(inline, LAST) / f"{name}.parquet")), name

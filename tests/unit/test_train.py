@@ -9,22 +9,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.domain import features
-from pipelines.domain import labels
-from pipelines.store import lake
-from pipelines.config.settings import ModelConfig
 from pipelines.config.model_definition import ModelDefinition, load_model_definition
+from pipelines.config.settings import ModelConfig
+from pipelines.domain import features, labels
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.train import (
-    InsufficientHistoryError,
-    config_hash,
-    label_snapshot,
-    load_labels,
-    plan_snapshots,
-    run_training,
-    sample_accounts,
-    train_model,
+    InsufficientHistoryError, label_snapshot, plan_snapshots, sample_accounts, train_model,
 )
+from pipelines.stages.train import config_hash, load_labels, run_training
+from pipelines.store import lake, zones
 
 D = dt.date(2026, 11, 25)
 
@@ -140,9 +133,9 @@ def test_run_training_reads_the_cached_snapshots_and_fingerprints_them(tmp_path,
     for i, s in enumerate((*plan.training_dates, plan.oot_date)):
         book = _book(1500, s, seed=10 + i)
         extra = {f: rng.random(book.height) for f in definition.feature_names if f not in book.columns}
-        lake.publish_frames(features.feature_partition(tmp_path, s),
-                            {features.FEATURES_FILE: book.drop("bad").with_columns(**extra)})
-        lake.publish_frames(labels.labels_partition(tmp_path, s), {labels.LABELS_FILE: book.select(
+        lake.publish_frames(zones.feature_partition(tmp_path, s),
+                            {zones.FEATURES_FILE: book.drop("bad").with_columns(**extra)})
+        lake.publish_frames(zones.labels_partition(tmp_path, s), {zones.LABELS_FILE: book.select(
             "account_id", pl.col("as_of_date").alias("snapshot_date"), "bad",
             horizon_days=pl.lit(small.labels.horizon_days), gap_days=pl.lit(small.labels.gap_days))})
 
@@ -165,9 +158,9 @@ def test_cached_labels_of_another_outcome_window_are_not_trained_on(tmp_path, cf
     # load_labels must rebuild them from the curated zone, here absent, rather than train on them.
     s = dt.date(2026, 8, 20)
     stale = pl.DataFrame({"account_id": ["A"], "snapshot_date": [s], "bad": [1], "horizon_days": [90]})
-    lake.publish_frames(labels.labels_partition(tmp_path, s), {labels.LABELS_FILE: stale})
+    lake.publish_frames(zones.labels_partition(tmp_path, s), {zones.LABELS_FILE: stale})
     with pytest.raises(labels.LabelsNotMaturedError, match="cannot label snapshot 2026-08-20"):
         load_labels(tmp_path, s, cfg)
     fresh = stale.with_columns(gap_days=pl.lit(cfg.labels.gap_days))
-    lake.publish_frames(labels.labels_partition(tmp_path, s), {labels.LABELS_FILE: fresh})
+    lake.publish_frames(zones.labels_partition(tmp_path, s), {zones.LABELS_FILE: fresh})
     assert load_labels(tmp_path, s, cfg).equals(fresh)

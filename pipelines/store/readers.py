@@ -1,0 +1,60 @@
+"""Readers of what earlier stages and nights left in the lake, as the decide step reads them.
+
+"The previous run" has one definition, :func:`pipelines.store.zones.previous_night`; scoring, decide and the
+report all read it through it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.config.settings import RisklineConfig
+from pipelines.domain import policy
+from pipelines.domain.pending_payments import empty_holds, pending_holds
+from pipelines.domain.sharding import filter_shard
+from pipelines.store import lake, zones
+
+
+def read_previous_run(
+    root: Path, as_of: dt.date, shard: int = 0, n_shards: int = 1
+) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """The previous run's scores (None on the first run) and the limit history it left, as decide reads them.
+
+    Both come from the same night, :func:`~pipelines.store.zones.previous_night`. With ``n_shards > 1``, only
+    the rows of ``shard``'s accounts.
+    """
+
+    def read(files: list[Path]) -> pl.DataFrame:
+        return filter_shard(pl.scan_parquet(files), shard, n_shards).collect()
+
+    night = zones.previous_night(root, as_of)
+    if night is None:
+        return None, policy.empty_limit_history()
+    history = read([zones.decisions_dir(root, night) / zones.LIMIT_HISTORY_FILE])
+    return read_previous_scores(root, night, shard, n_shards), history
+
+
+def read_previous_scores(root: Path, night: dt.date, shard: int = 0, n_shards: int = 1) -> pl.DataFrame | None:
+    """The internal scores of ``night`` (of ``shard``'s accounts), None when its partition is not complete."""
+    partition = zones.scores_dir(root, night)
+    if not lake.is_complete(partition):
+        return None
+    return filter_shard(pl.scan_parquet(lake.parquet_files(partition)), shard, n_shards).collect()
+
+
+def read_pending_holds(
+    root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int = 0, n_shards: int = 1
+) -> pl.DataFrame:
+    """Accounts whose adverse actions are held tonight for a payment waiting in quarantine.
+
+    Read from the merged ledger partition of D (a waiting payment may hold an account of another shard:
+    the one its loan belongs to), then narrowed to ``shard``'s accounts.
+    """
+    path = zones.ledger_partition(root, as_of) / zones.PENDING_PAYMENTS_FILE
+    if not path.is_file():
+        return empty_holds()
+    holds = pending_holds(pl.read_parquet(path), as_of, cfg.pending_payments.max_hold_days)
+    return filter_shard(holds.lazy(), shard, n_shards).collect()

@@ -1,0 +1,217 @@
+"""The catalog of zones: the one place that names the lake's zones and builds their partitions' paths.
+
+Stages, readers and the report ask it for ``curated(root, "payments", day)``, ``feature_partition(root, D)``,
+``scores_dir(root, D)``, ...; no other module writes a zone's name. ``lake`` below it knows how a partition
+is laid out and published atomically; this module knows which partitions there are.
+
+It also holds the one definition of **the previous run** of night D (:func:`previous_night`): the newest
+night before D whose decisions partition is complete. Decide continues that night's limit history and
+compares with its scores, scoring computes exact reason codes where the PD rose since its scores, and the
+report compares tonight with it. The chain rule (``pipelines/store/chain.py``) refuses a night whose
+previous night is not D - 1 unless forced, so it is D - 1 except after a forced night.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.config.location import Location
+from pipelines.contracts.landing import CONTRACT
+from pipelines.domain.pending_payments import WAITING_SCHEMA
+from pipelines.store import lake
+from pipelines.store.lake import complete_partition_dates, parquet_files, parquet_sources, partition_dir
+
+# --- zones -------------------------------------------------------------------------------------------
+
+LANDING_ZONE = "landing"  # upstream's drops, dt=D
+CURATED_ZONE = "curated"  # conformed, validated rows, dt=D
+QUARANTINE_ZONE = "quarantine"  # rows split off at ingest with their quarantine_reason, dt=D
+FEATURES_ZONE = "features"
+LEDGER_ZONE = "ledger"
+LABELS_ZONE = "labels"
+SCORES_ZONE = "scores"
+DECISIONS_ZONE = "decisions"
+RUNS_ZONE = "runs"  # a night's timings and the chain record decide saw
+REPORT_ZONE = "reports"
+STAGING_ZONE = "staging"  # dry runs' private copies of the lake
+
+FEATURES_FILE = "features.parquet"
+PENDING_PAYMENTS_FILE = "pending_payments.parquet"
+# file -> sort key; every frame is sorted so that one or N shards give the same bytes
+LEDGER_FILES: dict[str, tuple[str, ...]] = {
+    "installments.parquet": ("loan_id", "account_id", "installment_no", "installment_id"),
+    "loans.parquet": ("loan_id", "account_id"),
+    "accounts.parquet": ("account_id",),
+    "unallocated.parquet": ("payment_id",),
+    # quarantined payments not applied as of D (pipelines.domain.pending_payments): decide holds their accounts
+    PENDING_PAYMENTS_FILE: tuple(WAITING_SCHEMA),
+}
+RECONCILIATION_FILE = "_reconciliation.json"  # leading "_": not a data file for lake.parquet_files
+LABELS_FILE = "labels.parquet"
+SCORES_FILE = "scores.parquet"
+DECISION_FILES = ("limits.parquet", "collection_queue.parquet", "hardship_offers.parquet", "limit_history.parquet")
+LIMIT_HISTORY_FILE = "limit_history.parquet"
+
+
+# --- the datasets' zones (dt=D) ------------------------------------------------------------------------
+
+
+def landing(root: Location, dataset: str, day: dt.date) -> Location:
+    return partition_dir(root, LANDING_ZONE, dataset, day)
+
+
+def curated(root: Location, dataset: str, day: dt.date) -> Location:
+    return partition_dir(root, CURATED_ZONE, dataset, day)
+
+
+def quarantine(root: Location, dataset: str, day: dt.date) -> Location:
+    return partition_dir(root, QUARANTINE_ZONE, dataset, day)
+
+
+def landing_dates(root: Location, dataset: str) -> list[dt.date]:
+    """Dates with a complete landing drop of ``dataset``, oldest first."""
+    return complete_partition_dates(root, LANDING_ZONE, dataset)
+
+
+def curated_dates(root: Location, dataset: str) -> list[dt.date]:
+    """Dates with a complete curated partition of ``dataset``, oldest first."""
+    return complete_partition_dates(root, CURATED_ZONE, dataset)
+
+
+def quarantine_dates(root: Location, dataset: str) -> list[dt.date]:
+    return complete_partition_dates(root, QUARANTINE_ZONE, dataset)
+
+
+# --- the night's zones (as_of_date=D) -----------------------------------------------------------------
+
+
+def feature_partition(root: Path, as_of: dt.date) -> Path:
+    return lake.derived_partition(root, FEATURES_ZONE, as_of)
+
+
+def ledger_partition(root: Path, as_of: dt.date) -> Path:
+    return lake.derived_partition(root, LEDGER_ZONE, as_of)
+
+
+def labels_partition(root: Path, snapshot_date: dt.date) -> Path:
+    return lake.derived_partition(root, LABELS_ZONE, snapshot_date, key="snapshot_date")
+
+
+def scores_dir(root: Path, as_of: dt.date) -> Path:
+    """``DATA_ROOT/scores/as_of_date=D``: internal scores; the published copy is made downstream."""
+    return lake.derived_partition(root, SCORES_ZONE, as_of)
+
+
+def decisions_dir(root: Path, as_of: dt.date) -> Path:
+    return lake.derived_partition(root, DECISIONS_ZONE, as_of)
+
+
+def runs_dir(root: Path, as_of: dt.date) -> Path:
+    return lake.derived_partition(root, RUNS_ZONE, as_of)
+
+
+def shard_partition(root: Path, zone: str, as_of: dt.date, shard: int, n_shards: int) -> Path:
+    # Shards are staged beside, not inside, the date's partition: merge_shards publishes that one whole.
+    base = lake.derived_partition(root, f"{zone}/_shards", as_of)
+    return lake.ensure_inside(root, base / f"shard={shard:04d}-of-{n_shards:04d}")
+
+
+def shard_dir(root: Path, zone: str, as_of: dt.date, shard: int, n_shards: int) -> Path:
+    """``DATA_ROOT/<zone>/_shards/as_of_date=D/shard=KKKK-of-NNNN``, the shard checked in range."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard must be in 0..{n_shards - 1}, got {shard}")
+    return shard_partition(root, zone, as_of, shard, n_shards)
+
+
+# --- nights and the previous run -------------------------------------------------------------------
+
+
+def night_dates(root: Path) -> list[dt.date]:
+    """Dates whose decisions partition exists: the nights the chain is made of (what decide reads)."""
+    return lake.complete_partition_dates(root, DECISIONS_ZONE, key="as_of_date")
+
+
+def previous_night(root: Path, as_of: dt.date) -> dt.date | None:
+    """The previous run of night D: the newest night before D whose decisions partition is complete, or None.
+
+    The one definition (module docstring) used by scoring, decide, the chain rule and the report.
+    """
+    earlier = [n for n in night_dates(root) if n < as_of]
+    return earlier[-1] if earlier else None
+
+
+# --- readers -------------------------------------------------------------------------------------------
+
+
+def read_features(root: Path, as_of: dt.date) -> pl.DataFrame:
+    """The published features of D (fails if the partition is missing or incomplete)."""
+    return lake.read_partition(feature_partition(root, as_of))
+
+
+def scan_curated(
+    root: Location,
+    dataset: str,
+    upto: dt.date,
+    since: dt.date | None = None,
+    dates: list[dt.date] | None = None,
+) -> pl.LazyFrame:
+    """Lazily scan the complete curated partitions of ``dataset`` with ``since <= dt <= upto``.
+
+    Adds the partition's business date as a ``dt`` Date column. Only partitions with ``_SUCCESS`` are
+    read, so a partition being published is never half-seen. ``dates`` (a subset of the complete ones)
+    restricts the scan to those business dates, e.g. a few account snapshots instead of every day.
+    The result has the contract's curated schema plus ``dt``, even when no partition matches.
+    """
+    schema = CONTRACT[dataset].curated_schema()
+    required = {c.curated_name for c in CONTRACT[dataset].required}
+    wanted = set(dates) if dates is not None else None
+    scans: list[pl.LazyFrame] = []
+    for day in curated_dates(root, dataset):
+        if day > upto or (since is not None and day < since) or (wanted is not None and day not in wanted):
+            continue
+        files = parquet_files(curated(root, dataset, day))
+        if not files:
+            continue
+        sources = parquet_sources(files)  # an object-store file is fetched once, for the check and the scan
+        for file, source in zip(files, sources):  # footer reads; a missing required column must not become nulls
+            absent = required - set(pl.read_parquet_schema(source))
+            if absent:
+                raise ValueError(f"curated file {file} lacks required columns {sorted(absent)}")
+        # dt is attached as a literal per partition rather than parsed by hive_partitioning, which
+        # would also try to parse any ``key=value`` folder above the data root.
+        scans.append(
+            pl.scan_parquet(
+                sources,
+                hive_partitioning=False,
+                schema=schema,
+                # Optional contract columns may be absent in old files; extra landing columns are not ours.
+                missing_columns="insert",
+                extra_columns="ignore",
+            ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
+        )
+    if not scans:
+        return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
+    return pl.concat(scans, how="vertical")
+
+
+def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame:
+    """Lazily scan the complete quarantine partitions of ``dataset`` with ``dt <= upto``.
+
+    The contract's curated columns (a defective row may hold nulls anywhere), ``quarantine_reason`` and the
+    partition's ``dt``; extra landing columns are dropped.
+    """
+    schema = pl.Schema({**CONTRACT[dataset].curated_schema(), "quarantine_reason": pl.String()})
+    scans = [
+        pl.scan_parquet(
+            parquet_sources(files), hive_partitioning=False, schema=schema, missing_columns="insert",
+            extra_columns="ignore",
+        ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
+        for day in quarantine_dates(root, dataset) if day <= upto
+        if (files := parquet_files(quarantine(root, dataset, day)))
+    ]
+    if not scans:
+        return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
+    return pl.concat(scans, how="vertical")
