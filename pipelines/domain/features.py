@@ -25,7 +25,7 @@ from pipelines.domain.feature_dictionary import (
     BEHAVIOUR_WINDOWS, DPD_WINDOWS, HISTORY_DAYS, KEY_COLUMNS, LIMIT_WINDOWS, ON_TIME_WINDOWS, RATIO_WINDOWS,
     TREND_PRIOR_DAYS, TREND_RECENT_DAYS,
 )
-from pipelines.domain.ledger import Ledger, build_ledger, outstanding_principal_at
+from pipelines.domain.ledger import Ledger, outstanding_principal_at
 
 SCORED_STATUSES: tuple[str, ...] = ("active", "frozen")
 UTILIZATION_TREND_DAYS = 30  # one of LIMIT_WINDOWS: the limit of that snapshot is the denominator

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from pipelines.config.location import is_remote
 from pipelines.config.settings import RisklineConfig, load_config
-from pipelines.domain import features
 from pipelines.errors import IngestError
 from pipelines.store import chain, lake
 from pipelines.store.chain import ChainError
@@ -371,7 +370,7 @@ def _guarded(label: str, business_date: str, fn: Any) -> Any:
     from pipelines.model.metrics import LeakageSuspectedError
     from pipelines.stages.features import IncompleteHistoryError
     from pipelines.model.registry import RegistryError
-    from pipelines.model.train import InsufficientHistoryError
+    from pipelines.model.fit import InsufficientHistoryError
 
     try:
         return fn()

@@ -195,7 +195,7 @@ def _cli_next_step(exc: BaseException) -> str:
 def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines.model.metrics import LeakageSuspectedError
     from pipelines.model.registry import NoChampionError
-    from pipelines.model.train import InsufficientHistoryError
+    from pipelines.model.fit import InsufficientHistoryError
     from pipelines.stages.train import run_training
 
     try:
@@ -464,7 +464,8 @@ def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> in
 
 
 def cmd_report(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.report.report import ReportError, write_report
+    from pipelines.report.report import write_report
+    from pipelines.report.sections import ReportError
 
     try:
         path = write_report(root, args.as_of, cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -193,10 +194,19 @@ def psi_against(reference: Mapping[str, Sequence[float]], values: Any) -> float:
     return psi(reference["shares"], bin_shares(values, reference["edges"]))
 
 
-def psi_band(value: float, stability: Stability) -> str:
-    """``stable`` below the first band, ``watch`` up to the second, ``shifted`` beyond (0.10 / 0.25 rule)."""
-    low, high = stability.psi_bands
+def psi_band(value: float, bands: tuple[float, float]) -> str:
+    """``stable`` below the first band, ``watch`` up to the second, ``shifted`` beyond (0.10 / 0.25 rule).
+
+    The one reading of the PSI bands (``stability.psi_bands``): the gate, the registry and the report use it.
+    """
+    low, high = bands
     return "stable" if value < low else ("watch" if value < high else "shifted")
+
+
+def psi_band_expr(psi: pl.Expr, bands: tuple[float, float]) -> pl.Expr:
+    """:func:`psi_band` over a column."""
+    low, high = bands
+    return pl.when(psi < low).then(pl.lit("stable")).when(psi < high).then(pl.lit("watch")).otherwise(pl.lit("shifted"))
 
 
 def feature_stability(
@@ -207,7 +217,7 @@ def feature_stability(
     for name in features:  # one vectorized pass per feature column
         ref = reference_bins(expected[name].cast(pl.Float64).to_numpy(), stability.bins)
         value = psi_against(ref, actual[name].cast(pl.Float64).to_numpy())
-        out[name] = {"psi": value, "band": psi_band(value, stability)}
+        out[name] = {"psi": value, "band": psi_band(value, stability.psi_bands)}
     return out
 
 
@@ -295,4 +305,74 @@ def check_leakage(oot_auc: float, ceiling: float, single_feature: Mapping[str, f
         f"out-of-time AUC {oot_auc:.4f} is above the leakage ceiling {ceiling:.4f} (model.leakage_auc_ceiling): "
         "a feature most likely carries the outcome (computed after the snapshot date, or from the label "
         f"itself). The model was not registered. {'Strongest single features: ' + named if named else ''}"
+    )
+
+
+def curve_arrays(bad: Any, pd_: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative bads, goods and accounts at each distinct PD threshold, highest PD first."""
+    y = np.asarray(bad, dtype=np.float64)
+    p = np.asarray(pd_, dtype=np.float64)
+    if y.size == 0 or y.sum() == 0 or y.sum() == y.size:
+        raise ValueError("ROC/KS curves need at least one good and one bad account")
+    order = np.argsort(-p, kind="stable")
+    ordered = p[order]
+    last_of_tie = np.r_[ordered[1:] != ordered[:-1], True]  # tied accounts move together
+    cum_bad = np.cumsum(y[order])[last_of_tie]
+    cum_all = (np.flatnonzero(last_of_tie) + 1).astype(np.float64)
+    return cum_bad, cum_all - cum_bad, cum_all
+
+
+def thin(keep_also: Sequence[int], length: int, max_points: int) -> np.ndarray:
+    """At most ``max_points`` evenly spread indices (ends and ``keep_also`` included)."""
+    even = np.linspace(0, length - 1, min(max_points, length)).round().astype(np.int64)
+    return np.unique(np.r_[even, np.asarray(keep_also, dtype=np.int64)])
+
+
+def roc_points(bad: Any, pd_: Any, max_points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates (cutting at each distinct PD), from (0, 0) to (1, 1)."""
+    cum_bad, cum_good, _ = curve_arrays(bad, pd_)
+    tpr = np.r_[0.0, cum_bad / cum_bad[-1]]
+    fpr = np.r_[0.0, cum_good / cum_good[-1]]
+    idx = thin([], tpr.size, max_points)
+    return fpr[idx], tpr[idx]
+
+
+@dataclass(frozen=True)
+class KsCurve:
+    population_share: np.ndarray  # accounts with PD at or above the cut, as a share of all
+    bad_share: np.ndarray  # cumulative share of bads captured
+    good_share: np.ndarray  # cumulative share of goods captured
+    ks: float
+    at_share: float  # population share where the gap is largest
+
+
+def ks_points(bad: Any, pd_: Any, max_points: int = 400) -> KsCurve:
+    """Cumulative bad and good shares by population share, highest PD first; KS is their largest gap."""
+    cum_bad, cum_good, cum_all = curve_arrays(bad, pd_)
+    share = np.r_[0.0, cum_all / cum_all[-1]]
+    bads = np.r_[0.0, cum_bad / cum_bad[-1]]
+    goods = np.r_[0.0, cum_good / cum_good[-1]]
+    gap = np.abs(bads - goods)
+    best = int(np.argmax(gap))
+    idx = thin([best], share.size, max_points)
+    return KsCurve(share[idx], bads[idx], goods[idx], float(gap[best]), float(share[best]))
+
+
+def oot_curves(bad: Any, pd_: Any, max_points: int) -> dict[str, Any]:
+    """The OOT ROC and KS curves as training stores them with the model (``metrics.json``), for the report."""
+    fpr, tpr = roc_points(bad, pd_, max_points)
+    ks = ks_points(bad, pd_, max_points)
+    return {
+        "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+        "ks": {"population_share": ks.population_share.tolist(), "bad_share": ks.bad_share.tolist(),
+               "good_share": ks.good_share.tolist(), "ks": ks.ks, "at_share": ks.at_share},
+    }
+
+
+def curves_from_record(stored: Mapping[str, Any]) -> tuple[tuple[np.ndarray, np.ndarray], KsCurve]:
+    """The ROC points and KS curve of :func:`oot_curves` back as arrays (JSON floats round-trip exactly)."""
+    roc, ks = stored["roc"], stored["ks"]
+    return (np.asarray(roc["fpr"], dtype=np.float64), np.asarray(roc["tpr"], dtype=np.float64)), KsCurve(
+        np.asarray(ks["population_share"], dtype=np.float64), np.asarray(ks["bad_share"], dtype=np.float64),
+        np.asarray(ks["good_share"], dtype=np.float64), float(ks["ks"]), float(ks["at_share"]),
     )

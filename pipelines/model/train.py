@@ -35,17 +35,14 @@ from pipelines.config.settings import ModelConfig
 from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.domain.sharding import fnv1a_64
 from pipelines.model import metrics as evaluate
-from pipelines.model.registry import GateDecision, ModelRegistry, NoChampionError, decide_promotion, version_id
-from pipelines.model.score import (
-    CALIBRATION_ATTR, PlattCalibration, assign_grade, feature_matrix, model_features, pd_to_score,
-    predict_margin, predict_pd,
+from pipelines.model.fit import InsufficientHistoryError, TrainedModel, train_model
+from pipelines.model.pd import (
+    CALIBRATION_ATTR, PlattCalibration, model_features, predict_margin, predict_pd, score_pd,
 )
+from pipelines.model.registry import GateDecision, ModelRegistry, NoChampionError, decide_promotion, version_id
+from pipelines.model.train_dask import dask_client, train_model_dask
 
 _SAMPLE_BUCKETS = 1_000_000
-
-
-class InsufficientHistoryError(RuntimeError):
-    """Too few matured snapshots with data to train and early-stop on."""
 
 
 # --- pure steps -------------------------------------------------------------------------------------
@@ -233,94 +230,6 @@ def fit_platt(bad: Any, margin: Any) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class TrainedModel:
-    booster: xgb.Booster = field(repr=False)
-    model_bytes: bytes = field(repr=False)
-    feature_names: tuple[str, ...]
-    best_iteration: int
-    early_stopping_logloss: float
-
-    @property
-    def trees(self) -> int:
-        return self.best_iteration + 1
-
-
-def _params(definition: ModelDefinition) -> dict[str, Any]:
-    hp = definition.hyperparameters
-    return {
-        "objective": "binary:logistic",
-        "eval_metric": "logloss",
-        "tree_method": "hist",
-        "eta": hp.eta,
-        "max_depth": hp.max_depth,
-        "min_child_weight": hp.min_child_weight,
-        "subsample": hp.subsample,
-        "colsample_bytree": hp.colsample_bytree,
-        "lambda": hp.reg_lambda,
-        "alpha": hp.reg_alpha,
-        "max_bin": hp.max_bin,
-        "seed": hp.seed,
-        "nthread": hp.nthread,
-        "monotone_constraints": definition.monotone_constraints,
-        "verbosity": 1,
-    }
-
-
-def check_both_classes(fit: pl.DataFrame, early_stopping: pl.DataFrame) -> None:
-    """Both training sets need goods and bads, or XGBoost learns nothing (a new book's first nights)."""
-    for name, frame in (("fit", fit), ("early-stopping", early_stopping)):
-        bads = int(frame["bad"].sum()) if frame.height else 0
-        if bads == 0 or bads == frame.height:
-            raise InsufficientHistoryError(
-                f"the {name} set has {frame.height} rows and {bads} bads: both goods and bads are needed"
-            )
-
-
-def train_model(fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition) -> TrainedModel:
-    """Fit the booster on ``fit``, early-stopping on ``early_stopping``; keep only the best trees.
-
-    Both frames hold the definition's features and ``bad``; they are sorted by the keys here so the
-    result never depends on the caller's row order.
-    """
-    features = definition.feature_names
-    hp = definition.hyperparameters
-    check_both_classes(fit, early_stopping)
-    fit = fit.sort(*KEY_COLUMNS)
-    early_stopping = early_stopping.sort(*KEY_COLUMNS)
-    # QuantileDMatrix bins the floats once instead of keeping a float copy next to the numpy array.
-    dfit = xgb.QuantileDMatrix(
-        feature_matrix(fit, features), label=fit["bad"].to_numpy(), feature_names=features,
-        max_bin=hp.max_bin, nthread=hp.nthread, missing=np.nan,
-    )
-    dstop = xgb.QuantileDMatrix(
-        feature_matrix(early_stopping, features), label=early_stopping["bad"].to_numpy(),
-        feature_names=features, ref=dfit, nthread=hp.nthread, missing=np.nan,
-    )
-    booster = xgb.train(
-        _params(definition),
-        dfit,
-        num_boost_round=hp.num_boost_round,
-        evals=[(dstop, "early_stopping")],
-        early_stopping_rounds=hp.early_stopping_rounds,
-        verbose_eval=False,
-    )
-    return keep_best_trees(booster, features)
-
-
-def keep_best_trees(booster: xgb.Booster, features: list[str]) -> TrainedModel:
-    """The model as early stopping chose it: only the trees up to the best iteration, and its bytes."""
-    best = int(booster.best_iteration)
-    best_model = booster[: best + 1]  # a copy holding only the trees early stopping chose
-    return TrainedModel(
-        booster=best_model,
-        model_bytes=bytes(best_model.save_raw(raw_format="ubj")),
-        feature_names=tuple(features),
-        best_iteration=best,
-        early_stopping_logloss=float(booster.best_score),
-    )
-
-
-@dataclass(frozen=True)
 class Provenance:
     """What the run stood on, stored in the manifest (computed at the I/O edge)."""
 
@@ -399,7 +308,7 @@ def _judge(
     booster = registry.load_booster(champion)
     reference = registry.record(champion).metrics["oot"]["score_reference"]
     psi = evaluate.psi_against(reference, score)
-    score_psi = {"champion": champion, "psi": psi, "band": evaluate.psi_band(psi, definition.stability)}
+    score_psi = {"champion": champion, "psi": psi, "band": evaluate.psi_band(psi, definition.stability.psi_bands)}
     absent = [f for f in model_features(booster) if f not in oot.columns]
     if absent:  # a champion that cannot score tonight's snapshot cannot serve tomorrow either
         note = f"champion {champion} cannot score this snapshot (missing {absent}): floors only"
@@ -560,6 +469,7 @@ def train_evaluate_register(
     definition: ModelDefinition,
     model_cfg: ModelConfig,
     provenance: Provenance = Provenance(),
+    curve_points: int = 400,
 ) -> TrainingResult:
     """Train a challenger, recalibrate it, judge it on OOT, register it, and promote it if the gate says so.
 
@@ -571,14 +481,15 @@ def train_evaluate_register(
     in ``metrics.calibration`` for the before/after comparison.
 
     ``oot`` may hold more feature columns than the definition (so a champion with other features can
-    be scored on the same rows). Raises :class:`~pipelines.model.metrics.LeakageSuspectedError` (nothing
+    be scored on the same rows). The OOT ROC and KS curves (``curve_points`` points each) are stored in
+    ``metrics.json`` for the report. Raises :class:`~pipelines.model.metrics.LeakageSuspectedError` (nothing
     registered) when the OOT AUC is above ``model_cfg.leakage_auc_ceiling``, and
     :class:`~pipelines.model.registry.NoChampionError` when no model would serve: no champion and the
     challenger fails the gate (it is registered, for the record, but not promoted). A first model meets
     the same floors as any other, on its recalibrated PD; it is never waved through for being first.
     """
     started = time.perf_counter()
-    from pipelines.model.train_dask import fit_with_backend  # model.train_backend: local | dask
+    from pipelines.model.train import fit_with_backend
 
     excluded = screen_clock_features(
         pl.concat([fit.select("as_of_date", *definition.feature_names),
@@ -598,9 +509,7 @@ def train_evaluate_register(
 
     nthread = definition.hyperparameters.nthread
     oot = oot.sort(*KEY_COLUMNS)
-    pd_ = predict_pd(trained.booster, oot, nthread)
-    score = pd_to_score(pd_, definition.score_scaling)
-    grade = assign_grade(pd_, score, definition.grades)
+    pd_, score, grade = score_pd(trained.booster, oot, definition)
     oot_metrics = evaluate.evaluate_oot(oot["bad"], pd_, score, grade, definition)
     if oot_metrics["auc"] > model_cfg.leakage_auc_ceiling:  # only then is it worth naming suspects
         suspects = evaluate.single_feature_auc(oot["bad"], oot, served.feature_names)
@@ -618,8 +527,12 @@ def train_evaluate_register(
         registry.register(version, trained.model_bytes, {
             "features": [{"name": f.name, "dtype": "float32", "monotone": f.monotone} for f in served.features],
             "manifest": _manifest(version, plan, trained, frames, definition, model_cfg, provenance),
-            "metrics": _metrics_record(trained, fit, stopping, oot, oot_metrics, champion_metrics, score_psi,
-                                       served, calibration, excluded),
+            "metrics": {
+                **_metrics_record(trained, fit, stopping, oot, oot_metrics, champion_metrics, score_psi,
+                                  served, calibration, excluded),
+                # what the report draws, so it never re-predicts the OOT rows (``curve_points`` per curve)
+                "oot_curves": evaluate.oot_curves(oot["bad"], pd_, curve_points),
+            },
             "gate": gate,
         })
     else:
@@ -651,3 +564,11 @@ def train_evaluate_register(
 # --- I/O entry points -------------------------------------------------------------------------------
 
 
+def fit_with_backend(
+    fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition, model_cfg: ModelConfig
+) -> TrainedModel:
+    """Train on the backend ``model.train_backend`` names (local: :func:`pipelines.model.train.train_model`)."""
+    if model_cfg.train_backend == "local":
+        return train_model(fit, early_stopping, definition)
+    with dask_client(model_cfg) as client:
+        return train_model_dask(fit, early_stopping, definition, client)

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from pipelines.config.model_definition import ModelDefinition
 from pipelines.config.settings import ModelConfig
 from pipelines.domain.feature_dictionary import KEY_COLUMNS
-from pipelines.config.model_definition import ModelDefinition
-from pipelines.model.score import feature_matrix
-from pipelines.model.train import TrainedModel, _params, check_both_classes, keep_best_trees
+from pipelines.model.fit import TrainedModel, check_both_classes, keep_best_trees, xgb_params
+from pipelines.model.pd import feature_matrix
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -87,19 +87,9 @@ def train_model_dask(
                                     missing=np.nan)
     dstop = dxgb.DaskQuantileDMatrix(client, x_stop, y_stop, feature_names=features, ref=dfit, missing=np.nan)
     out = dxgb.train(
-        client, _params(definition), dfit, num_boost_round=hp.num_boost_round,
+        client, xgb_params(definition), dfit, num_boost_round=hp.num_boost_round,
         evals=[(dstop, "early_stopping")], early_stopping_rounds=hp.early_stopping_rounds, verbose_eval=False,
     )
     return keep_best_trees(out["booster"], features)
 
 
-def fit_with_backend(
-    fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition, model_cfg: ModelConfig
-) -> TrainedModel:
-    """Train on the backend ``model.train_backend`` names (local: :func:`pipelines.model.train.train_model`)."""
-    if model_cfg.train_backend == "local":
-        from pipelines.model.train import train_model
-
-        return train_model(fit, early_stopping, definition)
-    with dask_client(model_cfg) as client:
-        return train_model_dask(fit, early_stopping, definition, client)

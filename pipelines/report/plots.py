@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from pipelines.report.report import ACTION_ORDER, ReportData, format_cny_compact
+from pipelines.report.sections import ACTION_ORDER, ReportData, format_cny_compact
 
 DPI = 100
 SIZE = (6.4, 3.6)  # inches: 640 x 360 px, half the page width

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.store import publish
 from pipelines.model.registry import ModelRegistry, RegistryError
+from pipelines.store import publish
 
 
 def _counts(frame: pl.DataFrame, column: str) -> str:

@@ -45,7 +45,9 @@ from pipelines.domain.decide import decide_frames
 from pipelines.store import chain, lake
 from pipelines.store.publish import PublishError, describe_latest, publish_outputs
 from pipelines.store.readers import read_pending_holds, read_previous_run
-from pipelines.store.zones import DECISION_FILES, decisions_dir, ledger_partition, read_features, scores_dir
+from pipelines.store.zones import (
+    DECISION_FILES, decisions_dir, ledger_partition, read_features, report_link, scores_dir,
+)
 from pipelines.vocab import DATASETS
 
 STAGES: tuple[str, ...] = ("ingest", "features", "train", "score", "decide", "publish", "report")
@@ -297,7 +299,6 @@ def stage_publish(
                                f"(use RunOptions(publish=False), which prepares {dry_run_root(root, as_of)})")
         manifest["dry_run"] = True
     else:  # written by the report stage right after publish, at this deterministic path
-        from pipelines.report.report import report_link
 
         manifest["report"] = report_link(as_of)
     path = publish_outputs(root, as_of, frames, manifest)

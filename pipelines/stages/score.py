@@ -9,7 +9,8 @@ import polars as pl
 
 from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
-from pipelines.model.score import model_features, score_accounts
+from pipelines.model.pd import model_features
+from pipelines.model.score import score_accounts
 from pipelines.store import lake, zones
 from pipelines.store.readers import read_previous_scores
 from pipelines.store.zones import SCORES_FILE, scores_dir

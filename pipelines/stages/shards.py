@@ -132,7 +132,8 @@ def score_shard(
     Same inputs and rules as :func:`pipelines.model.score.run_scoring`, restricted to the shard's accounts.
     """
     from pipelines.model.registry import ModelRegistry
-    from pipelines.model.score import model_features, reason_reference, score_accounts
+    from pipelines.model.score import reason_reference, score_accounts
+    from pipelines.model.pd import model_features
 
     definition = load_model_definition(cfg)
     registry = ModelRegistry(root)

@@ -19,7 +19,7 @@ from pipelines.stages.features import scan_pending_payments
 from pipelines.config.model_definition import ModelDefinition
 from pipelines.domain.labels import LabelsNotMaturedError, build_labels, horizon_end, is_matured
 from pipelines.model.registry import ModelRegistry
-from pipelines.model.score import model_features
+from pipelines.model.pd import model_features
 from pipelines.model.train import (
     Provenance, TrainingResult, label_snapshot, plan_snapshots, sample_accounts, train_evaluate_register,
 )
@@ -28,7 +28,6 @@ from pipelines.store.zones import LABELS_FILE, labels_partition
 from pipelines.domain.ledger import build_ledger
 from pipelines.store import zones
 from pipelines.domain import labels
-from pipelines.domain import features
 from pipelines.config.model_definition import load_model_definition
 
 
@@ -159,4 +158,5 @@ def run_training(root: Path, as_of: dt.date, cfg: RisklineConfig) -> TrainingRes
         },
     }
     provenance = Provenance(code_version(), config_hash(cfg, definition), inputs)
-    return train_evaluate_register(registry, plan, fit, early_stopping, oot, definition, cfg.model, provenance)
+    return train_evaluate_register(registry, plan, fit, early_stopping, oot, definition, cfg.model, provenance,
+                                   curve_points=cfg.report.curve_points)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.store import lake
+from pipelines.store.publish import manifest_path
 from pipelines.store.zones import DECISIONS_ZONE, LIMIT_HISTORY_FILE, curated_dates, night_dates, previous_night
 from pipelines.vocab import DATASETS
 
@@ -66,7 +67,7 @@ def limit_history_sha256(root: Path, night: dt.date | None) -> str | None:
 
 
 def _manifest(root: Path, night: dt.date) -> dict[str, Any] | None:
-    path = lake.partition_dir(root, "outputs", "_manifests", night, key="as_of_date") / "manifest.json"
+    path = manifest_path(root, night)
     return json.loads(path.read_text()) if path.is_file() else None
 
 

@@ -215,3 +215,17 @@ def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame
     if not scans:
         return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
     return pl.concat(scans, how="vertical")
+
+
+REPORT_FILE = "report.html"
+
+
+def report_path(root: Path, as_of: dt.date) -> Path:
+    """``DATA_ROOT/reports/as_of_date=D/report.html`` (also what the run manifest links to)."""
+
+    return lake.derived_partition(root, REPORT_ZONE, as_of) / REPORT_FILE
+
+
+def report_link(as_of: dt.date) -> str:
+    """The report's path relative to the data root, as the manifest records it."""
+    return f"{REPORT_ZONE}/as_of_date={as_of.isoformat()}/{REPORT_FILE}"

@@ -19,7 +19,6 @@ import polars as pl
 import pytest
 
 from pipelines.entry import cli
-from pipelines.stages import ingest
 from pipelines.store import drops
 from pipelines.store import lake
 from pipelines.quality import validate

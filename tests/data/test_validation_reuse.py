@@ -12,7 +12,6 @@ import shutil
 
 import polars as pl
 
-from pipelines.stages import ingest
 from pipelines.store import drops
 from pipelines.quality import validate
 

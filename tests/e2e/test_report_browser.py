@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+from browser import artifact, launch
 
-from pipelines.store import publish
 from pipelines.config.settings import load_config
-
-from .browser import artifact, launch
+from pipelines.store import publish
 
 
 def _manifest_value(manifest: dict, key: str) -> object:
@@ -25,7 +24,9 @@ def _manifest_value(manifest: dict, key: str) -> object:
 def test_report_opens_in_chromium_and_matches_the_manifest(e2e_lake, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     from pipelines.report import plots
-    from pipelines.report.report import collect_report_data, render_report, report_path
+    from pipelines.report.report import collect_report_data
+    from pipelines.store.zones import report_path
+    from pipelines.report.render import render_report
 
     root, as_of, cfg_path = e2e_lake
     cfg = load_config(cfg_path)

@@ -7,12 +7,13 @@ import polars as pl
 import pytest
 import xgboost as xgb
 
+from pipelines.config.model_definition import ModelDefinition
 from pipelines.contracts.landing import PROTECTED_ATTRIBUTES
 from pipelines.domain.feature_dictionary import feature, reason_features
-from pipelines.config.model_definition import ModelDefinition
+from pipelines.model.fit import TrainedModel, train_model
+from pipelines.model.pd import predict_pd
 from pipelines.model.registry import ModelRegistry, version_id
-from pipelines.model.score import predict_pd, reason_codes, reason_reference, score_accounts
-from pipelines.model.train import TrainedModel, train_model
+from pipelines.model.score import reason_codes, reason_reference, score_accounts
 
 
 @pytest.fixture(scope="module")

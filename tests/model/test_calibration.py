@@ -11,11 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.model import metrics as evaluate
-from pipelines.config.settings import RisklineConfig
 from pipelines.config.model_definition import ModelDefinition
+from pipelines.config.settings import RisklineConfig
+from pipelines.model import metrics as evaluate
+from pipelines.model.pd import model_calibration, predict_margin, predict_pd
 from pipelines.model.registry import ModelRegistry
-from pipelines.model.score import model_calibration, predict_margin, predict_pd
 from pipelines.model.train import fit_platt, split_calibration_slice, train_evaluate_register
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pipelines.model import metrics as evaluate
-from pipelines.model.score import predict_pd
-from pipelines.model.train import InsufficientHistoryError, train_model
-from pipelines.model.train_dask import fit_with_backend, train_model_dask
+from pipelines.model.fit import InsufficientHistoryError, train_model
+from pipelines.model.pd import predict_pd
+from pipelines.model.train import fit_with_backend
+from pipelines.model.train_dask import train_model_dask
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.domain.feature_dictionary import reason_features
 from pipelines.config.model_definition import ModelDefinition
+from pipelines.domain.feature_dictionary import reason_features
+from pipelines.model.fit import TrainedModel, train_model
 from pipelines.model.score import reason_codes, reason_reference, score_accounts
-from pipelines.model.train import TrainedModel, train_model
 
 REASONS = ("reason_1", "reason_2", "reason_3")
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.model import metrics as evaluate
 from pipelines.config.model_definition import Stability
+from pipelines.model import metrics as evaluate
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_bin_shares_puts_missing_values_in_their_own_bin():
 
 @pytest.mark.parametrize("value, band", [(0.05, "stable"), (0.10, "watch"), (0.2499, "watch"), (0.25, "shifted")])
 def test_psi_bands(value, band):
-    assert evaluate.psi_band(value, Stability()) == band
+    assert evaluate.psi_band(value, Stability().psi_bands) == band
 
 
 def test_bad_rate_by_grade_lists_every_grade():

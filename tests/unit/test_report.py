@@ -10,9 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.report import report
 from pipelines.config.settings import CollectionBucket, CollectionsConfig
+from pipelines.model import metrics
 from pipelines.model.metrics import auc, ks_statistic
+from pipelines.report import render, report, sections
 
 BUCKETS = [
     CollectionBucket(name="1-7", min_dpd=1, treatment="auto_reminder"),
@@ -38,7 +39,7 @@ D = dt.date
     ],
 )
 def test_format_cny_rounds_exact_cents_to_whole_yuan(cents: int, text: str) -> None:
-    assert report.format_cny(cents) == text
+    assert sections.format_cny(cents) == text
 
 
 @pytest.mark.parametrize(
@@ -54,7 +55,7 @@ def test_format_cny_rounds_exact_cents_to_whole_yuan(cents: int, text: str) -> N
     ],
 )
 def test_format_cny_compact_picks_a_unit(cents: int, text: str) -> None:
-    assert report.format_cny_compact(cents) == text
+    assert sections.format_cny_compact(cents) == text
 
 
 def test_money_to_cents_is_exact_on_published_decimals() -> None:
@@ -62,7 +63,7 @@ def test_money_to_cents_is_exact_on_published_decimals() -> None:
         {"new_limit": [decimal.Decimal("12345678.91"), decimal.Decimal("-0.05")]},
         schema={"new_limit": pl.Decimal(18, 2)},
     )
-    assert frame.select(report.money_to_cents("new_limit"))["new_limit"].to_list() == [1_234_567_891, -5]
+    assert frame.select(sections.money_to_cents("new_limit"))["new_limit"].to_list() == [1_234_567_891, -5]
 
 
 # --- portfolio ----------------------------------------------------------------------------------------
@@ -75,7 +76,7 @@ def test_delinquency_by_bucket_counts_accounts_owing_money() -> None:
         "outstanding_principal_cents": [1000, 1000, 2000, 0, 0],
         "overdue_cents": [0, 100, 100, 500, 0],  # e owes nothing: not in the book; d owes only arrears: in
     })
-    out = report.delinquency_by_bucket(ledger, BUCKETS)
+    out = sections.delinquency_by_bucket(ledger, BUCKETS)
     assert out["bucket"].to_list() == ["current", "1-7", "8-30", "31+"]
     assert out["accounts"].to_list() == [1, 1, 1, 1]
     assert out["account_share"].to_list() == [0.25] * 4
@@ -86,7 +87,7 @@ def test_delinquency_by_bucket_counts_accounts_owing_money() -> None:
 def test_roll_rates_follow_accounts_on_both_ledgers() -> None:
     previous = pl.DataFrame({"account_id": ["a", "b", "c", "d"], "dpd": [0, 3, 10, 5]})
     current = pl.DataFrame({"account_id": ["a", "b", "c", "e"], "dpd": [2, 0, 12, 40]})
-    out = report.roll_rates(previous, current, BUCKETS)
+    out = sections.roll_rates(previous, current, BUCKETS)
     assert out.height == 16  # the full 4 x 4 grid, zeros included
     moved = {(r["from_bucket"], r["to_bucket"]): (r["accounts"], r["share"]) for r in out.iter_rows(named=True)}
     # a rolled forward, b cured; d is gone from tonight's ledger and e is new: neither counts
@@ -99,7 +100,7 @@ def test_roll_rates_follow_accounts_on_both_ledgers() -> None:
 
 def test_roll_rates_fail_loudly_without_dpd() -> None:
     with pytest.raises(pl.exceptions.ColumnNotFoundError):
-        report.roll_rates(pl.DataFrame({"account_id": ["a"]}), pl.DataFrame({"account_id": ["a"], "dpd": [0]}),
+        sections.roll_rates(pl.DataFrame({"account_id": ["a"]}), pl.DataFrame({"account_id": ["a"], "dpd": [0]}),
                           BUCKETS)
 
 
@@ -113,7 +114,7 @@ def test_vintage_curves_count_first_30_dpd_by_months_on_book() -> None:
         "due_date": [D(2026, 2, 10), D(2026, 2, 20), D(2026, 3, 20), D(2026, 3, 1), D(2026, 3, 1), D(2025, 12, 1)],
         "paid_off_date": [None, D(2026, 3, 1), None, D(2026, 4, 1), D(2026, 3, 31), None],
     })
-    out = report.vintage_curves(accounts, installments, D(2026, 4, 15), since=D(2025, 12, 1), dpd=30)
+    out = sections.vintage_curves(accounts, installments, D(2026, 4, 15), since=D(2025, 12, 1), dpd=30)
     # x: unpaid since Feb 10, 30 DPD on Mar 12 -> month 2 on book (Jan -> Mar);
     # y: one instalment paid at 9 DPD, the other only 26 DPD on Apr 15 -> never;
     # z: paid off Apr 1, so it was at 30 DPD on Mar 31 -> month 1 (Feb -> Mar);
@@ -137,16 +138,16 @@ def test_swap_set_keeps_only_accounts_whose_action_moved_with_the_model() -> Non
                             "grade": ["B", "D", "A"]})
     previous_model = pl.DataFrame({"account_id": ["c", "b", "a", "d"], "action": ["increase", "hold", "hold", "freeze"],
                                    "grade": ["A", "C", "B", "E"]})
-    swaps = report.swap_set(tonight, previous_model)
+    swaps = sections.swap_set(tonight, previous_model)
     # only b changed action; d was not decided tonight (closed): not a swap
     assert swaps.to_dicts() == [{"account_id": "b", "previous_model_action": "hold", "action": "decrease",
                                  "previous_model_grade": "C", "grade": "D"}]
-    assert report.swap_summary(swaps).rows() == [("hold", "decrease", 1)]
+    assert sections.swap_summary(swaps).rows() == [("hold", "decrease", 1)]
 
 
 def test_swap_set_is_empty_when_the_model_changed_nothing() -> None:
     same = pl.DataFrame({"account_id": ["a"], "action": ["hold"], "grade": ["B"]})
-    assert report.swap_set(same, same).height == 0
+    assert sections.swap_set(same, same).height == 0
 
 
 def _limits() -> pl.DataFrame:
@@ -161,7 +162,7 @@ def _limits() -> pl.DataFrame:
 
 
 def test_exposure_by_action_grade_sums_new_minus_previous_limits() -> None:
-    out = report.exposure_by_action_grade(_limits(), ["A", "B", "C", "D", "E"])
+    out = sections.exposure_by_action_grade(_limits(), ["A", "B", "C", "D", "E"])
     # freeze first (risk order), an unscored line shown as such; decreases: -30,000 and -15,000 cents
     assert out.rows() == [
         ("freeze", "unscored", 1, 0),
@@ -173,9 +174,9 @@ def test_exposure_by_action_grade_sums_new_minus_previous_limits() -> None:
 
 def test_limit_changes_and_test_cells() -> None:
     limits = _limits()
-    assert report.limit_changes(limits).rows() == [("a", "decrease", -30_000), ("b", "decrease", -15_000),
+    assert sections.limit_changes(limits).rows() == [("a", "decrease", -30_000), ("b", "decrease", -15_000),
                                                     ("c", "increase", 60_000)]
-    cells = report.test_cell_summary(limits)
+    cells = sections.test_cell_summary(limits)
     assert cells["test_cell"].to_list() == ["champion", "challenger", "control"]
     champion = cells.row(0, named=True)
     assert (champion["accounts"], champion["decrease"], champion["increase"], champion["freeze"],
@@ -190,7 +191,7 @@ def test_queue_against_capacity_shows_capacity_on_the_agent_queue_only() -> None
         "overdue_amount_cents": [100, 200, 300, 400, 500],
         "expected_loss_cents": [10, 20, 30, 40, 50],
     })
-    out = report.queue_against_capacity(queue, cfg)
+    out = sections.queue_against_capacity(queue, cfg)
     rows = {r["treatment"]: r for r in out.iter_rows(named=True)}
     assert rows["agent"]["capacity"] == 2 and rows["smart_call"]["capacity"] is None
     assert rows["smart_call"]["overflow"] == 1 and rows["smart_call"]["overdue_cents"] == 700
@@ -203,12 +204,12 @@ def test_queue_against_capacity_shows_capacity_on_the_agent_queue_only() -> None
 def test_roc_and_ks_points_agree_with_the_stored_metrics() -> None:
     bad = np.array([1, 0, 1, 0])
     pd_ = np.array([0.9, 0.8, 0.7, 0.1])
-    fpr, tpr = report.roc_points(bad, pd_)
+    fpr, tpr = metrics.roc_points(bad, pd_)
     # cuts at 0.9, 0.8, 0.7, 0.1: (tp, fp) = (1,0), (1,1), (2,1), (2,2) out of 2 bads and 2 goods
     assert fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0]
     assert tpr.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
     assert np.trapezoid(tpr, fpr) == pytest.approx(auc(bad, pd_))
-    curve = report.ks_points(bad, pd_)
+    curve = metrics.ks_points(bad, pd_)
     assert curve.ks == pytest.approx(ks_statistic(bad, pd_)) == pytest.approx(0.5)
     assert curve.at_share == 0.25  # the first quarter of accounts holds half the bads and no good
 
@@ -217,26 +218,26 @@ def test_curves_keep_at_most_the_asked_points_and_the_ks_peak() -> None:
     rng = np.random.default_rng(3)
     pd_ = rng.random(5000)
     bad = (rng.random(5000) < pd_).astype(int)
-    fpr, tpr = report.roc_points(bad, pd_, max_points=50)
+    fpr, tpr = metrics.roc_points(bad, pd_, max_points=50)
     assert fpr.size <= 51 and (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
-    curve = report.ks_points(bad, pd_, max_points=50)
+    curve = metrics.ks_points(bad, pd_, max_points=50)
     assert curve.ks == pytest.approx(ks_statistic(bad, pd_))
     assert np.max(np.abs(curve.bad_share - curve.good_share)) == pytest.approx(curve.ks)  # the peak is kept
 
 
 def test_curves_need_both_classes() -> None:
     with pytest.raises(ValueError, match="one good and one bad"):
-        report.roc_points(np.array([0, 0]), np.array([0.1, 0.2]))
+        metrics.roc_points(np.array([0, 0]), np.array([0.1, 0.2]))
 
 
 def test_shap_sample_is_stable_and_order_free() -> None:
     ids = pl.Series("account_id", [f"A{i:07d}" for i in range(500)])
-    first = report.shap_sample(ids, 20)
+    first = sections.shap_sample(ids, 20)
     assert first.len() == 20 and first.is_sorted()
-    assert report.shap_sample(ids.shuffle(seed=1), 20).to_list() == first.to_list()
+    assert sections.shap_sample(ids.shuffle(seed=1), 20).to_list() == first.to_list()
     # a bigger sample contains the smaller one: growing the sample keeps last night's accounts
-    assert set(first.to_list()) <= set(report.shap_sample(ids, 40).to_list())
-    assert report.shap_sample(ids, 1000).len() == 500
+    assert set(first.to_list()) <= set(sections.shap_sample(ids, 40).to_list())
+    assert sections.shap_sample(ids, 1000).len() == 500
 
 
 def test_feature_psi_bands_use_the_traffic_lights() -> None:
@@ -244,7 +245,7 @@ def test_feature_psi_bands_use_the_traffic_lights() -> None:
     reference = {"same": {"edges": [0.5], "shares": [0.5, 0.5, 0.0]},
                  "moved": {"edges": [0.5], "shares": [0.5, 0.5, 0.0]}}
     tonight = pl.DataFrame({"same": [0.0, 1.0] * 50, "moved": [0.0] * 100, "other": [1.0] * 100})
-    out = report.feature_psi(tonight, reference, (0.10, 0.25))
+    out = sections.feature_psi(tonight, reference, (0.10, 0.25))
     rows = {r["feature"]: r for r in out.iter_rows(named=True)}
     assert rows["same"]["psi"] == pytest.approx(0.0) and rows["same"]["band"] == "stable"
     # all mass in the first bin: 0.5 ln(1/0.5) + (1e-4 - 0.5) ln(1e-4/0.5) = 4.60
@@ -255,16 +256,16 @@ def test_feature_psi_bands_use_the_traffic_lights() -> None:
 
 @pytest.mark.parametrize(("value", "band"), [(0.0999, "stable"), (0.10, "watch"), (0.2499, "watch"), (0.25, "shifted")])
 def test_psi_band_edges(value: float, band: str) -> None:
-    assert report.psi_band(value, (0.10, 0.25)) == band
+    assert metrics.psi_band(value, (0.10, 0.25)) == band
 
 
 # --- page pieces --------------------------------------------------------------------------------------
 
 
 def test_table_escapes_values_and_manifest_numbers_are_tagged() -> None:
-    html = report._table(pl.DataFrame({"feature": ["<script>x</script>"]}), [("feature", "Feature", None)])
+    html = render._table(pl.DataFrame({"feature": ["<script>x</script>"]}), [("feature", "Feature", None)])
     assert "<script>" not in html and "&lt;script&gt;" in html
-    tag = report._m({"outputs": {"scores": {"rows": 17141}}}, "outputs.scores.rows", number=True)
+    tag = render._m({"outputs": {"scores": {"rows": 17141}}}, "outputs.scores.rows", number=True)
     assert tag == '<span data-manifest="outputs.scores.rows">17,141</span>'
 
 
@@ -278,5 +279,5 @@ def test_chart_png_is_deterministic() -> None:
 
 
 def test_report_of_an_unpublished_date_is_a_clear_error(tmp_path, cfg) -> None:
-    with pytest.raises(report.ReportError, match="nothing was published for 2026-11-25"):
+    with pytest.raises(sections.ReportError, match="nothing was published for 2026-11-25"):
         report.collect_report_data(tmp_path, D(2026, 11, 25), cfg)

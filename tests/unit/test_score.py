@@ -11,10 +11,8 @@ import xgboost as xgb
 
 from pipelines.config.model_definition import Grades, ModelDefinition, ReasonCodePolicy, ScoreScaling
 from pipelines.domain import features
-from pipelines.model.score import (
-    assign_grade, describe_reasons, feature_matrix, needs_exact_reasons, pd_to_score, reason_codes,
-    score_accounts,
-)
+from pipelines.model.pd import assign_grade, feature_matrix, pd_to_score
+from pipelines.model.score import describe_reasons, needs_exact_reasons, reason_codes, score_accounts
 from pipelines.store import lake, zones
 from pipelines.store.zones import scores_dir
 

@@ -12,10 +12,9 @@ import pytest
 from pipelines.config.model_definition import ModelDefinition, load_model_definition
 from pipelines.config.settings import ModelConfig
 from pipelines.domain import features, labels
+from pipelines.model.fit import InsufficientHistoryError, train_model
 from pipelines.model.registry import ModelRegistry
-from pipelines.model.train import (
-    InsufficientHistoryError, label_snapshot, plan_snapshots, sample_accounts, train_model,
-)
+from pipelines.model.train import label_snapshot, plan_snapshots, sample_accounts
 from pipelines.stages.train import config_hash, load_labels, run_training
 from pipelines.store import lake, zones
 
