@@ -61,7 +61,9 @@ demo: $(STAMP)
 	$(VENV)/bin/riskline summary --as-of $(DEMO_END)
 	@echo "report: $(RISKLINE_DATA_ROOT)/reports/as_of_date=$(DEMO_END)/report.html  (make airflow: the UI over this data)"
 
+# lint-imports: the layer contract of pipelines/ (.importlinter); tests/unit/test_architecture.py checks it too.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
 # Books are cached under benchmarks/cache/ (git-ignored); results land in benchmarks/results/.

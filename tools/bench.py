@@ -120,7 +120,7 @@ def ensure_book(spec: dict[str, Any], size: str, config: Path, log: Callable[[st
             config, root, "generate", "--accounts", str(spec["sizes"][size]["accounts"]),
             "--days", str(spec["book"]["days"]), "--end-date", night.isoformat(), "--seed", str(spec["book"]["seed"]),
         )
-    have = set(lake.complete_partition_dates(root, "curated", "accounts"))
+    have = set(zones.curated_dates(root, "accounts"))
     missing = [first + dt.timedelta(days=i) for i in range((night - first).days) if first + dt.timedelta(days=i) not in have]
     if missing:
         log(f"[{size}] ingesting {len(missing)} days ({missing[0]} .. {missing[-1]})")
@@ -214,7 +214,7 @@ def _worker_setup(root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
     from pipelines.model import train
 
     cfg = load_config(config)
-    curated = lake.complete_partition_dates(root, "curated", "accounts")
+    curated = zones.curated_dates(root, "accounts")
     plan = train.plan_snapshots(
         as_of, cfg.labels.horizon_days, cfg.model, curated[0] if curated else None, cfg.labels.gap_days
     )
@@ -273,7 +273,7 @@ def _worker_synthesize(source: Path, root: Path, as_of: dt.date, replicas: int, 
         ("features", FEATURES_FILE): feature_partition(source, as_of) / FEATURES_FILE,
         ("ledger", "installments.parquet"): ledger_partition(source, as_of) / "installments.parquet",
         ("ledger", "accounts.parquet"): ledger_partition(source, as_of) / "accounts.parquet",
-        ("curated", "accounts"): lake.parquet_files(lake.partition_dir(source, "curated", "accounts", as_of))[0],
+        ("curated", "accounts"): lake.parquet_files(zones.curated(source, "accounts", as_of))[0],
     }
     for (zone, name), path in inputs.items():
         frame = pl.read_parquet(path)
@@ -294,11 +294,11 @@ def _worker_synthesize(source: Path, root: Path, as_of: dt.date, replicas: int, 
                     files = sorted((pieces / zone / name / f"shard={k}").glob("*.parquet"))
                     lake.write_parquet(pl.read_parquet(files).sort(sort_keys[name]), tmp / name)
     accounts_files = sorted((pieces / "curated" / "accounts").rglob("*.parquet"))
-    with lake.staged_partition(lake.partition_dir(root, "curated", "accounts", as_of)) as tmp:
+    with lake.staged_partition(zones.curated(root, "accounts", as_of)) as tmp:
         pl.scan_parquet(accounts_files).sink_parquet(tmp / "part-0.parquet", **lake.PARQUET_OPTIONS)  # type: ignore[arg-type]
     shutil.copytree(source / "registry", root / "registry")
     shutil.rmtree(pieces)
-    accounts = pl.scan_parquet(lake.parquet_files(lake.partition_dir(root, "curated", "accounts", as_of))).select(
+    accounts = pl.scan_parquet(lake.parquet_files(zones.curated(root, "accounts", as_of))).select(
         pl.len()).collect().item()
     return {"stage": "synthesize", "seconds": round(time.perf_counter() - start, 1), "accounts": int(accounts)}
 

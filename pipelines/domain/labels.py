@@ -30,9 +30,10 @@ import datetime as dt
 import polars as pl
 
 from pipelines.config.settings import LabelsConfig
-# training joins features and labels (one population); labels read payments as the nightly ledger does
+# training joins features and labels (one population)
 from pipelines.domain.features import SCORED_STATUSES
 from pipelines.domain.ledger import Ledger, account_worst_dpd
+
 
 class LabelsNotMaturedError(ValueError):
     """The snapshot's outcome window (s+G, s+G+H] is not fully observed yet."""

@@ -20,7 +20,12 @@ from typing import Any, Literal
 from pipelines.config.location import is_remote
 from pipelines.config.settings import RisklineConfig, load_config
 from pipelines.errors import IngestError
-from pipelines.store import chain, lake
+from pipelines.model.metrics import LeakageSuspectedError
+from pipelines.stages import features as features_stage, night as nightly
+from pipelines.stages.features import IncompleteHistoryError
+from pipelines.stages.ingest import ingest_date
+from pipelines.stages.night import DRY_RUN_MARKER, check_night_chain, prepare_dry_run_root, refresh_dry_run_landing
+from pipelines.store import chain, lake, zones
 from pipelines.store.chain import ChainError
 from pipelines.store.publish import PublishError, PublishIncompleteError, output_dir, read_latest
 from pipelines.vocab import DATASETS
@@ -134,7 +139,7 @@ def business_date_for_run(
 
     cfg = load_config()
     root = _root(cfg, data_root)
-    landed = [set(lake.complete_partition_dates(root, "landing", name)) for name in DATASETS]
+    landed = [set(zones.landing_dates(root, name)) for name in DATASETS]
     fully_landed = sorted(set.intersection(*landed)) if landed else []
     latest = read_latest(root) if not is_remote(root) else None
     day, why = choose_business_date(params.get("business_date"), interval_start, run_type,
@@ -198,7 +203,7 @@ def poke_landing(dataset: str, business_date: str, data_root: str | None = None)
 
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
-    landed = lake.complete_partition_dates(_root(cfg, data_root), "landing", dataset)
+    landed = zones.landing_dates(_root(cfg, data_root), dataset)
     verdict = assess_landing(dataset, day, landed, dt.datetime.now(dt.UTC), cfg)
     print(verdict.message, flush=True)
     if verdict.state == "stale":
@@ -236,7 +241,6 @@ def _airflow_run() -> tuple[dict[str, Any], str | None]:
 def _night_root(cfg: RisklineConfig, data_root: str | None, day: dt.date, what: str, local: bool = True) -> Path:
     """Where this task of night ``day`` reads and writes: the data root, or, in a dry run (DAG param
     ``publish`` false), that run's private copy of the lake (made by its first task, shared by the rest)."""
-    from pipelines.stages.night import prepare_dry_run_root
 
     params, run_id = _airflow_run()
     if params.get("publish", True) is False and run_id:
@@ -248,7 +252,7 @@ def landing_ready(dataset: str, business_date: str, data_root: str | None = None
     """True once upstream has written the landing ``_SUCCESS`` for the dataset and date."""
 
     cfg = load_config()
-    part = lake.partition_dir(_root(cfg, data_root), "landing", dataset, dt.date.fromisoformat(business_date))
+    part = zones.landing(_root(cfg, data_root), dataset, dt.date.fromisoformat(business_date))
     return lake.is_complete(part)
 
 
@@ -269,7 +273,6 @@ def retrain_decision(params: dict[str, Any], run_type: object) -> tuple[bool, st
 
 def run_stage(stage: str, business_date: str, data_root: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run one stage of :mod:`pipelines.stages.night` for a business date; return its small result dict."""
-    from pipelines.stages import night as nightly
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     quiet_third_party_logs()
@@ -291,12 +294,10 @@ def run_stage(stage: str, business_date: str, data_root: str | None = None, **kw
 
 def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -> dict[str, Any]:
     """Ingest and validate one dataset for one business date; return its result as a small dict."""
-    from pipelines.stages.ingest import ingest_date
 
     quiet_third_party_logs()
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
-    from pipelines.stages.night import DRY_RUN_MARKER, refresh_dry_run_landing
 
 
     root = _night_root(cfg, data_root, day, f"ingest {dataset}", local=False)
@@ -349,6 +350,7 @@ def shard_list() -> list[int]:
 
 def _model_next_step(exc: Exception, business_date: str) -> str:
     """The task-log next step of a model or registry failure: which new run to trigger, and the versions."""
+    # why: keeps xgboost out of the sensors' pokes and the light tasks
     from pipelines.model.registry import ModelRegistry, NoChampionError, RegistryError
 
     if isinstance(exc, NoChampionError):
@@ -367,9 +369,9 @@ def _model_next_step(exc: Exception, business_date: str) -> str:
 
 def _guarded(label: str, business_date: str, fn: Any) -> Any:
     """Run ``fn``; turn any failure into a :class:`StageFailed` that says what to do next, from the UI."""
-    from pipelines.model.metrics import LeakageSuspectedError
-    from pipelines.stages.features import IncompleteHistoryError
+    # why: keeps xgboost out of the sensors' pokes and the light tasks
     from pipelines.model.registry import RegistryError
+    # why: keeps xgboost out of the sensors' pokes and the light tasks
     from pipelines.model.fit import InsufficientHistoryError
 
     try:
@@ -409,7 +411,7 @@ def _guarded(label: str, business_date: str, fn: Any) -> Any:
 
 def run_shard(stage: str, business_date: str, shard: int, data_root: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """One shard of a per-account stage (``features``, ``score`` or ``decide``); returns a small dict."""
-    from pipelines.stages import features as features_stage
+    # why: keeps xgboost out of the sensors' pokes and the light tasks
     from pipelines.stages import shards as shard_stages
 
     if stage not in SHARDED_STAGES:
@@ -434,7 +436,7 @@ def run_shard(stage: str, business_date: str, shard: int, data_root: str | None 
 
 def merge_shard_outputs(stage: str, business_date: str, data_root: str | None = None) -> dict[str, Any]:
     """Publish the date's partition of a per-account stage once every shard is done (no-op with one shard)."""
-    from pipelines.stages import features as features_stage
+    # why: keeps xgboost out of the sensors' pokes and the light tasks
     from pipelines.stages import shards as shard_stages
 
     cfg = load_config()
@@ -445,7 +447,6 @@ def merge_shard_outputs(stage: str, business_date: str, data_root: str | None = 
     root = _night_root(cfg, data_root, day, f"merge {stage}")
 
     def merge_decisions() -> Path:
-        from pipelines.stages.night import check_night_chain
 
         check_night_chain(root, day, bool(_airflow_run()[0].get("force_chain", False)))
         return shard_stages.merge_decisions(root, day, cfg, n_shards)

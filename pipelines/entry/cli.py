@@ -18,8 +18,13 @@ from typing import Any, TYPE_CHECKING
 
 from pipelines.config.location import is_remote
 from pipelines.config.settings import ConfigError, RisklineConfig, config_path, load_config
+from pipelines.entry.airflow import quiet_third_party_logs
 from pipelines.errors import IngestError
-from pipelines.stages.night import dry_run_root
+from pipelines.model.metrics import LeakageSuspectedError
+from pipelines.quality.validate import results_dir, validate_date
+from pipelines.stages.features import IncompleteHistoryError
+from pipelines.stages.ingest import ingest_date
+from pipelines.stages.night import RunLockedError, RunOptions, dry_run_root, run_night
 from pipelines.store import chain, lake, zones
 from pipelines.store.chain import ChainError
 from pipelines.store.publish import PublishIncompleteError, describe_latest, read_latest
@@ -86,8 +91,7 @@ def _dev_tool(name: str) -> Any:
 
 
 def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    generate = _dev_tool("generate")
-    GeneratorParams, parse_faults = generate.GeneratorParams, generate.parse_faults
+    generate, GeneratorParams, parse_faults = _dev_tool("generate"), _dev_tool("simulate").GeneratorParams, _dev_tool("faults").parse_faults
     release_late, write_portfolio = generate.release_late, generate.write_portfolio
 
     if args.release_late:
@@ -112,7 +116,6 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
 
 def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.stages.ingest import ingest_date
 
     dates = _dates(args)
     datasets = args.dataset or None
@@ -157,7 +160,6 @@ def _progress_step(total: int) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.quality.validate import results_dir, validate_date
 
     failures = 0
     for day in _dates(args):
@@ -183,6 +185,7 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
 def _cli_next_step(exc: BaseException) -> str:
     """The next step of a model or registry error, in this tool's words (the DAG's are in orchestration)."""
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.model.registry import NoChampionError
 
     if isinstance(exc, NoChampionError):
@@ -193,9 +196,11 @@ def _cli_next_step(exc: BaseException) -> str:
 
 
 def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.model.metrics import LeakageSuspectedError
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.model.registry import NoChampionError
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.model.fit import InsufficientHistoryError
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.stages.train import run_training
 
     try:
@@ -208,10 +213,11 @@ def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
 
 def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.model.registry import RegistryError
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.stages.score import run_scoring
 
-    from pipelines.stages.features import IncompleteHistoryError
 
     try:
         path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
@@ -234,6 +240,7 @@ def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     import json
 
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.model.registry import ModelRegistry, RegistryError
 
     registry = ModelRegistry(root)
@@ -305,7 +312,6 @@ def _say_rollback_reruns(root: Path, since: dt.date) -> None:
 
 
 def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    from pipelines.stages.night import RunLockedError, RunOptions, run_night
 
     options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
                          force_chain=args.force_chain)
@@ -346,7 +352,6 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     """Rerun nights forward, in order, from --from to --to (default: the newest night in the lake)."""
-    from pipelines.stages.night import RunLockedError, RunOptions, run_night
 
     last = args.to_date or max([*zones.night_dates(root), args.from_date])
     if args.from_date > last:
@@ -453,6 +458,7 @@ def describe_model(rec: ModelRecord, registry: ModelRegistry) -> str:
 
 
 def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.report.summary import describe_published
 
     try:
@@ -464,7 +470,9 @@ def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> in
 
 
 def cmd_report(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
+    # why: keeps xgboost and matplotlib out of `riskline --help` and the light commands
     from pipelines.report.report import write_report
+    # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.report.sections import ReportError
 
     try:
@@ -643,7 +651,6 @@ _OBJECT_STORE_COMMANDS = (cmd_generate, cmd_ingest, cmd_validate)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from pipelines.entry.airflow import quiet_third_party_logs
 
     quiet_third_party_logs()  # Great Expectations alone logs about 50 INFO lines per dataset validated
     try:

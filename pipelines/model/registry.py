@@ -22,7 +22,6 @@ worse than the champion *on the same OOT data* beyond a tolerance.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +37,7 @@ import xgboost as xgb
 
 from pipelines.config.model_definition import PromotionGate
 from pipelines.store.lake import atomic_write_bytes, ensure_inside, fsync_dir
+from pipelines.store.locks import file_lock
 
 MODEL_FILE = "model.ubj"
 HISTORY_FILE = "champion_history.jsonl"
@@ -253,13 +253,8 @@ class ModelRegistry:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     def register(self, version: str, model_bytes: bytes, records: Mapping[str, Any]) -> bool:
         """Write a new version folder; False (and nothing written) when the version already exists.

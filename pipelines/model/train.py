@@ -489,8 +489,6 @@ def train_evaluate_register(
     the same floors as any other, on its recalibrated PD; it is never waved through for being first.
     """
     started = time.perf_counter()
-    from pipelines.model.train import fit_with_backend
-
     excluded = screen_clock_features(
         pl.concat([fit.select("as_of_date", *definition.feature_names),
                    early_stopping.select("as_of_date", *definition.feature_names)]),

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 @contextmanager
 def dask_client(model_cfg: ModelConfig) -> Iterator[Client]:
     """A client of the configured cluster, or of a LocalCluster started (and stopped) for the run."""
+    # why: Dask is imported only when model.train_backend is dask
     from distributed import Client, LocalCluster
 
     if model_cfg.dask_scheduler_address:
@@ -57,6 +58,7 @@ def dask_client(model_cfg: ModelConfig) -> Iterator[Client]:
 def _blocks(client: Client, frame: pl.DataFrame, features: list[str], n_blocks: int):
     """Features and labels as dask arrays of ``n_blocks`` row blocks, scattered to the workers up front
     (embedding the arrays in the task graph would ship them through the scheduler)."""
+    # why: Dask is imported only when model.train_backend is dask
     import dask.array as da
 
     x = feature_matrix(frame, features)
@@ -75,6 +77,7 @@ def train_model_dask(
     fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition, client: Client
 ) -> TrainedModel:
     """:func:`pipelines.model.train.train_model` on the cluster behind ``client`` (one data block per worker)."""
+    # why: Dask is imported only when model.train_backend is dask
     from xgboost import dask as dxgb
 
     features = list(definition.feature_names)

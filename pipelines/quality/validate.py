@@ -286,6 +286,7 @@ class _Engine:
 @cache
 def _engine() -> _Engine:
     """Import GX, build an in-memory context and load the committed suites, once per process (~2 s)."""
+    # why: Great Expectations takes seconds to import; only validating pays for it
     import great_expectations as gx
     import great_expectations.execution_engine.pandas_execution_engine as gx_pandas
     from great_expectations.data_context.types.base import (
@@ -294,6 +295,7 @@ def _engine() -> _Engine:
         ProgressBarsConfig,
     )
 
+    # why: keeps Great Expectations out of importing validation (GX loads on first use)
     from pipelines.quality import gx_suites
 
     # GX fingerprints every pandas batch by hashing all of it, only to label the batch: twice per validation,
@@ -349,6 +351,7 @@ def _gx_overhead_memoized() -> Iterator[None]:
     Verdicts, rows and persisted results are identical (tests/data/test_gx_speed.py compares a faulty range
     with GX's own code paths byte for byte). GX's originals are restored on exit.
     """
+    # why: Great Expectations takes seconds to import; only validating pays for it
     from great_expectations.core.id_dict import IDDict
     from great_expectations.expectations.expectation import Expectation
 
@@ -412,6 +415,7 @@ def _sub_suite(name: str, rules: tuple[str, ...]) -> gx.ExpectationSuite:
     done per call, that was a sixth of a history ingest's CPU time. Parameters are given per run
     (``expectation_parameters``), so the same sub-suite serves every date.
     """
+    # why: Great Expectations takes seconds to import; only validating pays for it
     import great_expectations as gx
 
     chosen = [e for e in _engine().suites[name].expectations if e.meta["rule"] in rules]
@@ -616,9 +620,9 @@ def validate_frame(
     expectation needing it and why ("skipped" for a volume check without history, "critical" for a
     reference that could not be read): such expectations are not run.
     """
-    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
-
+    # why: Great Expectations takes seconds to import; only validating pays for it
     import great_expectations as gx
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
 
     engine = _engine()
     suite = engine.suites[name]
@@ -673,6 +677,7 @@ def validate_frame(
 
 @cache
 def _schema_expectation_types() -> frozenset[str]:
+    # why: keeps Great Expectations out of importing validation (GX loads on first use)
     from pipelines.quality.gx_suites import SCHEMA_EXPECTATIONS
 
     return SCHEMA_EXPECTATIONS
@@ -752,7 +757,7 @@ def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: Re
         "min_credit_limit_cents": cfg.product.min_limit_cny * 100,
         "max_credit_limit_cents": cfg.product.max_limit_cny * 100,
     }
-    from pipelines.quality.gx_suites import non_null_share_parameter  # imports GX: keep it out of module import
+    from pipelines.quality.gx_suites import non_null_share_parameter  # why: imports GX: keep it out of module import
 
     limits = cfg.validation.max_null_share.get(dataset, {})
     for col in CONTRACT[dataset].columns:
@@ -880,7 +885,7 @@ def data_docs_dir(root: Path, day: dt.date) -> Path:
 
 
 def _curated_ids(root: Path, dataset: str, day: dt.date, column: str) -> pl.Series | None:
-    files = lake.complete_files(lake.partition_dir(root, "curated", dataset, day))
+    files = lake.complete_files(zones.curated(root, dataset, day))
     if files is None:
         return None
     return lake.scan_parquet(files).select(column).collect().to_series()
@@ -917,7 +922,7 @@ def _known_loans(root: Path, day: dt.date, cfg: RisklineConfig, wanted: pl.Serie
                .filter(pl.col("loan_id").is_in(wanted)).unique().collect().to_series())
     source = "curated installments of dt <= D"
     today = in_flight
-    if today is None and not lake.is_complete(lake.partition_dir(root, "curated", "installments", day)):
+    if today is None and not lake.is_complete(zones.curated(root, "installments", day)):
         try:
             today = read_landing(root, "installments", day, cfg).get_column("loan_id")
             source += " plus the landing installments of D"
@@ -934,9 +939,9 @@ def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> 
     """Row counts of the last ``history_days`` complete curated partitions before ``day``, newest first."""
     band = cfg.validation.volume
     earliest = day - dt.timedelta(days=band.lookback_days)
-    days = [d for d in lake.complete_partition_dates(root, "curated", dataset) if earliest <= d < day]
+    days = [d for d in zones.curated_dates(root, dataset) if earliest <= d < day]
     newest = sorted(days, reverse=True)[: band.history_days]
-    return tuple(_count_in(lake.partition_dir(root, "curated", dataset, d), "rows") or 0 for d in newest)
+    return tuple(_count_in(zones.curated(root, dataset, d), "rows") or 0 for d in newest)
 
 
 # Counts per curated partition version: a range ingest (or a backfill) reads each partition once, and a
@@ -995,10 +1000,10 @@ def _loans_due_by_date(files: list[Any]) -> dict[dt.date, int]:
 def _loans_due(root: Path, day: dt.date, dates: Iterable[dt.date]) -> dict[dt.date, int]:
     """Loans falling due on each of ``dates`` per the curated schedule (installments of dt < ``day``)."""
     wanted = dict.fromkeys(dates, 0)
-    for drawn in lake.complete_partition_dates(root, "curated", "installments"):
+    for drawn in zones.curated_dates(root, "installments"):
         if drawn >= day:
             continue
-        part = lake.partition_dir(root, "curated", "installments", drawn)
+        part = zones.curated(root, "installments", drawn)
         for due, n in (_per_version(part, "loans_due", _loans_due_by_date) or {}).items():
             if due in wanted:
                 wanted[due] += n
@@ -1012,7 +1017,7 @@ def _today_count(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig, wh
     if dataset in batch:
         frame = batch[dataset]
         return (frame.height if condition is None else frame.filter(condition).height), "this drop"
-    counted = _count_in(lake.partition_dir(root, "curated", dataset, day), what)
+    counted = _count_in(zones.curated(root, dataset, day), what)
     if counted is not None:
         return counted, "curated"
     try:
@@ -1028,16 +1033,16 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
     band = cfg.validation.volume
     driver = VOLUME_DRIVERS[dataset]
     earliest = day - dt.timedelta(days=band.lookback_days)
-    own = [d for d in lake.complete_partition_dates(root, "curated", dataset) if earliest <= d < day]
+    own = [d for d in zones.curated_dates(root, dataset) if earliest <= d < day]
 
     unit = "loans" if dataset == "installments" else "rows"  # gx_suites.VOLUME_UNITS
 
     def rows(d: dt.date) -> int:
-        return _count_in(lake.partition_dir(root, "curated", dataset, d), unit) or 0
+        return _count_in(zones.curated(root, dataset, d), unit) or 0
 
     if dataset == "accounts":
-        snaps = [d for d in lake.complete_partition_dates(root, "curated", "accounts") if d < day]
-        open_on = {d: _count_in(lake.partition_dir(root, "curated", "accounts", d), "open_accounts") or 0
+        snaps = [d for d in zones.curated_dates(root, "accounts") if d < day]
+        open_on = {d: _count_in(zones.curated(root, "accounts", d), "open_accounts") or 0
                    for d in snaps if d >= earliest - dt.timedelta(days=band.lookback_days)}
         prev = {d: max((p for p in open_on if p < d), default=None) for d in own}
         days = tuple((d, rows(d), open_on[p]) for d, p in prev.items() if p is not None)
@@ -1051,7 +1056,7 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
     source, what = ("accounts", "open_accounts") if dataset == "behaviour" else ("behaviour", "cash_draws")
     days = []
     for d in own:
-        driven = _count_in(lake.partition_dir(root, "curated", source, d), what)
+        driven = _count_in(zones.curated(root, source, d), what)
         if driven is not None:
             days.append((d, rows(d), driven))
     today, where = _today_count(root, source, day, cfg, what, batch)
@@ -1060,7 +1065,7 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
 
 
 def _declared_rows(root: Path, dataset: str, day: dt.date, duplicates: int) -> int | None:
-    part = lake.partition_dir(root, "landing", dataset, day)
+    part = zones.landing(root, dataset, day)
     try:
         declared = lake.declared_rows(part)
     except ValueError as exc:
@@ -1075,11 +1080,11 @@ def _held_loans(root: Path, day: dt.date, wanted: pl.Series, known: pl.Series,
     """Loan ids among ``wanted`` whose schedule is held in quarantine on a dt <= ``day`` and not curated
     since (``in_flight``: the loans this ingest holds, which replace the lake's quarantine of ``day``)."""
     wanted = wanted.drop_nulls().unique()
-    days = [d for d in lake.complete_partition_dates(root, "quarantine", "installments")
+    days = [d for d in zones.quarantine_dates(root, "installments")
             if d < day or (d == day and in_flight is None)]
     held = [in_flight] if in_flight is not None else []
     for d in days:
-        files = lake.complete_files(lake.partition_dir(root, "quarantine", "installments", d)) or []
+        files = lake.complete_files(zones.quarantine(root, "installments", d)) or []
         if files:
             held.append(lake.scan_parquet(files).select("loan_id").collect().to_series())
     if not held:
@@ -1165,13 +1170,13 @@ def validate_date(root: Path, day: dt.date, cfg: RisklineConfig) -> list[Validat
 
     reports: list[ValidationReport] = []
     for name in DATASETS:
-        part = lake.partition_dir(root, "curated", name, day)
+        part = zones.curated(root, name, day)
         if not lake.is_complete(part):
             continue
         frame = lake.read_partition(part)
         refs = load_references(root, name, day, cfg, frame)
         report = validate_landing(frame, name, day, cfg, refs, kind="curated").report
-        held = _partition_rows(lake.partition_dir(root, "quarantine", name, day))
+        held = _partition_rows(zones.quarantine(root, name, day))
         if held is not None:
             report = replace(report, quarantined_rows=held)
         log.info("%s", report.describe())
@@ -1204,6 +1209,7 @@ def write_results(
 
 def build_data_docs(root: Path, day: dt.date) -> Path:
     """Render GX Data Docs for ``day`` alone from its persisted results; replace the folder atomically."""
+    # why: Great Expectations takes seconds to import; only validating pays for it
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (

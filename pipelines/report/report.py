@@ -85,12 +85,12 @@ def _collect_data(root: Path, as_of: dt.date, report_dir: Path) -> DataSection:
         stored_path = results_dir(root, as_of) / f"{name}.json"
         stored = json.loads(stored_path.read_text()) if stored_path.is_file() else None
         outcomes = stored["outcomes"] if stored else []
-        quarantine = lake.partition_dir(root, "quarantine", name, as_of)
+        quarantine = zones.quarantine(root, name, as_of)
         held = _count_rows(quarantine)
         rows.append({
             "dataset": name,
             "validated_rows": int(stored["rows"]) if stored else 0,
-            "curated_rows": _count_rows(lake.partition_dir(root, "curated", name, as_of)),
+            "curated_rows": _count_rows(zones.curated(root, name, as_of)),
             "quarantined_rows": held,
             "passed": sum(o["outcome"] == "passed" for o in outcomes),
             "failed": sum(o["outcome"] in ("quarantined", "warning", "critical") for o in outcomes),
@@ -201,9 +201,9 @@ def _collect_portfolio(
             roll = roll_rates(previous, accounts_now, buckets)
         else:
             note = f"The ledger of the previous run ({previous_run}) is no longer in the lake."
-    curated = lake.complete_partition_dates(root, "curated", "accounts")
+    curated = zones.curated_dates(root, "accounts")
     since = curated[0] if curated else as_of
-    book = lake.read_partition(lake.partition_dir(root, "curated", "accounts", as_of)).select("account_id", "opened_on")
+    book = lake.read_partition(zones.curated(root, "accounts", as_of)).select("account_id", "opened_on")
     installments = pl.read_parquet(ledger_dir / "installments.parquet",
                                    columns=["account_id", "due_date", "paid_off_date"])
     return PortfolioSection(

@@ -42,7 +42,7 @@ def _check_history(root: Path, as_of: dt.date) -> dict[str, list[dt.date]]:
     available: dict[str, list[dt.date]] = {}
     problems: list[str] = []
     for dataset in ("accounts", "behaviour", "installments", "payments"):
-        dates = [d for d in lake.complete_partition_dates(root, "curated", dataset) if d <= as_of]
+        dates = [d for d in zones.curated_dates(root, dataset) if d <= as_of]
         available[dataset] = dates
         if not dates or dates[-1] != as_of:
             problems.append(f"{dataset}: no complete curated partition for {as_of}")
@@ -195,11 +195,10 @@ def load_feature_snapshot(
     root: Path, as_of: dt.date, cfg: RisklineConfig, columns: Sequence[str] | None = None
 ) -> pl.DataFrame:
     """The feature snapshot of ``as_of`` (built and cached on disk if missing): keys + ``columns``."""
-    from pipelines.stages import features as features_stage
 
     partition = zones.feature_partition(root, as_of)
     if not lake.is_complete(partition):
-        features_stage.build_feature_snapshot(root, as_of, cfg)
+        build_feature_snapshot(root, as_of, cfg)
     scan = pl.scan_parquet(lake.parquet_files(partition))
     if columns is not None:
         scan = scan.select(*KEY_COLUMNS, *dict.fromkeys(c for c in columns if c not in KEY_COLUMNS))

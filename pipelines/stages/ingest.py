@@ -24,7 +24,6 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -32,11 +31,9 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
 from pipelines.domain.conform import Redeliveries, SAMPLE_KEYS, count_reasons, split_redeliveries, split_row_defects
 from pipelines.errors import IngestError
+from pipelines.quality.validate import LandingValidation, validate_landing_frames  # GX loads on first use
 from pipelines.store import lake, zones
 from pipelines.store.drops import Landed, land_partition
-
-if TYPE_CHECKING:
-    from pipelines.quality.validate import LandingValidation
 
 CURATED_FILE = "part-0.parquet"
 # Curated partitions per pass of the lake-wide key lookup: one pass over a year's 365 files ran the
@@ -122,7 +119,7 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
     every one; the rest streams through a hash semi-join against this drop's keys, ``_HISTORY_BATCH``
     partitions at a time. Whole rows are read only from the partitions that matched.
     """
-    dates = [d for d in lake.complete_partition_dates(root, "curated", dataset.name) if d != day]
+    dates = [d for d in zones.curated_dates(root, dataset.name) if d != day]
     empty = pl.DataFrame(schema={**dataset.curated_schema(), "dt": pl.Date()})
     probes = [(cols, wanted) for cols in [list(key), *([u] for u in dataset.unit)]
               if not (wanted := frame.select(cols).drop_nulls().unique()).is_empty()]
@@ -161,7 +158,7 @@ def _prepare(root: Path, landed: Landed, day: dt.date, validation: LandingValida
         dataset=landed.dataset, date=day, files=landed.files, rows_in=landed.rows_in, rows_curated=good.height,
         duplicates_dropped=landed.duplicates_dropped, quarantined=bad.height,
         quarantine_reasons=count_reasons(bad),
-        curated_path=str(lake.partition_dir(root, "curated", landed.dataset, day)),
+        curated_path=str(zones.curated(root, landed.dataset, day)),
         expectations_passed=passed, expectations_failed=failed, side_files=landed.side_files,
         redelivered=redelivered,
     )
@@ -171,9 +168,9 @@ def _prepare(root: Path, landed: Landed, day: dt.date, validation: LandingValida
 def _publish(root: Path, prepared: _Prepared, done: list[str]) -> None:
     """Replace the curated and quarantine partitions; ``done`` collects each one replaced (for errors)."""
     res = prepared.result
-    lake.publish_frames(lake.partition_dir(root, "curated", res.dataset, res.date), {CURATED_FILE: prepared.curated})
+    lake.publish_frames(zones.curated(root, res.dataset, res.date), {CURATED_FILE: prepared.curated})
     done.append(f"curated/{res.dataset}")
-    quarantine = lake.partition_dir(root, "quarantine", res.dataset, res.date)
+    quarantine = zones.quarantine(root, res.dataset, res.date)
     if prepared.quarantined.height:
         lake.publish_frames(quarantine, {CURATED_FILE: prepared.quarantined})
     else:
@@ -207,8 +204,6 @@ def ingest_date(
     validation failure in one dataset (raised as :class:`IngestError`) leaves the curated zone of every
     dataset untouched for that date. Validation results land in ``validation/dt=D/`` either way.
     """
-    from pipelines.quality.validate import validate_landing_frames  # imports Great Expectations: slow, keep lazy
-
     names = list(datasets) if datasets else list(DATASETS)
     unknown = [n for n in names if n not in CONTRACT]
     if unknown:

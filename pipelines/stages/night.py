@@ -24,14 +24,13 @@ nothing a real run reads is written, not even the registry when the dry run retr
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
 import resource
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,10 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import to_published
 from pipelines.domain.collections import assign_treatments
 from pipelines.domain.decide import decide_frames
-from pipelines.store import chain, lake
+from pipelines.quality.validate import validate_output
+from pipelines.stages.features import build_feature_snapshot, merge_shards
+from pipelines.stages.ingest import ingest_date
+from pipelines.store import chain, lake, locks, zones
 from pipelines.store.publish import PublishError, describe_latest, publish_outputs
 from pipelines.store.readers import read_pending_holds, read_previous_run
 from pipelines.store.zones import (
@@ -79,27 +81,22 @@ class RunResult:
 @contextmanager
 def date_lock(root: Path, as_of: dt.date) -> Iterator[None]:
     """Refuse a second run of the same date while one is running (different dates run side by side)."""
-    locks = root / "_locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    path = locks / f"run-{as_of.isoformat()}.lock"
-    with open(path, "a+") as fh:
+    path = root / "_locks" / f"run-{as_of.isoformat()}.lock"
+    with ExitStack() as held:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            held.enter_context(locks.file_lock(path, blocking=False))
+        except locks.LockHeld:
             raise RunLockedError(
                 f"a run for business date {as_of} is already in progress (lock {path}); wait for it to finish"
             ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield
 
 
 DRY_RUN_MARKER = "_DRY_RUN"  # in a dry run's staging root: publishing there is allowed, and it is disposable
 
 
 def dry_run_root(root: Path, as_of: dt.date) -> Path:
-    return lake.derived_partition(root, "staging", as_of)
+    return lake.derived_partition(root, zones.STAGING_ZONE, as_of)
 
 
 def prepare_dry_run_root(root: Path, as_of: dt.date, run_id: str) -> Path:
@@ -109,23 +106,21 @@ def prepare_dry_run_root(root: Path, as_of: dt.date, run_id: str) -> Path:
     Airflow run) share the copy made by the first of them.
     """
     target = dry_run_root(root, as_of)
-    lake.make_dirs(target.parent)
-    with open(target.parent / f".prepare-{target.name}.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with locks.file_lock(target.parent / f".prepare-{target.name}.lock"):
         marker = target / DRY_RUN_MARKER
         if marker.is_file() and marker.read_text().strip() == run_id:
             return target
         with lake.staged_partition(target, marker=False) as tmp:
-            lake.link_tree(root, tmp, skip=("staging", "_locks", "outputs/_journal"))
+            lake.link_tree(root, tmp, skip=(zones.STAGING_ZONE, "_locks", "outputs/_journal"))
             (tmp / DRY_RUN_MARKER).write_text(run_id + "\n")
     return target
 
 
 def refresh_dry_run_landing(root: Path, staging_root: Path, dataset: str, as_of: dt.date) -> None:
     """Link the landing drop of ``dataset`` for D into a dry run's copy (it may have landed after the copy)."""
-    source = lake.partition_dir(root, "landing", dataset, as_of)
+    source = zones.landing(root, dataset, as_of)
     if lake.is_complete(source):
-        with lake.staged_partition(lake.partition_dir(staging_root, "landing", dataset, as_of), marker=False) as tmp:
+        with lake.staged_partition(zones.landing(staging_root, dataset, as_of), marker=False) as tmp:
             lake.link_tree(source, tmp)
 
 
@@ -137,7 +132,6 @@ def _peak_rss_mib() -> float:
 
 
 def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
-    from pipelines.stages.ingest import ingest_date
 
     before = {name: chain.curated_digest(root, name, as_of) for name in DATASETS}
     results = ingest_date(root, as_of, cfg)
@@ -150,9 +144,9 @@ def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
 
 
 def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
-    from pipelines.stages.features import build_feature_snapshot, merge_shards
 
     if cfg.run.shards > 1:  # per account-hash shard, then one merge (pipelines/stages/shards.py)
+        # why: keeps xgboost out of the cli (which imports this module at start-up)
         from pipelines.stages.shards import run_shards
 
         run_shards(build_feature_snapshot, cfg.run.shards, cfg.run.shard_workers, root, as_of, cfg)
@@ -164,15 +158,18 @@ def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str,
 
 
 def stage_train(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+    # why: keeps xgboost out of the cli (which imports this module at start-up)
     from pipelines.stages.train import run_training
 
     return run_training(root, as_of, cfg).summary()
 
 
 def stage_score(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: str | None = None) -> dict[str, Any]:
+    # why: keeps xgboost out of the cli (which imports this module at start-up)
     from pipelines.stages.score import run_scoring
 
     if cfg.run.shards > 1:
+        # why: keeps xgboost out of the cli (which imports this module at start-up)
         from pipelines.stages.shards import merge_scores, run_shards, score_shard
 
         run_shards(score_shard, cfg.run.shards, cfg.run.shard_workers, root, as_of, cfg, model_version=model_version)
@@ -197,13 +194,14 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
 
     check_night_chain(root, as_of, force_chain)
     if cfg.run.shards > 1:  # the queue's capacity cut runs once, in the merge (pipelines/stages/shards.py)
+        # why: keeps xgboost out of the cli (which imports this module at start-up)
         from pipelines.stages.shards import decide_shard, merge_decisions, run_shards
 
         run_shards(decide_shard, cfg.run.shards, cfg.run.shard_workers, root, as_of, cfg)
         summary = _decide_summary(root, merge_decisions(root, as_of, cfg, cfg.run.shards))
         return {**summary, "held_for_pending_payments": read_pending_holds(root, as_of, cfg).height}
 
-    accounts = lake.read_partition(lake.partition_dir(root, "curated", "accounts", as_of))
+    accounts = lake.read_partition(zones.curated(root, "accounts", as_of))
     features = read_features(root, as_of)
     ledger_dir = ledger_partition(root, as_of)
     installments = pl.read_parquet(ledger_dir / "installments.parquet")
@@ -270,7 +268,6 @@ def _model_sha256(root: Path, version: str) -> str | None:
 def stage_publish(
     root: Path, as_of: dt.date, cfg: RisklineConfig, *, dry_run: bool = False, run_info: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    from pipelines.quality.validate import validate_output
 
     frames, versions = published_frames(root, as_of, cfg)
     failures = []
@@ -313,6 +310,7 @@ def stage_publish(
 
 def stage_report(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
     """The run report of D (``reports/as_of_date=D/report.html``), built from what publish wrote."""
+    # why: keeps xgboost and matplotlib out of the cli (which imports this module at start-up)
     from pipelines.report.report import write_report
 
     path = write_report(root, as_of, cfg)
@@ -320,6 +318,7 @@ def stage_report(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
 
 
 def _code_version() -> str:
+    # why: keeps xgboost out of the cli (which imports this module at start-up)
     from pipelines.stages.train import code_version
 
     return code_version()
@@ -364,6 +363,7 @@ def run_night(
     if options.publish:  # a dry run publishes no manifest to report on
         plan.append(("report", lambda: stage_report(root, as_of, cfg)))
     if options.model_version is not None:
+        # why: keeps xgboost out of the cli (which imports this module at start-up)
         from pipelines.model.registry import ModelRegistry
 
         # A hostile (../..) or unknown pin fails here, before any stage writes a partition of the date.

@@ -10,7 +10,9 @@ import polars as pl
 from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.model.pd import model_features
+from pipelines.model.registry import ModelRegistry
 from pipelines.model.score import score_accounts
+from pipelines.stages.features import load_feature_snapshot
 from pipelines.store import lake, zones
 from pipelines.store.readers import read_previous_scores
 from pipelines.store.zones import SCORES_FILE, scores_dir
@@ -22,8 +24,6 @@ def run_scoring(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: 
     Builds the feature snapshot if it is missing, reads the previous run's scores (if any) for the
     PD-rise trigger, and replaces ``DATA_ROOT/scores/as_of_date=D/`` atomically.
     """
-    from pipelines.model.registry import ModelRegistry
-    from pipelines.stages.features import load_feature_snapshot
 
     definition = load_model_definition(cfg)
     registry = ModelRegistry(root)

@@ -42,8 +42,11 @@ from pipelines.domain.decide import decide_frames
 from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.domain.ledger import LOAN_KEY
 from pipelines.domain.sharding import filter_shard
+from pipelines.model.pd import model_features
+from pipelines.model.registry import ModelRegistry
+from pipelines.model.score import reason_reference, score_accounts
 from pipelines.stages.score import previous_pd_of
-from pipelines.store import lake
+from pipelines.store import lake, zones
 from pipelines.store.readers import read_pending_holds, read_previous_run
 from pipelines.store.zones import (
     DECISIONS_ZONE, FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE, SCORES_FILE, SCORES_ZONE, decisions_dir,
@@ -131,9 +134,6 @@ def score_shard(
 
     Same inputs and rules as :func:`pipelines.model.score.run_scoring`, restricted to the shard's accounts.
     """
-    from pipelines.model.registry import ModelRegistry
-    from pipelines.model.score import reason_reference, score_accounts
-    from pipelines.model.pd import model_features
 
     definition = load_model_definition(cfg)
     registry = ModelRegistry(root)
@@ -181,7 +181,7 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
     def shard_of(zone: str, name: str) -> pl.DataFrame:
         return read_shard_file(root, zone, as_of, name, shard, n_shards)
 
-    accounts_part = lake.partition_dir(root, "curated", "accounts", as_of)
+    accounts_part = zones.curated(root, "accounts", as_of)
     if not lake.is_complete(accounts_part):
         raise FileNotFoundError(f"partition {accounts_part} is missing or incomplete (no {lake.SUCCESS})")
     accounts = _read_filtered(lake.parquet_files(accounts_part), shard, n_shards)

@@ -12,23 +12,20 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.store import lake
+from pipelines.config.model_definition import ModelDefinition, load_model_definition
 from pipelines.config.settings import RisklineConfig
-# training joins features and labels (one population); labels read payments as the nightly ledger does
-from pipelines.stages.features import scan_pending_payments
-from pipelines.config.model_definition import ModelDefinition
+from pipelines.domain import labels
 from pipelines.domain.labels import LabelsNotMaturedError, build_labels, horizon_end, is_matured
-from pipelines.model.registry import ModelRegistry
+from pipelines.domain.ledger import build_ledger
 from pipelines.model.pd import model_features
+from pipelines.model.registry import ModelRegistry
 from pipelines.model.train import (
     Provenance, TrainingResult, label_snapshot, plan_snapshots, sample_accounts, train_evaluate_register,
 )
-from pipelines.stages.features import load_feature_snapshot
+# labels read payments as the nightly ledger does: curated plus quarantined ones resolved by then
+from pipelines.stages.features import load_feature_snapshot, scan_pending_payments
+from pipelines.store import lake, zones
 from pipelines.store.zones import LABELS_FILE, labels_partition
-from pipelines.domain.ledger import build_ledger
-from pipelines.store import zones
-from pipelines.domain import labels
-from pipelines.config.model_definition import load_model_definition
 
 
 def build_labels_for(
@@ -43,10 +40,10 @@ def build_labels_for(
     if as_of is not None and not is_matured(snapshot_date, as_of, cfg.labels):
         raise LabelsNotMaturedError(f"snapshot {snapshot_date} matures on {end}, after the run date {as_of}")
     problems = []
-    if not lake.is_complete(lake.partition_dir(root, "curated", "accounts", snapshot_date)):
+    if not lake.is_complete(zones.curated(root, "accounts", snapshot_date)):
         problems.append(f"no complete accounts snapshot for {snapshot_date}")
     for dataset in ("installments", "payments"):
-        if not lake.is_complete(lake.partition_dir(root, "curated", dataset, end)):
+        if not lake.is_complete(zones.curated(root, dataset, end)):
             problems.append(f"no complete {dataset} partition for {end}")
     if problems:
         raise LabelsNotMaturedError(f"cannot label snapshot {snapshot_date}: " + "; ".join(problems))
@@ -67,14 +64,13 @@ def write_labels_for(root: Path, snapshot_date: dt.date, cfg: RisklineConfig) ->
 
 def load_labels(root: Path, snapshot_date: dt.date, cfg: RisklineConfig) -> pl.DataFrame:
     """Labels of a matured snapshot, built and cached on disk if missing (they never change once matured)."""
-    from pipelines.stages import train as train_stage
 
     partition = zones.labels_partition(root, snapshot_date)
     if lake.is_complete(partition):
         cached = lake.read_partition(partition)
         if _labels_match(cached, cfg):
             return cached
-    train_stage.write_labels_for(root, snapshot_date, cfg)  # missing, or built for another outcome window
+    write_labels_for(root, snapshot_date, cfg)  # missing, or built for another outcome window
     return lake.read_partition(partition)
 
 
@@ -121,10 +117,9 @@ def config_hash(cfg: RisklineConfig, definition: ModelDefinition) -> str:
 
 def run_training(root: Path, as_of: dt.date, cfg: RisklineConfig) -> TrainingResult:
     """``riskline train --as-of D``: build what is missing, train, evaluate, register, maybe promote."""
-    from pipelines.stages import train as train_stage
 
     definition = load_model_definition(cfg)
-    curated = lake.complete_partition_dates(root, "curated", "accounts")
+    curated = zones.curated_dates(root, "accounts")
     plan = plan_snapshots(
         as_of, cfg.labels.horizon_days, cfg.model, curated[0] if curated else None, cfg.labels.gap_days
     )

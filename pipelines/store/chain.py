@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.store import lake
+from pipelines.store import lake, zones
 from pipelines.store.publish import manifest_path
 from pipelines.store.zones import DECISIONS_ZONE, LIMIT_HISTORY_FILE, curated_dates, night_dates, previous_night
 from pipelines.vocab import DATASETS
@@ -81,7 +81,7 @@ def published_nights(root: Path) -> list[dt.date]:
 
 def curated_digest(root: Path, dataset: str, day: dt.date) -> str | None:
     """One sha256 for a complete curated partition (over its files' names and sha256); None if absent."""
-    part = lake.partition_dir(root, "curated", dataset, day)
+    part = zones.curated(root, dataset, day)
     if not lake.is_complete(part):
         return None
     lines = "".join(f"{p.name} {lake.file_sha256(p)}\n" for p in sorted(lake.parquet_files(part)))

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.store import lake
+from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.landing import CONTRACT, Dataset
 from pipelines.domain.conform import (
     ConflictingDuplicatesError, FILE_ORDER, ROW_ORDER, conform_to_contract, delivery_sequence,
     keep_latest_delivery,
 )
 from pipelines.errors import ContractError, IngestError
-from pipelines.config.settings import RisklineConfig
-from pipelines.contracts.landing import CONTRACT, Dataset
+from pipelines.store import lake, zones
 
 
 # Files that writers leave beside the data, ignored on purpose (and counted in the result): the completion
@@ -68,7 +68,7 @@ def _read_landing(
 
     Returns the conformed rows, the number of data files and the side files ignored on purpose.
     """
-    part = lake.partition_dir(root, "landing", dataset.name, day)
+    part = zones.landing(root, dataset.name, day)
     entries = lake.complete_entries(part)
     if entries is None and not lake.exists(part):
         raise IngestError("landing partition not delivered", dataset=dataset.name, date=day,
@@ -146,14 +146,14 @@ def _in_delivery_order(files: Sequence[Path], dataset: Dataset, day: dt.date) ->
 
 def _undelivered_hint(root: Path, dataset: Dataset, day: dt.date) -> str:
     """What to do about a missing drop: wait, unless the date is before anything upstream ever delivered."""
-    delivered = lake.complete_partition_dates(root, "landing", dataset.name)
+    delivered = zones.landing_dates(root, dataset.name)
     if not delivered:
         return (f"no {dataset.name} drop has ever landed under {root}: check the data root "
                 "(--data-root / RISKLINE_DATA_ROOT), or generate a book with `riskline generate`")
     if day < delivered[0]:
         return (f"{day} is before the first {dataset.name} drop ({delivered[0]}), so none will come: "
                 f"pick a business date from {delivered[0]} on")
-    part = lake.partition_dir(root, "landing", dataset.name, day)
+    part = zones.landing(root, dataset.name, day)
     return f"wait for upstream to deliver {part}, then rerun ingest for this date"
 
 

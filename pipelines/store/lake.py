@@ -583,3 +583,5 @@ def link_tree(source: Path, target: Path, skip: tuple[str, ...] = ()) -> int:
                 shutil.copy2(here / name, target / rel / name, follow_symlinks=False)
             count += 1
     return count
+
+

@@ -24,7 +24,6 @@ queue of D-1 once publication has been decided.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -37,8 +36,8 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.store import lake
 from pipelines.contracts.outputs import OUTPUTS, SCHEMA_VERSION
+from pipelines.store import lake, locks
 
 PART_FILE = "part-0.parquet"
 LATEST = "_LATEST"
@@ -147,14 +146,8 @@ def recover(root: Path) -> list[dt.date]:
 
 @contextmanager
 def _publish_lock(root: Path) -> Iterator[None]:
-    path = lake.ensure_inside(root, root / "_locks" / "publish.lock")
-    lake.make_dirs(path.parent)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locks.file_lock(lake.ensure_inside(root, root / "_locks" / "publish.lock")):
+        yield
 
 
 def _recover_locked(root: Path) -> list[dt.date]:

@@ -19,7 +19,9 @@ from pipelines.stages import ingest
 from pipelines.store import drops
 from pipelines.store import lake
 from pipelines.contracts.landing import DATASETS
-from tools.generate import FAULT_KINDS, Fault, GeneratorParams, write_portfolio
+from tools.generate import write_portfolio
+from tools.faults import FAULT_KINDS, Fault
+from tools.simulate import GeneratorParams
 
 END = dt.date(2026, 11, 20)
 DAYS = 45  # payments start once the first instalments fall due (~30 days in)

@@ -21,7 +21,7 @@ from pipelines import errors
 from pipelines.domain import conform
 from pipelines.store import lake
 from pipelines.quality import validate
-from tools.generate import FAULT_KINDS
+from tools.faults import FAULT_KINDS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"
 

@@ -22,7 +22,9 @@ from pipelines.stages import ingest, night as nightly
 from pipelines.stages.features import build_feature_snapshot
 from pipelines.store import drops, lake
 from pipelines.store.zones import read_features
-from tools.generate import GeneratorParams, write_portfolio
+from tools.generate import write_portfolio
+from tools.simulate import GeneratorParams
+from tools.generator_config import load_generator_config
 
 NIGHT = dt.date(2026, 11, 20)
 REASONS = ("reason_1", "reason_2", "reason_3")
@@ -62,10 +64,11 @@ def _train_champion(root: Path, as_of: dt.date, cfg: RisklineConfig) -> str:
 
 def test_no_published_reason_is_a_feature_constant_across_the_nights_book(tmp_path: Path, quiet_cfg: RisklineConfig):
     root = tmp_path / "lake"
-    cfg = quiet_cfg.model_copy(update={"generator": quiet_cfg.generator.model_copy(
-        update={"opened_before_share": 1.0, "max_account_age_days": 1, "close_rate": 0.0})})
+    cfg = quiet_cfg
+    generator = load_generator_config().model_copy(
+        update={"opened_before_share": 1.0, "max_account_age_days": 1, "close_rate": 0.0})
     params = GeneratorParams(accounts=500, days=60, end_date=NIGHT, seed=3)
-    write_portfolio(root, params, cfg)
+    write_portfolio(root, params, cfg, generator=generator)
     day = params.start_date
     while day < NIGHT:  # earlier nights, seeded straight into curated
         for name in DATASETS:

@@ -70,7 +70,8 @@ def write_test_config(folder: Path, data_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def e2e_lake(tmp_path_factory: pytest.TempPathFactory) -> E2ELake:
     from pipelines.config.settings import load_config
-    from tools.generate import GeneratorParams, write_portfolio
+    from tools.generate import write_portfolio
+    from tools.simulate import GeneratorParams
     from pipelines.stages.ingest import ingest_date
     from pipelines.stages.night import run_night
 

@@ -24,7 +24,9 @@ from pipelines.stages import ingest
 from pipelines.stages.features import build_feature_snapshot
 from pipelines.store import drops, lake
 from pipelines.store.zones import read_features
-from tools.generate import GeneratorParams, write_portfolio
+from tools.generate import write_portfolio
+from tools.simulate import GeneratorParams
+from tools.generator_config import load_generator_config
 
 END = dt.date(2026, 11, 20)
 SNAPSHOTS = [END - dt.timedelta(days=7 * k) for k in range(5, -1, -1)]  # six weekly snapshots, oldest first
@@ -34,10 +36,11 @@ SNAPSHOTS = [END - dt.timedelta(days=7 * k) for k in range(5, -1, -1)]  # six we
 def young_book(tmp_path_factory, quiet_cfg: RisklineConfig) -> pl.DataFrame:
     root: Path = tmp_path_factory.mktemp("young-lake")
     # every line opened the day before the first generated day; none closes
-    cfg = quiet_cfg.model_copy(update={"generator": quiet_cfg.generator.model_copy(
-        update={"opened_before_share": 1.0, "max_account_age_days": 1, "close_rate": 0.0})})
+    cfg = quiet_cfg
+    generator = load_generator_config().model_copy(
+        update={"opened_before_share": 1.0, "max_account_age_days": 1, "close_rate": 0.0})
     params = GeneratorParams(accounts=400, days=60, end_date=END, seed=5)
-    write_portfolio(root, params, cfg)
+    write_portfolio(root, params, cfg, generator=generator)
     day = params.start_date
     while day <= END:  # seeded straight into curated, as earlier nights would have left it
         for name in DATASETS:

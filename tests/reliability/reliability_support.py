@@ -35,7 +35,10 @@ from pipelines.stages import ingest, night as nightly
 from pipelines.store import drops, lake, publish
 from pipelines.store.zones import RECONCILIATION_FILE, feature_partition, ledger_partition, read_features
 from tools import generate
-from tools.generate import Fault, GeneratorParams, PortfolioDay, PortfolioSimulation
+from tools import faults
+from tools.faults import Fault
+from tools.simulate import GeneratorParams, PortfolioDay, PortfolioSimulation
+from tools.generator_config import load_generator_config
 
 NEXT = dt.date(2026, 11, 20)
 PUBLISHED = NEXT - dt.timedelta(days=1)
@@ -77,17 +80,17 @@ def published_digests(root: Path, as_of: dt.date) -> dict[str, str]:
 
 def write_fault(root: Path, book: PublishedLake, kind: str, cfg: RisklineConfig) -> None:
     """Replace the NEXT landing drop with the generator's ``kind`` fault injected into that day."""
-    parts, _ = generate.inject_faults(book.last_day, [Fault(kind, book.next_day)], book.seed, cfg.business.tz)
+    parts, _ = faults.inject_faults(book.last_day, [Fault(kind, book.next_day)], book.seed, cfg.business.tz)
     for dataset, part in parts.items():
         # the generator's own writer, so a fault lands exactly as `riskline generate --faults` would write it
         generate._write_landing_partition(root, dataset, book.next_day, part)
 
 
 def write_landing(root: Path, params: GeneratorParams, cfg: RisklineConfig) -> PortfolioDay:
-    sim = PortfolioSimulation(params, cfg.generator, cfg.business.tz)
+    sim = PortfolioSimulation(params, load_generator_config(), cfg.business.tz)
     last = None
     for day in sim.run():
-        parts, _ = generate.inject_faults(day, [], params.seed, cfg.business.tz)
+        parts, _ = faults.inject_faults(day, [], params.seed, cfg.business.tz)
         for dataset, part in parts.items():
             generate._write_landing_partition(root, dataset, day.date, part)
         last = day

@@ -30,7 +30,7 @@ from pipelines.store import lake
 from pipelines.stages import night as nightly
 from pipelines.store import publish
 from pipelines.config.settings import RisklineConfig
-from tools.generate import DATA_FILE, FAULT_KINDS, REDELIVERY_FILE
+from tools.faults import DATA_FILE, FAULT_KINDS, REDELIVERY_FILE
 from pipelines.errors import IngestError
 from pipelines.quality.validate import ValidationError, results_dir
 

@@ -35,7 +35,7 @@ from pipelines.contracts.landing import DATASETS
 from pipelines.errors import IngestError
 from pipelines.store import lake, publish
 from pipelines.store.zones import ledger_partition
-from tools.generate import DATA_FILE, REDELIVERY_FILE
+from tools.faults import DATA_FILE, REDELIVERY_FILE
 
 ADVERSE_ACTIONS = ("decrease", "freeze")
 UNRANKED = {"as_of_date", "priority"}  # priority ranks the whole queue: a touched account may shift others

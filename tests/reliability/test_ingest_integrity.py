@@ -30,7 +30,7 @@ from pipelines.errors import IngestError
 from pipelines.stages import ingest, night as nightly
 from pipelines.store import lake, publish, zones
 from pipelines.store.zones import ledger_partition
-from tools.generate import DATA_FILE, REDELIVERY_FILE
+from tools.faults import DATA_FILE, REDELIVERY_FILE
 
 
 @pytest.fixture(autouse=True)

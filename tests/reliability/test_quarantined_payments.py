@@ -26,7 +26,7 @@ from pipelines.domain.pending_payments import PAYMENT_PENDING
 from pipelines.stages.ingest import ingest_date
 from pipelines.store import lake
 from pipelines.store.zones import ledger_partition
-from tools.generate import DATA_FILE
+from tools.faults import DATA_FILE
 
 
 def _in(ids: list[str] | set[str]) -> pl.Expr:

@@ -22,7 +22,7 @@ from reliability_support import (
 
 from pipelines.store import publish
 from pipelines.config.settings import RisklineConfig
-from tools.generate import DATA_FILE
+from tools.faults import DATA_FILE
 
 IDENTITY = ("dpd", "bucket", "overdue_amount", "outstanding_balance", "treatment", "channel")
 

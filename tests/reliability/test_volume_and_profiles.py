@@ -24,7 +24,8 @@ from pipelines.store import lake
 from pipelines.stages import night as nightly
 from pipelines.quality import validate
 from pipelines.contracts.landing import CONTRACT, DATASETS
-from tools.generate import GeneratorParams, write_portfolio
+from tools.generate import write_portfolio
+from tools.simulate import GeneratorParams
 
 END = dt.date(2026, 11, 20)
 

@@ -13,10 +13,10 @@ import pytest
 from pipelines.config.location import as_location
 from pipelines.contracts.landing import CONTRACT, DATASETS
 from pipelines.store import lake
-from tools.generate import (
-    FAULT_KINDS, Fault, GeneratorParams, LATE_ZONE, PortfolioSimulation, REDELIVERY_FILE, parse_faults,
-    release_late, write_portfolio,
-)
+from tools.generate import LATE_ZONE, release_late, write_portfolio
+from tools.faults import FAULT_KINDS, Fault, REDELIVERY_FILE, parse_faults
+from tools.simulate import GeneratorParams, PortfolioSimulation
+from tools.generator_config import load_generator_config
 
 END = dt.date(2026, 11, 25)
 # Small enough to write three times in a few seconds, long enough (75 days) for first instalments to
@@ -67,7 +67,7 @@ def test_another_seed_gives_other_data(cfg) -> None:
     # Guards the test above against a generator that ignores its seed.
     def last_events(seed: int) -> pl.DataFrame:
         params = GeneratorParams(accounts=200, days=5, end_date=END, seed=seed)
-        return list(PortfolioSimulation(params, cfg.generator, cfg.business.tz).run())[-1].frames["behaviour"]
+        return list(PortfolioSimulation(params, load_generator_config(), cfg.business.tz).run())[-1].frames["behaviour"]
 
     assert not last_events(1).equals(last_events(2))
 
@@ -166,7 +166,7 @@ def test_limits_are_250_to_50000_and_skewed_small(clean: Path) -> None:
 
 def test_draws_never_exceed_available_credit_and_the_source_freezes_30_plus_dpd(cfg) -> None:
     params = GeneratorParams(accounts=2_000, days=120, end_date=END, seed=5)
-    sim = PortfolioSimulation(params, cfg.generator, cfg.business.tz)
+    sim = PortfolioSimulation(params, load_generator_config(), cfg.business.tz)
     for day in sim.run():
         # outstanding includes today's draws: above the limit would mean a draw beyond available credit
         assert (sim.outstanding <= sim.limit_cents).all() and (sim.outstanding >= 0).all(), day.date
@@ -363,7 +363,7 @@ def test_write_portfolio_rejects_a_fault_outside_the_window(tmp_path: Path, cfg)
 def book(cfg):
     """3,000 accounts x 200 days in memory: the truth plus every behaviour event."""
     params = GeneratorParams(accounts=3_000, days=200, end_date=END, seed=11)
-    sim = PortfolioSimulation(params, cfg.generator, cfg.business.tz)
+    sim = PortfolioSimulation(params, load_generator_config(), cfg.business.tz)
     events, last = [], None
     for day in sim.run():
         events.append(day.frames["behaviour"].with_columns(dt=pl.lit(day.date)))
@@ -506,7 +506,7 @@ def test_card_statements_fall_on_cycle_days_1_to_31_with_a_minimum_payment_due_a
     statements = _read_card(card, "installments")
     assert statements["installment_no"].unique().to_list() == [1]  # one minimum payment per statement
     assert statements["loan_id"].str.starts_with("S").all()
-    assert ((statements["due_date"] - statements["dt"]).dt.total_days() == cfg.generator.card.grace_days).all()
+    assert ((statements["due_date"] - statements["dt"]).dt.total_days() == load_generator_config().card.grace_days).all()
     # Each account is billed on one cycle day c, on day min(c, days in the month): so a 31-day month's 31st
     # and the 29th-31st of a short month carry only some cycles.
     days = statements.select("account_id", "dt").unique().with_columns(
