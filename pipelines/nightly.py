@@ -134,7 +134,7 @@ def decide_frames(
 
     The one place the night's decision steps are listed, for the whole book and for a shard alike; the
     cases still need the queue's capacity cut (``collections.assign_treatments``), which ranks the book.
-    ``holds`` (:func:`read_pending_holds`) withholds freezes, cuts and collections contacts.
+    ``holds`` (:func:`read_pending_holds`) withholds freezes, cuts, collections contacts and hardship offers.
     """
     from pipelines import collections, hardship, policy
 
@@ -142,7 +142,7 @@ def decide_frames(
         as_of, accounts, features, installments, scores, previous_scores, history, holds
     )
     limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
-    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship)
+    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship, holds)
     cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, holds)
     return limits, cases, offers, policy.update_limit_history(history, limits, as_of)
 
@@ -166,7 +166,7 @@ def date_lock(root: Path, as_of: dt.date) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-DRY_RUN_MARKER = "_DRY_RUN"  # in a dry run's staging root: publishing there is allowed, and it is disposable
+DRY_RUN_MARKER = lake.DRY_RUN_MARKER  # in a dry run's staging root: publishing there is allowed, and it is disposable
 
 
 def dry_run_root(root: Path, as_of: dt.date) -> Path:
@@ -323,6 +323,10 @@ def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[d
     from pipelines.score import scores_dir
 
     scores = lake.read_partition(scores_dir(root, as_of))
+    # A score is the model's view of the ledger as delivered: published, but flagged where a payment waits
+    # in quarantine (the ledger may lack it; the account's limit, queue entry and hardship offer are held).
+    held = read_pending_holds(root, as_of, cfg).get_column("account_id")
+    scores = scores.with_columns(pending_payment=pl.col("account_id").is_in(held.implode()))
     decisions = decisions_dir(root, as_of)
     internal = {
         "scores": scores,

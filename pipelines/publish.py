@@ -38,6 +38,7 @@ from typing import Any
 import polars as pl
 
 from pipelines import lake
+from pipelines.chain import write_latest_status
 from pipelines.outputs import OUTPUTS, SCHEMA_VERSION
 
 PART_FILE = "part-0.parquet"
@@ -193,6 +194,7 @@ def _roll_forward(root: Path, journal: Path) -> dt.date:
     latest = read_latest(root)
     if latest is None or as_of >= latest:
         lake.atomic_write_bytes(root / "outputs" / LATEST, f"{as_of.isoformat()}\n".encode())
+    write_latest_status(root)  # after the pointer: the flag describes the date _LATEST names
     journal.unlink()
     return as_of
 
