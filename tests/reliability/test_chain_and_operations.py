@@ -11,6 +11,7 @@ import datetime as dt
 import errno
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -219,7 +220,8 @@ def test_a_dry_run_waiting_for_a_drop_names_the_real_landing_path(
 ):
     # A dry run reads a copy of the lake: its "wait for upstream" named the copy's landing folder, where
     # upstream never delivers.
-    day = published_lake.next_day + DAY  # no drop yet
+    day = published_lake.next_day
+    shutil.rmtree(lake.partition_dir(lake_root, "landing", "accounts", day))  # the snapshot is not there yet
     rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(day), "--no-retrain", "--dry-run")
     error, said = err.strip().splitlines()  # the error, then what the dry run left (only its staging root)
     assert rc == 1 and "Traceback" not in err and said.startswith("dry run: nothing outside"), err
