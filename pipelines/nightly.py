@@ -102,24 +102,19 @@ def read_previous_run(
 def read_pending_holds(
     root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int = 0, n_shards: int = 1
 ) -> pl.DataFrame:
-    """Accounts whose adverse actions are held tonight for a payment waiting in quarantine, or a curated one
-    the ledger could not apply (a credit balance: :func:`pipelines.pending_payments.unapplied_credits`).
+    """Accounts whose adverse actions are held tonight for a payment waiting in quarantine.
 
     Read from the merged ledger partition of D (a waiting payment may hold an account of another shard:
     the one its loan belongs to), then narrowed to ``shard``'s accounts.
     """
     from pipelines.features import PENDING_PAYMENTS_FILE, ledger_partition
-    from pipelines.pending_payments import empty_holds, pending_holds, unapplied_credits
+    from pipelines.pending_payments import empty_holds, pending_holds
     from pipelines.sharding import filter_shard
 
     path = ledger_partition(root, as_of) / PENDING_PAYMENTS_FILE
     if not path.is_file():
         return empty_holds()
-    waiting = [pl.read_parquet(path)]
-    credits = ledger_partition(root, as_of) / "unallocated.parquet"  # overpaid or for an unknown loan
-    if credits.is_file():
-        waiting.append(unapplied_credits(pl.read_parquet(credits)))
-    holds = pending_holds(pl.concat(waiting), as_of, cfg.pending_payments.max_hold_days)
+    holds = pending_holds(pl.read_parquet(path), as_of, cfg.pending_payments.max_hold_days)
     return filter_shard(holds.lazy(), shard, n_shards).collect()
 
 

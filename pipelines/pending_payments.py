@@ -167,22 +167,5 @@ def pending_holds(waiting: pl.DataFrame, as_of: dt.date, max_hold_days: int) -> 
     )
 
 
-def unapplied_credits(unallocated: pl.DataFrame) -> pl.DataFrame:
-    """Curated payments the ledger could not apply to an instalment, as waiting rows (:data:`WAITING_SCHEMA`).
-
-    ``unallocated``: the ledger's ``unallocated.parquet`` (``payment_id, account_id, loan_id, paid_on,
-    unallocated_cents, unallocated_reason``). A payment on the customer's own closed (fully paid) loan, or
-    beyond its last instalment, is an overpayment: a credit balance on the account (reason ``overpaid``),
-    never lost, reported in the reconciliation. The customer may have meant another of their loans, so it
-    holds the account like a waiting payment (:func:`pending_holds`) until operations reallocate or refund
-    it (an upstream correction) or the hold lapses: otherwise the other loan goes past due for money paid.
-    """
-    return unallocated.select(
-        "payment_id", "account_id", "loan_id", pl.lit(None, dtype=pl.String).alias("loan_account_id"), "paid_on",
-        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("paid_at"),
-        pl.col("unallocated_cents").alias("amount_cents"), pl.col("unallocated_reason").alias(QUARANTINE_REASON),
-    ).cast(WAITING_SCHEMA)  # type: ignore[arg-type]
-
-
 def empty_holds() -> pl.DataFrame:
     return pl.DataFrame(schema=HOLD_SCHEMA)

@@ -180,27 +180,3 @@ def test_a_negative_payment_is_quarantined_and_counts_no_money_upstream(
     assert got["upstream_cents"] == want["upstream_cents"] - cents
     _assert_held(lake_root, book.next_day, [payer])
 
-
-def test_money_beyond_what_its_loan_owes_is_a_credit_balance_that_holds_the_account(
-    published_lake: PublishedLake, lake_root: Path, clean_next_night: Path, quiet_cfg: RisklineConfig
-):
-    # A payment on the customer's own closed (fully paid) loan, or beyond its last instalment, cannot be
-    # applied to that loan: it is kept as a credit balance (overpaid). The customer may have meant another
-    # loan, so the account is held like one with a waiting payment (it used to be queued and cut).
-    book = published_lake
-    payments = landing(lake_root, "payments", book.next_day)
-    (payer,) = _payers(clean_next_night, book.next_day, 1)
-    mine = payments.filter(pl.col("account_id") == payer).row(0, named=True)
-    loans = pl.read_parquet(ledger_partition(clean_next_night, book.next_day) / "loans.parquet")
-    owed = loans.filter(pl.col("loan_id") == mine["loan_id"])["total_due_cents"].item()
-    over = mine["amount"] + (owed // 100 + 50)  # more than the whole loan: it closes, the rest is credit
-    bigger = pl.when(pl.col("account_id") == payer).then(pl.lit(over)).otherwise(pl.col("amount"))
-    deliver(lake_root, "payments", book.next_day,
-            {DATA_FILE: payments.with_columns(bigger.cast(payments.schema["amount"]).alias("amount"))})
-
-    run_night_without_report(lake_root, book.next_day, quiet_cfg)
-
-    unallocated = pl.read_parquet(ledger_partition(lake_root, book.next_day) / "unallocated.parquet")
-    assert unallocated["account_id"].to_list() == [payer] and unallocated["unallocated_reason"].to_list() == ["overpaid"]
-    assert reconciliation(lake_root, book.next_day)["overpaid_cents"] == unallocated["unallocated_cents"].item() > 0
-    _assert_held(lake_root, book.next_day, [payer])
