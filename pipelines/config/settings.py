@@ -78,6 +78,10 @@ _MONEY_MAX_CNY: dict[str, dict[str, float]] = {
 class IngestConfig(_Section):
     business_keys: dict[str, list[str]]
     money_max_cny: dict[str, dict[str, float]] = _MONEY_MAX_CNY
+    # A payment reaches us after bank settlement: one paid on an earlier business day may arrive in a later
+    # drop. Up to this many days late it is curated and applied as paid on its own day (paid_at); older, it
+    # is quarantined as paid_at_before_late_window and its account held (docs/contracts.md: Late payments).
+    payment_late_days: int = Field(default=7, ge=0, le=90)
 
     @model_validator(mode="after")
     def _keys_name_real_columns(self) -> IngestConfig:

@@ -148,6 +148,9 @@ CONTRACT: dict[str, Dataset] = {
         name="behaviour",
         description="Behaviour events of the business day.",
         key=("event_id",),
+        # An event happens once: a purchase resent on a later day (re-stamped into that day) would count
+        # twice in spend and cash-draw features. Ids grow with the date, so the lookup prunes by min/max.
+        unique_over_time=True,
         columns=(
             Column("event_id", "string", "Event identifier, unique.", identifier=True),
             Column("account_id", "string", "Account the event belongs to.", identifier=True),
@@ -180,10 +183,8 @@ CONTRACT: dict[str, Dataset] = {
         name="payments",
         description="Payments received on the business day.",
         key=("payment_id",),
-        # A payment is received once: the same id on a later day would be allocated twice. (behaviour's
-        # event_id needs no lake-wide lookup: event_time must fall in the drop's own business day, so an
-        # event redelivered on another day is already quarantined as event_time_outside_business_day;
-        # accounts is a snapshot, its key repeats every day by design.)
+        # A payment is received once: the same id on a later day would be allocated twice. (accounts is a
+        # snapshot, its key repeats every day by design.)
         unique_over_time=True,
         columns=(
             Column("payment_id", "string", "Payment identifier, unique.", identifier=True),

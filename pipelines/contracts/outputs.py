@@ -15,7 +15,7 @@ import polars as pl
 
 from pipelines.vocab import OUTPUTS as CATALOG_OUTPUTS
 
-SCHEMA_VERSION = "1.1"  # 1.1: collection_queue.pd_source (additive)
+SCHEMA_VERSION = "1.2"  # 1.1: collection_queue.pd_source; 1.2: scores.pending_payment (both additive)
 MONEY = pl.Decimal(18, 2)
 
 # name -> ordered (column, dtype); a column whose dtype is MONEY is built from "<column>_cents".
@@ -30,6 +30,9 @@ OUTPUT_COLUMNS: dict[str, tuple[tuple[str, pl.DataType], ...]] = {
         ("reason_2", pl.String()),
         ("reason_3", pl.String()),
         ("model_version", pl.String()),
+        # true: a payment of the account waits in quarantine, so its ledger (and PD) may lack that money;
+        # its limit, queue entry and hardship offer are held tonight (docs/guarantees.md)
+        ("pending_payment", pl.Boolean()),
     ),
     "limits": (
         ("account_id", pl.String()),

@@ -27,13 +27,14 @@ def decide_frames(
 
     The one place the night's decision steps are listed, for the whole book and for a shard alike; the
     cases still need the queue's capacity cut (``collections.assign_treatments``), which ranks the book.
-    ``holds`` (:func:`read_pending_holds`) withholds freezes, cuts and collections contacts.
+    ``holds`` (:func:`~pipelines.store.readers.read_pending_holds`) withholds freezes, cuts, collections contacts and
+    hardship offers.
     """
 
     inputs = policy.build_policy_input(
         as_of, accounts, features, installments, scores, previous_scores, history, holds
     )
     limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
-    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship)
+    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship, holds)
     cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, holds)
     return limits, cases, offers, policy.update_limit_history(history, limits, as_of)

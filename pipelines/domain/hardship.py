@@ -29,6 +29,11 @@ Offer (:func:`offer_hardship`), per open loan of an eligible account with outsta
 * ``new_instalment_cents`` is the first new instalment (principal + interest): the largest regular one,
   as the interest falls with the balance (the last one may be a few cents above it by the remainder).
 * ``current_instalment_cents`` is the loan's oldest unpaid instalment as scheduled (principal + interest).
+
+Held: an account a payment waiting in quarantine may belong to (:func:`pipelines.domain.pending_payments.pending_holds`)
+gets no offer tonight. Its DPD may be the ledger missing that payment, and an offer re-amortizes the loan
+(a longer term, more interest) on that DPD: a consequence of the fault, not of the customer. It is judged
+again once the payment is applied or the hold lapses, like its limit and its collections contact.
 """
 
 from __future__ import annotations
@@ -212,17 +217,21 @@ def reamortize(terms: pl.DataFrame, future_due_dates: pl.DataFrame) -> pl.DataFr
 
 
 def offer_hardship(
-    features: pl.DataFrame, installments: pl.DataFrame, as_of: dt.date, cfg: HardshipConfig
+    features: pl.DataFrame, installments: pl.DataFrame, as_of: dt.date, cfg: HardshipConfig,
+    holds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Hardship offers of D: one row per open loan of every eligible account (:data:`OFFER_COLUMNS`).
 
     Args:
         features: :func:`pipelines.domain.features.build_features` of D.
         installments: ``Ledger.installments`` as of D (schedule, what was paid, when it was paid off).
+        holds: accounts held for a waiting payment (``account_id``): no offer (module docstring); None: none.
 
     Raises:
         HardshipScheduleError: a new schedule's principal does not sum to the outstanding principal.
     """
+    if holds is not None:
+        features = features.join(holds.select("account_id"), on="account_id", how="anti")
     eligible = hardship_eligibility(features, installments, as_of, cfg).filter("eligible")
     terms = loan_terms(installments.join(eligible.select("account_id"), on="account_id", how="semi"), as_of)
     choice = pl.lit(cfg.extension_months[-1])

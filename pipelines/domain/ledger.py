@@ -3,8 +3,12 @@
 Conventions (the rest of the pipeline relies on them):
 
 * **Only data with ``dt <= D``.** A loan exists from its draw date (the ``dt`` of its instalments
-  partition); a payment counts from its business date (the ``dt`` of its payments partition).
-  ``paid_at`` only orders payments received on the same day.
+  partition); a payment is known from the ``dt`` of its payments partition, and counts from the business
+  day it was paid (``paid_on``): the business date of ``paid_at`` in the book's time zone, never after its
+  ``dt``. They differ only for a payment delivered late (bank settlement, up to
+  ``ingest.payment_late_days``): it is applied as paid on its own day, so the delay creates no DPD, while
+  a ledger rebuilt as of a date before its ``dt`` still does not know it (point in time). Without a time
+  zone (unit tests) ``paid_on`` is the ``dt``. ``paid_at`` orders payments of the same day.
 * **Allocation.** Within a loan, payments in receipt order pay the oldest unpaid instalment first (by
   ``installment_no``); a partial payment leaves the rest of that instalment unpaid, an overpayment moves
   on to the next instalment, and money beyond the last instalment is ``unallocated`` (a credit balance,
@@ -84,7 +88,7 @@ class Reconciliation:
     resolved_payments: int = 0
     resolved_cents: int = 0
     waiting_payments: int = 0
-    waiting_cents: int = 0  # a waiting payment with a null amount counts 0 here and 1 in waiting_payments
+    waiting_cents: int = 0  # a waiting payment with a null, zero or negative amount counts 0 here, 1 in waiting_payments
     upstream_payments: int = 0
     upstream_cents: int = 0
 
@@ -141,12 +145,22 @@ def prepare_installments(installments: pl.LazyFrame, as_of: dt.date) -> pl.LazyF
     )
 
 
-def prepare_payments(payments: pl.LazyFrame, loans: pl.DataFrame, as_of: dt.date) -> pl.LazyFrame:
+def paid_on(tz: str | None) -> pl.Expr:
+    """A payment's business day: ``paid_at``'s date in ``tz``, never after its ``dt`` (module docstring)."""
+    if tz is None:
+        return pl.col("dt")
+    day = pl.col("paid_at").dt.convert_time_zone(tz).dt.date()
+    return pl.when(day < pl.col("dt")).then(day).otherwise(pl.col("dt"))
+
+
+def prepare_payments(
+    payments: pl.LazyFrame, loans: pl.DataFrame, as_of: dt.date, tz: str | None = None
+) -> pl.LazyFrame:
     """Payments received by D, matched to ``loans`` (``loan_id``, ``account_id``, ``loan_idx``,
     ``loan_due_cents``, sorted by loan_id), in receipt order per loan, with the loan's running total
     received. ``loan_idx`` and ``loan_due_cents`` are null when the paying account has no such loan."""
     received = payments.filter(pl.col("dt") <= as_of).select(
-        *LOAN_KEY, "payment_id", "paid_at", "amount_cents", pl.col("dt").alias("paid_on")
+        *LOAN_KEY, "payment_id", "paid_at", "amount_cents", paid_on(tz).alias("paid_on")
     )
     loan_ids = loans.get_column("loan_id")
     if loan_ids.len() and bool((loan_ids == loan_ids.shift()).any()):
@@ -175,7 +189,7 @@ def prepare_payments(payments: pl.LazyFrame, loans: pl.DataFrame, as_of: dt.date
 
 
 def allocate_payments(
-    installments: pl.LazyFrame, payments: pl.LazyFrame, as_of: dt.date
+    installments: pl.LazyFrame, payments: pl.LazyFrame, as_of: dt.date, tz: str | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Allocate payments received by D to instalments, oldest first.
 
@@ -191,7 +205,7 @@ def allocate_payments(
     inst = prepare_installments(installments, as_of).collect()
     last_of_loan = pl.col("loan_idx").ne_missing(pl.col("loan_idx").shift(-1))
     loans = inst.filter(last_of_loan).select(*LOAN_KEY, "loan_idx", pl.col("cum_due_cents").alias("loan_due_cents"))
-    pay = prepare_payments(payments, loans, as_of).collect()
+    pay = prepare_payments(payments, loans, as_of, tz).collect()
     loan_paid = pay.filter(last_of_loan & pl.col("loan_idx").is_not_null()).select(
         "loan_idx", pl.col("cum_paid_cents").alias("loan_paid_cents")
     )
@@ -399,9 +413,14 @@ def summarize_accounts(loans: pl.DataFrame, payments: pl.DataFrame, as_of: dt.da
     )
 
 
-def build_ledger(installments: pl.LazyFrame, payments: pl.LazyFrame, as_of: dt.date) -> Ledger:
-    """Allocate payments and summarize loans and accounts as of D (only rows with ``dt <= D``)."""
-    inst, pay = allocate_payments(installments, payments, as_of)
+def build_ledger(
+    installments: pl.LazyFrame, payments: pl.LazyFrame, as_of: dt.date, tz: str | None = None
+) -> Ledger:
+    """Allocate payments and summarize loans and accounts as of D (only rows with ``dt <= D``).
+
+    ``tz``: the business time zone, which dates a late-delivered payment by its ``paid_at``.
+    """
+    inst, pay = allocate_payments(installments, payments, as_of, tz)
     loans = summarize_loans(inst, pay, as_of)
     accounts = summarize_accounts(loans, pay, as_of)
     return Ledger(as_of=as_of, installments=inst, payments=pay, loans=loans, accounts=accounts)
@@ -529,7 +548,10 @@ def reconcile_ledger(
         .drop_nulls("unallocated_reason")
         .iter_rows()
     )
-    waiting_cents = int(waiting.get_column("amount_cents").sum())
+    # Only a positive amount is money received: a zero or negative one (quarantined as
+    # non_positive_amount; a reversal is not a payment in this contract) counts as a payment, not as cents,
+    # so a defective row can never lower what upstream is reported to have sent.
+    waiting_cents = int(waiting.get_column("amount_cents").clip(lower_bound=0).sum())
     return Reconciliation(
         as_of=ledger.as_of,
         payments=received.height,

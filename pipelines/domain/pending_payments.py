@@ -55,7 +55,7 @@ WAITING_SCHEMA: dict[str, pl.DataType] = {
 HOLD_SCHEMA: dict[str, pl.DataType] = {
     "account_id": pl.String(),
     "pending_payments": pl.UInt32(),
-    "pending_cents": pl.Int64(),  # null amounts count 0: the money is unknown, the hold is not
+    "pending_cents": pl.Int64(),  # null and non-positive amounts count 0: the money is unknown, the hold is not
     "pending_since": pl.Date(),
 }
 
@@ -152,7 +152,8 @@ def pending_holds(waiting: pl.DataFrame, as_of: dt.date, max_hold_days: int) -> 
     targets = pl.concat_list(_trimmed("account_id"), pl.col("loan_account_id")).list.drop_nulls().list.unique()
     return (
         recent.with_row_index("_payment")
-        .select("_payment", "paid_on", pl.col("amount_cents").fill_null(0), targets.alias("account_id"))
+        .select("_payment", "paid_on", pl.col("amount_cents").clip(lower_bound=0).fill_null(0),
+                targets.alias("account_id"))
         .explode("account_id")
         .drop_nulls("account_id")
         .group_by("account_id")

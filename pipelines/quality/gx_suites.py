@@ -52,6 +52,7 @@ SUITE_NAMES: tuple[str, ...] = DATASETS + OUTPUTS
 # Flag columns validate.py adds before GX sees a landing frame (GX cannot join).
 ACCOUNT_KNOWN = "account_is_known"
 LOAN_KNOWN = "loan_is_known"
+LOAN_OWNED = "loan_is_owned"
 
 # Expectations GX evaluates on the zero-row Arrow-typed view of a frame (exact types); every other
 # expectation runs on the value view (see validate.py for why there are two views).
@@ -220,12 +221,24 @@ def _business_rules(name: str) -> list[gx.expectations.Expectation]:
     if name == "payments":
         return [
             _row("ExpectColumnValuesToBeBetween", "paid_at_outside_business_day", "leakage",
-                 column="paid_at", **day_window,
-                 notes="Inside the partition's business day (Asia/Shanghai), given in UTC."),
+                 column="paid_at", max_value=_param("business_day_end_utc"), strict_max=True,
+                 notes="Not after the partition's business day (Asia/Shanghai), given in UTC: a payment from the "
+                       "future would leak into D's ledger."),
+            _row("ExpectColumnValuesToBeBetween", "paid_at_before_late_window", "leakage",
+                 column="paid_at", min_value=_param("late_window_start_utc"),
+                 notes="Paid at most ingest.payment_late_days business days before the partition's (bank "
+                       "settlement delivers late): applied by its paid_at. Older: held in quarantine, its "
+                       "account held; next step: raise ingest.payment_late_days to cover it (or have it posted "
+                       "as an adjustment) and rerun ingest for this date, then rebuild the nights since."),
             known_account,
             _row("ExpectColumnValuesToBeInSet", "unknown_loan", "referential integrity", column=LOAN_KNOWN,
                  value_set=[True],
                  notes=f"{LOAN_KNOWN}: loan_id is in installments of any dt <= D (curated) or of this drop."),
+            _row("ExpectColumnValuesToBeInSet", "loan_of_other_account", "referential integrity",
+                 column=LOAN_OWNED, value_set=[True],
+                 notes=f"{LOAN_OWNED}: the loan's instalments (curated, dt <= D, or of this drop) belong to the "
+                       "paying account_id. Paid to another customer's loan, the money cannot be applied to "
+                       "either: held in quarantine, both accounts held, until upstream corrects it."),
         ]
     raise KeyError(name)
 

@@ -72,12 +72,14 @@ Kind = Literal["landing", "curated", "output"]
 
 ACCOUNT_KNOWN = "account_is_known"  # same names as pipelines.quality.gx_suites (kept here so importing is cheap)
 LOAN_KNOWN = "loan_is_known"
-# A payment for a loan whose schedule is held in quarantine (pipelines.stages.ingest.hold_whole_units) is held
+LOAN_OWNED = "loan_is_owned"  # the payment's loan belongs to its account_id (pipelines.quality.gx_suites)
+# A payment for a loan whose schedule is held in quarantine (pipelines.domain.conform.hold_whole_units) is held
 # with it: a known cause, already reported on the schedule's date, so it is not judged as an unknown loan.
 LOAN_HELD = "loan_held"
 SAMPLE_ROWS = 5
 _KEEP_UNEXPECTED = 20  # unexpected values/indices kept per expectation in the persisted GX result
-_REFERENCE_FLAGS = {ACCOUNT_KNOWN: ("account_id",), LOAN_KNOWN: ("loan_id", "account_id")} | {
+_REFERENCE_FLAGS = {ACCOUNT_KNOWN: ("account_id",), LOAN_KNOWN: ("loan_id", "account_id"),
+                    LOAN_OWNED: ("loan_id", "account_id")} | {
     c.valid_flag: (c.name,) for ds in CONTRACT.values() for c in ds.columns if c.identifier
 }
 _NEXT_STEP = {
@@ -193,30 +195,49 @@ class ValidationError(Exception):
     :class:`LandingValidationError`, which is also an :class:`IngestError` (a data problem upstream).
     """
 
-    def __init__(self, reports: Iterable[ValidationReport], results_dir: Path | None = None) -> None:
+    def __init__(self, reports: Iterable[ValidationReport], results_dir: Path | None = None,
+                 files: Mapping[str, str] | None = None) -> None:
         self.reports = [r for r in reports if not r.ok]
         first = self.reports[0]
-        self.dataset, self.date, self.file, self.column = first.name, first.date, None, None
-        lines = []
+        head = first.critical[0]
+        self.dataset, self.date = first.name, first.date
+        # One line, like every IngestError: dataset, partition, file (the drop's files: the failure is in
+        # their rows) and column of the first critical expectation; all of them follow, "|"-separated.
+        self.file = (files or {}).get(first.name) or (f"{first.name}.json" if results_dir is not None else None)
+        self.column = _outcome_column(head)
+        found: list[str] = []
         risks: list[str] = []
         for report in self.reports:
             for o in report.critical:
-                lines.append(f"  - {report.name} dt={report.date}: CRITICAL {o.describe()}")
+                found.append(f"{report.name} dt={report.date} CRITICAL {o.describe()}")
                 if o.risk not in risks:
                     risks.append(o.risk)
         if results_dir is not None:
-            lines.append(f"  results: {results_dir}")
+            found.append(f"results in {results_dir}")
         steps = list(dict.fromkeys(_NEXT_STEP.get(r, _DEFAULT_NEXT_STEP) for r in risks))
         if first.kind == "output":
             what = "published outputs"
             steps = ["our own stage produced it: a riskline bug, escalate to its owners"]
         else:
             what = "curated or quarantine partitions"
-        Exception.__init__(
-            self,
-            f"{first.name} dt={first.date.isoformat()}: validation failed, no {what} were written:\n"
-            + "\n".join(lines) + "\n  -> " + "; ".join(steps),
-        )
+        where = f"{first.name} dt={first.date.isoformat()}"
+        if self.file:
+            where += f" file={self.file}"
+        if self.column:
+            where += f" column={self.column}"
+        text = f"{where}: validation failed, no {what} were written: " + " | ".join(found)
+        Exception.__init__(self, " ".join(text.split()) + " -> " + "; ".join(steps))
+
+
+def _outcome_column(outcome: ExpectationOutcome) -> str | None:
+    """The contract column(s) an expectation read, from its label ``type(col, ...)``; a pre-joined flag
+    column is named by the ids it was computed from; None for a table-level expectation."""
+    match = re.fullmatch(r"[^(]*\((.*)\)", outcome.expectation)
+    if not match:
+        return None
+    columns = [c.strip() for c in match.group(1).split(",")]
+    named = [n for c in columns for n in _REFERENCE_FLAGS.get(c, (c,))]
+    return "/".join(dict.fromkeys(named))
 
 
 class LandingValidationError(ValidationError, IngestError):
@@ -241,6 +262,7 @@ class References:
 
     accounts: pl.Series | None = None  # account_id of the accounts snapshot of the same dt
     loans: pl.Series | None = None  # loan_id known on the date (installments of any dt <= D)
+    loan_owners: pl.DataFrame | None = None  # loan_id, account_id of those loans (not of held ones)
     held_loans: pl.Series | None = None  # loan_id whose schedule is in quarantine (dt <= D), not curated
     row_counts: tuple[int, ...] = ()  # curated row counts of the trailing partitions (spike warning)
     notes: Mapping[str, str] = field(default_factory=dict)  # "accounts"/"loans"/"volume" -> where from / why not
@@ -752,8 +774,10 @@ def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: Re
     tz = cfg.business.tz
     start = dt.datetime.combine(day, dt.time(0), tz).astimezone(dt.UTC)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz).astimezone(dt.UTC)
+    late = dt.datetime.combine(day - dt.timedelta(days=cfg.ingest.payment_late_days), dt.time(0), tz)
     params: dict[str, Any] = {
         "business_date": day, "business_day_start_utc": start, "business_day_end_utc": end,
+        "late_window_start_utc": late.astimezone(dt.UTC),
         "min_credit_limit_cents": cfg.product.min_limit_cny * 100,
         "max_credit_limit_cents": cfg.product.max_limit_cny * 100,
     }
@@ -795,7 +819,8 @@ def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: Re
         params["max_rows"] = math.floor(median * band.max_ratio)
         notes.append(f"volume: spike warning above {params['max_rows']:,} rows ({band.max_ratio:g} x the median "
                      f"{median:g} of the last {band.history_days} curated partitions)")
-    for flag, series, what in ((ACCOUNT_KNOWN, refs.accounts, "accounts"), (LOAN_KNOWN, refs.loans, "loans")):
+    for flag, series, what in ((ACCOUNT_KNOWN, refs.accounts, "accounts"), (LOAN_KNOWN, refs.loans, "loans"),
+                               (LOAN_OWNED, refs.loan_owners, "loans")):
         if series is None:
             why = refs.notes.get(what, f"{what} reference unavailable")
             missing[flag] = ("skipped", why) if rows == 0 else ("critical", why)
@@ -812,6 +837,14 @@ def add_reference_flags(frame: pl.DataFrame, refs: References) -> pl.DataFrame:
     if "loan_id" in frame.columns and refs.loans is not None:
         flags.append((pl.col("loan_id").is_in(refs.loans.implode()) | pl.col("loan_id").is_null())
                      .alias(LOAN_KNOWN))
+    if {"loan_id", "account_id"} <= set(frame.columns) and refs.loan_owners is not None:
+        # The pair, not the loan alone: a payment naming another customer's loan would otherwise be
+        # curated and left unallocated on the payer while the loan's owner goes past due. An unknown or
+        # held loan is judged by its own rule, a null id by its not-null rule.
+        pair = pl.struct(pl.col("loan_id"), pl.col("account_id"))
+        owners = refs.loan_owners.select(pl.struct("loan_id", "account_id")).to_series()
+        flags.append((pair.is_in(owners.implode()) | ~pl.col("loan_id").is_in(refs.loan_owners["loan_id"].implode())
+                      | pl.col("loan_id").is_null() | pl.col("account_id").is_null()).alias(LOAN_OWNED))
     return frame.with_columns(flags) if flags else frame
 
 
@@ -915,24 +948,26 @@ def _known_accounts(root: Path, day: dt.date, cfg: RisklineConfig,
 
 
 def _known_loans(root: Path, day: dt.date, cfg: RisklineConfig, wanted: pl.Series,
-                 in_flight: pl.Series | None) -> tuple[pl.Series, str]:
-    """Loan ids among ``wanted`` that installments of any dt <= ``day`` know (curated, plus this drop)."""
+                 in_flight: pl.DataFrame | None) -> tuple[pl.DataFrame, str]:
+    """``loan_id, account_id`` of the loans among ``wanted`` that installments of any dt <= ``day`` know
+    (curated, plus this drop's ``in_flight`` rows with their owner)."""
     wanted = wanted.drop_nulls().unique().implode()
-    history = (zones.scan_curated(root, "installments", upto=day).select("loan_id")
-               .filter(pl.col("loan_id").is_in(wanted)).unique().collect().to_series())
+    owner = ["loan_id", "account_id"]
+    history = (zones.scan_curated(root, "installments", upto=day).select(owner)
+               .filter(pl.col("loan_id").is_in(wanted)).unique().collect())
     source = "curated installments of dt <= D"
     today = in_flight
     if today is None and not lake.is_complete(zones.curated(root, "installments", day)):
         try:
-            today = read_landing(root, "installments", day, cfg).get_column("loan_id")
+            today = read_landing(root, "installments", day, cfg).select(owner)
             source += " plus the landing installments of D"
         except IngestError:
             source += " (installments of D not delivered yet)"
     elif today is not None:
         source += " plus the installments of this drop"
     if today is not None:
-        history = pl.concat([history, today.filter(today.is_in(wanted))]).unique()
-    return history, source
+        history = pl.concat([history, today.select(owner).filter(pl.col("loan_id").is_in(wanted))])
+    return history.unique().sort(owner), source
 
 
 def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> tuple[int, ...]:
@@ -1104,17 +1139,22 @@ def load_references(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
     de-duplication) turns on the check of a row count upstream declared in ``_SUCCESS``.
     """
     in_flight = in_flight or {}
-    accounts = loans = held = None
+    accounts = loans = held = owners = None
+    in_flight_loans = None
+    if in_flight.get("installments") is not None:  # this drop's curated-to-be loans, with their owners
+        in_flight_loans = pl.DataFrame({"loan_id": in_flight["installments"],
+                                        "account_id": in_flight["installment_accounts"]})
     notes: dict[str, str] = {}
     if dataset != "accounts" and "account_id" in frame.columns:
         accounts, notes["accounts"] = _known_accounts(root, day, cfg, in_flight.get("accounts"))
     if dataset == "payments" and "loan_id" in frame.columns:
-        loans, notes["loans"] = _known_loans(
-            root, day, cfg, frame.get_column("loan_id"), in_flight.get("installments"))
+        owners, notes["loans"] = _known_loans(
+            root, day, cfg, frame.get_column("loan_id"), in_flight_loans)
+        loans = owners.get_column("loan_id").unique().sort()
         held = _held_loans(root, day, frame.get_column("loan_id"), loans, in_flight.get("installments_held"))
         loans = pl.concat([loans.cast(pl.String), held])  # known to exist: held, not unknown
     declared = None if duplicates is None else _declared_rows(root, dataset, day, duplicates)
-    return References(accounts=accounts, loans=loans, held_loans=held,
+    return References(accounts=accounts, loans=loans, held_loans=held, loan_owners=owners,
                       row_counts=_row_counts(root, dataset, day, cfg), notes=notes,
                       volume=_volume_history(root, dataset, day, cfg, batch or {}), declared_rows=declared)
 
@@ -1150,14 +1190,23 @@ def validate_landing_frames(
             in_flight["accounts"] = kept.get_column("account_id")
         elif name == "installments":
             in_flight["installments"] = kept.get_column("loan_id")
+            in_flight["installment_accounts"] = kept.get_column("account_id")
             in_flight["installments_held"] = frame.filter(validation.reasons != "").get_column("loan_id")
     reports = [v.report for v in out.values()]
     for report in reports:
         log.info("%s", report.describe())
     write_results(root, day, reports, cfg, data_docs=data_docs)
     if any(not r.ok for r in reports):
-        raise LandingValidationError(reports, results_dir(root, day))
+        raise LandingValidationError(reports, results_dir(root, day), files={
+            r.name: _landing_file_names(root, r.name, day) for r in reports if not r.ok})
     return out
+
+
+def _landing_file_names(root: Path, dataset: str, day: dt.date) -> str:
+    """The data files of a landing drop, for an error line: ``part-0.parquet`` or ``part-0.parquet,+2``."""
+    files = lake.complete_files(zones.landing(root, dataset, day)) or []
+    names = sorted(f.name for f in files)
+    return (names[0] + (f",+{len(names) - 1}" if len(names) > 1 else "")) if names else ""
 
 
 def validate_date(root: Path, day: dt.date, cfg: RisklineConfig) -> list[ValidationReport]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.model.registry import ModelRegistry, RegistryError
-from pipelines.store import publish
+from pipelines.store import chain, publish
 
 
 def _counts(frame: pl.DataFrame, column: str) -> str:
@@ -22,8 +22,10 @@ def describe_published(root: Path, as_of: dt.date) -> str:
     limits = publish.read_output(root, "limits", as_of, columns=["action"])
     queue = publish.read_output(root, "collection_queue", as_of, columns=["treatment"])
     rows = {name: meta["rows"] for name, meta in manifest["outputs"].items()}
+    status = chain.night_status(root, as_of)
     lines = [
-        f"riskline outputs for business date {as_of}",
+        f"riskline outputs for business date {as_of}"
+        + (f"  STALE: {status['reason']}; {status['rebuild']}" if status["stale"] else ""),
         f"  accounts scored:   {rows['scores']:,} with model {manifest['model_version']}",
     ]
     try:

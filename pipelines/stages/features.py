@@ -117,12 +117,11 @@ def build_feature_snapshot(
     Sharded: the same files under ``<zone>/_shards/as_of_date=D/shard=KKKK-of-NNNN/``; once every shard
     is done, :func:`merge_shards` publishes the date's partitions. Rebuildable for any past D.
     """
-    del cfg  # every choice here is fixed by the feature dictionary; kept for a uniform entry point
     scans = scan_inputs(root, as_of, shard, n_shards)
     # Quarantined payments whose references resolved are applied like curated ones (pipelines.domain.pending_payments).
     pending = scan_pending_payments(root, as_of, shard, n_shards)
     applied = pl.concat([scans["payments"], pending.resolved.lazy()], how="vertical")
-    ledger = build_ledger(scans["installments"], applied, as_of)
+    ledger = build_ledger(scans["installments"], applied, as_of, cfg.business.timezone)
     reconciliation = reconcile_ledger(ledger, scans["payments"], pending)
     features = build_features(scans["accounts"], scans["behaviour"], ledger, as_of)
 

@@ -92,7 +92,7 @@ def date_lock(root: Path, as_of: dt.date) -> Iterator[None]:
         yield
 
 
-DRY_RUN_MARKER = "_DRY_RUN"  # in a dry run's staging root: publishing there is allowed, and it is disposable
+DRY_RUN_MARKER = lake.DRY_RUN_MARKER  # in a dry run's staging root: publishing there is allowed, and it is disposable
 
 
 def dry_run_root(root: Path, as_of: dt.date) -> Path:
@@ -244,6 +244,10 @@ def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[d
     """The four outputs of D in contract shape, and the versions that produced them."""
 
     scores = lake.read_partition(scores_dir(root, as_of))
+    # A score is the model's view of the ledger as delivered: published, but flagged where a payment waits
+    # in quarantine (the ledger may lack it; the account's limit, queue entry and hardship offer are held).
+    held = read_pending_holds(root, as_of, cfg).get_column("account_id")
+    scores = scores.with_columns(pending_payment=pl.col("account_id").is_in(held.implode()))
     decisions = decisions_dir(root, as_of)
     internal = {
         "scores": scores,

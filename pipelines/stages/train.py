@@ -51,7 +51,7 @@ def build_labels_for(
     payments = pl.concat(
         [zones.scan_curated(root, "payments", end), scan_pending_payments(root, end).resolved.lazy()], how="vertical"
     )
-    ledger = build_ledger(zones.scan_curated(root, "installments", end), payments, end)
+    ledger = build_ledger(zones.scan_curated(root, "installments", end), payments, end, cfg.business.timezone)
     accounts = zones.scan_curated(root, "accounts", snapshot_date, dates=[snapshot_date])
     return build_labels(accounts, ledger, snapshot_date, cfg.labels)
 

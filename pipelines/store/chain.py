@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.store import lake, zones
-from pipelines.store.publish import manifest_path
 from pipelines.store.zones import DECISIONS_ZONE, LIMIT_HISTORY_FILE, curated_dates, night_dates, previous_night
 from pipelines.vocab import DATASETS
 
@@ -67,7 +66,7 @@ def limit_history_sha256(root: Path, night: dt.date | None) -> str | None:
 
 
 def _manifest(root: Path, night: dt.date) -> dict[str, Any] | None:
-    path = manifest_path(root, night)
+    path = lake.partition_dir(root, "outputs", "_manifests", night, key="as_of_date") / "manifest.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -122,11 +121,46 @@ def mark_stale(root: Path, nights: list[dt.date], reason: str) -> list[dt.date]:
         if night not in known:
             data = {"as_of_date": night.isoformat(), "reason": reason}
             lake.atomic_write_bytes(_stale_path(root, night), (json.dumps(data, sort_keys=True) + "\n").encode())
+    write_latest_status(root)
     return nights
 
 
 def clear_stale(root: Path, night: dt.date) -> None:
     _stale_path(root, night).unlink(missing_ok=True)
+    write_latest_status(root)
+
+
+LATEST_STATUS = "_LATEST.json"  # beside outputs/_LATEST: whether the date it names is stale (docs/operations.md)
+
+
+def night_status(root: Path, night: dt.date) -> dict[str, Any]:
+    """``as_of_date``, ``stale`` and, when stale, ``reason`` and the ``rebuild`` command, for one night."""
+    stale = stale_nights(root)
+    status: dict[str, Any] = {"as_of_date": night.isoformat(), "stale": night in stale}
+    if night in stale:
+        later = [n for n in published_nights(root) if n >= night]
+        status |= {"reason": stale[night], "rebuild": rebuild_hint(later or [night])}
+    return status
+
+
+def write_latest_status(root: Path) -> None:
+    """Rewrite ``outputs/_LATEST.json`` for the date ``outputs/_LATEST`` names (nothing before a first publish).
+
+    ``_LATEST`` stays a bare date (what every reader parses); this file says whether that night is stale,
+    so a consumer can refuse or flag it. Written after ``_LATEST`` moves and whenever a mark changes; its
+    ``as_of_date`` says which pointer it describes (a crash between the two leaves them naming different
+    dates: trust the flag only when the dates agree; the next publish or mark rewrites it).
+    """
+    pointer = root / "outputs" / "_LATEST"
+    if not pointer.is_file():
+        return
+    latest = _parse(pointer.read_text().strip())
+    if latest is None:
+        return
+    body = json.dumps(night_status(root, latest), sort_keys=True) + "\n"
+    path = root / "outputs" / LATEST_STATUS
+    if not path.is_file() or path.read_text() != body:
+        lake.atomic_write_bytes(path, body.encode())
 
 
 def rebuild_hint(nights: list[dt.date]) -> str:

@@ -75,7 +75,8 @@ def _read_landing(
                           hint=_undelivered_hint(root, dataset, day))
     if entries is None:
         raise IngestError(
-            f"drop is incomplete: no {lake.SUCCESS} marker in {part}", dataset=dataset.name, date=day,
+            f"drop is incomplete: no {lake.SUCCESS} marker in "
+            f"{zones.landing(lake.delivery_root(root), dataset.name, day)}", dataset=dataset.name, date=day,
             hint="upstream writes _SUCCESS last; wait for it or ask upstream to finish the drop, then rerun",
         )
     names, side, refused = account_for_entries([(e.name, e.kind) for e in entries])
@@ -146,6 +147,7 @@ def _in_delivery_order(files: Sequence[Path], dataset: Dataset, day: dt.date) ->
 
 def _undelivered_hint(root: Path, dataset: Dataset, day: dt.date) -> str:
     """What to do about a missing drop: wait, unless the date is before anything upstream ever delivered."""
+    root = lake.delivery_root(root)  # a dry run reads a copy: name where upstream really delivers
     delivered = zones.landing_dates(root, dataset.name)
     if not delivered:
         return (f"no {dataset.name} drop has ever landed under {root}: check the data root "

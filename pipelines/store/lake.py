@@ -89,6 +89,17 @@ def partition_dir(root: Location, zone: str, dataset: str, date: dt.date, key: s
     return ensure_inside(root, path)
 
 
+DRY_RUN_MARKER = "_DRY_RUN"  # in a dry run's staging root, DATA_ROOT/staging/as_of_date=D (pipelines.stages.night)
+
+
+def delivery_root(root: Location) -> Location:
+    """Where upstream delivers for ``root``: ``root`` itself, or for a dry run's staging copy the data root
+    it was copied from (upstream never writes into the copy, so "wait for <path>" must name the real one)."""
+    if not is_remote(root) and (Path(root) / DRY_RUN_MARKER).is_file():
+        return Path(root).parent.parent
+    return root
+
+
 def derived_partition(root: Location, zone: str, date: dt.date, key: str = "as_of_date") -> Location:
     """``root/zone/<key>=YYYY-MM-DD`` for zones computed per run date (features, ledger, labels)."""
     if not isinstance(date, dt.date):

@@ -38,6 +38,7 @@ import polars as pl
 
 from pipelines.contracts.outputs import OUTPUTS, SCHEMA_VERSION
 from pipelines.store import lake, locks
+from pipelines.store.chain import write_latest_status
 
 PART_FILE = "part-0.parquet"
 LATEST = "_LATEST"
@@ -186,6 +187,7 @@ def _roll_forward(root: Path, journal: Path) -> dt.date:
     latest = read_latest(root)
     if latest is None or as_of >= latest:
         lake.atomic_write_bytes(root / "outputs" / LATEST, f"{as_of.isoformat()}\n".encode())
+    write_latest_status(root)  # after the pointer: the flag describes the date _LATEST names
     journal.unlink()
     return as_of
 

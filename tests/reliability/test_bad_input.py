@@ -183,7 +183,7 @@ CASES: tuple[Case, ...] = (
     Case("delivered_twice", "the payments file delivered twice in one drop", "deduplicated",
          "payments: duplicates dropped", _twice("payments")),
     Case("payer_not_in_accounts", "2 payments from an account absent from the accounts snapshot",
-         "quarantined", "payments: unknown_account", _rewrite("payments", _ghost_payer)),
+         "quarantined", "payments: loan_of_other_account; unknown_account", _rewrite("payments", _ghost_payer)),
     Case("zero_limit", "2 accounts with a credit limit of 0", "quarantined",
          "accounts: credit_limit_outside_product_bounds; non_positive_credit_limit; behaviour: unknown_account",
          _rewrite("accounts", _zero_limit)),

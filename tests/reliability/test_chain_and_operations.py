@@ -11,8 +11,10 @@ import datetime as dt
 import errno
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 from reliability_support import PublishedLake, deliver, fixture_training_book, landing, published_digests
 
@@ -148,6 +150,14 @@ def test_nights_run_in_order_and_a_backfill_marks_later_nights_stale(
     assert published_digests(lake_root, book.published) == published  # still published as it was, but stale
     assert list(chain.stale_nights(lake_root)) == [book.published]
     assert f"stale published nights (outputs/_stale/): {book.published}" in out
+    # _LATEST still names the stale night (nothing newer exists): downstream can read that it is stale,
+    # and the summary says so with the command that rebuilds it
+    status = json.loads((lake_root / "outputs" / chain.LATEST_STATUS).read_text())
+    assert (publish.read_latest(lake_root), status["as_of_date"], status["stale"]) == (
+        book.published, book.published.isoformat(), True)
+    assert f"riskline rebuild --from {book.published}" in status["rebuild"] and status["reason"]
+    rc, out, _ = _cli(capsys, lake_root, "summary", "--as-of", str(book.published))
+    assert rc == 0 and "STALE" in out and f"riskline rebuild --from {book.published}" in out
 
     rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
     assert rc == 2 and f"previous night {book.published} is stale" in err
@@ -157,6 +167,10 @@ def test_nights_run_in_order_and_a_backfill_marks_later_nights_stale(
     rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
     assert rc == 0, err
     assert chain.stale_nights(lake_root) == {}
+    status = json.loads((lake_root / "outputs" / chain.LATEST_STATUS).read_text())
+    assert status == {"as_of_date": book.next_day.isoformat(), "stale": False}
+    rc, out, _ = _cli(capsys, lake_root, "summary", "--as-of", str(book.published))
+    assert rc == 0 and "STALE" not in out
     for day in (book.published, book.next_day):  # each night read the night before it, as it is now
         link = publish.read_manifest(lake_root, day)["inputs"]["chain"]
         assert link["previous_night"] == (day - DAY).isoformat() and not link["forced"]
@@ -195,3 +209,31 @@ def test_stage_errors_are_one_line_and_a_disk_full_publish_says_what_it_left(
     for name, meta in manifest["outputs"].items():
         (part,) = lake.parquet_files(publish.output_dir(lake_root, name, book.next_day))
         assert lake.file_sha256(part) == meta["files"]["part-0.parquet"]
+
+
+def test_a_dry_run_waiting_for_a_drop_names_the_real_landing_path(
+    published_lake: PublishedLake, lake_root: Path, capsys: pytest.CaptureFixture[str]
+):
+    # A dry run reads a copy of the lake: its "wait for upstream" named the copy's landing folder, where
+    # upstream never delivers.
+    day = published_lake.next_day
+    shutil.rmtree(lake.partition_dir(lake_root, "landing", "accounts", day))  # the snapshot is not there yet
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(day), "--no-retrain", "--dry-run")
+    error, said = err.strip().splitlines()  # the error, then what the dry run left (only its staging root)
+    assert rc == 1 and "Traceback" not in err and said.startswith("dry run: nothing outside"), err
+    real = lake.partition_dir(lake_root, "landing", "accounts", day)
+    assert f"wait for upstream to deliver {real}," in error and "staging" not in error, err
+
+
+def test_a_critical_validation_failure_is_one_line_naming_file_and_column(
+    published_lake: PublishedLake, lake_root: Path, capsys: pytest.CaptureFixture[str]
+):
+    # A critical expectation printed a multi-line block without file= or column=.
+    book = published_lake
+    payments = landing(lake_root, "payments", book.next_day)
+    nulls = payments.with_columns(pl.lit(None, dtype=pl.String).alias("account_id"))  # every row: critical
+    deliver(lake_root, "payments", book.next_day, {"part-00000.parquet": nulls})
+    rc, _, err = _cli(capsys, lake_root, "ingest", "--date", str(book.next_day))
+    assert rc == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"payments dt={book.next_day} file=part-00000.parquet column=account_id: validation failed" in err
+    assert "CRITICAL" in err and " -> " in err

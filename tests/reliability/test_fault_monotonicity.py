@@ -11,9 +11,11 @@ night runs (``run_night``, as ``riskline run`` does), and every account is compa
 * it may never give an account an adverse action the clean run did not: a lower ``new_limit``, a
   ``freeze`` where clean did not freeze, a collections queue entry clean did not have, a higher overdue
   amount or DPD in the queue;
+* nor a hardship offer the clean run did not make (it re-amortizes a loan on the fault's DPD); an account
+  held for a waiting payment (scores ``pending_payment``) has no cut, freeze, queue entry or offer;
 * every account the mutation did not touch (no landing row of it, or of its loans, changed) gets exactly
-  the clean run's published rows (scores, limits, queue, hardship offers; only the queue's book-wide
-  ``priority`` may move).
+  the clean run's published rows in all four outputs (scores and grades, limits, queue, hardship offers;
+  only the queue's book-wide ``priority`` may move).
 """
 
 from __future__ import annotations
@@ -210,6 +212,33 @@ def _dangling_symlink(root: Path, book: Book) -> None:
     (lake.partition_dir(root, "landing", "payments", book.day) / "part-00001.parquet").symlink_to(root / "gone.parquet")
 
 
+def _others_loan(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    """Late payers' payments name another customer's loan (the next payer's, round robin)."""
+    loans = pl.read_parquet(ledger_partition(book.clean, book.day) / "loans.parquet")
+    payers = book.late_payers()
+    others = loans.filter(~_in(payers)).sort("loan_id")["loan_id"].to_list()
+    wrong = pl.col("account_id").replace_strict(payers, others[: len(payers)], default=None)
+    return frame.with_columns(pl.coalesce(wrong, pl.col("loan_id")).alias("loan_id"))
+
+
+def _loan_drawn_tonight_by_another(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    drawn = book.rows("installments").filter(~_in(book.late_payers())).sort("loan_id")["loan_id"][0]
+    return _late_payments(_set("loan_id", pl.lit(drawn)))(frame, book)
+
+
+def _earlier_purchases(restamp: bool) -> Callable[[pl.DataFrame, Book], pl.DataFrame]:
+    """Purchases of three days ago sent again tonight, stamped into tonight or as they were."""
+
+    def run(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+        earlier = book.rows("behaviour", book.day - dt.timedelta(days=3)).filter(pl.col("event_type") != "login")
+        again = earlier.sort("event_id").head(3)
+        if restamp:
+            again = again.with_columns(pl.col("event_time") + pl.duration(days=3))
+        return pl.concat([frame, again.select(frame.columns)])
+
+    return run
+
+
 def _generator(kind: str) -> Change:
     return lambda root, book: write_fault(root, book.lake, kind, book.cfg)
 
@@ -271,6 +300,23 @@ MUTATIONS = [
            _redeliver("payments", _most_payments_missing))),
     _own(M("payments_in_subfolder", "late payers' payments in dt=D/batch=1/part-0.parquet",
            _files("payments", _payments_in_subfolder))),
+    # review of issue 14, finding 1: a payment's loan must be its account's
+    _own(M("payment_names_other_customers_loan", "late payers' payments name other customers' loans",
+           _redeliver("payments", _others_loan))),
+    _own(M("payment_names_loan_drawn_tonight_by_another", "late payers' payments name a loan drawn tonight "
+           "by someone else", _redeliver("payments", _loan_drawn_tonight_by_another))),
+    # finding 2: payments settle late; within ingest.payment_late_days they are applied by paid_at
+    _own(M("payment_delivered_a_day_late", "late payers' payments paid yesterday, delivered tonight",
+           _redeliver("payments", _late_payments(_set("paid_at", pl.col("paid_at") - pl.duration(days=1)))))),
+    _own(M("payment_later_than_the_window", "late payers' payments paid 30 days before tonight",
+           _redeliver("payments", _late_payments(_set("paid_at", pl.col("paid_at") - pl.duration(days=30)))))),
+    # finding 5: a negative amount, and events resent on a later day (unique over time)
+    _own(M("payment_amount_negative", "late payers' payments with a negative amount",
+           _redeliver("payments", _late_payments(_set("amount", -pl.col("amount")))))),
+    _own(M("earlier_purchases_resent_restamped", "purchases of 3 days ago resent, stamped into tonight",
+           _redeliver("behaviour", _earlier_purchases(restamp=True)))),
+    _own(M("earlier_purchases_redelivered", "purchases of 3 days ago sent again unchanged",
+           _redeliver("behaviour", _earlier_purchases(restamp=False)))),
 ]
 
 
@@ -340,6 +386,19 @@ def adverse_actions(clean: dict[str, pl.DataFrame], faulty: dict[str, pl.DataFra
         elif r["overdue_amount_faulty"] > r["overdue_amount"] or r["dpd_faulty"] > r["dpd"]:
             problems.append(f"{who}: queued at dpd {r['dpd_faulty']} owing {r['overdue_amount_faulty']}, "
                             f"clean run dpd {r['dpd']} owing {r['overdue_amount']}")
+    # a hardship offer re-amortizes a loan (a longer term, more interest) on the night's DPD: one the clean
+    # run did not make is a consequence of the fault
+    offered = set(faulty["hardship_offers"]["loan_id"]) - set(clean["hardship_offers"]["loan_id"])
+    for r in faulty["hardship_offers"].filter(pl.col("loan_id").is_in(sorted(offered))).iter_rows(named=True):
+        problems.append(f"{r['account_id']}: hardship offer on loan {r['loan_id']}, clean run made none")
+    # held means held in every output: a score flagged pending_payment has no cut, queue entry or offer
+    held = set(faulty["scores"].filter(pl.col("pending_payment"))["account_id"])
+    for name in ("collection_queue", "hardship_offers"):
+        for who in sorted(held & set(faulty[name]["account_id"])):
+            problems.append(f"{who}: held for a waiting payment, yet in {name}")
+    cut = faulty["limits"].filter(pl.col("action").is_in(ADVERSE_ACTIONS))
+    for who in sorted(held & set(cut["account_id"])):
+        problems.append(f"{who}: held for a waiting payment, yet its limit was cut or frozen")
     return problems
 
 
@@ -403,7 +462,7 @@ def test_a_fault_upstream_never_makes_an_outcome_harsher_than_clean_data(
     problems = adverse_actions(clean_outputs, faulty)
     if touched is not None:
         problems += changed_untouched(clean_outputs, faulty, touched)
-    print(f"{mutation.name}: compared {len(accounts)} accounts, "
-          f"{'all' if touched is None else len(touched)} touched")
+    print(f"{mutation.name}: compared {len(accounts)} accounts in {len(faulty)} outputs "
+          f"({sum(f.height for f in faulty.values())} rows), {'all' if touched is None else len(touched)} touched")
     assert not problems, f"{mutation.name} ({mutation.what}):\n  " + "\n  ".join(problems)
 

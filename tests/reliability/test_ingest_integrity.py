@@ -112,6 +112,33 @@ def test_a_payment_id_reused_on_a_later_day_is_refused_at_ingest_naming_both_par
     assert publish.read_latest(lake_root) == book.published
 
 
+def test_an_event_resent_on_a_later_day_is_counted_once(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig, clean_night: dict[str, pl.DataFrame]
+):
+    # event_id was unique only within a drop: a purchase resent on a later day, stamped into that day,
+    # was curated again and counted twice in spend and cash-draw features.
+    book = published_lake
+    earlier = book.next_day - dt.timedelta(days=3)
+    purchases = landing(lake_root, "behaviour", earlier).filter(pl.col("event_type") != "login").sort("event_id")
+    today = landing(lake_root, "behaviour", book.next_day)
+    restamped = purchases.head(2).with_columns(pl.col("event_time") + pl.duration(days=3)).select(today.columns)
+    deliver(lake_root, "behaviour", book.next_day, {DATA_FILE: pl.concat([today, restamped])})
+    with pytest.raises(IngestError) as err:
+        nightly.run_night(lake_root, book.next_day, quiet_cfg, nightly.RunOptions(retrain=False))
+    text = str(err.value)
+    assert err.value.dataset == "behaviour" and "\n" not in text and f"(dt={earlier}: event_time" in text, text
+    assert publish.read_latest(lake_root) == book.published
+
+    # sent again unchanged: an identical redelivery, dropped and counted; the night is the clean one
+    again = purchases.head(5).select(today.columns)
+    deliver(lake_root, "behaviour", book.next_day, {DATA_FILE: today, REDELIVERY_FILE: again})
+    result = nightly.run_night(lake_root, book.next_day, quiet_cfg, nightly.RunOptions(retrain=False))
+    assert result.stages["ingest"]["behaviour"].get("redelivered") == again.height
+    night = _night_outputs(lake_root, book.next_day)
+    for name, clean in clean_night.items():
+        assert night[name].equals(clean), f"{name} differs from the clean night's"
+
+
 # --- class 6: conflicting duplicates within a delivery ----------------------------------------------
 
 

@@ -203,3 +203,15 @@ def test_no_offer_without_eligibility():
 def test_hardship_config_rejects(override: dict, fragment: str):
     with pytest.raises(ValidationError, match=fragment):
         HardshipConfig.model_validate(override)
+
+
+def test_a_held_account_gets_no_offer_while_its_payment_waits():
+    # A1 is eligible (the test above), but a payment that may be its own waits in quarantine: its DPD may be
+    # the missing payment, and an offer would re-amortize the loan on it. The hold lifts the offer only.
+    ledger = ledger_of(LOAN, PAID, AS_OF)
+    features = features_of([{"account_id": "A1", "dpd": 10}])
+    held = pl.DataFrame({"account_id": ["A1"]})
+    assert offer_hardship(features, ledger.installments, AS_OF, CFG, held).height == 0
+    others = pl.DataFrame({"account_id": ["A2"]})
+    assert offer_hardship(features, ledger.installments, AS_OF, CFG, others).equals(
+        offer_hardship(features, ledger.installments, AS_OF, CFG))

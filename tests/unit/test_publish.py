@@ -50,7 +50,8 @@ def test_cents_to_money_is_exact():
 def test_to_published_orders_casts_and_names_missing_columns():
     internal = pl.DataFrame(
         {"account_id": ["b", "a"], "pd": [0.1, 0.2], "score": [600, 610], "grade": ["A", "B"],
-         "reason_1": ["x", "y"], "reason_2": [None, None], "reason_3": [None, None]}
+         "reason_1": ["x", "y"], "reason_2": [None, None], "reason_3": [None, None],
+         "pending_payment": [False, True]}
     )
     out = to_published("scores", internal, D1, {"model_version": "m1"})
     assert out.columns == [c for c, _ in OUTPUT_COLUMNS["scores"]]

@@ -19,7 +19,9 @@ UTC = dt.UTC
 D = decimal.Decimal
 # Shanghai is UTC+8 all year: business day 2026-11-20 runs from 11-19 16:00 to 11-20 16:00 UTC.
 DAY_START = dt.datetime(2026, 11, 19, 16, tzinfo=UTC)
-KNOWN = validate.References(accounts=pl.Series(["A1", "A2"]), loans=pl.Series(["L1"]))
+# L1 is A1's loan, L2 is A2's: a payment of A1 naming L2 pays another customer's loan
+KNOWN = validate.References(accounts=pl.Series(["A1", "A2"]), loans=pl.Series(["L1", "L2"]),
+                            loan_owners=pl.DataFrame({"loan_id": ["L1", "L2"], "account_id": ["A1", "A2"]}))
 
 
 def _behaviour(**overrides) -> pl.DataFrame:
@@ -194,8 +196,14 @@ def test_every_broken_rule_is_named_in_suite_order(cfg):
     [
         ({"amount": pl.Series([D("0.00")], dtype=pl.Decimal(18, 2))}, "non_positive_amount"),
         ({"loan_id": ["L404"]}, "unknown_loan"),
-        ({"account_id": ["A404"]}, "unknown_account"),
-        ({"paid_at": [DAY_START - dt.timedelta(microseconds=1)]}, "paid_at_outside_business_day"),
+        ({"account_id": ["A404"], "loan_id": ["L404"]}, "unknown_account;unknown_loan"),
+        ({"account_id": ["A404"]}, "unknown_account;loan_of_other_account"),  # L1 is A1's, not A404's
+        ({"loan_id": ["L2"]}, "loan_of_other_account"),
+        ({"account_id": ["A2"]}, "loan_of_other_account"),  # A2 pays A1's loan
+        # paid up to ingest.payment_late_days (7) business days before D is late bank settlement: curated
+        ({"paid_at": [DAY_START - dt.timedelta(microseconds=1)]}, ""),
+        ({"paid_at": [DAY_START - dt.timedelta(days=7)]}, ""),
+        ({"paid_at": [DAY_START - dt.timedelta(days=7, microseconds=1)]}, "paid_at_before_late_window"),
         ({"paid_at": [DAY_START + dt.timedelta(days=1)]}, "paid_at_outside_business_day"),  # end is exclusive
     ],
 )
