@@ -97,20 +97,24 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     from pipelines import chain
     from pipelines.catalog import DATASETS
-    from pipelines.ingest import IngestError, ingest_date
+    from pipelines.ingest import IngestError, ingest_date, judge_range
 
     dates = _dates(args)
     datasets = args.dataset or None
     failures = 0
     stale: set[dt.date] = set()
+    ranged = None
     for i, day in enumerate(dates, 1):
+        if len(dates) > 1 and (ranged is None or day not in ranged.days):
+            # a range validates its row rules in one GX pass per chunk of dates (validate.RangeValidation)
+            ranged = judge_range(root, dates[i - 1:], cfg, datasets, ranged)
         # (published nights live on a local root only: on an object store there is nothing to mark stale;
         # an unknown dataset name is refused by ingest_date, before any path is built from it)
         before = {} if lake.is_remote(root) else {name: chain.curated_digest(root, name, day)
                                                   for name in (datasets or DATASETS) if name in DATASETS}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
-            results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)))
+            results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)), in_range=ranged)
         except IngestError as exc:
             failures += 1
             print(f"error: {exc}", file=sys.stderr)

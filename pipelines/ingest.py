@@ -35,7 +35,7 @@ from pipelines.config import RisklineConfig
 from pipelines.contract import CONTRACT, DATASETS, Column, Dataset, valid_key
 
 if TYPE_CHECKING:
-    from pipelines.validate import LandingValidation
+    from pipelines.validate import LandingValidation, RangeValidation
 
 QUARANTINE_REASON = "quarantine_reason"
 _FILE_ORDER = "_file_order"  # the file's delivery sequence (see DELIVERY_NAME)
@@ -741,10 +741,39 @@ class LakeStorageError(IngestError):
         )
 
 
+def judge_range(root: Path, days: Sequence[dt.date], cfg: RisklineConfig, datasets: Iterable[str] | None = None,
+                ranged: RangeValidation | None = None) -> RangeValidation:
+    """Judge the row rules of the first of ``days`` in one GX pass per dataset, before they are ingested.
+
+    Dates are taken in order until their landing rows reach ``validation.range_rows`` (the pass holds them
+    in memory); ``ranged`` (the previous chunk's) carries on what it learnt. A drop that cannot be read is
+    left out: ingesting its date reports the problem as usual.
+    """
+    from pipelines.validate import RangeValidation  # imports Great Expectations: slow, keep lazy
+
+    ranged = ranged or RangeValidation()
+    names = [n for n in (datasets or DATASETS) if n in CONTRACT]
+    frames: dict[str, dict[dt.date, pl.DataFrame]] = {n: {} for n in names}
+    rows = 0
+    for day in days:
+        for name in names:
+            try:
+                frames[name][day] = _land(root, name, day, cfg).frame
+            except IngestError:
+                continue
+            rows += frames[name][day].height
+        if rows >= cfg.validation.range_rows:
+            break
+    for name in names:
+        ranged.judge(name, frames[name], cfg)
+    return ranged
+
+
 def ingest_date(
-    root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None, data_docs: bool = True
+    root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None, data_docs: bool = True,
+    in_range: RangeValidation | None = None,
 ) -> list[IngestResult]:
-    """Ingest every (or the given) dataset for ``day``.
+    """Ingest every (or the given) dataset for ``day`` (``in_range``: see :func:`judge_range`).
 
     All datasets are read, conformed and validated before any is written, so a contract or critical
     validation failure in one dataset (raised as :class:`IngestError`) leaves the curated zone of every
@@ -769,7 +798,7 @@ def ingest_date(
         validations = validate_landing_frames(
             root, day, cfg, {n: item.frame for n, item in landed.items()},
             duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
-            notes=notes,
+            notes=notes, in_range=in_range,
         )
         prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped) for n in names]
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
