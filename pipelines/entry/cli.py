@@ -23,7 +23,7 @@ from pipelines.errors import IngestError
 from pipelines.model.metrics import LeakageSuspectedError
 from pipelines.quality.validate import results_dir, validate_date
 from pipelines.stages.features import IncompleteHistoryError
-from pipelines.stages.ingest import ingest_date
+from pipelines.stages.ingest import ingest_date, judge_range
 from pipelines.stages.night import RunLockedError, RunOptions, dry_run_root, run_night
 from pipelines.store import chain, lake, zones
 from pipelines.store.chain import ChainError
@@ -121,14 +121,18 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     datasets = args.dataset or None
     failures = 0
     stale: set[dt.date] = set()
+    ranged = None
     for i, day in enumerate(dates, 1):
+        if len(dates) > 1 and (ranged is None or day not in ranged.days):
+            # a range validates its row rules in one GX pass per chunk of dates (validate.RangeValidation)
+            ranged = judge_range(root, dates[i - 1:], cfg, datasets, ranged)
         # (published nights live on a local root only: on an object store there is nothing to mark stale;
         # an unknown dataset name is refused by ingest_date, before any path is built from it)
         before = {} if is_remote(root) else {name: chain.curated_digest(root, name, day)
                                                   for name in (datasets or DATASETS) if name in DATASETS}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
-            results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)))
+            results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)), in_range=ranged)
         except IngestError as exc:
             failures += 1
             print(f"error: {exc}", file=sys.stderr)

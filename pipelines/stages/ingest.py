@@ -31,7 +31,9 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
 from pipelines.domain.conform import Redeliveries, SAMPLE_KEYS, count_reasons, split_redeliveries, split_row_defects
 from pipelines.errors import IngestError
-from pipelines.quality.validate import LandingValidation, validate_landing_frames  # GX loads on first use
+from pipelines.quality.validate import (  # GX loads on first use
+    LandingValidation, RangeValidation, validate_landing_frames,
+)
 from pipelines.store import lake, zones
 from pipelines.store.drops import Landed, land_partition
 
@@ -195,10 +197,37 @@ class LakeStorageError(IngestError):
         )
 
 
+def judge_range(root: Path, days: Sequence[dt.date], cfg: RisklineConfig, datasets: Iterable[str] | None = None,
+                ranged: RangeValidation | None = None) -> RangeValidation:
+    """Judge the row rules of the first of ``days`` in one GX pass per dataset, before they are ingested.
+
+    Dates are taken in order until their landing rows reach ``validation.range_rows`` (the pass holds them
+    in memory); ``ranged`` (the previous chunk's) carries on what it learnt. A drop that cannot be read is
+    left out: ingesting its date reports the problem as usual.
+    """
+    ranged = ranged or RangeValidation()
+    names = [n for n in (datasets or DATASETS) if n in CONTRACT]
+    frames: dict[str, dict[dt.date, pl.DataFrame]] = {n: {} for n in names}
+    rows = 0
+    for day in days:
+        for name in names:
+            try:
+                frames[name][day] = land_partition(root, name, day, cfg).frame
+            except IngestError:
+                continue
+            rows += frames[name][day].height
+        if rows >= cfg.validation.range_rows:
+            break
+    for name in names:
+        ranged.judge(name, frames[name], cfg)
+    return ranged
+
+
 def ingest_date(
-    root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None, data_docs: bool = True
+    root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None, data_docs: bool = True,
+    in_range: RangeValidation | None = None,
 ) -> list[IngestResult]:
-    """Ingest every (or the given) dataset for ``day``.
+    """Ingest every (or the given) dataset for ``day`` (``in_range``: see :func:`judge_range`).
 
     All datasets are read, conformed and validated before any is written, so a contract or critical
     validation failure in one dataset (raised as :class:`IngestError`) leaves the curated zone of every
@@ -221,7 +250,7 @@ def ingest_date(
         validations = validate_landing_frames(
             root, day, cfg, {n: item.frame for n, item in landed.items()},
             duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
-            notes=notes,
+            notes=notes, in_range=in_range,
         )
         prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped) for n in names]
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
