@@ -111,6 +111,9 @@ def write_env_file(home: Path, data_root: Path, port: int) -> Path:
     return path
 
 
+# How often an API call answered 503 "Database is locked" by the SQLite metadata database is retried.
+SQLITE_LOCK_RETRIES = 6
+
 @dataclass
 class LocalAirflow:
     """A local Airflow deployment under ``home``; use as a context manager to stop everything it started."""
@@ -184,14 +187,22 @@ class LocalAirflow:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:  # keep the API's explanation in the error
-            detail = exc.read().decode(errors="replace")[:2000]
-            raise urllib.error.HTTPError(exc.url, exc.code, f"{exc.reason}: {detail}", exc.headers, None) from None
-        return json.loads(raw) if raw else None
+        # The embedded deployment keeps its metadata in SQLite: while the scheduler writes, the API answers
+        # 503 "Database is locked" (backfill creation says so outright). The lock is gone within seconds, so
+        # such an answer is retried; anything else is raised at once with the API's explanation.
+        for attempt in range(SQLITE_LOCK_RETRIES + 1):
+            req = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method=method)
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    raw = resp.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:2000]
+                if exc.code == 503 and "database is locked" in detail.lower() and attempt < SQLITE_LOCK_RETRIES:
+                    time.sleep(2 * (attempt + 1))
+                    continue
+                raise urllib.error.HTTPError(exc.url, exc.code, f"{exc.reason}: {detail}", exc.headers, None) from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def stop(self) -> None:
         for proc in self.processes.values():
