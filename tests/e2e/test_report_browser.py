@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser import artifact, launch
+from .browser import artifact, launch
 
 from pipelines.config.settings import load_config
 from pipelines.store import publish
