@@ -58,6 +58,9 @@ def airflow_env(home: Path, data_root: Path, port: int, parallelism: int = 2) ->
         {
             # `airflow` spawns task processes by name: the venv's bin must be on PATH.
             "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
+            # Airflow's own processes import this module (the SQLite connect args below); tools/ is not installed,
+            # and cron-descriptor's namespace package `tools` would shadow it: the checkout comes first.
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p),
             "AIRFLOW_HOME": str(home),
             "RISKLINE_DATA_ROOT": str(data_root),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
@@ -103,7 +106,7 @@ def write_env_file(home: Path, data_root: Path, port: int) -> Path:
         "# against this local deployment: its AIRFLOW_HOME, DAGs, settings and data root.",
         f'export PATH={shlex.quote(str(venv_bin))}:"$PATH"',
         *(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
-          if k.startswith("AIRFLOW") or k in ("RISKLINE_DATA_ROOT", "RISKLINE_CONFIG", "GX_ANALYTICS_ENABLED")),
+          if k.startswith("AIRFLOW") or k in ("PYTHONPATH", "RISKLINE_DATA_ROOT", "RISKLINE_CONFIG", "GX_ANALYTICS_ENABLED")),
     ]
     path = home / ENV_FILE
     home.mkdir(parents=True, exist_ok=True)
