@@ -207,6 +207,23 @@ class LocalAirflow:
                 raise urllib.error.HTTPError(exc.url, exc.code, f"{exc.reason}: {detail}", exc.headers, None) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def diagnose(self, dag_id: str = "riskline_nightly", token: str | None = None, lines: int = 25) -> str:
+        """What to look at when runs do not move: each process alive or its exit code, the DAG's paused and
+        stale flags (a stale or paused DAG's queued runs are never started), and the scheduler log's tail."""
+        out = [f"airflow {name}: " + ("running" if proc.poll() is None else f"EXITED with {proc.returncode}")
+               for name, proc in self.processes.items()]
+        try:
+            dag = self.api("GET", f"/api/v2/dags/{dag_id}", token=token or self.token())
+            out.append(f"dag {dag_id}: is_paused={dag.get('is_paused')} is_stale={dag.get('is_stale')} "
+                       f"has_import_errors={dag.get('has_import_errors')}")
+        except Exception as exc:  # a diagnosis must not raise over the failure it explains
+            out.append(f"dag {dag_id}: the API did not answer ({exc})")
+        for name in ("scheduler", "dag-processor"):
+            log = self.home / "component-logs" / f"{name}.log"
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.is_file() else []
+            out += [f"--- {log} (last {len(tail)} lines)", *tail]
+        return "\n".join(out)
+
     def stop(self) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:

@@ -19,6 +19,10 @@ quarantined payment of ``dt <= D`` is exactly one of:
   belong to (its own ``account_id``, trimmed, and the account of its ``loan_id``) are held: no limit
   decrease, no freeze, no collections contact (:func:`pending_holds`).
 
+A payment that was applied, but to no due instalment (a credit balance, e.g. money sent against a loan
+already repaid), holds its account the same way while that credit covers the account's whole overdue
+amount (:func:`unapplied_credit_holds`).
+
 Why the ledger resolves held payments every night instead of ingest re-curating them into the curated
 zone: a curated partition stays the record of what its drop delivered (re-ingesting a date gives the same
 bytes, and the nights that read it stay reproducible); the resolution is point in time (a ledger rebuilt as
@@ -162,6 +166,47 @@ def pending_holds(waiting: pl.DataFrame, as_of: dt.date, max_hold_days: int) -> 
             pl.col("amount_cents").sum().alias("pending_cents"),
             pl.col("paid_on").min().alias("pending_since"),
         )
+        .cast(HOLD_SCHEMA)  # type: ignore[arg-type]
+        .sort("account_id")
+    )
+
+
+def unapplied_credit_holds(unallocated: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
+    """Per account: money received and applied to no instalment that covers what the account has overdue.
+
+    A payment the ledger could not put on a due instalment (beyond a loan's last instalment: a loan already
+    repaid, or overpaid) stays on the account as a credit balance. When that credit covers the account's
+    whole overdue amount, the customer has paid at least what is overdue and only where it went is in
+    doubt (upstream sent the money for the open loan against a closed one): cutting, freezing or chasing
+    them would punish a routing fault. Their adverse actions are held like a waiting payment's (same
+    schema, :data:`HOLD_SCHEMA`) for as long as the credit covers the arrears; operations re-apply the money
+    (the ``unallocated`` ledger file lists it). Credit smaller than the arrears holds nothing: the account
+    is overdue whatever the routing.
+
+    Args:
+        unallocated: the ledger's unallocated payments (``account_id, paid_on, unallocated_cents``).
+        accounts: the ledger's account summary (``account_id, overdue_cents``).
+    """
+    credit = unallocated.filter(pl.col("unallocated_cents") > 0).group_by("account_id").agg(
+        pl.len().cast(pl.UInt32).alias("pending_payments"),
+        pl.col("unallocated_cents").sum().alias("pending_cents"),
+        pl.col("paid_on").min().alias("pending_since"),
+    )
+    return (
+        credit.join(accounts.select("account_id", "overdue_cents"), on="account_id", how="inner")
+        .filter((pl.col("overdue_cents") > 0) & (pl.col("pending_cents") >= pl.col("overdue_cents")))
+        .select(list(HOLD_SCHEMA))
+        .cast(HOLD_SCHEMA)  # type: ignore[arg-type]
+        .sort("account_id")
+    )
+
+
+def combine_holds(*holds: pl.DataFrame) -> pl.DataFrame:
+    """One row per held account over several kinds of hold (counts and money added, the earliest date)."""
+    return (
+        pl.concat([h.cast(HOLD_SCHEMA) for h in holds])  # type: ignore[arg-type]
+        .group_by("account_id")
+        .agg(pl.col("pending_payments").sum(), pl.col("pending_cents").sum(), pl.col("pending_since").min())
         .cast(HOLD_SCHEMA)  # type: ignore[arg-type]
         .sort("account_id")
     )

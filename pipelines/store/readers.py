@@ -13,7 +13,7 @@ import polars as pl
 
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain import policy
-from pipelines.domain.pending_payments import empty_holds, pending_holds
+from pipelines.domain.pending_payments import combine_holds, empty_holds, pending_holds, unapplied_credit_holds
 from pipelines.domain.sharding import filter_shard
 from pipelines.store import lake, zones
 
@@ -48,13 +48,19 @@ def read_previous_scores(root: Path, night: dt.date, shard: int = 0, n_shards: i
 def read_pending_holds(
     root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int = 0, n_shards: int = 1
 ) -> pl.DataFrame:
-    """Accounts whose adverse actions are held tonight for a payment waiting in quarantine.
+    """Accounts whose adverse actions are held tonight: for a payment waiting in quarantine, or for credit
+    on the account (money applied to no due instalment) that covers its whole overdue amount.
 
     Read from the merged ledger partition of D (a waiting payment may hold an account of another shard:
     the one its loan belongs to), then narrowed to ``shard``'s accounts.
     """
-    path = zones.ledger_partition(root, as_of) / zones.PENDING_PAYMENTS_FILE
+    ledger = zones.ledger_partition(root, as_of)
+    path = ledger / zones.PENDING_PAYMENTS_FILE
     if not path.is_file():
         return empty_holds()
-    holds = pending_holds(pl.read_parquet(path), as_of, cfg.pending_payments.max_hold_days)
+    holds = combine_holds(
+        pending_holds(pl.read_parquet(path), as_of, cfg.pending_payments.max_hold_days),
+        unapplied_credit_holds(pl.read_parquet(ledger / "unallocated.parquet"),
+                               pl.read_parquet(ledger / "accounts.parquet", columns=["account_id", "overdue_cents"])),
+    )
     return filter_shard(holds.lazy(), shard, n_shards).collect()

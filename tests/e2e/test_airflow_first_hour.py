@@ -5,8 +5,12 @@ On a demo-like lake (one night published and trained, the next three days landed
 triggers riskline_nightly from the form with every param at its default (the form's "unpause on trigger"
 ticked, so the scheduler also creates its own run for yesterday, which has no landing drop), and the manual
 run succeeds without anyone touching another run; the consumer DAG runs on the published asset event; the
-README's backfill command, run verbatim in a shell that sourced airflow_home/env.sh, rebuilds its dates.
+README's backfill command, run verbatim in a shell that sourced airflow_home/env.sh, rebuilds its dates
+through the real scheduler, without retraining; the UI then shows the runs and no failed one.
 Screenshots go to test-artifacts/. Every process started is stopped at the end.
+
+One deployment serves the whole module: starting Airflow and running three nights through it is the slowest
+thing the suite does, so the scheduler's backfill and the UI are checked on this user's deployment.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import re
 import shlex
 import subprocess
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -78,14 +83,16 @@ def _runs(af: LocalAirflow, token: str, dag_id: str) -> list[dict]:
     return af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=run_after", token=token)["dag_runs"]
 
 
-def _wait_for(what: str, check, timeout: float, every: float = 3):
+def _wait_for(what: str, check, timeout: float, every: float = 3, af: LocalAirflow | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    # runs that never move are a scheduler matter: say whether it is alive and the DAG startable
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
+                         + (f"\n{af.diagnose()}" if af is not None else ""))
 
 
 def _business_date(af: LocalAirflow, token: str, run_id: str) -> str:
@@ -122,6 +129,27 @@ def _login(page, af: LocalAirflow) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def test_api_requires_login(deployment) -> None:
+    af = deployment[0]
+    with pytest.raises(urllib.error.HTTPError) as err:
+        af.api("GET", f"/api/v2/dags/{NIGHTLY}")
+    assert err.value.code == 401
+
+
+def _goto(page, url: str, attempts: int = 3) -> None:
+    """Navigate, retrying when the single-page app aborts the load with a client-side redirect of its own."""
+    from playwright.sync_api import Error
+
+    for attempt in range(attempts):
+        try:
+            page.goto(url, wait_until="networkidle")
+            return
+        except Error as exc:
+            if "ERR_ABORTED" not in str(exc) or attempt == attempts - 1:
+                raise
+            page.wait_for_timeout(1000)
+
+
 def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deployment) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -148,7 +176,7 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
             assert submit.is_enabled(), "the trigger form refuses its own defaults"
             submit.click()
             _wait_for("the manual run", lambda: [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "manual"],
-                      60, 1)
+                      60, 1, af)
         finally:
             page.screenshot(path=str(artifact("first-hour-after-trigger.png")))
             browser.close()
@@ -160,7 +188,7 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
         manual = [r for r in runs if r["run_type"] == "manual"]
         return runs if manual and all(r["state"] in FINAL for r in runs) else None
 
-    runs = _wait_for("the manual run and the scheduled one to finish", settled, 600, 5)
+    runs = _wait_for("the manual run and the scheduled one to finish", settled, 600, 5, af)
     manual = next(r for r in runs if r["run_type"] == "manual")
     assert manual["state"] == "success", runs
     # with every default, a manual run in a lake not fed for yesterday reruns the newest published night
@@ -183,7 +211,7 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
 
     # 3. The consumer DAG runs on the collection_queue asset event and exports that night's queue.
     consumer = _wait_for("the consumer DAG's run", lambda: [
-        r for r in _runs(af, token, CONSUMER) if r["state"] in FINAL], 180, 3)
+        r for r in _runs(af, token, CONSUMER) if r["state"] in FINAL], 180, 3, af)
     assert [r["state"] for r in consumer] == ["success"], consumer
     assert (root / "exports" / "agent_queue" / f"as_of_date={lake.first_run}" / "agent_queue.csv").is_file()
 
@@ -206,21 +234,38 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
         runs = [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "backfill"]
         return runs if len(runs) == len(days) and all(r["state"] in FINAL for r in runs) else None
 
-    backfill = _wait_for("the README's backfill", backfill_done, 900, 5)
+    backfill = _wait_for("the README's backfill", backfill_done, 900, 5, af)
     assert [r["state"] for r in backfill] == ["success"] * len(days), backfill
     assert sorted(_business_date(af, token, r["dag_run_id"]) for r in backfill) == [d.isoformat() for d in days]
     for day in days:
         assert publish.manifest_path(root, day).is_file(), day
         for name in OUTPUTS:
             assert (publish.output_dir(root, name, day) / "_SUCCESS").is_file(), (name, day)
+    # Backfills never retrain: the champion of each date scored it.
+    for run in backfill:
+        ti = af.api("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns/{run['dag_run_id']}/taskInstances/train_challenger",
+                    token=token)
+        assert ti["state"] == "skipped", (run["dag_run_id"], ti["state"])
 
+    errors = []
     with sync_playwright() as pw:  # what the user sees afterwards
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
         _login(page, af)
-        page.goto(f"{af.url}/dags/{NIGHTLY}/runs", wait_until="networkidle")
+        _goto(page, f"{af.url}/dags/{NIGHTLY}")
+        page.get_by_text("build_features").first.wait_for(timeout=30_000)  # the grid's task rows
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(artifact("airflow-dag-grid.png")))
+        overview = page.inner_text("body")
+        _goto(page, f"{af.url}/dags/{NIGHTLY}/runs")
         page.get_by_text("backfill").first.wait_for(timeout=30_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(artifact("first-hour-runs.png")))
+        runs_page = page.inner_text("body").lower()
         browser.close()
+    assert re.search(r"\b0\s+Failed Runs", overview), overview[:1500]
+    # the manual run and every backfill date, each listed as a success
+    assert runs_page.count("success") >= len(days) + 1, runs_page[:2000]
+    assert not errors, errors
     print(f"first hour: {time.monotonic() - started:.0f} s after Airflow was up ({len(days)}-date backfill)")

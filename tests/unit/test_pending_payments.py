@@ -9,7 +9,13 @@ import pytest
 
 from pipelines.contracts.landing import CONTRACT
 from pipelines.domain.ledger import build_ledger, reconcile_ledger
-from pipelines.domain.pending_payments import PendingPayments, pending_holds, resolve_pending_payments
+from pipelines.domain.pending_payments import (
+    PendingPayments,
+    combine_holds,
+    pending_holds,
+    resolve_pending_payments,
+    unapplied_credit_holds,
+)
 
 D = dt.date
 AS_OF = D(2024, 3, 10)
@@ -113,3 +119,50 @@ def test_the_ledger_applies_resolved_payments_from_their_own_date_and_reports_th
     # a resolved payment the ledger did not apply is caught
     with pytest.raises(AssertionError, match="missing from the ledger: P2"):
         reconcile_ledger(build_ledger(inst, pending.resolved.head(1).lazy(), AS_OF), curated, pending)
+
+
+@pytest.mark.parametrize("paid, held", [(5_500, True), (9_000, True), (5_499, False)])
+def test_credit_that_covers_the_arrears_holds_the_account(paid: int, held: bool):
+    """A's payment for its open loan LB was sent against LA, repaid last month: the ledger keeps it as credit
+    on A while LB's instalment (5,000 + 500 interest, due 3 days ago) is overdue. The customer paid what is
+    overdue, so A is held; credit short of the arrears holds nothing."""
+    schema = {**CONTRACT["installments"].curated_schema(), "dt": pl.Date()}
+    inst = pl.LazyFrame([
+        ("LA-1", "LA", "A", 1, D(2024, 2, 10), 10_000, 0, D(2024, 1, 10)),
+        ("LB-1", "LB", "A", 1, AS_OF - dt.timedelta(days=3), 5_000, 500, D(2024, 2, 7)),
+        ("LC-1", "LC", "C", 1, AS_OF - dt.timedelta(days=3), 5_000, 500, D(2024, 2, 7)),  # C: overdue, no credit
+    ], schema=schema, orient="row")
+    pay_schema = {**CONTRACT["payments"].curated_schema(), "dt": pl.Date()}
+    at = dt.datetime.combine(D(2024, 2, 9), dt.time(2), dt.UTC)
+    late = dt.datetime.combine(AS_OF - dt.timedelta(days=4), dt.time(2), dt.UTC)
+    payments = pl.LazyFrame([
+        ("PA", "A", "LA", at, 10_000, D(2024, 2, 9)),
+        ("PB", "A", "LA", late, paid, AS_OF - dt.timedelta(days=4)),  # meant for LB
+    ], schema=pay_schema, orient="row")
+    ledger = build_ledger(inst, payments, AS_OF)
+    unallocated = ledger.payments.filter(pl.col("unallocated_cents") > 0)
+    account = ledger.accounts.filter(pl.col("account_id") == "A").row(0, named=True)
+    assert (account["overdue_cents"], account["credit_balance_cents"]) == (5_500, paid)
+    holds = unapplied_credit_holds(unallocated, ledger.accounts)
+    assert holds.to_dicts() == ([{"account_id": "A", "pending_payments": 1, "pending_cents": paid,
+                                  "pending_since": AS_OF - dt.timedelta(days=4)}] if held else [])
+    # with a waiting payment of the same account: one row, both counted
+    waiting = pending_holds(resolve([r for r in ROWS if r[0] == "P7"]).waiting, AS_OF, max_hold_days=30)
+    both = combine_holds(waiting, holds)
+    assert both["account_id"].is_unique().all()
+    assert both.filter(pl.col("account_id") == "A")["pending_payments"].item() == 1 + held
+
+
+def test_the_night_reads_credit_holds_with_the_waiting_payments(tmp_path, cfg):
+    """read_pending_holds, as decide calls it: the ledger partition's waiting payments and its credit."""
+    from pipelines.store import zones
+    from pipelines.store.readers import read_pending_holds
+
+    ledger = zones.ledger_partition(tmp_path, AS_OF)
+    ledger.mkdir(parents=True)
+    resolve([r for r in ROWS if r[0] == "P3"]).waiting.write_parquet(ledger / zones.PENDING_PAYMENTS_FILE)
+    pl.DataFrame({"payment_id": ["PZ"], "account_id": ["Z"], "loan_id": ["LZ"], "paid_on": [YESTERDAY],
+                  "unallocated_cents": [700]}).write_parquet(ledger / "unallocated.parquet")
+    pl.DataFrame({"account_id": ["B", "Z"], "overdue_cents": [0, 700]}).write_parquet(ledger / "accounts.parquet")
+    holds = read_pending_holds(tmp_path, AS_OF, cfg)
+    assert holds.select("account_id", "pending_cents").rows() == [("B", 2_000), ("Z", 700)]

@@ -52,10 +52,11 @@ def _write_book(root: Path, seed: int = 11) -> None:
             loan = f"{acc}-L{n_loan}"
             for no in (1, 2, 3):
                 due = draw + dt.timedelta(days=7 * no)
-                inst[draw].append((f"{loan}-{no}", loan, acc, no, due, int(rng.integers(1, 9)) * 1_000, 150))
+                principal = int(rng.integers(1, 9)) * 1_000
+                inst[draw].append((f"{loan}-{no}", loan, acc, no, due, principal, 150))
                 paid_on = due + dt.timedelta(days=int(rng.choice([0, 0, 4, 20, 99])))
-                if paid_on in pay:
-                    pay[paid_on].append((f"{loan}-P{no}", acc, loan, _ts(paid_on), 9_150))
+                if paid_on in pay:  # the instalment, exactly: an overpayment is credit that holds the account
+                    pay[paid_on].append((f"{loan}-P{no}", acc, loan, _ts(paid_on), principal + 150))
         for d in days:
             for e in range(int(rng.poisson(0.5))):
                 kind = str(rng.choice(["login", "purchase", "refund", "cash_draw"]))
