@@ -262,11 +262,103 @@ def test_psi_band_edges(value: float, band: str) -> None:
 # --- page pieces --------------------------------------------------------------------------------------
 
 
-def test_table_escapes_values_and_manifest_numbers_are_tagged() -> None:
-    html = render._table(pl.DataFrame({"feature": ["<script>x</script>"]}), [("feature", "Feature", None)])
-    assert "<script>" not in html and "&lt;script&gt;" in html
-    tag = render._m({"outputs": {"scores": {"rows": 17141}}}, "outputs.scores.rows", number=True)
-    assert tag == '<span data-manifest="outputs.scores.rows">17,141</span>'
+HOSTILE = '<script>alert("x")</script>'
+
+
+def _page_data(model_version: str = "pd-2026-11-20", feature: str = "utilization") -> sections.ReportData:
+    """A one-night page's data, every section present, made of a few rows (the renderer reads nothing else)."""
+    limits = _limits()
+    by_grade = sections.exposure_by_action_grade(limits, ["A", "B", "C", "D", "E"])
+    queue = pl.DataFrame({"treatment": ["auto_reminder", "agent"], "overflow": [False, True],
+                          "overdue_amount_cents": [100, 200], "expected_loss_cents": [10, 20]})
+    trend = pl.DataFrame({"version": [model_version], "as_of": ["2026-11-20"], "auc": [0.81], "ks": [0.47],
+                          "gini": [0.62], "calibration_error": [0.01], "promoted": [True], "serving": [True]})
+    return sections.ReportData(
+        as_of=D(2026, 11, 20),
+        manifest={"model_version": model_version, "policy_version": "limits-1", "code_version": "abc",
+                  "config_sha256": "0" * 64, "outputs": {name: {"rows": rows, "path": f"{name}/x.parquet"} for name, rows in (
+                      ("scores", 17141), ("limits", 5), ("collection_queue", 2), ("hardship_offers", 0))}},
+        previous_run=None,
+        data=sections.DataSection(
+            datasets=pl.DataFrame({"dataset": ["accounts"], "validated_rows": [5], "curated_rows": [5],
+                                   "quarantined_rows": [0], "passed": [9], "failed": [0], "ok": [True]}),
+            quarantine_reasons=pl.DataFrame(), failures=[], data_docs_href=None),
+        model=sections.ModelSection(
+            serving=model_version, oot={"auc": 0.81, "ks": 0.47, "gini": 0.62, "accounts": 1200, "bad_rate": 0.05},
+            oot_date="2026-08-14", trend=trend, roc=None, ks=None, recomputed_auc=None, curve_note="",
+            scores_now=np.array([0.1]), scores_previous=None, score_psi=None, gain=pl.DataFrame(),
+            shap=pl.DataFrame(), shap_accounts=2000,
+            feature_psi=pl.DataFrame({"feature": [feature], "psi": [0.3], "band": ["shifted"]}),
+            psi_bands=(0.10, 0.25), trained_tonight=[], serving_gate=None, retrain=False),
+        portfolio=sections.PortfolioSection(
+            delinquency=sections.delinquency_by_bucket(
+                pl.DataFrame({"account_id": ["a"], "dpd": [3], "outstanding_principal_cents": [1000],
+                              "overdue_cents": [100]}), BUCKETS),
+            roll=None, vintages=pl.DataFrame(), bad_dpd=30, since=D(2026, 1, 1)),
+        decisions=sections.DecisionsSection(
+            by_action=by_grade.group_by("action", maintain_order=True).agg(
+                pl.col("accounts").sum(), pl.col("exposure_change_cents").sum()),
+            by_action_grade=by_grade, changes=sections.limit_changes(limits),
+            test_cells=sections.test_cell_summary(limits),
+            swap=sections.SwapView(None, None, None, 0, "No previous run.")),
+        collections=sections.CollectionsSection(
+            queue=sections.queue_against_capacity(queue, CollectionsConfig(agent_daily_capacity=1)), capacity=1,
+            hardship=pl.DataFrame(), hardship_accounts=0),
+        grades=("A", "B", "C", "D", "E"),
+    )
+
+
+CHARTS = {name: "data:image/png;base64,iVBORw0KGgo=" for name in (
+    "trend", "calibration", "scores", "importance", "delinquency", "vintage", "exposure", "changes", "queue")}
+
+
+@pytest.mark.parametrize("field", ["model_version", "feature"])
+def test_page_escapes_values_from_the_data(field: str) -> None:
+    page = render.render_report(_page_data(**{field: "x" + HOSTILE}), CHARTS)
+    # the page has no script of its own: any "<script" would be the value's, unescaped
+    assert "<script" not in page
+    escaped = "x&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+    # the version shows in the header, the model card, the trend table; the feature in PSI and "look at first"
+    assert page.count(escaped) >= 2
+
+
+def test_page_tags_manifest_numbers_and_stays_one_line() -> None:
+    page = render.render_report(_page_data(), CHARTS)
+    assert '<span data-manifest="outputs.scores.rows">17,141</span>' in page
+    assert 'data-manifest="model_version">pd-2026-11-20</span>' in page
+    # the templates' line breaks are dropped: the only ones left are the inline CSS's and the last
+    head, style_and_rest = page.split("<style>", 1)
+    style, rest = style_and_rest.split("</style>", 1)
+    assert "\n" not in head and rest.count("\n") == 1 and rest.endswith("</body></html>\n")
+    assert style.startswith("\n*{box-sizing:border-box}\n") and style.endswith("}\n")
+
+
+def test_page_quotes_like_html_escape() -> None:
+    # finalize escapes with html.escape, as the f-string page did (markupsafe would write &#39; and &#34;):
+    # the same lake gives the same report bytes as before the templates
+    page = render.render_report(_page_data(model_version="v'1\"&"), CHARTS)
+    assert 'data-manifest="model_version">v&#x27;1&quot;&amp;</span>' in page
+
+
+def test_renderer_loads_every_template_and_the_wheel_ships_them() -> None:
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    env = render.environment()
+    shipped = sorted(p.name for p in render.TEMPLATES.iterdir())
+    # the same loader the renderer uses finds every file, and each template compiles
+    assert sorted(env.list_templates()) == shipped
+    assert {render.PAGE_TEMPLATE, "report.css", "macros.html.j2"} <= set(shipped)
+    for name in shipped:
+        env.get_template(name)
+    # pyproject's package-data puts them in a non-editable install (they are not Python modules)
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["pipelines"]
+    package_dir = Path(sections.__file__).resolve().parents[1]
+    for name in shipped:
+        relative = (render.TEMPLATES / name).relative_to(package_dir).as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
 
 
 def test_chart_png_is_deterministic() -> None:
