@@ -38,3 +38,45 @@ def decide_frames(
     offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship, holds)
     cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, holds)
     return limits, cases, offers, policy.update_limit_history(history, limits, as_of)
+
+
+ADVERSE_ACTIONS: tuple[str, ...] = ("decrease", "freeze")
+
+
+class InexactReasonsError(RuntimeError):
+    """A decision a customer or an agent reads would publish approximate reason codes."""
+
+
+def accounts_acted_on(limits: pl.DataFrame, cases: pl.DataFrame, offers: pl.DataFrame) -> pl.Series:
+    """The accounts whose decision tonight someone reads with its reasons: an adverse limit action
+    (decrease, freeze), a collections case (the queue, overflow included) or a hardship offer."""
+    return (
+        pl.concat([
+            limits.filter(pl.col("action").is_in(ADVERSE_ACTIONS)).get_column("account_id"),
+            cases.get_column("account_id"),
+            offers.get_column("account_id"),
+        ])
+        .unique()
+        .sort()
+    )
+
+
+def require_exact_reasons(
+    scores: pl.DataFrame, limits: pl.DataFrame, cases: pl.DataFrame, offers: pl.DataFrame, cfg: RisklineConfig
+) -> None:
+    """Refuse to publish decisions whose reasons are approximate where they are read.
+
+    The score stage decides first and computes exact reasons for :func:`accounts_acted_on`; this is the
+    check that it did (scores from another run, or a decide input changed in between, would break it).
+    ``model.reason_code_method: approx`` is the operator's explicit choice of approximate reasons for all.
+    """
+    if cfg.model.reason_code_method == "approx":
+        return
+    acted = accounts_acted_on(limits, cases, offers)
+    inexact = scores.filter(pl.col("account_id").is_in(acted.implode()) & (pl.col("reason_method") != "exact"))
+    if inexact.height:
+        ids = ", ".join(inexact["account_id"].head(5).to_list())
+        raise InexactReasonsError(
+            f"{inexact.height} account(s) acted on tonight have approximate reason codes (e.g. {ids}): the scores "
+            "of this date were not computed from tonight's decide inputs. NEXT STEP: rerun the score stage "
+            "for this date, then decide (riskline run reruns both).")

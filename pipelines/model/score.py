@@ -186,33 +186,46 @@ def needs_exact_reasons(
     return frame.select(flag.alias("exact"))["exact"]
 
 
-def score_accounts(
+def score_pd_frame(
+    booster: xgb.Booster, features: pl.DataFrame, definition: ModelDefinition, model_version: str
+) -> pl.DataFrame:
+    """PD, score and grade for every row of a feature snapshot, sorted by account_id; reasons still null.
+
+    What the decide step needs to pick actions (reasons only word them), so the score stage can decide
+    first and then spend exact reasons where a decision will be read (:func:`add_reasons`).
+    """
+    snapshot = features.sort("account_id")
+    pd_, score, grade = score_pd(booster, snapshot, definition)
+    return snapshot.select(*KEY_COLUMNS).with_columns(
+        pl.Series("pd", pd_, dtype=pl.Float64), pl.Series("score", score, dtype=pl.Int32), grade,
+        *(pl.lit(None, dtype=pl.String).alias(f"reason_{i + 1}") for i in range(definition.reason_codes.count)),
+        pl.lit(None, dtype=pl.String).alias("reason_method"),
+        pl.lit(model_version, dtype=pl.String).alias("model_version"),
+    )
+
+
+def add_reasons(
     booster: xgb.Booster,
     features: pl.DataFrame,
+    scored: pl.DataFrame,
     definition: ModelDefinition,
-    model_version: str,
     method: Method = "mixed",
     previous_pd: pl.DataFrame | None = None,
     reference: Reference | None = None,
+    acted_on: pl.Series | None = None,
 ) -> pl.DataFrame:
-    """PD, score, grade and reason codes for every row of a feature snapshot, sorted by account_id.
+    """``scored`` (:func:`score_pd_frame` of ``features``) with its reason codes and ``reason_method``.
 
-    Args:
-        features: one row per account: ``account_id``, ``as_of_date`` and at least the model's features.
-        method: ``exact`` / ``approx`` TreeSHAP for all, or ``mixed`` (exact where
-            :func:`needs_exact_reasons` says so).
-        previous_pd: the previous scoring run's ``account_id, pd``, for the PD-rise trigger.
-        reference: the whole book's :func:`reason_reference` when ``features`` is part of it (a shard);
-            by default that of ``features``.
+    ``mixed``: exact TreeSHAP for the accounts in ``acted_on`` (those tonight's decisions act on: see
+    :func:`pipelines.domain.decide.accounts_acted_on`) and where :func:`needs_exact_reasons` says an action
+    may follow; the approximation for the rest.
     """
     nthread = definition.hyperparameters.nthread
     snapshot = features.sort("account_id")
-    pd_, score, grade = score_pd(booster, snapshot, definition)
-    scored = snapshot.select(*KEY_COLUMNS).with_columns(
-        pl.Series("pd", pd_, dtype=pl.Float64), pl.Series("score", score, dtype=pl.Int32), grade,
-    )
     if method == "mixed":
         exact = needs_exact_reasons(scored, snapshot, definition, previous_pd)
+        if acted_on is not None:
+            exact = exact | snapshot["account_id"].is_in(acted_on.implode())
     else:
         exact = pl.Series("exact", [method == "exact"] * snapshot.height, dtype=pl.Boolean)
     count = definition.reason_codes.count
@@ -223,13 +236,34 @@ def score_accounts(
         reason_codes(booster, snapshot.filter(~exact), count, approx=True, nthread=nthread, reference=reference),
     ]
     reasons = pl.concat(parts).sort("account_id")
-    return (
-        scored.with_columns(
-            *(reasons[f"reason_{i + 1}"] for i in range(count)),
-            pl.when(exact).then(pl.lit("exact")).otherwise(pl.lit("approx")).alias("reason_method"),
-            pl.lit(model_version, dtype=pl.String).alias("model_version"),
-        )
+    return scored.with_columns(
+        *(reasons[f"reason_{i + 1}"] for i in range(count)),
+        pl.when(exact).then(pl.lit("exact")).otherwise(pl.lit("approx")).alias("reason_method"),
     )
+
+
+def score_accounts(
+    booster: xgb.Booster,
+    features: pl.DataFrame,
+    definition: ModelDefinition,
+    model_version: str,
+    method: Method = "mixed",
+    previous_pd: pl.DataFrame | None = None,
+    reference: Reference | None = None,
+    acted_on: pl.Series | None = None,
+) -> pl.DataFrame:
+    """PD, score, grade and reason codes for every row of a feature snapshot, sorted by account_id.
+
+    Args:
+        features: one row per account: ``account_id``, ``as_of_date`` and at least the model's features.
+        method: ``exact`` / ``approx`` TreeSHAP for all, or ``mixed`` (see :func:`add_reasons`).
+        previous_pd: the previous scoring run's ``account_id, pd``, for the PD-rise trigger.
+        reference: the whole book's :func:`reason_reference` when ``features`` is part of it (a shard);
+            by default that of ``features``.
+        acted_on: accounts whose decision tonight is adverse, contacted or offered hardship: exact reasons.
+    """
+    scored = score_pd_frame(booster, features, definition, model_version)
+    return add_reasons(booster, features, scored, definition, method, previous_pd, reference, acted_on)
 
 
 def describe_reasons(scores: pl.DataFrame, phrases: dict[str, str]) -> pl.DataFrame:

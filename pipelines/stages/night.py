@@ -40,15 +40,16 @@ import polars as pl
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import to_published
 from pipelines.domain.collections import assign_treatments
-from pipelines.domain.decide import decide_frames
+from pipelines.domain.decide import decide_frames, require_exact_reasons
 from pipelines.quality.validate import validate_output
 from pipelines.stages.features import build_feature_snapshot, merge_shards
 from pipelines.stages.ingest import ingest_date
+from pipelines.stages.inputs import read_decide_inputs
 from pipelines.store import chain, lake, locks, zones
 from pipelines.store.publish import PublishError, describe_latest, publish_outputs
-from pipelines.store.readers import read_pending_holds, read_previous_run
+from pipelines.store.readers import read_pending_holds
 from pipelines.store.zones import (
-    DECISION_FILES, decisions_dir, ledger_partition, read_features, report_link, scores_dir,
+    DECISION_FILES, decisions_dir, report_link, scores_dir,
 )
 from pipelines.vocab import DATASETS
 
@@ -201,18 +202,14 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
         summary = _decide_summary(root, merge_decisions(root, as_of, cfg, cfg.run.shards))
         return {**summary, "held_for_pending_payments": read_pending_holds(root, as_of, cfg).height}
 
-    accounts = lake.read_partition(zones.curated(root, "accounts", as_of))
-    features = read_features(root, as_of)
-    ledger_dir = ledger_partition(root, as_of)
-    installments = pl.read_parquet(ledger_dir / "installments.parquet")
-    ledger_accounts = pl.read_parquet(ledger_dir / "accounts.parquet")
+    inputs = read_decide_inputs(root, as_of, cfg)
     scores = lake.read_partition(scores_dir(root, as_of))
-    previous_scores, history = read_previous_run(root, as_of)
-    holds = read_pending_holds(root, as_of, cfg)
-
+    holds = inputs.holds
     limits, cases, offers, new_history = decide_frames(
-        as_of, cfg, accounts, features, installments, ledger_accounts, scores, previous_scores, history, holds
+        as_of, cfg, inputs.accounts, inputs.features, inputs.installments, inputs.ledger_accounts, scores,
+        inputs.previous_scores, inputs.history, holds,
     )
+    require_exact_reasons(scores, limits, cases, offers, cfg)
     queue = assign_treatments(cases, cfg.collections)
     path = lake.publish_frames(
         decisions_dir(root, as_of), dict(zip(DECISION_FILES, (limits, queue, offers, new_history), strict=True))

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import polars as pl
 
 from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
+from pipelines.domain.decide import accounts_acted_on, decide_frames
 from pipelines.model.pd import model_features
 from pipelines.model.registry import ModelRegistry
-from pipelines.model.score import score_accounts
+from pipelines.model.score import add_reasons, score_pd_frame
 from pipelines.stages.features import load_feature_snapshot
+from pipelines.stages.inputs import read_decide_inputs
 from pipelines.store import lake, zones
 from pipelines.store.readers import read_previous_scores
 from pipelines.store.zones import SCORES_FILE, scores_dir
+
+log = logging.getLogger(__name__)
 
 
 def run_scoring(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: str | None = None) -> Path:
@@ -32,8 +37,34 @@ def run_scoring(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: 
     columns = model_features(booster) + list(definition.reason_codes.exact_when_positive)
     features = load_feature_snapshot(root, as_of, cfg, columns)
     previous_pd = previous_pd_of(root, as_of)
-    scores = score_accounts(booster, features, definition, version, cfg.model.reason_code_method, previous_pd)
+    scored = score_pd_frame(booster, features, definition, version)
+    scores = add_reasons(booster, features, scored, definition, cfg.model.reason_code_method, previous_pd,
+                         acted_on=acted_on_tonight(root, as_of, cfg, scored))
     return lake.publish_frames(scores_dir(root, as_of), {SCORES_FILE: scores})
+
+
+def acted_on_tonight(
+    root: Path, as_of: dt.date, cfg: RisklineConfig, scored: pl.DataFrame, shard: int = 0, n_shards: int = 1
+) -> pl.Series | None:
+    """The accounts tonight's decisions will act on, decided here first from PD and grade (reasons never
+    pick an action, they only word it), so that exact reason codes are spent exactly where they are read.
+
+    The decide stage decides again on the same inputs (:func:`~pipelines.stages.inputs.read_decide_inputs`)
+    with these scores and refuses to publish if an account it acts on got approximate reasons. None when
+    D's decide inputs are not all there (``riskline score`` on a lake without D's ledger): the definition's
+    expectation alone then picks exact reasons, and decide checks them as always.
+    """
+    try:
+        inputs = read_decide_inputs(root, as_of, cfg, shard, n_shards)
+    except FileNotFoundError as exc:
+        log.warning("scoring %s before its decide inputs are complete (%s): exact reasons only where the model "
+                    "definition expects an action; decide refuses approximate reasons where it acts", as_of, exc)
+        return None
+    limits, cases, offers, _ = decide_frames(
+        as_of, cfg, inputs.accounts, inputs.features, inputs.installments, inputs.ledger_accounts, scored,
+        inputs.previous_scores, inputs.history, inputs.holds,
+    )
+    return accounts_acted_on(limits, cases, offers)
 
 
 def previous_pd_of(root: Path, as_of: dt.date, shard: int = 0, n_shards: int = 1) -> pl.DataFrame | None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,18 +38,17 @@ import polars as pl
 from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain.collections import assign_treatments
-from pipelines.domain.decide import decide_frames
+from pipelines.domain.decide import decide_frames, require_exact_reasons
 from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.domain.ledger import LOAN_KEY
-from pipelines.domain.sharding import filter_shard
 from pipelines.model.pd import model_features
 from pipelines.model.registry import ModelRegistry
-from pipelines.model.score import reason_reference, score_accounts
-from pipelines.stages.score import previous_pd_of
-from pipelines.store import lake, zones
-from pipelines.store.readers import read_pending_holds, read_previous_run
+from pipelines.model.score import add_reasons, reason_reference, score_pd_frame
+from pipelines.stages.inputs import read_decide_inputs, read_shard_file
+from pipelines.stages.score import acted_on_tonight, previous_pd_of
+from pipelines.store import lake
 from pipelines.store.zones import (
-    DECISIONS_ZONE, FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE, SCORES_FILE, SCORES_ZONE, decisions_dir,
+    DECISIONS_ZONE, FEATURES_FILE, FEATURES_ZONE, SCORES_FILE, SCORES_ZONE, decisions_dir,
     scores_dir, shard_dir,
 )
 
@@ -59,25 +58,6 @@ SHARD_DECISION_FILES = ("limits.parquet", "collection_cases.parquet", "hardship_
 
 class ShardsIncompleteError(RuntimeError):
     """A merge was asked for before every shard of the date was complete."""
-
-
-def read_shard_file(
-    root: Path, zone: str, as_of: dt.date, name: str, shard: int, n_shards: int,
-    columns: Sequence[str] | None = None,
-) -> pl.DataFrame:
-    """One file of a zone for one shard: the shard's own partition, else the merged one filtered."""
-    own = shard_dir(root, zone, as_of, shard, n_shards)
-    part = own if n_shards > 1 and lake.is_complete(own) else lake.derived_partition(root, zone, as_of)
-    if not lake.is_complete(part):
-        raise FileNotFoundError(f"partition {part} is missing or incomplete (no {lake.SUCCESS})")
-    scan = pl.scan_parquet(part / name)
-    if columns is not None:
-        scan = scan.select(*dict.fromkeys(columns))
-    return (scan if part == own else filter_shard(scan, shard, n_shards)).collect()
-
-
-def _read_filtered(files: list[Path], shard: int, n_shards: int) -> pl.DataFrame:
-    return filter_shard(pl.scan_parquet(files), shard, n_shards).collect()
 
 
 def _complete_shards(root: Path, zone: str, as_of: dt.date, n_shards: int) -> list[Path]:
@@ -145,9 +125,10 @@ def score_shard(
     # Reasons are judged against the whole book's reference, not the shard's: any shard count, same reasons.
     book = _whole_book(root, FEATURES_ZONE, as_of, FEATURES_FILE, n_shards)
     reference = reason_reference(book, model_features(booster))
-    scores = score_accounts(
-        booster, features, definition, version, cfg.model.reason_code_method, previous_pd, reference
-    )
+    scored = score_pd_frame(booster, features, definition, version)
+    acted = acted_on_tonight(root, as_of, cfg, scored, shard, n_shards)
+    scores = add_reasons(booster, features, scored, definition, cfg.model.reason_code_method, previous_pd,
+                         reference, acted)
     return lake.publish_frames(shard_dir(root, SCORES_ZONE, as_of, shard, n_shards), {SCORES_FILE: scores})
 
 
@@ -177,23 +158,11 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
 
     The inputs are those of :func:`pipelines.stages.night.stage_decide`, restricted to the shard's accounts.
     """
-
-    def shard_of(zone: str, name: str) -> pl.DataFrame:
-        return read_shard_file(root, zone, as_of, name, shard, n_shards)
-
-    accounts_part = zones.curated(root, "accounts", as_of)
-    if not lake.is_complete(accounts_part):
-        raise FileNotFoundError(f"partition {accounts_part} is missing or incomplete (no {lake.SUCCESS})")
-    accounts = _read_filtered(lake.parquet_files(accounts_part), shard, n_shards)
-    features = shard_of(FEATURES_ZONE, FEATURES_FILE)
-    installments = shard_of(LEDGER_ZONE, "installments.parquet")
-    ledger_accounts = shard_of(LEDGER_ZONE, "accounts.parquet")
-    scores = shard_of(SCORES_ZONE, SCORES_FILE)
-    previous_scores, history = read_previous_run(root, as_of, shard, n_shards)
-    holds = read_pending_holds(root, as_of, cfg, shard, n_shards)
-    decided = decide_frames(
-        as_of, cfg, accounts, features, installments, ledger_accounts, scores, previous_scores, history, holds
-    )
+    inputs = read_decide_inputs(root, as_of, cfg, shard, n_shards)
+    scores = read_shard_file(root, SCORES_ZONE, as_of, SCORES_FILE, shard, n_shards)
+    decided = decide_frames(as_of, cfg, inputs.accounts, inputs.features, inputs.installments, inputs.ledger_accounts,
+                            scores, inputs.previous_scores, inputs.history, inputs.holds)
+    require_exact_reasons(scores, *decided[:3], cfg)
     frames = dict(zip(SHARD_DECISION_FILES, decided, strict=True))
     return lake.publish_frames(shard_dir(root, DECISIONS_ZONE, as_of, shard, n_shards), frames)
 

@@ -1,0 +1,68 @@
+"""What the decide step reads for night D, for the whole book or one account-hash shard, in one place.
+
+The score stage reads the same inputs to decide once before it computes reason codes (exact ones where a
+decision will be read: :func:`pipelines.stages.score.acted_on_tonight`), and the decide stage reads them
+to decide for real; one reader keeps the two from ever deciding on different inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import polars as pl
+
+from pipelines.config.settings import RisklineConfig
+from pipelines.domain.sharding import filter_shard
+from pipelines.store import lake, zones
+from pipelines.store.readers import read_pending_holds, read_previous_run
+from pipelines.store.zones import FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE, shard_dir
+
+
+def read_shard_file(
+    root: Path, zone: str, as_of: dt.date, name: str, shard: int, n_shards: int,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """One file of a zone for one shard: the shard's own partition, else the merged one filtered."""
+    own = shard_dir(root, zone, as_of, shard, n_shards)
+    part = own if n_shards > 1 and lake.is_complete(own) else lake.derived_partition(root, zone, as_of)
+    if not lake.is_complete(part):
+        raise FileNotFoundError(f"partition {part} is missing or incomplete (no {lake.SUCCESS})")
+    scan = pl.scan_parquet(part / name)
+    if columns is not None:
+        scan = scan.select(*dict.fromkeys(columns))
+    return (scan if part == own else filter_shard(scan, shard, n_shards)).collect()
+
+
+class DecideInputs(NamedTuple):
+    """Night D's inputs of :func:`pipelines.domain.decide.decide_frames`, scores aside."""
+
+    accounts: pl.DataFrame
+    features: pl.DataFrame
+    installments: pl.DataFrame
+    ledger_accounts: pl.DataFrame
+    previous_scores: pl.DataFrame | None
+    history: pl.DataFrame
+    holds: pl.DataFrame
+
+
+def read_decide_inputs(
+    root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int = 0, n_shards: int = 1
+) -> DecideInputs:
+    """The curated snapshot, features, ledger, previous run and holds of D for ``shard`` of ``n_shards``."""
+    accounts_part = zones.curated(root, "accounts", as_of)
+    if not lake.is_complete(accounts_part):
+        raise FileNotFoundError(f"partition {accounts_part} is missing or incomplete (no {lake.SUCCESS})")
+    accounts = filter_shard(lake.scan_parquet(lake.parquet_files(accounts_part)), shard, n_shards).collect()
+    previous_scores, history = read_previous_run(root, as_of, shard, n_shards)
+    return DecideInputs(
+        accounts=accounts,
+        features=read_shard_file(root, FEATURES_ZONE, as_of, FEATURES_FILE, shard, n_shards),
+        installments=read_shard_file(root, LEDGER_ZONE, as_of, "installments.parquet", shard, n_shards),
+        ledger_accounts=read_shard_file(root, LEDGER_ZONE, as_of, "accounts.parquet", shard, n_shards),
+        previous_scores=previous_scores,
+        history=history,
+        holds=read_pending_holds(root, as_of, cfg, shard, n_shards),
+    )
