@@ -14,9 +14,9 @@ approximations (``approx_contribs``) one root-to-leaf walk per tree. Measured pe
 demo model (300 trees, depth 4, 47 features, nthread 2, on a busy 2-core machine): PD 0.8 s, approx
 3.5 s, exact 22 s; approx names the same first reason as exact for only ~74% of accounts, so it is not
 good enough to show a customer. ``model.reason_code_method: mixed`` therefore spends exact SHAP where a
-reason may be shown (adverse action, collections) and the approximation elsewhere; the
-``reason_method`` column says which was used, and the decisions stage can call :func:`reason_codes`
-for exact ones on any account it acts on.
+reason is shown: the score stage decides first (actions never depend on reasons) and passes the accounts
+acted on as ``acted_on`` (:func:`add_reasons`), plus where the definition expects an action; the
+approximation elsewhere. The ``reason_method`` column says which was used; decide checks it.
 
 Only :func:`run_scoring` at the bottom touches the disk.
 """
