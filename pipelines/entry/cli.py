@@ -21,7 +21,8 @@ from pipelines.config.settings import ConfigError, RisklineConfig, config_path, 
 from pipelines.entry.airflow import quiet_third_party_logs
 from pipelines.errors import IngestError
 from pipelines.model.metrics import LeakageSuspectedError
-from pipelines.quality.validate import results_dir, validate_date
+from pipelines.quality.data_docs import results_dir
+from pipelines.quality.validate import validate_date
 from pipelines.stages.features import IncompleteHistoryError
 from pipelines.stages.ingest import ingest_date, judge_range
 from pipelines.stages.night import RunLockedError, RunOptions, dry_run_root, run_night
@@ -124,7 +125,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     ranged = None
     for i, day in enumerate(dates, 1):
         if len(dates) > 1 and (ranged is None or day not in ranged.days):
-            # a range validates its row rules in one GX pass per chunk of dates (validate.RangeValidation)
+            # a range validates its row rules in one GX pass per chunk of dates (range_pass.RangeValidation)
             ranged = judge_range(root, dates[i - 1:], cfg, datasets, ranged)
         # (published nights live on a local root only: on an object store there is nothing to mark stale;
         # an unknown dataset name is refused by ingest_date, before any path is built from it)
