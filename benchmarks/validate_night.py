@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipelines.stages import ingest
 from pipelines.store import drops
-from pipelines.quality import validate
+from pipelines.quality import gx_engine, read_references, references, validate
 from pipelines.config.settings import load_config
 
 
@@ -33,14 +33,14 @@ def _best(fn, repeat: int = 3) -> float:
 
 def _with_view(convert, run) -> tuple[float, str]:
     """Time ``run`` with validate.py's value view replaced by another conversion."""
-    original = validate.to_value_view
-    validate.to_value_view = convert
+    original = gx_engine.to_value_view
+    gx_engine.to_value_view = convert
     try:
         took = _best(run, repeat=2)
         broken = [o.rule for o in _last[0].report.outcomes if o.observed and str(o.observed).startswith("error")]
         return took, ",".join(broken)
     finally:
-        validate.to_value_view = original
+        gx_engine.to_value_view = original
 
 
 _last: list = [None]
@@ -49,7 +49,7 @@ _last: list = [None]
 def main(root: Path, day: dt.date) -> None:
     cfg = load_config()
     t0 = time.perf_counter()
-    validate._engine()
+    gx_engine.load_engine()
     print(f"GX import + context + suites: {time.perf_counter() - t0:.2f} s (once per process)")
     print("conversion = polars -> pandas of the columns the suite reads; validate = GX on that frame")
     print(f"{'dataset':<13}{'rows':>10} | {'to_pandas':>9}{'arrow':>7}{'view':>7} | "
@@ -57,12 +57,12 @@ def main(root: Path, day: dt.date) -> None:
     in_flight = {}
     for name in ("accounts", "installments", "payments", "behaviour"):
         frame = drops.read_landing(root, name, day, cfg)
-        refs = validate.load_references(root, name, day, cfg, frame, in_flight)
-        flagged = validate.add_reference_flags(frame, refs)
-        cols = [c for c in flagged.columns if c in set(validate.suite_columns(name))]
+        refs = read_references.load_references(root, name, day, cfg, frame, in_flight)
+        flagged = references.add_reference_flags(frame, refs)
+        cols = [c for c in flagged.columns if c in set(gx_engine.suite_columns(name))]
         plain = _best(lambda: flagged.select(cols).to_pandas())
         arrow = _best(lambda: flagged.select(cols).to_pandas(use_pyarrow_extension_array=True))
-        view = _best(lambda: validate.to_value_view(flagged, cols))
+        view = _best(lambda: gx_engine.to_value_view(flagged, cols))
         result = None
 
         def run() -> None:

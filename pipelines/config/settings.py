@@ -270,63 +270,16 @@ class StrategyTest(_Section):
         return self
 
 
-_DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
-    "en": {
-        "freeze": "New draws on your credit line are paused because a repayment is {dpd} days overdue. "
-                  "Repay the overdue amount of {overdue_amount} CNY and keep your account current for "
-                  "{unfreeze_days} days to lift the pause.",
-        "decrease": "Your credit line was lowered from {previous_limit} CNY to {new_limit} CNY because "
-                    "{behaviour}. Repaying on time over the coming months can restore it at a later review.",
-        "unfreeze": "Your credit line of {new_limit} CNY is available again because your account has been "
-                    "current for {days_current} days. A repayment {freeze_dpd} days overdue would pause it again.",
-        "increase": "Your credit line was raised from {previous_limit} CNY to {new_limit} CNY because "
-                    "{behaviour}. Late repayments could lower it again.",
-        "hold": "Your credit line stays at {new_limit} CNY. Repaying on time and using your line regularly "
-                "can qualify you for an increase.",
-        "hold_frozen": "New draws on your credit line remain paused. Keep your account current for "
-                       "{unfreeze_days} days to lift the pause.",
-        "hold_payment_pending": "We have received a payment from you that is still being applied to your "
-                                "account, so your credit line stays as it is ({new_limit} CNY) for now. We will "
-                                "review it once the payment is applied.",
-    },
-    "zh": {
-        "freeze": "由于您有一笔还款已逾期{dpd}天，您的额度已暂停使用。请还清逾期金额{overdue_amount}元，"
-                  "并保持连续{unfreeze_days}天无逾期，即可恢复使用。",
-        "decrease": "由于{behaviour}，您的额度已由{previous_limit}元调整为{new_limit}元。"
-                    "未来几个月按时还款，后续评估时额度有望恢复。",
-        "unfreeze": "您的账户已连续{days_current}天无逾期，{new_limit}元额度已恢复使用。"
-                    "如还款逾期达{freeze_dpd}天，额度将再次暂停。",
-        "increase": "由于{behaviour}，您的额度已由{previous_limit}元提升至{new_limit}元。逾期还款可能导致额度下调。",
-        "hold": "您的额度保持{new_limit}元不变。按时还款并合理使用额度，有机会获得提额。",
-        "hold_frozen": "您的额度仍处于暂停状态。保持连续{unfreeze_days}天无逾期，即可恢复使用。",
-        "hold_payment_pending": "我们已收到您的一笔还款，正在入账处理中，您的额度暂时保持不变（{new_limit}元）。"
-                                "入账完成后我们将重新评估。",
-    },
-}
-_DEFAULT_PHRASES: dict[str, dict[str, str]] = {
-    "en": {
-        "PAST_DUE": "a repayment of yours is past due",
-        "GRADE_DOWNGRADE": "your recent repayment and spending pattern raised your credit risk",
-        "PD_RISE": "your recent repayment and spending pattern raised your credit risk",
-        "GOOD_PAYMENT_HISTORY": "you have repaid on time and used your line regularly",
-        "MODEL_FALLBACK": "your recent account activity raised your credit risk",
-    },
-    "zh": {
-        "PAST_DUE": "您有账单逾期未还",
-        "GRADE_DOWNGRADE": "您近期的还款和消费情况显示信用风险上升",
-        "PD_RISE": "您近期的还款和消费情况显示信用风险上升",
-        "GOOD_PAYMENT_HISTORY": "您一直按时还款并合理使用额度",
-        "MODEL_FALLBACK": "您近期的账户情况显示信用风险上升",
-    },
-}
-
-
 class ExplanationConfig(_Section):
-    """Customer-facing sentences: templates per language and action, phrases per policy code."""
+    """Customer-facing sentences: templates per language and action, phrases per policy code.
+
+    The texts have no defaults here: ``riskline.yaml`` (``policy.explanations``) is their one source, and a
+    config file without them fails to load, naming the missing key.
+    """
 
     default_language: Literal["en", "zh"] = "zh"  # when the accounts snapshot carries no language
-    templates: dict[str, dict[str, str]] = _DEFAULT_TEMPLATES
-    phrases: dict[str, dict[str, str]] = _DEFAULT_PHRASES
+    templates: dict[str, dict[str, str]]
+    phrases: dict[str, dict[str, str]]
 
     @model_validator(mode="after")
     def _complete(self) -> ExplanationConfig:
@@ -367,7 +320,7 @@ class PolicyConfig(_Section):
     unfreeze: UnfreezeRule = UnfreezeRule()
     increase: IncreaseRule = IncreaseRule()
     strategy_test: StrategyTest = StrategyTest()
-    explanations: ExplanationConfig = ExplanationConfig()
+    explanations: ExplanationConfig  # no default: the customer texts live in riskline.yaml alone
 
     def grade_rank(self, grade: str, where: str) -> int:
         if grade not in self.grades:
@@ -499,9 +452,9 @@ class HardshipConfig(_Section):
 
 
 class VolumeBand(_Section):
-    """How many rows a drop should hold, from what is known before it arrives (pipelines/quality/validate.py).
+    """How many rows a drop should hold, from what is known before it arrives (pipelines/quality/references.py).
 
-    Each dataset's count follows a driver known independently of its drop (``validate.VOLUME_DRIVERS``: the
+    Each dataset's count follows a driver known independently of its drop (``references.VOLUME_DRIVERS``: the
     previous snapshot's open accounts, loans falling due per the curated schedule, today's open accounts,
     today's cash draws). Expected = today's driver x the lowest rows-per-driver ratio of the trailing
     curated days (the quietest weekday and month-end in the window are in that minimum); fewer rows than
@@ -573,7 +526,7 @@ class RisklineConfig(_Section):
     ingest: IngestConfig
     model: ModelConfig = ModelConfig()
     labels: LabelsConfig = LabelsConfig()
-    policy: PolicyConfig = PolicyConfig()
+    policy: PolicyConfig  # required: its explanations (customer texts) have no defaults
     collections: CollectionsConfig = CollectionsConfig()
     hardship: HardshipConfig = HardshipConfig()
     pending_payments: PendingPaymentsConfig = PendingPaymentsConfig()

@@ -14,35 +14,22 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import Any
 
 from pipelines.config.location import is_remote
 from pipelines.config.settings import ConfigError, RisklineConfig, config_path, load_config
 from pipelines.entry.airflow import quiet_third_party_logs
+from pipelines.entry.cli_args import CliError, parse_date
+from pipelines.entry.cli_model import add_model_commands, model_next_step
 from pipelines.errors import IngestError
-from pipelines.model.metrics import LeakageSuspectedError
-from pipelines.quality.validate import results_dir, validate_date
-from pipelines.stages.features import IncompleteHistoryError
+from pipelines.quality.data_docs import results_dir
+from pipelines.quality.validate import validate_date
 from pipelines.stages.ingest import ingest_date, judge_range
 from pipelines.stages.night import RunLockedError, RunOptions, dry_run_root, run_night
 from pipelines.store import chain, lake, zones
 from pipelines.store.chain import ChainError
-from pipelines.store.publish import PublishIncompleteError, describe_latest, read_latest
+from pipelines.store.publish import PublishIncompleteError, describe_latest
 from pipelines.vocab import DATASETS
-
-if TYPE_CHECKING:  # the registry imports xgboost: kept out of `riskline --help`
-    from pipelines.model.registry import ModelRecord, ModelRegistry
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (want YYYY-MM-DD): {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -71,9 +58,9 @@ def _dates(args: argparse.Namespace, single: str = "date") -> list[dt.date]:
 
 
 def _add_date_range(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--date", type=_date, help="one business date, YYYY-MM-DD")
-    p.add_argument("--from-date", type=_date, help="first business date of a range (inclusive)")
-    p.add_argument("--to-date", type=_date, help="last business date of a range (inclusive)")
+    p.add_argument("--date", type=parse_date, help="one business date, YYYY-MM-DD")
+    p.add_argument("--from-date", type=parse_date, help="first business date of a range (inclusive)")
+    p.add_argument("--to-date", type=parse_date, help="last business date of a range (inclusive)")
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -124,7 +111,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     ranged = None
     for i, day in enumerate(dates, 1):
         if len(dates) > 1 and (ranged is None or day not in ranged.days):
-            # a range validates its row rules in one GX pass per chunk of dates (validate.RangeValidation)
+            # a range validates its row rules in one GX pass per chunk of dates (range_pass.RangeValidation)
             ranged = judge_range(root, dates[i - 1:], cfg, datasets, ranged)
         # (published nights live on a local root only: on an object store there is nothing to mark stale;
         # an unknown dataset name is refused by ingest_date, before any path is built from it)
@@ -187,134 +174,6 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
     return 1 if failures else 0
 
 
-def _cli_next_step(exc: BaseException) -> str:
-    """The next step of a model or registry error, in this tool's words (the DAG's are in orchestration)."""
-    # why: keeps xgboost out of `riskline --help` and the light commands
-    from pipelines.model.registry import NoChampionError
-
-    if isinstance(exc, NoChampionError):
-        return (" -> train one for a date on or before it (`riskline train --as-of D`), promote a reviewed version "
-                "(`riskline model promote V --reason ...`; `riskline model list` shows them), or pass "
-                "--model-version V")
-    return ""
-
-
-def cmd_train(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    # why: keeps xgboost out of `riskline --help` and the light commands
-    from pipelines.model.registry import NoChampionError
-    # why: keeps xgboost out of `riskline --help` and the light commands
-    from pipelines.model.fit import InsufficientHistoryError
-    # why: keeps xgboost out of `riskline --help` and the light commands
-    from pipelines.stages.train import run_training
-
-    try:
-        result = run_training(root, args.as_of, cfg)
-    except (LeakageSuspectedError, NoChampionError, InsufficientHistoryError) as exc:
-        print(f"error: {exc}{_cli_next_step(exc)}", file=sys.stderr)
-        return 1
-    print(result.describe())
-    return 0
-
-
-def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    # why: keeps xgboost out of `riskline --help` and the light commands
-    from pipelines.model.registry import RegistryError
-    # why: keeps xgboost out of `riskline --help` and the light commands
-    from pipelines.stages.score import run_scoring
-
-
-    try:
-        path = run_scoring(root, args.as_of, cfg, model_version=args.model_version)
-    except RegistryError as exc:
-        raise CliError(f"{exc}{_cli_next_step(exc)}") from None
-    except IncompleteHistoryError as exc:  # no features of D, and the curated data to build them is missing
-        raise CliError(f"no features for {args.as_of} and none can be built: {exc} -> ingest the date first "
-                       f"(`riskline ingest --date {args.as_of}`), or run the whole night: "
-                       f"`riskline run --as-of {args.as_of}`") from None
-    scores = lake.read_partition(path)
-    grades = scores.group_by("grade").len().sort("grade")
-    mix = "  ".join(f"{g}:{n}" for g, n in grades.iter_rows())
-    version = scores["model_version"][0] if scores.height else args.model_version
-    exact = int((scores["reason_method"] == "exact").sum())
-    print(f"scored {scores.height} accounts on {args.as_of} with {version} -> {path}")
-    print(f"grades {mix}; mean PD {scores['pd'].mean() or 0:.4f}; exact reason codes for {exact} accounts")
-    return 0
-
-
-def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    import json
-
-    # why: keeps xgboost out of `riskline --help` and the light commands
-    from pipelines.model.registry import ModelRegistry, RegistryError
-
-    registry = ModelRegistry(root)
-    # Wall-clock time is read here, at the edge, only to stamp manual actions.
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    today = now.astimezone(cfg.business.tz).date()
-    try:
-        if args.model_command == "list":
-            champion = registry.champion()
-            for version in registry.versions():
-                rec = registry.record(version)
-                oot = rec.metrics["oot"]
-                flag = "*" if version == champion else " "
-                verdict = "passed" if rec.gate["promote"] else "rejected"
-                print(f"{flag} {version}  OOT AUC {oot['auc']:.4f}  KS {oot['ks']:.4f}  "
-                      f"cal.err {oot['calibration_error']:.4f}  gate {verdict}")
-            for event in registry.history():
-                print(f"  history #{event.seq}: {event.version} from {event.effective_from} "
-                      f"({event.action}: {event.reason})")
-        elif args.model_command == "show":
-            rec = registry.record(args.version)
-            if args.json:
-                shown = {
-                    "version": rec.version,
-                    "champion_now": registry.champion() == rec.version,
-                    "manifest": {k: v for k, v in rec.manifest.items() if k not in ("inputs", "definition")},
-                    "oot": {k: v for k, v in rec.metrics["oot"].items() if k != "score_reference"},
-                    "stability": rec.metrics["stability"],
-                    "gate": rec.gate,
-                }
-                print(json.dumps(shown, indent=1, default=str))
-            else:
-                print(describe_model(rec, registry))
-        elif args.model_command == "promote":
-            event = registry.set_champion(args.version, args.effective_from or today, "manual_promote",
-                                          args.reason, recorded_at=now.isoformat())
-            print(f"champion from {event.effective_from}: {event.version} (history #{event.seq})")
-        else:
-            event = registry.rollback(_rollback_date(args, root), args.reason, recorded_at=now.isoformat())
-            print(f"rolled back: champion from {event.effective_from} is {event.version} (history #{event.seq})")
-            _say_rollback_reruns(root, event.effective_from)
-        if args.model_command in ("promote", "rollback") and registry.champion() != event.version:
-            # effective dates order the history, not the order of typing: say who serves latest
-            print(f"note: a later-dated history entry keeps {registry.champion()} serving from its date on")
-    except RegistryError as exc:
-        raise CliError(str(exc)) from None
-    return 0
-
-
-def _rollback_date(args: argparse.Namespace, root: Path) -> dt.date:
-    """A rollback serves from ``--effective-from``, else from the latest published business date: the
-    night published with the model being rolled back is itself rerun with the reinstated one."""
-
-    if args.effective_from is not None:
-        return args.effective_from
-    latest = read_latest(root)
-    if latest is None:
-        raise CliError("nothing is published yet, so there is no night to roll back from: "
-                       "give --effective-from YYYY-MM-DD (the first business date the previous champion serves)")
-    return latest
-
-
-def _say_rollback_reruns(root: Path, since: dt.date) -> None:
-
-    nights = [n for n in chain.published_nights(root) if n >= since]
-    if nights:
-        print(f"published nights {nights[0]}..{nights[-1]} were decided with the rolled-back model: rerun them "
-              f"in order to republish them with the reinstated one: `riskline rebuild --from {nights[0]}`")
-
-
 def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
     options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
@@ -338,7 +197,7 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
             print(f"error: run for {as_of} failed: {exc}", file=sys.stderr)
             return 1
         except Exception as exc:  # the stage's own error says what failed and what to do next
-            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}{_cli_next_step(exc)}", file=sys.stderr)
+            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}{model_next_step(exc)}", file=sys.stderr)
             if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
                 print(f"the outputs of {as_of} were published; only the report failed: fix it and run "
                       f"`riskline report --as-of {as_of}`", file=sys.stderr)
@@ -427,40 +286,6 @@ def describe_run(result, root: Path) -> str:
     return "\n".join(lines)
 
 
-def describe_model(rec: ModelRecord, registry: ModelRegistry) -> str:
-    """``riskline model show``: one screen about a registered version (``--json`` has every field)."""
-    man, oot, gate = rec.manifest, rec.metrics.get("oot", {}), rec.gate
-    window = man.get("training_window", {})
-    rows = man.get("rows", {})
-
-    def metrics(m: dict) -> str:
-        shown = [f"{label} {m[k]:.4f}" for k, label in (("auc", "AUC"), ("ks", "KS"),
-                 ("calibration_error", "calibration error")) if isinstance(m.get(k), int | float)]
-        return ", ".join(shown) or "none recorded"
-
-    lines = [f"model {rec.version}" + ("  (champion now)" if registry.champion() == rec.version else "")]
-    lines.append(f"  trained on the night of {man.get('as_of', '?')}: {man.get('trees', '?')} trees (best "
-                 f"iteration {man.get('best_iteration', '?')}), sample rate {man.get('training_sample_rate', '?')}")
-    if window:
-        fit = window.get("fit_dates") or []
-        lines.append(f"  snapshots: fit {len(fit)} ({fit[0]} .. {fit[-1]}), early stopping "
-                     f"{len(window.get('early_stopping_dates') or [])}, out-of-time {window.get('oot_date')}"
-                     if fit else f"  out-of-time snapshot {window.get('oot_date')}")
-    if rows:
-        lines.append("  rows: " + ", ".join(f"{name} {r['rows']:,} ({r['bads']:,} bad)" for name, r in rows.items()))
-    lines.append(f"  OOT: {metrics(oot)}")
-    champion = rec.metrics.get("champion_on_same_oot")
-    if champion:
-        lines.append(f"  champion on the same OOT: {metrics(champion)}")
-    lines.append(f"  gate: {gate.get('summary') or ('passed' if gate.get('promote') else 'rejected')}")
-    for event in registry.history():
-        if event.version == rec.version:
-            lines.append(f"  champion from {event.effective_from} ({event.action}: {event.reason})")
-    lines.append(f"  code {man.get('code_version', '?')}, xgboost {man.get('xgboost_version', '?')}; "
-                 f"every field: riskline model show {rec.version} --json")
-    return "\n".join(lines)
-
-
 def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.report.summary import describe_published
@@ -508,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--accounts", type=_positive_int, default=20_000, help="accounts at the end (default 20000)")
     p.add_argument("--days", type=_positive_int, default=365, help="days of history (default 365)")
-    p.add_argument("--end-date", type=_date, help="last business date, YYYY-MM-DD (required)")
+    p.add_argument("--end-date", type=parse_date, help="last business date, YYYY-MM-DD (required)")
     p.add_argument("--seed", type=int, default=7, help="random seed (same args -> same bytes)")
     p.add_argument("--faults", default="", help="defects to inject: KIND@DATE,...")
     p.add_argument("--profile", choices=("default", "card"), default="default",
@@ -547,44 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_date_range(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser(
-        "train",
-        help="nightly PD retrain: train a challenger, evaluate it, register it, promote it if it passes",
-        description="Train on the matured weekly snapshots before D - labels.gap_days - labels.horizon_days, "
-        "recalibrate on the newest of them, judge on that "
-        "out-of-time snapshot, register the model in DATA_ROOT/registry and make it champion from D if it "
-        "passes the promotion gate (models/pd_model.yaml). Exit 1 on a leakage suspicion or when no model "
-        "could serve.",
-    )
-    p.add_argument("--as-of", type=_date, required=True, help="run date D, YYYY-MM-DD")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser(
-        "score",
-        help="PD, score, grade and reason codes for every active/frozen account on D",
-        description="Score with the champion serving on D (or --model-version) and replace "
-        "DATA_ROOT/scores/as_of_date=D atomically.",
-    )
-    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
-    p.add_argument("--model-version", help="pin a registered version instead of the champion on D")
-    p.set_defaults(func=cmd_score)
-
-    p = sub.add_parser("model", help="inspect the model registry; promote or roll back by hand")
-    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    msub.add_parser("list", help="registered versions (* = champion) and the champion history")
-    q = msub.add_parser("show", help="one version's OOT metrics, gate decision and champion history")
-    q.add_argument("version")
-    q.add_argument("--json", action="store_true", help="every field: manifest, OOT metrics, stability, gate")
-    q = msub.add_parser("promote", help="make a version champion (recorded with time and reason)")
-    q.add_argument("version")
-    q.add_argument("--reason", required=True, help="why (kept in the champion history)")
-    q.add_argument("--effective-from", type=_date, help="business date it serves from (default: today)")
-    q = msub.add_parser("rollback", help="reinstate the previous champion (recorded with time and reason)")
-    q.add_argument("--reason", required=True, help="why (kept in the champion history)")
-    q.add_argument("--effective-from", type=_date,
-                   help="business date it serves from (default: the latest published business date, so a rerun of "
-                   "that night uses the reinstated champion)")
-    p.set_defaults(func=cmd_model)
+    add_model_commands(sub)
 
     p = sub.add_parser(
         "run",
@@ -594,9 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the four outputs with a run manifest to DATA_ROOT/outputs (all-or-nothing). With --from-date/--to-date, "
         "every night of the range in order, stopping at the first that fails.",
     )
-    p.add_argument("--as-of", type=_date, help="business date D, YYYY-MM-DD")
-    p.add_argument("--from-date", type=_date, help="first business date of a range of nights (inclusive)")
-    p.add_argument("--to-date", type=_date, help="last business date of a range of nights (inclusive)")
+    p.add_argument("--as-of", type=parse_date, help="business date D, YYYY-MM-DD")
+    p.add_argument("--from-date", type=parse_date, help="first business date of a range of nights (inclusive)")
+    p.add_argument("--to-date", type=parse_date, help="last business date of a range of nights (inclusive)")
     p.add_argument("--no-retrain", action="store_true", help="score with the champion serving on D")
     p.add_argument("--model-version", help="pin a registered model version (implies no retrain)")
     p.add_argument("--dry-run", action="store_true",
@@ -613,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
         "another, each reading the limit history the one before it just left; stale marks clear as each "
         "night is republished. Scores with the champion serving on each date unless --retrain.",
     )
-    p.add_argument("--from", dest="from_date", type=_date, required=True, help="first night to rerun, YYYY-MM-DD")
-    p.add_argument("--to", dest="to_date", type=_date, help="last night (default: the newest night in the lake)")
+    p.add_argument("--from", dest="from_date", type=parse_date, required=True, help="first night to rerun, YYYY-MM-DD")
+    p.add_argument("--to", dest="to_date", type=parse_date, help="last night (default: the newest night in the lake)")
     p.add_argument("--retrain", action="store_true", help="retrain on each night (default: no, like a backfill)")
     p.add_argument("--force-chain", action="store_true", help="allow the first night to start out of order")
     p.set_defaults(func=cmd_rebuild)
@@ -633,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="the short summary of a published night (from its manifest and outputs)")
-    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.add_argument("--as-of", type=parse_date, required=True, help="business date D, YYYY-MM-DD")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser(
@@ -642,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write DATA_ROOT/reports/as_of_date=D/report.html: one self-contained page (data, model, "
         "portfolio, decisions, collections) built from the night's manifest, outputs, registry and ledger.",
     )
-    p.add_argument("--as-of", type=_date, required=True, help="business date D, YYYY-MM-DD")
+    p.add_argument("--as-of", type=parse_date, required=True, help="business date D, YYYY-MM-DD")
     p.set_defaults(func=cmd_report)
 
     return parser

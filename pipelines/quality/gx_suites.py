@@ -20,11 +20,11 @@ Every expectation carries in ``meta``:
 * ``quarantine_reason`` (row level): the reason written on a quarantined row.
 
 Values that depend on the run (the business day's bounds in UTC, product limits, the volume band, null
-share limits) are GX suite parameters (``{"$PARAMETER": name}``) filled in by ``pipelines/quality/validate.py``.
+share limits) are GX suite parameters (``{"$PARAMETER": name}``) filled in by ``pipelines/quality/references.py``.
 GX has no polars engine and does not join: referential integrity is checked on flag columns
-(``account_is_known``, ``loan_is_known``) that validate.py pre-joins in polars.
+(``account_is_known``, ``loan_is_known``) that references.py pre-joins in polars.
 
-Importing this module imports Great Expectations (slow, ~2 s): only validate.py imports it, lazily.
+Importing this module imports Great Expectations (slow, ~2 s): only gx_engine.py and references.py import it, lazily.
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ from pipelines.store.lake import atomic_write_bytes
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 SUITE_NAMES: tuple[str, ...] = DATASETS + OUTPUTS
 
-# Flag columns validate.py adds before GX sees a landing frame (GX cannot join).
+# Flag columns references.py adds before GX sees a landing frame (GX cannot join).
 ACCOUNT_KNOWN = "account_is_known"
 LOAN_KNOWN = "loan_is_known"
 LOAN_OWNED = "loan_is_owned"
 
 # Expectations GX evaluates on the zero-row Arrow-typed view of a frame (exact types); every other
-# expectation runs on the value view (see validate.py for why there are two views).
+# expectation runs on the value view (see gx_engine.py for why there are two views).
 SCHEMA_EXPECTATIONS: frozenset[str] = frozenset(
     {"expect_table_columns_to_match_set", "expect_table_columns_to_match_ordered_list",
      "expect_column_polars_type_to_be"}

@@ -38,7 +38,7 @@ from pipelines.domain.policy import REASON_COLUMNS
 from pipelines.model.metrics import curves_from_record
 from pipelines.model.pd import score_pd
 from pipelines.model.registry import ModelRegistry, RegistryError
-from pipelines.quality.validate import data_docs_dir, results_dir
+from pipelines.quality.data_docs import data_docs_dir, results_dir
 from pipelines.report import plots
 from pipelines.report.render import render_report
 from pipelines.report.sections import (

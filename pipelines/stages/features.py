@@ -19,7 +19,8 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.domain import features
 from pipelines.domain.feature_dictionary import HISTORY_DAYS, KEY_COLUMNS, LIMIT_WINDOWS
 from pipelines.domain.features import build_features, days_before
-from pipelines.domain.ledger import Ledger, build_ledger, reconcile_ledger
+from pipelines.domain.ledger import Ledger, build_ledger
+from pipelines.domain.reconcile import reconcile_ledger
 from pipelines.domain.pending_payments import PendingPayments, resolve_pending_payments
 from pipelines.domain.sharding import filter_shard
 from pipelines.store import lake, zones

@@ -7,7 +7,7 @@ Per dataset and business date D:
    cast only where the cast is lossless (money -> integer cents), extra columns carried;
 3. rows are de-duplicated on the business key, the latest delivery winning (:func:`keep_latest_delivery`);
 4. every dataset of the date is validated by its Great Expectations suite (``pipelines/quality/validate.py``):
-   a critical failure raises :class:`~pipelines.quality.validate.LandingValidationError` (an :class:`IngestError`); rows
+   a critical failure raises :class:`~pipelines.quality.results.LandingValidationError` (an :class:`IngestError`); rows
    breaking a row-level rule (null keys, unknown values, impossible amounts, unknown accounts or loans,
    times outside the business day) within the tolerated share are split off with a ``quarantine_reason``
    (:func:`split_row_defects`);
@@ -31,9 +31,9 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
 from pipelines.domain.conform import Redeliveries, SAMPLE_KEYS, count_reasons, split_redeliveries, split_row_defects
 from pipelines.errors import IngestError
-from pipelines.quality.validate import (  # GX loads on first use
-    LandingValidation, RangeValidation, validate_landing_frames,
-)
+from pipelines.quality.range_pass import RangeValidation  # GX loads on first use
+from pipelines.quality.results import LandingValidation
+from pipelines.quality.validate import validate_landing_frames
 from pipelines.store import lake, zones
 from pipelines.store.drops import Landed, land_partition
 

@@ -20,7 +20,7 @@ from pipelines.stages import ingest
 from pipelines import errors
 from pipelines.domain import conform
 from pipelines.store import lake
-from pipelines.quality import validate
+from pipelines.quality import data_docs, results
 from tools.faults import FAULT_KINDS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"
@@ -67,7 +67,7 @@ def test_good_partition_passes(calendar, lake_root: Path, quiet_cfg):
     results = ingest.ingest_date(lake_root, calendar.clean_day, quiet_cfg)
     assert [r.quarantined for r in results] == [0, 0, 0, 0]
     assert all(r.expectations_failed == 0 for r in results)
-    stored = {p.stem: json.loads(p.read_text()) for p in validate.results_dir(lake_root, calendar.clean_day).glob("*.json")}
+    stored = {p.stem: json.loads(p.read_text()) for p in data_docs.results_dir(lake_root, calendar.clean_day).glob("*.json")}
     assert sorted(stored) == ["accounts", "behaviour", "installments", "payments"]
     # 7 seeded nights precede the clean day: the accounts (~1000 rows) volume band is really checked;
     # payments (~10 a day) are below validation.volume.min_median_rows and skipped with a note.
@@ -117,7 +117,7 @@ def test_duplicate_redelivery_keeps_the_latest_and_says_so(calendar, lake_root: 
     # latest delivery wins: the redelivered channel, not the original one
     assert curated.join(redelivered.select("event_id", "channel"), on="event_id")["channel"].to_list() == \
         redelivered.sort("event_id")["channel"].to_list()
-    report = json.loads((validate.results_dir(lake_root, day) / "behaviour.json").read_text())
+    report = json.loads((data_docs.results_dir(lake_root, day) / "behaviour.json").read_text())
     assert any("redelivered rows dropped" in n for n in report["notes"])
 
 
@@ -142,13 +142,13 @@ def test_critical_failure_leaves_published_partitions_byte_identical(calendar, l
     assert any(f"dt={day.isoformat()}" in k for k in before)
     # A stricter config sees the same 3 rows as a broken extract (no free rows, 0.1% of ~300 < 1).
     strict = _with(quiet_cfg, warning_min_rows=0)
-    with pytest.raises(validate.ValidationError) as err:
+    with pytest.raises(results.ValidationError) as err:
         ingest.ingest_date(lake_root, day, strict)
     assert _digests(lake_root, "curated", "quarantine") == before
     text = str(err.value)
     assert "behaviour dt=" in text and "expect_column_values_to_not_be_null(account_id)" in text
     assert "sample: event_id=" in text and "-> " in text
-    stored = json.loads((validate.results_dir(lake_root, day) / "behaviour.json").read_text())
+    stored = json.loads((data_docs.results_dir(lake_root, day) / "behaviour.json").read_text())
     assert stored["ok"] is False  # the evidence is written even though nothing was published
 
 
@@ -156,7 +156,7 @@ def test_volume_drop_is_critical(calendar, lake_root: Path, quiet_cfg):
     behaviour = _landing(lake_root, "behaviour", calendar.clean_day)
     lake.publish_frames(lake.partition_dir(lake_root, "landing", "behaviour", calendar.clean_day),
                         {"part-00000.parquet": behaviour.head(behaviour.height // 3)})
-    with pytest.raises(validate.ValidationError) as err:
+    with pytest.raises(results.ValidationError) as err:
         ingest.ingest_date(lake_root, calendar.clean_day, quiet_cfg)
     assert [o.rule for r in err.value.reports for o in r.critical] == ["volume_low"]
     assert not lake.partition_dir(lake_root, "curated", "accounts", calendar.clean_day).exists()

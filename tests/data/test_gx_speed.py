@@ -1,6 +1,6 @@
 """Validation's shortcut through GX's per-expectation overhead changes no verdict, row or byte.
 
-``validate._gx_overhead_memoized`` builds each expectation object's configuration once per GX run
+``gx_engine._gx_overhead_memoized`` builds each expectation object's configuration once per GX run
 instead of on each of its ~70 reads, and computes each metric-kwargs id once per distinct plain dict
 instead of ~120 times (together half of GX's CPU time per landing date). The proof that it is only a
 speed-up: a range of dates with every generator fault (quarantined rows, schema drift, critical failures,
@@ -21,7 +21,7 @@ import pytest
 from pipelines.entry import cli
 from pipelines.store import drops
 from pipelines.store import lake
-from pipelines.quality import validate
+from pipelines.quality import gx_engine, read_references, validate
 
 
 def _digests(root: Path, *zones: str) -> dict[str, str]:
@@ -46,7 +46,7 @@ def test_range_ingest_gives_the_same_bytes_with_and_without_the_shortcut(
         root = tmp_path / f"fast={fast}"
         shutil.copytree(seeded_lake, root)
         _break_account_ids(root, first, rows=50)  # beyond what quarantine tolerates: a critical row-level rule
-        monkeypatch.setattr(validate, "_FAST_GX", fast)
+        monkeypatch.setattr(gx_engine, "_FAST_GX", fast)
         assert _ingest_range(root, first, last) == 1  # the critical and undelivered fault days fail
         runs[fast] = _digests(root, *zones)
     assert runs[True] == runs[False]
@@ -74,7 +74,7 @@ def test_each_expectation_object_builds_its_configuration_once_per_run(
     shutil.copytree(seeded_lake, root)
     day = calendar.fault_days["null_keys"]
     frame = drops.read_landing(root, "behaviour", day, quiet_cfg)
-    refs = validate.load_references(root, "behaviour", day, quiet_cfg, frame)
+    refs = read_references.load_references(root, "behaviour", day, quiet_cfg, frame)
     gx_property = Expectation.__dict__["configuration"]
     builds: list[int] = []
 
@@ -85,8 +85,8 @@ def test_each_expectation_object_builds_its_configuration_once_per_run(
     monkeypatch.setattr(Expectation, "configuration", property(counted))
     reports = {}
     for fast in (False, True):
-        validate._schema_results.cache_clear()
-        monkeypatch.setattr(validate, "_FAST_GX", fast)
+        gx_engine._schema_results.cache_clear()
+        monkeypatch.setattr(gx_engine, "_FAST_GX", fast)
         builds.clear()
         reports[fast] = validate.validate_landing(frame, "behaviour", day, quiet_cfg, refs).report.to_json_dict()
         reports[fast]["_counts"] = {"builds": len(builds), "objects": len(set(builds))}
@@ -103,7 +103,7 @@ def test_the_property_is_restored_when_gx_raises(monkeypatch, fails):
 
     gx_property, gx_to_id = Expectation.__dict__["configuration"], IDDict.__dict__["to_id"]
     with pytest.raises(RuntimeError) if fails else _nothing():
-        with validate._gx_overhead_memoized():
+        with gx_engine._gx_overhead_memoized():
             assert Expectation.__dict__["configuration"] is not gx_property
             assert IDDict.__dict__["to_id"] is not gx_to_id
             if fails:

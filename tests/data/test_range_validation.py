@@ -1,7 +1,7 @@
 """A range ingest validates in one GX pass per dataset and still gives every date what it gets alone.
 
 ``riskline ingest --from --to`` judges the row rules of a chunk of dates in one GX run per dataset
-(``validate.RangeValidation``) and builds a clean date's results from a GX-made template instead of
+(``range_pass.RangeValidation``) and builds a clean date's results from a GX-made template instead of
 running GX per date. The proof that this changes nothing: the same range, with every generator fault on
 its own date (quarantined rows, schema drift, critical failures, undelivered drops) and clean dates
 before them, ingested as one range and date by date in separate commands, gives the same validation JSON
@@ -20,7 +20,7 @@ import polars as pl
 
 from pipelines.entry import cli
 from pipelines.store import lake
-from pipelines.quality import validate
+from pipelines.quality import range_pass
 from pipelines.contracts.landing import DATASETS
 
 CLEAN_BEFORE = 6  # dates ingested before the fault dates (their seeded curated history is removed)
@@ -55,7 +55,7 @@ def test_a_range_gives_each_date_the_bytes_and_verdict_it_gets_alone(
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     zones = ("validation", "curated", "quarantine")
     taken: list[tuple[str, dt.date]] = []
-    built = validate.RangeValidation.report_for
+    built = range_pass.RangeValidation.report_for
 
     def counted(self, dataset, day, *args):
         report = built(self, dataset, day, *args)
@@ -63,7 +63,7 @@ def test_a_range_gives_each_date_the_bytes_and_verdict_it_gets_alone(
             taken.append((dataset, day))
         return report
 
-    monkeypatch.setattr(validate.RangeValidation, "report_for", counted)
+    monkeypatch.setattr(range_pass.RangeValidation, "report_for", counted)
     alone = _lake(seeded_lake, tmp_path / "alone", first)
     failed_alone = [d for d in days
                     if cli.main(["--data-root", str(alone), "ingest", "--date", d.isoformat()]) != 0]

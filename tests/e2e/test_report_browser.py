@@ -112,7 +112,7 @@ def test_the_nights_data_docs_read_offline_in_chromium(e2e_lake) -> None:
     # GX Data Docs take their CSS and scripts from CDNs: offline their index was blank and pages unstyled.
     # With every non-file request refused, the index must list the night's validations and a page must be styled.
     sync_api = pytest.importorskip("playwright.sync_api")
-    from pipelines.quality.validate import data_docs_dir
+    from pipelines.quality.data_docs import data_docs_dir
 
     root, as_of, _ = e2e_lake
     site = data_docs_dir(root, as_of)

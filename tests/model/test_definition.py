@@ -44,7 +44,7 @@ def test_a_protected_attribute_in_the_definition_is_refused(tmp_path: Path):
     (tmp_path / "models" / "pd_model.yaml").write_text(
         text.replace("  - {name: dpd, monotone: 1}", "  - {name: dpd, monotone: 1}\n  - {name: gender}")
     )
-    (tmp_path / "riskline.yaml").write_text("ingest: {business_keys: {}}\n")
+    (tmp_path / "riskline.yaml").write_text((REPO / "riskline.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(ConfigError, match="protected attributes"):
         load_model_definition(load_config(tmp_path / "riskline.yaml"))
 

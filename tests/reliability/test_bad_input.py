@@ -32,7 +32,8 @@ from pipelines.store import publish
 from pipelines.config.settings import RisklineConfig
 from tools.faults import DATA_FILE, FAULT_KINDS, REDELIVERY_FILE
 from pipelines.errors import IngestError
-from pipelines.quality.validate import ValidationError, results_dir
+from pipelines.quality.data_docs import results_dir
+from pipelines.quality.results import ValidationError
 
 Outcome = Literal["passed", "deduplicated", "quarantined", "warning", "critical"]
 Deliver = Callable[[Path, PublishedLake, RisklineConfig], None]

@@ -65,3 +65,25 @@ def test_riskline_refuses_the_bad_key_in_one_line(tmp_path: Path, capsys: pytest
     assert code == 2 and err.startswith("error: config file ") and err.count("\n") == 1, err
     assert "ingest.business_keys.payments" in err
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "drop, fragment",
+    [
+        # riskline.yaml is the one source of the customer texts: the settings model has no defaults to fall back on
+        (("policy", "explanations", "templates"), "policy.explanations.templates: Field required"),
+        (("policy", "explanations", "templates", "zh", "freeze"), "explanations.templates.zh lacks ['freeze']"),
+        (("policy", "explanations", "phrases"), "policy.explanations.phrases: Field required"),
+    ],
+)
+def test_a_config_without_a_customer_text_fails_at_load(tmp_path: Path, drop: tuple[str, ...], fragment: str):
+    raw = yaml.safe_load((REPO / "riskline.yaml").read_text())
+    node = raw
+    for part in drop[:-1]:
+        node = node[part]
+    del node[drop[-1]]
+    path = tmp_path / "riskline.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and fragment in str(err.value), str(err.value)

@@ -22,7 +22,7 @@ from pipelines.store import drops
 from pipelines import errors
 from pipelines.store import lake
 from pipelines.stages import night as nightly
-from pipelines.quality import validate
+from pipelines.quality import data_docs, results
 from pipelines.contracts.landing import CONTRACT, DATASETS
 from tools.generate import write_portfolio
 from tools.simulate import GeneratorParams
@@ -57,7 +57,7 @@ def _critical(root: Path, day: dt.date, cfg) -> dict[str, list[str]]:
     """Critical rules per dataset when ingesting ``day`` ({} when it passed)."""
     try:
         ingest.ingest_date(root, day, cfg, data_docs=False)
-    except validate.LandingValidationError as exc:
+    except results.LandingValidationError as exc:
         return {r.name: [o.rule for o in r.critical] for r in exc.reports}
     return {}
 
@@ -84,7 +84,7 @@ def small(small_book: Path, tmp_path: Path) -> Path:
 def test_the_clean_day_of_a_small_book_passes_with_every_volume_judged(small: Path, quiet_cfg) -> None:
     assert _critical(small, END, quiet_cfg) == {}
     for name in DATASETS:
-        stored = json.loads((validate.results_dir(small, END) / f"{name}.json").read_text())
+        stored = json.loads((data_docs.results_dir(small, END) / f"{name}.json").read_text())
         low = {o["rule"]: o for o in stored["outcomes"]}["volume_low"]
         # Old code: every dataset of a 300-account book (median below 200 rows) skipped the check.
         assert low["outcome"] == "passed", (name, stored["notes"])
@@ -217,7 +217,7 @@ def test_a_night_runs_on_the_card_profile_with_the_shipped_config(tmp_path: Path
     accounts = _landed(tmp_path, "accounts", NIGHT)
     assert out["scores"].height == accounts.filter(pl.col("status") != "closed").height
     assert (tmp_path / "outputs" / "_LATEST").read_text().strip() == NIGHT.isoformat()
-    stored = json.loads((validate.results_dir(tmp_path, NIGHT) / "accounts.json").read_text())
+    stored = json.loads((data_docs.results_dir(tmp_path, NIGHT) / "accounts.json").read_text())
     assert any("annual_income not delivered" in n for n in stored["notes"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
@@ -143,8 +144,12 @@ def test_render_template_fills_fields_and_names_a_missing_one():
         render_template("{dpd} days", {"n": pl.col("n")})
 
 
+# The committed texts (riskline.yaml is their one source: ExplanationConfig has no defaults).
+COMMITTED = POLICY.explanations.model_dump()
+
+
 def _templates(**changes: dict) -> dict:
-    base = ExplanationConfig().model_dump()
+    base = copy.deepcopy(COMMITTED)
     for language, texts in changes.items():
         base["templates"][language] = {**base["templates"][language], **texts}
     return base
@@ -157,9 +162,10 @@ def _templates(**changes: dict) -> dict:
         (_templates(en={"hold_forever": "x"}), "unknown keys"),
         (_templates(en={"hold": "Limit {new_limit:>8}"}), "no format specs"),
         (_templates(en={"hold": "Limit {new_limit"}), r"templates\.en\.hold"),
-        ({"templates": {"en": ExplanationConfig().templates["en"]}}, "exactly the languages"),
-        ({"phrases": {"en": {}, "zh": {}}}, r"phrases\.en lacks"),
-        ({"default_language": "fr"}, "default_language"),
+        ({**COMMITTED, "templates": {"en": COMMITTED["templates"]["en"]}}, "exactly the languages"),
+        ({**COMMITTED, "phrases": {"en": {}, "zh": {}}}, r"phrases\.en lacks"),
+        ({**COMMITTED, "default_language": "fr"}, "default_language"),
+        ({k: v for k, v in COMMITTED.items() if k != "templates"}, r"templates\n  Field required"),
     ],
 )
 def test_explanation_config_rejects(config: dict, fragment: str):

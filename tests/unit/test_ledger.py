@@ -15,12 +15,11 @@ from pipelines.domain.ledger import (
     OVERPAID,
     UNKNOWN_LOAN,
     Ledger,
-    LedgerReconciliationError,
     account_worst_dpd,
     build_ledger,
     outstanding_principal_at,
-    reconcile_ledger,
 )
+from pipelines.domain.reconcile import LedgerReconciliationError, reconcile_ledger
 
 D = dt.date
 UTC = dt.timezone.utc

@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from pipelines.contracts.landing import CONTRACT
-from pipelines.domain.ledger import build_ledger, reconcile_ledger
+from pipelines.domain.ledger import build_ledger
+from pipelines.domain.reconcile import reconcile_ledger
 from pipelines.domain.pending_payments import (
     PendingPayments,
     combine_holds,

@@ -1,4 +1,5 @@
-"""Unit tests of pipelines/quality/validate.py on tiny frames (the first test pays the ~2 s GX import)."""
+"""Unit tests of pipelines/quality/validate.py and its parts (references, gx_engine, results) on tiny frames
+(the first test pays the ~2 s GX import)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from pipelines.domain import conform
 from pipelines import errors
-from pipelines.quality import validate
+from pipelines.quality import gx_engine, references, results, validate
 from pipelines.contracts.landing import CONTRACT
 from pipelines.contracts.outputs import to_published
 
@@ -20,7 +21,7 @@ D = decimal.Decimal
 # Shanghai is UTC+8 all year: business day 2026-11-20 runs from 11-19 16:00 to 11-20 16:00 UTC.
 DAY_START = dt.datetime(2026, 11, 19, 16, tzinfo=UTC)
 # L1 is A1's loan, L2 is A2's: a payment of A1 naming L2 pays another customer's loan
-KNOWN = validate.References(accounts=pl.Series(["A1", "A2"]), loans=pl.Series(["L1", "L2"]),
+KNOWN = references.References(accounts=pl.Series(["A1", "A2"]), loans=pl.Series(["L1", "L2"]),
                             loan_owners=pl.DataFrame({"loan_id": ["L1", "L2"], "account_id": ["A1", "A2"]}))
 
 
@@ -44,7 +45,7 @@ def _payments(**overrides) -> pl.DataFrame:
     return conform.conform_to_contract(pl.DataFrame(base), CONTRACT["payments"])
 
 
-def _outcome(report: validate.ValidationReport, rule: str) -> validate.ExpectationOutcome:
+def _outcome(report: results.ValidationReport, rule: str) -> results.ExpectationOutcome:
     (found,) = [o for o in report.outcomes if o.rule == rule]
     return found
 
@@ -69,7 +70,7 @@ def test_tolerated_rows_is_the_share_with_a_floor(cfg, rows: int, tolerated: int
 
 
 def test_business_day_is_the_shanghai_day_in_utc(cfg):
-    params, _, _ = validate.landing_parameters("behaviour", DAY, cfg, validate.References(), rows=1)
+    params, _, _ = references.landing_parameters("behaviour", DAY, cfg, references.References(), rows=1)
     assert params["business_day_start_utc"] == DAY_START
     assert params["business_day_end_utc"] == DAY_START + dt.timedelta(days=1)
     # product.min/max_limit_cny 50 and 50000 CNY, in cents
@@ -79,7 +80,7 @@ def test_business_day_is_the_shanghai_day_in_utc(cfg):
 def _history(today, *ratios, driver=200):
     """A volume history: ``driver`` on every trailing day, with ``ratio x driver`` rows."""
     days = tuple((DAY - dt.timedelta(days=i + 1), round(r * driver), driver) for i, r in enumerate(ratios))
-    return validate.VolumeHistory("open accounts in the day's snapshot", today, days)
+    return references.VolumeHistory("open accounts in the day's snapshot", today, days)
 
 
 @pytest.mark.parametrize(
@@ -95,41 +96,41 @@ def _history(today, *ratios, driver=200):
         (_history(None, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), None),  # driver unknown today
         (None, None),
         # loans one for one with cash draws: the schedule follows them (0.75 x 4 draws x 1 loan each)
-        (validate.VolumeHistory("cash draws", 4, _history(3, *(1.0,) * 7).days, exclusive=True), 3),
+        (references.VolumeHistory("cash draws", 4, _history(3, *(1.0,) * 7).days, exclusive=True), 3),
         # today's cash draws 10x anything in the window (phantom events in behaviour): not a driver to trust
-        (validate.VolumeHistory("cash draws", 40, _history(4, *(1.0,) * 7, driver=4).days, exclusive=True),
+        (references.VolumeHistory("cash draws", 40, _history(4, *(1.0,) * 7, driver=4).days, exclusive=True),
          None),
         # sparse events: 200 accounts x 0.02 = 4 expected; 4 - 3 x 2 < 0, so a quiet (even empty) day passes
-        (validate.VolumeHistory("open accounts", 200, _history(200, *(0.02,) * 7).days, events=True), 0),
+        (references.VolumeHistory("open accounts", 200, _history(200, *(0.02,) * 7).days, events=True), 0),
         # more loans than draws on a trailing day: the schedule does not follow them (a card book)
-        (validate.VolumeHistory("cash draws", 3, ((DAY, 4, 2), *_history(3, *(1.0,) * 7).days), exclusive=True),
+        (references.VolumeHistory("cash draws", 3, ((DAY, 4, 2), *_history(3, *(1.0,) * 7).days), exclusive=True),
          None),
     ],
 )
 def test_expected_rows_follow_the_driver_and_the_quietest_trailing_day(cfg, history, expected):
-    min_rows, note = validate.expected_min_rows(history, cfg.validation.volume)
+    min_rows, note = references.expected_min_rows(history, cfg.validation.volume)
     assert min_rows == expected
     assert ("skipped" in note) == (expected is None)
 
 
 def test_volume_parameters_from_history_or_declared_count(cfg):
-    refs = validate.References(row_counts=(1_000,) * 7, volume=_history(200, *(5.0,) * 7))
-    params, missing, _ = validate.landing_parameters("behaviour", DAY, cfg, refs, rows=1)
+    refs = references.References(row_counts=(1_000,) * 7, volume=_history(200, *(5.0,) * 7))
+    params, missing, _ = references.landing_parameters("behaviour", DAY, cfg, refs, rows=1)
     # 0.75 x 200 x 5 rows each; spike warning at 3 x the median 1000
     assert (params["min_rows"], params["max_rows"]) == (750, 3_000)
     assert missing["declared_rows"][0] == "skipped"  # a plain _SUCCESS declares nothing
-    declared = validate.References(row_counts=(1_000,) * 7, volume=_history(200, *(5.0,) * 7), declared_rows=40)
-    params, missing, notes = validate.landing_parameters("behaviour", DAY, cfg, declared, rows=1)
+    declared = references.References(row_counts=(1_000,) * 7, volume=_history(200, *(5.0,) * 7), declared_rows=40)
+    params, missing, notes = references.landing_parameters("behaviour", DAY, cfg, declared, rows=1)
     assert params["declared_rows"] == 40 and "min_rows" not in params
     assert missing["min_rows"][0] == missing["max_rows"][0] == "skipped"
 
 
 def test_declared_row_count_is_checked_exactly(lenient):
     frame = _behaviour()  # 3 rows
-    refs = validate.References(accounts=KNOWN.accounts, declared_rows=4)
+    refs = references.References(accounts=KNOWN.accounts, declared_rows=4)
     report = validate.validate_landing(frame, "behaviour", DAY, lenient, refs).report
     assert _outcome(report, "volume_declared").outcome == "critical"
-    refs = validate.References(accounts=KNOWN.accounts, declared_rows=3)
+    refs = references.References(accounts=KNOWN.accounts, declared_rows=3)
     assert validate.validate_landing(frame, "behaviour", DAY, lenient, refs).report.ok
 
 
@@ -137,10 +138,10 @@ def test_an_empty_drop_is_judged_by_volume_alone(cfg):
     # Old behaviour: null_share_channel failed on an empty frame (nothing to measure) with the wrong message.
     limits = {"max_null_share": {"behaviour": {"channel": 0.1}}}
     strict = _strict(cfg, **limits)
-    quiet = validate.References(accounts=KNOWN.accounts, volume=_history(0, *(1.0,) * 7))
+    quiet = references.References(accounts=KNOWN.accounts, volume=_history(0, *(1.0,) * 7))
     report = validate.validate_landing(_behaviour().clear(), "behaviour", DAY, strict, quiet).report
     assert report.ok and _outcome(report, "null_share_channel").outcome == "skipped"
-    busy = validate.References(accounts=KNOWN.accounts, volume=_history(200, *(1.0,) * 7))
+    busy = references.References(accounts=KNOWN.accounts, volume=_history(200, *(1.0,) * 7))
     report = validate.validate_landing(_behaviour().clear(), "behaviour", DAY, strict, busy).report
     assert [o.rule for o in report.critical] == ["volume_low"]
 
@@ -155,7 +156,7 @@ def _accounts(**columns) -> pl.DataFrame:
 def test_optional_columns_may_be_absent_or_all_null(cfg, income):
     # riskline.yaml limits annual_income to 60% nulls and region to 5%: a drop without them is still valid
     frame = _accounts() if income is None else _accounts(annual_income=income, region=[None, None])
-    report = validate.validate_landing(frame, "accounts", DAY, cfg, validate.References()).report
+    report = validate.validate_landing(frame, "accounts", DAY, cfg, references.References()).report
     assert report.ok, report.describe()
     assert _outcome(report, "null_share_annual_income_cents").outcome == "skipped"
     assert any("annual_income not delivered" in n and "affordability" in n for n in report.notes)
@@ -163,7 +164,7 @@ def test_optional_columns_may_be_absent_or_all_null(cfg, income):
 
 def test_a_partly_delivered_optional_column_is_still_held_to_its_null_share(cfg):
     frame = _accounts(region=["CN-BJ", None])  # 50% null > validation.max_null_share 5%
-    report = validate.validate_landing(frame, "accounts", DAY, cfg, validate.References()).report
+    report = validate.validate_landing(frame, "accounts", DAY, cfg, references.References()).report
     assert [o.rule for o in report.critical] == ["null_share_region"]
 
 
@@ -173,7 +174,7 @@ def test_value_view_uses_types_gx_vectorises():
         "d": [dt.date(2026, 1, 1)] * 2, "x": pl.Series([D("1.25"), D("2.00")], dtype=pl.Decimal(18, 2)),
         "unused": ["a", "b"],
     })
-    view = validate.to_value_view(frame, {"n", "m", "d", "x"})
+    view = gx_engine.to_value_view(frame, {"n", "m", "d", "x"})
     assert list(view.columns) == ["n", "m", "d", "x"]
     assert [str(t) for t in view.dtypes] == ["int64", "float64", "datetime64[ns]", "float64"]
 
@@ -225,7 +226,7 @@ def test_defect_above_tolerance_is_critical_with_a_sample(cfg):
     # 2 bad rows > max(1, 0.1% of 3): the same defect is now critical
     assert (found.outcome, found.unexpected_count, found.tolerated) == ("critical", 2, 1)
     assert [row["event_id"] for row in found.sample] == ["e1", "e2"]
-    with pytest.raises(validate.ValidationError) as err:
+    with pytest.raises(results.ValidationError) as err:
         result.report.raise_if_critical()
     text = str(err.value)
     assert text.startswith("behaviour dt=2026-11-20")
@@ -234,7 +235,7 @@ def test_defect_above_tolerance_is_critical_with_a_sample(cfg):
 
 
 def test_unreadable_reference_fails_closed_unless_there_is_nothing_to_check(lenient):
-    refs = validate.References(accounts=None, loans=pl.Series(["L1"]), notes={"accounts": "no snapshot"})
+    refs = references.References(accounts=None, loans=pl.Series(["L1"]), notes={"accounts": "no snapshot"})
     report = validate.validate_landing(_payments(), "payments", DAY, lenient, refs).report
     assert _outcome(report, "unknown_account").outcome == "critical"
     assert _outcome(report, "unknown_account").note == "no snapshot"
@@ -297,7 +298,7 @@ def test_good_limits_pass(cfg):
     ],
 )
 def test_bad_limits_refuse_publish(cfg, frame, rule):
-    with pytest.raises(validate.ValidationError) as err:
+    with pytest.raises(results.ValidationError) as err:
         validate.validate_output("limits", frame(), DAY, cfg)
     assert rule in {o.rule for o in err.value.reports[0].critical}
     assert "no published outputs were written" in str(err.value)
@@ -315,7 +316,7 @@ def test_hardship_offer_must_lower_the_instalment(cfg):
 
 def test_output_failures_are_not_upstream_data_problems(cfg):
     # Orchestration treats an IngestError as "fix upstream"; a bad output is our own bug.
-    with pytest.raises(validate.ValidationError) as err:
+    with pytest.raises(results.ValidationError) as err:
         validate.validate_output("limits", _limits(account_id=["A1", "A1"]), DAY, cfg)
     assert not isinstance(err.value, errors.IngestError)
     landing = validate.validate_landing(_behaviour(event_id=["e1", "e1", "e3"]), "behaviour", DAY, _strict(cfg), KNOWN)
