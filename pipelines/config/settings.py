@@ -512,7 +512,8 @@ class ValidationConfig(_Section):
 class ReportConfig(_Section):
     """The nightly run report (pipelines/report/report.py): one self-contained HTML page per business date."""
 
-    shap_sample_accounts: int = Field(2000, ge=1)  # exact TreeSHAP is costly: mean |SHAP| on a stable sample
+    # exact TreeSHAP is costly: training computes the page's mean |SHAP| once, on this many OOT accounts
+    shap_sample_accounts: int = Field(2000, ge=1)
     trend_versions: int = Field(12, ge=1)  # registered model versions shown in the OOT metric trend
     top_features: int = Field(15, ge=1)  # features shown by gain and by mean |SHAP|
     swap_set_rows: int = Field(20, ge=0)  # accounts of the swap set listed on the page

@@ -376,3 +376,13 @@ def curves_from_record(stored: Mapping[str, Any]) -> tuple[tuple[np.ndarray, np.
         np.asarray(ks["population_share"], dtype=np.float64), np.asarray(ks["bad_share"], dtype=np.float64),
         np.asarray(ks["good_share"], dtype=np.float64), float(ks["ks"]), float(ks["at_share"]),
     )
+
+
+def shap_from_record(stored: Mapping[str, Any]) -> tuple[pl.DataFrame, int]:
+    """The mean |SHAP| summary training stored (``importance_shap``, see
+    :func:`pipelines.model.importance.shap_summary`) as ``feature, mean_abs_shap``, largest first (ties by
+    name), with the number of OOT accounts it was computed on.
+    """
+    frame = pl.DataFrame(list(stored["mean_abs"].items()), schema={"feature": pl.String, "mean_abs_shap": pl.Float64},
+                         orient="row")
+    return frame.sort("mean_abs_shap", "feature", descending=[True, False]), int(stored["accounts"])

@@ -36,6 +36,7 @@ from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.domain.sharding import fnv1a_64
 from pipelines.model import metrics as evaluate
 from pipelines.model.fit import InsufficientHistoryError, TrainedModel, train_model
+from pipelines.model.importance import shap_summary
 from pipelines.model.pd import (
     CALIBRATION_ATTR, PlattCalibration, model_features, predict_margin, predict_pd, score_pd,
 )
@@ -470,6 +471,7 @@ def train_evaluate_register(
     model_cfg: ModelConfig,
     provenance: Provenance = Provenance(),
     curve_points: int = 400,
+    shap_accounts: int = 2000,
 ) -> TrainingResult:
     """Train a challenger, recalibrate it, judge it on OOT, register it, and promote it if the gate says so.
 
@@ -481,9 +483,10 @@ def train_evaluate_register(
     in ``metrics.calibration`` for the before/after comparison.
 
     ``oot`` may hold more feature columns than the definition (so a champion with other features can
-    be scored on the same rows). The OOT ROC and KS curves (``curve_points`` points each) are stored in
-    ``metrics.json`` for the report. Raises :class:`~pipelines.model.metrics.LeakageSuspectedError` (nothing
-    registered) when the OOT AUC is above ``model_cfg.leakage_auc_ceiling``, and
+    be scored on the same rows). The OOT ROC and KS curves (``curve_points`` points each) and the mean |SHAP|
+    of each feature on at most ``shap_accounts`` OOT accounts are stored in ``metrics.json`` for the report.
+    Raises :class:`~pipelines.model.metrics.LeakageSuspectedError` (nothing registered) when the OOT AUC is
+    above ``model_cfg.leakage_auc_ceiling``, and
     :class:`~pipelines.model.registry.NoChampionError` when no model would serve: no champion and the
     challenger fails the gate (it is registered, for the record, but not promoted). A first model meets
     the same floors as any other, on its recalibrated PD; it is never waved through for being first.
@@ -530,6 +533,8 @@ def train_evaluate_register(
                                   served, calibration, excluded),
                 # what the report draws, so it never re-predicts the OOT rows (``curve_points`` per curve)
                 "oot_curves": evaluate.oot_curves(oot["bad"], pd_, curve_points),
+                # exact TreeSHAP is costly: once here, on a stable hash sample of the OOT accounts
+                "importance_shap": shap_summary(trained.booster, oot, shap_accounts, nthread),
             },
             "gate": gate,
         })

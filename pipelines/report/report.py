@@ -14,8 +14,8 @@ no wall-clock time, so regenerating it from the same lake gives the same bytes.
 Layout: the pure pieces (frames and arrays in, frames/numbers out: ``roll_rates``, ``vintage_curves``,
 ``swap_set``, ``format_cny``, ...) and the sections' dataclasses are in :mod:`pipelines.report.sections`; the
 markup in :mod:`pipelines.report.render`; the charts in :mod:`pipelines.report.plots`. This module reads:
-:func:`collect_report_data` reads the lake and the registry (the OOT curves training stored, the decide step
-for the swap set), :func:`write_report` writes the page atomically.
+:func:`collect_report_data` reads the lake and the registry (the OOT curves and mean |SHAP| training stored,
+the decide step for the swap set), :func:`write_report` writes the page atomically.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pipelines.contracts.outputs import OUTPUTS
 from pipelines.domain.conform import QUARANTINE_REASON
 from pipelines.domain.decide import decide_frames
 from pipelines.domain.policy import REASON_COLUMNS
-from pipelines.model.metrics import curves_from_record
+from pipelines.model.metrics import curves_from_record, shap_from_record
 from pipelines.model.pd import score_pd
 from pipelines.model.registry import ModelRegistry, RegistryError
 from pipelines.quality.data_docs import data_docs_dir, results_dir
@@ -44,8 +44,8 @@ from pipelines.report.render import render_report
 from pipelines.report.sections import (
     ACTION_ORDER, CollectionsSection, DataSection, DecisionsSection, GateView, ModelSection, PortfolioSection,
     ReportData, ReportError, SwapView, delinquency_by_bucket, exposure_by_action_grade, feature_psi,
-    limit_changes, mean_abs_shap, money_to_cents, order_key, queue_against_capacity, roll_rates, score_psi,
-    shap_sample, swap_set, swap_summary, test_cell_summary, vintage_curves,
+    limit_changes, money_to_cents, order_key, queue_against_capacity, roll_rates, score_psi, swap_set,
+    swap_summary, test_cell_summary, vintage_curves,
 )
 from pipelines.store import lake, zones
 from pipelines.store.publish import manifest_path, read_manifest, read_output
@@ -126,11 +126,9 @@ def _collect_model(
     previous_scores: pl.DataFrame | None,
 ) -> ModelSection:
     definition = load_model_definition(cfg)
-    nthread = definition.hyperparameters.nthread
     registry = ModelRegistry(root)
     serving = str(manifest["model_version"])
     record = registry.record(serving)
-    booster = registry.load_booster(serving)
 
     records = [registry.record(v) for v in registry.versions()]
     shown = [r for r in records if r.as_of <= as_of][-cfg.report.trend_versions:]
@@ -153,9 +151,15 @@ def _collect_model(
         note = (f"Model {serving} was registered before training stored its OOT curves: ROC and KS curves "
                 "cannot be drawn (a retrain stores them).")
 
+    # Likewise the mean |SHAP| (training ran TreeSHAP on a sample of the OOT accounts): read, never recomputed.
+    shap, shap_accounts, shap_note = pl.DataFrame(schema={"feature": pl.String, "mean_abs_shap": pl.Float64}), 0, ""
+    if "importance_shap" in record.metrics:
+        shap, shap_accounts = shap_from_record(record.metrics["importance_shap"])
+    else:
+        shap_note = (f"Model {serving} was registered before training stored its mean |SHAP|: the SHAP chart "
+                     "cannot be drawn (a retrain stores it).")
+
     tonight = zones.read_features(root, as_of)
-    sample_ids = shap_sample(tonight["account_id"], cfg.report.shap_sample_accounts)
-    sample = tonight.filter(pl.col("account_id").is_in(sample_ids.implode())).sort("account_id")
     gain = pl.DataFrame(sorted(record.metrics.get("importance_gain", {}).items()), schema={
         "feature": pl.String, "gain": pl.Float64}, orient="row").sort("gain", "feature", descending=[True, False])
     oot_metrics = {k: v for k, v in record.metrics["oot"].items() if k != "score_reference"}
@@ -176,8 +180,9 @@ def _collect_model(
         score_psi=score_psi(prev_scores, now_scores, definition.stability.bins)
         if prev_scores is not None and prev_scores.size and now_scores.size else None,
         gain=gain.head(cfg.report.top_features),
-        shap=mean_abs_shap(booster, sample, nthread).head(cfg.report.top_features),
-        shap_accounts=sample.height,
+        shap=shap.head(cfg.report.top_features),
+        shap_accounts=shap_accounts,
+        shap_note=shap_note,
         feature_psi=feature_psi(tonight, record.metrics.get("feature_reference", {}), definition.stability.psi_bands),
         psi_bands=definition.stability.psi_bands,
         trained_tonight=trained_tonight,

@@ -9,19 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from pipelines.config.settings import CollectionBucket, CollectionsConfig
 from pipelines.domain import features
-from pipelines.domain.sharding import fnv1a_64
 from pipelines.model.metrics import KsCurve, psi_against, psi_band_expr, reference_bins
-from pipelines.model.pd import dmatrix, model_features
-
-if TYPE_CHECKING:
-    import xgboost as xgb
 
 
 CURRENT = "current"  # the bucket of an account owing money with no DPD
@@ -318,28 +313,6 @@ def queue_against_capacity(queue: pl.DataFrame, collections: CollectionsConfig) 
     )
 
 
-def shap_sample(account_ids: pl.Series, size: int) -> pl.Series:
-    """``size`` accounts with the smallest FNV-1a hash of their id: the same accounts night after night
-    (while on book), spread evenly over the book. Shards can each take their own smallest ``size`` and the
-    book's sample is the smallest ``size`` of those.
-    """
-    frame = pl.DataFrame({"account_id": account_ids, "_h": fnv1a_64(account_ids)})
-    return frame.sort("_h", "account_id").head(size)["account_id"].sort()
-
-
-def mean_abs_shap(booster: xgb.Booster, frame: pl.DataFrame, nthread: int = 1) -> pl.DataFrame:
-    """Mean |exact TreeSHAP contribution| (log-odds) of each model feature over ``frame``'s rows."""
-
-    features = model_features(booster)
-    if frame.height == 0:
-        return pl.DataFrame({"feature": features, "mean_abs_shap": [0.0] * len(features)})
-    booster.set_param({"nthread": nthread})
-    contribs = booster.predict(dmatrix(booster, frame, nthread), pred_contribs=True)[:, :-1]  # last: bias
-    return pl.DataFrame({"feature": features, "mean_abs_shap": np.abs(contribs).mean(axis=0).astype(np.float64)}).sort(
-        "mean_abs_shap", "feature", descending=[True, False]
-    )
-
-
 def feature_psi(
     features: pl.DataFrame, reference: Mapping[str, Mapping[str, Sequence[float]]], bands: tuple[float, float]
 ) -> pl.DataFrame:
@@ -397,8 +370,9 @@ class ModelSection:
     scores_previous: np.ndarray | None
     score_psi: float | None
     gain: pl.DataFrame  # feature, gain
-    shap: pl.DataFrame  # feature, mean_abs_shap
-    shap_accounts: int
+    shap: pl.DataFrame  # feature, mean_abs_shap (as training stored it; empty for a model stored without it)
+    shap_accounts: int  # OOT accounts training computed it on
+    shap_note: str  # why there is no SHAP chart, or ""
     feature_psi: pl.DataFrame  # feature, psi, band
     psi_bands: tuple[float, float]
     trained_tonight: list[GateView]

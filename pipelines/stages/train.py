@@ -154,4 +154,5 @@ def run_training(root: Path, as_of: dt.date, cfg: RisklineConfig) -> TrainingRes
     }
     provenance = Provenance(code_version(), config_hash(cfg, definition), inputs)
     return train_evaluate_register(registry, plan, fit, early_stopping, oot, definition, cfg.model, provenance,
-                                   curve_points=cfg.report.curve_points)
+                                   curve_points=cfg.report.curve_points,
+                                   shap_accounts=cfg.report.shap_sample_accounts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -230,16 +231,6 @@ def test_curves_need_both_classes() -> None:
         metrics.roc_points(np.array([0, 0]), np.array([0.1, 0.2]))
 
 
-def test_shap_sample_is_stable_and_order_free() -> None:
-    ids = pl.Series("account_id", [f"A{i:07d}" for i in range(500)])
-    first = sections.shap_sample(ids, 20)
-    assert first.len() == 20 and first.is_sorted()
-    assert sections.shap_sample(ids.shuffle(seed=1), 20).to_list() == first.to_list()
-    # a bigger sample contains the smaller one: growing the sample keeps last night's accounts
-    assert set(first.to_list()) <= set(sections.shap_sample(ids, 40).to_list())
-    assert sections.shap_sample(ids, 1000).len() == 500
-
-
 def test_feature_psi_bands_use_the_traffic_lights() -> None:
     # reference: half the OOT at or below 0.5, half above, none missing
     reference = {"same": {"edges": [0.5], "shares": [0.5, 0.5, 0.0]},
@@ -287,7 +278,7 @@ def _page_data(model_version: str = "pd-2026-11-20", feature: str = "utilization
             serving=model_version, oot={"auc": 0.81, "ks": 0.47, "gini": 0.62, "accounts": 1200, "bad_rate": 0.05},
             oot_date="2026-08-14", trend=trend, roc=None, ks=None, recomputed_auc=None, curve_note="",
             scores_now=np.array([0.1]), scores_previous=None, score_psi=None, gain=pl.DataFrame(),
-            shap=pl.DataFrame(), shap_accounts=2000,
+            shap=pl.DataFrame(), shap_accounts=2000, shap_note="",
             feature_psi=pl.DataFrame({"feature": [feature], "psi": [0.3], "band": ["shifted"]}),
             psi_bands=(0.10, 0.25), trained_tonight=[], serving_gate=None, retrain=False),
         portfolio=sections.PortfolioSection(
@@ -331,6 +322,19 @@ def test_page_tags_manifest_numbers_and_stays_one_line() -> None:
     style, rest = style_and_rest.split("</style>", 1)
     assert "\n" not in head and rest.count("\n") == 1 and rest.endswith("</body></html>\n")
     assert style.startswith("\n*{box-sizing:border-box}\n") and style.endswith("}\n")
+
+
+def test_page_says_the_shap_is_from_training_or_why_there_is_none() -> None:
+    data = _page_data()
+    page = render.render_report(data, CHARTS)
+    # training's OOT sample, not tonight's accounts (the report no longer runs TreeSHAP)
+    assert ("computed at training over 2,000 accounts of the model's OOT snapshot (2026-08-14; the accounts with "
+            "the smallest FNV-1a hash of account_id)") in page
+    assert "scored tonight" not in page
+    note = "Model pd-2026-11-20 was registered before training stored its mean |SHAP|: the SHAP chart cannot be drawn."
+    older = render.render_report(replace(data, model=replace(data.model, shap=pl.DataFrame(), shap_note=note)), CHARTS)
+    assert f'<p class="note">Gain from the booster. {note}</p>' in older
+    assert "computed at training" not in older
 
 
 def test_page_quotes_like_html_escape() -> None:
