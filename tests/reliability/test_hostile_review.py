@@ -49,6 +49,18 @@ def _loan_owner(clean: Path, day: dt.date) -> dict[str, str]:
     return dict(zip(loans["loan_id"], loans["account_id"], strict=True))
 
 
+def _harsher_than_clean(book: PublishedLake, clean_root: Path, root: Path, cfg: RisklineConfig,
+                        change: Callable[[Path], None]) -> list[str]:
+    """Run NEXT on a copy changed by ``change``: every adverse action the clean run did not give, and every
+    account the change did not touch whose rows differ ([] when the night stopped with a clean error)."""
+    clean = published_outputs(clean_root, book.next_day)
+    faulty = _run_mutated(book, root, cfg, change)
+    if faulty is None:
+        return []
+    touched = touched_accounts(book.root, root, book.next_day, _loan_owner(clean_root, book.next_day))
+    return adverse_actions(clean, faulty) + (changed_untouched(clean, faulty, touched) if touched is not None else [])
+
+
 # --- 1. money in another unit: whole-number amounts in a float or decimal(p,0) column --------------------
 
 
@@ -80,13 +92,8 @@ def test_money_in_cents_typed_float_or_decimal_scale_0_never_cuts_a_customer(
     change: Callable[[Path, PublishedLake], None], published_lake: PublishedLake, clean_next_night: Path,
     quiet_cfg: RisklineConfig, tmp_path: Path,
 ):
-    clean = published_outputs(clean_next_night, published_lake.next_day)
-    faulty = _run_mutated(published_lake, tmp_path / "lake", quiet_cfg, lambda root: change(root, published_lake))
-    if faulty is None:
-        return  # stopping the night with a one-line error is the right outcome
-    touched = touched_accounts(published_lake.root, tmp_path / "lake", published_lake.next_day,
-                               _loan_owner(clean_next_night, published_lake.next_day))
-    problems = adverse_actions(clean, faulty) + changed_untouched(clean, faulty, touched or set())
+    problems = _harsher_than_clean(published_lake, clean_next_night, tmp_path / "lake", quiet_cfg,
+                                   lambda root: change(root, published_lake))
     assert not problems, "\n".join(problems)
 
 
@@ -213,9 +220,6 @@ def test_rows_resent_under_new_ids_never_cut_a_customer(
     change: Callable[[PublishedLake, Path], None], published_lake: PublishedLake, clean_next_night: Path,
     quiet_cfg: RisklineConfig, tmp_path: Path,
 ):
-    clean = published_outputs(clean_next_night, published_lake.next_day)
-    faulty = _run_mutated(published_lake, tmp_path / "lake", quiet_cfg, lambda root: change(published_lake, root))
-    if faulty is None:
-        return
-    problems = adverse_actions(clean, faulty)
+    problems = _harsher_than_clean(published_lake, clean_next_night, tmp_path / "lake", quiet_cfg,
+                                   lambda root: change(published_lake, root))
     assert not problems, "\n".join(problems)
