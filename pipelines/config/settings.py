@@ -82,6 +82,10 @@ class IngestConfig(_Section):
     # drop. Up to this many days late it is curated and applied as paid on its own day (paid_at); older, it
     # is quarantined as paid_at_before_late_window and its account held (docs/contracts.md: Late payments).
     payment_late_days: int = Field(default=7, ge=0, le=90)
+    # Money sent in another unit (cents in a CNY column typed float or decimal(p,0)) multiplies every amount:
+    # a money column whose median tonight is this many times above or below its median over the recent
+    # curated days stops the ingest (docs/contracts.md: Money units and bounds).
+    money_unit_ratio: float = Field(default=20.0, gt=1)
 
     @model_validator(mode="after")
     def _keys_name_real_columns(self) -> IngestConfig:

@@ -203,6 +203,77 @@ def keep_latest_delivery(
     return deduped.sort([*key, FILE_ORDER, ROW_ORDER], nulls_last=True), dropped
 
 
+# Ids an extract mints (re-extracting gives new ones), per dataset; account_id and a payment's loan_id are
+# references to facts that already exist, so they stay in the content compared below.
+MINTED_IDS: dict[str, tuple[str, ...]] = {
+    "behaviour": ("event_id",), "installments": ("installment_id", "loan_id"), "payments": ("payment_id",),
+}
+
+
+class ResentUnderNewIdsError(ContractError):
+    """A later delivery of a drop repeats an earlier delivery's rows under other ids."""
+
+
+def refuse_resent_under_new_ids(frame: pl.DataFrame, dataset: str, columns: Sequence[str]) -> None:
+    """Refuse a drop in which a later delivery (``part-<N>`` file) repeats rows of an earlier one with every
+    column equal but the ids the extract mints (:data:`MINTED_IDS`): a source that mints ids on each extract
+    and sent the same facts twice. De-duplication by key cannot see them, and counting them twice would
+    double balances or activity (and cut customers for it). Within one delivery, identical content under two
+    ids may be two real events (two purchases in one second), so only repeats across deliveries count.
+
+    ``frame`` carries ``_file_order``; ``columns``: the contract's columns present in it.
+    """
+    minted = [c for c in MINTED_IDS.get(dataset, ()) if c in frame.columns]
+    content = [c for c in columns if c in frame.columns and c not in minted]
+    if not minted or not content or frame.get_column(FILE_ORDER).n_unique() < 2:
+        return
+    rows = frame.select(*content, *minted, FILE_ORDER).with_row_index("_row")
+    earlier = rows.select(*content, pl.col(minted[0]).alias("_was"), pl.col(FILE_ORDER).alias("_first"))
+    pairs = rows.join(earlier, on=content, how="inner", nulls_equal=True).filter(pl.col("_first") < pl.col(FILE_ORDER))
+    # a row sent again under its own id (a correction, or the same row twice) is the key's business
+    again = (pairs.group_by("_row", maintain_order=True)
+             .agg(pl.all().first(), (pl.col("_was") == pl.col(minted[0])).any().alias("_same_id"))
+             .filter(~pl.col("_same_id")))
+    if again.is_empty():
+        return
+    sample = ", ".join(f"{r[minted[0]]} (part-{r[FILE_ORDER]}) repeats {r['_was']} (part-{r['_first']})"
+                       for r in again.head(SAMPLE_KEYS).iter_rows(named=True))
+    raise ResentUnderNewIdsError(
+        minted[0],
+        f"{again.height:,} row(s) of a later delivery repeat an earlier delivery's rows with every column equal "
+        f"but {'/'.join(minted)}: the same facts sent again under new ids would be counted twice: {sample}",
+        hint="ask upstream whether the later part re-sends the earlier one: if so, have it removed (or ids kept "
+             "stable across extracts) and rerun ingest for this date; if these are distinct facts, have them "
+             "sent in one delivery",
+    )
+
+
+# A median of fewer amounts says nothing about their unit.
+UNIT_MIN_TONIGHT, UNIT_MIN_HISTORY = 5, 20
+
+
+def money_unit_drift(
+    tonight: pl.DataFrame, history: pl.DataFrame, columns: Sequence[str], ratio: float
+) -> list[tuple[str, int, int]]:
+    """``(column, median tonight, median before)`` of each money column (integer cents) whose median
+    non-zero absolute amount tonight is ``ratio`` times above or below that of ``history``.
+
+    Cents sent in a CNY column typed float or decimal(p,0) are read as yuan: every amount 100x. No type
+    tells them apart, but the book does: what customers borrow, pay and spend does not move 20-fold
+    overnight, so the median against the recent days catches the unit whatever the column's type.
+    """
+    drift = []
+    for column in columns:
+        now, was = (f.get_column(column).drop_nulls().abs() for f in (tonight, history))
+        now, was = now.filter(now > 0), was.filter(was > 0)
+        if now.len() < UNIT_MIN_TONIGHT or was.len() < UNIT_MIN_HISTORY:
+            continue
+        a, b = int(now.median()), int(was.median())  # type: ignore[arg-type]
+        if a >= b * ratio or a * ratio <= b:
+            drift.append((column, a, b))
+    return drift
+
+
 class ConflictingDuplicatesError(ContractError):
     """One delivery holds two different rows for one business key."""
 

@@ -20,8 +20,8 @@ quarantined payment of ``dt <= D`` is exactly one of:
   decrease, no freeze, no collections contact (:func:`pending_holds`).
 
 A payment that was applied, but to no due instalment (a credit balance, e.g. money sent against a loan
-already repaid), holds its account the same way while that credit covers the account's whole overdue
-amount (:func:`unapplied_credit_holds`).
+already repaid), holds its overdue account the same way: while that credit covers the account's whole
+overdue amount, and otherwise for ``max_hold_days`` after it (:func:`unapplied_credit_holds`).
 
 Why the ledger resolves held payments every night instead of ingest re-curating them into the curated
 zone: a curated partition stays the record of what its drop delivered (re-ingesting a date gives the same
@@ -171,17 +171,21 @@ def pending_holds(waiting: pl.DataFrame, as_of: dt.date, max_hold_days: int) -> 
     )
 
 
-def unapplied_credit_holds(unallocated: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
-    """Per account: money received and applied to no instalment that covers what the account has overdue.
+def unapplied_credit_holds(
+    unallocated: pl.DataFrame, accounts: pl.DataFrame, as_of: dt.date, max_hold_days: int
+) -> pl.DataFrame:
+    """Per overdue account: money received and applied to no due instalment, which may be what is overdue.
 
     A payment the ledger could not put on a due instalment (beyond a loan's last instalment: a loan already
-    repaid, or overpaid) stays on the account as a credit balance. When that credit covers the account's
-    whole overdue amount, the customer has paid at least what is overdue and only where it went is in
-    doubt (upstream sent the money for the open loan against a closed one): cutting, freezing or chasing
-    them would punish a routing fault. Their adverse actions are held like a waiting payment's (same
-    schema, :data:`HOLD_SCHEMA`) for as long as the credit covers the arrears; operations re-apply the money
-    (the ``unallocated`` ledger file lists it). Credit smaller than the arrears holds nothing: the account
-    is overdue whatever the routing.
+    repaid, or overpaid) stays on the account as a credit balance. If upstream sent it against the wrong
+    loan of the customer (the repaid one instead of the open one), the arrears it should have paid remain,
+    and with them DPD, bucket, cut and contact: a routing fault would punish the customer. So an overdue
+    account with credit is held like one with a waiting payment (same schema, :data:`HOLD_SCHEMA`):
+
+    * while the credit covers the whole overdue amount (the customer has paid at least what is overdue);
+    * otherwise for ``max_hold_days`` after its latest such payment: long enough for operations to re-apply
+      the money (the ``unallocated`` ledger file lists it), short enough that a small credit cannot shield
+      an account from collections for ever.
 
     Args:
         unallocated: the ledger's unallocated payments (``account_id, paid_on, unallocated_cents``).
@@ -191,10 +195,12 @@ def unapplied_credit_holds(unallocated: pl.DataFrame, accounts: pl.DataFrame) ->
         pl.len().cast(pl.UInt32).alias("pending_payments"),
         pl.col("unallocated_cents").sum().alias("pending_cents"),
         pl.col("paid_on").min().alias("pending_since"),
+        pl.col("paid_on").max().alias("_latest"),
     )
+    recent = pl.col("_latest") >= as_of - dt.timedelta(days=max_hold_days)
     return (
         credit.join(accounts.select("account_id", "overdue_cents"), on="account_id", how="inner")
-        .filter((pl.col("overdue_cents") > 0) & (pl.col("pending_cents") >= pl.col("overdue_cents")))
+        .filter((pl.col("overdue_cents") > 0) & ((pl.col("pending_cents") >= pl.col("overdue_cents")) | recent))
         .select(list(HOLD_SCHEMA))
         .cast(HOLD_SCHEMA)  # type: ignore[arg-type]
         .sort("account_id")

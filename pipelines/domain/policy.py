@@ -33,8 +33,8 @@ A payment waiting in quarantine (:mod:`pipelines.domain.pending_payments`: recei
 may be this account's, so the ledger may overstate what it owes: while one waits, a freeze or a decrease
 becomes a ``hold`` with code ``PAYMENT_PENDING`` and the ``hold_payment_pending`` explanation (the line stays
 as it is; an unfreeze or an increase is not withheld, since the missing money can only make the account
-look worse than it is). Credit on the account that covers its whole overdue amount (money applied to no due
-instalment, e.g. sent against a loan already repaid) holds it the same way
+look worse than it is). Credit on an overdue account (money applied to no due instalment, e.g. sent against
+a loan already repaid) holds it the same way
 (:func:`~pipelines.domain.pending_payments.unapplied_credit_holds`).
 
 Money is integer cents throughout: factors and steps become basis points and every product is an

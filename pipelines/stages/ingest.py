@@ -29,7 +29,9 @@ import polars as pl
 
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
-from pipelines.domain.conform import Redeliveries, SAMPLE_KEYS, count_reasons, split_redeliveries, split_row_defects
+from pipelines.domain.conform import (
+    Redeliveries, SAMPLE_KEYS, count_reasons, money_unit_drift, split_redeliveries, split_row_defects,
+)
 from pipelines.errors import IngestError
 from pipelines.quality.range_pass import RangeValidation  # GX loads on first use
 from pipelines.quality.results import LandingValidation
@@ -110,6 +112,32 @@ def _drop_redeliveries(root: Path, landed: Landed, day: dt.date, cfg: RisklineCo
                  f"these rows removed from this drop; then rerun ingest for this date",
         )
     return replace(landed, frame=found.kept), found
+
+
+UNIT_HISTORY_DAYS = 7  # the recent curated days a money column's median is compared with
+
+
+def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> None:
+    """Stop when a money column's amounts moved ``ingest.money_unit_ratio``-fold against the recent curated
+    days (:func:`~pipelines.domain.conform.money_unit_drift`): money in another unit, never a customer."""
+    dataset = CONTRACT[landed.dataset]
+    columns = [c.curated_name for c in dataset.columns if c.kind == "money" and c.curated_name in landed.frame.columns]
+    recent = [d for d in zones.curated_dates(root, dataset.name) if d < day][-UNIT_HISTORY_DAYS:]
+    if not columns or not recent or landed.frame.is_empty():
+        return
+    history = zones.scan_curated(root, dataset.name, recent[-1], dates=recent).select(columns).collect()
+    drift = money_unit_drift(landed.frame, history, columns, cfg.ingest.money_unit_ratio)
+    if drift:
+        column, now, was = drift[0]
+        raise IngestError(
+            f"{column}: median amount {now / 100:,.2f} CNY tonight against {was / 100:,.2f} CNY on "
+            f"dt={recent[0]}..dt={recent[-1]} ({max(now, was) / max(min(now, was), 1):,.0f}x): money in another "
+            "unit (cents in a CNY column?) would move every balance and limit",
+            dataset=dataset.name, date=day, column=column,
+            hint="send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: money "
+                 "units), then rerun ingest for this date; if the amounts are right, raise "
+                 "ingest.money_unit_ratio",
+        )
 
 
 def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFrame, key: list[str]) -> pl.DataFrame:
@@ -242,6 +270,7 @@ def ingest_date(
         landed, redelivered = {}, {}
         for name in names:
             landed[name], redelivered[name] = _drop_redeliveries(root, land_partition(root, name, day, cfg), day, cfg)
+            _refuse_unit_drift(root, landed[name], day, cfg)
         notes = {
             n: [f"{r.dropped:,} rows already curated identically on "
                 f"{', '.join(f'dt={d}' for d in r.dropped_from)} dropped before validation (redelivered)"]

@@ -16,8 +16,8 @@ import polars as pl
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, Dataset
 from pipelines.domain.conform import (
-    ConflictingDuplicatesError, FILE_ORDER, ROW_ORDER, conform_to_contract, delivery_sequence,
-    keep_latest_delivery,
+    ConflictingDuplicatesError, FILE_ORDER, ROW_ORDER, ResentUnderNewIdsError, conform_to_contract,
+    delivery_sequence, keep_latest_delivery, refuse_resent_under_new_ids,
 )
 from pipelines.errors import ContractError, IngestError
 from pipelines.store import lake, zones
@@ -176,7 +176,10 @@ def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineCon
     key = cfg.ingest.business_keys.get(dataset_name, list(dataset.key))
     landed, n_files, side = _read_landing(root, dataset, day, cfg.ingest.money_max_cny.get(dataset_name))
     try:
+        refuse_resent_under_new_ids(landed, dataset_name, list(dataset.curated_schema()))
         deduped, dropped = keep_latest_delivery(landed, key, list(dataset.curated_schema()))
+    except ResentUnderNewIdsError as exc:
+        raise IngestError(str(exc), dataset=dataset_name, date=day, column=exc.column, hint=exc.hint) from exc
     except ConflictingDuplicatesError as exc:
         raise IngestError(
             str(exc), dataset=dataset_name, date=day, column=exc.column,

@@ -49,7 +49,7 @@ def read_pending_holds(
     root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int = 0, n_shards: int = 1
 ) -> pl.DataFrame:
     """Accounts whose adverse actions are held tonight: for a payment waiting in quarantine, or for credit
-    on the account (money applied to no due instalment) that covers its whole overdue amount.
+    on an overdue account (money applied to no due instalment: see ``unapplied_credit_holds``).
 
     Read from the merged ledger partition of D (a waiting payment may hold an account of another shard:
     the one its loan belongs to), then narrowed to ``shard``'s accounts.
@@ -61,6 +61,7 @@ def read_pending_holds(
     holds = combine_holds(
         pending_holds(pl.read_parquet(path), as_of, cfg.pending_payments.max_hold_days),
         unapplied_credit_holds(pl.read_parquet(ledger / "unallocated.parquet"),
-                               pl.read_parquet(ledger / "accounts.parquet", columns=["account_id", "overdue_cents"])),
+                               pl.read_parquet(ledger / "accounts.parquet", columns=["account_id", "overdue_cents"]),
+                               as_of, cfg.pending_payments.max_hold_days),
     )
     return filter_shard(holds.lazy(), shard, n_shards).collect()

@@ -2,9 +2,10 @@
 
 Each test runs the real night on a private copy of a published lake whose NEXT landing drop was changed
 the way upstream might change it, and compares every account with a run on the data the customer's
-behaviour really produced. Each one reproduces a confirmed violation, so it is marked
-``xfail(strict=True)``: the suite stays green, and the day the class is fixed the test passes, strict
-xfail turns that into a failure, and whoever fixed it removes the mark.
+behaviour really produced. Each reproduced a confirmed violation. Fixed since (the tests pass): money in another unit stops the ingest
+(``ingest.money_unit_ratio``), rows resent under new ids in a later delivery stop it, and credit on an
+overdue account holds it. Still ``xfail(strict=True)``: an explicit empty-drop marker on a day payments are
+due (upstream's word that nothing was paid is taken; see the test's reason).
 """
 
 from __future__ import annotations
@@ -84,9 +85,6 @@ UNIT_CASES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="hostile review 14, finding 1: a money column of whole numbers typed float64 or "
-                                       "decimal(p,0) is read as yuan, so cents become 100x (only Int64 is refused as "
-                                       "ambiguous) and the inflated balances or spend cut customers, night exits 0")
 @pytest.mark.parametrize("change", UNIT_CASES)
 def test_money_in_cents_typed_float_or_decimal_scale_0_never_cuts_a_customer(
     change: Callable[[Path, PublishedLake], None], published_lake: PublishedLake, clean_next_night: Path,
@@ -143,10 +141,6 @@ def _payment(account: str, loan: str, cents: int, day: dt.date, schema: pl.Schem
     }).with_columns(pl.col(c).cast(schema[c]) for c in schema)
 
 
-@pytest.mark.xfail(strict=True, reason="hostile review 14, finding 3: credit on a repaid loan that covers only part of the "
-                                       "arrears holds nothing and is not netted, so the customer who paid the oldest "
-                                       "missed instalment stays at its DPD and overdue amount (bucket, freeze) as if "
-                                       "nothing had been paid, night exits 0")
 def test_part_of_an_arrear_paid_against_the_customers_own_repaid_loan_does_not_escalate_them(
     long_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
 ):
@@ -211,10 +205,6 @@ RESENT_CASES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="hostile review 14, finding 4: rows delivered again in a later delivery under "
-                                       "regenerated ids (a source that mints ids per extract) are counted twice: the "
-                                       "volume rules bound only the minimum (the maximum is a warning, skipped below a "
-                                       "200-row median), so doubled balances or activity cut customers, night exits 0")
 @pytest.mark.parametrize("change", RESENT_CASES)
 def test_rows_resent_under_new_ids_never_cut_a_customer(
     change: Callable[[PublishedLake, Path], None], published_lake: PublishedLake, clean_next_night: Path,

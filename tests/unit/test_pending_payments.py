@@ -122,11 +122,14 @@ def test_the_ledger_applies_resolved_payments_from_their_own_date_and_reports_th
         reconcile_ledger(build_ledger(inst, pending.resolved.head(1).lazy(), AS_OF), curated, pending)
 
 
-@pytest.mark.parametrize("paid, held", [(5_500, True), (9_000, True), (5_499, False)])
-def test_credit_that_covers_the_arrears_holds_the_account(paid: int, held: bool):
+@pytest.mark.parametrize("paid, max_hold_days, held", [
+    (5_500, 0, True), (9_000, 0, True),  # covers the arrears: held however old
+    (5_499, 30, True), (5_499, 3, False),  # part of them: held for max_hold_days after the payment (4 days ago)
+])
+def test_credit_that_covers_the_arrears_holds_the_account(paid: int, max_hold_days: int, held: bool):
     """A's payment for its open loan LB was sent against LA, repaid last month: the ledger keeps it as credit
     on A while LB's instalment (5,000 + 500 interest, due 3 days ago) is overdue. The customer paid what is
-    overdue, so A is held; credit short of the arrears holds nothing."""
+    overdue, so A is held; credit short of the arrears holds A for max_hold_days after it was paid."""
     schema = {**CONTRACT["installments"].curated_schema(), "dt": pl.Date()}
     inst = pl.LazyFrame([
         ("LA-1", "LA", "A", 1, D(2024, 2, 10), 10_000, 0, D(2024, 1, 10)),
@@ -144,7 +147,7 @@ def test_credit_that_covers_the_arrears_holds_the_account(paid: int, held: bool)
     unallocated = ledger.payments.filter(pl.col("unallocated_cents") > 0)
     account = ledger.accounts.filter(pl.col("account_id") == "A").row(0, named=True)
     assert (account["overdue_cents"], account["credit_balance_cents"]) == (5_500, paid)
-    holds = unapplied_credit_holds(unallocated, ledger.accounts)
+    holds = unapplied_credit_holds(unallocated, ledger.accounts, AS_OF, max_hold_days)
     assert holds.to_dicts() == ([{"account_id": "A", "pending_payments": 1, "pending_cents": paid,
                                   "pending_since": AS_OF - dt.timedelta(days=4)}] if held else [])
     # with a waiting payment of the same account: one row, both counted
