@@ -15,6 +15,7 @@ from typing import NamedTuple
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
+from pipelines.domain.decide import decide_frames
 from pipelines.domain.sharding import filter_shard
 from pipelines.store import lake, zones
 from pipelines.store.readers import read_pending_holds, read_previous_run
@@ -46,6 +47,13 @@ class DecideInputs(NamedTuple):
     previous_scores: pl.DataFrame | None
     history: pl.DataFrame
     holds: pl.DataFrame
+
+    def decide(
+        self, as_of: dt.date, cfg: RisklineConfig, scores: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """:func:`~pipelines.domain.decide.decide_frames` of D on these inputs and ``scores``."""
+        return decide_frames(as_of, cfg, self.accounts, self.features, self.installments, self.ledger_accounts,
+                             scores, self.previous_scores, self.history, self.holds)
 
 
 def read_decide_inputs(

@@ -40,7 +40,7 @@ import polars as pl
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import to_published
 from pipelines.domain.collections import assign_treatments
-from pipelines.domain.decide import decide_frames, require_exact_reasons
+from pipelines.domain.decide import require_exact_reasons
 from pipelines.quality.validate import validate_output
 from pipelines.stages.features import build_feature_snapshot, merge_shards
 from pipelines.stages.ingest import ingest_date
@@ -204,11 +204,7 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
 
     inputs = read_decide_inputs(root, as_of, cfg)
     scores = lake.read_partition(scores_dir(root, as_of))
-    holds = inputs.holds
-    limits, cases, offers, new_history = decide_frames(
-        as_of, cfg, inputs.accounts, inputs.features, inputs.installments, inputs.ledger_accounts, scores,
-        inputs.previous_scores, inputs.history, holds,
-    )
+    limits, cases, offers, new_history = inputs.decide(as_of, cfg, scores)
     require_exact_reasons(scores, limits, cases, offers, cfg)
     queue = assign_treatments(cases, cfg.collections)
     path = lake.publish_frames(
@@ -219,7 +215,7 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
         "actions": dict(sorted(limits.group_by("action").len().iter_rows())),
         "treatments": dict(sorted(queue.group_by("treatment").len().iter_rows())),
         "hardship_offers": offers.height,
-        "held_for_pending_payments": holds.height,
+        "held_for_pending_payments": inputs.holds.height,
     }
 
 

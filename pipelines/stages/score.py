@@ -10,7 +10,7 @@ import polars as pl
 
 from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
-from pipelines.domain.decide import accounts_acted_on, decide_frames
+from pipelines.domain.decide import accounts_acted_on
 from pipelines.model.pd import model_features
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.score import add_reasons, score_pd_frame
@@ -60,10 +60,7 @@ def acted_on_tonight(
         log.warning("scoring %s before its decide inputs are complete (%s): exact reasons only where the model "
                     "definition expects an action; decide refuses approximate reasons where it acts", as_of, exc)
         return None
-    limits, cases, offers, _ = decide_frames(
-        as_of, cfg, inputs.accounts, inputs.features, inputs.installments, inputs.ledger_accounts, scored,
-        inputs.previous_scores, inputs.history, inputs.holds,
-    )
+    limits, cases, offers, _ = inputs.decide(as_of, cfg, scored)
     return accounts_acted_on(limits, cases, offers)
 
 

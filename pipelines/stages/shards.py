@@ -38,7 +38,7 @@ import polars as pl
 from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain.collections import assign_treatments
-from pipelines.domain.decide import decide_frames, require_exact_reasons
+from pipelines.domain.decide import require_exact_reasons
 from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.domain.ledger import LOAN_KEY
 from pipelines.model.pd import model_features
@@ -160,8 +160,7 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
     """
     inputs = read_decide_inputs(root, as_of, cfg, shard, n_shards)
     scores = read_shard_file(root, SCORES_ZONE, as_of, SCORES_FILE, shard, n_shards)
-    decided = decide_frames(as_of, cfg, inputs.accounts, inputs.features, inputs.installments, inputs.ledger_accounts,
-                            scores, inputs.previous_scores, inputs.history, inputs.holds)
+    decided = inputs.decide(as_of, cfg, scores)
     require_exact_reasons(scores, *decided[:3], cfg)
     frames = dict(zip(SHARD_DECISION_FILES, decided, strict=True))
     return lake.publish_frames(shard_dir(root, DECISIONS_ZONE, as_of, shard, n_shards), frames)
