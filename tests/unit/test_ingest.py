@@ -557,3 +557,37 @@ def test_a_loan_with_one_bad_instalment_is_held_whole_with_its_payments(tmp_path
         pl.lit("P3").alias("payment_id"), pl.lit(dt.datetime(2026, 11, 21, 3, tzinfo=UTC)).alias("paid_at"))})
     res = {r.dataset: r for r in ingest.ingest_date(tmp_path, later, cfg, ["accounts", "installments", "payments"])}
     assert res["payments"].quarantine_reasons == {"loan_held": 1}
+
+
+@pytest.mark.parametrize("tonight, drifted", [
+    ([10_000] * 5, True),  # the same amounts sent in cents under a CNY column: 100x
+    ([100] * 5, False),  # the usual amounts
+    ([2_000] * 5, True),  # exactly the ratio (20x)
+    ([1_999] * 5, False),
+    ([5] * 5, True),  # 20x below
+    ([10_000] * 4, False),  # too few amounts tonight to judge a unit
+])
+def test_money_unit_drift_compares_medians_with_the_recent_days(tonight: list[int], drifted: bool):
+    history = pl.DataFrame({"amount_cents": [100] * 20 + [0, None]}, schema={"amount_cents": pl.Int64})
+    now = pl.DataFrame({"amount_cents": tonight + [None, 0]}, schema={"amount_cents": pl.Int64})
+    got = conform.money_unit_drift(now, history, ["amount_cents"], 20.0)
+    assert got == ([("amount_cents", tonight[0], 100)] if drifted else [])
+
+
+def _deliveries(*rows: tuple[str, str, int, int]) -> pl.DataFrame:
+    """rows: (event_id, account_id, amount, delivery)."""
+    return pl.DataFrame(rows, schema={"event_id": pl.String, "account_id": pl.String, "amount": pl.Int64,
+                                      conform.FILE_ORDER: pl.Int64}, orient="row")
+
+
+def test_a_later_delivery_repeating_rows_under_new_ids_is_refused_and_a_correction_is_not():
+    columns = ["event_id", "account_id", "amount"]
+    with pytest.raises(conform.ResentUnderNewIdsError, match="Z1 \\(part-1\\) repeats E1 \\(part-0\\)"):
+        conform.refuse_resent_under_new_ids(_deliveries(("E1", "A", 5, 0), ("Z1", "A", 5, 1)), "behaviour", columns)
+    # the same id again (a correction or a redelivery), identical rows in one delivery, other content: fine
+    for frame in (_deliveries(("E1", "A", 5, 0), ("E1", "A", 5, 1)),
+                  _deliveries(("E1", "A", 5, 0), ("E2", "A", 5, 0)),
+                  _deliveries(("E1", "A", 5, 0), ("Z1", "A", 6, 1))):
+        conform.refuse_resent_under_new_ids(frame, "behaviour", columns)
+    # datasets whose ids are not minted by the extract (the accounts snapshot) are not compared
+    conform.refuse_resent_under_new_ids(_deliveries(("E1", "A", 5, 0), ("Z1", "A", 5, 1)), "accounts", columns)
