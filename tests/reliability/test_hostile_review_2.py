@@ -1,0 +1,126 @@
+"""Second hostile review (of the checks added for issue 14): the money unit ratio, rows resent under new ids,
+and credit on an overdue account holding it. Every test here reproduced a confirmed gap and is
+``xfail(strict=True)``: it starts passing (and so fails the suite) when the gap is fixed.
+
+Night-level cases reuse the pattern of ``test_hostile_review.py`` (a private copy of the published lake
+whose NEXT drop is changed, compared account by account with the clean run); the rest call the pure
+functions on small frames.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+from reliability_support import PublishedLake, deliver, landing
+from test_hostile_review import _harsher_than_clean
+
+from pipelines.config.settings import RisklineConfig
+from pipelines.domain.conform import FILE_ORDER, ResentUnderNewIdsError, money_unit_drift, refuse_resent_under_new_ids
+from pipelines.domain.pending_payments import unapplied_credit_holds
+from tools.faults import DATA_FILE
+
+def _cents(values: list[int]) -> pl.DataFrame:
+    return pl.DataFrame({"amount_cents": values}, schema={"amount_cents": pl.Int64()})
+
+
+HISTORY = _cents([5_000 + 100 * i for i in range(200)])  # 50..249 CNY, median about 150 CNY
+
+
+# --- 1. money unit ratio --------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: money in jiao (10x) is under the 20x ratio; "
+                                       "instalments 10x larger exit 0 and escalate customers")
+def test_instalments_in_jiao_never_cut_a_customer(
+    published_lake: PublishedLake, clean_next_night: Path, quiet_cfg: RisklineConfig, tmp_path: Path,
+):
+    def jiao(root: Path) -> None:
+        frame = landing(published_lake.root, "installments", published_lake.next_day)
+        tenfold = [(pl.col(c).cast(pl.Float64) * 10).alias(c) for c in ("principal_due", "interest_due")]
+        deliver(root, "installments", published_lake.next_day, {DATA_FILE: frame.with_columns(tenfold)})
+
+    problems = _harsher_than_clean(published_lake, clean_next_night, tmp_path / "lake", quiet_cfg, jiao)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: the median hides cents sent in under half the "
+                                       "rows (a second extract writer): the column's total moves 40x, no stop")
+def test_cents_in_two_rows_of_five_are_seen(quiet_cfg: RisklineConfig):
+    rows = HISTORY.get_column("amount_cents").to_list()[:100]
+    mixed = _cents([v * 100 if i % 5 < 2 else v for i, v in enumerate(rows)])
+    assert money_unit_drift(mixed, HISTORY, ["amount_cents"], quiet_cfg.ingest.money_unit_ratio)
+
+
+# --- 2. rows resent under new ids -------------------------------------------------------------------------
+
+
+INSTALMENT_COLUMNS = ["installment_id", "loan_id", "account_id", "installment_no", "due_date", "principal_due_cents",
+                      "interest_due_cents"]
+
+
+@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: two real loans of one customer with equal "
+                                       "schedules, the second booked in a later delivery (late rows), stop ingest")
+def test_a_second_equal_loan_in_a_later_delivery_is_not_refused():
+    one = {"account_id": ["A1"], "installment_no": [1], "due_date": [dt.date(2026, 12, 30)],
+           "principal_due_cents": [10_000], "interest_due_cents": [100]}
+    frame = pl.concat([
+        pl.DataFrame({"installment_id": ["I1-1"], "loan_id": ["L1"], **one, FILE_ORDER: [0]}),
+        pl.DataFrame({"installment_id": ["I2-1"], "loan_id": ["L2"], **one, FILE_ORDER: [1]}),
+    ])
+    try:
+        refuse_resent_under_new_ids(frame, "installments", INSTALMENT_COLUMNS)
+    except ResentUnderNewIdsError as exc:
+        pytest.fail(f"two distinct loans refused: {exc}")
+
+
+@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: a re-extract whose interest is rounded one cent "
+                                       "differently is not 'every column equal': schedules double, exit 0, cut")
+def test_schedules_resent_under_new_ids_with_interest_one_cent_off_never_cut_a_customer(
+    published_lake: PublishedLake, clean_next_night: Path, quiet_cfg: RisklineConfig, tmp_path: Path,
+):
+    day = published_lake.next_day
+
+    def resent(root: Path) -> None:
+        frame = landing(published_lake.root, "installments", day)
+        again = frame.with_columns(pl.col("loan_id", "installment_id").str.replace("^.", "Z"),
+                                   (pl.col("interest_due").cast(pl.Float64) + 0.01).cast(frame.schema["interest_due"]))
+        deliver(root, "installments", day, {"part-0.parquet": frame, "part-1.parquet": again})
+
+    problems = _harsher_than_clean(published_lake, clean_next_night, tmp_path / "lake", quiet_cfg, resent)
+    assert not problems, "\n".join(problems)
+
+
+# --- 3. credit on an overdue account ---------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: one cent overpaid on a closed loan every 29 days "
+                                       "renews the max_hold_days hold for ever: no collections on 50,000 CNY arrears")
+def test_a_cent_a_month_on_a_closed_loan_does_not_shield_large_arrears(quiet_cfg: RisklineConfig):
+    as_of = dt.date(2026, 11, 30)
+    credit = pl.DataFrame({"account_id": ["A1"] * 12, "paid_on": [as_of - dt.timedelta(days=29 * i) for i in range(12)],
+                           "unallocated_cents": [1] * 12})
+    accounts = pl.DataFrame({"account_id": ["A1"], "overdue_cents": [5_000_000]})
+    held = unapplied_credit_holds(credit, accounts, as_of, quiet_cfg.pending_payments.max_hold_days)
+    assert held.is_empty(), f"held for {held['pending_cents'].sum()} cent(s) since {held['pending_since'][0]}"
+
+
+@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: the resent check compares deliveries of one date "
+                                       "only: yesterday's schedules re-sent in tonight's drop under new ids double "
+                                       "those loans, exit 0, cut")
+def test_yesterdays_schedules_resent_tonight_under_new_ids_never_cut_a_customer(
+    published_lake: PublishedLake, clean_next_night: Path, quiet_cfg: RisklineConfig, tmp_path: Path,
+):
+    day = published_lake.next_day
+
+    def resent(root: Path) -> None:
+        tonight = landing(published_lake.root, "installments", day)
+        yesterday = landing(published_lake.root, "installments", day - dt.timedelta(days=1))
+        again = yesterday.with_columns(pl.col("loan_id", "installment_id").str.replace("^.", "Z"))
+        assert again.height
+        deliver(root, "installments", day, {DATA_FILE: pl.concat([tonight, again.select(tonight.columns)])})
+
+    problems = _harsher_than_clean(published_lake, clean_next_night, tmp_path / "lake", quiet_cfg, resent)
+    assert not problems, "\n".join(problems)
