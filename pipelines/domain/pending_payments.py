@@ -21,7 +21,7 @@ quarantined payment of ``dt <= D`` is exactly one of:
 
 A payment that was applied, but to no due instalment (a credit balance, e.g. money sent against a loan
 already repaid), holds its overdue account the same way: while that credit covers the account's whole
-overdue amount, and otherwise for ``max_hold_days`` after it (:func:`unapplied_credit_holds`).
+overdue amount, and otherwise for ``max_hold_days`` after the first such payment (:func:`unapplied_credit_holds`).
 
 Why the ledger resolves held payments every night instead of ingest re-curating them into the curated
 zone: a curated partition stays the record of what its drop delivered (re-ingesting a date gives the same
@@ -183,9 +183,10 @@ def unapplied_credit_holds(
     account with credit is held like one with a waiting payment (same schema, :data:`HOLD_SCHEMA`):
 
     * while the credit covers the whole overdue amount (the customer has paid at least what is overdue);
-    * otherwise for ``max_hold_days`` after its latest such payment: long enough for operations to re-apply
+    * otherwise for ``max_hold_days`` after its first such payment: long enough for operations to re-apply
       the money (the ``unallocated`` ledger file lists it), short enough that a small credit cannot shield
-      an account from collections for ever.
+      an account from collections for ever (counted from the first, so a cent overpaid every month does not
+      renew the hold).
 
     Args:
         unallocated: the ledger's unallocated payments (``account_id, paid_on, unallocated_cents``).
@@ -195,9 +196,8 @@ def unapplied_credit_holds(
         pl.len().cast(pl.UInt32).alias("pending_payments"),
         pl.col("unallocated_cents").sum().alias("pending_cents"),
         pl.col("paid_on").min().alias("pending_since"),
-        pl.col("paid_on").max().alias("_latest"),
     )
-    recent = pl.col("_latest") >= as_of - dt.timedelta(days=max_hold_days)
+    recent = pl.col("pending_since") >= as_of - dt.timedelta(days=max_hold_days)
     return (
         credit.join(accounts.select("account_id", "overdue_cents"), on="account_id", how="inner")
         .filter((pl.col("overdue_cents") > 0) & ((pl.col("pending_cents") >= pl.col("overdue_cents")) | recent))

@@ -1,6 +1,6 @@
 """Second hostile review (of the checks added for issue 14): the money unit ratio, rows resent under new ids,
 and credit on an overdue account holding it. Every test here reproduced a confirmed gap and is
-``xfail(strict=True)``: it starts passing (and so fails the suite) when the gap is fixed.
+``xfail(strict=True)``: it starts passing (and so fails the suite) when the gap is fixed. Fixed since: a cent a month on a closed loan no longer renews the credit hold (counted from the first unapplied payment).
 
 Night-level cases reuse the pattern of ``test_hostile_review.py`` (a private copy of the published lake
 whose NEXT drop is changed, compared account by account with the clean run); the rest call the pure
@@ -96,8 +96,6 @@ def test_schedules_resent_under_new_ids_with_interest_one_cent_off_never_cut_a_c
 # --- 3. credit on an overdue account ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: one cent overpaid on a closed loan every 29 days "
-                                       "renews the max_hold_days hold for ever: no collections on 50,000 CNY arrears")
 def test_a_cent_a_month_on_a_closed_loan_does_not_shield_large_arrears(quiet_cfg: RisklineConfig):
     as_of = dt.date(2026, 11, 30)
     credit = pl.DataFrame({"account_id": ["A1"] * 12, "paid_on": [as_of - dt.timedelta(days=29 * i) for i in range(12)],
