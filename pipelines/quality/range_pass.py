@@ -24,7 +24,7 @@ from pipelines.quality.gx_engine import (
     run_expectations, suite_columns, to_value_view,
 )
 from pipelines.quality.references import References, add_key_flags, landing_parameters
-from pipelines.quality.results import ACCOUNT_KNOWN, LOAN_KNOWN, Outcome, ValidationReport, jsonable
+from pipelines.quality.results import ACCOUNT_KNOWN, LOAN_KNOWN, LOAN_OWNED, Outcome, ValidationReport, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,10 @@ _AGGREGATE_TYPES = frozenset({"expect_table_row_count_to_be_between", "expect_ta
                               "expect_column_proportion_of_non_null_values_to_be_between"})
 _UNIQUE_TYPES = frozenset({"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"})
 # Parameters that move with the date: a row rule using them is judged in the range pass on values moved by
-# the date's distance from the chunk's first date, against that first date's bounds (same verdict per row).
-_DAY_SHIFT = {"business_date": "days", "business_day_start_utc": "time", "business_day_end_utc": "time"}
+# the parameter's own move between the chunk's first date and the row's date, against that first date's
+# bounds (same verdict per row). A column whose rules' parameters move by different amounts on a date (a
+# daylight-saving change in the business time zone) sends that date to GX alone.
+_DAY_SHIFT = frozenset({"business_date", "business_day_start_utc", "business_day_end_utc", "late_window_start_utc"})
 _KNOWN_KWARGS = frozenset({"column", "column_list", "value_set", "min_value", "max_value", "strict_min",
                            "strict_max", "value", "row_condition"})
 
@@ -82,7 +84,7 @@ class RangeValidation:
         params = landing_parameters(dataset, origin, cfg, References(), 1)[0]
         failed: set[dt.date] = set()
         for moving in (False, True):
-            exps = [e for e in rows if bool(parameters_needed(e) & set(_DAY_SHIFT)) == moving]
+            exps = [e for e in rows if bool(parameters_needed(e) & _DAY_SHIFT) == moving]
             if not exps:
                 continue
             columns = set().union(*(columns_read(rule_kwargs(dataset, e.meta["rule"])) for e in exps))
@@ -93,8 +95,9 @@ class RangeValidation:
             for day in days:
                 part = specs[day].select([c for c in specs[day].columns if c in columns])
                 if moving:
-                    part, same_length = _shift_to(part, shifts, day, origin, cfg)
-                    if not same_length:
+                    part, uniform = _shift_to(part, shifts, landing_parameters(dataset, day, cfg, References(), 1)[0],
+                                              params)
+                    if not uniform:
                         failed.add(day)
                 parts.append(part)
                 total += part.height
@@ -197,37 +200,32 @@ def _speculative_flags(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
         known.append(pl.lit(True).alias(ACCOUNT_KNOWN))
     if dataset == "payments" and "loan_id" in frame.columns:
         known.append(pl.lit(True).alias(LOAN_KNOWN))
+        if "account_id" in frame.columns:
+            known.append(pl.lit(True).alias(LOAN_OWNED))
     return add_key_flags(frame.with_columns(known), dataset)
 
 
-def _shifted_columns(dataset: str, expectations: list[Any]) -> dict[str, str] | None:
-    """Column -> how it moves with the date ("days" or "time"); None when one column would move two ways."""
-    shifts: dict[str, str] = {}
+def _shifted_columns(dataset: str, expectations: list[Any]) -> dict[str, set[str]] | None:
+    """Column -> the date-bound parameters its rules compare it with; None for a rule without one column."""
+    shifts: dict[str, set[str]] = {}
     for exp in expectations:
-        kinds = {_DAY_SHIFT[p] for p in parameters_needed(exp) & set(_DAY_SHIFT)}
         column = rule_kwargs(dataset, exp.meta["rule"]).get("column")
-        if len(kinds) != 1 or column is None or shifts.get(column, kinds.copy().pop()) not in kinds:
+        if column is None:
             return None
-        shifts[column] = kinds.pop()
+        shifts.setdefault(column, set()).update(parameters_needed(exp) & _DAY_SHIFT)
     return shifts
 
 
-def _shift_to(part: pl.DataFrame, shifts: Mapping[str, str], day: dt.date, origin: dt.date,
-              cfg: RisklineConfig) -> tuple[pl.DataFrame, bool]:
-    """``part`` of ``day`` with its date-bound columns moved onto ``origin``; and whether the two business
-    days are equally long (if not, say across a daylight-saving change, the moved verdict would differ)."""
-    tz = cfg.business.tz
-
-    def bounds(d: dt.date) -> tuple[dt.datetime, dt.datetime]:
-        return (dt.datetime.combine(d, dt.time(0), tz).astimezone(dt.UTC),
-                dt.datetime.combine(d + dt.timedelta(days=1), dt.time(0), tz).astimezone(dt.UTC))
-
-    (start, end), (start0, end0) = bounds(day), bounds(origin)
-    moved = []
-    for column, how in shifts.items():
-        delta = dt.timedelta(days=(day - origin).days) if how == "days" else start - start0
-        moved.append(pl.col(column) - pl.lit(delta))
-    return part.with_columns(moved), end - start == end0 - start0
+def _shift_to(part: pl.DataFrame, shifts: Mapping[str, set[str]], day_params: Mapping[str, Any],
+              origin_params: Mapping[str, Any]) -> tuple[pl.DataFrame, bool]:
+    """``part`` with its date-bound columns moved by their parameters' move from the chunk's first date onto
+    this one; and whether every column's parameters moved alike (if not, the moved verdict could differ)."""
+    moved, uniform = [], True
+    for column, names in shifts.items():
+        deltas = {day_params[n] - origin_params[n] for n in names}
+        uniform &= len(deltas) == 1
+        moved.append(pl.col(column) - pl.lit(min(deltas)))
+    return part.with_columns(moved), uniform
 
 
 def _fill_result(entry: dict[str, Any], dataset: str, exp: Any, frame: pl.DataFrame,
