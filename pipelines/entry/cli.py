@@ -24,7 +24,7 @@ from pipelines.entry.cli_model import add_model_commands, model_next_step
 from pipelines.errors import IngestError
 from pipelines.quality.data_docs import results_dir
 from pipelines.quality.validate import validate_date
-from pipelines.stages.ingest import ingest_date, judge_range
+from pipelines.stages.ingest import ingest_date, ranged_days
 from pipelines.stages.night import RunLockedError, RunOptions, dry_run_root, run_night
 from pipelines.store import chain, lake, zones
 from pipelines.store.chain import ChainError
@@ -108,11 +108,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     datasets = args.dataset or None
     failures = 0
     stale: set[dt.date] = set()
-    ranged = None
-    for i, day in enumerate(dates, 1):
-        if len(dates) > 1 and (ranged is None or day not in ranged.days):
-            # a range validates its row rules in one GX pass per chunk of dates (range_pass.RangeValidation)
-            ranged = judge_range(root, dates[i - 1:], cfg, datasets, ranged)
+    for i, (day, ranged) in enumerate(ranged_days(root, dates, cfg, datasets), 1):
         # (published nights live on a local root only: on an object store there is nothing to mark stale;
         # an unknown dataset name is refused by ingest_date, before any path is built from it)
         before = {} if is_remote(root) else {name: chain.curated_digest(root, name, day)

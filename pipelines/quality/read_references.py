@@ -56,10 +56,15 @@ def _known_loans(root: Path, day: dt.date, cfg: RisklineConfig, wanted: pl.Serie
                  in_flight: pl.DataFrame | None) -> tuple[pl.DataFrame, str]:
     """``loan_id, account_id`` of the loans among ``wanted`` that installments of any dt <= ``day`` know
     (curated, plus this drop's ``in_flight`` rows with their owner)."""
-    wanted = wanted.drop_nulls().unique().implode()
+    wanted = wanted.drop_nulls().unique()
     owner = ["loan_id", "account_id"]
-    history = (zones.scan_curated(root, "installments", upto=day).select(owner)
-               .filter(pl.col("loan_id").is_in(wanted)).unique().collect())
+    # only the partitions whose loan ids span one looked for (a range ingest asks this for every date)
+    low, high = wanted.min(), wanted.max()
+    drawn = [d for d in zones.curated_dates(root, "installments") if d <= day and (
+        (r := zones.value_ranges(root, "installments", d, ["loan_id"])) is None
+        or (r["loan_id"][0] is not None and r["loan_id"][0] <= high and low <= r["loan_id"][1]))] if len(wanted) else []
+    history = (zones.scan_curated(root, "installments", upto=day, dates=drawn).select(owner)
+               .filter(pl.col("loan_id").is_in(wanted.implode())).unique().collect())
     source = "curated installments of dt <= D"
     today = in_flight
     if today is None and not lake.is_complete(zones.curated(root, "installments", day)):
@@ -71,7 +76,7 @@ def _known_loans(root: Path, day: dt.date, cfg: RisklineConfig, wanted: pl.Serie
     elif today is not None:
         source += " plus the installments of this drop"
     if today is not None:
-        history = pl.concat([history, today.select(owner).filter(pl.col("loan_id").is_in(wanted))])
+        history = pl.concat([history, today.select(owner).filter(pl.col("loan_id").is_in(wanted.implode()))])
     return history.unique().sort(owner), source
 
 

@@ -14,7 +14,9 @@ previous night is not D - 1 unless forced, so it is D - 1 except after a forced 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -177,24 +179,118 @@ def scan_curated(
             continue
         sources = parquet_sources(files)  # an object-store file is fetched once, for the check and the scan
         for file, source in zip(files, sources):  # footer reads; a missing required column must not become nulls
-            absent = required - set(pl.read_parquet_schema(source))
+            absent = required - _columns(file, source)
             if absent:
                 raise ValueError(f"curated file {file} lacks required columns {sorted(absent)}")
         # dt is attached as a literal per partition rather than parsed by hive_partitioning, which
         # would also try to parse any ``key=value`` folder above the data root.
-        scans.append(
-            pl.scan_parquet(
-                sources,
-                hive_partitioning=False,
-                schema=schema,
-                # Optional contract columns may be absent in old files; extra landing columns are not ours.
-                missing_columns="insert",
-                extra_columns="ignore",
-            ).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt"))
-        )
+        scans.append(_curated_scan(files, sources, schema).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt")))
     if not scans:
         return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
     return pl.concat(scans, how="vertical")
+
+
+def _columns(file: Location, source: Any) -> frozenset[str]:
+    """The column names in a Parquet file's footer; a local file's are remembered for as long as it is the
+    same file (a partition is replaced whole, never edited in place): a range ingest scans a year of
+    partitions for every date it ingests."""
+    if not isinstance(source, Path):
+        return frozenset(pl.read_parquet_schema(source))
+    stat = source.stat()
+    return _local_columns(str(source), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _local_columns(path: str, inode: int, mtime_ns: int, size: int) -> frozenset[str]:
+    return frozenset(pl.read_parquet_schema(path))
+
+
+def _curated_scan(files: list[Location], sources: Any, schema: pl.Schema) -> pl.LazyFrame:
+    """One curated partition in the contract's schema: from memory when this process read it before."""
+    def scan() -> pl.LazyFrame:
+        # Optional contract columns may be absent in old files; extra landing columns are not ours.
+        return pl.scan_parquet(sources, hive_partitioning=False, schema=schema, missing_columns="insert",
+                               extra_columns="ignore")
+    if any(not isinstance(f, Path) for f in files):
+        return scan()
+    key = (tuple((str(f), (st := f.stat()).st_ino, st.st_mtime_ns, st.st_size) for f in files), tuple(schema.items()))
+    frame = _FRAMES.get(key)
+    if frame is None:
+        frame = scan().collect()
+        _FRAMES.put(key, frame)
+    return frame.lazy()
+
+
+class _FrameCache:
+    """Curated partitions already read by this process, newest use last, within a memory budget.
+
+    A night reads the same history many times (a ledger per training snapshot, the keys over time of every
+    date of a range ingest): on a long history of small partitions, opening and decoding each file again
+    cost more than the work (measured: the demo's first night and history load). A partition is replaced
+    whole, never edited in place, so a file's (inode, mtime, size) names one content; a book too large for
+    the budget is read from disk as before. Speed only: the frames are what the scan would return.
+    """
+
+    BUDGET_BYTES = 512 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._frames: dict[Any, pl.DataFrame] = {}
+        self._bytes = 0
+
+    def get(self, key: Any) -> pl.DataFrame | None:
+        frame = self._frames.pop(key, None)
+        if frame is not None:
+            self._frames[key] = frame  # most recently used last
+        return frame
+
+    def put(self, key: Any, frame: pl.DataFrame) -> None:
+        size = frame.estimated_size()
+        if size > self.BUDGET_BYTES // 4:
+            return
+        self._frames[key] = frame
+        self._bytes += size
+        while self._bytes > self.BUDGET_BYTES:
+            oldest = next(iter(self._frames))
+            self._bytes -= self._frames.pop(oldest).estimated_size()
+
+
+_FRAMES = _FrameCache()
+
+
+def value_ranges(root: Location, dataset: str, day: dt.date, columns: list[str]) -> dict[str, tuple[Any, Any]] | None:
+    """(min, max) of each of ``columns`` over the complete curated partition of ``dataset`` for ``day``
+    ((None, None): no value; None: unknown, e.g. on an object store, or no such partition).
+
+    Lets a lookup of ids over the whole history (ingest's keys over time, payments' loans) skip the
+    partitions whose range misses the ids looked for without scanning them again: each local file's
+    ranges are read once per process and version (a partition is replaced whole, never edited in place).
+    """
+    files = lake.complete_files(curated(root, dataset, day))
+    if files is None or any(not isinstance(f, Path) for f in files):
+        return None
+    lows: dict[str, list[Any]] = {c: [] for c in columns}
+    highs: dict[str, list[Any]] = {c: [] for c in columns}
+    for file in files:
+        stat = file.stat()
+        ranges = _local_ranges(str(file), stat.st_ino, stat.st_mtime_ns, stat.st_size, tuple(columns))
+        if ranges is None:
+            return None
+        for column, (low, high) in ranges.items():
+            if low is not None:
+                lows[column].append(low)
+                highs[column].append(high)
+    return {c: (min(lows[c]), max(highs[c])) if lows[c] else (None, None) for c in columns}
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _local_ranges(path: str, inode: int, mtime_ns: int, size: int,
+                  columns: tuple[str, ...]) -> dict[str, tuple[Any, Any]] | None:
+    if not set(columns) <= _local_columns(path, inode, mtime_ns, size):
+        return None
+    row = pl.scan_parquet(path).select(
+        *(pl.col(c).min().alias(f"min:{c}") for c in columns), *(pl.col(c).max().alias(f"max:{c}") for c in columns)
+    ).collect().row(0, named=True)
+    return {c: (row[f"min:{c}"], row[f"max:{c}"]) for c in columns}
 
 
 def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame:
