@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
@@ -45,6 +44,9 @@ import polars as pl
 from upath import UPath
 
 from pipelines.config.location import Location, is_remote
+from pipelines.store.paths import (  # noqa: F401  (re-exported: lake is where callers look)
+    PathEscapeError, derived_partition, ensure_inside, partition_dir,
+)
 
 SUCCESS = "_SUCCESS"
 _TMP_PREFIX = ".tmp-"
@@ -59,10 +61,6 @@ PARQUET_OPTIONS: dict[str, object] = {
     "statistics": True,
     "row_group_size": 256 * 1024,
 }
-
-
-class PathEscapeError(ValueError):
-    """A path built from user input would leave the data root."""
 
 
 class LocalRootRequired(NotImplementedError):
@@ -82,14 +80,6 @@ def require_local(root: Location, what: str) -> Path:
     return root
 
 
-def partition_dir(root: Location, zone: str, dataset: str, date: dt.date, key: str = "dt") -> Location:
-    """``root/zone/dataset/<key>=YYYY-MM-DD``, refusing anything that escapes ``root``."""
-    if not isinstance(date, dt.date):
-        raise TypeError(f"partition date must be a datetime.date, got {type(date).__name__}")
-    path = root / zone / dataset / f"{key}={date.isoformat()}"
-    return ensure_inside(root, path)
-
-
 DRY_RUN_MARKER = "_DRY_RUN"  # in a dry run's staging root, DATA_ROOT/staging/as_of_date=D (pipelines.stages.night)
 
 
@@ -99,46 +89,6 @@ def delivery_root(root: Location) -> Location:
     if not is_remote(root) and (Path(root) / DRY_RUN_MARKER).is_file():
         return Path(root).parent.parent
     return root
-
-
-def derived_partition(root: Location, zone: str, date: dt.date, key: str = "as_of_date") -> Location:
-    """``root/zone/<key>=YYYY-MM-DD`` for zones computed per run date (features, ledger, labels)."""
-    if not isinstance(date, dt.date):
-        raise TypeError(f"partition date must be a datetime.date, got {type(date).__name__}")
-    return ensure_inside(root, root / zone / f"{key}={date.isoformat()}")
-
-
-def ensure_inside(root: Location, path: Location) -> Location:
-    """Return ``path`` resolved, or raise :class:`PathEscapeError` if it is not under ``root``."""
-    if is_remote(root) or is_remote(path):
-        return _ensure_inside_url(root, path)
-    root_r = _resolved(str(root))
-    path_r = _resolved(str(path))
-    if path_r != root_r and not str(path_r).startswith(str(root_r).rstrip(os.sep) + os.sep):
-        raise PathEscapeError(f"path {path} escapes the data root {root_r}")
-    return path_r
-
-
-@functools.lru_cache(maxsize=1 << 15)
-def _resolved(path: str) -> Path:
-    """``Path(path).resolve()``, once per process: a range ingest builds tens of thousands of partition paths
-    and resolving each walks its every folder (seconds a year of history, measured). The data root's folders
-    are not re-linked while a command runs."""
-    return Path(path).resolve()
-
-
-def _ensure_inside_url(root: Location, path: Location) -> UPath:
-    """The URL form of :func:`ensure_inside`: same file system, and a normalized key prefix of ``root``."""
-    if not (is_remote(root) and is_remote(path)):
-        raise PathEscapeError(f"path {path} and data root {root} are not on the same file system")
-    assert isinstance(root, UPath) and isinstance(path, UPath)
-    same_store = path.protocol == root.protocol and path.storage_options == root.storage_options
-    root_key = posixpath.normpath(root.path).rstrip("/") or "/"
-    key = posixpath.normpath(path.path)
-    if not same_store or not (key == root_key or key.startswith(root_key.rstrip("/") + "/")):
-        raise PathEscapeError(f"path {path} escapes the data root {root}")
-    rel = key[len(root_key):].strip("/")
-    return root.joinpath(*rel.split("/")) if rel else root
 
 
 def _fresh(location: UPath) -> UPath:

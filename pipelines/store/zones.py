@@ -265,14 +265,27 @@ def value_ranges(root: Location, dataset: str, day: dt.date, columns: list[str])
     partitions whose range misses the ids looked for without scanning them again: each local file's
     ranges are read once per process and version (a partition is replaced whole, never edited in place).
     """
-    files = lake.complete_files(curated(root, dataset, day))
-    if files is None or any(not isinstance(f, Path) for f in files):
+    part = curated(root, dataset, day)
+    if not isinstance(part, Path):
+        return None
+    try:  # a partition's version is its _SUCCESS (written last, new with every publish)
+        stat = (part / lake.SUCCESS).stat()
+    except FileNotFoundError:
+        return None
+    return _partition_ranges(part, stat.st_ino, stat.st_mtime_ns, tuple(columns))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _partition_ranges(part: Path, inode: int, mtime_ns: int,
+                      columns: tuple[str, ...]) -> dict[str, tuple[Any, Any]] | None:
+    files = lake.complete_files(part)
+    if files is None:
         return None
     lows: dict[str, list[Any]] = {c: [] for c in columns}
     highs: dict[str, list[Any]] = {c: [] for c in columns}
     for file in files:
         stat = file.stat()
-        ranges = _local_ranges(str(file), stat.st_ino, stat.st_mtime_ns, stat.st_size, tuple(columns))
+        ranges = _local_ranges(str(file), stat.st_ino, stat.st_mtime_ns, stat.st_size, columns)
         if ranges is None:
             return None
         for column, (low, high) in ranges.items():
