@@ -60,8 +60,8 @@ def _known_loans(root: Path, day: dt.date, cfg: RisklineConfig, wanted: pl.Serie
     owner = ["loan_id", "account_id"]
     # only the partitions whose loan ids span one looked for (a range ingest asks this for every date)
     low, high = wanted.min(), wanted.max()
-    drawn = [d for d in zones.curated_dates(root, "installments") if d <= day and (
-        (r := zones.value_ranges(root, "installments", d, ["loan_id"])) is None
+    drawn = [d for d, part in zones.curated_partitions(root, "installments").items() if d <= day and (
+        (r := zones.value_ranges(part, ["loan_id"])) is None
         or (r["loan_id"][0] is not None and r["loan_id"][0] <= high and low <= r["loan_id"][1]))] if len(wanted) else []
     history = (zones.scan_curated(root, "installments", upto=day, dates=drawn).select(owner)
                .filter(pl.col("loan_id").is_in(wanted.implode())).unique().collect())
@@ -145,10 +145,9 @@ def _loans_due_by_date(files: list[Any]) -> dict[dt.date, int]:
 def _loans_due(root: Path, day: dt.date, dates: Iterable[dt.date]) -> dict[dt.date, int]:
     """Loans falling due on each of ``dates`` per the curated schedule (installments of dt < ``day``)."""
     wanted = dict.fromkeys(dates, 0)
-    for drawn in zones.curated_dates(root, "installments"):
+    for drawn, part in zones.curated_partitions(root, "installments").items():
         if drawn >= day:
             continue
-        part = zones.curated(root, "installments", drawn)
         for due, n in (_per_version(part, "loans_due", _loans_due_by_date) or {}).items():
             if due in wanted:
                 wanted[due] += n

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.config.location import Location
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
 from pipelines.domain.conform import (
@@ -154,13 +155,14 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
               if not (wanted := frame.select(cols).drop_nulls().unique()).is_empty()]
     columns = list(dict.fromkeys(c for cols, _ in probes for c in cols))
 
-    def may_match(d: dt.date) -> bool:
-        ranges = zones.value_ranges(root, dataset.name, d, columns)
+    def may_match(part: Location) -> bool:
+        ranges = zones.value_ranges(part, columns)
         return ranges is None or any(
             all(ranges[c][0] is not None and ranges[c][0] <= w[c].max() and w[c].min() <= ranges[c][1] for c in cols)
             for cols, w in probes)
 
-    dates = [d for d in zones.curated_dates(root, dataset.name) if d != day and may_match(d)] if probes else []
+    parts = zones.curated_partitions(root, dataset.name) if probes else {}
+    dates = [d for d, part in parts.items() if d != day and may_match(part)]
     if not dates:
         return empty
 

@@ -380,6 +380,7 @@ def remove_partition(target: Location) -> None:
         _remove_key(target.fs, target.path)
         return
     _repair_interrupted_swap(target)
+    _count_replacement(target)
     if target.exists():
         trash = target.parent / f"{_OLD_PREFIX}{target.name}-{uuid.uuid4().hex}"
         os.replace(target, trash)
@@ -403,25 +404,36 @@ def complete_partition_dates(
 
     Without ``dataset``, those of a derived zone, ``root/zone/<key>=D`` (e.g. ``key="as_of_date"``).
     """
+    return list(complete_partitions(root, zone, dataset, key))
+
+
+def complete_partitions(
+    root: Location, zone: str, dataset: str | None = None, key: str = "dt"
+) -> dict[dt.date, Location]:
+    """:func:`complete_partition_dates` with each partition's location (what :func:`partition_dir` gives),
+    oldest first, from one listing: a range ingest looks over the whole history for every date it ingests,
+    and resolving each partition's path on its own cost more than reading it (measured)."""
     base = ensure_inside(root, root / zone / dataset if dataset else root / zone)
     prefix = f"{key}="
     if is_remote(base):  # one listing for the whole dataset instead of a request per date
         markers = _fresh(base).fs.glob(f"{base.path}/{prefix}*/{SUCCESS}")
         names = [posixpath.basename(posixpath.dirname(str(m))) for m in markers]
-        return sorted(d for d in (_parse_date(n[len(prefix):]) for n in names if n.startswith(prefix)) if d)
+        days = sorted(d for d in (_parse_date(n[len(prefix):]) for n in names if n.startswith(prefix)) if d)
+        return {d: base.joinpath(f"{prefix}{d.isoformat()}") for d in days}
     if not base.is_dir():
-        return []
-    dates = []
-    # One scandir and one stat per partition: this listing runs for every date a range ingests.
+        return {}
+    found: dict[dt.date, Location] = {}
     with os.scandir(base) as entries:
         for entry in entries:
             if not entry.name.startswith(prefix) or not entry.is_dir():
                 continue  # .tmp-/.old- siblings of an in-flight publish are not partitions
             day = _parse_date(entry.name[len(prefix):])
             # (is_complete's repair of an interrupted swap acts only on a missing partition: none listed is)
-            if day is not None and os.path.isfile(os.path.join(entry.path, SUCCESS)):
-                dates.append(day)
-    return sorted(dates)
+            if day is None or not os.path.isfile(os.path.join(entry.path, SUCCESS)):
+                continue
+            # base is resolved and inside the root; a plain folder in it is too, a link is checked
+            found[day] = ensure_inside(root, Path(entry.path)) if entry.is_symlink() else base / entry.name
+    return dict(sorted(found.items()))
 
 
 def _parse_date(text: str) -> dt.date | None:
@@ -431,7 +443,25 @@ def _parse_date(text: str) -> dt.date | None:
         return None
 
 
+# How often this process replaced or removed each local partition (by real path). It is part of the key of
+# every per-process cache of a partition's content (pipelines.store.zones), so this process never reads its
+# own republished partition from memory, even where the file system hands the freed inode back within one
+# timestamp tick; another process's republish is told by the files' (inode, mtime, ctime, size).
+_REPLACED: dict[str, int] = {}
+
+
+def replacements(partition: Path) -> int:
+    """Times this process replaced or removed ``partition`` (a resolved path, as partition_dir gives)."""
+    return _REPLACED.get(str(partition), 0)
+
+
+def _count_replacement(target: Path) -> None:
+    real = os.path.realpath(target)
+    _REPLACED[real] = _REPLACED.get(real, 0) + 1
+
+
 def swap_into_place(tmp: Path, target: Path) -> None:
+    _count_replacement(target)
     if target.exists():
         if _rename_exchange(tmp, target):
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous partition

@@ -7,7 +7,6 @@ Every zone's folder (``root/zone/dataset/dt=D``, ``root/zone/as_of_date=D``) is 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import os
 import posixpath
 from pathlib import Path
@@ -25,17 +24,7 @@ def partition_dir(root: Location, zone: str, dataset: str, date: dt.date, key: s
     """``root/zone/dataset/<key>=YYYY-MM-DD``, refusing anything that escapes ``root``."""
     if not isinstance(date, dt.date):
         raise TypeError(f"partition date must be a datetime.date, got {type(date).__name__}")
-    if is_remote(root):
-        return ensure_inside(root, root / zone / dataset / f"{key}={date.isoformat()}")
-    return _local_partition_dir(os.path.abspath(root), zone, dataset, date, key)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _local_partition_dir(root: str, zone: str, dataset: str, date: dt.date, key: str) -> Path:
-    # a range ingest names every partition of the history for every date it ingests (see _resolved)
-    path = ensure_inside(Path(root), Path(root) / zone / dataset / f"{key}={date.isoformat()}")
-    assert isinstance(path, Path)
-    return path
+    return ensure_inside(root, root / zone / dataset / f"{key}={date.isoformat()}")
 
 
 def derived_partition(root: Location, zone: str, date: dt.date, key: str = "as_of_date") -> Location:
@@ -49,20 +38,13 @@ def ensure_inside(root: Location, path: Location) -> Location:
     """Return ``path`` resolved, or raise :class:`PathEscapeError` if it is not under ``root``."""
     if is_remote(root) or is_remote(path):
         return _ensure_inside_url(root, path)
-    # (absolute before the cache: a relative root means another folder after a chdir)
-    root_r = _resolved(os.path.abspath(root))
-    path_r = _resolved(os.path.abspath(path))
+    # Resolved on every call, never remembered: a folder swapped for a link out of the root, or a re-pointed
+    # root link, must be seen by a long-lived process (a worker, a test session) at once.
+    root_r = Path(root).resolve()
+    path_r = Path(path).resolve()
     if path_r != root_r and not str(path_r).startswith(str(root_r).rstrip(os.sep) + os.sep):
         raise PathEscapeError(f"path {path} escapes the data root {root_r}")
     return path_r
-
-
-@functools.lru_cache(maxsize=1 << 15)
-def _resolved(path: str) -> Path:
-    """``Path(path).resolve()``, once per process: a range ingest builds tens of thousands of partition paths
-    and resolving each walks its every folder (seconds a year of history, measured). The data root's folders
-    are not re-linked while a command runs."""
-    return Path(path).resolve()
 
 
 def _ensure_inside_url(root: Location, path: Location) -> UPath:

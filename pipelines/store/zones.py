@@ -153,6 +153,11 @@ def read_features(root: Path, as_of: dt.date) -> pl.DataFrame:
     return lake.read_partition(feature_partition(root, as_of))
 
 
+def curated_partitions(root: Location, dataset: str) -> dict[dt.date, Location]:
+    """Complete curated partitions of ``dataset`` by business date, oldest first (one listing)."""
+    return lake.complete_partitions(root, CURATED_ZONE, dataset)
+
+
 def scan_curated(
     root: Location,
     dataset: str,
@@ -171,65 +176,75 @@ def scan_curated(
     required = {c.curated_name for c in CONTRACT[dataset].required}
     wanted = set(dates) if dates is not None else None
     scans: list[pl.LazyFrame] = []
-    for day in curated_dates(root, dataset):
+    for day, part in curated_partitions(root, dataset).items():
         if day > upto or (since is not None and day < since) or (wanted is not None and day not in wanted):
             continue
-        files = parquet_files(curated(root, dataset, day))
+        files = parquet_files(part)
         if not files:
             continue
+        version = _version(part, files)
         sources = parquet_sources(files)  # an object-store file is fetched once, for the check and the scan
-        for file, source in zip(files, sources):  # footer reads; a missing required column must not become nulls
-            absent = required - _columns(file, source)
+        for i, (file, source) in enumerate(zip(files, sources)):  # a missing required column must not become nulls
+            absent = required - (_columns(version, i, source) if version else frozenset(pl.read_parquet_schema(source)))
             if absent:
                 raise ValueError(f"curated file {file} lacks required columns {sorted(absent)}")
         # dt is attached as a literal per partition rather than parsed by hive_partitioning, which
         # would also try to parse any ``key=value`` folder above the data root.
-        scans.append(_curated_scan(files, sources, schema).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt")))
+        scans.append(_curated_scan(version, sources, schema).with_columns(pl.lit(day, dtype=pl.Date()).alias("dt")))
     if not scans:
         return pl.LazyFrame(schema=pl.Schema({**schema, "dt": pl.Date()}))
     return pl.concat(scans, how="vertical")
 
 
-def _columns(file: Location, source: Any) -> frozenset[str]:
-    """The column names in a Parquet file's footer; a local file's are remembered for as long as it is the
-    same file (a partition is replaced whole, never edited in place): a range ingest scans a year of
-    partitions for every date it ingests."""
-    if not isinstance(source, Path):
-        return frozenset(pl.read_parquet_schema(source))
-    stat = source.stat()
-    return _local_columns(str(source), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+# --- what this process remembers of curated partitions -------------------------------------------------
+# A night reads the same history many times (a ledger per training snapshot; the keys over time and the
+# loans of every date of a range ingest): on a long history of small partitions, opening and decoding each
+# file again cost more than the work (measured: the demo's first night and history load). What was read is
+# kept per partition *version*: a partition is replaced whole, never edited in place, so its files'
+# (inode, mtime, ctime, size) and the number of times this process replaced it (lake.replacements: a freed
+# inode can come back within one timestamp tick) name one content. Speed only: a read gives what the scan
+# would. Left: another process republishing a partition within one timestamp tick of a coarse-clock file
+# system (1-2 s: FAT, some network mounts) with the same inodes and sizes; riskline's lake is local ext4/xfs.
+
+
+def _version(part: Location, files: list[Location]) -> tuple[Any, ...] | None:
+    """What names the content of a local curated partition; None on an object store (not remembered)."""
+    if not isinstance(part, Path) or any(not isinstance(f, Path) for f in files):
+        return None
+    stats = tuple((f.name, (st := f.stat()).st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size) for f in files)
+    return str(part), lake.replacements(part), stats
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def _local_columns(path: str, inode: int, mtime_ns: int, size: int) -> frozenset[str]:
-    return frozenset(pl.read_parquet_schema(path))
+def _columns(version: tuple[Any, ...], index: int, source: Path) -> frozenset[str]:
+    """The column names in the footer of file ``index`` of a partition version."""
+    return frozenset(pl.read_parquet_schema(source))
 
 
-def _curated_scan(files: list[Location], sources: Any, schema: pl.Schema) -> pl.LazyFrame:
-    """One curated partition in the contract's schema: from memory when this process read it before."""
+def _curated_scan(version: tuple[Any, ...] | None, sources: Any, schema: pl.Schema) -> pl.LazyFrame:
+    """One curated partition in the contract's schema: from memory when this process read this version."""
     def scan() -> pl.LazyFrame:
         # Optional contract columns may be absent in old files; extra landing columns are not ours.
         return pl.scan_parquet(sources, hive_partitioning=False, schema=schema, missing_columns="insert",
                                extra_columns="ignore")
-    if any(not isinstance(f, Path) for f in files):
+    if version is None:
         return scan()
-    key = (tuple((str(f), (st := f.stat()).st_ino, st.st_mtime_ns, st.st_size) for f in files), tuple(schema.items()))
+    key = (version, tuple(schema.items()))
     frame = _FRAMES.get(key)
     if frame is None:
-        frame = scan().collect()
+        try:
+            frame = scan().collect()
+        except pl.exceptions.PolarsError:
+            # A column that cannot be read whole (another type in an old file, a damaged page): scan lazily
+            # as before, so only a reader of that column fails, with polars' own error.
+            return scan()
         _FRAMES.put(key, frame)
     return frame.lazy()
 
 
 class _FrameCache:
-    """Curated partitions already read by this process, newest use last, within a memory budget.
-
-    A night reads the same history many times (a ledger per training snapshot, the keys over time of every
-    date of a range ingest): on a long history of small partitions, opening and decoding each file again
-    cost more than the work (measured: the demo's first night and history load). A partition is replaced
-    whole, never edited in place, so a file's (inode, mtime, size) names one content; a book too large for
-    the budget is read from disk as before. Speed only: the frames are what the scan would return.
-    """
+    """Curated partition versions read by this process, least recently used first, within a memory budget
+    (a book larger than the budget is read from disk as before)."""
 
     BUDGET_BYTES = 512 * 1024 * 1024
 
@@ -247,6 +262,8 @@ class _FrameCache:
         size = frame.estimated_size()
         if size > self.BUDGET_BYTES // 4:
             return
+        if key in self._frames:
+            self._bytes -= self._frames.pop(key).estimated_size()
         self._frames[key] = frame
         self._bytes += size
         while self._bytes > self.BUDGET_BYTES:
@@ -257,53 +274,43 @@ class _FrameCache:
 _FRAMES = _FrameCache()
 
 
-def value_ranges(root: Location, dataset: str, day: dt.date, columns: list[str]) -> dict[str, tuple[Any, Any]] | None:
-    """(min, max) of each of ``columns`` over the complete curated partition of ``dataset`` for ``day``
-    ((None, None): no value; None: unknown, e.g. on an object store, or no such partition).
+def value_ranges(part: Location, columns: list[str]) -> dict[str, tuple[Any, Any]] | None:
+    """(min, max) of each of ``columns`` over a complete curated partition (from :func:`curated_partitions`)
+    ((None, None): no value; None: unknown, e.g. on an object store, a column absent, no such partition).
 
     Lets a lookup of ids over the whole history (ingest's keys over time, payments' loans) skip the
-    partitions whose range misses the ids looked for without scanning them again: each local file's
-    ranges are read once per process and version (a partition is replaced whole, never edited in place).
+    partitions whose range misses the ids looked for, without reading them again: one stat of the
+    partition's ``_SUCCESS`` (new with every publish) per call once this process read the version.
     """
-    part = curated(root, dataset, day)
     if not isinstance(part, Path):
         return None
-    try:  # a partition's version is its _SUCCESS (written last, new with every publish)
-        stat = (part / lake.SUCCESS).stat()
+    try:
+        st = (part / lake.SUCCESS).stat()
     except FileNotFoundError:
         return None
-    return _partition_ranges(part, stat.st_ino, stat.st_mtime_ns, tuple(columns))
+    return _partition_ranges(part, lake.replacements(part), st.st_ino, st.st_mtime_ns, st.st_ctime_ns,
+                             tuple(columns))
 
 
 @functools.lru_cache(maxsize=1 << 15)
-def _partition_ranges(part: Path, inode: int, mtime_ns: int,
+def _partition_ranges(part: Path, replaced: int, inode: int, mtime_ns: int, ctime_ns: int,
                       columns: tuple[str, ...]) -> dict[str, tuple[Any, Any]] | None:
     files = lake.complete_files(part)
     if files is None:
         return None
+    if files and any(not set(columns) <= set(pl.read_parquet_schema(f)) for f in files):
+        return None
     lows: dict[str, list[Any]] = {c: [] for c in columns}
     highs: dict[str, list[Any]] = {c: [] for c in columns}
     for file in files:
-        stat = file.stat()
-        ranges = _local_ranges(str(file), stat.st_ino, stat.st_mtime_ns, stat.st_size, columns)
-        if ranges is None:
-            return None
-        for column, (low, high) in ranges.items():
-            if low is not None:
-                lows[column].append(low)
-                highs[column].append(high)
+        row = pl.scan_parquet(file).select(
+            *(pl.col(c).min().alias(f"min:{c}") for c in columns), *(pl.col(c).max().alias(f"max:{c}") for c in columns)
+        ).collect().row(0, named=True)
+        for c in columns:
+            if row[f"min:{c}"] is not None:
+                lows[c].append(row[f"min:{c}"])
+                highs[c].append(row[f"max:{c}"])
     return {c: (min(lows[c]), max(highs[c])) if lows[c] else (None, None) for c in columns}
-
-
-@functools.lru_cache(maxsize=1 << 15)
-def _local_ranges(path: str, inode: int, mtime_ns: int, size: int,
-                  columns: tuple[str, ...]) -> dict[str, tuple[Any, Any]] | None:
-    if not set(columns) <= _local_columns(path, inode, mtime_ns, size):
-        return None
-    row = pl.scan_parquet(path).select(
-        *(pl.col(c).min().alias(f"min:{c}") for c in columns), *(pl.col(c).max().alias(f"max:{c}") for c in columns)
-    ).collect().row(0, named=True)
-    return {c: (row[f"min:{c}"], row[f"max:{c}"]) for c in columns}
 
 
 def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame:
