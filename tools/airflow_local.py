@@ -254,29 +254,6 @@ def logical_date_for(business_date: dt.date) -> str:
     return fire.isoformat()
 
 
-def dags_test(home: Path, data_root: Path, business_date: dt.date, conf: dict[str, Any] | None = None) -> int:
-    """Run the nightly DAG for one business date through Airflow itself (``airflow dags test``)."""
-    af = LocalAirflow(home=home, data_root=data_root)
-    home.mkdir(parents=True, exist_ok=True)
-    af.airflow("db", "migrate")
-    args = [str(Path(sys.executable).parent / "airflow"), "dags", "test", "riskline_nightly",
-            logical_date_for(business_date)]
-    if conf:
-        args += ["--conf", json.dumps(conf)]
-    # `airflow dags test` prints every task's whole log (hundreds of lines of Airflow internals): they go to a
-    # file; the terminal gets one line, or the log's tail when the run fails.
-    log = home / "logs" / f"dags-test-{business_date}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        code = subprocess.run(args, env=af.env, check=False, stdout=out, stderr=subprocess.STDOUT).returncode
-    if code:
-        tail = log.read_text(errors="replace").splitlines()[-40:]
-        print("\n".join(tail), file=sys.stderr)
-    print(f"riskline_nightly for {business_date} through `airflow dags test`: "
-          f"{'success' if code == 0 else f'FAILED (exit {code})'}; its log: {log}")
-    return code
-
-
 def backfill(af: LocalAirflow, first: dt.date, last: dt.date) -> int:
     """Rebuild business dates ``first``..``last`` through the running deployment's REST API, in order.
 
@@ -302,20 +279,15 @@ def backfill(af: LocalAirflow, first: dt.date, last: dt.date) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``make airflow`` (serve), ``make backfill`` and ``make demo``'s Airflow step (dags-test)."""
+    """``make airflow`` (serve) and ``make backfill``."""
     parser = argparse.ArgumentParser(prog="python -m tools.airflow_local")
     sub = parser.add_subparsers(dest="command")
-    t = sub.add_parser("dags-test", help="run riskline_nightly for one business date via `airflow dags test`")
-    t.add_argument("--date", required=True, type=dt.date.fromisoformat, help="business date D")
-    t.add_argument("--no-retrain", action="store_true", help="score with the champion (the DAG's retrain=false)")
     b = sub.add_parser("backfill", help="rebuild business dates FROM..TO through the running local Airflow")
     b.add_argument("--from-date", required=True, type=dt.date.fromisoformat, help="first business date")
     b.add_argument("--to-date", required=True, type=dt.date.fromisoformat, help="last business date")
     args = parser.parse_args(argv)
     home = Path(os.environ.get("AIRFLOW_HOME", REPO_ROOT / "airflow_home")).resolve()
     data_root = Path(os.environ.get("RISKLINE_DATA_ROOT", REPO_ROOT / "data")).resolve()
-    if args.command == "dags-test":
-        return dags_test(home, data_root, args.date, {"retrain": False} if args.no_retrain else None)
     # env.sh sets AIRFLOW__API__PORT to the port `make airflow` serves on
     port = int(os.environ.get("AIRFLOW__API__PORT") or os.environ.get(PORT_ENV, "8080"))
     if args.command == "backfill":

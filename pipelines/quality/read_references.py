@@ -59,10 +59,8 @@ def _known_loans(root: Path, day: dt.date, cfg: RisklineConfig, wanted: pl.Serie
     wanted = wanted.drop_nulls().unique()
     owner = ["loan_id", "account_id"]
     # only the partitions whose loan ids span one looked for (a range ingest asks this for every date)
-    low, high = wanted.min(), wanted.max()
-    drawn = [d for d, part in zones.curated_partitions(root, "installments").items() if d <= day and (
-        (r := zones.value_ranges(part, ["loan_id"])) is None
-        or (r["loan_id"][0] is not None and r["loan_id"][0] <= high and low <= r["loan_id"][1]))] if len(wanted) else []
+    drawn = [d for d, part in zones.curated_partitions(root, "installments").items()
+             if d <= day and zones.may_hold(part, wanted.to_frame("loan_id"))] if len(wanted) else []
     history = (zones.scan_curated(root, "installments", upto=day, dates=drawn).select(owner)
                .filter(pl.col("loan_id").is_in(wanted.implode())).unique().collect())
     source = "curated installments of dt <= D"

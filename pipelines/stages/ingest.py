@@ -27,7 +27,6 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.config.location import Location
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
 from pipelines.domain.conform import (
@@ -146,23 +145,15 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
 
     Cheap on a long history (docs/contracts.md, Keys over time, has the cost measured): lazy scans read
     only the key and unit columns; a partition whose key range (its min and max, read once per process and
-    file version: :func:`~pipelines.store.zones.value_ranges`) misses this drop's is skipped unread, which
-    with ids that grow over time is nearly every one; the rest streams through a hash semi-join against this drop's keys, ``_HISTORY_BATCH``
-    partitions at a time. Whole rows are read only from the partitions that matched.
+    partition version: :func:`~pipelines.store.zones.may_hold`) misses this drop's is skipped unread, which
+    with ids that grow over time is nearly every one; the rest streams through a hash semi-join against
+    this drop's keys, ``_HISTORY_BATCH`` partitions at a time. Whole rows are read only from the partitions that matched.
     """
     empty = pl.DataFrame(schema={**dataset.curated_schema(), "dt": pl.Date()})
     probes = [(cols, wanted) for cols in [list(key), *([u] for u in dataset.unit)]
               if not (wanted := frame.select(cols).drop_nulls().unique()).is_empty()]
-    columns = list(dict.fromkeys(c for cols, _ in probes for c in cols))
-
-    def may_match(part: Location) -> bool:
-        ranges = zones.value_ranges(part, columns)
-        return ranges is None or any(
-            all(ranges[c][0] is not None and ranges[c][0] <= w[c].max() and w[c].min() <= ranges[c][1] for c in cols)
-            for cols, w in probes)
-
     parts = zones.curated_partitions(root, dataset.name) if probes else {}
-    dates = [d for d, part in parts.items() if d != day and may_match(part)]
+    dates = [d for d, part in parts.items() if d != day and any(zones.may_hold(part, w) for _, w in probes)]
     if not dates:
         return empty
 
@@ -174,6 +165,7 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
             for cols, w in probes
         ]
 
+    columns = list(dict.fromkeys(c for cols, _ in probes for c in cols))
     matched: set[dt.date] = set()
     for start in range(0, len(dates), _HISTORY_BATCH):
         batch = dates[start:start + _HISTORY_BATCH]

@@ -292,6 +292,15 @@ def value_ranges(part: Location, columns: list[str]) -> dict[str, tuple[Any, Any
                              tuple(columns))
 
 
+def may_hold(part: Location, values: pl.DataFrame) -> bool:
+    """Whether the curated partition ``part`` may hold a row matching one of ``values`` (columns to match on):
+    False only when, for some column, every value looked for lies outside the partition's (min, max)."""
+    ranges = value_ranges(part, values.columns)
+    return ranges is None or all(
+        ranges[c][0] is not None and ranges[c][0] <= values[c].max() and values[c].min() <= ranges[c][1]
+        for c in values.columns)
+
+
 @functools.lru_cache(maxsize=1 << 15)
 def _partition_ranges(part: Path, replaced: int, inode: int, mtime_ns: int, ctime_ns: int,
                       columns: tuple[str, ...]) -> dict[str, tuple[Any, Any]] | None:
