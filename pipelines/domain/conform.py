@@ -11,7 +11,7 @@ import datetime as dt
 import decimal
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -323,6 +323,9 @@ class Redeliveries:
     dropped: int  # identical to a row curated on another date
     dropped_from: tuple[dt.date, ...]  # the dates those identical rows were curated on
     conflicts: pl.DataFrame  # key columns, ``dt`` (where the key or unit is curated) and ``conflict``
+    # per dropped row: key columns and ``dt``, the earliest date it is curated on (the caller refuses a row
+    # whose earliest date is later than the drop's: that date was ingested first, but this one owns the fact)
+    dropped_keys: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def split_redeliveries(
@@ -339,7 +342,7 @@ def split_redeliveries(
     columns = [c for c in earlier.columns if c != "dt"]
     empty = pl.DataFrame(schema={**earlier.select(*key, "dt").schema, "conflict": pl.String()})
     if earlier.is_empty() or frame.is_empty():
-        return Redeliveries(frame, 0, (), empty)
+        return Redeliveries(frame, 0, (), empty, empty.drop("conflict"))
     row = "_redelivery_row"
     indexed = frame.with_row_index(row)
     identical = indexed.select(row, *columns).join(
@@ -361,7 +364,7 @@ def split_redeliveries(
     found = pl.concat([c for c in conflicts if c.height] or [empty]).sort([*key, "dt"])
     kept = indexed.filter(~pl.col(row).is_in(same_rows.implode())).drop(row)
     dates = tuple(sorted(set(identical.get_column("dt").to_list())))
-    return Redeliveries(kept, identical.height, dates, found)
+    return Redeliveries(kept, identical.height, dates, found, identical.select(*key, "dt").sort([*key, "dt"]))
 
 
 def _describe_changes(changed: pl.DataFrame, earlier: pl.DataFrame, key: list[str],

@@ -115,7 +115,10 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
                                                   for name in (datasets or DATASETS) if name in DATASETS}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
-            results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)), in_range=ranged)
+            # The range's later dates are replaced next: their current rows must not take this date's (the
+            # earliest date owns a fact). If one of them then fails, its error's rerun drops its copies.
+            results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)), in_range=ranged,
+                                  reingesting=dates[i:])
         except IngestError as exc:
             failures += 1
             print(f"error: {exc}", file=sys.stderr)

@@ -21,9 +21,10 @@ file, column or expectation, before anything is written, so the curated zone is 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NoReturn
 
 import polars as pl
 
@@ -85,33 +86,52 @@ class _Prepared:
     quarantined: pl.DataFrame
 
 
-def _drop_redeliveries(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> tuple[Landed, Redeliveries]:
-    """Drop rows already curated identically on another date; stop on a conflicting one (both dates named)."""
+def _drop_redeliveries(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig,
+                       reingesting: Collection[dt.date] = ()) -> tuple[Landed, Redeliveries]:
+    """Drop rows already curated identically on an earlier date; stop on a conflicting one (both dates
+    named), or on rows curated first on a later date (this date owns them: it must be ingested first)."""
     dataset = CONTRACT[landed.dataset]
     # The contract's key, not ingest.business_keys (de-duplication within a drop): unique_over_time is
     # declared for the contract key, and a coarser configured key would make every repeat a conflict.
     key = list(dataset.key)
-    earlier = _earlier_rows(root, dataset, day, landed.frame, key) if dataset.unique_over_time else None
+    earlier = (_earlier_rows(root, dataset, day, landed.frame, key, reingesting) if dataset.unique_over_time
+               else None)
     if earlier is None:
         return landed, Redeliveries(landed.frame, 0, (), pl.DataFrame())
     found = split_redeliveries(landed.frame, earlier, key, dataset.unit)
     if found.conflicts.height:
-        where = sorted(set(found.conflicts.get_column("dt").to_list()))
-        sample = ", ".join(
-            f"{'/'.join(str(r[k]) for k in key)} (dt={r['dt']}: {r['conflict']})"
-            for r in found.conflicts.head(SAMPLE_KEYS).iter_rows(named=True)
+        _refuse_curated_rows(
+            found.conflicts, key, dataset.name, day, "conflict with rows already curated on",
+            f"a {'/'.join(key)} names one fact for the lake's life; a correction is never applied silently",
+            lambda where: f"ask upstream which is right: if this drop is, have the earlier drop corrected and "
+                          f"rerun ingest for dt={where[0]} first (nights published since then become stale); if "
+                          f"not, have these rows removed from this drop; then rerun ingest for this date",
         )
-        raise IngestError(
-            f"{found.conflicts.height:,} row(s) conflict with rows already curated on "
-            f"{', '.join(f'dt={d}' for d in where[:SAMPLE_KEYS])}{' ...' if len(where) > SAMPLE_KEYS else ''} "
-            f"(a {'/'.join(key)} names one fact for the lake's life; a correction is never applied silently): "
-            f"{sample}",
-            dataset=dataset.name, date=day, column="/".join(key),
-            hint=f"ask upstream which is right: if this drop is, have the earlier drop corrected and rerun "
-                 f"ingest for dt={where[0]} first (nights published since then become stale); if not, have "
-                 f"these rows removed from this drop; then rerun ingest for this date",
+    # The earliest date owns a fact, whatever the ingest order: dropping these rows here would leave every
+    # night from this date to the later one without them (a payment unseen: its customer cut and queued).
+    later = found.dropped_keys.filter(pl.col("dt") > day)
+    if later.height:
+        _refuse_curated_rows(
+            later, key, dataset.name, day, "identical to rows already curated on the later",
+            "curated there first because that date was ingested before this one; this date owns them",
+            lambda where: f"re-ingest the dates in order in one call: riskline ingest --from-date {day} "
+                          f"--to-date {where[-1]} (nights published since then become stale)",
         )
     return replace(landed, frame=found.kept), found
+
+
+def _refuse_curated_rows(rows: pl.DataFrame, key: list[str], dataset: str, day: dt.date, what: str, why: str,
+                         hint: Callable[[list[dt.date]], str]) -> NoReturn:
+    """Raise the one-line error on ``rows`` of this drop found curated on other dates (key columns, ``dt``
+    and maybe ``conflict``): how many, the first few dates, why, a sample of keys; ``hint`` gets the dates."""
+    where = sorted(set(rows.get_column("dt").to_list()))
+    dates = ", ".join(f"dt={d}" for d in where[:SAMPLE_KEYS]) + (" ..." if len(where) > SAMPLE_KEYS else "")
+    sample = ", ".join(
+        f"{'/'.join(str(r[k]) for k in key)} (dt={r['dt']}{': ' + r['conflict'] if 'conflict' in r else ''})"
+        for r in rows.head(SAMPLE_KEYS).iter_rows(named=True)
+    )
+    raise IngestError(f"{rows.height:,} row(s) {what} {dates} ({why}): {sample}",
+                      dataset=dataset, date=day, column="/".join(key), hint=hint(where))
 
 
 UNIT_HISTORY_DAYS = 7  # the recent curated days a money column's median is compared with
@@ -140,8 +160,13 @@ def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineCo
         )
 
 
-def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFrame, key: list[str],
+                  reingesting: Collection[dt.date] = ()) -> pl.DataFrame:
     """Curated rows of every other date sharing a key (or a unit) with ``frame``, with their ``dt``.
+
+    A date of ``reingesting`` later than ``day`` is left out: the same call replaces it next, so its
+    current content (curated before ``day`` was) must not take this date's rows; its re-ingest then finds
+    them here and drops its copies, as an ingest in date order would.
 
     Cheap on a long history (docs/contracts.md, Keys over time, has the cost measured): lazy scans read
     only the key and unit columns; a partition whose key range (its min and max, read once per process and
@@ -153,7 +178,8 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
     probes = [(cols, wanted) for cols in [list(key), *([u] for u in dataset.unit)]
               if not (wanted := frame.select(cols).drop_nulls().unique()).is_empty()]
     parts = zones.curated_partitions(root, dataset.name) if probes else {}
-    dates = [d for d, part in parts.items() if d != day and any(zones.may_hold(part, w) for _, w in probes)]
+    skipped = {day, *(d for d in reingesting if d > day)}
+    dates = [d for d, part in parts.items() if d not in skipped and any(zones.may_hold(part, w) for _, w in probes)]
     if not dates:
         return empty
 
@@ -266,9 +292,12 @@ def ranged_days(root: Path, days: Sequence[dt.date], cfg: RisklineConfig,
 
 def ingest_date(
     root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None, data_docs: bool = True,
-    in_range: RangeValidation | None = None,
+    in_range: RangeValidation | None = None, reingesting: Collection[dt.date] = (),
 ) -> list[IngestResult]:
     """Ingest every (or the given) dataset for ``day`` (``in_range``: see :func:`judge_range`).
+
+    ``reingesting``: the dates this same call ingests after ``day`` (a range); their current curated rows are
+    not looked up as redeliveries (:func:`_earlier_rows`), so re-ingesting in order rebuilds the in-order lake.
 
     All datasets are read, conformed and validated before any is written, so a contract or critical
     validation failure in one dataset (raised as :class:`IngestError`) leaves the curated zone of every
@@ -282,7 +311,8 @@ def ingest_date(
     try:
         landed, redelivered = {}, {}
         for name in names:
-            landed[name], redelivered[name] = _drop_redeliveries(root, land_partition(root, name, day, cfg), day, cfg)
+            landed[name], redelivered[name] = _drop_redeliveries(
+                root, land_partition(root, name, day, cfg), day, cfg, reingesting)
             _refuse_unit_drift(root, landed[name], day, cfg)
         notes = {
             n: [f"{r.dropped:,} rows already curated identically on "

@@ -7,7 +7,9 @@ Each test tampers with the landing drop of NEXT in a private copy of the publish
 * class 2, keys unique across time: an instalment schedule curated on an earlier day and redelivered on NEXT
   is dropped and counted, and the night's ledger and decisions equal a clean night's (it was counted twice:
   outstanding doubled); a ``payment_id`` reused on NEXT with other values stops ingest naming both
-  partitions (it used to pass ingest and then stop every later night in the ledger, naming no dataset);
+  partitions (it used to pass ingest and then stop every later night in the ledger, naming no dataset); a
+  date ingested after a later one that curated its payment first stops (it dropped the payment as
+  redelivered), and the range ingest its error proposes gives the in-order lake byte for byte;
 * class 6: two different rows for one account in one snapshot stop ingest with a sample (the last one won);
 * class 7: deliveries ``part-9`` and ``part-10`` are applied in that order (``part-10`` lost by text order),
   and a file name without a delivery number is refused with the one-line error;
@@ -22,15 +24,18 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from reliability_support import PublishedLake, deliver, landing
+from reliability_support import PublishedLake, deliver, landing, tree_digests
 
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain import conform
+from pipelines.entry import cli
 from pipelines.errors import IngestError
 from pipelines.stages import ingest, night as nightly
 from pipelines.store import lake, publish, zones
 from pipelines.store.zones import ledger_partition
 from tools.faults import DATA_FILE, REDELIVERY_FILE
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +67,10 @@ def _night_outputs(root: Path, day: dt.date) -> dict[str, pl.DataFrame]:
         "limits": publish.read_output(root, "limits", day).sort("account_id"),
         "collection_queue": publish.read_output(root, "collection_queue", day).sort("account_id"),
     }
+
+
+def _cli(root: Path, *args: str) -> int:
+    return cli.main(["--config", str(REPO / "riskline.yaml"), "--data-root", str(root), *args])
 
 
 # --- class 2: keys unique across time ---------------------------------------------------------------
@@ -137,6 +146,73 @@ def test_an_event_resent_on_a_later_day_is_counted_once(
     night = _night_outputs(lake_root, book.next_day)
     for name, clean in clean_night.items():
         assert night[name].equals(clean), f"{name} differs from the clean night's"
+
+
+def _curate_a_payment_on_next_first(book: PublishedLake, root: Path, cfg: RisklineConfig) -> tuple[dt.date, str]:
+    """Curate a payment of E = NEXT-3 under NEXT first, by real ingests out of date order: E is delivered
+    without it and ingested, NEXT delivers it too (bank settlement, paid_at on E: within the late window) and
+    is ingested, then upstream resends E complete. Returns E and the payment's id."""
+    earlier = book.next_day - dt.timedelta(days=3)
+    complete = landing(root, "payments", earlier).sort("payment_id")
+    late = complete.head(1)
+    deliver(root, "payments", earlier, {DATA_FILE: complete.slice(1)})
+    ingest.ingest_date(root, earlier, cfg)
+    today = landing(root, "payments", book.next_day)
+    deliver(root, "payments", book.next_day, {DATA_FILE: pl.concat([today, late.select(today.columns)])})
+    ingest.ingest_date(root, book.next_day, cfg)
+    payment = late["payment_id"][0]
+    assert payment in zones.scan_curated(root, "payments", book.next_day, dates=[book.next_day]).collect()["payment_id"]
+    deliver(root, "payments", earlier, {DATA_FILE: complete})
+    return earlier, payment
+
+
+def test_a_date_ingested_after_a_later_one_holding_its_rows_is_refused(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig
+):
+    # Dropping the payment at E as "redelivered" lost it on every night E..NEXT-1: its customer looked past
+    # due (cut and queued) and the night exited 0. The earliest date owns a fact, not the earliest ingest.
+    book = published_lake
+    earlier, payment = _curate_a_payment_on_next_first(book, lake_root, quiet_cfg)
+    before = tree_digests(lake_root, "curated") | tree_digests(lake_root, "quarantine")
+
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(lake_root, earlier, quiet_cfg)
+
+    text = str(err.value)
+    assert err.value.dataset == "payments" and "\n" not in text, text
+    assert text.startswith(f"payments dt={earlier} column=payment_id: 1 row(s) identical to rows already "
+                           f"curated on the later dt={book.next_day}"), text
+    assert payment in text
+    assert f"riskline ingest --from-date {earlier} --to-date {book.next_day}" in text
+    assert tree_digests(lake_root, "curated") | tree_digests(lake_root, "quarantine") == before
+
+
+def test_a_range_ingest_after_an_out_of_order_one_rebuilds_the_in_order_lake(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+):
+    import shutil
+
+    book = published_lake
+    earlier, payment = _curate_a_payment_on_next_first(book, lake_root, quiet_cfg)
+    # The refused error's next step: the dates again, in order, in one call.
+    assert _cli(lake_root, "ingest", "--from-date", str(earlier), "--to-date", str(book.next_day)) == 0, (
+        capsys.readouterr().err)
+
+    in_order = tmp_path / "in-order"
+    shutil.copytree(book.root, in_order, symlinks=True)
+    today = landing(in_order, "payments", book.next_day)
+    late = landing(in_order, "payments", earlier).filter(pl.col("payment_id") == payment)
+    deliver(in_order, "payments", book.next_day, {DATA_FILE: pl.concat([today, late.select(today.columns)])})
+    day = earlier
+    while day <= book.next_day:
+        assert _cli(in_order, "ingest", "--date", str(day)) == 0, capsys.readouterr().err
+        day += dt.timedelta(days=1)
+
+    # E keeps the payment, NEXT drops its copy as a redelivery of E: byte for byte the in-order lake
+    assert payment in zones.scan_curated(lake_root, "payments", earlier, dates=[earlier]).collect()["payment_id"]
+    for part in ("curated", "quarantine"):
+        assert tree_digests(lake_root, part) == tree_digests(in_order, part), part
 
 
 # --- class 6: conflicting duplicates within a delivery ----------------------------------------------

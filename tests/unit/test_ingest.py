@@ -274,6 +274,25 @@ def test_split_redeliveries_drops_identical_rows_already_curated():
     assert found.conflicts.is_empty()
 
 
+def test_split_redeliveries_names_each_dropped_row_with_the_earliest_date_it_is_curated_on():
+    # L1 curated three days ago and (out of order) tomorrow: three days ago owns it, so ingest drops it here.
+    # L2 curated only tomorrow: that date was ingested first, and ingest refuses to drop it here.
+    before, after = DAY - dt.timedelta(days=3), DAY + dt.timedelta(days=1)
+    earlier = pl.concat([_curated(_schedule("L1", 1), before), _curated(_schedule("L1", 1), after),
+                         _curated(_schedule("L2", 1), after)])
+    found = conform.split_redeliveries(pl.concat([_schedule("L2", 1), _schedule("L1", 1)]), earlier,
+                                       ["installment_id"], ["loan_id"])
+    assert found.dropped_keys.rows() == [("L1-01", before), ("L2-01", after)]
+    assert found.kept.is_empty() and found.conflicts.is_empty()
+
+
+def test_split_redeliveries_with_nothing_curated_drops_no_keys():
+    earlier = _curated(_schedule("L1", 1), DAY).clear()
+    found = conform.split_redeliveries(_schedule("L1", 2), earlier, ["installment_id"], ["loan_id"])
+    assert found.dropped == 0 and found.dropped_keys.columns == ["installment_id", "dt"]
+    assert found.dropped_keys.is_empty()
+
+
 def test_split_redeliveries_names_a_changed_row_and_its_curated_date():
     earlier = _curated(_schedule("L1", 3), DAY - dt.timedelta(days=3))
     today = _schedule("L1", 3).with_columns(
