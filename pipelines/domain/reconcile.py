@@ -96,6 +96,11 @@ def reconcile_ledger(
         | (pl.col("unallocated_cents") < 0)
     ).height == 0
     inst_ok = inst.filter((pl.col("paid_cents") > pl.col("due_cents")) | (pl.col("paid_cents") < 0)).height == 0
+    # An instalment counted twice doubles what its customer owes. Ingest keeps an installment_id to one date;
+    # a copy that got through anyway (a range re-ingest stopped between its dates) sits next to its original,
+    # since the ledger sorts instalments by loan and number: comparing neighbours needs no hash of every id.
+    inst_once = inst.height < 2 or not inst.select(
+        (pl.col("installment_id") == pl.col("installment_id").shift()).any()).item()
     matched = pay.filter(pl.col("loan_idx").is_not_null())
     loan_ids = inst.filter(pl.col("loan_idx").ne_missing(pl.col("loan_idx").shift())).select(
         "loan_idx", pl.col("loan_id").alias("_loan_id"), pl.col("account_id").alias("_account_id")
@@ -116,7 +121,7 @@ def reconcile_ledger(
         .filter(pl.col("from_payments").fill_null(0) != pl.col("to_instalments").fill_null(0))
     )
     proven = (
-        same_payments and split_ok and inst_ok and ids_ok and per_loan.height == 0
+        same_payments and split_ok and inst_ok and inst_once and ids_ok and per_loan.height == 0
         and allocated + unallocated == total_received
     )
     if not proven:
@@ -178,6 +183,18 @@ def _diagnose(
             f"payments: payment_id curated on more than one date: {_ids(where.to_frame('id'), 'id')} -> rerun "
             f"`riskline ingest --date {later}` (the later partition): an identical redelivery is then dropped, "
             "a conflicting one is named for upstream to resolve"
+        )
+    inst = ledger.installments
+    same = pl.col("installment_id")
+    twice = inst.filter((same == same.shift()) | (same == same.shift(-1)))  # as reconcile_ledger tells
+    if twice.height:
+        where = (twice.group_by("installment_id").agg(pl.col("draw_date").unique().sort()).sort("installment_id")
+                 .select(pl.format("{} (dt={})", "installment_id",
+                                   pl.col("draw_date").cast(pl.List(pl.String)).list.join(", dt="))).to_series())
+        problems.append(
+            f"installments: installment_id curated on more than one date: {_ids(where.to_frame('id'), 'id')} -> "
+            f"rerun `riskline ingest --date {twice.get_column('draw_date').max()}` (the later partition): an "
+            "identical redelivery is then dropped, a conflicting one is named for upstream to resolve"
         )
     ledger_pay = ledger.payments
     dup_out = ledger_pay.filter(pl.col("payment_id").is_duplicated())

@@ -116,7 +116,8 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
             # The range's later dates are replaced next: their current rows must not take this date's (the
-            # earliest date owns a fact). If one of them then fails, its error's rerun drops its copies.
+            # earliest date owns a fact). If one of them then fails, its error's rerun drops its copies; until
+            # then a night's ledger refuses a payment or instalment it finds on two dates (domain/reconcile).
             results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)), in_range=ranged,
                                   reingesting=dates[i:])
         except IngestError as exc:

@@ -59,8 +59,8 @@ def _known_loans(root: Path, day: dt.date, cfg: RisklineConfig, wanted: pl.Serie
     wanted = wanted.drop_nulls().unique()
     owner = ["loan_id", "account_id"]
     # only the partitions whose loan ids span one looked for (a range ingest asks this for every date)
-    drawn = [d for d, part in zones.curated_partitions(root, "installments").items()
-             if d <= day and zones.may_hold(part, wanted.to_frame("loan_id"))] if len(wanted) else []
+    parts = {d: part for d, part in zones.curated_partitions(root, "installments").items() if d <= day}
+    drawn = zones.partitions_holding(parts, wanted.to_frame("loan_id"))
     history = (zones.scan_curated(root, "installments", upto=day, dates=drawn).select(owner)
                .filter(pl.col("loan_id").is_in(wanted.implode())).unique().collect())
     source = "curated installments of dt <= D"
@@ -82,9 +82,9 @@ def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> 
     """Row counts of the last ``history_days`` complete curated partitions before ``day``, newest first."""
     band = cfg.validation.volume
     earliest = day - dt.timedelta(days=band.lookback_days)
-    days = [d for d in zones.curated_dates(root, dataset) if earliest <= d < day]
-    newest = sorted(days, reverse=True)[: band.history_days]
-    return tuple(_count_in(zones.curated(root, dataset, d), "rows") or 0 for d in newest)
+    parts = zones.curated_partitions(root, dataset)
+    newest = sorted((d for d in parts if earliest <= d < day), reverse=True)[: band.history_days]
+    return tuple(_count_in(parts[d], "rows") or 0 for d in newest)
 
 
 # Counts per curated partition version: a range ingest (or a backfill) reads each partition once, and a
@@ -175,17 +175,19 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
     band = cfg.validation.volume
     driver = VOLUME_DRIVERS[dataset]
     earliest = day - dt.timedelta(days=band.lookback_days)
-    own = [d for d in zones.curated_dates(root, dataset) if earliest <= d < day]
+    # One listing per dataset (each partition's path from it): resolving a path per date and per count
+    # cost a range ingest more than the counts themselves (measured).
+    parts = zones.curated_partitions(root, dataset)
+    own = [d for d in parts if earliest <= d < day]
 
     unit = "loans" if dataset == "installments" else "rows"  # gx_suites.VOLUME_UNITS
 
     def rows(d: dt.date) -> int:
-        return _count_in(zones.curated(root, dataset, d), unit) or 0
+        return _count_in(parts[d], unit) or 0
 
     if dataset == "accounts":
-        snaps = [d for d in zones.curated_dates(root, "accounts") if d < day]
-        open_on = {d: _count_in(zones.curated(root, "accounts", d), "open_accounts") or 0
-                   for d in snaps if d >= earliest - dt.timedelta(days=band.lookback_days)}
+        open_on = {d: _count_in(part, "open_accounts") or 0 for d, part in parts.items()
+                   if earliest - dt.timedelta(days=band.lookback_days) <= d < day}
         prev = {d: max((p for p in open_on if p < d), default=None) for d in own}
         days = tuple((d, rows(d), open_on[p]) for d, p in prev.items() if p is not None)
         last = max(open_on, default=None)
@@ -197,8 +199,9 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
         return VolumeHistory(driver, due[day], tuple((d, rows(d), due[d]) for d in own))
     source, what = ("accounts", "open_accounts") if dataset == "behaviour" else ("behaviour", "cash_draws")
     days = []
+    sources = zones.curated_partitions(root, source)
     for d in own:
-        driven = _count_in(zones.curated(root, source, d), what)
+        driven = _count_in(sources[d], what) if d in sources else None
         if driven is not None:
             days.append((d, rows(d), driven))
     today, where = _today_count(root, source, day, cfg, what, batch)

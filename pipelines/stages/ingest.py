@@ -170,16 +170,18 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
 
     Cheap on a long history (docs/contracts.md, Keys over time, has the cost measured): lazy scans read
     only the key and unit columns; a partition whose key range (its min and max, read once per process and
-    partition version: :func:`~pipelines.store.zones.may_hold`) misses this drop's is skipped unread, which
-    with ids that grow over time is nearly every one; the rest streams through a hash semi-join against
-    this drop's keys, ``_HISTORY_BATCH`` partitions at a time. Whole rows are read only from the partitions that matched.
+    partition version: :func:`~pipelines.store.zones.partitions_holding`) misses this drop's is skipped
+    unread, which with ids that grow over time is nearly every one; the rest streams through a hash
+    semi-join against this drop's keys, ``_HISTORY_BATCH`` partitions at a time. Whole rows are read only
+    from the partitions that matched.
     """
     empty = pl.DataFrame(schema={**dataset.curated_schema(), "dt": pl.Date()})
     probes = [(cols, wanted) for cols in [list(key), *([u] for u in dataset.unit)]
               if not (wanted := frame.select(cols).drop_nulls().unique()).is_empty()]
     parts = zones.curated_partitions(root, dataset.name) if probes else {}
     skipped = {day, *(d for d in reingesting if d > day)}
-    dates = [d for d, part in parts.items() if d not in skipped and any(zones.may_hold(part, w) for _, w in probes)]
+    held = set().union(*(zones.partitions_holding(parts, w) for _, w in probes))
+    dates = [d for d in parts if d not in skipped and d in held]
     if not dates:
         return empty
 
@@ -309,22 +311,24 @@ def ingest_date(
         raise IngestError(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}", dataset=unknown[0], date=day)
     done: list[str] = []
     try:
-        landed, redelivered = {}, {}
-        for name in names:
-            landed[name], redelivered[name] = _drop_redeliveries(
-                root, land_partition(root, name, day, cfg), day, cfg, reingesting)
-            _refuse_unit_drift(root, landed[name], day, cfg)
-        notes = {
-            n: [f"{r.dropped:,} rows already curated identically on "
-                f"{', '.join(f'dt={d}' for d in r.dropped_from)} dropped before validation (redelivered)"]
-            for n, r in redelivered.items() if r.dropped
-        }
-        validations = validate_landing_frames(
-            root, day, cfg, {n: item.frame for n, item in landed.items()},
-            duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
-            notes=notes, in_range=in_range,
-        )
-        prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped) for n in names]
+        # Everything is read and validated before anything is written: the lake's listings are taken once.
+        with lake.read_phase():
+            landed, redelivered = {}, {}
+            for name in names:
+                landed[name], redelivered[name] = _drop_redeliveries(
+                    root, land_partition(root, name, day, cfg), day, cfg, reingesting)
+                _refuse_unit_drift(root, landed[name], day, cfg)
+            notes = {
+                n: [f"{r.dropped:,} rows already curated identically on "
+                    f"{', '.join(f'dt={d}' for d in r.dropped_from)} dropped before validation (redelivered)"]
+                for n, r in redelivered.items() if r.dropped
+            }
+            validations = validate_landing_frames(
+                root, day, cfg, {n: item.frame for n, item in landed.items()},
+                duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
+                notes=notes, in_range=in_range,
+            )
+            prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped) for n in names]
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
         raise LakeStorageError(exc, names, day, done) from exc
     for item in prepared:

@@ -44,6 +44,7 @@ import polars as pl
 from upath import UPath
 
 from pipelines.config.location import Location, is_remote
+from pipelines.store.listing import local_files, local_partitions, parse_date, read_phase, remembered  # noqa: F401
 from pipelines.store.paths import (  # noqa: F401  (re-exported: lake is where callers look)
     PathEscapeError, derived_partition, ensure_inside, partition_dir,
 )
@@ -120,9 +121,7 @@ def parquet_files(partition: Location) -> list[Location]:
     """
     if is_remote(partition):
         return _remote_files(partition, _read_marker(partition) or {})
-    return sorted(
-        p for p in partition.iterdir() if p.is_file() and not p.name.startswith((".", "_"))
-    )
+    return list(remembered(("files", str(partition)), lambda: local_files(partition)))
 
 
 def complete_files(partition: Location) -> list[Location] | None:
@@ -413,34 +412,19 @@ def complete_partitions(
     """:func:`complete_partition_dates` with each partition's location (what :func:`partition_dir` gives),
     oldest first, from one listing: a range ingest looks over the whole history for every date it ingests,
     and resolving each partition's path on its own cost more than reading it (measured)."""
+    return dict(remembered(("partitions", str(root), zone, dataset, key),
+                           lambda: _list_complete_partitions(root, zone, dataset, key)))
+
+
+def _list_complete_partitions(root: Location, zone: str, dataset: str | None, key: str) -> dict[dt.date, Location]:
     base = ensure_inside(root, root / zone / dataset if dataset else root / zone)
     prefix = f"{key}="
     if is_remote(base):  # one listing for the whole dataset instead of a request per date
         markers = _fresh(base).fs.glob(f"{base.path}/{prefix}*/{SUCCESS}")
         names = [posixpath.basename(posixpath.dirname(str(m))) for m in markers]
-        days = sorted(d for d in (_parse_date(n[len(prefix):]) for n in names if n.startswith(prefix)) if d)
+        days = sorted(d for d in (parse_date(n[len(prefix):]) for n in names if n.startswith(prefix)) if d)
         return {d: base.joinpath(f"{prefix}{d.isoformat()}") for d in days}
-    if not base.is_dir():
-        return {}
-    found: dict[dt.date, Location] = {}
-    with os.scandir(base) as entries:
-        for entry in entries:
-            if not entry.name.startswith(prefix) or not entry.is_dir():
-                continue  # .tmp-/.old- siblings of an in-flight publish are not partitions
-            day = _parse_date(entry.name[len(prefix):])
-            # (is_complete's repair of an interrupted swap acts only on a missing partition: none listed is)
-            if day is None or not os.path.isfile(os.path.join(entry.path, SUCCESS)):
-                continue
-            # base is resolved and inside the root; a plain folder in it is too, a link is checked
-            found[day] = ensure_inside(root, Path(entry.path)) if entry.is_symlink() else base / entry.name
-    return dict(sorted(found.items()))
-
-
-def _parse_date(text: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        return None
+    return local_partitions(root, base, prefix, SUCCESS)
 
 
 # How often this process replaced or removed each local partition (by real path). It is part of the key of

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
@@ -285,20 +287,30 @@ def value_ranges(part: Location, columns: list[str]) -> dict[str, tuple[Any, Any
     if not isinstance(part, Path):
         return None
     try:
-        st = (part / lake.SUCCESS).stat()
+        # os.stat, not Path.stat: 3 us against 27 (measured), and a range ingest asks this of every
+        # partition of the history for every lookup of every date
+        st = os.stat(os.path.join(part, lake.SUCCESS))
     except FileNotFoundError:
         return None
     return _partition_ranges(part, lake.replacements(part), st.st_ino, st.st_mtime_ns, st.st_ctime_ns,
                              tuple(columns))
 
 
-def may_hold(part: Location, values: pl.DataFrame) -> bool:
-    """Whether the curated partition ``part`` may hold a row matching one of ``values`` (columns to match on):
-    False only when, for some column, every value looked for lies outside the partition's (min, max)."""
-    ranges = value_ranges(part, values.columns)
-    return ranges is None or all(
-        ranges[c][0] is not None and ranges[c][0] <= values[c].max() and values[c].min() <= ranges[c][1]
-        for c in values.columns)
+def partitions_holding(parts: Mapping[dt.date, Location], values: pl.DataFrame) -> list[dt.date]:
+    """The dates of ``parts`` (curated partitions, as :func:`curated_partitions` lists them) whose partition
+    may hold a row matching one of ``values`` (columns to match on): a partition is left out only when, for
+    some column, every value looked for lies outside the partition's (min, max)."""
+    if values.is_empty():
+        return []
+    columns = values.columns
+    bounds = {c: (values[c].min(), values[c].max()) for c in columns}
+    held = []
+    for day, part in parts.items():
+        ranges = value_ranges(part, columns)
+        if ranges is None or all(ranges[c][0] is not None and ranges[c][0] <= high and low <= ranges[c][1]
+                                 for c, (low, high) in bounds.items()):
+            held.append(day)
+    return held
 
 
 @functools.lru_cache(maxsize=1 << 15)

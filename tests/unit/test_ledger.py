@@ -336,3 +336,15 @@ def test_allocation_reconciles_to_the_cent_and_pays_oldest_first(schedule, paid,
             assert paid_cents[k - 1] == due_cents[k - 1]
     outstanding = one(ledger.loans, loan_id="L1")["outstanding_principal_cents"]
     assert 0 <= outstanding <= sum(p for p, _ in schedule)
+
+
+def test_an_instalment_curated_on_two_dates_stops_the_ledger_naming_both():
+    # a schedule that got into the lake twice (a range re-ingest stopped between its dates) would double
+    # what the customer owes: the proof refuses it and says which partition to re-ingest
+    inst = loan() + [row[:-1] + (D(2024, 1, 5),) for row in loan()]
+    ledger = ledger_of(inst, [], D(2024, 2, 1))
+    with pytest.raises(LedgerReconciliationError) as err:
+        reconcile_ledger(ledger, payments([]))
+    text = str(err.value)
+    assert "installment_id curated on more than one date: L1-1 (dt=2024-01-01, dt=2024-01-05)" in text, text
+    assert "riskline ingest --date 2024-01-05" in text, text
