@@ -86,6 +86,10 @@ class IngestConfig(_Section):
     # a money column whose median tonight is this many times above or below its median over the recent
     # curated days stops the ingest (docs/contracts.md: Money units and bounds).
     money_unit_ratio: float = Field(default=20.0, gt=1)
+    # A cash draw cannot exceed its line: when more than this share of a drop's loans (five or more with a
+    # known line) borrow more than their account's credit limit, the schedule's money is in another unit
+    # (jiao read as CNY: 10x, under money_unit_ratio) and the ingest stops. 1 turns the check off.
+    max_share_of_loans_over_line: float = Field(default=0.5, gt=0, le=1)
 
     @model_validator(mode="after")
     def _keys_name_real_columns(self) -> IngestConfig:

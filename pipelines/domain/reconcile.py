@@ -97,10 +97,11 @@ def reconcile_ledger(
     ).height == 0
     inst_ok = inst.filter((pl.col("paid_cents") > pl.col("due_cents")) | (pl.col("paid_cents") < 0)).height == 0
     # An instalment counted twice doubles what its customer owes. Ingest keeps an installment_id to one date;
-    # a copy that got through anyway (a range re-ingest stopped between its dates) sits next to its original,
-    # since the ledger sorts instalments by loan and number: comparing neighbours needs no hash of every id.
-    inst_once = inst.height < 2 or not inst.select(
-        (pl.col("installment_id") == pl.col("installment_id").shift()).any()).item()
+    # a copy that got through anyway would sit anywhere in its loan (a defective schedule repeats numbers),
+    # so every id is counted. Two accounts sharing a loan id may share its instalment ids: ids repeated
+    # only across accounts are not copies (checked only when the cheap count finds repeats).
+    inst_once = inst.get_column("installment_id").n_unique() == inst.height or (
+        inst.select(pl.struct("account_id", "installment_id").n_unique()).item() == inst.height)
     matched = pay.filter(pl.col("loan_idx").is_not_null())
     loan_ids = inst.filter(pl.col("loan_idx").ne_missing(pl.col("loan_idx").shift())).select(
         "loan_idx", pl.col("loan_id").alias("_loan_id"), pl.col("account_id").alias("_account_id")
@@ -185,8 +186,7 @@ def _diagnose(
             "a conflicting one is named for upstream to resolve"
         )
     inst = ledger.installments
-    same = pl.col("installment_id")
-    twice = inst.filter((same == same.shift()) | (same == same.shift(-1)))  # as reconcile_ledger tells
+    twice = inst.filter(pl.struct("account_id", "installment_id").is_duplicated())
     if twice.height:
         where = (twice.group_by("installment_id").agg(pl.col("draw_date").unique().sort()).sort("installment_id")
                  .select(pl.format("{} (dt={})", "installment_id",

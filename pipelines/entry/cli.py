@@ -116,15 +116,14 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
             # The range's later dates are replaced next: their current rows must not take this date's (the
-            # earliest date owns a fact). If one of them then fails, its error's rerun drops its copies; until
-            # then a night's ledger refuses a payment or instalment it finds on two dates (domain/reconcile).
+            # earliest date owns a fact). Those holding copies are marked until re-ingested (zones.REINGEST_MARKER).
             results = ingest_date(root, day, cfg, datasets=datasets, data_docs=(i == len(dates)), in_range=ranged,
                                   reingesting=dates[i:])
         except IngestError as exc:
             failures += 1
             print(f"error: {exc}", file=sys.stderr)
             if not args.keep_going:
-                return 1
+                break
             continue
         if before:
             stale.update(chain.after_ingest(root, day, before))
@@ -136,12 +135,19 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
         elif i % _progress_step(len(dates)) == 0 or i == len(dates):
             # a log file or a pipe (make, CI, Airflow) gets a line now and then instead of carriage returns
             print(f"[{i}/{len(dates)}] ingested {day}", file=sys.stderr, flush=True)
-    if len(dates) > 1:
+    if len(dates) > 1 and (args.keep_going or not failures):
         print(f"\ningested {len(dates) - failures}/{len(dates)} dates into {root / 'curated'}")
     if stale:  # late data: the curated content changed under nights already published
         nights = sorted(stale)
         print(f"warning: published nights {', '.join(map(str, nights))} read curated data that this ingest "
               f"changed; they are now stale (outputs/_stale/): {chain.rebuild_hint(nights)}", file=sys.stderr)
+    owed = zones.owed_reingests(root)
+    if owed:  # a range that rebuilt an earlier date stopped before the later ones holding its rows' copies
+        later = sorted({day for _, day, _ in owed})
+        print(f"error: curated {', '.join(f'{name} dt={day}' for name, day, _ in owed[:5])} still hold rows now "
+              f"curated on an earlier date; nights refuse the history until they are re-ingested: riskline ingest "
+              f"--from-date {later[0]} --to-date {later[-1]}", file=sys.stderr)
+        return 1
     return 1 if failures else 0
 
 

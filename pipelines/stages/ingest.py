@@ -21,7 +21,7 @@ file, column or expectation, before anything is written, so the curated zone is 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
@@ -31,7 +31,8 @@ import polars as pl
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
 from pipelines.domain.conform import (
-    Redeliveries, SAMPLE_KEYS, count_reasons, money_unit_drift, split_redeliveries, split_row_defects,
+    SAMPLE_KEYS, UNIT_MIN_TONIGHT, Redeliveries, count_reasons, loans_over_their_lines, money_unit_drift,
+    split_redeliveries, split_row_defects,
 )
 from pipelines.errors import IngestError
 from pipelines.quality.range_pass import RangeValidation  # GX loads on first use
@@ -61,6 +62,7 @@ class IngestResult:
     expectations_failed: int = 0  # warnings and quarantining rules (a critical one stops the ingest)
     redelivered: int = 0  # rows identical to rows already curated on another date, dropped
     side_files: tuple[str, ...] = ()  # entries of the drop ignored on purpose (markers, checksums)
+    reingest_after: tuple[dt.date, ...] = ()  # later dates of the range holding copies of rows kept here
 
     def describe(self) -> str:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantine_reasons.items()))
@@ -87,25 +89,24 @@ class _Prepared:
 
 
 def _drop_redeliveries(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig,
-                       reingesting: Collection[dt.date] = ()) -> tuple[Landed, Redeliveries]:
+                       reingesting: Collection[dt.date] = ()) -> tuple[Landed, Redeliveries, list[dt.date]]:
     """Drop rows already curated identically on an earlier date; stop on a conflicting one (both dates
-    named), or on rows curated first on a later date (this date owns them: it must be ingested first)."""
+    named), or on rows curated first on a later date (this date owns them: it must be ingested first).
+    Also returns the later dates of ``reingesting`` that hold copies of this drop's rows (see
+    :func:`_earlier_rows`)."""
     dataset = CONTRACT[landed.dataset]
     # The contract's key, not ingest.business_keys (de-duplication within a drop): unique_over_time is
     # declared for the contract key, and a coarser configured key would make every repeat a conflict.
     key = list(dataset.key)
-    earlier = (_earlier_rows(root, dataset, day, landed.frame, key, reingesting) if dataset.unique_over_time
-               else None)
-    if earlier is None:
-        return landed, Redeliveries(landed.frame, 0, (), pl.DataFrame())
+    if not dataset.unique_over_time:
+        return landed, Redeliveries(landed.frame, 0, (), pl.DataFrame()), []
+    earlier, owed = _earlier_rows(root, dataset, day, landed.frame, key, reingesting)
     found = split_redeliveries(landed.frame, earlier, key, dataset.unit)
     if found.conflicts.height:
         _refuse_curated_rows(
             found.conflicts, key, dataset.name, day, "conflict with rows already curated on",
             f"a {'/'.join(key)} names one fact for the lake's life; a correction is never applied silently",
-            lambda where: f"ask upstream which is right: if this drop is, have the earlier drop corrected and "
-                          f"rerun ingest for dt={where[0]} first (nights published since then become stale); if "
-                          f"not, have these rows removed from this drop; then rerun ingest for this date",
+            lambda where: _conflict_hint(day, where),
         )
     # The earliest date owns a fact, whatever the ingest order: dropping these rows here would leave every
     # night from this date to the later one without them (a payment unseen: its customer cut and queued).
@@ -117,7 +118,21 @@ def _drop_redeliveries(root: Path, landed: Landed, day: dt.date, cfg: RisklineCo
             lambda where: f"re-ingest the dates in order in one call: riskline ingest --from-date {day} "
                           f"--to-date {where[-1]} (nights published since then become stale)",
         )
-    return replace(landed, frame=found.kept), found
+    return replace(landed, frame=found.kept), found, owed
+
+
+def _conflict_hint(day: dt.date, where: list[dt.date]) -> str:
+    """The next step for rows of ``day`` that conflict with rows curated on ``where``."""
+    earlier, later = [d for d in where if d < day], [d for d in where if d > day]
+    if not later:
+        return (f"ask upstream which is right: if this drop is, have the earlier drop corrected and rerun ingest "
+                f"for dt={earlier[0]} first (nights published since then become stale); if not, have these rows "
+                "removed from this drop; then rerun ingest for this date")
+    # A later date holds them (ingested before this one): this date owns the fact, so whichever copy is
+    # right, the dates must be rebuilt in order in one call (a single re-ingest of either is refused again).
+    return (f"ask upstream which is right, have the wrong drop corrected, then rebuild the dates in order in one "
+            f"call: riskline ingest --from-date {min(day, *where)} --to-date {later[-1]} (nights published since "
+            "then become stale)")
 
 
 def _refuse_curated_rows(rows: pl.DataFrame, key: list[str], dataset: str, day: dt.date, what: str, why: str,
@@ -148,9 +163,9 @@ def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineCo
     history = zones.scan_curated(root, dataset.name, recent[-1], dates=recent).select(columns).collect()
     drift = money_unit_drift(landed.frame, history, columns, cfg.ingest.money_unit_ratio)
     if drift:
-        column, now, was = drift[0]
+        column, now, was, quantile = drift[0]
         raise IngestError(
-            f"{column}: median amount {now / 100:,.2f} CNY tonight against {was / 100:,.2f} CNY on "
+            f"{column}: {quantile} amount {now / 100:,.2f} CNY tonight against {was / 100:,.2f} CNY on "
             f"dt={recent[0]}..dt={recent[-1]} ({max(now, was) / max(min(now, was), 1):,.0f}x): money in another "
             "unit (cents in a CNY column?) would move every balance and limit",
             dataset=dataset.name, date=day, column=column,
@@ -160,13 +175,49 @@ def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineCo
         )
 
 
-def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFrame, key: list[str],
-                  reingesting: Collection[dt.date] = ()) -> pl.DataFrame:
-    """Curated rows of every other date sharing a key (or a unit) with ``frame``, with their ``dt``.
+def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day: dt.date,
+                                   cfg: RisklineConfig) -> None:
+    """Stop when most of the drop's loans borrow more than their line: the schedule's money is in another
+    unit (:func:`~pipelines.domain.conform.loans_over_their_lines`). The day's snapshot is this ingest's,
+    else the curated one, else the landing one; without one, there is nothing to compare with."""
+    if "installments" not in landed or landed["installments"].frame.is_empty():
+        return
+    if "accounts" in landed:
+        accounts = landed["accounts"].frame
+    elif lake.is_complete(zones.curated(root, "accounts", day)):
+        accounts = zones.scan_curated(root, "accounts", day, dates=[day]).collect()
+    else:
+        try:
+            accounts = land_partition(root, "accounts", day, cfg).frame
+        except IngestError:
+            return
+    known, over = loans_over_their_lines(landed["installments"].frame, accounts)
+    share = cfg.ingest.max_share_of_loans_over_line
+    if known < UNIT_MIN_TONIGHT or over.height <= share * known:
+        return
+    sample = ", ".join(f"{r['loan_id']} {r['principal_cents'] / 100:,.2f} CNY on a "
+                       f"{r['credit_limit_cents'] / 100:,.2f} CNY line"
+                       for r in over.head(SAMPLE_KEYS).iter_rows(named=True))
+    raise IngestError(
+        f"{over.height:,} of {known:,} loans drawn today borrow more than their account's credit limit "
+        f"({sample}): a cash draw cannot exceed its line, so the schedule's money is in another unit (jiao "
+        "read as CNY?) and would multiply what these customers owe",
+        dataset="installments", date=day, column="principal_due",
+        hint="send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: money "
+             "units), then rerun ingest for this date; if the loans are right, raise "
+             "ingest.max_share_of_loans_over_line",
+    )
 
-    A date of ``reingesting`` later than ``day`` is left out: the same call replaces it next, so its
-    current content (curated before ``day`` was) must not take this date's rows; its re-ingest then finds
-    them here and drops its copies, as an ingest in date order would.
+
+def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFrame, key: list[str],
+                  reingesting: Collection[dt.date] = ()) -> tuple[pl.DataFrame, list[dt.date]]:
+    """Curated rows of every other date sharing a key (or a unit) with ``frame``, with their ``dt``; and
+    the dates of ``reingesting`` later than ``day`` that hold such rows.
+
+    Those later dates are left out of the rows: the same call replaces them next, so their current content
+    (curated before ``day`` was) must not take this date's rows; their re-ingest then finds the rows here
+    and drops its copies, as an ingest in date order would. Until then they hold copies (the caller marks
+    them: :func:`~pipelines.store.zones.mark_for_reingest`).
 
     Cheap on a long history (docs/contracts.md, Keys over time, has the cost measured): lazy scans read
     only the key and unit columns; a partition whose key range (its min and max, read once per process and
@@ -179,11 +230,11 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
     probes = [(cols, wanted) for cols in [list(key), *([u] for u in dataset.unit)]
               if not (wanted := frame.select(cols).drop_nulls().unique()).is_empty()]
     parts = zones.curated_partitions(root, dataset.name) if probes else {}
-    skipped = {day, *(d for d in reingesting if d > day)}
+    later = {d for d in reingesting if d > day}
     held = set().union(*(zones.partitions_holding(parts, w) for _, w in probes))
-    dates = [d for d in parts if d not in skipped and d in held]
+    dates = [d for d in parts if d != day and d in held]
     if not dates:
-        return empty
+        return empty, []
 
     def _matches(scan: pl.LazyFrame) -> list[pl.LazyFrame]:
         # (an is_in over the scan instead rebuilds its hash set per batch: 10x slower, measured)
@@ -200,16 +251,17 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
         scan = zones.scan_curated(root, dataset.name, upto=max(batch), dates=batch).select(*columns, "dt")
         hits = pl.concat(_matches(scan)).select("dt").unique().collect(engine="streaming")
         matched.update(hits.get_column("dt").to_list())
-    if not matched:
-        return empty
-    days = sorted(matched)
+    owed = sorted(matched & later)
+    days = sorted(matched - later)
+    if not days:
+        return empty, owed
     rows = zones.scan_curated(root, dataset.name, upto=days[-1], dates=days)
     found = pl.concat(_matches(rows)).unique().collect(engine="streaming")
-    return found.sort(["dt", *found.columns[:-1]])  # streaming order varies; the oldest date first
+    return found.sort(["dt", *found.columns[:-1]]), owed  # streaming order varies; the oldest date first
 
 
 def _prepare(root: Path, landed: Landed, day: dt.date, validation: LandingValidation,
-             redelivered: int = 0) -> _Prepared:
+             redelivered: int = 0, reingest_after: Sequence[dt.date] = ()) -> _Prepared:
     good, bad = split_row_defects(landed.frame, validation.reasons)
     passed = validation.report.count("passed")
     failed = validation.report.count("quarantined", "warning", "critical")
@@ -219,7 +271,7 @@ def _prepare(root: Path, landed: Landed, day: dt.date, validation: LandingValida
         quarantine_reasons=count_reasons(bad),
         curated_path=str(zones.curated(root, landed.dataset, day)),
         expectations_passed=passed, expectations_failed=failed, side_files=landed.side_files,
-        redelivered=redelivered,
+        redelivered=redelivered, reingest_after=tuple(reingest_after),
     )
     return _Prepared(result, good, bad)
 
@@ -313,11 +365,12 @@ def ingest_date(
     try:
         # Everything is read and validated before anything is written: the lake's listings are taken once.
         with lake.read_phase():
-            landed, redelivered = {}, {}
+            landed, redelivered, owed = {}, {}, {}
             for name in names:
-                landed[name], redelivered[name] = _drop_redeliveries(
+                landed[name], redelivered[name], owed[name] = _drop_redeliveries(
                     root, land_partition(root, name, day, cfg), day, cfg, reingesting)
                 _refuse_unit_drift(root, landed[name], day, cfg)
+            _refuse_loans_over_their_lines(root, landed, day, cfg)
             notes = {
                 n: [f"{r.dropped:,} rows already curated identically on "
                     f"{', '.join(f'dt={d}' for d in r.dropped_from)} dropped before validation (redelivered)"]
@@ -328,9 +381,16 @@ def ingest_date(
                 duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
                 notes=notes, in_range=in_range,
             )
-            prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped) for n in names]
+            prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped, owed[n])
+                        for n in names]
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
         raise LakeStorageError(exc, names, day, done) from exc
+    # Later dates of this range that hold copies of rows this date now keeps are marked before this date is
+    # published (a crash in between only marks them needlessly): nights refuse the history until they are
+    # re-ingested, whatever stops this range before it reaches them.
+    for name, later in owed.items():
+        for other in later:
+            zones.mark_for_reingest(root, name, other, day)
     for item in prepared:
         try:
             _publish(root, item, done)

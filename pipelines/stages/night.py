@@ -41,6 +41,7 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import to_published
 from pipelines.domain.collections import assign_treatments
 from pipelines.domain.decide import require_exact_reasons
+from pipelines.errors import IngestError
 from pipelines.quality.validate import validate_output
 from pipelines.stages.features import build_feature_snapshot, merge_shards
 from pipelines.stages.ingest import ingest_date
@@ -145,6 +146,7 @@ def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
 
 
 def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+    refuse_owed_reingests(root, as_of)
 
     if cfg.run.shards > 1:  # per account-hash shard, then one merge (pipelines/stages/shards.py)
         # why: keeps xgboost out of the cli (which imports this module at start-up)
@@ -156,6 +158,22 @@ def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str,
         path = build_feature_snapshot(root, as_of, cfg)
     rows = pl.scan_parquet(sorted(path.glob("*.parquet"))).select(pl.len()).collect().item()
     return {"path": str(path.relative_to(root)), "accounts": int(rows)}
+
+
+def refuse_owed_reingests(root: Path, as_of: dt.date) -> None:
+    """Stop before the history is read while a curated partition of dt <= D still holds copies of rows an
+    earlier date now owns (a range re-ingest stopped before reaching it): they would count twice."""
+    owed = zones.owed_reingests(root, as_of)
+    if owed:
+        name, day, owner = owed[0]
+        later = sorted({d for _, d, _ in owed})
+        more = f" (and {len(owed) - 1} more partition(s))" if len(owed) > 1 else ""
+        raise IngestError(
+            f"curated partition still holds copies of rows now curated on dt={owner}{more}: a range re-ingest "
+            "stopped before reaching it, and the history would count those payments, instalments or events twice",
+            dataset=name, date=day,
+            hint=f"re-ingest it: riskline ingest --from-date {later[0]} --to-date {later[-1]}, then rerun this night",
+        )
 
 
 def stage_train(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
 from pathlib import Path
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.config.location import Location
+from pipelines.config.location import Location, is_remote
 from pipelines.contracts.landing import CONTRACT
 from pipelines.domain.pending_payments import WAITING_SCHEMA
 from pipelines.store import lake
@@ -83,6 +84,33 @@ def landing_dates(root: Location, dataset: str) -> list[dt.date]:
 def curated_dates(root: Location, dataset: str) -> list[dt.date]:
     """Dates with a complete curated partition of ``dataset``, oldest first."""
     return complete_partition_dates(root, CURATED_ZONE, dataset)
+
+
+# A curated partition that still holds rows an earlier date now owns (a range re-ingest rebuilt the earlier
+# date and stopped before this one): nights refuse to read the history until this date is re-ingested,
+# whose publish replaces the partition whole and so drops the marker with the copies.
+REINGEST_MARKER = "_REINGEST"
+
+
+def mark_for_reingest(root: Path, dataset: str, day: dt.date, owner: dt.date) -> None:
+    """Mark curated ``dataset`` of ``day`` as holding copies of rows now curated on ``owner``."""
+    part = curated(root, dataset, day)
+    if not is_remote(part) and lake.is_complete(part):
+        lake.atomic_write_bytes(part / REINGEST_MARKER, json.dumps({"rows_owned_by": owner.isoformat()}).encode())
+
+
+def owed_reingests(root: Location, upto: dt.date | None = None) -> list[tuple[str, dt.date, dt.date]]:
+    """``(dataset, date, owner)`` of every curated partition (of dt <= ``upto``) marked for re-ingest."""
+    if is_remote(root):
+        return []  # the marker is written on a local lake only (mark_for_reingest checks completeness there)
+    owed = []
+    for dataset in CONTRACT:
+        for day, part in curated_partitions(root, dataset).items():
+            marker = Path(part) / REINGEST_MARKER
+            if (upto is None or day <= upto) and marker.is_file():
+                owner = dt.date.fromisoformat(json.loads(marker.read_text())["rows_owned_by"])
+                owed.append((dataset, day, owner))
+    return owed
 
 
 def quarantine_dates(root: Location, dataset: str) -> list[dt.date]:

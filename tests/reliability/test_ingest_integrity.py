@@ -215,6 +215,56 @@ def test_a_range_ingest_after_an_out_of_order_one_rebuilds_the_in_order_lake(
         assert tree_digests(lake_root, part) == tree_digests(in_order, part), part
 
 
+def test_a_range_rebuild_stopped_before_its_later_dates_leaves_them_marked_and_nights_refuse(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig, capsys: pytest.CaptureFixture[str],
+):
+    # The range keeps the payment on E and would drop NEXT's copy when it reaches NEXT; stopped before (a
+    # middle date's drop incomplete), NEXT still held the copy, the next command exited 0 and the history
+    # held the payment twice. Now NEXT is marked until re-ingested, and nights refuse the history meanwhile.
+    book = published_lake
+    earlier, payment = _curate_a_payment_on_next_first(book, lake_root, quiet_cfg)
+    middle = earlier + dt.timedelta(days=1)
+    marker = lake.partition_dir(lake_root, "landing", "accounts", middle) / lake.SUCCESS
+    marker.rename(marker.with_name("_SUCCESS.away"))  # the middle date's snapshot is not complete yet
+
+    assert _cli(lake_root, "ingest", "--from-date", str(earlier), "--to-date", str(book.next_day)) == 1
+    err = capsys.readouterr().err
+    assert f"error: curated payments dt={book.next_day} still hold rows now curated on an earlier date" in err, err
+    assert f"riskline ingest --from-date {book.next_day} --to-date {book.next_day}" in err, err
+    assert zones.owed_reingests(lake_root) == [("payments", book.next_day, earlier)]
+    with pytest.raises(IngestError) as refused:
+        nightly.stage_features(lake_root, book.next_day, quiet_cfg)
+    assert str(refused.value).startswith(f"payments dt={book.next_day}: curated partition still holds copies of "
+                                         f"rows now curated on dt={earlier}"), str(refused.value)
+
+    # The next step it names: the marked date re-ingested drops its copy, and the marker with it.
+    marker.with_name("_SUCCESS.away").rename(marker)
+    assert _cli(lake_root, "ingest", "--date", str(book.next_day)) == 0, capsys.readouterr().err
+    assert zones.owed_reingests(lake_root) == []
+    paid = zones.scan_curated(lake_root, "payments", book.next_day).filter(pl.col("payment_id") == payment).collect()
+    assert paid["dt"].to_list() == [earlier]
+
+
+def test_a_conflict_with_a_later_date_names_the_rebuild_in_order(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig,
+):
+    # The in-order hint ("correct the earlier drop, rerun it first") pointed at the later date, whose rerun
+    # alone is refused again: whichever copy is right, the dates are rebuilt in order in one call.
+    book = published_lake
+    earlier, payment = _curate_a_payment_on_next_first(book, lake_root, quiet_cfg)
+    complete = landing(lake_root, "payments", earlier)
+    changed = complete.with_columns(
+        pl.when(pl.col("payment_id") == payment).then(pl.col("amount") + pl.lit(decimal.Decimal("1.00")))
+        .otherwise(pl.col("amount")).cast(complete.schema["amount"]).alias("amount"))
+    deliver(lake_root, "payments", earlier, {DATA_FILE: changed})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(lake_root, earlier, quiet_cfg)
+    text = str(err.value)
+    assert f"conflict with rows already curated on dt={book.next_day}" in text, text
+    assert text.endswith(f"riskline ingest --from-date {earlier} --to-date {book.next_day} (nights published "
+                         "since then become stale)"), text
+
+
 # --- class 6: conflicting duplicates within a delivery ----------------------------------------------
 
 

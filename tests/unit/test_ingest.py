@@ -590,7 +590,23 @@ def test_money_unit_drift_compares_medians_with_the_recent_days(tonight: list[in
     history = pl.DataFrame({"amount_cents": [100] * 20 + [0, None]}, schema={"amount_cents": pl.Int64})
     now = pl.DataFrame({"amount_cents": tonight + [None, 0]}, schema={"amount_cents": pl.Int64})
     got = conform.money_unit_drift(now, history, ["amount_cents"], 20.0)
-    assert got == ([("amount_cents", tonight[0], 100)] if drifted else [])
+    assert got == ([("amount_cents", tonight[0], 100, "median")] if drifted else [])
+
+
+def test_money_unit_drift_sees_another_unit_in_part_of_the_rows():
+    history = pl.DataFrame({"amount_cents": [5_000 + 100 * i for i in range(200)]})
+    rows = history.get_column("amount_cents").to_list()[:100]
+    # a second extract writer: cents in two rows of five (100x), in one of five (100x), jiao read as CNY
+    # in one of five (10x lower); the median stays, a decile moves
+    for share, factor, quantile in ((2, 100, "90th percentile"), (1, 100, "90th percentile"),
+                                    (1, 0.01, "10th percentile")):
+        mixed = pl.DataFrame({"amount_cents": [int(v * factor) if i % 5 < share else v
+                                               for i, v in enumerate(rows)]})
+        (drift,) = conform.money_unit_drift(mixed, history, ["amount_cents"], 20.0)
+        assert drift.quantile == quantile, (share, factor, drift)
+    # a legitimate day with a few large amounts is not a unit
+    few_large = pl.DataFrame({"amount_cents": [v * 15 if i % 20 == 0 else v for i, v in enumerate(rows)]})
+    assert conform.money_unit_drift(few_large, history, ["amount_cents"], 20.0) == []
 
 
 def _deliveries(*rows: tuple[str, str, int, int]) -> pl.DataFrame:
@@ -610,3 +626,16 @@ def test_a_later_delivery_repeating_rows_under_new_ids_is_refused_and_a_correcti
         conform.refuse_resent_under_new_ids(frame, "behaviour", columns)
     # datasets whose ids are not minted by the extract (the accounts snapshot) are not compared
     conform.refuse_resent_under_new_ids(_deliveries(("E1", "A", 5, 0), ("Z1", "A", 5, 1)), "accounts", columns)
+
+
+def test_loans_over_their_lines_are_counted_against_the_days_snapshot():
+    schedule = pl.DataFrame({
+        "loan_id": ["L1", "L1", "L2", "L3", "L4"],
+        "account_id": ["A1", "A1", "A2", "A3", "A9"],  # A9: no line known tonight, not judged
+        "principal_due_cents": [15_000, 15_000, 20_000, 50_001, 99_999],
+    })
+    limits = pl.DataFrame({"account_id": ["A1", "A2", "A3"], "credit_limit_cents": [30_000, 10_000, 50_000]})
+    known, over = conform.loans_over_their_lines(schedule, limits)
+    assert known == 3  # L1 exactly at its line is not over it
+    assert over.select("loan_id", "principal_cents", "credit_limit_cents").rows() == [
+        ("L2", 20_000, 10_000), ("L3", 50_001, 50_000)]  # the largest excess first

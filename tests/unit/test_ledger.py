@@ -348,3 +348,12 @@ def test_an_instalment_curated_on_two_dates_stops_the_ledger_naming_both():
     text = str(err.value)
     assert "installment_id curated on more than one date: L1-1 (dt=2024-01-01, dt=2024-01-05)" in text, text
     assert "riskline ingest --date 2024-01-05" in text, text
+
+
+def test_an_instalment_copy_anywhere_in_its_loan_stops_the_ledger():
+    # a defective schedule numbering every instalment 1: its copy is not next to its original
+    first = [row[:3] + (1,) + row[4:] for row in loan()]
+    copy = [row[:-1] + (D(2024, 1, 5),) for row in first]
+    with pytest.raises(LedgerReconciliationError) as err:
+        reconcile_ledger(ledger_of(first + copy, [], D(2024, 2, 1)), payments([]))
+    assert all(f"L1-{n} (dt=2024-01-01, dt=2024-01-05)" in str(err.value) for n in (1, 2, 3)), str(err.value)
