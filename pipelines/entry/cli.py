@@ -143,10 +143,9 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
               f"changed; they are now stale (outputs/_stale/): {chain.rebuild_hint(nights)}", file=sys.stderr)
     owed = zones.owed_reingests(root)
     if owed:  # a range that rebuilt an earlier date stopped before the later ones holding its rows' copies
-        later = sorted({day for _, day, _ in owed})
         print(f"error: curated {', '.join(f'{name} dt={day}' for name, day, _ in owed[:5])} still hold rows now "
-              f"curated on an earlier date; nights refuse the history until they are re-ingested: riskline ingest "
-              f"--from-date {later[0]} --to-date {later[-1]}", file=sys.stderr)
+              f"curated on an earlier date; nights refuse the history until they are re-ingested: "
+              f"{zones.reingest_command(owed)}", file=sys.stderr)
         return 1
     return 1 if failures else 0
 

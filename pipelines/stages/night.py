@@ -166,13 +166,12 @@ def refuse_owed_reingests(root: Path, as_of: dt.date) -> None:
     owed = zones.owed_reingests(root, as_of)
     if owed:
         name, day, owner = owed[0]
-        later = sorted({d for _, d, _ in owed})
         more = f" (and {len(owed) - 1} more partition(s))" if len(owed) > 1 else ""
         raise IngestError(
             f"curated partition still holds copies of rows now curated on dt={owner}{more}: a range re-ingest "
             "stopped before reaching it, and the history would count those payments, instalments or events twice",
             dataset=name, date=day,
-            hint=f"re-ingest it: riskline ingest --from-date {later[0]} --to-date {later[-1]}, then rerun this night",
+            hint=f"re-ingest it: {zones.reingest_command(owed)}, then rerun this night",
         )
 
 

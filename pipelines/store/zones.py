@@ -113,6 +113,12 @@ def owed_reingests(root: Location, upto: dt.date | None = None) -> list[tuple[st
     return owed
 
 
+def reingest_command(owed: list[tuple[str, dt.date, dt.date]]) -> str:
+    """The one command that re-ingests every date of ``owed`` (:func:`owed_reingests`)."""
+    later = sorted({day for _, day, _ in owed})
+    return f"riskline ingest --from-date {later[0]} --to-date {later[-1]}"
+
+
 def quarantine_dates(root: Location, dataset: str) -> list[dt.date]:
     return complete_partition_dates(root, QUARANTINE_ZONE, dataset)
 
