@@ -142,13 +142,16 @@ def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: Re
         missing[non_null_share_parameter(col.curated_name)] = ("skipped", f"not delivered: {col.absent_means}")
         notes.append(f"optional column {name} not delivered (absent or all null): {col.absent_means}")
     band = cfg.validation.volume
-    if refs.declared_rows is not None:
+    # A declared count proves the files hold what the extract wrote, not that the extract was whole: an
+    # export that died midway (or found nothing to export) and still wrote {"rows": N} declares what it
+    # has. So the driver's floor (volume_low) stands beside the exact count; only the spike warning,
+    # which a declared count explains, is skipped.
+    declared = refs.declared_rows is not None
+    if declared:
         params["declared_rows"] = refs.declared_rows
-        why = f"upstream declared the row count in {lake.SUCCESS} (checked exactly by volume_declared)"
-        missing["min_rows"] = missing["max_rows"] = ("skipped", why)
         notes.append(f"volume: {refs.declared_rows:,} rows declared by upstream (after de-duplication)")
-        return params, missing, notes
-    missing["declared_rows"] = ("skipped", f"plain {lake.SUCCESS}: no declared row count")
+    else:
+        missing["declared_rows"] = ("skipped", f"plain {lake.SUCCESS}: no declared row count")
     min_rows, note = expected_min_rows(refs.volume, band)
     notes.append(note)
     if min_rows is None:
@@ -156,7 +159,10 @@ def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: Re
     else:
         params["min_rows"] = min_rows
     median = statistics.median(refs.row_counts[: band.history_days]) if refs.row_counts else 0
-    if len(refs.row_counts) < band.history_days or median < band.min_median_rows:
+    if declared:
+        missing["max_rows"] = ("skipped", f"upstream declared the row count in {lake.SUCCESS} (checked exactly "
+                                          f"by volume_declared)")
+    elif len(refs.row_counts) < band.history_days or median < band.min_median_rows:
         missing["max_rows"] = ("skipped", f"spike warning needs {band.history_days} earlier partitions with a "
                                           f"median of at least {band.min_median_rows} rows")
     else:

@@ -4,8 +4,8 @@ Each test runs the real night on a private copy of a published lake whose NEXT l
 the way upstream might change it, and compares every account with a run on the data the customer's
 behaviour really produced. Each reproduced a confirmed violation. Fixed since (the tests pass): money in another unit stops the ingest
 (``ingest.money_unit_ratio``), rows resent under new ids in a later delivery stop it, and credit on an
-overdue account holds it. Still ``xfail(strict=True)``: an explicit empty-drop marker on a day payments are
-due (upstream's word that nothing was paid is taken; see the test's reason).
+overdue account holds it, and a drop declared empty (``{"rows": 0}``) on a day loans fall due is held to the
+driver's volume floor like any other drop (a declared count proves the files, not the extract).
 """
 
 from __future__ import annotations
@@ -98,9 +98,6 @@ def test_money_in_cents_typed_float_or_decimal_scale_0_never_cuts_a_customer(
 # --- 2. an explicit empty-drop marker on a day payments are due ----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="hostile review 14, finding 2: _SUCCESS {\"rows\": 0} skips the driver-based volume "
-                                       "check, so a payments drop emptied by a failed extract passes on a day loans fall "
-                                       "due and the customers who paid are cut and queued, night exits 0")
 def test_an_explicit_empty_payments_drop_on_a_day_loans_fall_due_never_cuts_the_payers(
     published_lake: PublishedLake, clean_next_night: Path, quiet_cfg: RisklineConfig, tmp_path: Path,
 ):

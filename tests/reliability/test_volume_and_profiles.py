@@ -133,12 +133,18 @@ def test_a_malformed_manifest_is_one_line_naming_the_marker(small: Path, quiet_c
 # --- legitimately empty days ------------------------------------------------------------------------
 
 
-def test_a_declared_empty_drop_passes_and_an_undeclared_one_is_caught(small: Path, quiet_cfg) -> None:
-    # Behaviour is busy every day on this book: an empty drop is a lost drop unless upstream says so.
+def test_a_declared_count_does_not_waive_the_volume_floor(small: Path, quiet_cfg) -> None:
+    # Behaviour is busy every day on this book. A declared count proves the files hold what the extract
+    # wrote, not that the extract was whole: an export that died midway and still wrote its manifest
+    # (old code: {"rows": 0} passed on a busy day, and the customers who paid were cut).
+    rows = _landed(small, "behaviour", END)
     _deliver(small, "behaviour", END, {})
     assert _critical(small, END, quiet_cfg) == {"behaviour": ["volume_low"]}  # not a null-share message
     _deliver(small, "behaviour", END, {}, b'{"rows": 0}')
-    assert _critical(small, END, quiet_cfg) == {}
+    assert _critical(small, END, quiet_cfg) == {"behaviour": ["volume_low"]}
+    half = rows.head(rows.height // 2)
+    _deliver(small, "behaviour", END, {"part-00000.parquet": half}, json.dumps({"rows": half.height}).encode())
+    assert _critical(small, END, quiet_cfg) == {"behaviour": ["volume_low"]}
 
 
 def test_a_new_lake_without_behaviour_passes(tmp_path: Path, quiet_cfg) -> None:
@@ -172,9 +178,10 @@ def test_a_day_on_which_nothing_falls_due_passes_empty_and_a_lost_due_day_does_n
                     shutil.copytree(lake.partition_dir(tmp_path, "landing", name, d),
                                     lake_root / "landing" / name / f"dt={d}")
         _seed(lake_root, CARD_SMALL, day, quiet_cfg)
-        _deliver(lake_root, "payments", day, {})
-        found = _critical(lake_root, day, quiet_cfg)
-        assert found == ({} if expect_empty_ok else {"payments": ["volume_low"]}), (day, counts.get(day))
+        for marker in (b"", b'{"rows": 0}'):  # undeclared, and upstream's explicit empty-drop marker
+            _deliver(lake_root, "payments", day, {}, marker)
+            found = _critical(lake_root, day, quiet_cfg)
+            assert found == ({} if expect_empty_ok else {"payments": ["volume_low"]}), (day, counts.get(day), marker)
 
 
 # --- whole nights on other shapes of upstream -------------------------------------------------------
