@@ -90,6 +90,11 @@ class IngestConfig(_Section):
     # known line) borrow more than their account's credit limit, the schedule's money is in another unit
     # (jiao read as CNY: 10x, under money_unit_ratio) and the ingest stops. 1 turns the check off.
     max_share_of_loans_over_line: float = Field(default=0.5, gt=0, le=1)
+    # A loan is one cash draw: a schedule whose loan no cash_draw event of its account and amount accounts
+    # for (within this many days before the schedule's date) is a schedule sent again under new ids, and the
+    # ingest stops. Judged only on a book whose recent loans all follow draws (a card book's statements do
+    # not: off by itself). None turns the check off (docs/contracts.md: Keys over time).
+    loan_draw_lag_days: int | None = Field(default=1, ge=0, le=30)
 
     @model_validator(mode="after")
     def _keys_name_real_columns(self) -> IngestConfig:

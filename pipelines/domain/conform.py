@@ -311,6 +311,53 @@ def loans_over_their_lines(installments: pl.DataFrame, limits: pl.DataFrame) -> 
     return loans.height, over
 
 
+class DrawBacking(NamedTuple):
+    """Loans against the cash draws that created them (see :func:`loans_without_a_draw`)."""
+
+    evidence: int  # loans curated on the window's earlier dates: what says the book's loans follow draws
+    unbacked_before: int  # ... of which no draw accounts for (a book whose loans are not draws: check off)
+    unbacked: pl.DataFrame  # tonight's loans in excess: loan_id, account_id, principal_cents
+
+
+def loans_without_a_draw(tonight: pl.DataFrame, earlier: pl.DataFrame, draws: pl.DataFrame,
+                         draws_before: pl.DataFrame) -> DrawBacking:
+    """Tonight's loans that no cash draw of their account and amount accounts for.
+
+    A loan is one cash draw (``installments.loan_id``): a draw of X CNY by account A creates one schedule
+    whose principal is X. Schedules sent again under new loan and instalment ids (a re-extract that mints
+    ids) pass every key check and would double what those customers owe; the draws they repeat are already
+    taken by the loans curated for them. So, per (account, amount), the loans of the window (earlier dates,
+    then tonight's) may not outnumber its draws; tonight's loans take what is left, in loan_id order.
+
+    ``tonight``: the drop's instalments (``loan_id``, ``account_id``, ``principal_due_cents``; identical
+    redeliveries already dropped); ``earlier``: the same of the window's earlier curated dates; ``draws``:
+    ``account_id``, ``amount_cents`` of the window's ``cash_draw`` events, tonight's included;
+    ``draws_before``: the same without tonight's (to judge ``earlier`` alone).
+    """
+    def loans(schedule: pl.DataFrame) -> pl.DataFrame:
+        return (schedule.group_by("loan_id", "account_id")
+                .agg(pl.col("principal_due_cents").sum().alias("principal_cents"))
+                .sort("loan_id"))
+
+    def counted(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+        return (frame.select("account_id", pl.col("amount_cents").alias("principal_cents"))
+                .group_by("account_id", "principal_cents").len(name))
+
+    def excess(mine: pl.DataFrame, taken: pl.DataFrame, available: pl.DataFrame) -> pl.DataFrame:
+        pair = ["account_id", "principal_cents"]
+        return (mine.with_columns(pl.int_range(1, pl.len() + 1).over(pair).alias("_nth"))
+                .join(taken, on=pair, how="left").join(available, on=pair, how="left")
+                .filter(pl.col("_nth") + pl.col("_taken").fill_null(0) > pl.col("_draws").fill_null(0))
+                .select("loan_id", "account_id", "principal_cents"))
+
+    before = loans(earlier)
+    no_taken = pl.DataFrame(schema={"account_id": pl.String, "principal_cents": pl.Int64, "_taken": pl.UInt32})
+    unbacked_before = excess(before, no_taken, counted(draws_before, "_draws")).height
+    taken = before.group_by("account_id", "principal_cents").len("_taken")
+    unbacked = excess(loans(tonight), taken, counted(draws, "_draws"))
+    return DrawBacking(before.height, unbacked_before, unbacked)
+
+
 class ConflictingDuplicatesError(ContractError):
     """One delivery holds two different rows for one business key."""
 

@@ -31,8 +31,8 @@ import polars as pl
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
 from pipelines.domain.conform import (
-    SAMPLE_KEYS, UNIT_MIN_TONIGHT, Redeliveries, count_reasons, loans_over_their_lines, money_unit_drift,
-    split_redeliveries, split_row_defects,
+    SAMPLE_KEYS, UNIT_MIN_TONIGHT, Redeliveries, count_reasons, loans_over_their_lines, loans_without_a_draw,
+    money_unit_drift, split_redeliveries, split_row_defects,
 )
 from pipelines.errors import IngestError
 from pipelines.quality.range_pass import RangeValidation  # GX loads on first use
@@ -45,6 +45,9 @@ CURATED_FILE = "part-0.parquet"
 # Curated partitions per pass of the lake-wide key lookup: one pass over a year's 365 files ran the
 # streaming engine out of blocking threads and peaked at 1.7 GiB with ids that prune nothing (measured).
 _HISTORY_BATCH = 32
+# Loans of the days before a drop that must all follow cash draws (at least this many) before its own
+# loans are judged against draws: a book whose loans are not draws (a card book's statements) shows it.
+_DRAW_EVIDENCE_DAYS, _DRAW_EVIDENCE_MIN_LOANS = 7, 20
 
 
 @dataclass(frozen=True)
@@ -182,15 +185,9 @@ def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day
     else the curated one, else the landing one; without one, there is nothing to compare with."""
     if "installments" not in landed or landed["installments"].frame.is_empty():
         return
-    if "accounts" in landed:
-        accounts = landed["accounts"].frame
-    elif lake.is_complete(zones.curated(root, "accounts", day)):
-        accounts = zones.scan_curated(root, "accounts", day, dates=[day]).collect()
-    else:
-        try:
-            accounts = land_partition(root, "accounts", day, cfg).frame
-        except IngestError:
-            return
+    accounts = _day_frame(root, landed, "accounts", day, cfg)
+    if accounts is None:
+        return
     known, over = loans_over_their_lines(landed["installments"].frame, accounts)
     share = cfg.ingest.max_share_of_loans_over_line
     if known < UNIT_MIN_TONIGHT or over.height <= share * known:
@@ -206,6 +203,60 @@ def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day
         hint="send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: money "
              "units), then rerun ingest for this date; if the loans are right, raise "
              "ingest.max_share_of_loans_over_line",
+    )
+
+
+def _day_frame(root: Path, landed: Mapping[str, Landed], name: str, day: dt.date,
+               cfg: RisklineConfig) -> pl.DataFrame | None:
+    """``name``'s rows of ``day``: this ingest's, else the curated ones, else the landing ones (None: none)."""
+    if name in landed:
+        return landed[name].frame
+    if lake.is_complete(zones.curated(root, name, day)):
+        return zones.scan_curated(root, name, day, dates=[day]).collect()
+    try:
+        return land_partition(root, name, day, cfg).frame
+    except IngestError:
+        return None
+
+
+def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig,
+                                 schedules: pl.DataFrame) -> None:
+    """Stop when loans about to be curated (``schedules``: after validation, held loans out) have no cash draw
+    of their account and amount: schedules sent again under new ids
+    (:func:`~pipelines.domain.conform.loans_without_a_draw`), which every key check lets through and which
+    would double what those customers owe. Every delivered draw counts, quarantined or not. Judged only
+    when the window's earlier loans (enough of them) all follow draws; the window reaches
+    ``ingest.loan_draw_lag_days`` before the drop's date."""
+    lag = cfg.ingest.loan_draw_lag_days
+    if lag is None or schedules.is_empty():
+        return
+    tonight_draws = _day_frame(root, landed, "behaviour", day, cfg)
+    if tonight_draws is None:
+        return
+    start = day - dt.timedelta(days=_DRAW_EVIDENCE_DAYS + lag)
+    draw = pl.col("event_type") == "cash_draw"
+    before = [d for d in zones.curated_dates(root, "behaviour") if start <= d < day]
+    draws_before = (zones.scan_curated(root, "behaviour", day, dates=before).filter(draw)
+                    .select("account_id", "amount_cents").collect())
+    draws = pl.concat([draws_before, tonight_draws.filter(draw).select("account_id", "amount_cents")])
+    loan_days = [d for d in zones.curated_dates(root, "installments") if start + dt.timedelta(days=lag) <= d < day]
+    earlier = (zones.scan_curated(root, "installments", day, dates=loan_days)
+               .select("loan_id", "account_id", "principal_due_cents").collect())
+    backing = loans_without_a_draw(schedules, earlier, draws, draws_before)
+    if backing.evidence < _DRAW_EVIDENCE_MIN_LOANS or backing.unbacked_before or backing.unbacked.is_empty():
+        return
+    sample = ", ".join(f"{r['loan_id']} ({r['account_id']}, {r['principal_cents'] / 100:,.2f} CNY)"
+                       for r in backing.unbacked.head(SAMPLE_KEYS).iter_rows(named=True))
+    tonight = schedules.get_column("loan_id").n_unique()
+    raise IngestError(
+        f"{backing.unbacked.height:,} of {tonight:,} loans have no cash draw of their account and amount in "
+        f"behaviour dt={day - dt.timedelta(days=lag)}..dt={day} that the {backing.evidence:,} loans curated "
+        f"since dt={start + dt.timedelta(days=lag)} have not taken ({sample}): a schedule sent again under "
+        "new ids would double what these customers owe",
+        dataset="installments", date=day, column="loan_id",
+        hint="ask upstream whether these schedules re-send loans already delivered: if so, have them removed "
+             "and rerun ingest for this date; if they are new loans, have their cash_draw events delivered "
+             "(behaviour) first; ingest.loan_draw_lag_days sets how late a schedule may follow its draw",
     )
 
 
@@ -383,6 +434,8 @@ def ingest_date(
             )
             prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped, owed[n])
                         for n in names]
+            if "installments" in landed:  # the loans to be curated: a loan held whole doubles nothing
+                _refuse_loans_without_a_draw(root, landed, day, cfg, prepared[names.index("installments")].curated)
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
         raise LakeStorageError(exc, names, day, done) from exc
     # Later dates of this range that hold copies of rows this date now keeps are marked before this date is

@@ -2,7 +2,9 @@
 and credit on an overdue account holding it. Every test here reproduced a confirmed gap and is
 ``xfail(strict=True)``: it starts passing (and so fails the suite) when the gap is fixed. Fixed since: a cent a month on a closed loan no longer renews the credit hold (counted from the first unapplied payment);
 instalments in jiao stop the ingest (most loans over their line: ``ingest.max_share_of_loans_over_line``); cents in
-part of the rows move a decile (``money_unit_drift`` compares the median and both outer deciles).
+part of the rows move a decile (``money_unit_drift`` compares the median and both outer deciles); schedules re-sent
+under new ids, within a drop with interest a cent off or yesterday's in tonight's drop, have no cash draw left to
+account for them (``loans_without_a_draw``: a loan is one draw).
 
 Night-level cases reuse the pattern of ``test_hostile_review.py`` (a private copy of the published lake
 whose NEXT drop is changed, compared account by account with the clean run); the rest call the pure
@@ -12,6 +14,7 @@ functions on small frames.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -22,6 +25,9 @@ from test_hostile_review import _harsher_than_clean
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain.conform import FILE_ORDER, ResentUnderNewIdsError, money_unit_drift, refuse_resent_under_new_ids
 from pipelines.domain.pending_payments import unapplied_credit_holds
+from pipelines.errors import IngestError
+from pipelines.stages import ingest
+from pipelines.store import zones
 from tools.faults import DATA_FILE
 
 def _cents(values: list[int]) -> pl.DataFrame:
@@ -74,8 +80,6 @@ def test_a_second_equal_loan_in_a_later_delivery_is_not_refused():
         pytest.fail(f"two distinct loans refused: {exc}")
 
 
-@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: a re-extract whose interest is rounded one cent "
-                                       "differently is not 'every column equal': schedules double, exit 0, cut")
 def test_schedules_resent_under_new_ids_with_interest_one_cent_off_never_cut_a_customer(
     published_lake: PublishedLake, clean_next_night: Path, quiet_cfg: RisklineConfig, tmp_path: Path,
 ):
@@ -91,6 +95,26 @@ def test_schedules_resent_under_new_ids_with_interest_one_cent_off_never_cut_a_c
     assert not problems, "\n".join(problems)
 
 
+def test_schedules_resent_under_new_ids_stop_the_ingest_in_one_line(
+    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+):
+    day = published_lake.next_day
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    tonight = landing(root, "installments", day)
+    again = landing(root, "installments", day - dt.timedelta(days=1)).with_columns(
+        pl.col("loan_id", "installment_id").str.replace("^.", "Z"))
+    deliver(root, "installments", day, {DATA_FILE: pl.concat([tonight, again.select(tonight.columns)])})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    resent = again.get_column("loan_id").n_unique()
+    assert text.startswith(f"installments dt={day} ") and "column=loan_id" in text and "\n" not in text, text
+    assert f"{resent:,} of {resent + tonight.get_column('loan_id').n_unique():,} loans have no cash draw" in text, text
+    assert "-> ask upstream whether these schedules re-send loans already delivered" in text, text
+    assert not zones.curated_dates(root, "installments")[-1] == day  # nothing of the date was written
+
+
 # --- 3. credit on an overdue account ---------------------------------------------------------------------
 
 
@@ -103,9 +127,6 @@ def test_a_cent_a_month_on_a_closed_loan_does_not_shield_large_arrears(quiet_cfg
     assert held.is_empty(), f"held for {held['pending_cents'].sum()} cent(s) since {held['pending_since'][0]}"
 
 
-@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: the resent check compares deliveries of one date "
-                                       "only: yesterday's schedules re-sent in tonight's drop under new ids double "
-                                       "those loans, exit 0, cut")
 def test_yesterdays_schedules_resent_tonight_under_new_ids_never_cut_a_customer(
     published_lake: PublishedLake, clean_next_night: Path, quiet_cfg: RisklineConfig, tmp_path: Path,
 ):

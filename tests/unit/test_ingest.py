@@ -639,3 +639,32 @@ def test_loans_over_their_lines_are_counted_against_the_days_snapshot():
     assert known == 3  # L1 exactly at its line is not over it
     assert over.select("loan_id", "principal_cents", "credit_limit_cents").rows() == [
         ("L2", 20_000, 10_000), ("L3", 50_001, 50_000)]  # the largest excess first
+
+
+def _loans(*loans: tuple[str, str, int]) -> pl.DataFrame:
+    """A schedule of two instalments per (loan_id, account_id, principal cents)."""
+    return pl.DataFrame({"loan_id": [lo for lo, _, _ in loans for _ in range(2)],
+                         "account_id": [a for _, a, _ in loans for _ in range(2)],
+                         "principal_due_cents": [c // 2 + (c % 2) * i for _, _, c in loans for i in range(2)]})
+
+
+def _draws(*draws: tuple[str, int]) -> pl.DataFrame:
+    return pl.DataFrame({"account_id": [a for a, _ in draws], "amount_cents": [c for _, c in draws]},
+                        schema={"account_id": pl.String, "amount_cents": pl.Int64})
+
+
+def test_a_loan_is_one_draw_and_a_draw_backs_one_loan():
+    earlier = _loans(("L1", "A1", 30_000), ("L2", "A2", 10_001))
+    before = _draws(("A1", 30_000), ("A2", 10_001))
+    # Tonight: A1 draws 30,000 again (a real second loan of the same amount: its own draw backs it); A2's
+    # loan is re-sent under a new id (its one draw is taken by L2); A3 has no draw at all.
+    tonight = _loans(("L3", "A1", 30_000), ("Z2", "A2", 10_001), ("L4", "A3", 5_000))
+    draws = pl.concat([before, _draws(("A1", 30_000))])
+    backing = conform.loans_without_a_draw(tonight, earlier, draws, before)
+    assert (backing.evidence, backing.unbacked_before) == (2, 0)
+    assert backing.unbacked.select("loan_id", "account_id", "principal_cents").rows() == [
+        ("L4", "A3", 5_000), ("Z2", "A2", 10_001)]
+    # A draw of another amount backs nothing: the amount is the loan's principal, to the cent.
+    assert conform.loans_without_a_draw(_loans(("L5", "A1", 30_001)), earlier, draws, before).unbacked.height == 1
+    # A book whose earlier loans are not draws (a card book's statements) says so: the caller does not judge.
+    assert conform.loans_without_a_draw(tonight, earlier, draws, _draws()).unbacked_before == 2
