@@ -198,6 +198,7 @@ def poke_landing(dataset: str, business_date: str, data_root: str | None = None)
 
     Raises Airflow's skip (stale lake) or fail (deadline passed; no retry) exception, with the reason.
     """
+    # why: Airflow loads only inside a task; the CLI and tests share this module without it
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 
@@ -220,7 +221,7 @@ def require_merged_features(merged: dict[str, Any] | None, business_date: str) -
     rule alone would also run it after a skipped landing, on a date with no features, and fail the run.
     """
     if merged is None:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException  # why: only inside an Airflow task
 
         raise AirflowSkipException(
             f"no features were built for {business_date}: the landing sensors skipped this run (their logs say "
@@ -229,7 +230,7 @@ def require_merged_features(merged: dict[str, Any] | None, business_date: str) -
 
 def _airflow_run() -> tuple[dict[str, Any], str | None]:
     """The running Airflow task's params and run id; ``({}, None)`` outside a task (the CLI, tests)."""
-    try:
+    try:  # why: Airflow loads only inside a task (the CLI and tests call this without it)
         from airflow.sdk import get_current_context
 
         context = get_current_context()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import importlib
 import os
 import sys
@@ -474,7 +475,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _next_step(exc: Exception) -> str:
     """What to do about an error no stage turned into its own message, by its kind."""
-    import errno
 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "free space on the data root's file system, then rerun the same command (every write is atomic)"

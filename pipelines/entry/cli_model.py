@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,7 +80,6 @@ def cmd_score(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
 
 def cmd_model(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-    import json
 
     # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.model.registry import ModelRegistry, RegistryError

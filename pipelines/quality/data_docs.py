@@ -118,7 +118,7 @@ def _make_offline(site: Path, day: dt.date, rows: list[dict[str, Any]]) -> None:
 
     ``rows``: one per validation result (name, kind, success, evaluated, unsuccessful), for the index.
     """
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from jinja2 import Environment, FileSystemLoader, select_autoescape  # why: only a Data Docs build renders
 
     css = site / _OFFLINE_CSS
     css.parent.mkdir(parents=True, exist_ok=True)

@@ -250,7 +250,7 @@ def parameters_needed(expectation: Any) -> set[str]:
 
 def gx_value(value: Any) -> Any:
     """A parameter as GX compares it with the value view's columns."""
-    import pandas as pd
+    import pandas as pd  # why: pandas loads with GX, only when validating
 
     if isinstance(value, dt.datetime):
         return pd.Timestamp(value).tz_convert("UTC") if value.tzinfo else pd.Timestamp(value)

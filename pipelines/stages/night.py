@@ -29,6 +29,7 @@ import json
 import os
 import resource
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -356,8 +357,6 @@ def run_night(
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads that spin starve a 2-core machine
     if not options.publish:
-        import uuid
-
         root = prepare_dry_run_root(root, as_of, f"cli-{uuid.uuid4().hex}")
     result = RunResult(as_of=as_of, root=root)
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
