@@ -331,7 +331,8 @@ def loans_without_a_draw(tonight: pl.DataFrame, earlier: pl.DataFrame, draws: pl
 
     ``tonight``: the drop's instalments (``loan_id``, ``account_id``, ``principal_due_cents``; identical
     redeliveries already dropped); ``earlier``: the same of the window's earlier curated dates; ``draws``:
-    ``account_id``, ``amount_cents`` of the window's ``cash_draw`` events, tonight's included;
+    ``account_id``, ``amount_cents`` of the window's ``cash_draw`` events, tonight's included (a null amount
+may back any one loan of its account);
     ``draws_before``: the same without tonight's (to judge ``earlier`` alone).
     """
     def loans(schedule: pl.DataFrame) -> pl.DataFrame:
@@ -343,18 +344,23 @@ def loans_without_a_draw(tonight: pl.DataFrame, earlier: pl.DataFrame, draws: pl
         return (frame.select("account_id", pl.col("amount_cents").alias("principal_cents"))
                 .group_by("account_id", "principal_cents").len(name))
 
-    def excess(mine: pl.DataFrame, taken: pl.DataFrame, available: pl.DataFrame) -> pl.DataFrame:
+    def excess(mine: pl.DataFrame, taken: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         pair = ["account_id", "principal_cents"]
+        # A draw whose amount is missing (quarantined as missing_amount) may be any loan of its account.
+        wild = events.filter(pl.col("amount_cents").is_null()).group_by("account_id").len("_wild")
         return (mine.with_columns(pl.int_range(1, pl.len() + 1).over(pair).alias("_nth"))
-                .join(taken, on=pair, how="left").join(available, on=pair, how="left")
+                .join(taken, on=pair, how="left").join(counted(events, "_draws"), on=pair, how="left")
                 .filter(pl.col("_nth") + pl.col("_taken").fill_null(0) > pl.col("_draws").fill_null(0))
+                .with_columns(pl.int_range(1, pl.len() + 1).over("account_id").alias("_nth"))
+                .join(wild, on="account_id", how="left")
+                .filter(pl.col("_nth") > pl.col("_wild").fill_null(0))
                 .select("loan_id", "account_id", "principal_cents"))
 
     before = loans(earlier)
     no_taken = pl.DataFrame(schema={"account_id": pl.String, "principal_cents": pl.Int64, "_taken": pl.UInt32})
-    unbacked_before = excess(before, no_taken, counted(draws_before, "_draws")).height
+    unbacked_before = excess(before, no_taken, draws_before).height
     taken = before.group_by("account_id", "principal_cents").len("_taken")
-    unbacked = excess(loans(tonight), taken, counted(draws, "_draws"))
+    unbacked = excess(loans(tonight), taken, draws)
     return DrawBacking(before.height, unbacked_before, unbacked)
 
 
