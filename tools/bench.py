@@ -24,6 +24,7 @@ This module is a tool, not a pipeline stage: it reads the clock and starts proce
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import os
 import resource
@@ -38,7 +39,6 @@ from typing import Any
 import yaml
 
 from pipelines.config.settings import load_config
-from pipelines.domain import features, labels
 from pipelines.domain.sharding import shard_expr
 from pipelines.store import lake, zones
 from pipelines.store.zones import FEATURES_FILE, LEDGER_FILES, feature_partition, ledger_partition, shard_dir
@@ -169,13 +169,30 @@ def _timed(module: Any, name: str, parts: dict[str, float], part: str) -> None:
     setattr(module, name, wrapper)
 
 
+# The parts of a stage timed apart: (module, function, part). Each function is wrapped where the stage
+# looks it up (the module that calls it), not where it is defined: `from m import f` binds a name of its own.
+# tests/unit/test_bench.py checks that every one exists.
+STAGE_PARTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "ingest": (("pipelines.stages.ingest", "validate_landing_frames", "validate"),),
+    "features": tuple(("pipelines.stages.features", name, "ledger")
+                      for name in ("build_ledger", "reconcile_ledger", "_publish_ledger")),
+    "train": (("pipelines.stages.train", "write_labels_for", "of which: OOT labels built"),
+              ("pipelines.stages.features", "build_feature_snapshot", "of which: snapshots built")),
+    "score": (("pipelines.model.score", "reason_codes", "reason codes"),),
+    "scale": (*(("pipelines.stages.shards", name, name)
+                for name in ("score_shard", "merge_scores", "decide_shard", "merge_decisions")),
+              ("pipelines.model.score", "reason_codes", "reason codes (in score_shard)")),
+}
+
+
+def _time_parts(stage: str, parts: dict[str, float]) -> None:
+    for module, name, part in STAGE_PARTS.get(stage, ()):
+        _timed(importlib.import_module(module), name, parts, part)
+
+
 def _worker_stage(stage: str, root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
     """One nightly stage exactly as ``riskline run`` calls it, with its parts timed."""
-    from pipelines.stages import features as features_stage
-    from pipelines.stages import train as train_stage
     from pipelines.stages import night as nightly
-    from pipelines.model import score
-    from pipelines.quality import validate
 
     cfg = load_config(config)
     parts: dict[str, float] = {}
@@ -187,16 +204,7 @@ def _worker_stage(stage: str, root: Path, as_of: dt.date, config: Path) -> dict[
         "decide": lambda: nightly.stage_decide(root, as_of, cfg),
         "publish": lambda: nightly.stage_publish(root, as_of, cfg, run_info={"bench": True}),
     }
-    if stage == "ingest":
-        _timed(validate, "validate_landing_frames", parts, "validate")
-    elif stage == "features":
-        for name in ("build_ledger", "reconcile_ledger", "_publish_ledger"):
-            _timed(features, name, parts, "ledger")
-    elif stage == "train":
-        _timed(labels, "write_labels_for", parts, "of which: OOT labels built")
-        _timed(features, "build_feature_snapshot", parts, "of which: snapshots built")
-    elif stage == "score":
-        _timed(score, "reason_codes", parts, "reason codes")
+    _time_parts(stage, parts)
     start = time.perf_counter()
     summary = calls[stage]()
     seconds = time.perf_counter() - start
@@ -237,15 +245,11 @@ def _worker_setup(root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
 def _worker_scale(root: Path, as_of: dt.date, config: Path, shards: int) -> dict[str, Any]:
     """Scoring and decisions of the synthesized big book, ``shards`` shards one after another in this process."""
     from pipelines.stages import night as nightly
-    from pipelines.model import score
-    from pipelines.stages import shards as shard_stages
 
     cfg = load_config(config)
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"shards": shards, "shard_workers": 1})})
     parts: dict[str, float] = {}
-    for name in ("score_shard", "merge_scores", "decide_shard", "merge_decisions"):
-        _timed(shard_stages, name, parts, name)
-    _timed(score, "reason_codes", parts, "reason codes (in score_shard)")
+    _time_parts("scale", parts)
     start = time.perf_counter()
     scored = nightly.stage_score(root, as_of, cfg)
     after_score = time.perf_counter()
