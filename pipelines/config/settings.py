@@ -90,6 +90,9 @@ class IngestConfig(_Section):
     # known line) borrow more than their account's credit limit, the schedule's money is in another unit
     # (jiao read as CNY: 10x, under money_unit_ratio) and the ingest stops. 1 turns the check off.
     max_share_of_loans_over_line: float = Field(default=0.5, gt=0, le=1)
+    # ... and any one loan of at least this many times its line stops it too (one writer in jiao, a few rows in
+    # another unit): a card statement may run over its line by fees and interest, never double it.
+    max_loan_to_line_ratio: float = Field(default=2.0, gt=1)
     # A loan is one cash draw: a schedule whose loan no cash_draw event of its account and amount accounts
     # for (within this many days before the schedule's date) is a schedule sent again under new ids, and the
     # ingest stops. Judged only on a book whose recent loans all follow draws (a card book's statements do

@@ -332,7 +332,7 @@ def loans_without_a_draw(tonight: pl.DataFrame, earlier: pl.DataFrame, draws: pl
     ``tonight``: the drop's instalments (``loan_id``, ``account_id``, ``principal_due_cents``; identical
     redeliveries already dropped); ``earlier``: the same of the window's earlier curated dates; ``draws``:
     ``account_id``, ``amount_cents`` of the window's ``cash_draw`` events, tonight's included (a null amount
-may back any one loan of its account);
+backs nothing);
     ``draws_before``: the same without tonight's (to judge ``earlier`` alone).
     """
     def loans(schedule: pl.DataFrame) -> pl.DataFrame:
@@ -346,14 +346,11 @@ may back any one loan of its account);
 
     def excess(mine: pl.DataFrame, taken: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         pair = ["account_id", "principal_cents"]
-        # A draw whose amount is missing (quarantined as missing_amount) may be any loan of its account.
-        wild = events.filter(pl.col("amount_cents").is_null()).group_by("account_id").len("_wild")
+        # A draw whose amount is missing backs nothing: "any loan of its account" let a loan in another
+        # unit through beside a draw quarantined for its amount.
         return (mine.with_columns(pl.int_range(1, pl.len() + 1).over(pair).alias("_nth"))
                 .join(taken, on=pair, how="left").join(counted(events, "_draws"), on=pair, how="left")
                 .filter(pl.col("_nth") + pl.col("_taken").fill_null(0) > pl.col("_draws").fill_null(0))
-                .with_columns(pl.int_range(1, pl.len() + 1).over("account_id").alias("_nth"))
-                .join(wild, on="account_id", how="left")
-                .filter(pl.col("_nth") > pl.col("_wild").fill_null(0))
                 .select("loan_id", "account_id", "principal_cents"))
 
     before = loans(earlier)

@@ -43,8 +43,9 @@ _NEXT_STEP = {
     "referential integrity": "check that the accounts snapshot and installments of this date (and earlier "
                              "dates) were delivered and ingested first; if they were, ask the data owner to fix "
                              "the references and redeliver",
-    "volume": "a partial or duplicated drop? confirm the row count with the data owner; if it is genuine, widen "
-              "validation.volume in the config (RISKLINE_CONFIG) and rerun",
+    "volume": "a partial or duplicated drop? confirm the row count with the data owner (a count declared in "
+              "_SUCCESS proves the files, not the extract); if it is genuine, widen validation.volume in the "
+              "config (RISKLINE_CONFIG) and rerun",
     "completeness": "null share above validation.max_null_share: ask the data owner; if it is expected, raise "
                     "the limit in the config and rerun",
 }

@@ -162,10 +162,11 @@ def validate_landing_frames(
 
 
 def _landing_file_names(root: Path, dataset: str, day: dt.date) -> str:
-    """The data files of a landing drop, for an error line: ``part-0.parquet`` or ``part-0.parquet,+2``."""
+    """The data files of a landing drop, for an error line: ``part-0.parquet`` or ``part-0.parquet,+2``;
+    ``_SUCCESS`` for a drop of no data file (its marker is all it holds: an empty or declared-empty drop)."""
     files = lake.complete_files(zones.landing(root, dataset, day)) or []
     names = sorted(f.name for f in files)
-    return (names[0] + (f",+{len(names) - 1}" if len(names) > 1 else "")) if names else ""
+    return (names[0] + (f",+{len(names) - 1}" if len(names) > 1 else "")) if names else lake.SUCCESS
 
 
 def validate_date(root: Path, day: dt.date, cfg: RisklineConfig) -> list[ValidationReport]:

@@ -178,31 +178,38 @@ def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineCo
         )
 
 
-def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day: dt.date,
-                                   cfg: RisklineConfig) -> None:
-    """Stop when most of the drop's loans borrow more than their line: the schedule's money is in another
-    unit (:func:`~pipelines.domain.conform.loans_over_their_lines`). The day's snapshot is this ingest's,
+def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig,
+                                   schedules: pl.DataFrame) -> None:
+    """Stop when most of the drop's loans borrow more than their line, or any borrows
+    ``ingest.max_loan_to_line_ratio`` times it: the schedule's money (all of it, or some rows) is in another
+    unit (:func:`~pipelines.domain.conform.loans_over_their_lines`). ``schedules``: the loans about to be
+    curated (after validation; a loan held whole misstates nothing). The day's snapshot is this ingest's,
     else the curated one, else the landing one; without one, there is nothing to compare with."""
-    if "installments" not in landed or landed["installments"].frame.is_empty():
+    if schedules.is_empty():
         return
     accounts = _day_frame(root, landed, "accounts", day, cfg)
     if accounts is None:
         return
-    known, over = loans_over_their_lines(landed["installments"].frame, accounts)
-    share = cfg.ingest.max_share_of_loans_over_line
-    if known < UNIT_MIN_TONIGHT or over.height <= share * known:
+    known, over = loans_over_their_lines(schedules, accounts)
+    share, ratio = cfg.ingest.max_share_of_loans_over_line, cfg.ingest.max_loan_to_line_ratio
+    far = over.filter((pl.col("credit_limit_cents") > 0)  # a frozen line says nothing of a unit
+                      & (pl.col("principal_cents") >= ratio * pl.col("credit_limit_cents")))
+    if far.is_empty() and (known < UNIT_MIN_TONIGHT or over.height <= share * known):
         return
+    shown = over if far.is_empty() else far
     sample = ", ".join(f"{r['loan_id']} {r['principal_cents'] / 100:,.2f} CNY on a "
                        f"{r['credit_limit_cents'] / 100:,.2f} CNY line"
-                       for r in over.head(SAMPLE_KEYS).iter_rows(named=True))
+                       for r in shown.head(SAMPLE_KEYS).iter_rows(named=True))
+    what = (f"{over.height:,} of {known:,} loans drawn today borrow more than their account's credit limit"
+            if far.is_empty() else
+            f"{far.height:,} of {known:,} loans drawn today borrow {ratio:g}x their account's credit limit or more")
     raise IngestError(
-        f"{over.height:,} of {known:,} loans drawn today borrow more than their account's credit limit "
-        f"({sample}): a cash draw cannot exceed its line, so the schedule's money is in another unit (jiao "
-        "read as CNY?) and would multiply what these customers owe",
+        f"{what} ({sample}): a cash draw cannot exceed its line, so the schedule's money is in another unit "
+        "(jiao read as CNY?) and would multiply what these customers owe",
         dataset="installments", date=day, column="principal_due",
         hint="send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: money "
              "units), then rerun ingest for this date; if the loans are right, raise "
-             "ingest.max_share_of_loans_over_line",
+             "ingest.max_share_of_loans_over_line (most loans) or ingest.max_loan_to_line_ratio (one loan)",
     )
 
 
@@ -245,6 +252,27 @@ def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: 
     backing = loans_without_a_draw(schedules, earlier, draws, draws_before)
     if backing.evidence < _DRAW_EVIDENCE_MIN_LOANS or backing.unbacked_before or backing.unbacked.is_empty():
         return
+    # A loan whose draw of its account is there in another unit (10x, 100x, ...) is a unit error in one of
+    # the two datasets, not a schedule sent again: say so, with both amounts.
+    scaled = (backing.unbacked.join(draws.drop_nulls(), on="account_id")
+              .filter(pl.col("amount_cents") > 0, pl.col("principal_cents") != pl.col("amount_cents"))
+              .with_columns(pl.max_horizontal("principal_cents", "amount_cents").alias("_hi"),
+                            pl.min_horizontal("principal_cents", "amount_cents").alias("_lo"))
+              .filter(pl.col("_lo") > 0, pl.col("_hi") % pl.col("_lo") == 0,
+                      (pl.col("_hi") // pl.col("_lo")).is_in([10, 100, 1000]))
+              .unique("loan_id", keep="first", maintain_order=True))
+    if not scaled.is_empty():
+        sample = ", ".join(f"{r['loan_id']} {r['principal_cents'] / 100:,.2f} CNY against a draw of "
+                           f"{r['amount_cents'] / 100:,.2f} CNY ({r['_hi'] // r['_lo']}x)"
+                           for r in scaled.head(SAMPLE_KEYS).iter_rows(named=True))
+        raise IngestError(
+            f"{scaled.height:,} loan(s) differ from a cash draw of their account by a power of ten ({sample}): money "
+            "in another unit in installments or behaviour would multiply or shrink what these customers owe",
+            dataset="installments", date=day, column="principal_due",
+            hint=f"check which of installments and behaviour of dt={day} carries these amounts in another unit; "
+                 "send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: "
+                 "money units), then rerun ingest for this date",
+        )
     sample = ", ".join(f"{r['loan_id']} ({r['account_id']}, {r['principal_cents'] / 100:,.2f} CNY)"
                        for r in backing.unbacked.head(SAMPLE_KEYS).iter_rows(named=True))
     tonight = schedules.get_column("loan_id").n_unique()
@@ -421,7 +449,6 @@ def ingest_date(
                 landed[name], redelivered[name], owed[name] = _drop_redeliveries(
                     root, land_partition(root, name, day, cfg), day, cfg, reingesting)
                 _refuse_unit_drift(root, landed[name], day, cfg)
-            _refuse_loans_over_their_lines(root, landed, day, cfg)
             notes = {
                 n: [f"{r.dropped:,} rows already curated identically on "
                     f"{', '.join(f'dt={d}' for d in r.dropped_from)} dropped before validation (redelivered)"]
@@ -434,8 +461,10 @@ def ingest_date(
             )
             prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped, owed[n])
                         for n in names]
-            if "installments" in landed:  # the loans to be curated: a loan held whole doubles nothing
-                _refuse_loans_without_a_draw(root, landed, day, cfg, prepared[names.index("installments")].curated)
+            if "installments" in landed:  # the loans to be curated: a loan held whole misstates nothing
+                schedules = prepared[names.index("installments")].curated
+                _refuse_loans_over_their_lines(root, landed, day, cfg, schedules)
+                _refuse_loans_without_a_draw(root, landed, day, cfg, schedules)
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
         raise LakeStorageError(exc, names, day, done) from exc
     # Later dates of this range that hold copies of rows this date now keeps are marked before this date is

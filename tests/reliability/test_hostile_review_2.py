@@ -115,6 +115,60 @@ def test_schedules_resent_under_new_ids_stop_the_ingest_in_one_line(
     assert not zones.curated_dates(root, "installments")[-1] == day  # nothing of the date was written
 
 
+def _one_loan_times_ten(root: Path, day: dt.date, largest: bool, draw: str) -> str:
+    """Multiply one of tonight's loans by 10 (the one largest or smallest against its line); its cash draw
+    is left as it is, nulled or multiplied too (``draw``). Returns the loan id."""
+    schedule = landing(root, "installments", day)
+    lines = landing(root, "accounts", day).select("account_id", pl.col("credit_limit").cast(pl.Float64))
+    loans = (schedule.group_by("loan_id", "account_id").agg(pl.col("principal_due").cast(pl.Float64).sum())
+             .join(lines, on="account_id").with_columns((pl.col("principal_due") / pl.col("credit_limit")).alias("r"))
+             .sort("r", "loan_id", descending=[largest, False]))
+    loan, account, principal = loans.row(0)[:3]
+    deliver(root, "installments", day, {DATA_FILE: schedule.with_columns(
+        pl.when(pl.col("loan_id") == loan).then(pl.col("principal_due").cast(pl.Float64) * 10)
+        .otherwise(pl.col("principal_due").cast(pl.Float64)).cast(schedule.schema["principal_due"]))})
+    events = landing(root, "behaviour", day)
+    mine = (pl.col("account_id") == account) & (pl.col("event_type") == "cash_draw")
+    amount = pl.col("amount").cast(pl.Float64)
+    new = {"same": amount, "null": pl.lit(None, pl.Float64), "x10": amount * 10}[draw]
+    deliver(root, "behaviour", day, {DATA_FILE: events.with_columns(
+        pl.when(mine & (amount == principal)).then(new).otherwise(amount).cast(events.schema["amount"]))})
+    return loan
+
+
+@pytest.mark.parametrize("draw", ["same", "null", "x10"])
+def test_one_loan_in_another_unit_stops_the_ingest_whatever_its_draw_says(
+    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path, draw: str,
+):
+    # Hostile review 3: one loan x10 passed when its cash draw's amount was null (it "backed any loan") or
+    # x10 too (one writer in jiao for the customer); a loan of twice its line or more is a unit error.
+    day = published_lake.next_day
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    loan = _one_loan_times_ten(root, day, largest=True, draw=draw)
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"installments dt={day} column=principal_due: 1 of ") and loan in text, text
+    assert "2x their account's credit limit or more" in text and "\n" not in text, text
+
+
+def test_one_loan_in_another_unit_within_its_line_is_named_a_unit_error_not_a_resent_schedule(
+    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+):
+    # Hostile review 3: the draw check told upstream to remove re-sent schedules; the draw is there, 10x off.
+    day = published_lake.next_day
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    loan = _one_loan_times_ten(root, day, largest=False, draw="same")
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"installments dt={day} column=principal_due: 1 loan(s) differ from a cash draw of their "
+                           "account by a power of ten") and f"{loan} " in text and "(10x)" in text, text
+    assert "re-send" not in text, text
+
+
 # --- 3. credit on an overdue account ---------------------------------------------------------------------
 
 

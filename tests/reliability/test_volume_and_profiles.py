@@ -142,6 +142,9 @@ def test_a_declared_count_does_not_waive_the_volume_floor(small: Path, quiet_cfg
     assert _critical(small, END, quiet_cfg) == {"behaviour": ["volume_low"]}  # not a null-share message
     _deliver(small, "behaviour", END, {}, b'{"rows": 0}')
     assert _critical(small, END, quiet_cfg) == {"behaviour": ["volume_low"]}
+    with pytest.raises(errors.IngestError) as err:  # the drop holds its marker alone: the line names it
+        ingest.ingest_date(small, END, quiet_cfg, data_docs=False)
+    assert str(err.value).startswith(f"behaviour dt={END} file=_SUCCESS: validation failed"), str(err.value)
     half = rows.head(rows.height // 2)
     _deliver(small, "behaviour", END, {"part-00000.parquet": half}, json.dumps({"rows": half.height}).encode())
     assert _critical(small, END, quiet_cfg) == {"behaviour": ["volume_low"]}

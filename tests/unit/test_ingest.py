@@ -666,9 +666,10 @@ def test_a_loan_is_one_draw_and_a_draw_backs_one_loan():
         ("L4", "A3", 5_000), ("Z2", "A2", 10_001)]
     # A draw of another amount backs nothing: the amount is the loan's principal, to the cent.
     assert conform.loans_without_a_draw(_loans(("L5", "A1", 30_001)), earlier, draws, before).unbacked.height == 1
-    # A draw whose amount is missing (quarantined) may be any one loan of its account.
+    # A draw whose amount is missing backs nothing (a loan in another unit beside it would pass).
     unknown = pl.concat([draws, pl.DataFrame({"account_id": ["A3"], "amount_cents": [None]},
                                              schema=draws.schema)])
-    assert conform.loans_without_a_draw(tonight, earlier, unknown, before).unbacked["loan_id"].to_list() == ["Z2"]
+    assert conform.loans_without_a_draw(tonight, earlier, unknown, before).unbacked["loan_id"].to_list() == [
+        "L4", "Z2"]
     # A book whose earlier loans are not draws (a card book's statements) says so: the caller does not judge.
     assert conform.loans_without_a_draw(tonight, earlier, draws, _draws()).unbacked_before == 2
