@@ -311,6 +311,50 @@ def loans_over_their_lines(installments: pl.DataFrame, limits: pl.DataFrame) -> 
     return loans.height, over
 
 
+# Powers of ten a unit error moves money by: jiao (10), fen/cents (100), and li or a double slip (1000).
+_UNIT_FACTORS = (10, 100, 1000)
+
+
+def payments_in_another_unit(payments: pl.DataFrame, dues: pl.DataFrame) -> pl.DataFrame:
+    """Payments whose amount is an instalment of their loan in another unit: 10x, 100x or 1000x below or
+    above one instalment's total due (to the unit: yuan sent as cents may be whole yuan) while equal to none.
+    Most payments pay an instalment to the cent (71% of the demo book's), so a unit error in some rows shows
+    as this signature; a genuine partial payment carries it rarely, so the caller weighs how many rows do.
+
+    ``payments``: ``payment_id``, ``loan_id``, ``amount_cents``; ``dues``: ``loan_id``, ``due_cents`` (each
+    instalment's principal + interest). Returns the payments with the signature (``payment_id``,
+    ``loan_id``, ``amount_cents``, ``due_cents``, ``factor``: due / amount, below 1 for an amount too big).
+    """
+    dues = dues.select("loan_id", "due_cents").unique()
+    sent = payments.select("payment_id", "loan_id", "amount_cents").filter(pl.col("amount_cents") > 0)
+    plain = sent.join(dues, left_on=["loan_id", "amount_cents"], right_on=["loan_id", "due_cents"], how="anti")
+    pairs = plain.join(dues, on="loan_id")
+    amount, due = pl.col("amount_cents"), pl.col("due_cents")
+    found = [pairs.filter((amount * f - due).abs() < f).with_columns(pl.lit(float(f)).alias("factor"))
+             for f in _UNIT_FACTORS]
+    found += [pairs.filter((amount - due * f).abs() < f).with_columns(pl.lit(1 / f).alias("factor"))
+              for f in _UNIT_FACTORS]
+    return (pl.concat(found).sort("payment_id", "due_cents")
+            .unique("payment_id", keep="first", maintain_order=True))
+
+
+def lines_in_another_unit(today: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
+    """Accounts whose credit line moved exactly 10x, 100x or 1000x (up or down) since the previous snapshot.
+
+    riskline never moves a line that far in a night (a decrease keeps at least ``decrease_factor_by_grade``
+    of it), so such a move is a unit error in a few rows (one writer in jiao): the line is where the policy
+    starts from, and a line read 10x low is cut from there. ``today``/``previous``: ``account_id``,
+    ``credit_limit_cents``. Returns ``account_id``, ``was_cents``, ``credit_limit_cents``, ``factor``.
+    """
+    was = previous.select("account_id", pl.col("credit_limit_cents").alias("was_cents")).unique("account_id")
+    hi = pl.max_horizontal("was_cents", "credit_limit_cents")
+    lo = pl.min_horizontal("was_cents", "credit_limit_cents")
+    return (today.select("account_id", "credit_limit_cents").join(was, on="account_id")
+            .filter(lo > 0, hi % lo == 0, (hi // lo).is_in(_UNIT_FACTORS))
+            .with_columns((pl.col("credit_limit_cents") / pl.col("was_cents")).alias("factor"))
+            .select("account_id", "was_cents", "credit_limit_cents", "factor").sort("account_id"))
+
+
 class DrawBacking(NamedTuple):
     """Loans against the cash draws that created them (see :func:`loans_without_a_draw`)."""
 

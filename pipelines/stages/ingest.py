@@ -29,10 +29,10 @@ from typing import NoReturn
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
-from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
+from pipelines.contracts.landing import CONTRACT, DATASETS, EVENT_TYPES, Dataset
 from pipelines.domain.conform import (
     SAMPLE_KEYS, UNIT_MIN_TONIGHT, Redeliveries, count_reasons, loans_over_their_lines, loans_without_a_draw,
-    money_unit_drift, split_redeliveries, split_row_defects,
+    lines_in_another_unit, money_unit_drift, payments_in_another_unit, split_redeliveries, split_row_defects,
 )
 from pipelines.errors import IngestError
 from pipelines.quality.range_pass import RangeValidation  # GX loads on first use
@@ -48,6 +48,9 @@ _HISTORY_BATCH = 32
 # Loans of the days before a drop that must all follow cash draws (at least this many) before its own
 # loans are judged against draws: a book whose loans are not draws (a card book's statements) shows it.
 _DRAW_EVIDENCE_DAYS, _DRAW_EVIDENCE_MIN_LOANS = 7, 20
+# Payments with an instalment's amount in another unit: fewer than this many in a drop is a genuine partial
+# payment's chance (about 1 a year on the demo book), not a unit error.
+_UNIT_PAYMENTS_MIN = 3
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,65 @@ def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day
     )
 
 
+def _refuse_payments_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, payments: pl.DataFrame,
+                                     schedules: pl.DataFrame | None) -> None:
+    """Stop when more than ``ingest.max_share_of_payments_in_another_unit`` of the payments about to be
+    curated (three or more) pay an instalment of their loan 10x, 100x or 1000x off
+    (:func:`~pipelines.domain.conform.payments_in_another_unit`): a second writer sending yuan as cents, or
+    jiao, in part of the rows. Each would be applied as a fraction of the money paid and its customer cut.
+    ``schedules``: the instalments this ingest curates tonight (a loan drawn and paid the same day)."""
+    if payments.height < _UNIT_PAYMENTS_MIN:
+        return
+    loans = payments.get_column("loan_id").unique().implode()
+    due = (pl.col("principal_due_cents") + pl.col("interest_due_cents")).alias("due_cents")
+    dues = [zones.scan_curated(root, "installments", day).filter(pl.col("loan_id").is_in(loans))
+            .select("loan_id", due).collect()]
+    if schedules is not None:
+        dues.append(schedules.filter(pl.col("loan_id").is_in(loans)).select("loan_id", due))
+    odd = payments_in_another_unit(payments, pl.concat(dues))
+    share = cfg.ingest.max_share_of_payments_in_another_unit
+    if odd.height < _UNIT_PAYMENTS_MIN or odd.height <= share * payments.height:
+        return
+    sample = ", ".join(f"{r['payment_id']} {r['amount_cents'] / 100:,.2f} CNY against an instalment of "
+                       f"{r['due_cents'] / 100:,.2f} CNY on {r['loan_id']}"
+                       for r in odd.head(SAMPLE_KEYS).iter_rows(named=True))
+    raise IngestError(
+        f"{odd.height:,} of {payments.height:,} payments are an instalment of their loan 10x, 100x or 1000x off "
+        f"and equal to none as sent ({sample}): money in another unit in part of the drop would be applied as a "
+        "fraction (or a multiple) of what these customers paid",
+        dataset="payments", date=day, column="amount",
+        hint="ask upstream which files or writer send another unit; send money as decimal(18,2) CNY, or integer "
+             "cents under <name>_cents (docs/contracts.md: money units), then rerun ingest for this date; if "
+             "the amounts are right, raise ingest.max_share_of_payments_in_another_unit",
+    )
+
+
+def _refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, accounts: pl.DataFrame) -> None:
+    """Stop when credit lines about to be curated moved exactly 10x/100x/1000x since the previous curated
+    snapshot (:func:`~pipelines.domain.conform.lines_in_another_unit`), on more than
+    ``ingest.max_share_of_lines_in_another_unit`` of the accounts (0: any one)."""
+    earlier = [d for d in zones.curated_dates(root, "accounts") if d < day]
+    if not earlier or accounts.is_empty():
+        return
+    previous = zones.scan_curated(root, "accounts", earlier[-1], dates=[earlier[-1]]).select(
+        "account_id", "credit_limit_cents").collect()
+    moved = lines_in_another_unit(accounts, previous)
+    if moved.is_empty() or moved.height <= cfg.ingest.max_share_of_lines_in_another_unit * accounts.height:
+        return
+    sample = ", ".join(f"{r['account_id']} {r['was_cents'] / 100:,.2f} -> {r['credit_limit_cents'] / 100:,.2f} CNY"
+                       for r in moved.head(SAMPLE_KEYS).iter_rows(named=True))
+    raise IngestError(
+        f"{moved.height:,} credit line(s) moved exactly 10x, 100x or 1000x since dt={earlier[-1]} ({sample}): "
+        "riskline never moves a line that far, so these rows are in another unit, and the policy would cut "
+        "(or raise) from the wrong line",
+        dataset="accounts", date=day, column="credit_limit",
+        hint="ask upstream which writer sends these rows in another unit; send money as decimal(18,2) CNY, or "
+             "integer cents under <name>_cents (docs/contracts.md: money units), then rerun ingest for this "
+             "date; if the lines are right (a manual change), raise ingest.max_share_of_lines_in_another_unit "
+             "for that rerun",
+    )
+
+
 def _day_frame(root: Path, landed: Mapping[str, Landed], name: str, day: dt.date,
                cfg: RisklineConfig) -> pl.DataFrame | None:
     """``name``'s rows of ``day``: this ingest's, else the curated ones, else the landing ones (None: none)."""
@@ -241,7 +303,10 @@ def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: 
     if tonight_draws is None:
         return
     start = day - dt.timedelta(days=_DRAW_EVIDENCE_DAYS + lag)
-    draw = pl.col("event_type") == "cash_draw"
+    # A draw whose type arrived garbled (unknown or null: quarantined) still backs the loan of its exact
+    # amount: the amount is the evidence, the type its label.
+    kind = pl.col("event_type")
+    draw = (kind == "cash_draw") | kind.is_null() | ~kind.is_in(list(EVENT_TYPES))
     before = [d for d in zones.curated_dates(root, "behaviour") if start <= d < day]
     draws_before = (zones.scan_curated(root, "behaviour", day, dates=before).filter(draw)
                     .select("account_id", "amount_cents").collect())
@@ -465,6 +530,12 @@ def ingest_date(
                 schedules = prepared[names.index("installments")].curated
                 _refuse_loans_over_their_lines(root, landed, day, cfg, schedules)
                 _refuse_loans_without_a_draw(root, landed, day, cfg, schedules)
+            if "accounts" in landed:
+                _refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated)
+            if "payments" in landed:
+                _refuse_payments_in_another_unit(
+                    root, day, cfg, prepared[names.index("payments")].curated,
+                    prepared[names.index("installments")].curated if "installments" in landed else None)
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
         raise LakeStorageError(exc, names, day, done) from exc
     # Later dates of this range that hold copies of rows this date now keeps are marked before this date is

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -167,6 +168,66 @@ def test_one_loan_in_another_unit_within_its_line_is_named_a_unit_error_not_a_re
     assert text.startswith(f"installments dt={day} column=principal_due: 1 loan(s) differ from a cash draw of their "
                            "account by a power of ten") and f"{loan} " in text and "(10x)" in text, text
     assert "re-send" not in text, text
+
+
+def _yuan_as_cents(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Four payments in a second file whose writer sends ``amount_cents`` holding whole yuan (45 for 45.16)."""
+    moved = frame.tail(4)
+    return {"part-0.parquet": frame.head(frame.height - 4), "part-1.parquet": moved.with_columns(
+        pl.col("amount").cast(pl.Float64).floor().cast(pl.Int64).alias("amount_cents")).drop("amount")}
+
+
+def _every_third_divided(by: int) -> Callable[[pl.DataFrame], dict[str, pl.DataFrame]]:
+    def change(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+        amount = pl.col("amount").cast(pl.Float64)
+        odd = pl.int_range(pl.len()) % 3 == 0
+        return {DATA_FILE: frame.with_columns(pl.when(odd).then(amount / by).otherwise(amount)
+                                              .round(2).cast(frame.schema["amount"]))}
+    return change
+
+
+@pytest.mark.parametrize("change", [_yuan_as_cents, _every_third_divided(10)],
+                         ids=["yuan_as_cents_in_a_second_file", "a_third_in_jiao"])
+def test_payments_in_another_unit_in_part_of_the_drop_stop_the_ingest(
+    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+    change: Callable[[pl.DataFrame], dict[str, pl.DataFrame]],
+):
+    # Hostile review 3 (F1-F3): too few rows to move a decile, or 10x (under money_unit_ratio): each payment
+    # was applied as a fraction of what was paid, exit 0, the payers cut and queued.
+    day = published_lake.next_day
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    deliver(root, "payments", day, change(landing(root, "payments", day)))
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"payments dt={day} column=amount: ") and "\n" not in text, text
+    assert "payments are an instalment of their loan 10x, 100x or 1000x off" in text, text
+
+
+@pytest.mark.parametrize("how", ["in_the_drop", "corrected_by_a_later_delivery"])
+def test_credit_lines_in_another_unit_stop_the_ingest(
+    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path, how: str,
+):
+    # Hostile review 3 (F4): three lines /10, inside the product bounds, moved no decile: exit 0, the three
+    # customers cut from the wrong line (1,500 -> 100). Also when a later delivery "corrects" them.
+    day = published_lake.next_day
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    snapshot = landing(root, "accounts", day)
+    three = snapshot.filter(pl.col("credit_limit").cast(pl.Float64) >= 500).head(3).get_column("account_id")
+    low = pl.col("account_id").is_in(three.implode())
+    lowered = snapshot.with_columns(pl.when(low).then(pl.col("credit_limit").cast(pl.Float64) / 10)
+                                    .otherwise(pl.col("credit_limit").cast(pl.Float64))
+                                    .cast(snapshot.schema["credit_limit"]))
+    files = ({DATA_FILE: lowered} if how == "in_the_drop"
+             else {"part-0.parquet": snapshot, "part-1.parquet": lowered.filter(low)})
+    deliver(root, "accounts", day, files)
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"accounts dt={day} column=credit_limit: 3 credit line(s) moved exactly 10x"), text
+    assert all(a in text for a in three) and "\n" not in text, text
 
 
 # --- 3. credit on an overdue account ---------------------------------------------------------------------

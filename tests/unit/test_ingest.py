@@ -673,3 +673,28 @@ def test_a_loan_is_one_draw_and_a_draw_backs_one_loan():
         "L4", "Z2"]
     # A book whose earlier loans are not draws (a card book's statements) says so: the caller does not judge.
     assert conform.loans_without_a_draw(tonight, earlier, draws, _draws()).unbacked_before == 2
+
+
+def test_a_payment_that_is_an_instalment_in_another_unit_has_the_signature():
+    dues = pl.DataFrame({"loan_id": ["L1", "L1", "L2"], "due_cents": [4_516, 4_516, 10_000]})
+    payments = pl.DataFrame({
+        "payment_id": ["P1", "P2", "P3", "P4", "P5", "P6"],
+        "loan_id": ["L1", "L1", "L2", "L2", "L2", "L9"],
+        # P1 as due; P2 whole yuan sent as cents (45 for 45.16 CNY); P3 100x too small; P4 10x too big;
+        # P5 a partial payment; P6 a loan with no schedule known
+        "amount_cents": [4_516, 45, 100, 100_000, 2_500, 1_000],
+    })
+    odd = conform.payments_in_another_unit(payments, dues)
+    assert odd.select("payment_id", "due_cents", "factor").rows() == [
+        ("P2", 4_516, 100.0), ("P3", 10_000, 100.0), ("P4", 10_000, 0.1)]
+
+
+def test_a_line_moved_by_a_power_of_ten_since_the_previous_snapshot_is_found():
+    previous = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A4", "A5"],
+                             "credit_limit_cents": [150_000, 80_000, 100_000, 50_000, 0]})
+    today = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A4", "A5", "A6"],
+                          # A1 /10, A2 x100, A3 a cut to 60% (the policy), A4 unchanged, A5 frozen at 0 then
+                          # restored, A6 new
+                          "credit_limit_cents": [15_000, 8_000_000, 60_000, 50_000, 50_000, 1_000]})
+    moved = conform.lines_in_another_unit(today, previous)
+    assert moved.select("account_id", "factor").rows() == [("A1", 0.1), ("A2", 100.0)]
