@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import string
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from pipelines.config.decisions import CollectionsConfig, HardshipConfig, PendingPaymentsConfig, PolicyConfig
 from pipelines.config.location import as_location, is_remote
+from pipelines.config.section import ConfigError, Section
 from pipelines.contracts.landing import CONTRACT
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "riskline.yaml"
@@ -25,12 +26,7 @@ CONFIG_ENV = "RISKLINE_CONFIG"
 DATA_ROOT_ENV = "RISKLINE_DATA_ROOT"
 
 
-class ConfigError(ValueError):
-    """The config file is missing, unreadable or invalid."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Section = Section
 
 
 class PathsConfig(_Section):
@@ -198,279 +194,6 @@ class LabelsConfig(_Section):
     horizon_days: int = Field(90, gt=0)  # bad = reaches bad_dpd within (s+gap_days, s+gap_days+horizon_days]
     bad_dpd: int = Field(30, gt=0)
     gap_days: int = Field(7, ge=0)  # days between a snapshot's features and the start of its outcome window
-
-
-# --- decisions: limit policy, collections, hardship ---------------------------------------------
-
-# The order is the precedence (pipelines/domain/policy.py): the first action whose rule fires wins.
-LIMIT_ACTIONS: tuple[str, ...] = ("freeze", "decrease", "unfreeze", "increase", "hold")
-# Only amount-changing actions on lines below freeze DPD may be withheld (control) or re-sized
-# (challenger); a freeze is a risk control and an unfreeze restores a cured customer, neither is a test.
-TESTABLE_ACTIONS: tuple[str, ...] = ("decrease", "increase")
-TREATMENTS: tuple[str, ...] = ("auto_reminder", "smart_call", "agent", "hardship_offer", "external_review")
-LANGUAGES: tuple[str, ...] = ("en", "zh")
-EXPLANATION_KEYS: tuple[str, ...] = (
-    "freeze", "decrease", "unfreeze", "increase", "hold", "hold_frozen", "hold_payment_pending",
-)
-EXPLANATION_FIELDS: frozenset[str] = frozenset(
-    {"previous_limit", "new_limit", "dpd", "overdue_amount", "behaviour", "days_current", "unfreeze_days",
-     "freeze_dpd"}
-)
-EXPLANATION_PHRASES: tuple[str, ...] = (
-    "PAST_DUE", "GRADE_DOWNGRADE", "PD_RISE", "GOOD_PAYMENT_HISTORY", "MODEL_FALLBACK"
-)
-
-
-def _grade_table_errors(name: str, table: dict[str, float], grades: tuple[str, ...], top: float) -> list[str]:
-    """Problems of a per-grade factor/step table: unknown grades, values outside (0, top], and order.
-
-    A worse grade must never get a gentler cut (a larger factor) or a larger increase step.
-    """
-    unknown = sorted(set(table) - set(grades))
-    if unknown:
-        return [f"{name} names unknown grades {unknown} (grades are {list(grades)})"]
-    bad = {g: v for g, v in table.items() if not 0 < v <= top}
-    if bad:
-        return [f"{name} values must be in (0, {top:g}], got {bad}"]
-    ordered = [(g, table[g]) for g in grades if g in table]
-    for (g1, v1), (g2, v2) in zip(ordered, ordered[1:], strict=False):
-        if v2 > v1:
-            return [f"{name} is out of order: grade {g2} ({v2:g}) is worse than {g1} but gets more ({v1:g})"]
-    return []
-
-
-class FreezeRule(_Section):
-    min_dpd: int = Field(30, ge=1)
-
-
-class DecreaseRule(_Section):
-    min_dpd: int = Field(1, ge=1)  # DPD min_dpd .. freeze.min_dpd - 1
-    from_grade: str = "D"  # a fall to this grade or worse
-    pd_rise_margin: float = Field(0.05, gt=0, lt=1)  # absolute PD rise since the previous run
-    factor_by_grade: dict[str, float] = {"A": 0.9, "B": 0.85, "C": 0.8, "D": 0.7, "E": 0.5}
-    min_days_between_decreases: int = Field(30, ge=0)
-
-
-class UnfreezeRule(_Section):
-    min_days_current: int = Field(30, ge=1)
-    max_grade: str = "C"
-
-
-class IncreaseRule(_Section):
-    max_grade: str = "B"
-    min_months_on_book: int = Field(6, ge=0)
-    clean_days: int = Field(180, ge=1)  # no DPD in this many days
-    min_utilization: float = Field(0.30, ge=0, le=1)
-    min_days_since_change: int = Field(90, ge=0)
-    step_by_grade: dict[str, float] = {"A": 0.30, "B": 0.20}
-    income_multiple: float | None = Field(2.0, gt=0)  # cap: this x monthly declared income; null: none
-
-
-class ChallengerParams(_Section):
-    """What the challenger cell changes: per-grade overrides of the champion's factors and steps."""
-
-    decrease_factor_by_grade: dict[str, float] = {"A": 0.95, "B": 0.9, "C": 0.85, "D": 0.75, "E": 0.6}
-    increase_step_by_grade: dict[str, float] = {"A": 0.2, "B": 0.1}
-
-
-class StrategyTest(_Section):
-    control_share: float = Field(0.05, ge=0, le=0.5)
-    challenger_share: float = Field(0.05, ge=0, le=0.5)
-    testable_actions: tuple[str, ...] = TESTABLE_ACTIONS
-    challenger: ChallengerParams = ChallengerParams()
-
-    @model_validator(mode="after")
-    def _testable(self) -> StrategyTest:
-        for action in self.testable_actions:
-            if action not in LIMIT_ACTIONS:
-                raise ValueError(f"unknown action {action!r} in testable_actions; actions are {list(LIMIT_ACTIONS)}")
-            if action not in TESTABLE_ACTIONS:
-                raise ValueError(
-                    f"action {action!r} cannot be tested (only {list(TESTABLE_ACTIONS)}): a freeze is a risk "
-                    "control and an unfreeze restores a cured customer"
-                )
-        return self
-
-
-class ExplanationConfig(_Section):
-    """Customer-facing sentences: templates per language and action, phrases per policy code.
-
-    The texts have no defaults here: ``riskline.yaml`` (``policy.explanations``) is their one source, and a
-    config file without them fails to load, naming the missing key.
-    """
-
-    default_language: Literal["en", "zh"] = "zh"  # when the accounts snapshot carries no language
-    templates: dict[str, dict[str, str]]
-    phrases: dict[str, dict[str, str]]
-
-    @model_validator(mode="after")
-    def _complete(self) -> ExplanationConfig:
-        for table, keys in (("templates", EXPLANATION_KEYS), ("phrases", EXPLANATION_PHRASES)):
-            by_language = getattr(self, table)
-            if sorted(by_language) != sorted(LANGUAGES):
-                raise ValueError(f"explanations.{table} must have exactly the languages {list(LANGUAGES)}")
-            for language, texts in by_language.items():
-                unknown = sorted(set(texts) - set(keys))
-                if unknown:
-                    raise ValueError(f"explanations.{table}.{language}: unknown keys {unknown}; known: {list(keys)}")
-                missing = [k for k in keys if not texts.get(k, "").strip()]
-                if missing:
-                    raise ValueError(f"explanations.{table}.{language} lacks {missing}")
-        for language, texts in self.templates.items():
-            for key, text in texts.items():
-                try:
-                    fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
-                except ValueError as exc:
-                    raise ValueError(f"explanations.templates.{language}.{key}: {exc}") from None
-                for name, spec, conv in fields:
-                    if name not in EXPLANATION_FIELDS or spec or conv:
-                        raise ValueError(
-                            f"explanations.templates.{language}.{key}: placeholder {{{name}}} is not one of "
-                            f"{sorted(EXPLANATION_FIELDS)} (no format specs)"
-                        )
-        return self
-
-
-class PolicyConfig(_Section):
-    """The limit policy (pipelines/domain/policy.py). ``version`` is stamped on every decision and seeds test cells."""
-
-    version: str = Field("limits-2026.11.1", min_length=1)
-    grades: tuple[str, ...] = ("A", "B", "C", "D", "E")  # best to worst, as the model definition labels them
-    limit_step_cny: int = Field(50, gt=0)  # every changed line is rounded down to a multiple of this
-    freeze: FreezeRule = FreezeRule()
-    decrease: DecreaseRule = DecreaseRule()
-    unfreeze: UnfreezeRule = UnfreezeRule()
-    increase: IncreaseRule = IncreaseRule()
-    strategy_test: StrategyTest = StrategyTest()
-    explanations: ExplanationConfig  # no default: the customer texts live in riskline.yaml alone
-
-    def grade_rank(self, grade: str, where: str) -> int:
-        if grade not in self.grades:
-            raise ValueError(f"policy.{where}: unknown grade {grade!r}; grades are {list(self.grades)}")
-        return self.grades.index(grade)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> PolicyConfig:
-        if not self.grades or len(set(self.grades)) != len(self.grades):
-            raise ValueError("policy.grades must be distinct and not empty")
-        inc = self.grade_rank(self.increase.max_grade, "increase.max_grade")
-        unf = self.grade_rank(self.unfreeze.max_grade, "unfreeze.max_grade")
-        dec = self.grade_rank(self.decrease.from_grade, "decrease.from_grade")
-        if not inc <= unf < dec:
-            raise ValueError(
-                "policy grade cut-offs are out of order: want increase.max_grade "
-                f"({self.increase.max_grade}) <= unfreeze.max_grade ({self.unfreeze.max_grade}) < "
-                f"decrease.from_grade ({self.decrease.from_grade}) in the order {list(self.grades)}"
-            )
-        if self.decrease.min_dpd >= self.freeze.min_dpd:
-            raise ValueError("policy.decrease.min_dpd must be below policy.freeze.min_dpd")
-        challenger = self.strategy_test.challenger
-        factors = self.decrease.factor_by_grade
-        steps = self.increase.step_by_grade
-        problems = (
-            _grade_table_errors("policy.decrease.factor_by_grade", factors, self.grades, 1.0)
-            + _grade_table_errors("policy.increase.step_by_grade", steps, self.grades, 1.0)
-            + _grade_table_errors("policy.strategy_test.challenger.decrease_factor_by_grade",
-                                  {**factors, **challenger.decrease_factor_by_grade}, self.grades, 1.0)
-            + _grade_table_errors("policy.strategy_test.challenger.increase_step_by_grade",
-                                  {**steps, **challenger.increase_step_by_grade}, self.grades, 1.0)
-        )
-        if problems:
-            raise ValueError(problems[0])
-        missing = [g for g in self.grades if g not in factors]
-        if missing:
-            raise ValueError(f"policy.decrease.factor_by_grade lacks grades {missing}")
-        eligible = list(self.grades[: inc + 1])
-        if sorted(steps) != sorted(eligible) or not set(challenger.increase_step_by_grade) <= set(eligible):
-            raise ValueError(
-                "policy.increase.step_by_grade must name exactly the grades up to increase.max_grade "
-                f"{eligible} (the challenger's a subset), got {sorted(steps)} and "
-                f"{sorted(challenger.increase_step_by_grade)}"
-            )
-        if self.strategy_test.control_share + self.strategy_test.challenger_share > 1:
-            raise ValueError("policy.strategy_test shares must sum to at most 1")
-        return self
-
-
-class CollectionBucket(_Section):
-    name: str = Field(min_length=1)
-    min_dpd: int = Field(ge=0)  # the bucket runs to the next bucket's min_dpd - 1
-    treatment: str
-
-
-class CollectionsConfig(_Section):
-    """The collections queue (pipelines/domain/collections.py)."""
-
-    version: str = Field("collections-2026.11.1", min_length=1)
-    lgd: float = Field(0.85, gt=0, le=1)  # expected loss = pd x outstanding balance x lgd
-    unscored_pd: float = Field(1.0, ge=0, le=1)  # PD used for ranking an account without a score
-    agent_daily_capacity: int = Field(2000, ge=0)
-    overflow_treatment: str = "smart_call"
-    buckets: tuple[CollectionBucket, ...] = (
-        CollectionBucket(name="1-7", min_dpd=1, treatment="auto_reminder"),
-        CollectionBucket(name="8-30", min_dpd=8, treatment="smart_call"),
-        CollectionBucket(name="31-60", min_dpd=31, treatment="agent"),
-        CollectionBucket(name="61-90", min_dpd=61, treatment="agent"),
-        CollectionBucket(name="90+", min_dpd=91, treatment="external_review"),
-    )
-    channels: dict[str, str] = {
-        "auto_reminder": "push_sms", "smart_call": "ivr", "agent": "phone_agent",
-        "hardship_offer": "in_app_offer", "external_review": "letter",
-    }
-
-    @model_validator(mode="after")
-    def _consistent(self) -> CollectionsConfig:
-        if not self.buckets or self.buckets[0].min_dpd != 1:
-            # The published queue promises dpd >= 1 (see riskline.yaml): DPD 0 is the due date itself.
-            raise ValueError("collections.buckets must start at min_dpd 1 so every account 1+ DPD has a bucket")
-        bounds = [b.min_dpd for b in self.buckets]
-        if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
-            raise ValueError(f"collections.buckets must have strictly ascending min_dpd, got {bounds}")
-        if len({b.name for b in self.buckets}) != len(self.buckets):
-            raise ValueError("collections.buckets names must be distinct")
-        for treatment in [b.treatment for b in self.buckets] + [self.overflow_treatment]:
-            if treatment not in TREATMENTS:
-                raise ValueError(f"collections: unknown treatment {treatment!r}; treatments are {list(TREATMENTS)}")
-        if self.overflow_treatment == "agent":
-            raise ValueError("collections.overflow_treatment cannot be agent: it takes the agent queue's overflow")
-        if sorted(self.channels) != sorted(TREATMENTS):
-            raise ValueError(f"collections.channels must name a channel for exactly {list(TREATMENTS)}")
-        return self
-
-
-class PendingPaymentsConfig(_Section):
-    """Payments held in quarantine (pipelines/domain/pending_payments.py)."""
-
-    # A waiting payment holds its accounts' freezes, cuts and collections contacts for this many days after
-    # its business date; then the hold lapses (the payment stays reported until upstream redelivers it).
-    max_hold_days: int = Field(30, ge=0)
-
-
-class HardshipConfig(_Section):
-    """Hardship offers (pipelines/domain/hardship.py)."""
-
-    version: str = Field("hardship-2026.11.1", min_length=1)
-    min_dpd: int = Field(1, ge=1)
-    max_dpd: int = Field(30, ge=1)
-    clean_days_before_episode: int = Field(180, ge=0)  # no DPD in this many days before the episode began
-    # Shock signals (need one, or all with signals_required: all); null switches a signal off.
-    spend_trend_max: float | None = Field(0.6, gt=0)  # spend_trend_30d at or below: spending fell
-    cash_draw_trend_min: float | None = Field(1.5, gt=0)  # recent / prior daily cash-draw amount at or above
-    cash_draw_min_count: int = Field(2, ge=1)  # ... with at least this many draws in the recent window
-    signals_required: Literal["any", "all"] = "any"
-    extension_months: tuple[int, ...] = (3, 6)
-    target_instalment_ratio: float = Field(0.7, gt=0, le=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> HardshipConfig:
-        if self.min_dpd > self.max_dpd:
-            raise ValueError("hardship.min_dpd must not be above hardship.max_dpd")
-        ext = self.extension_months
-        if not ext or any(b <= a for a, b in zip(ext, ext[1:], strict=False)) or not all(1 <= m <= 24 for m in ext):
-            raise ValueError(f"hardship.extension_months must be strictly ascending months in 1..24, got {list(ext)}")
-        if self.spend_trend_max is None and self.cash_draw_trend_min is None:
-            raise ValueError("hardship needs at least one shock signal (spend_trend_max or cash_draw_trend_min)")
-        return self
 
 
 class VolumeBand(_Section):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.config.settings import CollectionsConfig
+from pipelines.config.decisions import CollectionsConfig
 from pipelines.contracts.outputs import PD_SOURCES
 
 QUEUE_COLUMNS: tuple[str, ...] = (

@@ -25,7 +25,7 @@ import string
 
 import polars as pl
 
-from pipelines.config.settings import LANGUAGES, ExplanationConfig
+from pipelines.config.decisions import LANGUAGES, ExplanationConfig
 from pipelines.domain.feature_dictionary import FEATURES
 
 MODEL_PREFIX = "MODEL:"

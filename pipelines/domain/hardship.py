@@ -42,7 +42,7 @@ import datetime as dt
 
 import polars as pl
 
-from pipelines.config.settings import HardshipConfig
+from pipelines.config.decisions import HardshipConfig
 from pipelines.domain.feature_dictionary import BEHAVIOUR_WINDOWS, TREND_PRIOR_DAYS, TREND_RECENT_DAYS
 from pipelines.domain.ledger import LOAN_KEY, last_unpaid_day_upto
 

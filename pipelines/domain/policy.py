@@ -61,7 +61,8 @@ import datetime as dt
 
 import polars as pl
 
-from pipelines.config.settings import PolicyConfig, ProductConfig
+from pipelines.config.decisions import PolicyConfig
+from pipelines.config.settings import ProductConfig
 from pipelines.domain.explanations import MODEL_PREFIX, directional_features, explain_limits
 from pipelines.domain.ledger import last_unpaid_day_upto
 from pipelines.domain.pending_payments import PAYMENT_PENDING

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines.config.settings import CollectionBucket, CollectionsConfig
+from pipelines.config.decisions import CollectionBucket, CollectionsConfig
 from pipelines.domain import features
 from pipelines.model.metrics import KsCurve, psi_against, psi_band_expr, reference_bins
 

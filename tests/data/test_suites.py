@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines.config import settings as config
+from pipelines.config import decisions as config
 from pipelines.quality import gx_suites
 from pipelines.contracts.landing import CONTRACT
 from pipelines.contracts.outputs import OUTPUT_COLUMNS

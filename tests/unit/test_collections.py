@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from pipelines.config.settings import CollectionsConfig
+from pipelines.config.decisions import CollectionsConfig
 from pipelines.domain.collections import QUEUE_COLUMNS, assign_treatments, collection_cases, rank_collections
 
 CFG = CollectionsConfig(agent_daily_capacity=2)  # LGD 0.85

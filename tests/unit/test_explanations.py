@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from pipelines.config.settings import ExplanationConfig, PolicyConfig, ProductConfig, load_config
+from pipelines.config.decisions import ExplanationConfig, PolicyConfig
+from pipelines.config.settings import ProductConfig, load_config
 from pipelines.domain.explanations import cny_text, directional_features, reason_phrases, render_template
 from pipelines.domain.feature_dictionary import FEATURES, feature
 from pipelines.domain.policy import POLICY_INPUT_SCHEMA, decide_limits

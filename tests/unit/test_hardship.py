@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from pipelines.config.settings import HardshipConfig
+from pipelines.config.decisions import HardshipConfig
 from pipelines.contracts.landing import CONTRACT
 from pipelines.domain.hardship import OFFER_COLUMNS, hardship_eligibility, loan_terms, offer_hardship, reamortize
 from pipelines.domain.ledger import build_ledger

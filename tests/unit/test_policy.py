@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 
-from pipelines.config.settings import PolicyConfig, ProductConfig, load_config
+from pipelines.config.decisions import PolicyConfig
+from pipelines.config.settings import ProductConfig, load_config
 from pipelines.contracts.landing import CONTRACT
 from pipelines.domain.ledger import build_ledger
 from pipelines.domain.policy import (

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.config.settings import CollectionBucket, CollectionsConfig
+from pipelines.config.decisions import CollectionBucket, CollectionsConfig
 from pipelines.model import metrics
 from pipelines.model.metrics import auc, ks_statistic
 from pipelines.report import render, report, sections
