@@ -4,9 +4,10 @@ The pure part turns a feature snapshot and a booster into a score frame; :func:`
 exported on its own so the decisions stage can ask for exact reasons on exactly the accounts that get
 an adverse action or a collections contact. Reasons are the features that raised this account's PD the
 most (positive SHAP contributions on the log-odds scale), named by their feature-dictionary key, and only
-those whose value for this account raises PD against the book's reference (:func:`reason_reference`): a
-feature constant across tonight's book, or one the dictionary does not allow as a customer reason (the
-lender's own actions), is never a reason. PD is the trees' margin through the recalibration stored in
+those whose value for this account raises PD against the model's reference (:func:`reason_reference`: the
+median account of its training sample, fixed with the model, so no other customer's data, faulty or not,
+moves anyone's reasons): a feature constant across tonight's book, or one the dictionary does not allow as
+a customer reason (the lender's own actions), is never a reason. PD is the trees' margin through the recalibration stored in
 the model (:class:`PlattCalibration`), monotone, so grades and reasons keep the trees' ranking.
 
 Cost: exact TreeSHAP (``pred_contribs``) is O(trees x leaves x depth^2) per account; Saabas
@@ -43,13 +44,20 @@ Method = Literal["exact", "approx", "mixed"]
 Reference = Mapping[str, float | None]
 
 
-def reason_reference(features: pl.DataFrame | pl.LazyFrame, names: Sequence[str]) -> dict[str, float | None]:
-    """The population's reference value of each feature: what the middle account of tonight's book has.
+def reason_reference(
+    features: pl.DataFrame | pl.LazyFrame, names: Sequence[str], trained: Reference | None = None
+) -> dict[str, float | None]:
+    """The reference value of each feature a reason is judged against.
 
-    The lower median of the non-null values (an observed value: DPD 0, not 0.5), or None (null) when
-    more than half of the book has no value. A feature with no variance in the book equals its
-    reference on every account, so it can never be a reason. Scoring part of a book (a shard, the
-    exact/approx split) must pass the whole book's reference, or a reason would depend on the part.
+    Without ``trained``: what the middle account of ``features`` has: the lower median of the non-null
+    values (an observed value: DPD 0, not 0.5), or None (null) when more than half has no value. Training
+    stores this of its fit sample with the model (``metrics.json``, ``reason_reference``) and scoring
+    passes it as ``trained``: reasons are then judged against a population fixed with the model, so one
+    customer's faulty data cannot change another's reasons (a book median moves with every account).
+    A feature constant across ``features`` (tonight's book) takes that constant as its reference either
+    way: it equals its reference on every account, so it is nobody's reason. A feature missing from
+    ``trained`` (a model registered before it was stored) falls back to the book's median. Scoring part of
+    a book (a shard, the exact/approx split) must pass the whole book's reference.
     """
     if not names:
         return {}
@@ -58,11 +66,18 @@ def reason_reference(features: pl.DataFrame | pl.LazyFrame, names: Sequence[str]
         pl.len().alias("_rows"),
         *(v.null_count().alias(f"_nulls_{i}") for i, v in enumerate(values)),
         *(v.drop_nulls().quantile(0.5, interpolation="lower").alias(f"_median_{i}") for i, v in enumerate(values)),
+        *(v.n_unique().alias(f"_distinct_{i}") for i, v in enumerate(values)),
+        *(v.first().alias(f"_first_{i}") for i, v in enumerate(values)),
     ).collect().row(0, named=True)
-    return {
-        name: None if 2 * row[f"_nulls_{i}"] > row["_rows"] else row[f"_median_{i}"]
-        for i, name in enumerate(names)
-    }
+    out: dict[str, float | None] = {}
+    for i, name in enumerate(names):
+        if row[f"_distinct_{i}"] == 1:  # one value (nulls included) across tonight's book
+            out[name] = row[f"_first_{i}"]
+        elif trained is not None and name in trained:
+            out[name] = trained[name]
+        else:
+            out[name] = None if 2 * row[f"_nulls_{i}"] > row["_rows"] else row[f"_median_{i}"]
+    return out
 
 
 def reason_codes(
@@ -80,8 +95,8 @@ def reason_codes(
 
     * the feature dictionary allows it as a customer reason (``Feature.reason``: the customer's own
       behaviour or standing, not the lender's actions);
-    * the account's value differs from the book's reference (:func:`reason_reference`): a feature
-      with no variance in tonight's book is nobody's reason;
+    * the account's value differs from the reference (:func:`reason_reference`: the model's, or the
+      book's median): a feature with no variance in tonight's book is nobody's reason;
     * its TreeSHAP contribution is positive (it raised this account's PD), and
     * putting the reference value in its place lowers this account's PD (the value raises PD relative
       to the population's reference, checked on the model itself, one candidate at a time).
@@ -215,6 +230,9 @@ def add_reasons(
     acted_on: pl.Series | None = None,
 ) -> pl.DataFrame:
     """``scored`` (:func:`score_pd_frame` of ``features``) with its reason codes and ``reason_method``.
+
+    ``reference``: :func:`reason_reference` of the whole book with the model's stored reference; by
+    default that of ``features`` alone (its median).
 
     ``mixed``: exact TreeSHAP for the accounts in ``acted_on`` (those tonight's decisions act on: see
     :func:`pipelines.domain.decide.accounts_acted_on`) and where :func:`needs_exact_reasons` says an action

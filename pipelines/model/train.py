@@ -40,6 +40,7 @@ from pipelines.model.importance import shap_summary
 from pipelines.model.pd import (
     CALIBRATION_ATTR, PlattCalibration, model_features, predict_margin, predict_pd, score_pd,
 )
+from pipelines.model.score import reason_reference
 from pipelines.model.registry import GateDecision, ModelRegistry, NoChampionError, decide_promotion, version_id
 from pipelines.model.train_dask import dask_client, train_model_dask
 
@@ -535,6 +536,8 @@ def train_evaluate_register(
                 "oot_curves": evaluate.oot_curves(oot["bad"], pd_, curve_points),
                 # exact TreeSHAP is costly: once here, on a stable hash sample of the OOT accounts
                 "importance_shap": shap_summary(trained.booster, oot, shap_accounts, nthread),
+                # what reasons are judged against when this model scores: its fit sample's median account
+                "reason_reference": reason_reference(fit, served.feature_names),
             },
             "gate": gate,
         })

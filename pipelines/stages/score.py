@@ -13,7 +13,7 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.domain.decide import accounts_acted_on
 from pipelines.model.pd import model_features
 from pipelines.model.registry import ModelRegistry
-from pipelines.model.score import add_reasons, score_pd_frame
+from pipelines.model.score import add_reasons, reason_reference, score_pd_frame
 from pipelines.stages.features import load_feature_snapshot
 from pipelines.stages.inputs import read_decide_inputs
 from pipelines.store import lake, zones
@@ -38,9 +38,16 @@ def run_scoring(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: 
     features = load_feature_snapshot(root, as_of, cfg, columns)
     previous_pd = previous_pd_of(root, as_of)
     scored = score_pd_frame(booster, features, definition, version)
+    reference = reason_reference(features, model_features(booster), trained_reference(registry, version))
     scores = add_reasons(booster, features, scored, definition, cfg.model.reason_code_method, previous_pd,
-                         acted_on=acted_on_tonight(root, as_of, cfg, scored))
+                         reference, acted_on_tonight(root, as_of, cfg, scored))
     return lake.publish_frames(scores_dir(root, as_of), {SCORES_FILE: scores})
+
+
+def trained_reference(registry: ModelRegistry, version: str) -> dict[str, float | None] | None:
+    """The reference reasons are judged against, stored with the model at training (None: a model
+    registered before it was, whose reasons fall back to the book's median)."""
+    return registry.record(version).metrics.get("reason_reference")
 
 
 def acted_on_tonight(

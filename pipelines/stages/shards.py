@@ -45,7 +45,7 @@ from pipelines.model.pd import model_features
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.score import add_reasons, reason_reference, score_pd_frame
 from pipelines.stages.inputs import read_decide_inputs, read_shard_file
-from pipelines.stages.score import acted_on_tonight, previous_pd_of
+from pipelines.stages.score import acted_on_tonight, previous_pd_of, trained_reference
 from pipelines.store import lake
 from pipelines.store.zones import (
     DECISIONS_ZONE, FEATURES_FILE, FEATURES_ZONE, SCORES_FILE, SCORES_ZONE, decisions_dir,
@@ -124,7 +124,7 @@ def score_shard(
     previous_pd = previous_pd_of(root, as_of, shard, n_shards)
     # Reasons are judged against the whole book's reference, not the shard's: any shard count, same reasons.
     book = _whole_book(root, FEATURES_ZONE, as_of, FEATURES_FILE, n_shards)
-    reference = reason_reference(book, model_features(booster))
+    reference = reason_reference(book, model_features(booster), trained_reference(registry, version))
     scored = score_pd_frame(booster, features, definition, version)
     acted = acted_on_tonight(root, as_of, cfg, scored, shard, n_shards)
     scores = add_reasons(booster, features, scored, definition, cfg.model.reason_code_method, previous_pd,

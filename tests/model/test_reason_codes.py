@@ -86,3 +86,33 @@ def test_reference_is_an_observed_middle_value_and_null_when_most_are_missing():
     frame = pl.DataFrame({"dpd": [0, 0, 0, 5, 40], "ratio": [None, None, None, 0.2, 0.4], "x": [1.0, 2.0, 3.0, 4.0, np.nan]})
     # DPD 0 (not 0.5 or a mean of 9): the middle account; ratio: 3 of 5 have none; NaN counts as missing
     assert reason_reference(frame, ["dpd", "ratio", "x"]) == {"dpd": 0.0, "ratio": None, "x": 2.0}
+
+
+@pytest.mark.parametrize("approx", [False, True])
+def test_one_customers_data_never_changes_another_customers_reasons(trained: TrainedModel, book, approx: bool):
+    # Hostile review 3 (F7): reasons judged against tonight's book median changed for untouched accounts
+    # when one account's data was faulty (the median moved). Against the model's stored reference they
+    # depend on the account's own features alone.
+    names = list(trained.feature_names)
+    fixed = reason_reference(book.fit, names)  # what training stores with the model
+    population = book.oot.head(600)
+    # a quarter of the book's rows changed: enough to move any book median
+    faulty = population.with_columns(pl.when(pl.int_range(pl.len()) % 4 == 0).then(pl.col(n).max()).otherwise(pl.col(n))
+                                     .alias(n) for n in names)
+    untouched = population.filter(pl.int_range(pl.len()) % 4 != 0)["account_id"]
+
+    def reasons(frame: pl.DataFrame, reference) -> pl.DataFrame:
+        out = reason_codes(trained.booster, frame, count=3, approx=approx, reference=reference)
+        return out.filter(pl.col("account_id").is_in(untouched.implode())).sort("account_id")
+
+    stored = [reason_reference(f, names, fixed) for f in (population, faulty)]
+    assert reasons(population, stored[0]).equals(reasons(faulty, stored[1]))
+    medians = [reason_reference(f, names) for f in (population, faulty)]
+    assert not reasons(population, medians[0]).equals(reasons(faulty, medians[1])), "the case moves a median"
+
+
+def test_a_stored_reference_keeps_the_constant_feature_rule_and_falls_back_per_feature():
+    tonight = pl.DataFrame({"dpd": [0, 0, 0, 5, 40], "months_on_book": [7, 7, 7, 7, 7], "new": [1.0, 2, 3, 4, 5]})
+    stored = {"dpd": 3.0, "months_on_book": 12.0}  # "new" came with a later definition: not stored
+    assert reason_reference(tonight, ["dpd", "months_on_book", "new"], stored) == {
+        "dpd": 3.0, "months_on_book": 7.0, "new": 3.0}
