@@ -289,19 +289,20 @@ def _day_frame(root: Path, landed: Mapping[str, Landed], name: str, day: dt.date
 
 
 def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig,
-                                 schedules: pl.DataFrame) -> None:
+                                 schedules: pl.DataFrame) -> bool:
     """Stop when loans about to be curated (``schedules``: after validation, held loans out) have no cash draw
     of their account and amount: schedules sent again under new ids
     (:func:`~pipelines.domain.conform.loans_without_a_draw`), which every key check lets through and which
     would double what those customers owe. Every delivered draw counts, quarantined or not. Judged only
     when the window's earlier loans (enough of them) all follow draws; the window reaches
-    ``ingest.loan_draw_lag_days`` before the drop's date."""
+    ``ingest.loan_draw_lag_days`` before the drop's date. True when judged and every loan has its draw
+    (a later delivery's equal schedules under new ids are then real loans)."""
     lag = cfg.ingest.loan_draw_lag_days
     if lag is None or schedules.is_empty():
-        return
+        return False
     tonight_draws = _day_frame(root, landed, "behaviour", day, cfg)
     if tonight_draws is None:
-        return
+        return False
     start = day - dt.timedelta(days=_DRAW_EVIDENCE_DAYS + lag)
     # A draw whose type arrived garbled (unknown or null: quarantined) still backs the loan of its exact
     # amount: the amount is the evidence, the type its label.
@@ -315,8 +316,10 @@ def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: 
     earlier = (zones.scan_curated(root, "installments", day, dates=loan_days)
                .select("loan_id", "account_id", "principal_due_cents").collect())
     backing = loans_without_a_draw(schedules, earlier, draws, draws_before)
-    if backing.evidence < _DRAW_EVIDENCE_MIN_LOANS or backing.unbacked_before or backing.unbacked.is_empty():
-        return
+    if backing.evidence < _DRAW_EVIDENCE_MIN_LOANS or backing.unbacked_before:
+        return False
+    if backing.unbacked.is_empty():
+        return True
     # A loan whose draw of its account is there in another unit (10x, 100x, ...) is a unit error in one of
     # the two datasets, not a schedule sent again: say so, with both amounts.
     scaled = (backing.unbacked.join(draws.drop_nulls(), on="account_id")
@@ -512,7 +515,7 @@ def ingest_date(
             landed, redelivered, owed = {}, {}, {}
             for name in names:
                 landed[name], redelivered[name], owed[name] = _drop_redeliveries(
-                    root, land_partition(root, name, day, cfg), day, cfg, reingesting)
+                    root, land_partition(root, name, day, cfg, defer_resent_loans=True), day, cfg, reingesting)
                 _refuse_unit_drift(root, landed[name], day, cfg)
             notes = {
                 n: [f"{r.dropped:,} rows already curated identically on "
@@ -529,7 +532,10 @@ def ingest_date(
             if "installments" in landed:  # the loans to be curated: a loan held whole misstates nothing
                 schedules = prepared[names.index("installments")].curated
                 _refuse_loans_over_their_lines(root, landed, day, cfg, schedules)
-                _refuse_loans_without_a_draw(root, landed, day, cfg, schedules)
+                judged = _refuse_loans_without_a_draw(root, landed, day, cfg, schedules)
+                if landed["installments"].resent is not None and not judged:
+                    # the draws cannot tell re-sent schedules from equal real loans here: refuse them
+                    raise landed["installments"].resent
             if "accounts" in landed:
                 _refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated)
             if "payments" in landed:

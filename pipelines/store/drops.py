@@ -169,24 +169,34 @@ class Landed:
     rows_in: int
     duplicates_dropped: int
     side_files: tuple[str, ...] = ()
+    # schedules a later delivery repeats under new ids, left for the ingest stage to judge against the
+    # cash draws (two real equal loans have two draws); raised there when the draws cannot tell
+    resent: IngestError | None = None
 
 
-def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> Landed:
+def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig,
+                   defer_resent_loans: bool = False) -> Landed:
+    """Read, conform and de-duplicate a landing drop. ``defer_resent_loans``: a later delivery repeating
+    an earlier one's schedules under new ids is returned in ``Landed.resent`` instead of raised."""
     dataset = CONTRACT[dataset_name]
     key = cfg.ingest.business_keys.get(dataset_name, list(dataset.key))
     landed, n_files, side = _read_landing(root, dataset, day, cfg.ingest.money_max_cny.get(dataset_name))
+    resent = None
     try:
-        refuse_resent_under_new_ids(landed, dataset_name, list(dataset.curated_schema()))
+        try:
+            refuse_resent_under_new_ids(landed, dataset_name, list(dataset.curated_schema()))
+        except ResentUnderNewIdsError as exc:
+            resent = IngestError(str(exc), dataset=dataset_name, date=day, column=exc.column, hint=exc.hint)
+            if not (defer_resent_loans and dataset_name == "installments"):
+                raise resent from exc
         deduped, dropped = keep_latest_delivery(landed, key, list(dataset.curated_schema()))
-    except ResentUnderNewIdsError as exc:
-        raise IngestError(str(exc), dataset=dataset_name, date=day, column=exc.column, hint=exc.hint) from exc
     except ConflictingDuplicatesError as exc:
         raise IngestError(
             str(exc), dataset=dataset_name, date=day, column=exc.column,
             hint="ask upstream which row is right and to redeliver the drop with one row per key, "
                  "then rerun ingest for this date",
         ) from exc
-    return Landed(dataset_name, deduped.drop(FILE_ORDER, ROW_ORDER), n_files, landed.height, dropped, side)
+    return Landed(dataset_name, deduped.drop(FILE_ORDER, ROW_ORDER), n_files, landed.height, dropped, side, resent)
 
 
 def read_landing(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> pl.DataFrame:

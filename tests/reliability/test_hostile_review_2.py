@@ -1,6 +1,6 @@
 """Second hostile review (of the checks added for issue 14): the money unit ratio, rows resent under new ids,
 and credit on an overdue account holding it. Every test here reproduced a confirmed gap and is
-``xfail(strict=True)``: it starts passing (and so fails the suite) when the gap is fixed. Fixed since: a cent a month on a closed loan no longer renews the credit hold (counted from the first unapplied payment);
+``xfail(strict=True)`` until its gap was fixed. Fixed since: a cent a month on a closed loan no longer renews the credit hold (counted from the first unapplied payment);
 instalments in jiao stop the ingest (most loans over their line: ``ingest.max_share_of_loans_over_line``); cents in
 part of the rows move a decile (``money_unit_drift`` compares the median and both outer deciles); schedules re-sent
 under new ids, within a drop with interest a cent off or yesterday's in tonight's drop, have no cash draw left to
@@ -24,7 +24,7 @@ from reliability_support import PublishedLake, deliver, landing
 from test_hostile_review import _harsher_than_clean
 
 from pipelines.config.settings import RisklineConfig
-from pipelines.domain.conform import FILE_ORDER, ResentUnderNewIdsError, money_unit_drift, refuse_resent_under_new_ids
+from pipelines.domain.conform import money_unit_drift
 from pipelines.domain.pending_payments import unapplied_credit_holds
 from pipelines.errors import IngestError
 from pipelines.stages import ingest
@@ -62,23 +62,52 @@ def test_cents_in_two_rows_of_five_are_seen(quiet_cfg: RisklineConfig):
 # --- 2. rows resent under new ids -------------------------------------------------------------------------
 
 
-INSTALMENT_COLUMNS = ["installment_id", "loan_id", "account_id", "installment_no", "due_date", "principal_due_cents",
-                      "interest_due_cents"]
+
+def _second_equal_loan(root: Path, day: dt.date, with_its_draw: bool) -> str:
+    """A later delivery books a second loan equal to one of tonight's (same account, amounts and dates,
+    its own ids): a customer who drew the same amount twice. With its own cash draw in the behaviour drop,
+    or without one (then it is the first loan's schedule re-sent). Returns the second loan's id."""
+    schedule = landing(root, "installments", day)
+    first = schedule.get_column("loan_id").sort()[0]
+    second = schedule.filter(pl.col("loan_id") == first).with_columns(
+        pl.col("loan_id").str.replace("^.", "Z"), pl.col("installment_id").str.replace("^.", "Z"))
+    deliver(root, "installments", day, {"part-0.parquet": schedule, "part-1.parquet": second})
+    if with_its_draw:
+        events = landing(root, "behaviour", day)
+        account = second.get_column("account_id")[0]
+        principal = second.get_column("principal_due").cast(pl.Float64).sum()
+        draw = events.filter((pl.col("account_id") == account) & (pl.col("event_type") == "cash_draw")
+                             & (pl.col("amount").cast(pl.Float64) == principal)).head(1)
+        assert draw.height == 1, "the first loan has its draw"
+        deliver(root, "behaviour", day, {DATA_FILE: pl.concat([
+            events, draw.with_columns(pl.col("event_id").str.replace("^.", "Z"))])})
+    return second.get_column("loan_id")[0]
 
 
-@pytest.mark.xfail(strict=True, reason="hostile review 2, finding: two real loans of one customer with equal "
-                                       "schedules, the second booked in a later delivery (late rows), stop ingest")
-def test_a_second_equal_loan_in_a_later_delivery_is_not_refused():
-    one = {"account_id": ["A1"], "installment_no": [1], "due_date": [dt.date(2026, 12, 30)],
-           "principal_due_cents": [10_000], "interest_due_cents": [100]}
-    frame = pl.concat([
-        pl.DataFrame({"installment_id": ["I1-1"], "loan_id": ["L1"], **one, FILE_ORDER: [0]}),
-        pl.DataFrame({"installment_id": ["I2-1"], "loan_id": ["L2"], **one, FILE_ORDER: [1]}),
-    ])
-    try:
-        refuse_resent_under_new_ids(frame, "installments", INSTALMENT_COLUMNS)
-    except ResentUnderNewIdsError as exc:
-        pytest.fail(f"two distinct loans refused: {exc}")
+def test_a_second_equal_loan_in_a_later_delivery_is_curated_when_it_has_its_own_draw(
+    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+):
+    # Hostile review 2: a later delivery's rows equal to an earlier one's but for their ids stopped the
+    # ingest, also for two real loans of one customer. The draws tell them apart.
+    day = published_lake.next_day
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    second = _second_equal_loan(root, day, with_its_draw=True)
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    curated = zones.scan_curated(root, "installments", day, dates=[day]).collect()
+    assert second in set(curated["loan_id"])
+
+
+def test_a_second_equal_loan_without_a_draw_is_refused_as_resent(
+    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+):
+    day = published_lake.next_day
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    second = _second_equal_loan(root, day, with_its_draw=False)
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    assert f"installments dt={day} column=loan_id: 1 of " in str(err.value) and second in str(err.value)
 
 
 def test_schedules_resent_under_new_ids_with_interest_one_cent_off_never_cut_a_customer(

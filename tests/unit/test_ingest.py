@@ -698,3 +698,17 @@ def test_a_line_moved_by_a_power_of_ten_since_the_previous_snapshot_is_found():
                           "credit_limit_cents": [15_000, 8_000_000, 60_000, 50_000, 50_000, 1_000]})
     moved = conform.lines_in_another_unit(today, previous)
     assert moved.select("account_id", "factor").rows() == [("A1", 0.1), ("A2", 100.0)]
+
+
+def test_a_later_delivery_repeating_a_schedule_under_new_ids_is_refused_where_draws_cannot_tell(tmp_path: Path, cfg):
+    # A young lake (no week of loans following draws): the draws cannot tell a second equal loan from a
+    # schedule sent again, so the later delivery is refused as before, in one line naming both parts.
+    _accounts_on(tmp_path, DAY)
+    again = _landing_schedule("L1", 3).with_columns(pl.col("loan_id").str.replace("L", "Z"),
+                                                    pl.col("installment_id").str.replace("^.", "Z"))
+    _land_on(tmp_path, "installments", DAY, {"part-0.parquet": _landing_schedule("L1", 3), "part-1.parquet": again})
+    with pytest.raises(errors.IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts", "installments"])
+    text = str(err.value)
+    assert text.startswith(f"installments dt={DAY} column=installment_id:") and "(part-1) repeats" in text, text
+    assert not (tmp_path / "curated" / "installments").exists()
