@@ -92,8 +92,9 @@ class IngestConfig(_Section):
     # Payments 10x/100x/1000x an instalment of their loan (and equal to none): more than this share of a
     # drop's payments (three or more) is money in another unit in part of the rows, and the ingest stops.
     max_share_of_payments_in_another_unit: float = Field(default=0.01, gt=0, le=1)
-    # A line that moved exactly 10x/100x/1000x since the previous snapshot is a unit error (riskline never
-    # moves one that far): more than this share of the snapshot's accounts stops the ingest (0: any one).
+    # A line this many times above or below the account's last known line (7 snapshots) is a unit error
+    # (riskline never moves one that far): more than max_share of the accounts stops the ingest (0: any one).
+    max_line_move_ratio: float = Field(default=5.0, gt=2)
     max_share_of_lines_in_another_unit: float = Field(default=0.0, ge=0, le=1)
     # A loan is one cash draw: a schedule whose loan no cash_draw event of its account and amount accounts
     # for (within this many days before the schedule's date) is a schedule sent again under new ids, and the

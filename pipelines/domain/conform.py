@@ -338,19 +338,21 @@ def payments_in_another_unit(payments: pl.DataFrame, dues: pl.DataFrame) -> pl.D
             .unique("payment_id", keep="first", maintain_order=True))
 
 
-def lines_in_another_unit(today: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
-    """Accounts whose credit line moved exactly 10x, 100x or 1000x (up or down) since the previous snapshot.
+def lines_in_another_unit(today: pl.DataFrame, previous: pl.DataFrame, ratio: float) -> pl.DataFrame:
+    """Accounts whose credit line is ``ratio`` times or more above or below their last known line.
 
-    riskline never moves a line that far in a night (a decrease keeps at least ``decrease_factor_by_grade``
-    of it), so such a move is a unit error in a few rows (one writer in jiao): the line is where the policy
-    starts from, and a line read 10x low is cut from there. ``today``/``previous``: ``account_id``,
-    ``credit_limit_cents``. Returns ``account_id``, ``was_cents``, ``credit_limit_cents``, ``factor``.
+    riskline never moves a line that far (a decrease keeps at least 60% of it, an increase at most doubles
+    it, and neither twice in a week), so such a move is a unit error in a few rows (one writer in jiao, also
+    on a line riskline just changed: 1,200 raised to 1,440 and sent in jiao is 144, 8.3x, not 10x): the line
+    is where the policy starts from, and a line read 10x low is cut from there. ``today``: ``account_id``,
+    ``credit_limit_cents``; ``previous``: the same, each account's last known line. Returns ``account_id``,
+    ``was_cents``, ``credit_limit_cents``, ``factor`` (today / was). A line at 0 on either side says nothing.
     """
     was = previous.select("account_id", pl.col("credit_limit_cents").alias("was_cents")).unique("account_id")
     hi = pl.max_horizontal("was_cents", "credit_limit_cents")
     lo = pl.min_horizontal("was_cents", "credit_limit_cents")
     return (today.select("account_id", "credit_limit_cents").join(was, on="account_id")
-            .filter(lo > 0, hi % lo == 0, (hi // lo).is_in(_UNIT_FACTORS))
+            .filter(lo > 0, hi >= lo * ratio)
             .with_columns((pl.col("credit_limit_cents") / pl.col("was_cents")).alias("factor"))
             .select("account_id", "was_cents", "credit_limit_cents", "factor").sort("account_id"))
 

@@ -51,6 +51,7 @@ from pipelines.quality.results import (
     LOAN_HELD, Kind, LandingValidation, LandingValidationError, ValidationReport,
 )
 from pipelines.store import lake, zones
+from pipelines.store.drops import landing_file_names
 from pipelines.store.publish import output_dir
 
 log = logging.getLogger(__name__)
@@ -157,16 +158,8 @@ def validate_landing_frames(
     write_results(root, day, reports, cfg, data_docs=data_docs)
     if any(not r.ok for r in reports):
         raise LandingValidationError(reports, results_dir(root, day), files={
-            r.name: _landing_file_names(root, r.name, day) for r in reports if not r.ok})
+            r.name: landing_file_names(root, r.name, day) for r in reports if not r.ok})
     return out
-
-
-def _landing_file_names(root: Path, dataset: str, day: dt.date) -> str:
-    """The data files of a landing drop, for an error line: ``part-0.parquet`` or ``part-0.parquet,+2``;
-    ``_SUCCESS`` for a drop of no data file (its marker is all it holds: an empty or declared-empty drop)."""
-    files = lake.complete_files(zones.landing(root, dataset, day)) or []
-    names = sorted(f.name for f in files)
-    return (names[0] + (f",+{len(names) - 1}" if len(names) > 1 else "")) if names else lake.SUCCESS
 
 
 def validate_date(root: Path, day: dt.date, cfg: RisklineConfig) -> list[ValidationReport]:

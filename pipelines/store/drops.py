@@ -199,6 +199,14 @@ def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineCon
     return Landed(dataset_name, deduped.drop(FILE_ORDER, ROW_ORDER), n_files, landed.height, dropped, side, resent)
 
 
+def landing_file_names(root: Path, dataset: str, day: dt.date) -> str:
+    """The data files of a landing drop, for an error line: ``part-0.parquet`` or ``part-0.parquet,+2``;
+    ``_SUCCESS`` for a drop of no data file (its marker is all it holds: an empty or declared-empty drop)."""
+    files = lake.complete_files(zones.landing(root, dataset, day)) or []
+    names = sorted(f.name for f in files)
+    return (names[0] + (f",+{len(names) - 1}" if len(names) > 1 else "")) if names else lake.SUCCESS
+
+
 def read_landing(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig) -> pl.DataFrame:
     """The landing partition of ``day`` conformed and de-duplicated (validation reads references with it)."""
     return land_partition(root, dataset_name, day, cfg).frame

@@ -107,7 +107,8 @@ def test_a_second_equal_loan_without_a_draw_is_refused_as_resent(
     second = _second_equal_loan(root, day, with_its_draw=False)
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
-    assert f"installments dt={day} column=loan_id: 1 of " in str(err.value) and second in str(err.value)
+    assert f"installments dt={day} file=part-0.parquet,+1 column=loan_id: 1 of " in str(err.value), str(err.value)
+    assert second in str(err.value) and "; its draws: " in str(err.value), str(err.value)  # one, the first loan's
 
 
 def test_schedules_resent_under_new_ids_with_interest_one_cent_off_never_cut_a_customer(
@@ -179,7 +180,8 @@ def test_one_loan_in_another_unit_stops_the_ingest_whatever_its_draw_says(
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     text = str(err.value)
-    assert text.startswith(f"installments dt={day} column=principal_due: 1 of ") and loan in text, text
+    assert text.startswith(f"installments dt={day} file=part-") and loan in text, text
+    assert "column=principal_due: 1 of " in text, text
     assert "2x their account's credit limit or more" in text and "\n" not in text, text
 
 
@@ -194,8 +196,8 @@ def test_one_loan_in_another_unit_within_its_line_is_named_a_unit_error_not_a_re
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     text = str(err.value)
-    assert text.startswith(f"installments dt={day} column=principal_due: 1 loan(s) differ from a cash draw of their "
-                           "account by a power of ten") and f"{loan} " in text and "(10x)" in text, text
+    assert text.startswith(f"installments dt={day} file=") and f"{loan} " in text and "(10x)" in text, text
+    assert "column=principal_due: 1 loan(s) differ from a cash draw of their account by a power of ten" in text, text
     assert "re-send" not in text, text
 
 
@@ -230,7 +232,7 @@ def test_payments_in_another_unit_in_part_of_the_drop_stop_the_ingest(
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     text = str(err.value)
-    assert text.startswith(f"payments dt={day} column=amount: ") and "\n" not in text, text
+    assert text.startswith(f"payments dt={day} file=part-") and "column=amount: " in text and "\n" not in text, text
     assert "payments are an instalment of their loan 10x, 100x or 1000x off" in text, text
 
 
@@ -255,7 +257,8 @@ def test_credit_lines_in_another_unit_stop_the_ingest(
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     text = str(err.value)
-    assert text.startswith(f"accounts dt={day} column=credit_limit: 3 credit line(s) moved exactly 10x"), text
+    assert text.startswith(f"accounts dt={day} file=part-"), text
+    assert "column=credit_limit: 3 credit line(s) are 5x or more off the account's last known line" in text, text
     assert all(a in text for a in three) and "\n" not in text, text
 
 

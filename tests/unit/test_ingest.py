@@ -689,15 +689,15 @@ def test_a_payment_that_is_an_instalment_in_another_unit_has_the_signature():
         ("P2", 4_516, 100.0), ("P3", 10_000, 100.0), ("P4", 10_000, 0.1)]
 
 
-def test_a_line_moved_by_a_power_of_ten_since_the_previous_snapshot_is_found():
-    previous = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A4", "A5"],
-                             "credit_limit_cents": [150_000, 80_000, 100_000, 50_000, 0]})
-    today = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A4", "A5", "A6"],
+def test_a_line_moved_further_than_the_policy_ever_moves_one_is_found():
+    previous = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A4", "A5", "A7"],
+                             "credit_limit_cents": [150_000, 80_000, 100_000, 50_000, 0, 120_000]})
+    today = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A4", "A5", "A6", "A7"],
                           # A1 /10, A2 x100, A3 a cut to 60% (the policy), A4 unchanged, A5 frozen at 0 then
-                          # restored, A6 new
-                          "credit_limit_cents": [15_000, 8_000_000, 60_000, 50_000, 50_000, 1_000]})
-    moved = conform.lines_in_another_unit(today, previous)
-    assert moved.select("account_id", "factor").rows() == [("A1", 0.1), ("A2", 100.0)]
+                          # restored, A6 new, A7 raised 20% by the policy and sent in jiao (144, 8.3x)
+                          "credit_limit_cents": [15_000, 8_000_000, 60_000, 50_000, 50_000, 1_000, 14_400]})
+    moved = conform.lines_in_another_unit(today, previous, 5.0)
+    assert moved.select("account_id", "factor").rows() == [("A1", 0.1), ("A2", 100.0), ("A7", 0.12)]
 
 
 def test_a_later_delivery_repeating_a_schedule_under_new_ids_is_refused_where_draws_cannot_tell(tmp_path: Path, cfg):
