@@ -218,21 +218,23 @@ def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day
     )
 
 
-def _refuse_payments_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, payments: pl.DataFrame,
-                                     schedules: pl.DataFrame | None) -> None:
+def _refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig,
+                                     payments: pl.DataFrame) -> None:
     """Stop when more than ``ingest.max_share_of_payments_in_another_unit`` of the payments about to be
     curated (three or more) pay an instalment of their loan 10x, 100x or 1000x off
     (:func:`~pipelines.domain.conform.payments_in_another_unit`): a second writer sending yuan as cents, or
     jiao, in part of the rows. Each would be applied as a fraction of the money paid and its customer cut.
-    ``schedules``: the instalments this ingest curates tonight (a loan drawn and paid the same day)."""
+    A loan's instalments come from the curated schedule of earlier dates and from tonight's drop (a loan
+    drawn and paid the same day)."""
     if payments.height < _UNIT_PAYMENTS_MIN:
         return
     loans = payments.get_column("loan_id").unique().implode()
     due = (pl.col("principal_due_cents") + pl.col("interest_due_cents")).alias("due_cents")
-    dues = [zones.scan_curated(root, "installments", day).filter(pl.col("loan_id").is_in(loans))
-            .select("loan_id", due).collect()]
-    if schedules is not None:
-        dues.append(schedules.filter(pl.col("loan_id").is_in(loans)).select("loan_id", due))
+    dues = [zones.scan_curated(root, "installments", day - dt.timedelta(days=1))
+            .filter(pl.col("loan_id").is_in(loans)).select("loan_id", due).collect()]
+    tonight = _day_frame(root, landed, "installments", day, cfg)
+    if tonight is not None:
+        dues.append(tonight.filter(pl.col("loan_id").is_in(loans)).select("loan_id", due))
     odd = payments_in_another_unit(payments, pl.concat(dues))
     share = cfg.ingest.max_share_of_payments_in_another_unit
     if odd.height < _UNIT_PAYMENTS_MIN or odd.height <= share * payments.height:
@@ -286,15 +288,21 @@ def _refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig,
 
 def _day_frame(root: Path, landed: Mapping[str, Landed], name: str, day: dt.date,
                cfg: RisklineConfig) -> pl.DataFrame | None:
-    """``name``'s rows of ``day``: this ingest's, else the curated ones, else the landing ones (None: none)."""
+    """``name``'s rows of ``day``: this ingest's, else its landing drop's (conformed, every delivered row,
+    quarantined or not), else the curated ones; None when there are none.
+
+    The landing drop first: in Airflow each dataset of a date is ingested by its own task, so another
+    dataset's curated partition of the same date may be published while this read phase runs, after its
+    listings were taken (a stale listing read it as empty and refused every loan of a backfilled date as
+    having no draw). The landing drop does not change under an ingest."""
     if name in landed:
         return landed[name].frame
-    if lake.is_complete(zones.curated(root, name, day)):
-        return zones.scan_curated(root, name, day, dates=[day]).collect()
     try:
         return land_partition(root, name, day, cfg).frame
     except IngestError:
-        return None
+        pass
+    part = zones.curated(root, name, day)
+    return lake.read_partition(part) if lake.is_complete(part) else None
 
 
 def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig,
@@ -563,9 +571,7 @@ def ingest_date(
             if "accounts" in landed:
                 _refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated)
             if "payments" in landed:
-                _refuse_payments_in_another_unit(
-                    root, day, cfg, prepared[names.index("payments")].curated,
-                    prepared[names.index("installments")].curated if "installments" in landed else None)
+                _refuse_payments_in_another_unit(root, landed, day, cfg, prepared[names.index("payments")].curated)
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
         raise LakeStorageError(exc, names, day, done) from exc
     # Later dates of this range that hold copies of rows this date now keeps are marked before this date is
