@@ -11,11 +11,16 @@ Per dataset and business date D:
    breaking a row-level rule (null keys, unknown values, impossible amounts, unknown accounts or loans,
    times outside the business day) within the tolerated share are split off with a ``quarantine_reason``
    (:func:`split_row_defects`);
-5. curated and quarantine partitions are each replaced whole, atomically (``lake.publish_frames``).
+5. the rows about to be curated are checked against what else the lake knows, each a one-line stop
+   (``_refuse_*``): money in another unit (against recent days, the credit lines, each account's last
+   known line, the instalments payments pay) and loans without their cash draw (schedules re-sent under
+   new ids);
+6. curated and quarantine partitions are each replaced whole, atomically (``lake.publish_frames``).
 
-Steps 2-4 are pure functions on frames (``pipelines/domain/conform.py``); reading the drop (step 1) is
-``pipelines/store/drops.py``; :func:`ingest_date` wires them and publishes. Any failure in 1, 2 or 4 raises :class:`IngestError` naming dataset, partition and
-file, column or expectation, before anything is written, so the curated zone is left exactly as it was.
+Steps 2-5 are pure functions on frames (``pipelines/domain/conform.py``); reading the drop (step 1) is
+``pipelines/store/drops.py``; :func:`ingest_date` wires them and publishes. Any failure in 1-5 raises
+:class:`IngestError` naming dataset, partition and file, column or expectation, before anything is
+written, so the curated zone is left exactly as it was.
 """
 
 from __future__ import annotations
@@ -187,8 +192,8 @@ def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day
     """Stop when most of the drop's loans borrow more than their line, or any borrows
     ``ingest.max_loan_to_line_ratio`` times it: the schedule's money (all of it, or some rows) is in another
     unit (:func:`~pipelines.domain.conform.loans_over_their_lines`). ``schedules``: the loans about to be
-    curated (after validation; a loan held whole misstates nothing). The day's snapshot is this ingest's,
-    else the curated one, else the landing one; without one, there is nothing to compare with."""
+    curated (after validation; a loan held whole misstates nothing). The day's snapshot comes from
+    :func:`_day_frame`; without one, there is nothing to compare with."""
     if schedules.is_empty():
         return
     accounts = _day_frame(root, landed, "accounts", day, cfg)
