@@ -57,6 +57,9 @@ _DRAW_EVIDENCE_SLACK = 0.05  # ... all but this share of them (one lost draw mus
 # Payments with an instalment's amount in another unit: fewer than this many in a drop is a genuine partial
 # payment's chance (about 1 a year on the demo book), not a unit error.
 _UNIT_PAYMENTS_MIN = 3
+# The next step of every money-unit stop.
+_SEND_ONE_UNIT = ("send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: money "
+                  "units), then rerun ingest for this date")
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,12 @@ def _refuse_curated_rows(rows: pl.DataFrame, key: list[str], dataset: str, day: 
 UNIT_HISTORY_DAYS = 7  # the recent curated days a money column's median is compared with
 
 
+def _refusal(root: Path, dataset: str, day: dt.date, column: str, text: str, hint: str) -> IngestError:
+    """The one-line stop of a check against the lake, naming the drop's files (``_refuse_*`` raise it)."""
+    return IngestError(text, dataset=dataset, date=day, column=column, file=landing_file_names(root, dataset, day),
+                       hint=hint)
+
+
 def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> None:
     """Stop when a money column's amounts moved ``ingest.money_unit_ratio``-fold against the recent curated
     days (:func:`~pipelines.domain.conform.money_unit_drift`): money in another unit, never a customer."""
@@ -176,14 +185,12 @@ def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineCo
     drift = money_unit_drift(landed.frame, history, columns, cfg.ingest.money_unit_ratio)
     if drift:
         column, now, was, quantile = drift[0]
-        raise IngestError(
+        raise _refusal(
+            root, dataset.name, day, column,
             f"{column}: {quantile} amount {now / 100:,.2f} CNY tonight against {was / 100:,.2f} CNY on "
             f"dt={recent[0]}..dt={recent[-1]} ({max(now, was) / max(min(now, was), 1):,.0f}x): money in another "
             "unit (cents in a CNY column?) would move every balance and limit",
-            dataset=dataset.name, date=day, column=column, file=landing_file_names(root, dataset.name, day),
-            hint="send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: money "
-                 "units), then rerun ingest for this date; if the amounts are right, raise "
-                 "ingest.money_unit_ratio",
+            hint=f"{_SEND_ONE_UNIT}; if the amounts are right, raise ingest.money_unit_ratio",
         )
 
 
@@ -212,14 +219,12 @@ def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day
     what = (f"{over.height:,} of {known:,} loans drawn today borrow more than their account's credit limit"
             if far.is_empty() else
             f"{far.height:,} of {known:,} loans drawn today borrow {ratio:g}x their account's credit limit or more")
-    raise IngestError(
+    raise _refusal(
+        root, "installments", day, "principal_due",
         f"{what} ({sample}): a cash draw cannot exceed its line, so the schedule's money is in another unit "
         "(jiao read as CNY?) and would multiply what these customers owe",
-        dataset="installments", date=day, column="principal_due",
-        file=landing_file_names(root, "installments", day),
-        hint="send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: money "
-             "units), then rerun ingest for this date; if the loans are right, raise "
-             "ingest.max_share_of_loans_over_line (most loans) or ingest.max_loan_to_line_ratio (one loan)",
+        hint=f"{_SEND_ONE_UNIT}; if the loans are right, raise ingest.max_share_of_loans_over_line (most loans) "
+             "or ingest.max_loan_to_line_ratio (one loan)",
     )
 
 
@@ -247,14 +252,13 @@ def _refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], d
     sample = ", ".join(f"{r['payment_id']} {r['amount_cents'] / 100:,.2f} CNY against an instalment of "
                        f"{r['due_cents'] / 100:,.2f} CNY on {r['loan_id']}"
                        for r in odd.head(SAMPLE_KEYS).iter_rows(named=True))
-    raise IngestError(
+    raise _refusal(
+        root, "payments", day, "amount",
         f"{odd.height:,} of {payments.height:,} payments are an instalment of their loan 10x, 100x or 1000x off "
         f"and equal to none as sent ({sample}): money in another unit in part of the drop would be applied as a "
         "fraction (or a multiple) of what these customers paid",
-        dataset="payments", date=day, column="amount", file=landing_file_names(root, "payments", day),
-        hint="ask upstream which files or writer send another unit; send money as decimal(18,2) CNY, or integer "
-             "cents under <name>_cents (docs/contracts.md: money units), then rerun ingest for this date; if "
-             "the amounts are right, raise ingest.max_share_of_payments_in_another_unit",
+        hint=f"ask upstream which files or writer send another unit; {_SEND_ONE_UNIT}; if the amounts are right, "
+             "raise ingest.max_share_of_payments_in_another_unit",
     )
 
 
@@ -279,15 +283,13 @@ def _refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig,
         return
     sample = ", ".join(f"{r['account_id']} {r['was_cents'] / 100:,.2f} -> {r['credit_limit_cents'] / 100:,.2f} CNY"
                        for r in moved.head(SAMPLE_KEYS).iter_rows(named=True))
-    raise IngestError(
+    raise _refusal(
+        root, "accounts", day, "credit_limit",
         f"{moved.height:,} credit line(s) are {ratio:g}x or more off the account's last known line "
         f"(dt={earlier[0]}..dt={earlier[-1]}: {sample}): riskline never moves a line that far, so these rows "
         "are in another unit, and the policy would cut (or raise) from the wrong line",
-        dataset="accounts", date=day, column="credit_limit", file=landing_file_names(root, "accounts", day),
-        hint="ask upstream which writer sends these rows in another unit; send money as decimal(18,2) CNY, or "
-             "integer cents under <name>_cents (docs/contracts.md: money units), then rerun ingest for this "
-             "date; if the lines are right (a manual change), raise ingest.max_share_of_lines_in_another_unit "
-             "for that rerun",
+        hint=f"ask upstream which writer sends these rows in another unit; {_SEND_ONE_UNIT}; if the lines are "
+             "right (a manual change), raise ingest.max_share_of_lines_in_another_unit for that rerun",
     )
 
 
@@ -363,14 +365,12 @@ def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: 
         sample = ", ".join(f"{r['loan_id']} {r['principal_cents'] / 100:,.2f} CNY against a draw of "
                            f"{r['amount_cents'] / 100:,.2f} CNY ({r['_hi'] // r['_lo']}x)"
                            for r in scaled.head(SAMPLE_KEYS).iter_rows(named=True))
-        raise IngestError(
+        raise _refusal(
+            root, "installments", day, "principal_due",
             f"{scaled.height:,} loan(s) differ from a cash draw of their account by a power of ten ({sample}): money "
             "in another unit in installments or behaviour would multiply or shrink what these customers owe",
-            dataset="installments", date=day, column="principal_due",
-            file=landing_file_names(root, "installments", day),
             hint=f"check which of installments and behaviour of dt={day} carries these amounts in another unit; "
-                 "send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: "
-                 "money units), then rerun ingest for this date",
+                 f"{_SEND_ONE_UNIT}",
         )
     # What the operator needs to tell a re-sent schedule from a draw that is late or net of a fee: the
     # account's draws in the window next to each loan.
@@ -380,12 +380,12 @@ def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: 
         f"{'/'.join(f'{c / 100:,.2f}' for c in (r['amount_cents'] or [])) or 'none'})"
         for r in backing.unbacked.head(SAMPLE_KEYS).join(seen, on="account_id", how="left").iter_rows(named=True))
     tonight = schedules.get_column("loan_id").n_unique()
-    raise IngestError(
+    raise _refusal(
+        root, "installments", day, "loan_id",
         f"{backing.unbacked.height:,} of {tonight:,} loans have no cash draw of their account and amount in "
         f"behaviour dt={day - dt.timedelta(days=lag)}..dt={day} that the {backing.evidence:,} loans curated "
         f"since dt={start + dt.timedelta(days=lag)} have not taken ({sample}): a schedule sent again under "
         "new ids would double what these customers owe (a draw delivered late, or net of a fee, looks the same)",
-        dataset="installments", date=day, column="loan_id", file=landing_file_names(root, "installments", day),
         hint="ask upstream whether these schedules re-send loans already delivered: if so, have them removed "
              "and rerun ingest for this date; if they are new loans, have their cash_draw events delivered "
              "(behaviour) first; if this book's draws come later than ingest.loan_draw_lag_days or net of fees, "

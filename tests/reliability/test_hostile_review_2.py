@@ -62,6 +62,13 @@ def test_cents_in_two_rows_of_five_are_seen(quiet_cfg: RisklineConfig):
 # --- 2. rows resent under new ids -------------------------------------------------------------------------
 
 
+@pytest.fixture()
+def next_drop(published_lake: PublishedLake, tmp_path: Path) -> tuple[Path, dt.date]:
+    """A private copy of the published lake, whose NEXT drop a test changes, and NEXT."""
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    return root, published_lake.next_day
+
 
 def _second_equal_loan(root: Path, day: dt.date, with_its_draw: bool) -> str:
     """A later delivery books a second loan equal to one of tonight's (same account, amounts and dates,
@@ -85,13 +92,11 @@ def _second_equal_loan(root: Path, day: dt.date, with_its_draw: bool) -> str:
 
 
 def test_a_second_equal_loan_in_a_later_delivery_is_curated_when_it_has_its_own_draw(
-    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
 ):
     # Hostile review 2: a later delivery's rows equal to an earlier one's but for their ids stopped the
     # ingest, also for two real loans of one customer. The draws tell them apart.
-    day = published_lake.next_day
-    root = tmp_path / "lake"
-    shutil.copytree(published_lake.root, root, symlinks=True)
+    root, day = next_drop
     second = _second_equal_loan(root, day, with_its_draw=True)
     ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     curated = zones.scan_curated(root, "installments", day, dates=[day]).collect()
@@ -99,11 +104,9 @@ def test_a_second_equal_loan_in_a_later_delivery_is_curated_when_it_has_its_own_
 
 
 def test_a_second_equal_loan_without_a_draw_is_refused_as_resent(
-    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
 ):
-    day = published_lake.next_day
-    root = tmp_path / "lake"
-    shutil.copytree(published_lake.root, root, symlinks=True)
+    root, day = next_drop
     second = _second_equal_loan(root, day, with_its_draw=False)
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
@@ -127,11 +130,9 @@ def test_schedules_resent_under_new_ids_with_interest_one_cent_off_never_cut_a_c
 
 
 def test_schedules_resent_under_new_ids_stop_the_ingest_in_one_line(
-    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
 ):
-    day = published_lake.next_day
-    root = tmp_path / "lake"
-    shutil.copytree(published_lake.root, root, symlinks=True)
+    root, day = next_drop
     tonight = landing(root, "installments", day)
     again = landing(root, "installments", day - dt.timedelta(days=1)).with_columns(
         pl.col("loan_id", "installment_id").str.replace("^.", "Z"))
@@ -169,13 +170,11 @@ def _one_loan_times_ten(root: Path, day: dt.date, largest: bool, draw: str) -> s
 
 @pytest.mark.parametrize("draw", ["same", "null", "x10"])
 def test_one_loan_in_another_unit_stops_the_ingest_whatever_its_draw_says(
-    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path, draw: str,
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig, draw: str,
 ):
     # Hostile review 3: one loan x10 passed when its cash draw's amount was null (it "backed any loan") or
     # x10 too (one writer in jiao for the customer); a loan of twice its line or more is a unit error.
-    day = published_lake.next_day
-    root = tmp_path / "lake"
-    shutil.copytree(published_lake.root, root, symlinks=True)
+    root, day = next_drop
     loan = _one_loan_times_ten(root, day, largest=True, draw=draw)
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
@@ -186,12 +185,10 @@ def test_one_loan_in_another_unit_stops_the_ingest_whatever_its_draw_says(
 
 
 def test_one_loan_in_another_unit_within_its_line_is_named_a_unit_error_not_a_resent_schedule(
-    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
 ):
     # Hostile review 3: the draw check told upstream to remove re-sent schedules; the draw is there, 10x off.
-    day = published_lake.next_day
-    root = tmp_path / "lake"
-    shutil.copytree(published_lake.root, root, symlinks=True)
+    root, day = next_drop
     loan = _one_loan_times_ten(root, day, largest=False, draw="same")
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
@@ -220,14 +217,12 @@ def _every_third_divided(by: int) -> Callable[[pl.DataFrame], dict[str, pl.DataF
 @pytest.mark.parametrize("change", [_yuan_as_cents, _every_third_divided(10)],
                          ids=["yuan_as_cents_in_a_second_file", "a_third_in_jiao"])
 def test_payments_in_another_unit_in_part_of_the_drop_stop_the_ingest(
-    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path,
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
     change: Callable[[pl.DataFrame], dict[str, pl.DataFrame]],
 ):
     # Hostile review 3 (F1-F3): too few rows to move a decile, or 10x (under money_unit_ratio): each payment
     # was applied as a fraction of what was paid, exit 0, the payers cut and queued.
-    day = published_lake.next_day
-    root = tmp_path / "lake"
-    shutil.copytree(published_lake.root, root, symlinks=True)
+    root, day = next_drop
     deliver(root, "payments", day, change(landing(root, "payments", day)))
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
@@ -238,13 +233,11 @@ def test_payments_in_another_unit_in_part_of_the_drop_stop_the_ingest(
 
 @pytest.mark.parametrize("how", ["in_the_drop", "corrected_by_a_later_delivery"])
 def test_credit_lines_in_another_unit_stop_the_ingest(
-    published_lake: PublishedLake, quiet_cfg: RisklineConfig, tmp_path: Path, how: str,
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig, how: str,
 ):
     # Hostile review 3 (F4): three lines /10, inside the product bounds, moved no decile: exit 0, the three
     # customers cut from the wrong line (1,500 -> 100). Also when a later delivery "corrects" them.
-    day = published_lake.next_day
-    root = tmp_path / "lake"
-    shutil.copytree(published_lake.root, root, symlinks=True)
+    root, day = next_drop
     snapshot = landing(root, "accounts", day)
     three = snapshot.filter(pl.col("credit_limit").cast(pl.Float64) >= 500).head(3).get_column("account_id")
     low = pl.col("account_id").is_in(three.implode())
