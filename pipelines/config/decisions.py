@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.config.section import Section as _Section
+from pipelines.config.section import Section
 
 # The order is the precedence (pipelines/domain/policy.py): the first action whose rule fires wins.
 LIMIT_ACTIONS: tuple[str, ...] = ("freeze", "decrease", "unfreeze", "increase", "hold")
@@ -51,11 +51,11 @@ def _grade_table_errors(name: str, table: dict[str, float], grades: tuple[str, .
     return []
 
 
-class FreezeRule(_Section):
+class FreezeRule(Section):
     min_dpd: int = Field(30, ge=1)
 
 
-class DecreaseRule(_Section):
+class DecreaseRule(Section):
     min_dpd: int = Field(1, ge=1)  # DPD min_dpd .. freeze.min_dpd - 1
     from_grade: str = "D"  # a fall to this grade or worse
     pd_rise_margin: float = Field(0.05, gt=0, lt=1)  # absolute PD rise since the previous run
@@ -63,12 +63,12 @@ class DecreaseRule(_Section):
     min_days_between_decreases: int = Field(30, ge=0)
 
 
-class UnfreezeRule(_Section):
+class UnfreezeRule(Section):
     min_days_current: int = Field(30, ge=1)
     max_grade: str = "C"
 
 
-class IncreaseRule(_Section):
+class IncreaseRule(Section):
     max_grade: str = "B"
     min_months_on_book: int = Field(6, ge=0)
     clean_days: int = Field(180, ge=1)  # no DPD in this many days
@@ -78,14 +78,14 @@ class IncreaseRule(_Section):
     income_multiple: float | None = Field(2.0, gt=0)  # cap: this x monthly declared income; null: none
 
 
-class ChallengerParams(_Section):
+class ChallengerParams(Section):
     """What the challenger cell changes: per-grade overrides of the champion's factors and steps."""
 
     decrease_factor_by_grade: dict[str, float] = {"A": 0.95, "B": 0.9, "C": 0.85, "D": 0.75, "E": 0.6}
     increase_step_by_grade: dict[str, float] = {"A": 0.2, "B": 0.1}
 
 
-class StrategyTest(_Section):
+class StrategyTest(Section):
     control_share: float = Field(0.05, ge=0, le=0.5)
     challenger_share: float = Field(0.05, ge=0, le=0.5)
     testable_actions: tuple[str, ...] = TESTABLE_ACTIONS
@@ -104,7 +104,7 @@ class StrategyTest(_Section):
         return self
 
 
-class ExplanationConfig(_Section):
+class ExplanationConfig(Section):
     """Customer-facing sentences: templates per language and action, phrases per policy code.
 
     The texts have no defaults here: ``riskline.yaml`` (``policy.explanations``) is their one source, and a
@@ -143,7 +143,7 @@ class ExplanationConfig(_Section):
         return self
 
 
-class PolicyConfig(_Section):
+class PolicyConfig(Section):
     """The limit policy (pipelines/domain/policy.py). ``version`` is stamped on every decision and seeds test cells."""
 
     version: str = Field("limits-2026.11.1", min_length=1)
@@ -204,13 +204,13 @@ class PolicyConfig(_Section):
         return self
 
 
-class CollectionBucket(_Section):
+class CollectionBucket(Section):
     name: str = Field(min_length=1)
     min_dpd: int = Field(ge=0)  # the bucket runs to the next bucket's min_dpd - 1
     treatment: str
 
 
-class CollectionsConfig(_Section):
+class CollectionsConfig(Section):
     """The collections queue (pipelines/domain/collections.py)."""
 
     version: str = Field("collections-2026.11.1", min_length=1)
@@ -250,7 +250,7 @@ class CollectionsConfig(_Section):
         return self
 
 
-class PendingPaymentsConfig(_Section):
+class PendingPaymentsConfig(Section):
     """Payments held in quarantine (pipelines/domain/pending_payments.py)."""
 
     # A waiting payment holds its accounts' freezes, cuts and collections contacts for this many days after
@@ -258,7 +258,7 @@ class PendingPaymentsConfig(_Section):
     max_hold_days: int = Field(30, ge=0)
 
 
-class HardshipConfig(_Section):
+class HardshipConfig(Section):
     """Hardship offers (pipelines/domain/hardship.py)."""
 
     version: str = Field("hardship-2026.11.1", min_length=1)

@@ -26,14 +26,11 @@ CONFIG_ENV = "RISKLINE_CONFIG"
 DATA_ROOT_ENV = "RISKLINE_DATA_ROOT"
 
 
-_Section = Section
-
-
-class PathsConfig(_Section):
+class PathsConfig(Section):
     data_root: str = "./data"
 
 
-class BusinessConfig(_Section):
+class BusinessConfig(Section):
     timezone: str = "Asia/Shanghai"
     currency: str = "CNY"
 
@@ -50,7 +47,7 @@ class BusinessConfig(_Section):
         return ZoneInfo(self.timezone)
 
 
-class ProductConfig(_Section):
+class ProductConfig(Section):
     min_limit_cny: int = Field(50, gt=0)
     max_limit_cny: int = Field(50_000, gt=0)
 
@@ -71,7 +68,7 @@ _MONEY_MAX_CNY: dict[str, dict[str, float]] = {
 }
 
 
-class IngestConfig(_Section):
+class IngestConfig(Section):
     business_keys: dict[str, list[str]]
     money_max_cny: dict[str, dict[str, float]] = _MONEY_MAX_CNY
     # A payment reaches us after bank settlement: one paid on an earlier business day may arrive in a later
@@ -148,7 +145,7 @@ class IngestConfig(_Section):
         return self
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """The nightly PD retrain and scoring; what the model *is* lives in the definition file (models/)."""
 
     definition: str = "models/pd_model.yaml"  # relative paths resolve against the config file's folder
@@ -171,14 +168,14 @@ class ModelConfig(_Section):
         return self
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     """How the nightly run spreads its per-account stages (pipelines/stages/shards.py)."""
 
     shards: int = Field(1, ge=1, le=4096)  # account-hash shards; any count gives the same published outputs
     shard_workers: int = Field(1, ge=1)  # shards run at once by `riskline run` (processes); Airflow maps them
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     """How the scheduled run waits for upstream's landing drops (the DAG's sensors, pipelines/entry/airflow.py)."""
 
     # A drop for business date D may arrive until D+1 00:00 + this many hours (business time); after that the
@@ -189,7 +186,7 @@ class ScheduleConfig(_Section):
     stale_landing_days: int = Field(3, ge=1)
 
 
-class LabelsConfig(_Section):
+class LabelsConfig(Section):
     """Default labels for PD training (pipelines/domain/labels.py)."""
 
     horizon_days: int = Field(90, gt=0)  # bad = reaches bad_dpd within (s+gap_days, s+gap_days+horizon_days]
@@ -197,7 +194,7 @@ class LabelsConfig(_Section):
     gap_days: int = Field(7, ge=0)  # days between a snapshot's features and the start of its outcome window
 
 
-class VolumeBand(_Section):
+class VolumeBand(Section):
     """How many rows a drop should hold, from what is known before it arrives (pipelines/quality/references.py).
 
     Each dataset's count follows a driver known independently of its drop (``references.VOLUME_DRIVERS``: the
@@ -221,7 +218,7 @@ class VolumeBand(_Section):
         return self
 
 
-class ValidationConfig(_Section):
+class ValidationConfig(Section):
     """Data validation with Great Expectations (pipelines/quality/validate.py, suites in expectations/)."""
 
     warning_share: float = Field(0.001, ge=0, lt=1)
@@ -255,7 +252,7 @@ class ValidationConfig(_Section):
         return max(self.warning_min_rows, int(self.warning_share * rows))
 
 
-class ReportConfig(_Section):
+class ReportConfig(Section):
     """The nightly run report (pipelines/report/report.py): one self-contained HTML page per business date."""
 
     # exact TreeSHAP is costly: training computes the page's mean |SHAP| once, on this many OOT accounts
@@ -266,7 +263,7 @@ class ReportConfig(_Section):
     curve_points: int = Field(400, ge=10)  # points kept per ROC/KS curve, so the page stays small
 
 
-class RisklineConfig(_Section):
+class RisklineConfig(Section):
     paths: PathsConfig = PathsConfig()
     business: BusinessConfig = BusinessConfig()
     product: ProductConfig = ProductConfig()

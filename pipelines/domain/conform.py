@@ -338,6 +338,22 @@ def payments_in_another_unit(payments: pl.DataFrame, dues: pl.DataFrame) -> pl.D
             .unique("payment_id", keep="first", maintain_order=True))
 
 
+def loans_off_their_draw(unbacked: pl.DataFrame, draws: pl.DataFrame) -> pl.DataFrame:
+    """Loans without their draw whose account has a draw 10x, 100x or 1000x above or below the loan's
+    principal: a unit error in the schedule or in the behaviour, not a schedule sent again.
+
+    ``unbacked``: ``loan_id``, ``account_id``, ``principal_cents`` (:attr:`DrawBacking.unbacked`);
+    ``draws``: ``account_id``, ``amount_cents``. Returns the loans with ``amount_cents`` and ``factor``
+    (the larger over the smaller amount), one row per loan.
+    """
+    hi = pl.max_horizontal("principal_cents", "amount_cents")
+    lo = pl.min_horizontal("principal_cents", "amount_cents")
+    return (unbacked.join(draws.drop_nulls(), on="account_id")
+            .filter(lo > 0, hi != lo, hi % lo == 0, (hi // lo).is_in(_UNIT_FACTORS))
+            .with_columns((hi // lo).alias("factor"))
+            .unique("loan_id", keep="first", maintain_order=True))
+
+
 def lines_in_another_unit(today: pl.DataFrame, previous: pl.DataFrame, ratio: float) -> pl.DataFrame:
     """Accounts whose credit line is ``ratio`` times or more above or below their last known line.
 

@@ -29,15 +29,16 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, DATASETS, EVENT_TYPES, Dataset
 from pipelines.domain.conform import (
-    SAMPLE_KEYS, UNIT_MIN_TONIGHT, Redeliveries, count_reasons, loans_over_their_lines, loans_without_a_draw,
-    lines_in_another_unit, money_unit_drift, payments_in_another_unit, split_redeliveries, split_row_defects,
+    SAMPLE_KEYS, UNIT_MIN_TONIGHT, Redeliveries, count_reasons, lines_in_another_unit, loans_off_their_draw,
+    loans_over_their_lines, loans_without_a_draw, money_unit_drift, payments_in_another_unit, split_redeliveries,
+    split_row_defects,
 )
 from pipelines.errors import IngestError
 from pipelines.quality.range_pass import RangeValidation  # GX loads on first use
@@ -167,6 +168,16 @@ def _refuse_curated_rows(rows: pl.DataFrame, key: list[str], dataset: str, day: 
 UNIT_HISTORY_DAYS = 7  # the recent curated days a money column's median is compared with
 
 
+def _cny(cents: int) -> str:
+    """Cents as CNY for an error line: ``451600`` -> ``4,516.00``."""
+    return f"{cents / 100:,.2f}"
+
+
+def _sample(frame: pl.DataFrame, row: Callable[[dict[str, Any]], str]) -> str:
+    """Up to ``SAMPLE_KEYS`` rows of ``frame``, each as ``row`` words it, for a one-line error."""
+    return ", ".join(row(r) for r in frame.head(SAMPLE_KEYS).iter_rows(named=True))
+
+
 def _refusal(root: Path, dataset: str, day: dt.date, column: str, text: str, hint: str) -> IngestError:
     """The one-line stop of a check against the lake, naming the drop's files (``_refuse_*`` raise it)."""
     return IngestError(text, dataset=dataset, date=day, column=column, file=landing_file_names(root, dataset, day),
@@ -187,7 +198,7 @@ def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineCo
         column, now, was, quantile = drift[0]
         raise _refusal(
             root, dataset.name, day, column,
-            f"{column}: {quantile} amount {now / 100:,.2f} CNY tonight against {was / 100:,.2f} CNY on "
+            f"{column}: {quantile} amount {_cny(now)} CNY tonight against {_cny(was)} CNY on "
             f"dt={recent[0]}..dt={recent[-1]} ({max(now, was) / max(min(now, was), 1):,.0f}x): money in another "
             "unit (cents in a CNY column?) would move every balance and limit",
             hint=f"{_SEND_ONE_UNIT}; if the amounts are right, raise ingest.money_unit_ratio",
@@ -213,9 +224,8 @@ def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day
     if far.is_empty() and (known < UNIT_MIN_TONIGHT or over.height <= share * known):
         return
     shown = over if far.is_empty() else far
-    sample = ", ".join(f"{r['loan_id']} {r['principal_cents'] / 100:,.2f} CNY on a "
-                       f"{r['credit_limit_cents'] / 100:,.2f} CNY line"
-                       for r in shown.head(SAMPLE_KEYS).iter_rows(named=True))
+    sample = _sample(shown, lambda r: f"{r['loan_id']} {_cny(r['principal_cents'])} CNY on a "
+                                      f"{_cny(r['credit_limit_cents'])} CNY line")
     what = (f"{over.height:,} of {known:,} loans drawn today borrow more than their account's credit limit"
             if far.is_empty() else
             f"{far.height:,} of {known:,} loans drawn today borrow {ratio:g}x their account's credit limit or more")
@@ -249,9 +259,8 @@ def _refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], d
     share = cfg.ingest.max_share_of_payments_in_another_unit
     if odd.height < _UNIT_PAYMENTS_MIN or odd.height <= share * payments.height:
         return
-    sample = ", ".join(f"{r['payment_id']} {r['amount_cents'] / 100:,.2f} CNY against an instalment of "
-                       f"{r['due_cents'] / 100:,.2f} CNY on {r['loan_id']}"
-                       for r in odd.head(SAMPLE_KEYS).iter_rows(named=True))
+    sample = _sample(odd, lambda r: f"{r['payment_id']} {_cny(r['amount_cents'])} CNY against an instalment of "
+                                    f"{_cny(r['due_cents'])} CNY on {r['loan_id']}")
     raise _refusal(
         root, "payments", day, "amount",
         f"{odd.height:,} of {payments.height:,} payments are an instalment of their loan 10x, 100x or 1000x off "
@@ -281,8 +290,8 @@ def _refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig,
     moved = lines_in_another_unit(accounts, previous, ratio)
     if moved.is_empty() or moved.height <= cfg.ingest.max_share_of_lines_in_another_unit * accounts.height:
         return
-    sample = ", ".join(f"{r['account_id']} {r['was_cents'] / 100:,.2f} -> {r['credit_limit_cents'] / 100:,.2f} CNY"
-                       for r in moved.head(SAMPLE_KEYS).iter_rows(named=True))
+    sample = _sample(moved, lambda r: f"{r['account_id']} {_cny(r['was_cents'])} -> "
+                                      f"{_cny(r['credit_limit_cents'])} CNY")
     raise _refusal(
         root, "accounts", day, "credit_limit",
         f"{moved.height:,} credit line(s) are {ratio:g}x or more off the account's last known line "
@@ -354,17 +363,10 @@ def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: 
         return True
     # A loan whose draw of its account is there in another unit (10x, 100x, ...) is a unit error in one of
     # the two datasets, not a schedule sent again: say so, with both amounts.
-    scaled = (backing.unbacked.join(draws.drop_nulls(), on="account_id")
-              .filter(pl.col("amount_cents") > 0, pl.col("principal_cents") != pl.col("amount_cents"))
-              .with_columns(pl.max_horizontal("principal_cents", "amount_cents").alias("_hi"),
-                            pl.min_horizontal("principal_cents", "amount_cents").alias("_lo"))
-              .filter(pl.col("_lo") > 0, pl.col("_hi") % pl.col("_lo") == 0,
-                      (pl.col("_hi") // pl.col("_lo")).is_in([10, 100, 1000]))
-              .unique("loan_id", keep="first", maintain_order=True))
+    scaled = loans_off_their_draw(backing.unbacked, draws)
     if not scaled.is_empty():
-        sample = ", ".join(f"{r['loan_id']} {r['principal_cents'] / 100:,.2f} CNY against a draw of "
-                           f"{r['amount_cents'] / 100:,.2f} CNY ({r['_hi'] // r['_lo']}x)"
-                           for r in scaled.head(SAMPLE_KEYS).iter_rows(named=True))
+        sample = _sample(scaled, lambda r: f"{r['loan_id']} {_cny(r['principal_cents'])} CNY against a draw of "
+                                           f"{_cny(r['amount_cents'])} CNY ({r['factor']}x)")
         raise _refusal(
             root, "installments", day, "principal_due",
             f"{scaled.height:,} loan(s) differ from a cash draw of their account by a power of ten ({sample}): money "
@@ -375,10 +377,9 @@ def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: 
     # What the operator needs to tell a re-sent schedule from a draw that is late or net of a fee: the
     # account's draws in the window next to each loan.
     seen = draws.drop_nulls().group_by("account_id").agg(pl.col("amount_cents").sort())
-    sample = ", ".join(
-        f"{r['loan_id']} ({r['account_id']}, {r['principal_cents'] / 100:,.2f} CNY; its draws: "
-        f"{'/'.join(f'{c / 100:,.2f}' for c in (r['amount_cents'] or [])) or 'none'})"
-        for r in backing.unbacked.head(SAMPLE_KEYS).join(seen, on="account_id", how="left").iter_rows(named=True))
+    sample = _sample(backing.unbacked.head(SAMPLE_KEYS).join(seen, on="account_id", how="left"),
+                     lambda r: f"{r['loan_id']} ({r['account_id']}, {_cny(r['principal_cents'])} CNY; its draws: "
+                               f"{'/'.join(_cny(c) for c in (r['amount_cents'] or [])) or 'none'})")
     tonight = schedules.get_column("loan_id").n_unique()
     raise _refusal(
         root, "installments", day, "loan_id",

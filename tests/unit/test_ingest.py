@@ -712,3 +712,12 @@ def test_a_later_delivery_repeating_a_schedule_under_new_ids_is_refused_where_dr
     text = str(err.value)
     assert text.startswith(f"installments dt={DAY} column=installment_id:") and "(part-1) repeats" in text, text
     assert not (tmp_path / "curated" / "installments").exists()
+
+
+def test_a_loan_with_its_draw_in_another_unit_is_told_apart_from_a_resent_one():
+    unbacked = pl.DataFrame({"loan_id": ["L1", "L2", "L3"], "account_id": ["A1", "A2", "A3"],
+                             "principal_cents": [175_000, 10_000, 10_000]})
+    # A1's draw is 10x below its loan, A2's 100x above; A3's draw is another amount altogether
+    draws = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A3"], "amount_cents": [17_500, 1_000_000, 9_000, None]})
+    off = conform.loans_off_their_draw(unbacked, draws)
+    assert off.select("loan_id", "amount_cents", "factor").rows() == [("L1", 17_500, 10), ("L2", 1_000_000, 100)]
