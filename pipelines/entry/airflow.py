@@ -361,8 +361,14 @@ def _model_next_step(exc: Exception, business_date: str) -> str:
     else:  # training refused (leakage guard, too little history): tonight can still score with the champion
         fix = "retrain=false (the champion serving on that date scores it)"
     try:
-        known = ModelRegistry(_local_root(load_config(), None, "the model registry")).versions()
+        root = _local_root(load_config(), None, "the model registry")
+        known = ModelRegistry(root).versions()
         versions = ", ".join(known[-5:]) + " (newest last)" if known else "none yet"
+        # The new run of a date behind later nights would stop again at decide (the chain): say so now.
+        later = [n for n in zones.night_dates(root) if n > dt.date.fromisoformat(business_date)]
+        if later:
+            fix += (f" and force_chain=true (nights {later[0]}..{later[-1]} already ran: they are then marked "
+                    "stale; rebuild them after with a backfill)")
     except Exception:  # the registry itself may be what broke; the advice must still come out
         versions = "unreadable (see the error above)"
     return _MODEL_PROBLEM.format(day=business_date, fix=fix, versions=versions)

@@ -299,8 +299,11 @@ def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> in
     try:
         print(describe_published(root, args.as_of))
     except FileNotFoundError as exc:
-        raise CliError(f"{exc} -> run that night with `riskline run --as-of {args.as_of}`; "
-                       f"{describe_latest(root)}") from None
+        later = [n for n in zones.night_dates(root) if n > args.as_of]
+        step = (f"nights after it already ran ({later[0]}..{later[-1]}), so it runs as a rebuild of them all, in "
+                f"order: `riskline rebuild --from {args.as_of} --force-chain`" if later
+                else f"run that night with `riskline run --as-of {args.as_of}`")
+        raise CliError(f"{exc} -> {step}; {describe_latest(root)}") from None
     return 0
 
 

@@ -179,6 +179,12 @@ def check_chain(root: Path, as_of: dt.date, force: bool = False) -> ChainRecord:
     Raises:
         ChainError: the night would break the chain and ``force`` is False.
     """
+    # A date before anything upstream ever delivered has no night at all: the chain has nothing to say (a
+    # rebuild from it would only fail again), and its ingest refuses it, naming the book's first date.
+    first = min((d for name in DATASETS for d in zones.landing_dates(lake.delivery_root(root), name)[:1]),
+                default=None)
+    if first is not None and as_of < first:
+        return ChainRecord(None, None)
     stale = stale_nights(root)
     later = [n for n in night_dates(root) if n > as_of]
     previous = previous_night(root, as_of)

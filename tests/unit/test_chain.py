@@ -95,3 +95,15 @@ def test_reingest_marks_only_published_nights_that_read_the_date(tmp_path: Path)
     assert chain.after_ingest(tmp_path, D, before) == [D, D + DAY]
     reason = json.loads((tmp_path / "outputs" / "_stale" / f"as_of_date={D + DAY}.json").read_text())["reason"]
     assert f"payments dt={D}" in reason
+
+
+def test_the_chain_leaves_a_night_before_the_books_first_date_to_its_ingest(tmp_path: Path):
+    # New-user review: a run before the book's first date was sent to `rebuild --from <that date>
+    # --force-chain`, which then said to pick another date and still named the first one. Its ingest says
+    # at once that nothing will come for it; the chain stays out of the way.
+    first = D - 10 * DAY
+    lake.publish_frames(zones.landing(tmp_path, "accounts", first), {"part-0.parquet": pl.DataFrame({"a": [1]})})
+    _night(tmp_path, D)
+    assert chain.check_chain(tmp_path, first - DAY) == chain.ChainRecord(None, None)
+    with pytest.raises(chain.ChainError, match="later nights already ran"):
+        chain.check_chain(tmp_path, first)

@@ -11,10 +11,11 @@ import json
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pipelines.entry import cli
-from pipelines.store import publish
+from pipelines.store import lake, publish, zones
 from pipelines.model.registry import ModelRegistry, version_id
 
 END = dt.date(2026, 3, 10)
@@ -59,6 +60,24 @@ def test_summary_of_a_night_never_run_says_how_to_run_it_and_what_is_latest(caps
     assert f"riskline run --as-of {END}" in err
     assert (f"the outputs of {latest} remain the latest" if latest else "no outputs have been published yet") in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_summary_of_a_night_before_later_ones_names_the_rebuild_not_a_refused_run(capsys, root):
+    # New-user review: "run that night with riskline run" was then refused as out of order.
+    lake.publish_frames(lake.derived_partition(root, "decisions", END),
+                        {zones.LIMIT_HISTORY_FILE: pl.DataFrame({"a": [1]})})
+    code, _, err = _run(capsys, root, "summary", "--as-of", FIRST.isoformat())
+    assert code == 2 and f"riskline rebuild --from {FIRST} --force-chain" in err, err
+    assert f"riskline run --as-of {FIRST}" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_before_the_books_first_date_with_later_nights_names_the_first_date_not_a_rebuild(capsys, root):
+    lake.publish_frames(lake.derived_partition(root, "decisions", END),
+                        {zones.LIMIT_HISTORY_FILE: pl.DataFrame({"a": [1]})})
+    before = FIRST - dt.timedelta(days=1)
+    code, _, err = _run(capsys, root, "run", "--as-of", before.isoformat(), "--no-retrain")
+    assert code == 1 and f"{before} is before the first accounts drop ({FIRST})" in err, err
+    assert "rebuild" not in err, err
 
 
 def test_run_before_the_books_first_date_says_no_drop_will_come(capsys, root):

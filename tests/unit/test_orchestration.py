@@ -223,3 +223,21 @@ def test_score_skips_when_the_landing_was_skipped_and_runs_when_features_were_me
     with pytest.raises(AirflowSkipException, match="no features were built for 2026-11-29"):
         require_merged_features(None, "2026-11-29")
     require_merged_features({"rows": 10}, "2026-11-29")  # merged: nothing to say
+
+
+def test_the_no_champion_next_step_for_a_date_behind_later_nights_includes_force_chain(tmp_path, monkeypatch):
+    # New-user review: the run the task log recommended (business_date + model_version) stopped again at
+    # decide, behind the nights that already ran.
+    import polars as pl
+
+    from pipelines.entry import airflow
+    from pipelines.model.registry import NoChampionError
+    from pipelines.store import zones
+
+    monkeypatch.setenv("RISKLINE_DATA_ROOT", str(tmp_path))
+    night = dt.date(2026, 11, 20)
+    lake.publish_frames(lake.derived_partition(tmp_path, "decisions", night),
+                        {zones.LIMIT_HISTORY_FILE: pl.DataFrame({"a": [1]})})
+    behind = airflow._model_next_step(NoChampionError("none"), "2026-11-10")
+    assert "model_version=<" in behind and "force_chain=true (nights 2026-11-20..2026-11-20 already ran" in behind
+    assert "force_chain" not in airflow._model_next_step(NoChampionError("none"), "2026-11-21")
