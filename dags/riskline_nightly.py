@@ -72,7 +72,8 @@ IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(minutes=2), "retry_expon
     params={
         "business_date": Param(
             None, type=["null", "string"], format="date",
-            description="Business date D to process (YYYY-MM-DD); empty = from the run's data interval.",
+            description="Business date D to process (YYYY-MM-DD); empty = the run's own date (its data "
+                        "interval); a manual run whose date has no drops reruns the newest published night.",
         ),
         "retrain": Param(True, type="boolean", description="Train a challenger and run the promotion gate."),
         "model_version": Param(
