@@ -23,6 +23,7 @@ TREATMENTS: tuple[str, ...] = ("auto_reminder", "smart_call", "agent", "hardship
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 EXPLANATION_KEYS: tuple[str, ...] = (
     "freeze", "decrease", "unfreeze", "increase", "hold", "hold_frozen", "hold_payment_pending",
+    "hold_grace_period",
 )
 EXPLANATION_FIELDS: frozenset[str] = frozenset(
     {"previous_limit", "new_limit", "dpd", "overdue_amount", "behaviour", "days_current", "unfreeze_days",
@@ -256,6 +257,11 @@ class PendingPaymentsConfig(Section):
     # A waiting payment holds its accounts' freezes, cuts and collections contacts for this many days after
     # its business date; then the hold lapses (the payment stays reported until upstream redelivers it).
     max_hold_days: int = Field(30, ge=0)
+    # The product's grace period after a due date (Jiebei and Huabei give three days), which is also how late a
+    # payment made on its due date may reach us (bank settlement, a delivery a day late): an account whose
+    # arrears all fell due within it (DPD <= grace_days) is not known to be unpaid yet, so its freezes, cuts,
+    # collections contacts and hardship offers are held (code GRACE_PERIOD). 0 switches the grace off.
+    grace_days: int = Field(3, ge=0, le=29)
 
 
 class HardshipConfig(Section):

@@ -198,6 +198,10 @@ CONTRACT: dict[str, Dataset] = {
 
 IDENTIFIERS: frozenset[str] = frozenset(c.name for ds in CONTRACT.values() for c in ds.columns if c.identifier)
 KEY_IS_VALID = "key_is_valid"  # flag column: every key column of the row is a valid identifier
+# flag column: no other payment of the drop has the same account, loan, time to the microsecond and amount
+# under a smaller payment_id (pipelines.quality.references.add_key_flags)
+PAYMENT_IS_FIRST = "payment_is_first_copy"
+PAYMENT_FACTS: tuple[str, ...] = ("account_id", "loan_id", "paid_at", "amount_cents")
 
 
 def valid_identifier(name: str) -> pl.Expr:

@@ -4,7 +4,8 @@ Every account with an overdue amount and DPD >= 1 as of D gets one row (threshol
 in riskline.yaml):
 
 * ``bucket`` by DPD: 1-7, 8-30, 31-60, 61-90, 90+ (over 90). An instalment unpaid at the close of its due
-  date (DPD 0 but already overdue, see :mod:`pipelines.domain.ledger`) joins the queue the next morning at DPD 1.
+  date (DPD 0 but already overdue, see :mod:`pipelines.domain.ledger`) could join the queue the next morning at
+  DPD 1, but the grace period holds it (below): with ``pending_payments.grace_days`` 3 it joins at DPD 4.
 * ``expected_loss_cents`` = round(pd x outstanding balance x LGD), an estimate for ranking only (a float
   product rounded half-even to the cent; no ledger amount is ever derived from it). The outstanding
   balance is the outstanding principal: interest not yet due is not owed, and interest due is in the
@@ -22,7 +23,9 @@ in riskline.yaml):
 
 Held: an account a payment waiting in quarantine may belong to (:func:`pipelines.domain.pending_payments.pending_holds`)
 is not queued: the ledger may be missing its money, and the customer must not be chased for a payment
-already made. It is queued again once the payment is applied or the hold lapses.
+already made. It is queued again once the payment is applied or the hold lapses. So is an account whose
+arrears all fell due within the grace period (:func:`pipelines.domain.pending_payments.grace_accounts`): a
+payment made on time may still be on its way.
 
 Sharding: :func:`collection_cases` is per account and runs on any shard of the book; the agent capacity
 and the priorities rank the whole queue, so :func:`assign_treatments` runs once on the concatenated

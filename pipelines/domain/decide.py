@@ -9,6 +9,7 @@ import polars as pl
 
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain import collections, hardship, policy
+from pipelines.domain.pending_payments import grace_accounts
 
 
 def decide_frames(
@@ -28,15 +29,16 @@ def decide_frames(
     The one place the night's decision steps are listed, for the whole book and for a shard alike; the
     cases still need the queue's capacity cut (``collections.assign_treatments``), which ranks the book.
     ``holds`` (:func:`~pipelines.store.readers.read_pending_holds`) withholds freezes, cuts, collections contacts and
-    hardship offers.
+    hardship offers; so does an account's grace period (:func:`~pipelines.domain.pending_payments.grace_accounts`).
     """
-
+    grace = grace_accounts(ledger_accounts, cfg.pending_payments.grace_days)
     inputs = policy.build_policy_input(
-        as_of, accounts, features, installments, scores, previous_scores, history, holds
+        as_of, accounts, features, installments, scores, previous_scores, history, holds, grace
     )
     limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
-    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship, holds)
-    cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, holds)
+    held = grace if holds is None else pl.concat([holds.select("account_id"), grace])
+    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship, held)
+    cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, held)
     return limits, cases, offers, policy.update_limit_history(history, limits, as_of)
 
 

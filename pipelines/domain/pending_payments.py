@@ -19,6 +19,13 @@ quarantined payment of ``dt <= D`` is exactly one of:
   belong to (its own ``account_id``, trimmed, and the account of its ``loan_id``) are held: no limit
   decrease, no freeze, no collections contact (:func:`pending_holds`).
 
+An account whose arrears all fell due within the grace period (``pending_payments.grace_days``, DPD at most
+that) is held the same way, with code ``GRACE_PERIOD`` (:func:`grace_accounts`): a payment made on its due date
+may still be on its way (bank settlement, a drop closed early, a delivery a day late), so its absence is not yet
+evidence. Without the grace, a lost or late payment would cut, queue or re-amortize its payer that night
+though clean data would not; with it, a payment missing for longer than the grace is the limit of what riskline
+can tell from the data (docs/guarantees.md, "What is not guaranteed").
+
 A payment that was applied, but to no due instalment (a credit balance, e.g. money sent against a loan
 already repaid), holds its overdue account the same way: while that credit covers the account's whole
 overdue amount, and otherwise for ``max_hold_days`` after the first such payment (:func:`unapplied_credit_holds`).
@@ -45,6 +52,7 @@ QUARANTINE_REASON = "quarantine_reason"  # the column ingest writes (pipelines.s
 # loan_held: the payment's loan is held whole in quarantine (pipelines.stages.ingest) until upstream fixes it.
 REFERENCE_REASONS: frozenset[str] = frozenset({"unknown_account", "unknown_loan", "loan_held"})
 PAYMENT_PENDING = "PAYMENT_PENDING"  # the reason code of a decision held for a waiting payment
+GRACE_PERIOD = "GRACE_PERIOD"  # the reason code of a decision held while the account's arrears are in grace
 
 WAITING_SCHEMA: dict[str, pl.DataType] = {
     "payment_id": pl.String(),
@@ -216,6 +224,20 @@ def combine_holds(*holds: pl.DataFrame) -> pl.DataFrame:
         .cast(HOLD_SCHEMA)  # type: ignore[arg-type]
         .sort("account_id")
     )
+
+
+def grace_accounts(ledger_accounts: pl.DataFrame, grace_days: int) -> pl.DataFrame:
+    """``account_id`` of every account whose overdue amount all fell due within the last ``grace_days`` days.
+
+    The ledger's DPD is that of the account's oldest unpaid due instalment (0 on its due date), so
+    ``overdue > 0`` and ``DPD <= grace_days`` says every unpaid instalment is that young. An account with an
+    older arrear is not in grace, whatever else fell due since.
+
+    Args:
+        ledger_accounts: ``account_id, dpd, overdue_cents`` as of D (the ledger's account summary).
+    """
+    in_grace = (pl.col("overdue_cents") > 0) & (pl.col("dpd") <= grace_days)
+    return ledger_accounts.filter(in_grace.fill_null(False)).select("account_id").unique().sort("account_id")
 
 
 def empty_holds() -> pl.DataFrame:

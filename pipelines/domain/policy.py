@@ -33,7 +33,9 @@ A payment waiting in quarantine (:mod:`pipelines.domain.pending_payments`: recei
 may be this account's, so the ledger may overstate what it owes: while one waits, a freeze or a decrease
 becomes a ``hold`` with code ``PAYMENT_PENDING`` and the ``hold_payment_pending`` explanation (the line stays
 as it is; an unfreeze or an increase is not withheld, since the missing money can only make the account
-look worse than it is). Credit on an overdue account (money applied to no due instalment, e.g. sent against
+look worse than it is). An account whose arrears all fell due within the grace period
+(``pending_payments.grace_days``) is held the same way, with code ``GRACE_PERIOD`` and the ``hold_grace_period``
+explanation: a payment made on time may still be on its way. Credit on an overdue account (money applied to no due instalment, e.g. sent against
 a loan already repaid) holds it the same way
 (:func:`~pipelines.domain.pending_payments.unapplied_credit_holds`).
 
@@ -51,7 +53,7 @@ before the decision, so the cells stay comparable (intention to treat).
 Reason codes: policy codes (``DPD_30_PLUS``, ``DPD_1_29``, ``GRADE_DOWNGRADE``, ``PD_RISE``,
 ``DECREASE_COOLDOWN``, ``AT_FLOOR``, ``LIMIT_FLOOR``, ``CURRENT_FOR_30_DAYS``, ``GOOD_PAYMENT_HISTORY``,
 ``HIGH_UTILIZATION``, ``PRODUCT_MAX``, ``AFFORDABILITY_CAP``, ``FROZEN``, ``NO_SCORE``, ``TEST_CONTROL``,
-``PAYMENT_PENDING``, ``NO_TRIGGER``; the DPD ones carry the configured thresholds) followed by the model's ``reason_1..3`` as
+``PAYMENT_PENDING``, ``GRACE_PERIOD``, ``NO_TRIGGER``; the DPD ones carry the configured thresholds) followed by the model's ``reason_1..3`` as
 ``MODEL:<feature>`` (the features that raised PD most; context for every decision).
 """
 
@@ -65,7 +67,7 @@ from pipelines.config.decisions import PolicyConfig
 from pipelines.config.settings import ProductConfig
 from pipelines.domain.explanations import MODEL_PREFIX, directional_features, explain_limits
 from pipelines.domain.ledger import last_unpaid_day_upto
-from pipelines.domain.pending_payments import PAYMENT_PENDING
+from pipelines.domain.pending_payments import GRACE_PERIOD, PAYMENT_PENDING
 from pipelines.domain.sharding import fnv1a_64
 
 DECIDED_STATUSES: tuple[str, ...] = ("active", "frozen")
@@ -102,6 +104,8 @@ POLICY_INPUT_SCHEMA: dict[str, pl.DataType] = {
     "days_since_decrease": pl.Int32(),  # null: never cut
     # payments waiting in quarantine that may be this account's (pipelines.domain.pending_payments); null: none
     "pending_payments": pl.UInt32(),
+    # every arrear of the account fell due within the grace period (pending_payments.grace_accounts)
+    "in_grace": pl.Boolean(),
 }
 
 LIMIT_HISTORY_SCHEMA: dict[str, pl.DataType] = {
@@ -146,6 +150,7 @@ def build_policy_input(
     previous_scores: pl.DataFrame | None,
     limit_history: pl.DataFrame,
     holds: pl.DataFrame | None = None,
+    grace: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per active or frozen account of D in :data:`POLICY_INPUT_SCHEMA`, sorted by account_id.
 
@@ -162,6 +167,7 @@ def build_policy_input(
             it the decrease cooldown cannot work and a 1-29 DPD line would be cut every night.
         holds: :func:`pipelines.domain.pending_payments.pending_holds` of D (``account_id, pending_payments``);
             None: no payment is waiting.
+        grace: :func:`pipelines.domain.pending_payments.grace_accounts` of D (``account_id``); None: none.
     """
     as_of_lit = pl.lit(as_of, dtype=pl.Date())
     book = accounts.filter(pl.col("status").is_in(DECIDED_STATUSES))
@@ -188,6 +194,9 @@ def build_policy_input(
         .join(limit_history.select("account_id", "last_change_on", "last_decrease_on"), on="account_id",
               how="left")
         .join(holds.select("account_id", "pending_payments"), on="account_id", how="left")
+        .with_columns(in_grace=pl.col("account_id").is_in(
+            (grace if grace is not None else pl.DataFrame(schema={"account_id": pl.String}))["account_id"].implode()
+        ))
         .with_columns(
             days_on_book=(as_of_lit - pl.col("opened_on")).dt.total_days(),
             days_since_limit_change=(as_of_lit - pl.col("last_change_on")).dt.total_days(),
@@ -342,6 +351,8 @@ def _triggers(policy: PolicyConfig) -> dict[str, pl.Expr]:
         "cooldown": (pl.col("days_since_decrease") < dec.min_days_between_decreases).fill_null(False),
         # a payment of this account may be waiting in quarantine: no freeze or cut until it is applied
         "t_pending": pl.col("pending_payments").fill_null(0) > 0,
+        # every arrear is within the grace period: a payment made on time may still be on its way
+        "t_grace": pl.col("in_grace").fill_null(False),
         "t_unfreeze": (
             (pl.col("status") == "frozen") & (dpd == 0) & clean_for(unf.min_days_current)
             & (grade_rank <= rank[unf.max_grade])
@@ -377,11 +388,12 @@ def _size_arm(
     dec_limit = pl.min_horizontal(limit, pl.lit(max_cents), pl.max_horizontal(pl.lit(floor_cents), cut))
     target = limit * (_BP + _grade_map(steps).fill_null(0)) // _BP
     inc_limit = pl.min_horizontal(target, pl.lit(max_cents), pl.col("afford_cap")) // step * step
-    cuts = pl.col("on_decrease") & ~pl.col("cooldown") & (dec_limit < limit) & ~pl.col("t_pending")
+    held = pl.col("t_pending") | pl.col("t_grace")
+    cuts = pl.col("on_decrease") & ~pl.col("cooldown") & (dec_limit < limit) & ~held
     raises = pl.col("on_increase") & (inc_limit > limit)
     # a held freeze falls through to hold: on_unfreeze and on_increase are off while t_freeze fires
     return [
-        pl.when(pl.col("t_freeze") & ~pl.col("t_pending")).then(pl.lit("freeze"))
+        pl.when(pl.col("t_freeze") & ~held).then(pl.lit("freeze"))
         .when(cuts).then(pl.lit("decrease"))
         .when(pl.col("on_unfreeze")).then(pl.lit("unfreeze"))
         .when(raises).then(pl.lit("increase"))
@@ -442,6 +454,7 @@ def _reason_codes(policy: PolicyConfig) -> pl.Expr:
         "NO_SCORE": pl.col("grade").is_null(),
         "TEST_CONTROL": pl.col("_control_hold"),
         PAYMENT_PENDING: _payment_hold(),
+        GRACE_PERIOD: _grace_hold(),
     }
     # Joined as text and split once: list building per code is ~10x slower on a big book (measured).
     policy_codes = pl.concat_str(
@@ -459,6 +472,12 @@ def _payment_hold() -> pl.Expr:
     return pl.col("t_pending") & (pl.col("t_freeze") | pl.col("on_decrease"))
 
 
+def _grace_hold() -> pl.Expr:
+    """A freeze or a cut that fired and was withheld because the account's arrears are within the grace period
+    (a waiting payment names the hold first: the customer has paid, which says more)."""
+    return pl.col("t_grace") & ~pl.col("t_pending") & (pl.col("t_freeze") | pl.col("on_decrease"))
+
+
 def _explanation_keys() -> dict[str, pl.Expr]:
     """Which template explains the decision and which behaviour it names."""
     action = pl.col("action")
@@ -473,6 +492,7 @@ def _explanation_keys() -> dict[str, pl.Expr]:
         return pl.coalesce(top_reason, pl.lit(fallback))
     return {
         "template": pl.when((action == "hold") & _payment_hold()).then(pl.lit("hold_payment_pending"))
+        .when((action == "hold") & _grace_hold()).then(pl.lit("hold_grace_period"))
         .when((action == "hold") & (pl.col("new_status") == "frozen")).then(pl.lit("hold_frozen"))
         .otherwise(action),
         "behaviour": pl.when(action == "decrease").then(

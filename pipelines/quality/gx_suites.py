@@ -41,7 +41,7 @@ from great_expectations.expectations.core.expect_column_type_to_be import Expect
 from great_expectations.expectations.row_conditions import Column as Where
 
 from pipelines.contracts.landing import (
-    CONTRACT, Column, DATASETS, Dataset, IDENTIFIER_CHARSET, IDENTIFIER_MAX_LENGTH, KEY_IS_VALID,
+    CONTRACT, Column, DATASETS, Dataset, IDENTIFIER_CHARSET, IDENTIFIER_MAX_LENGTH, KEY_IS_VALID, PAYMENT_IS_FIRST,
 )
 from pipelines.contracts.outputs import MONEY, OUTPUTS, OUTPUT_COLUMNS, OUTPUT_KEYS, PD_SOURCES
 from pipelines.store.lake import atomic_write_bytes
@@ -234,6 +234,12 @@ def _business_rules(name: str) -> list[gx.expectations.Expectation]:
             _row("ExpectColumnValuesToBeInSet", "unknown_loan", "referential integrity", column=LOAN_KNOWN,
                  value_set=[True],
                  notes=f"{LOAN_KNOWN}: loan_id is in installments of any dt <= D (curated) or of this drop."),
+            _row("ExpectColumnValuesToBeInSet", "same_as_another_payment", "duplicate keys",
+                 column=PAYMENT_IS_FIRST, value_set=[True],
+                 notes=f"{PAYMENT_IS_FIRST}: no other payment of the drop has the same account, loan, paid_at "
+                       "(to the microsecond) and amount under a smaller payment_id. Such a copy is one payment "
+                       "minted twice by the extract: held in quarantine, its account held, its money reported, "
+                       "until upstream redelivers the day without it (or confirms it, under its own time)."),
             _row("ExpectColumnValuesToBeInSet", "loan_of_other_account", "referential integrity",
                  column=LOAN_OWNED, value_set=[True],
                  notes=f"{LOAN_OWNED}: the loan's instalments (curated, dt <= D, or of this drop) belong to the "

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from pipelines.contracts.landing import CONTRACT
+from pipelines.contracts.landing import CONTRACT, PAYMENT_FACTS, PAYMENT_IS_FIRST
 from pipelines.errors import IngestError
 
 Outcome = Literal["passed", "quarantined", "warning", "critical", "skipped"]
@@ -32,7 +32,7 @@ LOAN_OWNED = "loan_is_owned"  # the payment's loan belongs to its account_id (pi
 # with it: a known cause, already reported on the schedule's date, so it is not judged as an unknown loan.
 LOAN_HELD = "loan_held"
 REFERENCE_FLAGS = {ACCOUNT_KNOWN: ("account_id",), LOAN_KNOWN: ("loan_id", "account_id"),
-                    LOAN_OWNED: ("loan_id", "account_id")} | {
+                    LOAN_OWNED: ("loan_id", "account_id"), PAYMENT_IS_FIRST: ("payment_id", *PAYMENT_FACTS)} | {
     c.valid_flag: (c.name,) for ds in CONTRACT.values() for c in ds.columns if c.identifier
 }
 _NEXT_STEP = {

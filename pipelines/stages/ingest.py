@@ -12,9 +12,9 @@ Per dataset and business date D:
    times outside the business day) within the tolerated share are split off with a ``quarantine_reason``
    (:func:`split_row_defects`);
 5. the rows about to be curated are checked against what else the lake knows, each a one-line stop
-   (``_refuse_*``): money in another unit (against recent days, the credit lines, each account's last
-   known line, the instalments payments pay) and loans without their cash draw (schedules re-sent under
-   new ids);
+   (``pipelines/stages/lake_checks.py``): money in another unit (against recent days, the credit lines, each
+   account's last known line, the instalments payments pay), loans without their cash draw (schedules re-sent
+   under new ids), a snapshot missing open accounts and a redelivery lacking rows curated for its date;
 6. curated and quarantine partitions are each replaced whole, atomically (``lake.publish_frames``).
 
 Steps 2-5 are pure functions on frames (``pipelines/domain/conform.py``); reading the drop (step 1) is
@@ -26,7 +26,7 @@ written, so the curated zone is left exactly as it was.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -34,35 +34,20 @@ from typing import Any, NoReturn
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
-from pipelines.contracts.landing import CONTRACT, DATASETS, EVENT_TYPES, Dataset
-from pipelines.domain.conform import (
-    SAMPLE_KEYS, UNIT_MIN_TONIGHT, Redeliveries, count_reasons, lines_in_another_unit, loans_off_their_draw,
-    loans_over_their_lines, loans_without_a_draw, money_unit_drift, payments_in_another_unit, split_redeliveries,
-    split_row_defects,
-)
+from pipelines.contracts.landing import CONTRACT, DATASETS, Dataset
+from pipelines.domain.conform import SAMPLE_KEYS, Redeliveries, count_reasons, split_redeliveries, split_row_defects
 from pipelines.errors import IngestError
 from pipelines.quality.range_pass import RangeValidation  # GX loads on first use
 from pipelines.quality.results import LandingValidation
 from pipelines.quality.validate import validate_landing_frames
 from pipelines.store import lake, zones
-from pipelines.store.drops import Landed, land_partition, landing_file_names
+from pipelines.stages import lake_checks
+from pipelines.store.drops import Landed, land_partition
 
 CURATED_FILE = "part-0.parquet"
 # Curated partitions per pass of the lake-wide key lookup: one pass over a year's 365 files ran the
 # streaming engine out of blocking threads and peaked at 1.7 GiB with ids that prune nothing (measured).
 _HISTORY_BATCH = 32
-# Loans of the days before a drop that must all follow cash draws (at least this many) before its own
-# loans are judged against draws: a book whose loans are not draws (a card book's statements) shows it.
-_DRAW_EVIDENCE_DAYS, _DRAW_EVIDENCE_MIN_LOANS = 7, 20
-_DRAW_EVIDENCE_SLACK = 0.05  # ... all but this share of them (one lost draw must not switch the check off)
-# Payments with an instalment's amount in another unit: fewer than this many in a drop is a genuine partial
-# payment's chance (about 1 a year on the demo book), not a unit error.
-_UNIT_PAYMENTS_MIN = 3
-# The next step of every money-unit stop.
-_SEND_ONE_UNIT = ("send money as decimal(18,2) CNY, or integer cents under <name>_cents (docs/contracts.md: money "
-                  "units), then rerun ingest for this date")
-
-
 @dataclass(frozen=True)
 class IngestResult:
     dataset: str
@@ -163,235 +148,6 @@ def _refuse_curated_rows(rows: pl.DataFrame, key: list[str], dataset: str, day: 
     )
     raise IngestError(f"{rows.height:,} row(s) {what} {dates} ({why}): {sample}",
                       dataset=dataset, date=day, column="/".join(key), hint=hint(where))
-
-
-UNIT_HISTORY_DAYS = 7  # the recent curated days a money column's median is compared with
-
-
-def _cny(cents: int) -> str:
-    """Cents as CNY for an error line: ``451600`` -> ``4,516.00``."""
-    return f"{cents / 100:,.2f}"
-
-
-def _sample(frame: pl.DataFrame, row: Callable[[dict[str, Any]], str]) -> str:
-    """Up to ``SAMPLE_KEYS`` rows of ``frame``, each as ``row`` words it, for a one-line error."""
-    return ", ".join(row(r) for r in frame.head(SAMPLE_KEYS).iter_rows(named=True))
-
-
-def _refusal(root: Path, dataset: str, day: dt.date, column: str, text: str, hint: str) -> IngestError:
-    """The one-line stop of a check against the lake, naming the drop's files (``_refuse_*`` raise it)."""
-    return IngestError(text, dataset=dataset, date=day, column=column, file=landing_file_names(root, dataset, day),
-                       hint=hint)
-
-
-def _refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> None:
-    """Stop when a money column's amounts moved ``ingest.money_unit_ratio``-fold against the recent curated
-    days (:func:`~pipelines.domain.conform.money_unit_drift`): money in another unit, never a customer."""
-    dataset = CONTRACT[landed.dataset]
-    columns = [c.curated_name for c in dataset.columns if c.kind == "money" and c.curated_name in landed.frame.columns]
-    recent = [d for d in zones.curated_dates(root, dataset.name) if d < day][-UNIT_HISTORY_DAYS:]
-    if not columns or not recent or landed.frame.is_empty():
-        return
-    history = zones.scan_curated(root, dataset.name, recent[-1], dates=recent).select(columns).collect()
-    drift = money_unit_drift(landed.frame, history, columns, cfg.ingest.money_unit_ratio)
-    if drift:
-        column, now, was, quantile = drift[0]
-        raise _refusal(
-            root, dataset.name, day, column,
-            f"{column}: {quantile} amount {_cny(now)} CNY tonight against {_cny(was)} CNY on "
-            f"dt={recent[0]}..dt={recent[-1]} ({max(now, was) / max(min(now, was), 1):,.0f}x): money in another "
-            "unit (cents in a CNY column?) would move every balance and limit",
-            hint=f"{_SEND_ONE_UNIT}; if the amounts are right, raise ingest.money_unit_ratio",
-        )
-
-
-def _refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig,
-                                   schedules: pl.DataFrame) -> None:
-    """Stop when most of the drop's loans borrow more than their line, or any borrows
-    ``ingest.max_loan_to_line_ratio`` times it: the schedule's money (all of it, or some rows) is in another
-    unit (:func:`~pipelines.domain.conform.loans_over_their_lines`). ``schedules``: the loans about to be
-    curated (after validation; a loan held whole misstates nothing). The day's snapshot comes from
-    :func:`_day_frame`; without one, there is nothing to compare with."""
-    if schedules.is_empty():
-        return
-    accounts = _day_frame(root, landed, "accounts", day, cfg)
-    if accounts is None:
-        return
-    known, over = loans_over_their_lines(schedules, accounts)
-    share, ratio = cfg.ingest.max_share_of_loans_over_line, cfg.ingest.max_loan_to_line_ratio
-    far = over.filter((pl.col("credit_limit_cents") > 0)  # a frozen line says nothing of a unit
-                      & (pl.col("principal_cents") >= ratio * pl.col("credit_limit_cents")))
-    if far.is_empty() and (known < UNIT_MIN_TONIGHT or over.height <= share * known):
-        return
-    shown = over if far.is_empty() else far
-    sample = _sample(shown, lambda r: f"{r['loan_id']} {_cny(r['principal_cents'])} CNY on a "
-                                      f"{_cny(r['credit_limit_cents'])} CNY line")
-    what = (f"{over.height:,} of {known:,} loans drawn today borrow more than their account's credit limit"
-            if far.is_empty() else
-            f"{far.height:,} of {known:,} loans drawn today borrow {ratio:g}x their account's credit limit or more")
-    raise _refusal(
-        root, "installments", day, "principal_due",
-        f"{what} ({sample}): a cash draw cannot exceed its line, so the schedule's money is in another unit "
-        "(jiao read as CNY?) and would multiply what these customers owe",
-        hint=f"{_SEND_ONE_UNIT}; if the loans are right, raise ingest.max_share_of_loans_over_line (most loans) "
-             "or ingest.max_loan_to_line_ratio (one loan)",
-    )
-
-
-def _refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig,
-                                     payments: pl.DataFrame) -> None:
-    """Stop when more than ``ingest.max_share_of_payments_in_another_unit`` of the payments about to be
-    curated (three or more) pay an instalment of their loan 10x, 100x or 1000x off
-    (:func:`~pipelines.domain.conform.payments_in_another_unit`): a second writer sending yuan as cents, or
-    jiao, in part of the rows. Each would be applied as a fraction of the money paid and its customer cut.
-    A loan's instalments come from the curated schedule of earlier dates and from tonight's drop (a loan
-    drawn and paid the same day)."""
-    if payments.height < _UNIT_PAYMENTS_MIN:
-        return
-    loans = payments.get_column("loan_id").unique().implode()
-    due = (pl.col("principal_due_cents") + pl.col("interest_due_cents")).alias("due_cents")
-    dues = [zones.scan_curated(root, "installments", day - dt.timedelta(days=1))
-            .filter(pl.col("loan_id").is_in(loans)).select("loan_id", due).collect()]
-    tonight = _day_frame(root, landed, "installments", day, cfg)
-    if tonight is not None:
-        dues.append(tonight.filter(pl.col("loan_id").is_in(loans)).select("loan_id", due))
-    odd = payments_in_another_unit(payments, pl.concat(dues))
-    share = cfg.ingest.max_share_of_payments_in_another_unit
-    if odd.height < _UNIT_PAYMENTS_MIN or odd.height <= share * payments.height:
-        return
-    sample = _sample(odd, lambda r: f"{r['payment_id']} {_cny(r['amount_cents'])} CNY against an instalment of "
-                                    f"{_cny(r['due_cents'])} CNY on {r['loan_id']}")
-    raise _refusal(
-        root, "payments", day, "amount",
-        f"{odd.height:,} of {payments.height:,} payments are an instalment of their loan 10x, 100x or 1000x off "
-        f"and equal to none as sent ({sample}): money in another unit in part of the drop would be applied as a "
-        "fraction (or a multiple) of what these customers paid",
-        hint=f"ask upstream which files or writer send another unit; {_SEND_ONE_UNIT}; if the amounts are right, "
-             "raise ingest.max_share_of_payments_in_another_unit",
-    )
-
-
-# Snapshots looked back through for an account's last known line (one missing from a snapshot returns).
-_LINE_LOOKBACK_SNAPSHOTS = 7
-
-
-def _refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, accounts: pl.DataFrame) -> None:
-    """Stop when credit lines about to be curated are ``ingest.max_line_move_ratio`` times or more above or
-    below the account's last known line (its latest of the last 7 curated snapshots:
-    :func:`~pipelines.domain.conform.lines_in_another_unit`), on more than
-    ``ingest.max_share_of_lines_in_another_unit`` of the accounts (0: any one)."""
-    earlier = [d for d in zones.curated_dates(root, "accounts") if d < day][-_LINE_LOOKBACK_SNAPSHOTS:]
-    if not earlier or accounts.is_empty():
-        return
-    previous = (zones.scan_curated(root, "accounts", earlier[-1], dates=earlier)
-                .select("account_id", "credit_limit_cents", "dt").sort("dt")
-                .group_by("account_id").last().collect())
-    ratio = cfg.ingest.max_line_move_ratio
-    moved = lines_in_another_unit(accounts, previous, ratio)
-    if moved.is_empty() or moved.height <= cfg.ingest.max_share_of_lines_in_another_unit * accounts.height:
-        return
-    sample = _sample(moved, lambda r: f"{r['account_id']} {_cny(r['was_cents'])} -> "
-                                      f"{_cny(r['credit_limit_cents'])} CNY")
-    raise _refusal(
-        root, "accounts", day, "credit_limit",
-        f"{moved.height:,} credit line(s) are {ratio:g}x or more off the account's last known line "
-        f"(dt={earlier[0]}..dt={earlier[-1]}: {sample}): riskline never moves a line that far, so these rows "
-        "are in another unit, and the policy would cut (or raise) from the wrong line",
-        hint=f"ask upstream which writer sends these rows in another unit; {_SEND_ONE_UNIT}; if the lines are "
-             "right (a manual change), raise ingest.max_share_of_lines_in_another_unit for that rerun",
-    )
-
-
-def _day_frame(root: Path, landed: Mapping[str, Landed], name: str, day: dt.date,
-               cfg: RisklineConfig) -> pl.DataFrame | None:
-    """``name``'s rows of ``day``: this ingest's, else its landing drop's (conformed, every delivered row,
-    quarantined or not), else the curated ones; None when there are none.
-
-    The landing drop first: in Airflow each dataset of a date is ingested by its own task, so another
-    dataset's curated partition of the same date may be published while this read phase runs, after its
-    listings were taken (a stale listing read it as empty and refused every loan of a backfilled date as
-    having no draw). The landing drop does not change under an ingest."""
-    if name in landed:
-        return landed[name].frame
-    try:
-        return land_partition(root, name, day, cfg).frame
-    except IngestError:
-        pass
-    part = zones.curated(root, name, day)
-    return lake.read_partition(part) if lake.is_complete(part) else None
-
-
-def _refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig,
-                                 schedules: pl.DataFrame) -> bool:
-    """Stop when loans about to be curated (``schedules``: after validation, held loans out) have no cash draw
-    of their account and amount: schedules sent again under new ids
-    (:func:`~pipelines.domain.conform.loans_without_a_draw`), which every key check lets through and which
-    would double what those customers owe. Every delivered draw counts, quarantined or not. Judged only
-    when the window's earlier loans (enough of them) all follow draws; the window reaches
-    ``ingest.loan_draw_lag_days`` before the drop's date. True when judged and every loan has its draw
-    (a later delivery's equal schedules under new ids are then real loans)."""
-    lag = cfg.ingest.loan_draw_lag_days
-    if lag is None or schedules.is_empty():
-        return False
-    tonight_draws = _day_frame(root, landed, "behaviour", day, cfg)
-    if tonight_draws is None:
-        return False
-    start = day - dt.timedelta(days=_DRAW_EVIDENCE_DAYS + lag)
-    # A draw whose type arrived garbled (unknown or null: quarantined) still backs the loan of its exact
-    # amount: the amount is the evidence, the type its label.
-    kind = pl.col("event_type")
-    draw = (kind == "cash_draw") | kind.is_null() | ~kind.is_in(list(EVENT_TYPES))
-    before = [d for d in zones.curated_dates(root, "behaviour") if start <= d < day]
-    garbled = (zones.scan_quarantine(root, "behaviour", day - dt.timedelta(days=1))
-               .filter(pl.col("dt") >= start, draw, pl.col("amount_cents").is_not_null(),
-                       pl.col("quarantine_reason").str.split(";").list.eval(
-                           pl.element().is_in(["unknown_event_type", "null_event_type"])).list.all())
-               .select("account_id", "amount_cents"))
-    draws_before = pl.concat([zones.scan_curated(root, "behaviour", day, dates=before).filter(draw)
-                              .select("account_id", "amount_cents"), garbled]).collect()
-    draws = pl.concat([draws_before, tonight_draws.filter(draw).select("account_id", "amount_cents")])
-    loan_days = [d for d in zones.curated_dates(root, "installments") if start + dt.timedelta(days=lag) <= d < day]
-    earlier = (zones.scan_curated(root, "installments", day, dates=loan_days)
-               .select("loan_id", "account_id", "principal_due_cents").collect())
-    backing = loans_without_a_draw(schedules, earlier, draws, draws_before)
-    # One earlier fault (a draw lost upstream) must not switch the check off for a week: a few unbacked
-    # loans are tolerated; a book whose loans are not draws has most of them unbacked.
-    if (backing.evidence < _DRAW_EVIDENCE_MIN_LOANS
-            or backing.unbacked_before > _DRAW_EVIDENCE_SLACK * backing.evidence):
-        return False
-    if backing.unbacked.is_empty():
-        return True
-    # A loan whose draw of its account is there in another unit (10x, 100x, ...) is a unit error in one of
-    # the two datasets, not a schedule sent again: say so, with both amounts.
-    scaled = loans_off_their_draw(backing.unbacked, draws)
-    if not scaled.is_empty():
-        sample = _sample(scaled, lambda r: f"{r['loan_id']} {_cny(r['principal_cents'])} CNY against a draw of "
-                                           f"{_cny(r['amount_cents'])} CNY ({r['factor']}x)")
-        raise _refusal(
-            root, "installments", day, "principal_due",
-            f"{scaled.height:,} loan(s) differ from a cash draw of their account by a power of ten ({sample}): money "
-            "in another unit in installments or behaviour would multiply or shrink what these customers owe",
-            hint=f"check which of installments and behaviour of dt={day} carries these amounts in another unit; "
-                 f"{_SEND_ONE_UNIT}",
-        )
-    # What the operator needs to tell a re-sent schedule from a draw that is late or net of a fee: the
-    # account's draws in the window next to each loan.
-    seen = draws.drop_nulls().group_by("account_id").agg(pl.col("amount_cents").sort())
-    sample = _sample(backing.unbacked.head(SAMPLE_KEYS).join(seen, on="account_id", how="left"),
-                     lambda r: f"{r['loan_id']} ({r['account_id']}, {_cny(r['principal_cents'])} CNY; its draws: "
-                               f"{'/'.join(_cny(c) for c in (r['amount_cents'] or [])) or 'none'})")
-    tonight = schedules.get_column("loan_id").n_unique()
-    raise _refusal(
-        root, "installments", day, "loan_id",
-        f"{backing.unbacked.height:,} of {tonight:,} loans have no cash draw of their account and amount in "
-        f"behaviour dt={day - dt.timedelta(days=lag)}..dt={day} that the {backing.evidence:,} loans curated "
-        f"since dt={start + dt.timedelta(days=lag)} have not taken ({sample}): a schedule sent again under "
-        "new ids would double what these customers owe (a draw delivered late, or net of a fee, looks the same)",
-        hint="ask upstream whether these schedules re-send loans already delivered: if so, have them removed "
-             "and rerun ingest for this date; if they are new loans, have their cash_draw events delivered "
-             "(behaviour) first; if this book's draws come later than ingest.loan_draw_lag_days or net of fees, "
-             "raise it or set it to null (no draw check)",
-    )
 
 
 def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFrame, key: list[str],
@@ -550,11 +306,12 @@ def ingest_date(
     try:
         # Everything is read and validated before anything is written: the lake's listings are taken once.
         with lake.read_phase():
-            landed, redelivered, owed = {}, {}, {}
+            delivered, landed, redelivered, owed = {}, {}, {}, {}
             for name in names:
+                delivered[name] = land_partition(root, name, day, cfg, defer_resent_loans=True)
                 landed[name], redelivered[name], owed[name] = _drop_redeliveries(
-                    root, land_partition(root, name, day, cfg, defer_resent_loans=True), day, cfg, reingesting)
-                _refuse_unit_drift(root, landed[name], day, cfg)
+                    root, delivered[name], day, cfg, reingesting)
+                lake_checks.refuse_unit_drift(root, landed[name], day, cfg)
             notes = {
                 n: [f"{r.dropped:,} rows already curated identically on "
                     f"{', '.join(f'dt={d}' for d in r.dropped_from)} dropped before validation (redelivered)"]
@@ -567,17 +324,23 @@ def ingest_date(
             )
             prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped, owed[n])
                         for n in names]
+            # every delivered row, before redeliveries of other dates are dropped (those stay curated there)
+            for name in names:
+                lake_checks.refuse_curated_rows_removed(root, delivered[name], day, cfg)
+            if "accounts" in landed:
+                lake_checks.refuse_open_accounts_missing(root, delivered["accounts"], day, cfg)
             if "installments" in landed:  # the loans to be curated: a loan held whole misstates nothing
                 schedules = prepared[names.index("installments")].curated
-                _refuse_loans_over_their_lines(root, landed, day, cfg, schedules)
-                judged = _refuse_loans_without_a_draw(root, landed, day, cfg, schedules)
+                lake_checks.refuse_loans_over_their_lines(root, landed, day, cfg, schedules)
+                judged = lake_checks.refuse_loans_without_a_draw(root, landed, day, cfg, schedules)
                 if landed["installments"].resent is not None and not judged:
                     # the draws cannot tell re-sent schedules from equal real loans here: refuse them
                     raise landed["installments"].resent
             if "accounts" in landed:
-                _refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated)
+                lake_checks.refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated)
             if "payments" in landed:
-                _refuse_payments_in_another_unit(root, landed, day, cfg, prepared[names.index("payments")].curated)
+                lake_checks.refuse_payments_in_another_unit(root, landed, day, cfg,
+                                                            prepared[names.index("payments")].curated)
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
         raise LakeStorageError(exc, names, day, done) from exc
     # Later dates of this range that hold copies of rows this date now keeps are marked before this date is

@@ -21,6 +21,7 @@ night runs (``run_night``, as ``riskline run`` does), and every account is compa
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,6 +204,46 @@ def _most_payments_missing(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
     return frame.filter(~_in(book.late_payers())).head(max(frame.height // 4, 1))
 
 
+def _a_fifth_missing_of_a_declared_count(root: Path, book: Book) -> None:
+    """A fifth of the payments missing at random; ``_SUCCESS`` declares the count upstream sent. Without
+    the count, a payment of an account already past its grace is indistinguishable from one not made
+    (docs/guarantees.md, "What is not guaranteed")."""
+    frame = book.rows("payments")
+    deliver(root, "payments", book.day, {DATA_FILE: frame.sample(fraction=0.8, seed=3, shuffle=False)})
+    marker = lake.partition_dir(root, "landing", "payments", book.day) / "_SUCCESS"
+    marker.write_text(json.dumps({"rows": frame.height}))
+
+
+def _loans_last_night(book: Book) -> pl.DataFrame:
+    return pl.read_parquet(ledger_partition(book.lake.root, book.lake.published) / "loans.parquet")
+
+
+def _on_time_payments_missing(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    """Payments of loans current at last night's close missing (a feed of on-time payments lost or late)."""
+    current = _loans_last_night(book).filter(pl.col("dpd") == 0).get_column("loan_id")
+    return frame.filter(~pl.col("loan_id").is_in(current.implode()))
+
+
+def _young_arrears_payments_late(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    """Payments of arrears at most a day old last night (DPD 2 at most tonight) not in tonight's drop: paid on
+    time, delivered a day or two late (bank settlement). Without the grace each payer is cut for DPD and
+    queued tonight."""
+    young = _loans_last_night(book).filter((pl.col("overdue_cents") > 0) & (pl.col("dpd") <= 1))
+    return frame.filter(~pl.col("loan_id").is_in(young.get_column("loan_id").implode()))
+
+
+def _closed_early(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    """The extract closed three hours early: the evening's payments come in a later drop."""
+    return frame.filter(pl.col("paid_at") <= pl.col("paid_at").max() - pl.duration(hours=3))
+
+
+def _quiet_accounts_missing(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    """A tenth of the snapshot's accounts, none with activity tonight, left out of the extract."""
+    busy = set().union(*(set(book.rows(ds)["account_id"]) for ds in ("behaviour", "installments", "payments")))
+    quiet = frame.filter(~_in(sorted(busy))).get_column("account_id").sort()
+    return frame.filter(~_in(quiet.gather_every(max(quiet.len() * 10 // frame.height, 1)).to_list()))
+
+
 def _payments_in_subfolder(frame: pl.DataFrame, book: Book) -> dict[str, pl.DataFrame | bytes]:
     hit = _in(book.late_payers())
     return {DATA_FILE: frame.filter(~hit), "batch=1/part-0.parquet": frame.filter(hit)}
@@ -298,6 +339,17 @@ MUTATIONS = [
     # class 3: a short drop on a small book (10 payments a day, 2 delivered) and a file in a subfolder
     _own(M("payments_mostly_missing", "three quarters of the payments drop missing",
            _redeliver("payments", _most_payments_missing))),
+    # new-user review of issue 16 (H1, H2): short drops the volume floor lets through
+    _own(M("payments_a_fifth_missing_of_a_declared_count", "a fifth of the payments missing, _SUCCESS "
+           "declaring the count sent", _a_fifth_missing_of_a_declared_count)),
+    _own(M("young_arrears_payments_a_day_late", "payments of arrears due yesterday or the day before, paid "
+           "on time and delivered late", _redeliver("payments", _young_arrears_payments_late))),
+    _own(M("on_time_payments_missing", "payments of loans current last night missing (lost or a day late)",
+           _redeliver("payments", _on_time_payments_missing))),
+    _own(M("payments_extract_closed_early", "the payments extract closed 3 hours early",
+           _redeliver("payments", _closed_early))),
+    _own(M("quiet_accounts_missing", "a tenth of the snapshot's accounts, quiet tonight, left out",
+           _redeliver("accounts", _quiet_accounts_missing))),
     _own(M("payments_in_subfolder", "late payers' payments in dt=D/batch=1/part-0.parquet",
            _files("payments", _payments_in_subfolder))),
     # review of issue 14, finding 1: a payment's loan must be its account's

@@ -281,3 +281,15 @@ def test_yesterdays_schedules_resent_tonight_under_new_ids_never_cut_a_customer(
 
     problems = _harsher_than_clean(published_lake, clean_next_night, tmp_path / "lake", quiet_cfg, resent)
     assert not problems, "\n".join(problems)
+
+
+def test_a_whole_drop_in_another_unit_names_upstreams_column(next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig):
+    # New-user review of issue 16 (L2): every payment x100 was refused naming riskline's amount_cents, a column
+    # upstream never sent.
+    root, day = next_drop
+    frame = landing(root, "payments", day)
+    deliver(root, "payments", day, {DATA_FILE: frame.with_columns(pl.col("amount") * 100)})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert f"payments dt={day} file={DATA_FILE} column=amount: amount: median amount " in text, text

@@ -156,7 +156,9 @@ def _curate_a_payment_on_next_first(book: PublishedLake, root: Path, cfg: Riskli
     complete = landing(root, "payments", earlier).sort("payment_id")
     late = complete.head(1)
     deliver(root, "payments", earlier, {DATA_FILE: complete.slice(1)})
-    ingest.ingest_date(root, earlier, cfg)
+    # E is curated complete in the published lake: its delivery without the payment removes it on purpose
+    withdrawn = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"max_curated_rows_removed": 1})})
+    ingest.ingest_date(root, earlier, withdrawn)
     today = landing(root, "payments", book.next_day)
     deliver(root, "payments", book.next_day, {DATA_FILE: pl.concat([today, late.select(today.columns)])})
     ingest.ingest_date(root, book.next_day, cfg)

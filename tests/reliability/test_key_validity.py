@@ -57,3 +57,20 @@ def test_a_padded_account_id_is_quarantined_not_a_second_account(tmp_path: Path,
     res = _ingest(tmp_path, cfg)["accounts"]
     assert res.quarantine_reasons == {"invalid_account_id": 1}, res.describe()
     assert _zone(tmp_path, "curated", "accounts")["account_id"].sort().to_list() == ["A1", "A2"]
+
+
+def test_a_payment_minted_twice_under_two_ids_is_credited_once_and_the_copy_held(tmp_path: Path, cfg):
+    # New-user review of issue 16 (H3): five payments repeated in the same file under new ids (same account,
+    # loan, paid_at to the microsecond and amount) were all curated: money never received credited twice.
+    # A second real payment of the same amount has its own time and is curated.
+    original = payments()
+    copy = original.head(1).with_columns(pl.lit("P0").alias("payment_id"))  # the copy sorts first
+    second = original.head(1).with_columns(pl.lit("P9").alias("payment_id"),
+                                           pl.col("paid_at") + pl.duration(seconds=1))
+    land_all(tmp_path, payments={FILE: pl.concat([original, copy, second])})
+    res = _ingest(tmp_path, cfg)["payments"]
+    assert res.quarantine_reasons == {"same_as_another_payment": 1}, res.describe()
+    curated = _zone(tmp_path, "curated", "payments")
+    assert curated["payment_id"].sort().to_list() == ["P0", "P2", "P9"]  # the smallest id is the payment
+    quarantined = _zone(tmp_path, "quarantine", "payments")
+    assert quarantined["payment_id"].to_list() == ["P1"]  # held (its account too), its money reported

@@ -13,6 +13,7 @@ from pipelines.domain.reconcile import reconcile_ledger
 from pipelines.domain.pending_payments import (
     PendingPayments,
     combine_holds,
+    grace_accounts,
     pending_holds,
     resolve_pending_payments,
     unapplied_credit_holds,
@@ -170,3 +171,26 @@ def test_the_night_reads_credit_holds_with_the_waiting_payments(tmp_path, cfg):
     pl.DataFrame({"account_id": ["B", "Z"], "overdue_cents": [0, 700]}).write_parquet(ledger / "accounts.parquet")
     holds = read_pending_holds(tmp_path, AS_OF, cfg)
     assert holds.select("account_id", "pending_cents").rows() == [("B", 2_000), ("Z", 700)]
+
+
+@pytest.mark.parametrize("due_days_ago, grace_days, in_grace", [
+    (0, 3, True),  # unpaid at the close of its due date (DPD 0, overdue)
+    (3, 3, True), (4, 3, False),  # DPD 3 is the grace's last day
+    (1, 0, False),  # no grace
+])
+def test_an_account_is_in_grace_while_every_arrear_is_younger_than_the_grace(
+    due_days_ago: int, grace_days: int, in_grace: bool
+):
+    """A's only arrear fell due ``due_days_ago``; B has one as young plus one 10 days old (never in grace);
+    C owes nothing overdue."""
+    schema = {**CONTRACT["installments"].curated_schema(), "dt": pl.Date()}
+    due = AS_OF - dt.timedelta(days=due_days_ago)
+    inst = pl.LazyFrame([
+        ("LA-1", "LA", "A", 1, due, 5_000, 500, D(2024, 1, 1)),
+        ("LB-1", "LB", "B", 1, due, 5_000, 500, D(2024, 1, 1)),
+        ("LB2-1", "LB2", "B", 1, AS_OF - dt.timedelta(days=10), 5_000, 500, D(2024, 1, 1)),
+        ("LC-1", "LC", "C", 1, AS_OF + dt.timedelta(days=5), 5_000, 500, D(2024, 1, 1)),
+    ], schema=schema, orient="row")
+    payments = pl.LazyFrame(schema={**CONTRACT["payments"].curated_schema(), "dt": pl.Date()})
+    ledger = build_ledger(inst, payments, AS_OF)
+    assert grace_accounts(ledger.accounts, grace_days)["account_id"].to_list() == (["A"] if in_grace else [])

@@ -208,6 +208,32 @@ def test_a_waiting_payment_holds_freezes_and_cuts_only(overrides: dict, action: 
         assert decide_one(**overrides)["action"] in ("freeze", "decrease")
 
 
+@pytest.mark.parametrize(
+    "overrides, action",
+    [
+        # every arrear fell due within the grace period: a payment made on time may be on its way
+        ({"dpd": 2, "days_since_dpd": 0, "overdue_cents": 5_000}, "hold"),  # no cut for DPD
+        ({"dpd": 0, "overdue_cents": 5_000, "pd": 0.2, "previous_pd": 0.01, "grade": "E", "previous_grade": "A"},
+         "hold"),  # nor for the PD jump the unpaid instalment made
+        ({}, "increase"),  # good news is not withheld
+    ],
+)
+def test_an_account_in_grace_is_held_like_one_with_a_waiting_payment(overrides: dict, action: str):
+    row = decide_one(**overrides, in_grace=True)
+    assert row["action"] == action
+    if action == "hold":
+        assert row["new_limit_cents"] == row["previous_limit_cents"]
+        assert "GRACE_PERIOD" in row["reason_codes"] and "PAYMENT_PENDING" not in row["reason_codes"]
+        template = POLICY.explanations.templates["en"]["hold_grace_period"]
+        assert row["explanation_en"] == template.format(new_limit=row["new_limit_cents"] // YUAN)
+        assert decide_one(**overrides)["action"] == "decrease"
+        # a waiting payment says more (the customer has paid): it names the hold
+        both = decide_one(**overrides, in_grace=True, pending_payments=1)
+        assert "PAYMENT_PENDING" in both["reason_codes"] and "GRACE_PERIOD" not in both["reason_codes"]
+    else:
+        assert "GRACE_PERIOD" not in row["reason_codes"]
+
+
 def test_closed_accounts_get_no_decision_and_rows_come_sorted():
     inputs = frame({"account_id": "A3"}, {"account_id": "A2", "status": "closed"}, {"account_id": "A1"})
     out = decide_limits(inputs, POLICY, PRODUCT)

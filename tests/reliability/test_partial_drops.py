@@ -1,0 +1,88 @@
+"""Partial drops the volume floor lets through (new-user review of issue 16, H1 and H2): a snapshot that
+leaves out quiet open accounts, and a redelivery of a curated date that lacks some of its payments or
+instalments. Each published exit 0 before: hundreds of customers undecided, or payments received removed
+from the lake without a word. Payments missing from a first delivery are the grace period's
+(``test_fault_monotonicity.py``: ``young_arrears_payments_a_day_late``, ``on_time_payments_missing``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from reliability_support import PublishedLake, deliver, landing
+
+from pipelines.config.settings import RisklineConfig
+from pipelines.errors import IngestError
+from pipelines.stages import ingest
+from pipelines.store import lake, zones
+from tools.faults import DATA_FILE
+
+
+@pytest.fixture()
+def next_drop(published_lake: PublishedLake, tmp_path: Path) -> tuple[Path, dt.date]:
+    """A private copy of the published lake, whose NEXT drop a test changes, and NEXT."""
+    root = tmp_path / "lake"
+    shutil.copytree(published_lake.root, root, symlinks=True)
+    return root, published_lake.next_day
+
+
+def _quiet(root: Path, day: dt.date) -> pl.Series:
+    """Open accounts of NEXT's snapshot with no behaviour, instalment or payment tonight, sorted."""
+    busy = pl.concat([landing(root, ds, day).select("account_id") for ds in ("behaviour", "installments", "payments")])
+    snapshot = landing(root, "accounts", day).filter(pl.col("status").is_in(["active", "frozen"]))
+    return snapshot.join(busy, on="account_id", how="anti").get_column("account_id").sort()
+
+
+def test_a_snapshot_missing_a_twentieth_of_its_accounts_stops_the_ingest(
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
+):
+    root, day = next_drop
+    snapshot = landing(root, "accounts", day)
+    gone = _quiet(root, day).head(snapshot.height // 20)
+    deliver(root, "accounts", day, {DATA_FILE: snapshot.filter(~pl.col("account_id").is_in(gone.implode()))})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"accounts dt={day} file={DATA_FILE} column=account_id: {gone.len():,} of the ")
+    assert "open accounts of dt=" in text and gone[0] in text and "\n" not in text, text
+    assert not lake.is_complete(zones.curated(root, "accounts", day))
+
+
+def test_a_few_open_accounts_leaving_the_snapshot_are_curated(
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
+):
+    # A charge-off purged upstream is legitimate (issue 14 class 14 publishes such an account with the fallback
+    # PD): up to ingest.max_share_of_open_accounts_missing (1%) of the open accounts may leave.
+    root, day = next_drop
+    snapshot = landing(root, "accounts", day)
+    gone = _quiet(root, day).head(2)
+    deliver(root, "accounts", day, {DATA_FILE: snapshot.filter(~pl.col("account_id").is_in(gone.implode()))})
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    curated = lake.read_partition(zones.curated(root, "accounts", day))
+    assert curated.height == snapshot.height - 2
+
+
+@pytest.mark.parametrize("dataset, key", [("payments", "payment_id"), ("installments", "installment_id")])
+def test_a_redelivery_lacking_curated_rows_stops_the_ingest_and_keeps_them(
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig, dataset: str, key: str,
+):
+    root, day = next_drop
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    before = lake.read_partition(zones.curated(root, dataset, day))
+    drop = landing(root, dataset, day)
+    lost = drop.sort(key).get_column(key).head(1)
+    deliver(root, dataset, day, {DATA_FILE: drop.filter(~pl.col(key).is_in(lost.implode()))})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"{dataset} dt={day} file={DATA_FILE} column={key}: this redelivery lacks 1 {dataset} "
+                           f"rows curated for dt={day} ({lost[0]})"), text
+    assert "max_curated_rows_removed" in text and "\n" not in text, text
+    assert lake.read_partition(zones.curated(root, dataset, day)).equals(before)
+    # the whole day again (a later delivery adding rows) is curated as before
+    deliver(root, dataset, day, {DATA_FILE: drop})
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    assert lake.read_partition(zones.curated(root, dataset, day)).equals(before)
