@@ -98,13 +98,13 @@ class IngestConfig(Section):
     # ingest stops. Judged only on a book whose recent loans all follow draws (a card book's statements do
     # not: off by itself). None turns the check off (docs/contracts.md: Keys over time).
     loan_draw_lag_days: int | None = Field(default=1, ge=0, le=30)
-    # A snapshot keeps its accounts (a closed one comes as a closed row): more than this share of the open
-    # accounts of the last snapshot missing tonight is a partial snapshot, and the ingest stops (a few may
-    # leave legitimately, e.g. charged off and purged upstream; they are held, not decided).
+    # A snapshot keeps its accounts (a closed one comes as a closed row): more than this share of the accounts
+    # open in their last known row (7 snapshots) missing tonight is a partial snapshot, and the ingest stops (a
+    # few may leave legitimately, e.g. charged off and purged upstream; they are held through the grace).
     max_share_of_open_accounts_missing: float = Field(default=0.01, ge=0, le=1)
-    # Redelivering a date replaces its curated rows: a payment or instalment curated for it and missing from
-    # the redelivery would be lost (money received, or a loan's schedule), so more than this many stop the
-    # ingest (raise it for the rerun of a deliberate removal).
+    # Redelivering a date replaces its curated rows: a payment or instalment curated for it, missing from the
+    # redelivery and curated on no other date would be lost (money received, or a loan's schedule), so more
+    # than this many stop the ingest (raise it for the rerun of a deliberate removal).
     max_curated_rows_removed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ def decide_frames(
     previous_scores: pl.DataFrame | None,
     history: pl.DataFrame,
     holds: pl.DataFrame | None = None,
+    vanished: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Every decision of D for the given accounts: limits, collection cases, hardship offers, new history.
 
@@ -30,13 +31,17 @@ def decide_frames(
     cases still need the queue's capacity cut (``collections.assign_treatments``), which ranks the book.
     ``holds`` (:func:`~pipelines.store.readers.read_pending_holds`) withholds freezes, cuts, collections contacts and
     hardship offers; so does an account's grace period (:func:`~pipelines.domain.pending_payments.grace_accounts`).
+    ``vanished`` (``account_id``): accounts open in a snapshot of the grace period and missing from D's, whose
+    collections contact and hardship offer are held too: a partial extract or a quarantined row must not send
+    them to the queue on the fallback PD (``collections.unscored_pd``) with no offer; one still missing after
+    the grace (a charge-off purged upstream) is queued on it.
     """
     grace = grace_accounts(ledger_accounts, cfg.pending_payments.grace_days)
     inputs = policy.build_policy_input(
         as_of, accounts, features, installments, scores, previous_scores, history, holds, grace
     )
     limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
-    held = grace if holds is None else pl.concat([holds.select("account_id"), grace])
+    held = pl.concat([h.select("account_id") for h in (holds, grace, vanished) if h is not None])
     offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship, held)
     cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, held)
     return limits, cases, offers, policy.update_limit_history(history, limits, as_of)

@@ -228,15 +228,33 @@ def require_merged_features(merged: dict[str, Any] | None, business_date: str) -
             "why), so there is nothing to score")
 
 
-def _airflow_run() -> tuple[dict[str, Any], str | None]:
-    """The running Airflow task's params and run id; ``({}, None)`` outside a task (the CLI, tests)."""
+def _airflow_context() -> Any:
+    """The running Airflow task's context; None outside a task (the CLI, tests)."""
     try:  # why: Airflow loads only inside a task (the CLI and tests call this without it)
         from airflow.sdk import get_current_context
 
-        context = get_current_context()
+        return get_current_context()
     except Exception:  # not inside an Airflow task
+        return None
+
+
+def _airflow_run() -> tuple[dict[str, Any], str | None]:
+    """The running Airflow task's params and run id; ``({}, None)`` outside a task (the CLI, tests)."""
+    context = _airflow_context()
+    if context is None:
         return {}, None
     return dict(context.get("params") or {}), context.get("run_id")
+
+
+def _run_info() -> dict[str, Any]:
+    """What the manifest records of how this run was asked for, as ``riskline run`` records it: whether it
+    retrained (the DAG's own decision) and the pinned model version. Empty outside a task."""
+    context = _airflow_context()
+    if context is None:
+        return {}
+    params = dict(context.get("params") or {})
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return {"retrain": retrain_decision(params, run_type)[0], "pinned_model_version": params.get("model_version")}
 
 
 def _night_root(cfg: RisklineConfig, data_root: str | None, day: dt.date, what: str, local: bool = True) -> Path:
@@ -282,6 +300,8 @@ def run_stage(stage: str, business_date: str, data_root: str | None = None, **kw
     root = _night_root(cfg, data_root, day, f"stage {stage}")
     if stage == "decide":  # the DAG param force_chain overrides the chain check (recorded in the manifest)
         kwargs.setdefault("force_chain", bool(_airflow_run()[0].get("force_chain", False)))
+    if stage == "publish":
+        kwargs.setdefault("run_info", _run_info())
     functions = {
         "features": nightly.stage_features,
         "train": nightly.stage_train,

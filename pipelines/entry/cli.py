@@ -279,6 +279,9 @@ def describe_run(result, root: Path) -> str:
     if st["decide"].get("held_for_pending_payments"):  # see pipelines/domain/pending_payments.py
         lines.append(f"  held for payments waiting in quarantine: {st['decide']['held_for_pending_payments']:,} "
                      "accounts (no freeze, cut or collections contact until applied)")
+    if st["decide"].get("held_missing_from_snapshot"):  # see pipelines/domain/decide.py
+        lines.append(f"  held, open lately but missing from tonight's snapshot: "
+                     f"{st['decide']['held_missing_from_snapshot']:,} accounts (no collections contact or offer)")
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")

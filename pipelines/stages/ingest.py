@@ -326,9 +326,15 @@ def ingest_date(
                         for n in names]
             # every delivered row, before redeliveries of other dates are dropped (those stay curated there)
             for name in names:
-                lake_checks.refuse_curated_rows_removed(root, delivered[name], day, cfg)
-            if "accounts" in landed:
-                lake_checks.refuse_open_accounts_missing(root, delivered["accounts"], day, cfg)
+                dataset = CONTRACT[name]
+                lake_checks.refuse_curated_rows_removed(
+                    root, delivered[name], day, cfg,
+                    lambda rows, dataset=dataset: _earlier_rows(root, dataset, day, rows, list(dataset.key),
+                                                                reingesting)[0],
+                )
+            known = lake_checks.last_known_accounts(root, day) if "accounts" in landed else None
+            if known is not None:
+                lake_checks.refuse_open_accounts_missing(root, delivered["accounts"], day, cfg, known)
             if "installments" in landed:  # the loans to be curated: a loan held whole misstates nothing
                 schedules = prepared[names.index("installments")].curated
                 lake_checks.refuse_loans_over_their_lines(root, landed, day, cfg, schedules)
@@ -336,8 +342,9 @@ def ingest_date(
                 if landed["installments"].resent is not None and not judged:
                     # the draws cannot tell re-sent schedules from equal real loans here: refuse them
                     raise landed["installments"].resent
-            if "accounts" in landed:
-                lake_checks.refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated)
+            if known is not None:
+                lake_checks.refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated,
+                                                         known)
             if "payments" in landed:
                 lake_checks.refuse_payments_in_another_unit(root, landed, day, cfg,
                                                             prepared[names.index("payments")].curated)

@@ -15,10 +15,11 @@ from typing import NamedTuple
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
+from pipelines.domain.coverage import open_accounts_missing
 from pipelines.domain.decide import decide_frames
 from pipelines.domain.sharding import filter_shard
 from pipelines.store import lake, zones
-from pipelines.store.readers import read_pending_holds, read_previous_run
+from pipelines.store.readers import read_pending_holds, read_previous_run, read_recent_snapshot_rows
 from pipelines.store.zones import FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE, shard_dir
 
 
@@ -47,13 +48,15 @@ class DecideInputs(NamedTuple):
     previous_scores: pl.DataFrame | None
     history: pl.DataFrame
     holds: pl.DataFrame
+    # open in a snapshot of the grace period, missing from D's (a partial extract, a quarantined row): held
+    vanished: pl.DataFrame
 
     def decide(
         self, as_of: dt.date, cfg: RisklineConfig, scores: pl.DataFrame
     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """:func:`~pipelines.domain.decide.decide_frames` of D on these inputs and ``scores``."""
         return decide_frames(as_of, cfg, self.accounts, self.features, self.installments, self.ledger_accounts,
-                             scores, self.previous_scores, self.history, self.holds)
+                             scores, self.previous_scores, self.history, self.holds, self.vanished)
 
 
 def read_decide_inputs(
@@ -65,6 +68,7 @@ def read_decide_inputs(
         raise FileNotFoundError(f"partition {accounts_part} is missing or incomplete (no {lake.SUCCESS})")
     accounts = filter_shard(lake.scan_parquet(lake.parquet_files(accounts_part)), shard, n_shards).collect()
     previous_scores, history = read_previous_run(root, as_of, shard, n_shards)
+    recent = read_recent_snapshot_rows(root, as_of, cfg.pending_payments.grace_days, shard, n_shards)
     return DecideInputs(
         accounts=accounts,
         features=read_shard_file(root, FEATURES_ZONE, as_of, FEATURES_FILE, shard, n_shards),
@@ -73,4 +77,5 @@ def read_decide_inputs(
         previous_scores=previous_scores,
         history=history,
         holds=read_pending_holds(root, as_of, cfg, shard, n_shards),
+        vanished=open_accounts_missing(accounts, recent).select("account_id"),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -146,23 +146,39 @@ def refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], da
     )
 
 
-# Snapshots looked back through for an account's last known line (one missing from a snapshot returns).
-_LINE_LOOKBACK_SNAPSHOTS = 7
+# Snapshots looked back through for an account's last known row (one missing from a snapshot returns).
+_LOOKBACK_SNAPSHOTS = 7
 
 
-def refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, accounts: pl.DataFrame) -> None:
+class KnownAccounts(NamedTuple):
+    """Each account's last known row over the last few curated snapshots before a date."""
+
+    dates: list[dt.date]  # the snapshots looked at, oldest first ([] on the book's first date)
+    rows: pl.DataFrame  # account_id, status, credit_limit_cents, dt: each account's latest row among them
+
+
+def last_known_accounts(root: Path, day: dt.date) -> KnownAccounts:
+    """The last ``_LOOKBACK_SNAPSHOTS`` curated snapshots before ``day``, each account's latest row in them:
+    what tonight's snapshot is compared with (its lines, the open accounts it must keep)."""
+    earlier = [d for d in zones.curated_dates(root, "accounts") if d < day][-_LOOKBACK_SNAPSHOTS:]
+    columns = ["account_id", "status", "credit_limit_cents", "dt"]
+    if not earlier:
+        return KnownAccounts([], pl.DataFrame(schema={c: pl.String() for c in columns}).select(columns))
+    rows = (zones.scan_curated(root, "accounts", earlier[-1], dates=earlier).select(columns).sort("dt")
+            .group_by("account_id").last().collect().sort("account_id"))
+    return KnownAccounts(earlier, rows)
+
+
+def refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, accounts: pl.DataFrame,
+                                 known: KnownAccounts) -> None:
     """Stop when credit lines about to be curated are ``ingest.max_line_move_ratio`` times or more above or
-    below the account's last known line (its latest of the last 7 curated snapshots:
+    below the account's last known line (``known``: its latest of the last 7 curated snapshots;
     :func:`~pipelines.domain.conform.lines_in_another_unit`), on more than
     ``ingest.max_share_of_lines_in_another_unit`` of the accounts (0: any one)."""
-    earlier = [d for d in zones.curated_dates(root, "accounts") if d < day][-_LINE_LOOKBACK_SNAPSHOTS:]
-    if not earlier or accounts.is_empty():
+    if not known.dates or accounts.is_empty():
         return
-    previous = (zones.scan_curated(root, "accounts", earlier[-1], dates=earlier)
-                .select("account_id", "credit_limit_cents", "dt").sort("dt")
-                .group_by("account_id").last().collect())
     ratio = cfg.ingest.max_line_move_ratio
-    moved = lines_in_another_unit(accounts, previous, ratio)
+    moved = lines_in_another_unit(accounts, known.rows, ratio)
     if moved.is_empty() or moved.height <= cfg.ingest.max_share_of_lines_in_another_unit * accounts.height:
         return
     sample = _sample(moved, lambda r: f"{r['account_id']} {_cny(r['was_cents'])} -> "
@@ -170,57 +186,69 @@ def refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, 
     raise _refusal(
         root, "accounts", day, "credit_limit",
         f"{moved.height:,} credit line(s) are {ratio:g}x or more off the account's last known line "
-        f"(dt={earlier[0]}..dt={earlier[-1]}: {sample}): riskline never moves a line that far, so these rows "
-        "are in another unit, and the policy would cut (or raise) from the wrong line",
+        f"(dt={known.dates[0]}..dt={known.dates[-1]}: {sample}): riskline never moves a line that far, so these "
+        "rows are in another unit, and the policy would cut (or raise) from the wrong line",
         hint=f"ask upstream which writer sends these rows in another unit; {_SEND_ONE_UNIT}; if the lines are "
              "right (a manual change), raise ingest.max_share_of_lines_in_another_unit for that rerun",
     )
 
 
-def refuse_open_accounts_missing(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> None:
-    """Stop when more than ``ingest.max_share_of_open_accounts_missing`` of the open accounts of the last
-    earlier snapshot are missing from this one (:func:`~pipelines.domain.conform.open_accounts_missing`):
-    every delivered row counts, quarantined or not. The volume floor only counts rows, so a partial extract
-    that left out quiet accounts passed it, and each missing account went undecided."""
-    earlier = [d for d in zones.curated_dates(root, "accounts") if d < day]
-    if not earlier:
+def refuse_open_accounts_missing(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig,
+                                 known: KnownAccounts) -> None:
+    """Stop when more than ``ingest.max_share_of_open_accounts_missing`` of the accounts open in their last
+    known row (``known``: the last 7 snapshots) are missing from this one
+    (:func:`~pipelines.domain.coverage.open_accounts_missing`): every delivered row counts, quarantined or
+    not. The volume floor only counts rows, so a partial extract that left out quiet accounts passed it,
+    and each missing account went undecided; the week's window also sees a book eroded a little each night."""
+    if not known.dates:
         return
-    previous = (zones.scan_curated(root, "accounts", earlier[-1], dates=earlier[-1:])
-                .select("account_id", "status", "credit_limit_cents").collect())
-    missing = open_accounts_missing(landed.frame, previous)
+    missing = open_accounts_missing(landed.frame, known.rows)
     share = cfg.ingest.max_share_of_open_accounts_missing
-    opened = previous.filter(pl.col("status").is_in(["active", "frozen"])).height
+    opened = known.rows.filter(pl.col("status").is_in(["active", "frozen"])).height
     if missing.height <= share * opened:
         return
     sample = _sample(missing, lambda r: f"{r['account_id']} ({r['status']}, {_cny(r['credit_limit_cents'])} CNY)")
     raise _refusal(
         root, "accounts", day, "account_id",
-        f"{missing.height:,} of the {opened:,} open accounts of dt={earlier[-1]} are missing from this snapshot "
-        f"({sample}): a snapshot keeps its accounts (a closed one comes as a closed row), so this extract is "
-        "partial and these customers would get no decision while their payments wait",
-        hint="have upstream redeliver the whole snapshot; if the accounts really left the book, raise "
-             "ingest.max_share_of_open_accounts_missing for that rerun",
+        f"{missing.height:,} of the {opened:,} accounts open in their last snapshot (dt={known.dates[0]}.."
+        f"dt={known.dates[-1]}) are missing from this one ({sample}): a snapshot keeps its accounts (a closed "
+        "one comes as a closed row), so this extract is partial and these customers would get no decision",
+        hint="have upstream redeliver the whole snapshot (and the earlier ones that also lack them); if the "
+             "accounts really left the book, raise ingest.max_share_of_open_accounts_missing for that rerun",
     )
 
 
-def refuse_curated_rows_removed(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> None:
+def refuse_curated_rows_removed(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig,
+                                curated_elsewhere: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
     """Stop when a redelivery of a date already curated lacks payments or instalments curated for it
-    (:func:`~pipelines.domain.conform.curated_rows_removed`): replacing the partition would lose a payment
-    received (its payer cut and queued) or part of a loan's schedule, and nothing would say so."""
+    (:func:`~pipelines.domain.coverage.curated_rows_removed`): replacing the partition would lose a payment
+    received (its payer cut and queued) or part of a loan's schedule, and nothing would say so.
+
+    A row upstream moved to another date is not lost: ``curated_elsewhere`` (given the removed rows) returns
+    those curated on another date, e.g. a late payment redelivered on the day it was paid, which the range
+    ingest curated there first (docs/contracts.md, Keys over time)."""
     if landed.dataset not in ("payments", "installments"):
         return
     part = zones.curated(root, landed.dataset, day)
     if not lake.is_complete(part):
         return
-    key = CONTRACT[landed.dataset].key[0]
-    removed = curated_rows_removed(lake.read_partition(part).select(key), landed.frame, key)
+    dataset = CONTRACT[landed.dataset]
+    key = dataset.key[0]
+    curated = lake.read_partition(part)
+    removed = curated.join(curated_rows_removed(curated.select(key), landed.frame, key), on=key, how="semi")
     if removed.height <= cfg.ingest.max_curated_rows_removed:
         return
+    moved = curated_elsewhere(removed)
+    for column in (key, *dataset.unit):  # a loan's schedule moves whole
+        removed = removed.join(moved.select(column).unique(), on=column, how="anti")
+    if removed.height <= cfg.ingest.max_curated_rows_removed:
+        return
+    removed = removed.sort(key)
     raise _refusal(
         root, landed.dataset, day, key,
-        f"this redelivery lacks {removed.height:,} {landed.dataset} rows curated for dt={day} "
-        f"({_sample(removed, lambda r: str(r[key]))}): a partial redelivery would remove them, and a payment "
-        "received is never removed silently",
+        f"this redelivery lacks {removed.height:,} {landed.dataset} rows curated for dt={day} and on no other "
+        f"date ({_sample(removed, lambda r: str(r[key]))}): a partial redelivery would remove them, and a "
+        "payment received is never removed silently",
         hint="have upstream redeliver the whole day (every row curated before included); if the rows were "
              "withdrawn on purpose, raise ingest.max_curated_rows_removed for that rerun",
     )

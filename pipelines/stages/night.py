@@ -234,6 +234,7 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
         "treatments": dict(sorted(queue.group_by("treatment").len().iter_rows())),
         "hardship_offers": offers.height,
         "held_for_pending_payments": inputs.holds.height,
+        "held_missing_from_snapshot": inputs.vanished.height,
     }
 
 

@@ -65,3 +65,18 @@ def read_pending_holds(
                                as_of, cfg.pending_payments.max_hold_days),
     )
     return filter_shard(holds.lazy(), shard, n_shards).collect()
+
+
+def read_recent_snapshot_rows(
+    root: Path, as_of: dt.date, days: int, shard: int = 0, n_shards: int = 1
+) -> pl.DataFrame:
+    """Each account's latest curated snapshot row (``account_id, status, credit_limit_cents``) over the
+    ``days`` dates before ``as_of`` that have a snapshot: the accounts tonight's snapshot should still hold
+    (:func:`pipelines.domain.coverage.open_accounts_missing`). Empty for ``days`` 0 or no such snapshot."""
+    dates = [d for d in zones.curated_dates(root, "accounts") if as_of - dt.timedelta(days=days) <= d < as_of]
+    columns = ["account_id", "status", "credit_limit_cents"]
+    if not dates:
+        return pl.DataFrame(schema={"account_id": pl.String(), "status": pl.String(),
+                                    "credit_limit_cents": pl.Int64()})
+    scan = zones.scan_curated(root, "accounts", dates[-1], dates=dates).select(*columns, "dt").sort("dt")
+    return filter_shard(scan.group_by("account_id").last(), shard, n_shards).select(columns).collect()

@@ -40,6 +40,8 @@ def test_nightly_dag_publishes_validated_outputs(copy_lake, airflow_db, monkeypa
 
     manifest = json.loads(publish.manifest_path(lake.root, day).read_text())
     assert manifest["as_of_date"] == day.isoformat()
+    # recorded as `riskline run` records it (new-user review L3: Airflow's manifests said "run": {})
+    assert manifest["run"] == {"retrain": False, "pinned_model_version": None}
     assert publish.read_latest(lake.root) == day
     for name in OUTPUTS:
         frame = publish.read_output(lake.root, name, day)

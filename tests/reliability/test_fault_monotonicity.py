@@ -41,6 +41,9 @@ from pipelines.store.zones import ledger_partition
 from tools.faults import DATA_FILE, REDELIVERY_FILE
 
 ADVERSE_ACTIONS = ("decrease", "freeze")
+# How firm a collections contact is: a hardship plan withdrawn for a firmer contact is harsher, and so is a
+# call or an agent where the clean run sent a reminder.
+TREATMENT_RANK = {"hardship_offer": 0, "auto_reminder": 1, "smart_call": 2, "agent": 3, "external_review": 4}
 UNRANKED = {"as_of_date", "priority"}  # priority ranks the whole queue: a touched account may shift others
 
 
@@ -426,18 +429,24 @@ def adverse_actions(clean: dict[str, pl.DataFrame], faulty: dict[str, pl.DataFra
             problems.append(f"{who}: new_limit {r['new_limit_faulty']} < clean {r['new_limit']} ({was} -> {action})")
         if action == "freeze" and was != "freeze":
             problems.append(f"{who}: frozen, clean run: {was}")
-    queue = clean["collection_queue"].select("account_id", "dpd", "overdue_amount").join(
-        faulty["collection_queue"].select("account_id", "dpd", "overdue_amount"), on="account_id", how="full",
-        coalesce=True, suffix="_faulty")
+    columns = ("account_id", "dpd", "overdue_amount", "treatment", "pd_source")
+    queue = clean["collection_queue"].select(columns).join(
+        faulty["collection_queue"].select(columns), on="account_id", how="full", coalesce=True, suffix="_faulty")
     for r in queue.iter_rows(named=True):
         who = r["account_id"]
         if r["dpd_faulty"] is None:
             continue
         if r["dpd"] is None:
             problems.append(f"{who}: queued for collections (dpd {r['dpd_faulty']}), clean run did not queue it")
-        elif r["overdue_amount_faulty"] > r["overdue_amount"] or r["dpd_faulty"] > r["dpd"]:
+            continue
+        if r["overdue_amount_faulty"] > r["overdue_amount"] or r["dpd_faulty"] > r["dpd"]:
             problems.append(f"{who}: queued at dpd {r['dpd_faulty']} owing {r['overdue_amount_faulty']}, "
                             f"clean run dpd {r['dpd']} owing {r['overdue_amount']}")
+        # hostile review 5 (F1): a plan withdrawn, a firmer contact, or a PD of 1 in place of the model's
+        if TREATMENT_RANK[r["treatment_faulty"]] > TREATMENT_RANK[r["treatment"]]:
+            problems.append(f"{who}: treatment {r['treatment_faulty']}, clean run {r['treatment']}")
+        if r["pd_source_faulty"] == "fallback" and r["pd_source"] != "fallback":
+            problems.append(f"{who}: queued on the fallback PD, clean run on the model's")
     # a hardship offer re-amortizes a loan (a longer term, more interest) on the night's DPD: one the clean
     # run did not make is a consequence of the fault
     offered = set(faulty["hardship_offers"]["loan_id"]) - set(clean["hardship_offers"]["loan_id"])
