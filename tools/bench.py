@@ -90,15 +90,20 @@ def write_bench_config(base_config: Path, spec: dict[str, Any], size: str) -> Pa
     return path
 
 
+def book_days(spec: dict[str, Any], size: str) -> int:
+    """Days of history of a size's book: its own ``days`` (a long-history row), else the book's."""
+    return int(spec["sizes"][size].get("days", spec["book"]["days"]))
+
+
 def book_root(spec: dict[str, Any], size: str) -> Path:
     book = spec["book"]
-    return CACHE / f"accounts-{spec['sizes'][size]['accounts']}-days-{book['days']}-seed-{book['seed']}"
+    return CACHE / f"accounts-{spec['sizes'][size]['accounts']}-days-{book_days(spec, size)}-seed-{book['seed']}"
 
 
-def book_dates(spec: dict[str, Any]) -> tuple[dt.date, dt.date]:
-    """(first business date, the night benchmarked = the last one)."""
+def book_dates(spec: dict[str, Any], size: str) -> tuple[dt.date, dt.date]:
+    """(first business date, the night benchmarked = the last one) of a size's book."""
     end = dt.date.fromisoformat(str(spec["book"]["end_date"]))
-    return end - dt.timedelta(days=int(spec["book"]["days"]) - 1), end
+    return end - dt.timedelta(days=book_days(spec, size) - 1), end
 
 
 def _riskline(config: Path, root: Path, *args: str) -> float:
@@ -112,13 +117,13 @@ def ensure_book(spec: dict[str, Any], size: str, config: Path, log: Callable[[st
     """Generate and ingest the book unless the cache holds it; return what was done and how long it took."""
 
     root = book_root(spec, size)
-    first, night = book_dates(spec)
+    first, night = book_dates(spec, size)
     done: dict[str, Any] = {"root": str(root.relative_to(REPO))}
     if not (root / "generator" / "summary.json").is_file():
-        log(f"[{size}] generating {spec['sizes'][size]['accounts']:,} accounts x {spec['book']['days']} days")
+        log(f"[{size}] generating {spec['sizes'][size]['accounts']:,} accounts x {book_days(spec, size)} days")
         done["generate_seconds"] = _riskline(
             config, root, "generate", "--accounts", str(spec["sizes"][size]["accounts"]),
-            "--days", str(spec["book"]["days"]), "--end-date", night.isoformat(), "--seed", str(spec["book"]["seed"]),
+            "--days", str(book_days(spec, size)), "--end-date", night.isoformat(), "--seed", str(spec["book"]["seed"]),
         )
     have = set(zones.curated_dates(root, "accounts"))
     missing = [first + dt.timedelta(days=i) for i in range((night - first).days) if first + dt.timedelta(days=i) not in have]
@@ -339,7 +344,7 @@ def bench_night(spec: dict[str, Any], size: str, base_config: Path, log: Callabl
     config = write_bench_config(base_config, spec, size)
     book = ensure_book(spec, size, config, log)
     root = book_root(spec, size)
-    _, night = book_dates(spec)
+    _, night = book_dates(spec, size)
     log(f"[{size}] setup: training snapshots and labels of earlier nights")
     setup = run_worker("setup", str(root), night.isoformat(), str(config))
     stages = []
@@ -415,6 +420,17 @@ def summarize(record: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def history_ratios(long: dict[str, Any], short: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
+    """The long-history book's night against the same accounts with the usual history (issue 19's target: a
+    night costs what happened today, so within ``history_ratio_max`` of it), overall and per stage."""
+    night = _ratio(long["summary"]["nightly_no_retrain_seconds"], short["summary"]["nightly_no_retrain_seconds"])
+    per_stage = {s["stage"]: _ratio(s["seconds"], t["seconds"]) for s, t in zip(long["stages"], short["stages"],
+                                                                                 strict=True)}
+    return {"compared_with": f"{short['date']} {short['size']} ({short['days']} days)", "night": night,
+            "stages": per_stage, "target": targets["history_ratio_max"],
+            "target_met": night <= targets["history_ratio_max"]}
+
+
 def to_markdown(record: dict[str, Any], targets: dict[str, Any]) -> str:
     s = record["summary"]
     lines = [
@@ -454,6 +470,11 @@ def to_markdown(record: dict[str, Any], targets: dict[str, Any]) -> str:
             name, str(peers["equal_to_riskline"].get(name)))
         lines.append(f"| {name} | {run['seconds']:.2f} | {run['peak_rss_mib']:,.0f} | {eq} |")
     r, f = s["peer_ratios"], s["scan_floor_ratios"]
+    if "history" in s:
+        h = s["history"]
+        stages = ", ".join(f"{k} {v}x" for k, v in h["stages"].items())
+        lines += ["", f"- History: the night without retrain is **{h['night']}x** that of {h['compared_with']} "
+                      f"(target {h['target']}x: {'met' if h['target_met'] else 'NOT met'}); per stage: {stages}"]
     lines += [
         "",
         f"- DuckDB / riskline: **{r['duckdb_over_riskline']}x**; pandas / riskline: **{r['pandas_over_riskline']}x** "
@@ -470,7 +491,7 @@ def bench_scale(spec: dict[str, Any], base_config: Path, log: Callable[[str], No
     from pipelines.stages import features as features_stage
 
     source = book_root(spec, "1m")
-    _, night = book_dates(spec)
+    _, night = book_dates(spec, "1m")
     if not lake.is_complete(zones.feature_partition(source, night)):
         raise ValueError(f"the scale run starts from the 1M book's night of {night}: run `riskline bench --size 1m` first")
     replicas, shards = int(spec["scale"]["replicas"]), int(spec["scale"]["shards"])
@@ -511,9 +532,13 @@ def run_benchmarks(
     RESULTS.mkdir(parents=True, exist_ok=True)
     written = []
     for size in sizes:
-        record = {"date": today, "days": spec["book"]["days"], "machine": machine,
+        record = {"date": today, "days": book_days(spec, size), "machine": machine,
                   **bench_night(spec, size, base_config, log)}
         record["summary"] = summarize(record, spec["targets"])
+        base = spec["sizes"][size].get("compare_with")  # the same accounts with the book's usual history
+        if base and (RESULTS / f"{today}-{base}.json").is_file():
+            short = json.loads((RESULTS / f"{today}-{base}.json").read_text())
+            record["summary"]["history"] = history_ratios(record, short, spec["targets"])
         stem = RESULTS / f"{today}-{size}"
         stem.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str) + "\n")
         stem.with_suffix(".md").write_text(to_markdown(record, spec["targets"]))

@@ -427,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmarks/results/<date>-<size>.json and .md. Takes minutes (the 1M book's first generation and "
         "ingest about 15). Not part of the test suite.",
     )
-    p.add_argument("--size", action="append", help="100k or 1m (repeatable; default both unless --scale)")
+    p.add_argument("--size", action="append",
+                   help="100k, 1m or 100k-3y (three years of history, compared with the day's 100k result; "
+                        "repeatable; default 100k and 1m unless --scale)")
     p.add_argument("--scale", action="store_true",
                    help="score and decide a 10M book shard by shard, built from the 1M book's night (run that first)")
     p.set_defaults(func=cmd_bench)
