@@ -100,7 +100,7 @@ class IngestConfig(Section):
     loan_draw_lag_days: int | None = Field(default=1, ge=0, le=30)
     # A snapshot keeps its accounts (a closed one comes as a closed row): more than this share of the accounts
     # open in their last known row (7 snapshots) missing tonight is a partial snapshot, and the ingest stops (a
-    # few may leave legitimately, e.g. charged off and purged upstream; they are held through the grace).
+    # few may leave legitimately, e.g. charged off and purged upstream; they are held for max_hold_days).
     max_share_of_open_accounts_missing: float = Field(default=0.01, ge=0, le=1)
     # Redelivering a date replaces its curated rows: a payment or instalment curated for it, missing from the
     # redelivery and curated on no other date would be lost (money received, or a loan's schedule), so more

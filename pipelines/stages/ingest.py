@@ -201,6 +201,21 @@ def _earlier_rows(root: Path, dataset: Dataset, day: dt.date, frame: pl.DataFram
     return found.sort(["dt", *found.columns[:-1]]), owed  # streaming order varies; the oldest date first
 
 
+def _delivered_elsewhere(root: Path, dataset: Dataset, day: dt.date, cfg: RisklineConfig, rows: pl.DataFrame,
+                         reingesting: Collection[dt.date]) -> pl.DataFrame:
+    """The key and unit columns of ``rows`` (curated for ``day``, missing from its redelivery) that live on
+    another date: curated there (:func:`_earlier_rows`), or in the landing drop of a later date this same call
+    re-ingests next (upstream moved them there; that date curates them before the range ends)."""
+    columns = [*dataset.key, *dataset.unit]
+    found = [_earlier_rows(root, dataset, day, rows, list(dataset.key), reingesting)[0].select(columns)]
+    for later in sorted(d for d in reingesting if d > day):
+        try:
+            found.append(land_partition(root, dataset.name, later, cfg).frame.select(columns))
+        except IngestError:  # that date's own ingest reports its drop
+            continue
+    return pl.concat(found, how="vertical_relaxed")
+
+
 def _prepare(root: Path, landed: Landed, day: dt.date, validation: LandingValidation,
              redelivered: int = 0, reingest_after: Sequence[dt.date] = ()) -> _Prepared:
     good, bad = split_row_defects(landed.frame, validation.reasons)
@@ -326,11 +341,9 @@ def ingest_date(
                         for n in names]
             # every delivered row, before redeliveries of other dates are dropped (those stay curated there)
             for name in names:
-                dataset = CONTRACT[name]
                 lake_checks.refuse_curated_rows_removed(
                     root, delivered[name], day, cfg,
-                    lambda rows, dataset=dataset: _earlier_rows(root, dataset, day, rows, list(dataset.key),
-                                                                reingesting)[0],
+                    lambda rows, name=name: _delivered_elsewhere(root, CONTRACT[name], day, cfg, rows, reingesting),
                 )
             known = lake_checks.last_known_accounts(root, day) if "accounts" in landed else None
             if known is not None:

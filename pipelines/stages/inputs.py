@@ -48,7 +48,8 @@ class DecideInputs(NamedTuple):
     previous_scores: pl.DataFrame | None
     history: pl.DataFrame
     holds: pl.DataFrame
-    # open in a snapshot of the grace period, missing from D's (a partial extract, a quarantined row): held
+    # open in a snapshot of the last pending_payments.max_hold_days, missing from D's curated one (a partial
+    # extract, a quarantined row): held
     vanished: pl.DataFrame
 
     def decide(
@@ -68,7 +69,9 @@ def read_decide_inputs(
         raise FileNotFoundError(f"partition {accounts_part} is missing or incomplete (no {lake.SUCCESS})")
     accounts = filter_shard(lake.scan_parquet(lake.parquet_files(accounts_part)), shard, n_shards).collect()
     previous_scores, history = read_previous_run(root, as_of, shard, n_shards)
-    recent = read_recent_snapshot_rows(root, as_of, cfg.pending_payments.grace_days, shard, n_shards)
+    # held like a waiting payment, for as long: a row missing or quarantined for a week is a fault upstream
+    # as likely as a charge-off purged, and only the hold's end tells them apart
+    recent = read_recent_snapshot_rows(root, as_of, cfg.pending_payments.max_hold_days, shard, n_shards)
     return DecideInputs(
         accounts=accounts,
         features=read_shard_file(root, FEATURES_ZONE, as_of, FEATURES_FILE, shard, n_shards),

@@ -225,8 +225,8 @@ def refuse_curated_rows_removed(root: Path, landed: Landed, day: dt.date, cfg: R
     received (its payer cut and queued) or part of a loan's schedule, and nothing would say so.
 
     A row upstream moved to another date is not lost: ``curated_elsewhere`` (given the removed rows) returns
-    those curated on another date, e.g. a late payment redelivered on the day it was paid, which the range
-    ingest curated there first (docs/contracts.md, Keys over time)."""
+    those curated on another date or delivered to a later one this range ingests next, e.g. a late payment
+    redelivered on the day it was paid (docs/contracts.md, Keys over time)."""
     if landed.dataset not in ("payments", "installments"):
         return
     part = zones.curated(root, landed.dataset, day)
@@ -249,8 +249,10 @@ def refuse_curated_rows_removed(root: Path, landed: Landed, day: dt.date, cfg: R
         f"this redelivery lacks {removed.height:,} {landed.dataset} rows curated for dt={day} and on no other "
         f"date ({_sample(removed, lambda r: str(r[key]))}): a partial redelivery would remove them, and a "
         "payment received is never removed silently",
-        hint="have upstream redeliver the whole day (every row curated before included); if the rows were "
-             "withdrawn on purpose, raise ingest.max_curated_rows_removed for that rerun",
+        hint="have upstream redeliver the whole day (every row curated before included); if upstream moved them "
+             "to another date, re-ingest both dates in one call (riskline ingest --from-date <the earlier> "
+             "--to-date <the later>); if they were withdrawn on purpose, raise ingest.max_curated_rows_removed "
+             "for that rerun",
     )
 
 

@@ -88,26 +88,35 @@ def test_a_redelivery_lacking_curated_rows_stops_the_ingest_and_keeps_them(
     assert lake.read_partition(zones.curated(root, dataset, day)).equals(before)
 
 
-def test_a_late_payment_moved_to_its_own_day_is_not_a_removal(
-    published_lake: PublishedLake, next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
+@pytest.mark.parametrize("moved_to", ["its_own_day", "a_later_day_of_the_range"])
+def test_a_payment_moved_to_another_day_is_not_a_removal(
+    published_lake: PublishedLake, next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig, moved_to: str,
 ):
-    # Hostile review 5 (F3): a payment of E delivered late in NEXT's drop, then moved by upstream to E's drop.
-    # The documented range re-ingest refused NEXT ("lacks a payment curated for it") although the payment was
-    # now curated on E, and the rebuild it sent the operator to looped back to the same refusal.
+    # Hostile reviews 5 and 6 (F3, G3): a late payment of E delivered in NEXT's drop, then moved by upstream to
+    # E's drop (its own day); or E's payment moved to NEXT's. The documented range re-ingest refused the date
+    # it left ("lacks a payment curated for it") although the range curates it where it went.
     root, day = next_drop
     earlier = published_lake.published
-    paid = landing(root, "payments", earlier).sort("payment_id").head(1)
-    late = paid.with_columns(pl.lit("PLATE-1").alias("payment_id"), pl.col("paid_at") + pl.duration(seconds=1),
-                             pl.lit(1).cast(paid.schema["amount"]).alias("amount"))
-    tonight = landing(root, "payments", day)
-    deliver(root, "payments", day, {DATA_FILE: pl.concat([tonight, late])})
-    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
-    deliver(root, "payments", earlier, {DATA_FILE: pl.concat([landing(root, "payments", earlier), late])})
-    deliver(root, "payments", day, {DATA_FILE: tonight})
+    before, after = landing(root, "payments", earlier), landing(root, "payments", day)
+    if moved_to == "its_own_day":
+        paid = before.sort("payment_id").head(1)
+        late = paid.with_columns(pl.lit("PLATE-1").alias("payment_id"), pl.col("paid_at") + pl.duration(seconds=1),
+                                 pl.lit(1).cast(paid.schema["amount"]).alias("amount"))
+        deliver(root, "payments", day, {DATA_FILE: pl.concat([after, late])})
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+        moved, home, left = "PLATE-1", earlier, day
+        deliver(root, "payments", earlier, {DATA_FILE: pl.concat([before, late])})
+        deliver(root, "payments", day, {DATA_FILE: after})
+    else:  # E's curated payment re-sent by NEXT's drop only (settled late), E redelivered without it
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+        moving = before.sort("payment_id").head(1)
+        moved, home, left = moving["payment_id"][0], day, earlier
+        deliver(root, "payments", earlier, {DATA_FILE: before.filter(pl.col("payment_id") != moved)})
+        deliver(root, "payments", day, {DATA_FILE: pl.concat([after, moving])})
     for d, later in ((earlier, [day]), (day, [])):  # riskline ingest --from-date E --to-date NEXT
         ingest.ingest_date(root, d, quiet_cfg, data_docs=False, reingesting=later)
     curated = {d: lake.read_partition(zones.curated(root, "payments", d))["payment_id"] for d in (earlier, day)}
-    assert "PLATE-1" in curated[earlier].to_list() and "PLATE-1" not in curated[day].to_list()
+    assert moved in curated[home].to_list() and moved not in curated[left].to_list()
 
 
 def test_a_snapshot_eroded_a_little_each_night_stops_the_ingest(
