@@ -6,6 +6,13 @@ from __future__ import annotations
 
 import polars as pl
 
+from pipelines.domain.policy import DECIDED_STATUSES
+
+
+def open_accounts(snapshot: pl.DataFrame) -> pl.DataFrame:
+    """The rows of accounts still open (active or frozen: the statuses the policy decides)."""
+    return snapshot.filter(pl.col("status").is_in(DECIDED_STATUSES))
+
 
 def open_accounts_missing(today: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
     """Accounts open (active or frozen) in ``previous`` that ``today``'s snapshot lacks (``account_id``, the
@@ -15,8 +22,7 @@ def open_accounts_missing(today: pl.DataFrame, previous: pl.DataFrame) -> pl.Dat
     gets no score and no decision, and its payments wait as ``unknown_account``; a snapshot missing many is
     a partial extract, not a book that shrank overnight.
     """
-    open_before = previous.filter(pl.col("status").is_in(["active", "frozen"]))
-    return (open_before.join(today.select("account_id").unique(), on="account_id", how="anti")
+    return (open_accounts(previous).join(today.select("account_id").unique(), on="account_id", how="anti")
             .select("account_id", "status", "credit_limit_cents").sort("account_id"))
 
 

@@ -34,9 +34,9 @@ may be this account's, so the ledger may overstate what it owes: while one waits
 becomes a ``hold`` with code ``PAYMENT_PENDING`` and the ``hold_payment_pending`` explanation (the line stays
 as it is; an unfreeze or an increase is not withheld, since the missing money can only make the account
 look worse than it is). An account whose arrears all fell due within the grace period
-(``pending_payments.grace_days``) is held the same way, with code ``GRACE_PERIOD`` and the ``hold_grace_period``
-explanation: a payment made on time may still be on its way. Credit on an overdue account (money applied to no due instalment, e.g. sent against
-a loan already repaid) holds it the same way
+(``pending_payments.grace_days``) is held the same way, with code ``GRACE_PERIOD`` and the
+``hold_grace_period`` explanation: a payment made on time may still be on its way. Credit on an overdue
+account (money applied to no due instalment, e.g. sent against a loan already repaid) holds it the same way
 (:func:`~pipelines.domain.pending_payments.unapplied_credit_holds`).
 
 Money is integer cents throughout: factors and steps become basis points and every product is an
@@ -195,8 +195,7 @@ def build_policy_input(
               how="left")
         .join(holds.select("account_id", "pending_payments"), on="account_id", how="left")
         .with_columns(in_grace=pl.col("account_id").is_in(
-            (grace if grace is not None else pl.DataFrame(schema={"account_id": pl.String}))["account_id"].implode()
-        ))
+            (grace["account_id"] if grace is not None else pl.Series(dtype=pl.String)).implode()))
         .with_columns(
             days_on_book=(as_of_lit - pl.col("opened_on")).dt.total_days(),
             days_since_limit_change=(as_of_lit - pl.col("last_change_on")).dt.total_days(),

@@ -19,7 +19,7 @@ from pipelines.domain.coverage import open_accounts_missing
 from pipelines.domain.decide import decide_frames
 from pipelines.domain.sharding import filter_shard
 from pipelines.store import lake, zones
-from pipelines.store.readers import read_pending_holds, read_previous_run, read_recent_snapshot_rows
+from pipelines.store.readers import read_latest_snapshot_rows, read_pending_holds, read_previous_run
 from pipelines.store.zones import FEATURES_FILE, FEATURES_ZONE, LEDGER_ZONE, shard_dir
 
 
@@ -71,7 +71,8 @@ def read_decide_inputs(
     previous_scores, history = read_previous_run(root, as_of, shard, n_shards)
     # held like a waiting payment, for as long: a row missing or quarantined for a week is a fault upstream
     # as likely as a charge-off purged, and only the hold's end tells them apart
-    recent = read_recent_snapshot_rows(root, as_of, cfg.pending_payments.max_hold_days, shard, n_shards)
+    _, recent = read_latest_snapshot_rows(root, as_of, within_days=cfg.pending_payments.max_hold_days, shard=shard,
+                                          n_shards=n_shards)
     return DecideInputs(
         accounts=accounts,
         features=read_shard_file(root, FEATURES_ZONE, as_of, FEATURES_FILE, shard, n_shards),

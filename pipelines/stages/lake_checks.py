@@ -21,10 +21,11 @@ from pipelines.domain.conform import (
     SAMPLE_KEYS, UNIT_MIN_TONIGHT, lines_in_another_unit, loans_off_their_draw, loans_over_their_lines,
     loans_without_a_draw, money_unit_drift, payments_in_another_unit,
 )
-from pipelines.domain.coverage import curated_rows_removed, open_accounts_missing
+from pipelines.domain.coverage import curated_rows_removed, open_accounts, open_accounts_missing
 from pipelines.errors import IngestError
 from pipelines.store import lake, zones
 from pipelines.store.drops import Landed, land_partition, landing_file_names
+from pipelines.store.readers import read_latest_snapshot_rows
 
 # Loans of the days before a drop that must all follow cash draws (at least this many) before its own
 # loans are judged against draws: a book whose loans are not draws (a card book's statements) shows it.
@@ -160,13 +161,7 @@ class KnownAccounts(NamedTuple):
 def last_known_accounts(root: Path, day: dt.date) -> KnownAccounts:
     """The last ``_LOOKBACK_SNAPSHOTS`` curated snapshots before ``day``, each account's latest row in them:
     what tonight's snapshot is compared with (its lines, the open accounts it must keep)."""
-    earlier = [d for d in zones.curated_dates(root, "accounts") if d < day][-_LOOKBACK_SNAPSHOTS:]
-    columns = ["account_id", "status", "credit_limit_cents", "dt"]
-    if not earlier:
-        return KnownAccounts([], pl.DataFrame(schema={c: pl.String() for c in columns}).select(columns))
-    rows = (zones.scan_curated(root, "accounts", earlier[-1], dates=earlier).select(columns).sort("dt")
-            .group_by("account_id").last().collect().sort("account_id"))
-    return KnownAccounts(earlier, rows)
+    return KnownAccounts(*read_latest_snapshot_rows(root, day, last_snapshots=_LOOKBACK_SNAPSHOTS))
 
 
 def refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, accounts: pl.DataFrame,
@@ -204,7 +199,7 @@ def refuse_open_accounts_missing(root: Path, landed: Landed, day: dt.date, cfg: 
         return
     missing = open_accounts_missing(landed.frame, known.rows)
     share = cfg.ingest.max_share_of_open_accounts_missing
-    opened = known.rows.filter(pl.col("status").is_in(["active", "frozen"])).height
+    opened = open_accounts(known.rows).height
     if missing.height <= share * opened:
         return
     sample = _sample(missing, lambda r: f"{r['account_id']} ({r['status']}, {_cny(r['credit_limit_cents'])} CNY)")
@@ -234,8 +229,7 @@ def refuse_curated_rows_removed(root: Path, landed: Landed, day: dt.date, cfg: R
         return
     dataset = CONTRACT[landed.dataset]
     key = dataset.key[0]
-    curated = lake.read_partition(part)
-    removed = curated.join(curated_rows_removed(curated.select(key), landed.frame, key), on=key, how="semi")
+    removed = curated_rows_removed(lake.read_partition(part), landed.frame, key)
     if removed.height <= cfg.ingest.max_curated_rows_removed:
         return
     moved = curated_elsewhere(removed)

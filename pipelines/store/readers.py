@@ -67,16 +67,22 @@ def read_pending_holds(
     return filter_shard(holds.lazy(), shard, n_shards).collect()
 
 
-def read_recent_snapshot_rows(
-    root: Path, as_of: dt.date, days: int, shard: int = 0, n_shards: int = 1
-) -> pl.DataFrame:
-    """Each account's latest curated snapshot row (``account_id, status, credit_limit_cents``) over the
-    ``days`` dates before ``as_of`` that have a snapshot: the accounts tonight's snapshot should still hold
-    (:func:`pipelines.domain.coverage.open_accounts_missing`). Empty for ``days`` 0 or no such snapshot."""
-    dates = [d for d in zones.curated_dates(root, "accounts") if as_of - dt.timedelta(days=days) <= d < as_of]
-    columns = ["account_id", "status", "credit_limit_cents"]
+def read_latest_snapshot_rows(
+    root: Path, before: dt.date, *, last_snapshots: int | None = None, within_days: int | None = None,
+    shard: int = 0, n_shards: int = 1,
+) -> tuple[list[dt.date], pl.DataFrame]:
+    """The curated account snapshots before ``before`` (the last ``last_snapshots`` of them, or those of the
+    last ``within_days`` days), oldest first, and each account's latest row in them (``account_id, status,
+    credit_limit_cents, dt``): what a snapshot is compared with, the accounts and lines it should still hold.
+    No such snapshot: ``[]`` and an empty frame."""
+    dates = [d for d in zones.curated_dates(root, "accounts") if d < before]
+    if within_days is not None:
+        dates = [d for d in dates if d >= before - dt.timedelta(days=within_days)]
+    if last_snapshots is not None:
+        dates = dates[-last_snapshots:] if last_snapshots else []
+    columns = {"account_id": pl.String(), "status": pl.String(), "credit_limit_cents": pl.Int64(), "dt": pl.Date()}
     if not dates:
-        return pl.DataFrame(schema={"account_id": pl.String(), "status": pl.String(),
-                                    "credit_limit_cents": pl.Int64()})
-    scan = zones.scan_curated(root, "accounts", dates[-1], dates=dates).select(*columns, "dt").sort("dt")
-    return filter_shard(scan.group_by("account_id").last(), shard, n_shards).select(columns).collect()
+        return [], pl.DataFrame(schema=columns)
+    scan = zones.scan_curated(root, "accounts", dates[-1], dates=dates).select(list(columns)).sort("dt")
+    rows = filter_shard(scan.group_by("account_id").last(), shard, n_shards).collect().sort("account_id")
+    return dates, rows
