@@ -359,8 +359,9 @@ def ingest_date(
                 lake_checks.refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated,
                                                          known)
             if "payments" in landed:
-                lake_checks.refuse_payments_in_another_unit(root, landed, day, cfg,
-                                                            prepared[names.index("payments")].curated)
+                payments = prepared[names.index("payments")].curated
+                lake_checks.refuse_payments_in_another_unit(root, landed, day, cfg, payments)
+                lake_checks.refuse_payments_resent_under_new_ids(root, day, cfg, payments)
     except OSError as exc:  # a read-only root or a full disk while reading or writing validation results
         raise LakeStorageError(exc, names, day, done) from exc
     # Later dates of this range that hold copies of rows this date now keeps are marked before this date is

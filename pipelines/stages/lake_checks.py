@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
-from pipelines.contracts.landing import CONTRACT, EVENT_TYPES
+from pipelines.contracts.landing import CONTRACT, EVENT_TYPES, PAYMENT_FACTS
 from pipelines.domain.conform import (
     SAMPLE_KEYS, UNIT_MIN_TONIGHT, lines_in_another_unit, loans_off_their_draw, loans_over_their_lines,
     loans_without_a_draw, money_unit_drift, payments_in_another_unit,
@@ -144,6 +144,36 @@ def refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], da
         "fraction (or a multiple) of what these customers paid",
         hint=f"ask upstream which files or writer send another unit; {_SEND_ONE_UNIT}; if the amounts are right, "
              "raise ingest.max_share_of_payments_in_another_unit",
+    )
+
+
+def refuse_payments_resent_under_new_ids(root: Path, day: dt.date, cfg: RisklineConfig,
+                                         payments: pl.DataFrame) -> None:
+    """Stop when payments about to be curated repeat a payment curated on an earlier date of the late window
+    under another ``payment_id``: same account, loan, ``paid_at`` to the microsecond and amount
+    (:data:`~pipelines.contracts.landing.PAYMENT_FACTS`). A real second payment has its own time; a source
+    that mints ids on every extract re-sent the first, and crediting it again would count money never received
+    (its PD, and so its customer's limit, moves on that money). Within one delivery the copy is quarantined
+    (``same_as_another_payment``); across deliveries the extract is at fault, so the ingest stops."""
+    if payments.is_empty():
+        return
+    since = day - dt.timedelta(days=cfg.ingest.payment_late_days + 1)
+    loans = payments.get_column("loan_id").unique().implode()
+    earlier = (zones.scan_curated(root, "payments", day - dt.timedelta(days=1), since=since)
+               .filter(pl.col("loan_id").is_in(loans))
+               .select(pl.col("payment_id").alias("curated_id"), *PAYMENT_FACTS, "dt").collect())
+    copies = (payments.select("payment_id", *PAYMENT_FACTS).join(earlier, on=list(PAYMENT_FACTS))
+              .filter(pl.col("payment_id") != pl.col("curated_id")).sort("payment_id"))
+    if copies.is_empty():
+        return
+    sample = _sample(copies, lambda r: f"{r['payment_id']} = {r['curated_id']} of dt={r['dt']} "
+                                       f"({_cny(r['amount_cents'])} CNY)")
+    raise _refusal(
+        root, "payments", day, "payment_id",
+        f"{copies.height:,} payment(s) repeat a payment curated on an earlier date under a new payment_id, same "
+        f"account, loan, paid_at and amount ({sample}): a re-sent extract would credit that money twice",
+        hint="have upstream remove the re-sent payments (or send them under their first payment_id, which is "
+             "dropped as a redelivery) and rerun ingest for this date",
     )
 
 

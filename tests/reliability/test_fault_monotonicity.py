@@ -166,6 +166,11 @@ def _earlier_payments(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
     return pl.concat([frame, _resent(book.rows("payments", book.lake.published))])
 
 
+def _earlier_payments_under_new_ids(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    earlier = book.rows("payments", book.lake.published)
+    return pl.concat([frame, earlier.with_columns(pl.concat_str(pl.lit("R"), pl.col("payment_id")).alias("payment_id"))])
+
+
 def _earlier_payment_corrected(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
     earlier = _resent(book.rows("payments", book.lake.published).sort("payment_id").head(1))
     return pl.concat([frame, earlier.with_columns(pl.col("amount") * 2)])
@@ -321,6 +326,8 @@ MUTATIONS = [
     # classes 2 and 7 (ingest-keys, merged): keys unique across time, delivery order by sequence number
     _own(M("earlier_payments_redelivered", "yesterday's payments sent again in tonight's drop",
            _redeliver("payments", _earlier_payments))),
+    _own(M("earlier_payments_resent_under_new_ids", "yesterday's payments sent again tonight under new ids, "
+           "paid_at and amounts as they were", _redeliver("payments", _earlier_payments_under_new_ids))),
     _own(M("earlier_payment_corrected", "one of yesterday's payment ids again, amount doubled",
            _redeliver("payments", _earlier_payment_corrected))),
     _own(M("earlier_schedule_redelivered", "yesterday's instalment schedules sent again",

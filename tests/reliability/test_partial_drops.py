@@ -137,3 +137,22 @@ def test_a_snapshot_eroded_a_little_each_night_stops_the_ingest(
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     assert f"column=account_id: {len(gone):,} of the " in str(err.value), str(err.value)
+
+
+def test_yesterdays_payments_resent_under_new_ids_stop_the_ingest(
+    published_lake: PublishedLake, next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
+):
+    # New-user review of stop 27 (F1): yesterday's payments re-sent in tonight's drop under new ids, with their
+    # own paid_at and amounts, passed every key check: exit 0, the money counted twice, PDs up, three lines cut.
+    root, day = next_drop
+    yesterday = landing(root, "payments", published_lake.published).sort("payment_id").head(3)
+    again = yesterday.with_columns(pl.concat_str(pl.lit("R"), pl.col("payment_id")).alias("payment_id"))
+    tonight = landing(root, "payments", day)
+    deliver(root, "payments", day, {DATA_FILE: pl.concat([tonight, again.select(tonight.columns)])})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"payments dt={day} file={DATA_FILE} column=payment_id: 3 payment(s) repeat a payment "
+                           "curated on an earlier date under a new payment_id"), text
+    assert f"= {yesterday['payment_id'][0]} of dt={published_lake.published}" in text and "\n" not in text, text
+    assert not lake.is_complete(zones.curated(root, "payments", day))
