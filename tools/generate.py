@@ -42,7 +42,8 @@ from pipelines.config.settings import RisklineConfig
 from tools.faults import FAULT_KINDS, Fault, INJECTORS, LandingPartition, check_fault_dates, inject_faults
 from tools.simulate import GeneratorParams, PortfolioDay, PortfolioSimulation
 from tools.simulate_card import CardSimulation
-from pipelines.contracts.landing import ACCOUNT_STATUSES, DATASETS
+from pipelines.contracts import control_totals
+from pipelines.contracts.landing import ACCOUNT_STATUSES, CONTRACT, DATASETS
 from pipelines.store import lake, zones
 from tools.generator_config import GeneratorConfig, load_generator_config
 
@@ -97,6 +98,8 @@ class GeneratorSummary:
             f"in hardship now: {self.in_hardship_share:.1%}; loans drawn: {self.loans:,}",
             "  rows: " + ", ".join(f"{k} {v:,}" for k, v in self.rows.items()),
         ]
+        if p.get("control_totals"):
+            lines.append("  each _SUCCESS declares its drop's rows and money sums (control totals, checked by ingest)")
         for fault, touched in self.fault_rows.items():
             what = ", ".join(f"{ds} {n}" for ds, n in touched.items())
             warn = "  (nothing to corrupt that day!)" if not any(touched.values()) else ""
@@ -130,7 +133,7 @@ def write_portfolio(
     for i, day in enumerate(sim.run(), 1):
         parts, report = inject_faults(day, faults, params.seed, tz)
         for dataset, part in parts.items():
-            _write_landing_partition(root, dataset, day.date, part)
+            _write_landing_partition(root, dataset, day.date, part, params.control_totals)
             rows[dataset] += day.frames[dataset].height
         fault_rows.update(report)
         last = day
@@ -149,6 +152,7 @@ def write_portfolio(
             "seed": params.seed,
             # named only when not the default, so the default profile's summary stays byte-identical
             **({"profile": params.profile} if params.profile != "default" else {}),
+            **({"control_totals": True} if params.control_totals else {}),
         },
         faults=[str(f) for f in faults],
         accounts={"total": truth.height, **{s: int(counts.get(s, 0)) for s in ACCOUNT_STATUSES}},
@@ -184,7 +188,9 @@ def release_late(root: Path) -> list[Path]:
             files = lake.parquet_files(part)
             if files:  # none left: an earlier release moved them and died before tidying up
                 target = zones.landing(root, dataset, date)
-                with lake.staged_partition(target) as tmp:
+                declared = lake.declared_manifest(part)  # the drop's own totals come with it
+                manifest = json.dumps(declared, sort_keys=True, default=str).encode() if declared else None
+                with lake.staged_partition(target, manifest=manifest) as tmp:
                     for file in files:
                         lake.move_file(file, tmp / file.name)
                 released.append(target)
@@ -192,13 +198,27 @@ def release_late(root: Path) -> list[Path]:
     return released
 
 
-def _write_landing_partition(root: Path, dataset: str, date: dt.date, part: LandingPartition) -> None:
+def declared_manifest(dataset: str, files: dict[str, pl.DataFrame | bytes]) -> bytes:
+    """The ``_SUCCESS`` manifest of a drop of ``files``: the rows and money sums written, as a well-run
+    upstream declares them (a file of raw bytes, a corrupt-file fault, counts nothing)."""
+    frames = [f for f in files.values() if isinstance(f, pl.DataFrame)]
+    parts = [control_totals.totals_of(f, CONTRACT[dataset]) for f in frames]
+    sums: dict[str, int] = {}
+    for totals in parts:
+        for name, cents in totals.sums.items():
+            sums[name] = sums.get(name, 0) + cents
+    return control_totals.manifest_bytes(control_totals.ControlTotals(sum(t.rows for t in parts), sums))
+
+
+def _write_landing_partition(root: Path, dataset: str, date: dt.date, part: LandingPartition,
+                             declare: bool = False) -> None:
     landing = zones.landing(root, dataset, date)
     late = lake.partition_dir(root, LATE_ZONE, dataset, date)
     target, stale = (late, landing) if part.late else (landing, late)
     lake.remove_partition(stale)  # a rerun leaves one copy of the day, where this run put it
     # missing_success publishes the files without the marker
-    with lake.staged_partition(target, marker=part.success) as tmp:
+    manifest = declared_manifest(dataset, part.files) if declare else None
+    with lake.staged_partition(target, marker=part.success, manifest=manifest) as tmp:
         _write_files(tmp, part.files)
 
 

@@ -31,6 +31,9 @@ class GeneratorParams:
     end_date: dt.date
     seed: int = 7
     profile: str = "default"  # the book's shape: "default" (the demo's credit lines) or "card"
+    # _SUCCESS declares each drop's rows and money sums (docs/contracts.md), as `riskline generate` does by
+    # default; False (the library's default, the fixtures' plain upstream) writes empty markers
+    control_totals: bool = False
 
     def __post_init__(self) -> None:
         if self.accounts <= 0 or self.days <= 0:

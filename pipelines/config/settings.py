@@ -68,6 +68,28 @@ _MONEY_MAX_CNY: dict[str, dict[str, float]] = {
 }
 
 
+class ControlTotalsConfig(Section):
+    """Control totals upstream declares in ``_SUCCESS`` (docs/contracts.md: declared row counts and control
+    totals): a payment missing from a drop cannot be told from one not made, a declared count and sum can."""
+
+    # Datasets whose every drop must declare its row count and the sums of its required money columns (a
+    # lender whose payment feed is reconciled with the channel's settlement sets [payments]). Empty by
+    # default: a real upstream's plain _SUCCESS must not stop its first night.
+    required_for: list[str] = []
+    # A feed that declared a total on any drop of the last this many days must keep declaring it: a drop
+    # whose _SUCCESS lost its totals (an extract rewritten, a marker touched by hand) would otherwise pass
+    # unproven. 0 turns it off.
+    keep_declaring_days: int = Field(default=7, ge=0, le=90)
+
+    @model_validator(mode="after")
+    def _datasets_exist(self) -> ControlTotalsConfig:
+        unknown = sorted(set(self.required_for) - set(CONTRACT))
+        if unknown:
+            raise ValueError(f"ingest.control_totals.required_for: unknown dataset(s) {unknown} "
+                             f"(datasets: {sorted(CONTRACT)})")
+        return self
+
+
 class IngestConfig(Section):
     business_keys: dict[str, list[str]]
     money_max_cny: dict[str, dict[str, float]] = _MONEY_MAX_CNY
@@ -106,6 +128,7 @@ class IngestConfig(Section):
     # redelivery and curated on no other date would be lost (money received, or a loan's schedule), so more
     # than this many stop the ingest (raise it for the rerun of a deliberate removal).
     max_curated_rows_removed: int = Field(default=0, ge=0)
+    control_totals: ControlTotalsConfig = ControlTotalsConfig()
 
     @model_validator(mode="after")
     def _keys_name_real_columns(self) -> IngestConfig:

@@ -93,7 +93,7 @@ def cmd_generate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
     try:
         params = GeneratorParams(
             accounts=args.accounts, days=args.days, end_date=args.end_date, seed=args.seed,
-            profile=args.profile,
+            profile=args.profile, control_totals=not args.plain_success,
         )
         faults = parse_faults(args.faults, params)
     except ValueError as exc:
@@ -351,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("default", "card"), default="default",
                    help="the book's shape: default (the demo's credit lines) or card (monthly statements, "
                         "minimum payments, revolving balances, sparse behaviour, no income/region)")
+    p.add_argument("--plain-success", action="store_true",
+                   help="write empty _SUCCESS markers, as an upstream that declares no control totals (default: "
+                        "each _SUCCESS declares its drop's rows and money sums, checked by ingest)")
     p.add_argument(
         "--release-late",
         action="store_true",

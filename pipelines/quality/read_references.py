@@ -19,7 +19,7 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.errors import IngestError
 from pipelines.quality.references import VOLUME_DRIVERS, References, VolumeHistory
 from pipelines.store import lake, zones
-from pipelines.store.drops import read_landing
+from pipelines.store.drops import declared_totals, read_landing
 
 
 def _curated_ids(root: Path, dataset: str, day: dt.date, column: str) -> pl.Series | None:
@@ -210,14 +210,8 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
 
 
 def _declared_rows(root: Path, dataset: str, day: dt.date, duplicates: int) -> int | None:
-    part = zones.landing(root, dataset, day)
-    try:
-        declared = lake.declared_rows(part)
-    except ValueError as exc:
-        raise IngestError(str(exc), dataset=dataset, date=day, file=lake.SUCCESS,
-                          hint='ask upstream to write an empty _SUCCESS or {"rows": N} (docs/contracts.md), '
-                               "then rerun ingest for this date") from None
-    return None if declared is None else declared - duplicates
+    declared = declared_totals(root, dataset, day)
+    return None if declared is None else declared.rows - duplicates
 
 
 def _held_loans(root: Path, day: dt.date, wanted: pl.Series, known: pl.Series,

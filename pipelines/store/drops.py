@@ -14,6 +14,8 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
+from pipelines.contracts import control_totals
+from pipelines.contracts.control_totals import ControlTotals
 from pipelines.contracts.landing import CONTRACT, Dataset
 from pipelines.domain.conform import (
     ConflictingDuplicatesError, FILE_ORDER, ROW_ORDER, ResentUnderNewIdsError, conform_to_contract,
@@ -181,6 +183,7 @@ def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineCon
     dataset = CONTRACT[dataset_name]
     key = cfg.ingest.business_keys.get(dataset_name, list(dataset.key))
     landed, n_files, side = _read_landing(root, dataset, day, cfg.ingest.money_max_cny.get(dataset_name))
+    check_control_totals(root, dataset, day, cfg, landed)
     resent = None
     try:
         try:
@@ -197,6 +200,84 @@ def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineCon
                  "then rerun ingest for this date",
         ) from exc
     return Landed(dataset_name, deduped.drop(FILE_ORDER, ROW_ORDER), n_files, landed.height, dropped, side, resent)
+
+
+_MANIFEST_HINT = ('ask upstream to write _SUCCESS empty or as {"rows": N, "sums": {"<money column>": "<CNY>"}} '
+                  "(docs/contracts.md: declared row counts and control totals) and redeliver, then rerun ingest "
+                  "for this date")
+
+
+def declared_totals(root: Path, dataset_name: str, day: dt.date) -> ControlTotals | None:
+    """The control totals upstream declared in the drop's ``_SUCCESS``; None for a plain marker."""
+    try:
+        raw = lake.declared_manifest(zones.landing(root, dataset_name, day))
+        return None if raw is None else control_totals.parse(raw, CONTRACT[dataset_name])
+    except ValueError as exc:
+        raise IngestError(f"{lake.SUCCESS} is not a control-totals manifest: {exc}", dataset=dataset_name,
+                          date=day, file=lake.SUCCESS, hint=_MANIFEST_HINT) from None
+
+
+def _required_totals(root: Path, dataset: Dataset, day: dt.date,
+                     cfg: RisklineConfig) -> tuple[frozenset[str], dt.date | None]:
+    """The totals tonight's drop must declare, and the latest earlier drop that declared one: every field a
+    drop of the last ``keep_declaring_days`` declared, and all of them for a dataset in ``required_for``."""
+    rules = cfg.ingest.control_totals
+    required: set[str] = set()
+    if dataset.name in rules.required_for:
+        required = {control_totals.ROWS} | {
+            f"sums.{c.name}" for c in dataset.columns if c.kind == "money" and c.required}
+    since = day - dt.timedelta(days=rules.keep_declaring_days)
+    latest = None
+    for earlier in reversed([d for d in zones.landing_dates(root, dataset.name) if since <= d < day]):
+        try:
+            totals = declared_totals(root, dataset.name, earlier)
+        except IngestError:
+            continue  # that date's own ingest judges its marker
+        if totals is not None:
+            required |= totals.fields
+            latest = latest or earlier
+    return frozenset(required), latest
+
+
+def check_control_totals(root: Path, dataset: Dataset, day: dt.date, cfg: RisklineConfig,
+                         delivered: pl.DataFrame) -> ControlTotals | None:
+    """Refuse a drop whose money sums differ from what upstream declared, or that stopped declaring them.
+
+    ``delivered``: every conformed row of the drop's files, before de-duplication (what upstream counted).
+    The row count itself is judged by validation (``volume_declared``), after de-duplication.
+    """
+    declared = declared_totals(root, dataset.name, day)
+    required, latest = _required_totals(root, dataset, day, cfg)
+    missing = sorted(required - (declared.fields if declared else frozenset()))
+    if missing:
+        why = (f"upstream declared them up to {latest}" if latest else
+               f"ingest.control_totals.required_for lists {dataset.name}")
+        raise IngestError(
+            f"the drop declares no control totals ({', '.join(missing)}) in {lake.SUCCESS} while {why}: a drop "
+            "without its "
+            "control totals cannot be told whole from one missing rows (a missing payment makes its payer "
+            "past due)", dataset=dataset.name, date=day, file=lake.SUCCESS,
+            hint="ask upstream to redeliver the drop with its totals in _SUCCESS (docs/contracts.md: declared "
+                 "row counts and control totals), then rerun ingest for this date; if the feed stopped "
+                 "declaring them for good, set ingest.control_totals.keep_declaring_days: 0 in riskline.yaml",
+        )
+    if declared is None:
+        return None
+    got = control_totals.totals_of(delivered, dataset)
+    for name, cents in sorted(declared.sums.items()):
+        have = got.sums.get(name, 0)
+        if have != cents:
+            rows = (f"{got.rows:,} rows" if got.rows == declared.rows else
+                    f"{got.rows:,} rows against {declared.rows:,} declared")
+            raise IngestError(
+                f"the drop's {name} sums to {control_totals.cny(have)} CNY over {rows}; upstream's control "
+                f"total in {lake.SUCCESS} is {control_totals.cny(cents)} CNY (off by "
+                f"{control_totals.cny(have - cents)}): rows lost, added or changed, or amounts in another unit",
+                dataset=dataset.name, date=day, file=landing_file_names(root, dataset.name, day), column=name,
+                hint="ask upstream to redeliver the drop whole (files and _SUCCESS), then rerun ingest for "
+                     "this date (nothing of the date was written)",
+            )
+    return declared
 
 
 def landing_file_names(root: Path, dataset: str, day: dt.date) -> str:

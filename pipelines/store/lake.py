@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -233,7 +234,7 @@ def scan_parquet(files: Location | Sequence[Location], **options: Any) -> pl.Laz
 
 
 @contextmanager
-def staged_partition(target: Location, marker: bool = True) -> Iterator[Path]:
+def staged_partition(target: Location, marker: bool = True, manifest: bytes | None = None) -> Iterator[Path]:
     """Yield an empty temporary folder; on clean exit publish it as ``target`` atomically.
 
     The caller writes its files into the yielded folder. ``_SUCCESS`` is added last, then the folder
@@ -242,10 +243,11 @@ def staged_partition(target: Location, marker: bool = True) -> Iterator[Path]:
     local and is uploaded as a new version of ``target`` (module docstring).
 
     ``marker=False`` publishes the files without ``_SUCCESS``: only the fault generator wants that, to
-    imitate an upstream drop that never finished.
+    imitate an upstream drop that never finished. ``manifest``: the marker's content, an upstream's control
+    totals (``contracts.control_totals``; on an object store kept in the commit as ``declared``).
     """
     if is_remote(target):
-        with _staged_version(target, marker) as tmp:
+        with _staged_version(target, marker, manifest) as tmp:
             yield tmp
         return
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -254,9 +256,11 @@ def staged_partition(target: Location, marker: bool = True) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        if marker and manifest:  # readers see none of the folder before the swap below
+            (tmp / SUCCESS).write_bytes(manifest)
+        elif marker:
+            (tmp / SUCCESS).touch()  # keeps a marker the caller wrote itself
         _fsync_dir_files(tmp)
-        if marker:
-            (tmp / SUCCESS).touch()
         fsync_dir(tmp)
         swap_into_place(tmp, target)
     finally:
@@ -265,7 +269,7 @@ def staged_partition(target: Location, marker: bool = True) -> Iterator[Path]:
 
 
 @contextmanager
-def _staged_version(target: UPath, marker: bool) -> Iterator[Path]:
+def _staged_version(target: UPath, marker: bool, manifest: bytes | None = None) -> Iterator[Path]:
     fs = target.fs
     tmp = Path(tempfile.mkdtemp(prefix="riskline-stage-"))
     try:
@@ -284,6 +288,8 @@ def _staged_version(target: UPath, marker: bool) -> Iterator[Path]:
             for rel in files:
                 fs.put_file(str(tmp / rel), f"{target.path}/{prefix}/{rel}")
             commit = {"format": _COMMIT_FORMAT, "version": version, "prefix": prefix, "files": files}
+            if manifest:
+                commit["declared"] = json.loads(manifest)
             target.joinpath(SUCCESS).write_bytes(json.dumps(commit, sort_keys=True).encode())
         except BaseException:
             _remove_key(fs, f"{target.path}/{prefix}")  # the half-uploaded version was never committed
@@ -308,17 +314,20 @@ def _read_marker(partition: UPath) -> dict[str, Any] | None:
     except ValueError as exc:
         raise ValueError(f"{partition}/{SUCCESS} is neither empty nor a riskline commit: {exc}") from None
     if isinstance(commit, dict) and "format" not in commit and "rows" in commit:
-        return {}  # an upstream manifest beside flat files (declared_rows reads it)
+        return {}  # an upstream manifest beside flat files (declared_manifest reads it)
     if not isinstance(commit, dict) or commit.get("format") != _COMMIT_FORMAT:
         raise ValueError(f"{partition}/{SUCCESS} is not a riskline commit (format {commit!r:.80})")
     return commit
 
 
-def declared_rows(partition: Location) -> int | None:
-    """Rows an upstream declared for its drop in ``_SUCCESS`` (``{"rows": N}``); None for a plain marker.
+def declared_manifest(partition: Location) -> dict[str, Any] | None:
+    """What upstream declared for its drop in ``_SUCCESS`` (``{"rows": N, "sums": {...}}``, numbers parsed
+    as ``Decimal``; ``contracts.control_totals`` judges it); None for a plain (empty) marker or none.
+
+    On an object store a drop riskline itself wrote (the generator) carries the manifest in its commit.
 
     Raises:
-        ValueError: the marker is neither empty nor a manifest with a whole, non-negative ``rows``.
+        ValueError: the marker is neither empty nor a JSON object.
     """
     marker = partition.joinpath(SUCCESS)
     try:
@@ -328,15 +337,14 @@ def declared_rows(partition: Location) -> int | None:
     if not raw.strip():
         return None
     try:
-        manifest = json.loads(raw)
+        manifest = json.loads(raw, parse_float=Decimal)
     except ValueError as exc:
         raise ValueError(f"{SUCCESS} is neither empty nor JSON ({exc})") from None
-    if isinstance(manifest, dict) and manifest.get("format") == _COMMIT_FORMAT:
-        return None  # riskline's own commit of a curated version
-    rows = manifest.get("rows") if isinstance(manifest, dict) else None
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-        raise ValueError(f'{SUCCESS} must be empty or {{"rows": N}} with N a whole number >= 0, got {raw[:80]!r}')
-    return rows
+    if not isinstance(manifest, dict):
+        raise ValueError(f'{SUCCESS} must be empty or a JSON object like {{"rows": N}}, got {raw[:80]!r}')
+    if manifest.get("format") == _COMMIT_FORMAT:
+        return manifest.get("declared")  # riskline's own commit of a version
+    return manifest
 
 
 def _drop_versions(target: UPath, keep: set[str]) -> None:

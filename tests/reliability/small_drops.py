@@ -70,8 +70,10 @@ def payments() -> pl.DataFrame:
 FRAMES = {"accounts": accounts, "behaviour": behaviour, "installments": installments, "payments": payments}
 
 
-def land(root: Path, dataset: str, files: dict[str, pl.DataFrame | bytes], day: dt.date = DAY) -> Path:
-    """Write one landing drop as upstream does: the files (``a/b`` names make folders), then ``_SUCCESS``."""
+def land(root: Path, dataset: str, files: dict[str, pl.DataFrame | bytes], day: dt.date = DAY,
+         marker: bytes = b"") -> Path:
+    """Write one landing drop as upstream does: the files (``a/b`` names make folders), then ``_SUCCESS``
+    (``marker``: its content, e.g. control totals; plain by default)."""
     part = root / "landing" / dataset / f"dt={day.isoformat()}"
     part.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
@@ -81,7 +83,7 @@ def land(root: Path, dataset: str, files: dict[str, pl.DataFrame | bytes], day: 
             path.write_bytes(content)
         else:
             content.write_parquet(path)
-    (part / lake.SUCCESS).touch()
+    (part / lake.SUCCESS).write_bytes(marker)
     return part
 
 

@@ -21,7 +21,6 @@ night runs (``run_night``, as ``riskline run`` does), and every account is compa
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from pipelines.contracts.landing import DATASETS
 from pipelines.errors import IngestError
 from pipelines.store import lake, publish
 from pipelines.store.zones import ledger_partition
+from tools import generate
 from tools.faults import DATA_FILE, REDELIVERY_FILE
 
 ADVERSE_ACTIONS = ("decrease", "freeze")
@@ -212,14 +212,56 @@ def _most_payments_missing(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
     return frame.filter(~_in(book.late_payers())).head(max(frame.height // 4, 1))
 
 
-def _a_fifth_missing_of_a_declared_count(root: Path, book: Book) -> None:
-    """A fifth of the payments missing at random; ``_SUCCESS`` declares the count upstream sent. Without
-    the count, a payment of an account already past its grace is indistinguishable from one not made
-    (docs/guarantees.md, "What is not guaranteed")."""
-    frame = book.rows("payments")
-    deliver(root, "payments", book.day, {DATA_FILE: frame.sample(fraction=0.8, seed=3, shuffle=False)})
-    marker = lake.partition_dir(root, "landing", "payments", book.day) / "_SUCCESS"
-    marker.write_text(json.dumps({"rows": frame.height}))
+def _declaring(marker: Callable[[Book], bytes], change: Callable[[pl.DataFrame, Book], pl.DataFrame]) -> Change:
+    """NEXT's payments delivered again with ``change`` applied, under the ``_SUCCESS`` ``marker`` returns."""
+
+    def run(root: Path, book: Book) -> None:
+        deliver(root, "payments", book.day, {DATA_FILE: change(book.rows("payments"), book)}, marker(book))
+
+    return run
+
+
+def _clean_totals(book: Book) -> bytes:
+    """The control totals of the clean drop: what the extract held, declared by the side that counted it."""
+    return generate.declared_manifest("payments", {DATA_FILE: book.rows("payments")})
+
+
+def _plain_marker(book: Book) -> bytes:
+    return b""  # an empty _SUCCESS
+
+
+def _after_declared_nights(change: Change) -> Change:
+    """``change`` on a lake whose payments feed declared its control totals on the week before NEXT."""
+
+    def run(root: Path, book: Book) -> None:
+        for back in range(1, 8):
+            day = book.day - dt.timedelta(days=back)
+            part = lake.partition_dir(root, "landing", "payments", day)
+            (part / lake.SUCCESS).write_bytes(
+                generate.declared_manifest("payments", {DATA_FILE: book.rows("payments", day)}))
+        change(root, book)
+
+    return run
+
+
+def _a_fifth_missing(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    """A fifth of the payments missing at random: some of an account already past its grace, which without
+    a declared total is indistinguishable from a payment not made (docs/guarantees.md)."""
+    return frame.sample(fraction=0.8, seed=3, shuffle=False)
+
+
+def _arrears_payments_withheld(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    """Payments of arrears withheld from the first delivery: past the grace each payer is cut and queued as if
+    they had not paid (review of stop 27, F2: A0001553 cut 1,150 -> 850; this book's arrears are younger,
+    ``test_control_totals.py`` has one past the grace)."""
+    arrears = _loans_last_night(book).filter(pl.col("overdue_cents") > 0)
+    return frame.filter(~pl.col("loan_id").is_in(arrears.get_column("loan_id").implode()))
+
+
+def _late_payers_in_jiao(frame: pl.DataFrame, book: Book) -> pl.DataFrame:
+    """Late payers' payments a tenth of what they paid (another writer's unit): too few rows for any check
+    of units, not for the declared sum."""
+    return _late_payments(_set("amount", pl.col("amount").cast(pl.Float64) / 10))(frame, book)
 
 
 def _loans_last_night(book: Book) -> pl.DataFrame:
@@ -351,7 +393,15 @@ MUTATIONS = [
            _redeliver("payments", _most_payments_missing))),
     # new-user review of issue 16 (H1, H2): short drops the volume floor lets through
     _own(M("payments_a_fifth_missing_of_a_declared_count", "a fifth of the payments missing, _SUCCESS "
-           "declaring the count sent", _a_fifth_missing_of_a_declared_count)),
+           "declaring the count and sum the extract held", _declaring(_clean_totals, _a_fifth_missing))),
+    # review of stop 27 (F2): a tenth of a first payments drop withheld cut and queued payers past their grace
+    _own(M("arrears_payments_withheld_marker_emptied", "payments of arrears withheld, _SUCCESS "
+           "plain after nights that declared their totals",
+           _after_declared_nights(_declaring(_plain_marker, _arrears_payments_withheld)))),
+    _own(M("arrears_payments_withheld_under_declared_totals", "payments of arrears withheld, "
+           "_SUCCESS declaring what the extract held", _declaring(_clean_totals, _arrears_payments_withheld))),
+    _own(M("late_payers_amounts_in_jiao_under_declared_sums", "late payers' payments a tenth of their amount, "
+           "_SUCCESS declaring the sum received", _declaring(_clean_totals, _late_payers_in_jiao))),
     _own(M("young_arrears_payments_a_day_late", "payments of arrears due yesterday or the day before, paid "
            "on time and delivered late", _redeliver("payments", _young_arrears_payments_late))),
     _own(M("on_time_payments_missing", "payments of loans current last night missing (lost or a day late)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import polars as pl
 import pytest
 
 from pipelines.config.location import as_location
+from pipelines.contracts import control_totals
 from pipelines.contracts.landing import CONTRACT, DATASETS
 from pipelines.store import lake
 from tools.generate import LATE_ZONE, release_late, write_portfolio
@@ -280,6 +282,8 @@ def _check_late_partition(clean: Path, root: Path, day: dt.date) -> None:
     for dataset in DATASETS:
         assert lake.is_complete(_landing(root, dataset, day))
         assert _files(_landing(root, dataset, day)) == _files(_landing(clean, dataset, day))
+        # the drop's marker comes with it (declared control totals too: test_every_drop_declares...)
+        assert lake.declared_manifest(_landing(root, dataset, day)) == lake.declared_manifest(_landing(clean, dataset, day))
     assert not any((root / LATE_ZONE).rglob("*.parquet"))
     assert release_late(root) == []  # nothing left to release
 
@@ -463,12 +467,15 @@ def test_a_book_with_withheld_and_unfinished_drops_on_an_object_store_matches_th
 
 
 def _digest(root: Path) -> str:
+    """Every file's path and bytes; a ``_SUCCESS`` counts as the empty marker it was before drops declared
+    their control totals (checked apart)."""
     import hashlib
 
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.is_file():
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+            content = b"" if path.name == lake.SUCCESS else path.read_bytes()
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + content)
     return digest.hexdigest()
 
 
@@ -478,6 +485,28 @@ def test_default_profile_writes_the_same_bytes_as_before_profiles_existed(tmp_pa
     params = GeneratorParams(accounts=300, days=40, end_date=dt.date(2026, 11, 20), seed=5, profile="default")
     write_portfolio(tmp_path, params, cfg)
     assert _digest(tmp_path) == "22c385443d2970c2d26fdd9542f1f35c672514b162f71696bcb1873f070d35e6"
+
+
+def test_every_drop_declares_the_rows_and_sums_it_holds(tmp_path: Path, cfg) -> None:
+    """``_SUCCESS`` carries the control totals of the files beside it (what ingest checks exactly), as
+    ``riskline generate`` writes it; ``control_totals=False`` is the plain marker of an upstream that declares
+    nothing."""
+    params = GeneratorParams(accounts=200, days=5, end_date=END, seed=5)  # the library's default: plain
+    late = Fault("late_partition", END)  # a withheld day keeps its totals when released
+    write_portfolio(tmp_path / "declared", dataclasses.replace(params, control_totals=True), cfg, faults=[late])
+    assert len(release_late(tmp_path / "declared")) == len(DATASETS)
+    write_portfolio(tmp_path / "plain", params, cfg)
+    for name in DATASETS:
+        for day in params.dates:
+            part = lake.partition_dir(tmp_path / "declared", "landing", name, day)
+            frame = pl.read_parquet(lake.parquet_files(part))
+            declared = json.loads((part / lake.SUCCESS).read_bytes())
+            assert declared == json.loads(control_totals.manifest_bytes(
+                control_totals.totals_of(frame, CONTRACT[name]))), (name, day)
+            assert declared["rows"] == frame.height
+            plain = lake.partition_dir(tmp_path / "plain", "landing", name, day) / lake.SUCCESS
+            assert plain.read_bytes() == b""
+    assert json.loads((part / lake.SUCCESS).read_bytes())["sums"].keys() == {"amount"}  # payments
 
 
 CARD = GeneratorParams(accounts=400, days=90, end_date=END, seed=3, profile="card")

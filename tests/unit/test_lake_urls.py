@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from decimal import Decimal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,22 @@ def test_small_files_are_single_puts(root: UPath):
     lake.atomic_write_bytes(path, b'{"ok": true}')
     lake.atomic_write_bytes(path, b'{"ok": false}')
     assert path.read_bytes() == b'{"ok": false}'
+
+
+def test_declared_control_totals_are_read_from_upstreams_marker_and_from_a_committed_version(root: UPath):
+    """Upstream's manifest beside flat files, and the generator's drop committed as a version (the totals
+    travel in the commit): both read back exactly, numbers as decimals."""
+    flat = lake.partition_dir(root, "landing", "payments", DAY)
+    with (flat / "part-00000.parquet").open("wb") as fh:
+        pl.DataFrame({"x": [1]}).write_parquet(fh)
+    flat.joinpath(lake.SUCCESS).write_bytes(b'{"rows": 1, "sums": {"amount": 0.1}}')
+    assert lake.declared_manifest(flat) == {"rows": 1, "sums": {"amount": Decimal("0.1")}}
+    versioned = lake.partition_dir(root, "landing", "payments", DAY + dt.timedelta(days=1))
+    with lake.staged_partition(versioned, manifest=b'{"rows": 1, "sums": {"amount": "12.30"}}') as tmp:
+        pl.DataFrame({"x": [1]}).write_parquet(tmp / "part-00000.parquet")
+    assert lake.declared_manifest(versioned) == {"rows": 1, "sums": {"amount": "12.30"}}
+    assert lake.read_partition(versioned)["x"].to_list() == [1]
+    plain = lake.partition_dir(root, "landing", "payments", DAY + dt.timedelta(days=2))
+    with lake.staged_partition(plain) as tmp:
+        pl.DataFrame({"x": [1]}).write_parquet(tmp / "part-00000.parquet")
+    assert lake.declared_manifest(plain) is None
