@@ -19,6 +19,7 @@ from typing import Any
 
 from pipelines.config.location import is_remote
 from pipelines.config.settings import ConfigError, RisklineConfig, config_path, load_config
+from pipelines.entry import cli_steps
 from pipelines.entry.airflow import quiet_third_party_logs
 from pipelines.entry.cli_args import CliError, parse_date
 from pipelines.entry.cli_model import add_model_commands, model_next_step
@@ -29,7 +30,7 @@ from pipelines.stages.ingest import ingest_date, ranged_days
 from pipelines.stages.night import RunLockedError, RunOptions, dry_run_root, run_night
 from pipelines.store import chain, lake, zones
 from pipelines.store.chain import ChainError
-from pipelines.store.publish import PublishIncompleteError, describe_latest
+from pipelines.store.publish import PublishIncompleteError, describe_latest, read_latest
 from pipelines.vocab import DATASETS
 
 
@@ -43,15 +44,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _dates(args: argparse.Namespace, single: str = "date") -> list[dt.date]:
-    """The one date (``--date``, or the option named by ``single``) or the inclusive range, in order."""
+def _dates(args: argparse.Namespace, single: str = "date", known: str = "") -> list[dt.date]:
+    """The one date (``--date``, or the option named by ``single``) or the inclusive range, in order.
+
+    ``known`` follows the error when no date is given: what the lake already says about which date is next.
+    """
     one, flag = getattr(args, single), "--" + single.replace("_", "-")
     if one is not None:
         if args.from_date or args.to_date:
             raise CliError(f"give either {flag} or --from-date/--to-date, not both")
         return [one]
     if not (args.from_date and args.to_date):
-        raise CliError(f"give {flag} D, or both --from-date and --to-date")
+        raise CliError(f"give {flag} D, or both --from-date and --to-date{known}")
     if args.from_date > args.to_date:
         raise CliError(f"--from-date {args.from_date} is after --to-date {args.to_date}")
     days = (args.to_date - args.from_date).days + 1
@@ -169,7 +173,7 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
                   file=sys.stderr)
             return 1
         if not reports:
-            print(f"{day}: no curated partition or published output to validate")
+            print(f"error: {cli_steps.nothing_to_validate(root, day)}", file=sys.stderr)
             failures += 1
             continue
         for report in reports:
@@ -184,7 +188,13 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
 
     options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
                          force_chain=args.force_chain)
-    dates = _dates(args, single="as_of")
+    known = ""
+    if args.as_of is None and not (args.from_date and args.to_date):
+        # a night is never run implicitly, but the lake knows which one is next
+        latest = read_latest(root)
+        if latest is not None:
+            known = f" (newest published night: {latest}; the next is {latest + dt.timedelta(days=1)})"
+    dates = _dates(args, single="as_of", known=known)
     for i, as_of in enumerate(dates):  # in order: each night reads the previous night's scores and limit history
         print(f"riskline run {as_of} (data root {root})", flush=True)
         started: list[str] = []
@@ -226,20 +236,23 @@ def cmd_rebuild(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> in
     if args.from_date > last:
         raise CliError(f"--from {args.from_date} is after --to {last}")
     days = [args.from_date + dt.timedelta(days=i) for i in range((last - args.from_date).days + 1)]
-    options = RunOptions(retrain=args.retrain, publish=True)
+    # --force-chain forces every night, not only the first: they run in order, each right after the one before
+    # it, but a night never run before (a gap before later nights, as in a rebuild from before the first
+    # published night) still sees the later nights the rebuild is about to rerun. Each forced night says so
+    # in its manifest.
+    options = RunOptions(retrain=args.retrain, publish=True, force_chain=args.force_chain)
     for i, day in enumerate(days, 1):
         print(f"[{i}/{len(days)}] night {day} ...", flush=True)
-        # only the first night may need forcing (it starts the rebuild); the rest follow it in order
-        forced = RunOptions(**{**options.__dict__, "force_chain": args.force_chain and i == 1})
         try:
-            result = run_night(root, day, cfg, forced)
+            result = run_night(root, day, cfg, options)
         except (RunLockedError, ChainError) as exc:
             raise CliError(f"rebuild stopped at {day}: {exc}") from None
-        except PublishIncompleteError as exc:
-            raise CliError(f"rebuild stopped at {day}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - one line, and where to resume
-            raise CliError(f"rebuild stopped at {day}: {type(exc).__name__}: {exc} -> fix it, then "
-                           f"`riskline rebuild --from {day} --to {last}`") from None
+        except Exception as exc:  # noqa: BLE001 - one line: what stopped it, what to do, where to resume
+            if os.environ.get("RISKLINE_TRACEBACK"):
+                raise
+            print(f"error: rebuild stopped at {day}: "
+                  f"{cli_steps.stopped_night(exc, day, last, args.force_chain, args.retrain)}", file=sys.stderr)
+            return 1
         print(f"  published {day}: " + ", ".join(f"{k} {v:,}" for k, v in result.stages["decide"]["actions"].items()))
     left = sorted(d for d in chain.stale_nights(root) if d > last)
     print(f"rebuilt {len(days)} nights {days[0]}..{last}"
@@ -299,14 +312,17 @@ def cmd_summary(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> in
     # why: keeps xgboost out of `riskline --help` and the light commands
     from pipelines.report.summary import describe_published
 
+    as_of = args.as_of
+    if as_of is None:  # the newest published night, the one readers follow (outputs/_LATEST)
+        as_of = read_latest(root)
+        if as_of is None:
+            raise CliError(f"nothing has been published under {root} yet, so there is no night to summarise -> "
+                           f"{cli_steps.first_night_step(root)}")
+        print(f"the newest published night, {as_of} (--as-of D for another):")
     try:
-        print(describe_published(root, args.as_of))
+        print(describe_published(root, as_of))
     except FileNotFoundError as exc:
-        later = [n for n in zones.night_dates(root) if n > args.as_of]
-        step = (f"nights after it already ran ({later[0]}..{later[-1]}), so it runs as a rebuild of them all, in "
-                f"order: `riskline rebuild --from {args.as_of} --force-chain`" if later
-                else f"run that night with `riskline run --as-of {args.as_of}`")
-        raise CliError(f"{exc} -> {step}; {describe_latest(root)}") from None
+        raise CliError(f"{exc} -> {cli_steps.publish_step(root, as_of)}; {describe_latest(root)}") from None
     return 0
 
 
@@ -395,12 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ingest and validate the date's landing drop, build ledger and features, retrain (unless "
         "--no-retrain or --model-version), score, decide limits, collections and hardship offers, and publish "
         "the four outputs with a run manifest to DATA_ROOT/outputs (all-or-nothing). With --from-date/--to-date, "
-        "every night of the range in order, stopping at the first that fails.",
+        "every night of the range in order, stopping at the first that fails. A rerun of a date already "
+        "published retrains too: its challenger may be promoted champion from D and the date republished with "
+        "other decisions. To rerun a published night with the model it used, pass --no-retrain (it scores with "
+        "the champion serving on D in the champion history: that model, unless a promotion or rollback "
+        "effective on or before D was recorded since), or pin the version its manifest names (`riskline "
+        "summary --as-of D`) with --model-version.",
     )
     p.add_argument("--as-of", type=parse_date, help="business date D, YYYY-MM-DD")
     p.add_argument("--from-date", type=parse_date, help="first business date of a range of nights (inclusive)")
     p.add_argument("--to-date", type=parse_date, help="last business date of a range of nights (inclusive)")
-    p.add_argument("--no-retrain", action="store_true", help="score with the champion serving on D")
+    p.add_argument("--no-retrain", action="store_true",
+                   help="score with the champion serving on D in the champion history (no training, no promotion); "
+                   "on a published date this reproduces the night with the model it used, unless a promotion or "
+                   "rollback effective on or before D was recorded since")
     p.add_argument("--model-version", help="pin a registered model version (implies no retrain)")
     p.add_argument("--dry-run", action="store_true",
                    help="run on a private copy of the lake under DATA_ROOT/staging/as_of_date=D; nothing else changes")
@@ -419,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_date", type=parse_date, required=True, help="first night to rerun, YYYY-MM-DD")
     p.add_argument("--to", dest="to_date", type=parse_date, help="last night (default: the newest night in the lake)")
     p.add_argument("--retrain", action="store_true", help="retrain on each night (default: no, like a backfill)")
-    p.add_argument("--force-chain", action="store_true", help="allow the first night to start out of order")
+    p.add_argument("--force-chain", action="store_true",
+                   help="allow the first night to start out of order, and the nights after it to run while later "
+                   "nights exist (a gap of nights never run before them); recorded in each night's manifest")
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser(
@@ -438,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="the short summary of a published night (from its manifest and outputs)")
-    p.add_argument("--as-of", type=parse_date, required=True, help="business date D, YYYY-MM-DD")
+    p.add_argument("--as-of", type=parse_date,
+                   help="business date D, YYYY-MM-DD (default: the newest published night, outputs/_LATEST)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser(

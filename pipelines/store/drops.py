@@ -23,6 +23,7 @@ from pipelines.domain.conform import (
 )
 from pipelines.errors import ContractError, IngestError
 from pipelines.store import lake, zones
+from pipelines.vocab import DATASETS
 
 
 # Files that writers leave beside the data, ignored on purpose (and counted in the result): the completion
@@ -74,7 +75,7 @@ def _read_landing(
     entries = lake.complete_entries(part)
     if entries is None and not lake.exists(part):
         raise IngestError("landing partition not delivered", dataset=dataset.name, date=day,
-                          hint=_undelivered_hint(root, dataset, day))
+                          hint=undelivered_hint(root, dataset.name, day))
     if entries is None:
         raise IngestError(
             f"drop is incomplete: no {lake.SUCCESS} marker in "
@@ -147,18 +148,25 @@ def _in_delivery_order(files: Sequence[Path], dataset: Dataset, day: dt.date) ->
     return [(path, seq) for seq, _, path in sorted(ordered, key=lambda t: t[:2])]
 
 
-def _undelivered_hint(root: Path, dataset: Dataset, day: dt.date) -> str:
-    """What to do about a missing drop: wait, unless the date is before anything upstream ever delivered."""
+def undelivered_hint(root: Path, dataset: str, day: dt.date, then: str = "rerun ingest for this date") -> str:
+    """What to do about a missing drop: wait (and then ``then``), unless the date is before anything upstream
+    ever delivered, or nothing ever landed under the root."""
     root = lake.delivery_root(root)  # a dry run reads a copy: name where upstream really delivers
-    delivered = zones.landing_dates(root, dataset.name)
+    delivered = zones.landing_dates(root, dataset)
     if not delivered:
-        return (f"no {dataset.name} drop has ever landed under {root}: check the data root "
+        return (f"no {dataset} drop has ever landed under {root}: check the data root "
                 "(--data-root / RISKLINE_DATA_ROOT), or generate a book with `riskline generate`")
     if day < delivered[0]:
-        return (f"{day} is before the first {dataset.name} drop ({delivered[0]}), so none will come: "
+        return (f"{day} is before the first {dataset} drop ({delivered[0]}), so none will come: "
                 f"pick a business date from {delivered[0]} on")
-    part = zones.landing(root, dataset.name, day)
-    return f"wait for upstream to deliver {part}, then rerun ingest for this date"
+    part = zones.landing(root, dataset, day)
+    return f"wait for upstream to deliver {part}, then {then}"
+
+
+def undelivered_dataset(root: Path, day: dt.date) -> str | None:
+    """The first dataset whose landing drop of ``day`` has not arrived at all (what stops a night's ingest
+    first, with :func:`undelivered_hint`), or None when every drop is there (complete or not)."""
+    return next((name for name in DATASETS if not lake.exists(zones.landing(root, name, day))), None)
 
 
 @dataclass(frozen=True)

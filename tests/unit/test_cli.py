@@ -7,9 +7,11 @@ the first stage, so no model is trained.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -204,3 +206,159 @@ def test_model_show_is_one_readable_screen_and_json_on_request(capsys, tmp_path)
     assert code == 0
     shown = json.loads(out)
     assert shown["oot"]["auc"] == 0.81234 and shown["champion_now"] is True
+
+
+# --- independent new-user review of stop 28: the next step must be one that works ---------------------------
+
+
+def _publish_night(root: Path, day: dt.date) -> None:
+    # what the chain counts as a published night: its decisions partition and its manifest
+    lake.publish_frames(lake.derived_partition(root, "decisions", day),
+                        {zones.LIMIT_HISTORY_FILE: pl.DataFrame({"a": [1]})})
+    path = publish.manifest_path(root, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{}\n")
+
+
+def test_summary_before_the_first_published_night_names_it_and_the_champion_a_rebuild_needs(capsys, root):
+    # F4: the old step (`riskline rebuild --from D --force-chain`) stopped at once on NoChampionError: a rebuild
+    # scores with the champion serving on each night, and none served on D
+    _publish_night(root, END)
+    code, _, err = _run(capsys, root, "summary", "--as-of", FIRST.isoformat())
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"the first published night is {END}: pick a date from it on (`riskline summary --as-of {END}`)" in err
+    assert (f"train one first (`riskline train --as-of {FIRST}`), "
+            f"then `riskline rebuild --from {FIRST} --force-chain`") in err
+
+
+def test_summary_before_the_first_published_night_with_a_champion_names_the_rebuild_alone(capsys, root):
+    _publish_night(root, END)
+    _register_model(root)  # serves from 2026-03-01, before FIRST
+    code, _, err = _run(capsys, root, "summary", "--as-of", FIRST.isoformat())
+    assert code == 2 and f"`riskline rebuild --from {FIRST} --force-chain`" in err, err
+    assert "riskline train" not in err
+
+
+def test_summary_before_the_book_says_no_night_can_run_for_it(capsys, root):
+    _publish_night(root, END)
+    before = FIRST - dt.timedelta(days=30)
+    code, _, err = _run(capsys, root, "summary", "--as-of", before.isoformat())
+    assert code == 2 and f"no night can run for {before}, which is before the first accounts drop ({FIRST})" in err
+    assert "rebuild" not in err and "riskline run" not in err, err
+
+
+def test_a_rebuild_stopped_by_a_missing_champion_says_how_to_get_one_and_where_to_resume(capsys, root):
+    # F4: "-> fix it, then ..." named no step, and the exit status was the one of bad input (2)
+    code, out, err = _run(capsys, root, "rebuild", "--from", END.isoformat(), "--to", END.isoformat())
+    assert code == 1 and out.startswith(f"[1/1] night {END}"), (out, err)
+    assert err.startswith(f"error: rebuild stopped at {END}: NoChampionError: ") and len(err.strip().splitlines()) == 1
+    assert "fix it" not in err
+    assert (f"-> train one for it (`riskline train --as-of {END}`) or promote a reviewed version from {END}" in err
+            and f"then `riskline rebuild --from {END} --to {END}`" in err), err
+
+
+def _every_stage_error() -> list[Exception]:
+    from pipelines.errors import IngestError
+    from pipelines.model.fit import InsufficientHistoryError
+    from pipelines.model.metrics import LeakageSuspectedError
+    from pipelines.model.registry import NoChampionError, RegistryError
+    from pipelines.stages.features import IncompleteHistoryError
+    from pipelines.store.publish import PublishError, PublishIncompleteError
+
+    return [
+        IngestError("landing partition not delivered", dataset="accounts", date=END, hint="wait for upstream"),
+        IngestError("bad rows", dataset="payments", date=END),  # no hint of its own
+        NoChampionError("no champion model serves"), RegistryError("unknown model version 'x'"),
+        LeakageSuspectedError("AUC too high"), InsufficientHistoryError("too few snapshots"),
+        IncompleteHistoryError("cannot build features: payments: missing curated partitions 2026-03-08"),
+        PublishError("outputs failed validation\nlimits: CRITICAL"), PublishIncompleteError("the publish stopped"),
+        OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EROFS, "Read-only file system"),
+        KeyError("dpd"), AssertionError("ledger does not reconcile"),
+    ]
+
+
+@pytest.mark.parametrize("retrain", [False, True])
+@pytest.mark.parametrize("exc", _every_stage_error(), ids=lambda e: type(e).__name__)
+def test_every_error_that_stops_a_rebuild_names_a_step_and_the_command_that_resumes_it(exc, retrain):
+    from pipelines.entry import cli_steps
+
+    line = cli_steps.stopped_night(exc, END, END + dt.timedelta(days=3), True, retrain)
+    assert "fix it" not in line and "\n" not in line, line
+    assert " -> " in line or "the rebuild reruns it" in line, line  # PublishIncompleteError words its own step
+    resume = f"riskline rebuild --from {END} --to {END + dt.timedelta(days=3)} --force-chain"
+    assert resume in line, line  # where to go on from, with the flags the rebuild had
+    if retrain and type(exc).__name__ in ("LeakageSuspectedError", "InsufficientHistoryError"):
+        assert f"`{resume}`" in line  # training refused: go on without it
+
+
+def test_rebuild_force_chain_forces_every_night_so_a_gap_of_nights_never_run_goes_through(capsys, root, monkeypatch):
+    # The nights after a forced first one that never ran (a rebuild from before the first published night)
+    # still see the later published nights: forcing only the first stopped the rebuild at its second night.
+    # (the chain rule itself is tested in test_chain.py; this is which nights the rebuild asks to force)
+    seen = []
+
+    def fake_night(root_, day, cfg, options, progress=None):
+        seen.append((day, options.force_chain))
+        return SimpleNamespace(stages={"decide": {"actions": {"hold": 1}}})
+
+    monkeypatch.setattr(cli, "run_night", fake_night)
+    code, _, _ = _run(capsys, root, "rebuild", "--from", FIRST.isoformat(), "--to", END.isoformat(), "--force-chain")
+    assert code == 0 and seen == [(FIRST + dt.timedelta(days=i), True) for i in range(DAYS)]
+
+
+def test_validate_of_a_date_not_delivered_is_an_error_naming_the_paths_and_the_next_step(capsys, root):
+    # F5: "D: no curated partition or published output to validate" on stdout, no `error:`, no next step
+    after = END + dt.timedelta(days=1)
+    code, out, err = _run(capsys, root, "validate", "--date", after.isoformat())
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, (out, err)
+    assert err.startswith(f"error: validate dt={after}: nothing to validate: no curated partition ("
+                          f"{root}/curated/{{accounts,behaviour,installments,payments}}/dt={after})")
+    assert (f"-> wait for upstream to deliver {root}/landing/accounts/dt={after}, then `riskline ingest --date "
+            f"{after}`") in err
+
+
+def test_validate_of_a_date_delivered_but_not_ingested_says_to_ingest_it(capsys, root):
+    code, _, err = _run(capsys, root, "validate", "--date", END.isoformat())
+    assert code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert f"its landing drops are there ({root}/landing/" in err
+    assert f"-> ingest the date first: `riskline ingest --date {END}`" in err
+
+
+def test_summary_without_a_date_summarises_the_newest_published_night(capsys, root, monkeypatch):
+    # F6: --as-of was required (an argparse usage error); the newest night is the one readers follow
+    import pipelines.report.summary as summary
+
+    monkeypatch.setattr(summary, "describe_published", lambda root_, day: f"summary of {day}")
+    _set_latest(root, END)
+    code, out, _ = _run(capsys, root, "summary")
+    assert code == 0 and out.splitlines() == [f"the newest published night, {END} (--as-of D for another):",
+                                              f"summary of {END}"]
+
+
+def test_summary_without_a_date_on_a_lake_with_nothing_published_says_how_to_publish_one(capsys, root):
+    code, _, err = _run(capsys, root, "summary")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: nothing has been published under {root} yet")
+    assert (f"-> ingest the history (`riskline ingest --from-date {FIRST} --to-date {END - dt.timedelta(days=1)}`), "
+            f"then run the newest delivered date: `riskline run --as-of {END}`") in err
+
+
+@pytest.mark.parametrize("latest", [None, END])
+def test_run_without_a_date_names_the_newest_published_night_and_the_next(capsys, root, latest):
+    # F6: a night is never run implicitly, but the error says which one is next when the lake knows
+    if latest:
+        _set_latest(root, latest)
+    code, _, err = _run(capsys, root, "run")
+    assert code == 2 and err.startswith("error: give --as-of D, or both --from-date and --to-date")
+    known = f" (newest published night: {END}; the next is {END + dt.timedelta(days=1)})"
+    assert (known in err) == bool(latest), err
+
+
+def test_run_help_says_a_rerun_retrains_and_how_to_rerun_with_the_model_the_night_used(capsys):
+    # O2: a rerun of a published date retrains by default and may promote a new champion
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "A rerun of a date already published retrains too" in text
+    assert "To rerun a published night with the model it used, pass --no-retrain" in text
+    assert "score with the champion serving on D in the champion history" in text
