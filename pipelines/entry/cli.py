@@ -195,7 +195,7 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
         if latest is not None:
             known = f" (newest published night: {latest}; the next is {latest + dt.timedelta(days=1)})"
     dates = _dates(args, single="as_of", known=known)
-    for i, as_of in enumerate(dates):  # in order: each night reads the previous night's scores and limit history
+    for as_of in dates:  # in order: each night reads the previous night's scores and limit history
         print(f"riskline run {as_of} (data root {root})", flush=True)
         started: list[str] = []
 
@@ -203,10 +203,10 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
             started.append(stage)
             print(f"  [{n}/{total}] {stage} ...", flush=True)
 
-        # only the first night of a range may need forcing; the rest follow it in order
-        night = options if i == 0 else RunOptions(**{**options.__dict__, "force_chain": False})
+        # --force-chain forces every night of the range, as rebuild does: behind nights that already ran, each
+        # of them is out of order, not only the first (each forced night says so in its manifest)
         try:
-            result = run_night(root, as_of, cfg, night, progress=progress)
+            result = run_night(root, as_of, cfg, options, progress=progress)
         except (RunLockedError, ChainError) as exc:
             raise CliError(f"run for {as_of}: {exc}" if len(dates) > 1 else str(exc)) from None
         except PublishIncompleteError as exc:  # after the journal: some of D is out, a rerun completes it
@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on a private copy of the lake under DATA_ROOT/staging/as_of_date=D; nothing else changes")
     p.add_argument("--force-chain", action="store_true",
                    help="run even if the night is out of order (previous night missing or stale, later nights "
-                   "exist); recorded in the manifest, later nights are marked stale")
+                   "exist), every night of a range; recorded in each manifest, later nights are marked stale")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

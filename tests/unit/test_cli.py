@@ -299,11 +299,17 @@ def test_rebuild_force_chain_forces_every_night_so_a_gap_of_nights_never_run_goe
 
     def fake_night(root_, day, cfg, options, progress=None):
         seen.append((day, options.force_chain))
-        return SimpleNamespace(stages={"decide": {"actions": {"hold": 1}}})
+        return SimpleNamespace(stages={"decide": {"actions": {"hold": 1}}}, root=None)
 
     monkeypatch.setattr(cli, "run_night", fake_night)
     code, _, _ = _run(capsys, root, "rebuild", "--from", FIRST.isoformat(), "--to", END.isoformat(), "--force-chain")
     assert code == 0 and seen == [(FIRST + dt.timedelta(days=i), True) for i in range(DAYS)]
+    # `riskline run` over a range forces each of its nights too (it forced only the first)
+    seen.clear()
+    monkeypatch.setattr(cli, "describe_run", lambda result, root_: "")
+    code, _, err = _run(capsys, root, "run", "--from-date", FIRST.isoformat(), "--to-date", END.isoformat(),
+                        "--no-retrain", "--force-chain")
+    assert code == 0 and seen == [(FIRST + dt.timedelta(days=i), True) for i in range(DAYS)], err
 
 
 def test_validate_of_a_date_not_delivered_is_an_error_naming_the_paths_and_the_next_step(capsys, root):
