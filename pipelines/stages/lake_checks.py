@@ -25,7 +25,7 @@ from pipelines.domain.coverage import curated_rows_removed, open_accounts, open_
 from pipelines.errors import IngestError
 from pipelines.store import lake, zones
 from pipelines.store.drops import Landed, land_partition, landing_file_names
-from pipelines.store.readers import read_latest_snapshot_rows
+from pipelines.store.readers import read_delivered_snapshot, read_latest_snapshot_rows
 
 # Loans of the days before a drop that must all follow cash draws (at least this many) before its own
 # loans are judged against draws: a book whose loans are not draws (a card book's statements) shows it.
@@ -240,6 +240,36 @@ def refuse_open_accounts_missing(root: Path, landed: Landed, day: dt.date, cfg: 
         "one comes as a closed row), so this extract is partial and these customers would get no decision",
         hint="have upstream redeliver the whole snapshot (and the earlier ones that also lack them); if the "
              "accounts really left the book, raise ingest.max_share_of_open_accounts_missing for that rerun",
+    )
+
+
+def refuse_stale_snapshot(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> None:
+    """Stop when tonight's snapshot is, row for row, the last one delivered before it (curated and
+    quarantined rows): yesterday's extract re-sent as today's. Every count passes it, but accounts opened
+    today go undecided and the night decides on yesterday's lines and statuses, so a line upstream raised
+    today would be published back at yesterday's value. A book of ``ingest.stale_snapshot_min_accounts`` or
+    more always changes somewhere in a day (accounts open, close, lines move); a smaller one may not."""
+    minimum = cfg.ingest.stale_snapshot_min_accounts
+    if not minimum or landed.frame.height < minimum:
+        return
+    previous = read_delivered_snapshot(root, day, landed.frame.height)
+    if previous is None:
+        return
+    earlier, rows = previous
+    columns = [c for c in landed.frame.columns if c in rows.columns]
+    tonight = landed.frame.select(columns)
+    if set(columns) != set(rows.columns):
+        return
+    if not tonight.sort("account_id").equals(rows.select(columns).sort("account_id")):
+        return
+    raise _refusal(
+        root, "accounts", day, "account_id",
+        f"the snapshot is identical, row for row, to the one of dt={earlier} ({tonight.height:,} accounts): "
+        "yesterday's extract re-sent as today's would leave accounts opened today undecided and decide on "
+        "yesterday's lines and statuses",
+        hint="ask upstream for this date's snapshot and have it redelivered, then rerun ingest for this date; if "
+             "the book truly did not change (no account opened, closed or moved), set "
+             "ingest.stale_snapshot_min_accounts: 0 for that rerun",
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.landing import CONTRACT
 from pipelines.domain import policy
 from pipelines.domain.pending_payments import combine_holds, empty_holds, pending_holds, unapplied_credit_holds
 from pipelines.domain.sharding import filter_shard
@@ -86,3 +87,22 @@ def read_latest_snapshot_rows(
     scan = zones.scan_curated(root, "accounts", dates[-1], dates=dates).select(list(columns)).sort("dt")
     rows = filter_shard(scan.group_by("account_id").last(), shard, n_shards).collect().sort("account_id")
     return dates, rows
+
+
+def read_delivered_snapshot(root: Path, before: dt.date, rows: int) -> tuple[dt.date, pl.DataFrame] | None:
+    """The latest accounts snapshot curated before ``before``, as it was delivered: its curated rows and its
+    quarantined ones (contract columns only), with its date; None when there is none or when it does not
+    hold ``rows`` rows (counted from the files' footers, before reading any row).
+
+    What tonight's snapshot is compared with to tell a stale extract re-sent as today's."""
+    dates = [d for d in zones.curated_dates(root, "accounts") if d < before]
+    if not dates:
+        return None
+    partitions = [zones.curated(root, "accounts", dates[-1]), zones.quarantine(root, "accounts", dates[-1])]
+    files = [f for p in partitions for f in (lake.complete_files(p) or [])]
+    if not files or lake.scan_parquet(files).select(pl.len()).collect().item() != rows:
+        return None
+    columns = list(CONTRACT["accounts"].curated_schema())
+    frames = [lake.read_parquet(f) for f in files]
+    frames = [f.select([c for c in columns if c in f.columns]) for f in frames]
+    return dates[-1], pl.concat(frames, how="diagonal_relaxed")

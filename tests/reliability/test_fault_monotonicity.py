@@ -410,6 +410,8 @@ MUTATIONS = [
            _redeliver("payments", _closed_early))),
     _own(M("quiet_accounts_missing", "a tenth of the snapshot's accounts, quiet tonight, left out",
            _redeliver("accounts", _quiet_accounts_missing))),
+    _own(M("stale_snapshot_resent", "last night's snapshot delivered again as tonight's",
+           _redeliver("accounts", lambda frame, book: book.rows("accounts", book.lake.published)))),
     _own(M("payments_in_subfolder", "late payers' payments in dt=D/batch=1/part-0.parquet",
            _files("payments", _payments_in_subfolder))),
     # review of issue 14, finding 1: a payment's loan must be its account's

@@ -156,3 +156,27 @@ def test_yesterdays_payments_resent_under_new_ids_stop_the_ingest(
                            "curated on an earlier date under a new payment_id"), text
     assert f"= {yesterday['payment_id'][0]} of dt={published_lake.published}" in text and "\n" not in text, text
     assert not lake.is_complete(zones.curated(root, "payments", day))
+
+
+def test_yesterdays_snapshot_resent_as_todays_stops_the_ingest(
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig, published_lake: PublishedLake,
+):
+    # Review of stop 27, F3: the stale extract passed every count (exit 0); accounts opened tonight went
+    # undecided and a line upstream moved tonight would have been published back at yesterday's value.
+    root, day = next_drop
+    yesterday = landing(root, "accounts", published_lake.published)
+    assert yesterday.height >= quiet_cfg.ingest.stale_snapshot_min_accounts
+    deliver(root, "accounts", day, {DATA_FILE: yesterday})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"accounts dt={day} file={DATA_FILE} column=account_id: the snapshot is identical, row "
+                           f"for row, to the one of dt={published_lake.published} ({yesterday.height:,} accounts)"), text
+    assert "stale_snapshot_min_accounts: 0" in text and "\n" not in text
+    assert not lake.is_complete(zones.curated(root, "accounts", day))
+    # one account moved tonight makes it a snapshot of tonight (whatever else it lacks, it is not the same)
+    moved = yesterday.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("frozen"))
+                                   .otherwise(pl.col("status")).alias("status"))
+    deliver(root, "accounts", day, {DATA_FILE: moved})
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    assert lake.is_complete(zones.curated(root, "accounts", day))
