@@ -44,6 +44,7 @@ from tools.simulate import GeneratorParams, PortfolioDay, PortfolioSimulation
 from tools.simulate_card import CardSimulation
 from pipelines.contracts import control_totals
 from pipelines.contracts.landing import ACCOUNT_STATUSES, CONTRACT, DATASETS
+from pipelines.domain.conform import delivery_sequence
 from pipelines.store import lake, zones
 from tools.generator_config import GeneratorConfig, load_generator_config
 
@@ -199,15 +200,21 @@ def release_late(root: Path) -> list[Path]:
 
 
 def declared_manifest(dataset: str, files: dict[str, pl.DataFrame | bytes]) -> bytes:
-    """The ``_SUCCESS`` manifest of a drop of ``files``: the rows and money sums written, as a well-run
-    upstream declares them (a file of raw bytes, a corrupt-file fault, counts nothing)."""
-    frames = [f for f in files.values() if isinstance(f, pl.DataFrame)]
-    parts = [control_totals.totals_of(f, CONTRACT[dataset]) for f in frames]
-    sums: dict[str, int] = {}
-    for totals in parts:
-        for name, cents in totals.sums.items():
-            sums[name] = sums.get(name, 0) + cents
-    return control_totals.manifest_bytes(control_totals.ControlTotals(sum(t.rows for t in parts), sums))
+    """The ``_SUCCESS`` manifest of a drop of ``files``: its records (one per key, the file that sorts last
+    winning, as ingest de-duplicates; a row with a null key counts as one) and their money sums, as a well-run
+    upstream declares them. A file of raw bytes (a corrupt-file fault) counts nothing."""
+    order = sorted(files, key=lambda name: (delivery_sequence(name) or 0, name))  # as ingest reads them
+    frames = [files[n] for n in order if isinstance(files[n], pl.DataFrame)]
+    contract = CONTRACT[dataset]
+    if not frames:
+        return control_totals.manifest_bytes(control_totals.ControlTotals(0, {}))
+    rows = pl.concat(frames, how="diagonal_relaxed")
+    key = [k for k in contract.key if k in rows.columns]
+    if key:
+        has_key = pl.all_horizontal(pl.col(k).is_not_null() for k in key)
+        rows = pl.concat([rows.filter(has_key).unique(subset=key, keep="last", maintain_order=True),
+                          rows.filter(~has_key)], how="diagonal_relaxed")
+    return control_totals.manifest_bytes(control_totals.totals_of(rows, contract))
 
 
 def _write_landing_partition(root: Path, dataset: str, date: dt.date, part: LandingPartition,

@@ -7,10 +7,12 @@ row counts and control totals")::
 
     {"rows": 1234, "sums": {"amount": "56789.01"}}
 
-``rows``: the rows written in the drop's files together (before de-duplication); ``sums``: per money column
-of the contract, the sum of its non-null values over those rows, in CNY (a decimal string or number, whole
-cents) or, under ``<column>_cents``, in integer cents. A sum proves what a count cannot: a payment swapped
-for another, amounts in another unit.
+``rows``: the drop's distinct records, one per business key (a payment counts once however many files repeat
+it; a row whose key is missing or invalid counts as one); ``sums``: per money column of the contract, the sum
+of its non-null values over those records, in CNY (a decimal string or number, whole cents) or, under
+``<column>_cents``, in integer cents. Records, not rows written: a row repeated in the files must not stand
+in for a record left out (review 28, F1). A sum proves what a count cannot: a payment swapped for another,
+amounts in another unit.
 
 Pure: the store reads the marker's bytes, the generator writes what :func:`manifest` returns.
 """
@@ -48,16 +50,21 @@ def money_columns(dataset: Dataset) -> tuple[str, ...]:
 
 
 def totals_of(frame: pl.DataFrame, dataset: Dataset) -> ControlTotals:
-    """The control totals of ``frame``: landing (decimal CNY, or ``<column>_cents``) or curated (cents).
+    """The control totals of ``frame``, one row per record: landing (decimal or float CNY, or
+    ``<column>_cents``) or curated (cents).
 
-    A money column absent from the frame has no sum (an optional column not delivered); nulls add nothing.
+    A money column absent from the frame has no sum (an optional column not delivered); nulls (and NaN,
+    which ingest refuses anyway) add nothing.
     """
     sums: dict[str, int] = {}
     for name in money_columns(dataset):
         if f"{name}{CENTS_SUFFIX}" in frame.columns:
             sums[name] = int(frame.get_column(f"{name}{CENTS_SUFFIX}").cast(pl.Int64).sum() or 0)
         elif name in frame.columns:
-            total = frame.get_column(name).cast(pl.Decimal(38, 2)).sum()
+            values = frame.get_column(name)
+            if values.dtype.is_float():
+                values = values.fill_nan(None).round(2)
+            total = values.cast(pl.Decimal(38, 2)).sum()
             sums[name] = int((Decimal(total or 0) * 100).to_integral_value())
     return ControlTotals(frame.height, sums)
 
@@ -80,6 +87,8 @@ def parse(raw: Mapping[str, Any], dataset: Dataset) -> ControlTotals:
             not a number or not in whole cents.
     """
     rows = raw.get(ROWS)
+    if isinstance(rows, Decimal) and rows.is_finite() and rows == rows.to_integral_value():
+        rows = int(rows)  # 51.0 is a whole number however JSON spells it
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise ValueError(f'"rows" must be a whole number >= 0, got {rows!r:.40}')
     sums_raw = raw.get("sums", {})

@@ -209,9 +209,10 @@ def _volume_history(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
                          exclusive=dataset == "installments", events=dataset == "behaviour")
 
 
-def _declared_rows(root: Path, dataset: str, day: dt.date, duplicates: int) -> int | None:
+def _declared_rows(root: Path, dataset: str, day: dt.date, redelivered: int) -> int | None:
+    """The records upstream declared, less those dropped as already curated on another date."""
     declared = declared_totals(root, dataset, day)
-    return None if declared is None else declared.rows - duplicates
+    return None if declared is None else declared.rows - redelivered
 
 
 def _held_loans(root: Path, day: dt.date, wanted: pl.Series, known: pl.Series,
@@ -234,13 +235,13 @@ def _held_loans(root: Path, day: dt.date, wanted: pl.Series, known: pl.Series,
 
 def load_references(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig, frame: pl.DataFrame,
                     in_flight: Mapping[str, pl.Series] | None = None,
-                    batch: Mapping[str, pl.DataFrame] | None = None, duplicates: int | None = None) -> References:
+                    batch: Mapping[str, pl.DataFrame] | None = None, redelivered: int | None = None) -> References:
     """Everything ``dataset``'s suite checks ``frame`` against, read from the lake.
 
     ``in_flight`` holds ids of this ingest's own datasets ("accounts": account_id of the rows about to be
     curated, "installments": their loan_id), which win over what the lake holds for the date; ``batch``
-    the frames of this ingest (volume drivers of the day). ``duplicates`` (landing only: rows dropped by
-    de-duplication) turns on the check of a row count upstream declared in ``_SUCCESS``.
+    the frames of this ingest (volume drivers of the day). ``redelivered`` (landing only: records dropped as
+    curated on another date) turns on the check of the record count upstream declared in ``_SUCCESS``.
     """
     in_flight = in_flight or {}
     accounts = loans = held = owners = None
@@ -257,7 +258,7 @@ def load_references(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig,
         loans = owners.get_column("loan_id").unique().sort()
         held = _held_loans(root, day, frame.get_column("loan_id"), loans, in_flight.get("installments_held"))
         loans = pl.concat([loans.cast(pl.String), held])  # known to exist: held, not unknown
-    declared = None if duplicates is None else _declared_rows(root, dataset, day, duplicates)
+    declared = None if redelivered is None else _declared_rows(root, dataset, day, redelivered)
     return References(accounts=accounts, loans=loans, held_loans=held, loan_owners=owners,
                       row_counts=_row_counts(root, dataset, day, cfg), notes=notes,
                       volume=_volume_history(root, dataset, day, cfg, batch or {}), declared_rows=declared)

@@ -125,10 +125,13 @@ def validate_landing_frames(
     root: Path, day: dt.date, cfg: RisklineConfig, frames: Mapping[str, pl.DataFrame],
     duplicates: Mapping[str, int] | None = None, data_docs: bool = True,
     notes: Mapping[str, Iterable[str]] | None = None, in_range: RangeValidation | None = None,
+    redelivered: Mapping[str, int] | None = None,
 ) -> dict[str, LandingValidation]:
     """Validate ingest's prepared frames of ``day`` (conformed, de-duplicated); persist the results.
 
-    ``in_range``: the range ingest's one-pass judgement (:class:`RangeValidation`), if any.
+    ``in_range``: the range ingest's one-pass judgement (:class:`RangeValidation`), if any. ``duplicates``: rows
+    dropped by de-duplication (noted); ``redelivered``: records dropped as curated on another date, which the
+    count upstream declared still holds.
 
     Raises:
         LandingValidationError: some expectation failed critically (after the results were written), so ingest
@@ -139,7 +142,8 @@ def validate_landing_frames(
     for name in sorted(frames, key=_VALIDATION_ORDER.index):
         frame = frames[name]
         dropped = (duplicates or {}).get(name, 0)
-        refs = load_references(root, name, day, cfg, frame, in_flight, batch=frames, duplicates=dropped)
+        refs = load_references(root, name, day, cfg, frame, in_flight, batch=frames,
+                               redelivered=(redelivered or {}).get(name, 0))
         said = list((notes or {}).get(name, ()))
         if dropped:
             said.append(f"{dropped:,} redelivered rows dropped before validation (latest delivery wins)")

@@ -87,6 +87,7 @@ class _Prepared:
     result: IngestResult
     curated: pl.DataFrame
     quarantined: pl.DataFrame
+    manifest: bytes | None = None  # the control totals of the drop, kept in the curated partition's _SUCCESS
 
 
 def _drop_redeliveries(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig,
@@ -229,13 +230,14 @@ def _prepare(root: Path, landed: Landed, day: dt.date, validation: LandingValida
         expectations_passed=passed, expectations_failed=failed, side_files=landed.side_files,
         redelivered=redelivered, reingest_after=tuple(reingest_after),
     )
-    return _Prepared(result, good, bad)
+    return _Prepared(result, good, bad, landed.manifest)
 
 
 def _publish(root: Path, prepared: _Prepared, done: list[str]) -> None:
     """Replace the curated and quarantine partitions; ``done`` collects each one replaced (for errors)."""
     res = prepared.result
-    lake.publish_frames(zones.curated(root, res.dataset, res.date), {CURATED_FILE: prepared.curated})
+    lake.publish_frames(zones.curated(root, res.dataset, res.date), {CURATED_FILE: prepared.curated},
+                        manifest=prepared.manifest)
     done.append(f"curated/{res.dataset}")
     quarantine = zones.quarantine(root, res.dataset, res.date)
     if prepared.quarantined.height:
@@ -334,7 +336,8 @@ def ingest_date(
             }
             validations = validate_landing_frames(
                 root, day, cfg, {n: item.frame for n, item in landed.items()},
-                duplicates={n: item.duplicates_dropped for n, item in landed.items()}, data_docs=data_docs,
+                duplicates={n: item.duplicates_dropped for n, item in landed.items()},
+                redelivered={n: r.dropped for n, r in redelivered.items()}, data_docs=data_docs,
                 notes=notes, in_range=in_range,
             )
             prepared = [_prepare(root, landed[n], day, validations[n], redelivered[n].dropped, owed[n])

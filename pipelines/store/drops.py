@@ -182,6 +182,12 @@ class Landed:
     # schedules a later delivery repeats under new ids, left for the ingest stage to judge against the
     # cash draws (two real equal loans have two draws); raised there when the draws cannot tell
     resent: IngestError | None = None
+    declared: ControlTotals | None = None  # the control totals upstream declared (checked), kept with the curated
+
+    @property
+    def manifest(self) -> bytes | None:
+        """The ``_SUCCESS`` of the curated partition: the totals it was curated from (None: declared none)."""
+        return None if self.declared is None else control_totals.manifest_bytes(self.declared)
 
 
 def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineConfig,
@@ -191,7 +197,6 @@ def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineCon
     dataset = CONTRACT[dataset_name]
     key = cfg.ingest.business_keys.get(dataset_name, list(dataset.key))
     landed, n_files, side = _read_landing(root, dataset, day, cfg.ingest.money_max_cny.get(dataset_name))
-    check_control_totals(root, dataset, day, cfg, landed)
     resent = None
     try:
         try:
@@ -207,7 +212,9 @@ def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineCon
             hint="ask upstream which row is right and to redeliver the drop with one row per key, "
                  "then rerun ingest for this date",
         ) from exc
-    return Landed(dataset_name, deduped.drop(FILE_ORDER, ROW_ORDER), n_files, landed.height, dropped, side, resent)
+    records = deduped.drop(FILE_ORDER, ROW_ORDER)
+    declared = check_control_totals(root, dataset, day, cfg, records)
+    return Landed(dataset_name, records, n_files, landed.height, dropped, side, resent, declared)
 
 
 _MANIFEST_HINT = ('ask upstream to write _SUCCESS empty or as {"rows": N, "sums": {"<money column>": "<CNY>"}} '
@@ -225,6 +232,19 @@ def declared_totals(root: Path, dataset_name: str, day: dt.date) -> ControlTotal
                           date=day, file=lake.SUCCESS, hint=_MANIFEST_HINT) from None
 
 
+def _declared_on(root: Path, dataset: str, day: dt.date) -> ControlTotals | None:
+    """What upstream declared for ``day``'s drop: its landing marker, or the curated partition's, which keeps
+    the totals after upstream purged its landing drops (retention must not switch the rule below off)."""
+    for part in (zones.landing(root, dataset, day), zones.curated(root, dataset, day)):
+        try:
+            raw = lake.declared_manifest(part)
+            if raw is not None:
+                return control_totals.parse(raw, CONTRACT[dataset])
+        except ValueError:
+            continue  # that date's own ingest judged its marker
+    return None
+
+
 def _required_totals(root: Path, dataset: Dataset, day: dt.date,
                      cfg: RisklineConfig) -> tuple[frozenset[str], dt.date | None]:
     """The totals tonight's drop must declare, and the latest earlier drop that declared one: every field a
@@ -235,24 +255,27 @@ def _required_totals(root: Path, dataset: Dataset, day: dt.date,
         required = {control_totals.ROWS} | {
             f"sums.{c.name}" for c in dataset.columns if c.kind == "money" and c.required}
     since = day - dt.timedelta(days=rules.keep_declaring_days)
+    dates = set(zones.landing_dates(root, dataset.name)) | set(zones.curated_dates(root, dataset.name))
     latest = None
-    for earlier in reversed([d for d in zones.landing_dates(root, dataset.name) if since <= d < day]):
-        try:
-            totals = declared_totals(root, dataset.name, earlier)
-        except IngestError:
-            continue  # that date's own ingest judges its marker
+    for earlier in sorted((d for d in dates if since <= d < day), reverse=True):
+        totals = _declared_on(root, dataset.name, earlier)
         if totals is not None:
             required |= totals.fields
             latest = latest or earlier
     return frozenset(required), latest
 
 
-def check_control_totals(root: Path, dataset: Dataset, day: dt.date, cfg: RisklineConfig,
-                         delivered: pl.DataFrame) -> ControlTotals | None:
-    """Refuse a drop whose money sums differ from what upstream declared, or that stopped declaring them.
+_REDELIVER_HINT = ("ask upstream to redeliver the drop whole (files and _SUCCESS), then rerun ingest for this date "
+                   "(nothing of the date was written)")
 
-    ``delivered``: every conformed row of the drop's files, before de-duplication (what upstream counted).
-    The row count itself is judged by validation (``volume_declared``), after de-duplication.
+
+def check_control_totals(root: Path, dataset: Dataset, day: dt.date, cfg: RisklineConfig,
+                         records: pl.DataFrame) -> ControlTotals | None:
+    """Refuse a drop whose records or money sums differ from what upstream declared, or that stopped
+    declaring them; return what it declared.
+
+    ``records``: the drop's conformed rows de-duplicated by key (latest delivery wins), what the totals count.
+    Validation counts again what is left after rows curated on other dates are dropped (``volume_declared``).
     """
     declared = declared_totals(root, dataset.name, day)
     required, latest = _required_totals(root, dataset, day, cfg)
@@ -271,20 +294,27 @@ def check_control_totals(root: Path, dataset: Dataset, day: dt.date, cfg: Riskli
         )
     if declared is None:
         return None
-    got = control_totals.totals_of(delivered, dataset)
+    got = control_totals.totals_of(records, dataset)
+    key = dataset.key[0]
     for name, cents in sorted(declared.sums.items()):
         have = got.sums.get(name, 0)
         if have != cents:
-            rows = (f"{got.rows:,} rows" if got.rows == declared.rows else
-                    f"{got.rows:,} rows against {declared.rows:,} declared")
+            rows = (f"{got.rows:,} records" if got.rows == declared.rows else
+                    f"{got.rows:,} records against {declared.rows:,} declared")
             raise IngestError(
                 f"the drop's {name} sums to {control_totals.cny(have)} CNY over {rows}; upstream's control "
                 f"total in {lake.SUCCESS} is {control_totals.cny(cents)} CNY (off by "
-                f"{control_totals.cny(have - cents)}): rows lost, added or changed, or amounts in another unit",
+                f"{control_totals.cny(have - cents)}): records lost, added or changed, or amounts in another unit",
                 dataset=dataset.name, date=day, file=landing_file_names(root, dataset.name, day), column=name,
-                hint="ask upstream to redeliver the drop whole (files and _SUCCESS), then rerun ingest for "
-                     "this date (nothing of the date was written)",
+                hint=_REDELIVER_HINT,
             )
+    if got.rows != declared.rows:
+        raise IngestError(
+            f"the drop holds {got.rows:,} records (distinct {key}s; rows repeated in its files count once), "
+            f"upstream's control total in {lake.SUCCESS} is {declared.rows:,}: records lost or added",
+            dataset=dataset.name, date=day, file=landing_file_names(root, dataset.name, day), column=key,
+            hint=_REDELIVER_HINT,
+        )
     return declared
 
 

@@ -320,11 +320,21 @@ def _read_marker(partition: UPath) -> dict[str, Any] | None:
     return commit
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: ``{"rows": 5, "rows": 50}`` has no meaning to take the last of."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"key(s) {', '.join(map(repr, repeated))} given twice")
+    return dict(pairs)
+
+
 def declared_manifest(partition: Location) -> dict[str, Any] | None:
     """What upstream declared for its drop in ``_SUCCESS`` (``{"rows": N, "sums": {...}}``, numbers parsed
     as ``Decimal``; ``contracts.control_totals`` judges it); None for a plain (empty) marker or none.
 
-    On an object store a drop riskline itself wrote (the generator) carries the manifest in its commit.
+    On an object store a drop riskline itself wrote (the generator) carries the manifest in its commit; so
+    does a curated partition, which keeps the totals of the drop it was curated from.
 
     Raises:
         ValueError: the marker is neither empty nor a JSON object.
@@ -337,7 +347,7 @@ def declared_manifest(partition: Location) -> dict[str, Any] | None:
     if not raw.strip():
         return None
     try:
-        manifest = json.loads(raw, parse_float=Decimal)
+        manifest = json.loads(raw, parse_float=Decimal, object_pairs_hook=_unique_keys)
     except ValueError as exc:
         raise ValueError(f"{SUCCESS} is neither empty nor JSON ({exc})") from None
     if not isinstance(manifest, dict):
@@ -362,9 +372,10 @@ def _remove_key(fs: Any, key: str) -> None:
         pass
 
 
-def publish_frames(target: Location, frames: dict[str, pl.DataFrame]) -> Location:
-    """Publish ``{file_name: frame}`` as the partition ``target``, replacing it whole."""
-    with staged_partition(target) as tmp:
+def publish_frames(target: Location, frames: dict[str, pl.DataFrame], manifest: bytes | None = None) -> Location:
+    """Publish ``{file_name: frame}`` as the partition ``target``, replacing it whole (``manifest``: the
+    ``_SUCCESS`` content, see :func:`staged_partition`)."""
+    with staged_partition(target, manifest=manifest) as tmp:
         for name, frame in sorted(frames.items()):
             write_parquet(frame, tmp / name)
     return target

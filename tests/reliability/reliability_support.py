@@ -165,10 +165,9 @@ def landing(root: Path, dataset: str, day: dt.date) -> pl.DataFrame:
 
 def deliver(root: Path, dataset: str, day: dt.date, files: dict[str, pl.DataFrame | bytes],
             manifest: bytes | None = None) -> None:
-    """Replace a landing drop whole, as upstream delivers it: the files, then ``_SUCCESS`` declaring the rows
-    and sums written (``manifest``: another marker, ``b""`` for a plain one)."""
-    declared = generate.declared_manifest(dataset, files) if manifest is None else manifest
-    with lake.staged_partition(lake.partition_dir(root, "landing", dataset, day), manifest=declared) as tmp:
+    """Replace a landing drop whole, as upstream delivers it: the files, then ``_SUCCESS``: plain, like the
+    published lake's (an upstream that declares nothing), or ``manifest`` (control totals)."""
+    with lake.staged_partition(lake.partition_dir(root, "landing", dataset, day), manifest=manifest) as tmp:
         for name, content in sorted(files.items()):
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)  # a name may place a file in a subfolder
             if isinstance(content, bytes):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -70,7 +71,7 @@ def test_a_payment_withheld_from_a_drop_declaring_its_totals_stops_the_ingest(la
         ingest.ingest_date(root, NEXT, lenient(cfg))
     text = str(err.value)
     assert (err.value.dataset, err.value.file, err.value.column) == ("payments", FILE, "amount"), text
-    assert "sums to 254.50 CNY over 1 rows against 2 declared" in text and "274.50 CNY" in text, text
+    assert "sums to 254.50 CNY over 1 records against 2 declared" in text and "274.50 CNY" in text, text
     assert " -> " in text and "\n" not in text
     assert not _curated_payments(root, NEXT).exists()
 
@@ -136,6 +137,7 @@ def test_a_dataset_required_to_declare_refuses_a_plain_marker(tmp_path: Path, cf
     ({"rows": 2, "sums": {"amount": "154.50", "amount_cents": 15450}}, "twice"),
     ({"rows": 2, "sums": {"amount": True}}, "a number or a decimal string"),
     ({"rows": -1}, '"rows" must be a whole number'),
+    ({"rows": 2.5}, '"rows" must be a whole number'),
     ([2], "JSON object"),
 ])
 def test_a_marker_that_is_not_control_totals_stops_in_one_line(tmp_path: Path, cfg, manifest, why):
@@ -158,3 +160,55 @@ def test_sums_in_cents_and_as_json_numbers_are_exact(tmp_path: Path, cfg):
     _land_day(tmp_path, NEXT, frames, payments=(frames["payments"], b'{"rows": 2, "sums": {"amount": 274.50}}'))
     ingest.ingest_date(tmp_path, NEXT, lenient(cfg))
     assert _curated_payments(tmp_path, NEXT).exists()
+
+
+def test_a_record_repeated_in_the_files_cannot_stand_in_for_one_left_out(lake_with_a_declared_night, cfg):
+    """Review 28, F1: the extract repeats P3 and leaves out P4 of the same amount; counted as rows written,
+    the totals matched and P4 was lost (its payer queued). The totals count records, one per payment_id."""
+    root = lake_with_a_declared_night
+    frames = _day_two()
+    clean = frames["payments"].with_columns(amount=money("20.00", "20.00"))
+    repeated = pl.concat([clean.head(1), clean.head(1)])  # P3 twice, P4 missing: 2 rows, 40.00
+    _land_day(root, NEXT, {**frames, "payments": clean},
+              payments=(repeated, declared_manifest("payments", {FILE: clean})))
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, NEXT, lenient(cfg))
+    text = str(err.value)
+    assert (err.value.dataset, err.value.column) == ("payments", "amount"), text
+    assert "over 1 records against 2 declared" in text, text
+
+
+def test_records_already_curated_on_another_date_are_within_the_declared_count(lake_with_a_declared_night, cfg):
+    """Review 28, F7: yesterday's payments sent again beside today's, counted in _SUCCESS as the drop's records,
+    are dropped as redeliveries and the night goes on (it stopped on an exact count that could not match)."""
+    root = lake_with_a_declared_night
+    frames = _day_two()
+    both = pl.concat([frames["payments"], FRAMES["payments"]()], how="vertical_relaxed")
+    _land_day(root, NEXT, {**frames, "payments": both})
+    results = {r.dataset: r for r in ingest.ingest_date(root, NEXT, lenient(cfg))}
+    assert (results["payments"].redelivered, results["payments"].rows_curated) == (2, 2)
+
+
+def test_a_repeated_key_in_the_manifest_is_refused(tmp_path: Path, cfg):
+    """Review 28, F9: {"rows": 5, "rows": 2} took the last value silently."""
+    _land_day(tmp_path, DAY, {name: build() for name, build in FRAMES.items()},
+              payments=(FRAMES["payments"](), b'{"rows": 5, "rows": 2}'))
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, lenient(cfg))
+    assert err.value.file == "_SUCCESS" and "'rows' given twice" in str(err.value), str(err.value)
+    _land_day(tmp_path, DAY, {name: build() for name, build in FRAMES.items()},
+              payments=(FRAMES["payments"](), b'{"rows": 2.0, "sums": {"amount_cents": 15450.0}}'))
+    ingest.ingest_date(tmp_path, DAY, lenient(cfg))  # whole numbers however JSON spells them
+
+
+def test_a_feed_that_declared_is_held_to_it_after_its_landing_drops_are_purged(lake_with_a_declared_night, cfg):
+    """Review 28, F2: with the landing history gone (retention), the rule read no earlier marker and let a
+    plain, short drop through. The curated partition keeps the totals it was curated from."""
+    root = lake_with_a_declared_night
+    assert lake.declared_manifest(_curated_payments(root, DAY)) == {"rows": 2, "sums": {"amount": "154.50"}}
+    shutil.rmtree(root / "landing")
+    frames = _day_two()
+    _land_day(root, NEXT, frames, payments=(frames["payments"].head(1), b""))
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, NEXT, lenient(cfg))
+    assert "declares no control totals (rows, sums.amount)" in str(err.value) and f"up to {DAY}" in str(err.value)
