@@ -128,10 +128,10 @@ class IngestConfig(Section):
     # redelivery and curated on no other date would be lost (money received, or a loan's schedule), so more
     # than this many stop the ingest (raise it for the rerun of a deliberate removal).
     max_curated_rows_removed: int = Field(default=0, ge=0)
-    # A snapshot of at least this many accounts identical, row for row, to the last one delivered before it is
-    # yesterday's extract re-sent as today's (a book that size always changes somewhere in a day), and the
-    # ingest stops. 0 turns it off (a rerun of a book that truly did not change).
-    stale_snapshot_min_accounts: int = Field(default=500, ge=0)
+    # A snapshot identical, row for row, to the last one delivered before it while tonight's events, schedules
+    # or payments name accounts it lacks is yesterday's extract re-sent as today's: the ingest stops. (An
+    # identical snapshot alone is a quiet book.) False lets a rerun through.
+    refuse_stale_snapshot: bool = True
     control_totals: ControlTotalsConfig = ControlTotalsConfig()
 
     @model_validator(mode="after")

@@ -351,7 +351,7 @@ def ingest_date(
             known = lake_checks.last_known_accounts(root, day) if "accounts" in landed else None
             if known is not None:
                 lake_checks.refuse_open_accounts_missing(root, delivered["accounts"], day, cfg, known)
-                lake_checks.refuse_stale_snapshot(root, delivered["accounts"], day, cfg)
+                lake_checks.refuse_stale_snapshot(root, {**landed, "accounts": delivered["accounts"]}, day, cfg)
             if "installments" in landed:  # the loans to be curated: a loan held whole misstates nothing
                 schedules = prepared[names.index("installments")].curated
                 lake_checks.refuse_loans_over_their_lines(root, landed, day, cfg, schedules)

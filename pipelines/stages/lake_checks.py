@@ -243,33 +243,41 @@ def refuse_open_accounts_missing(root: Path, landed: Landed, day: dt.date, cfg: 
     )
 
 
-def refuse_stale_snapshot(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> None:
+def refuse_stale_snapshot(root: Path, landed: Mapping[str, Landed], day: dt.date, cfg: RisklineConfig) -> None:
     """Stop when tonight's snapshot is, row for row, the last one delivered before it (curated and
-    quarantined rows): yesterday's extract re-sent as today's. Every count passes it, but accounts opened
-    today go undecided and the night decides on yesterday's lines and statuses, so a line upstream raised
-    today would be published back at yesterday's value. A book of ``ingest.stale_snapshot_min_accounts`` or
-    more always changes somewhere in a day (accounts open, close, lines move); a smaller one may not."""
-    minimum = cfg.ingest.stale_snapshot_min_accounts
-    if not minimum or landed.frame.height < minimum:
+    quarantined rows) while tonight's other drops name accounts it does not hold: yesterday's extract re-sent
+    as today's. Every count passes it, but accounts opened today go undecided and the night decides on
+    yesterday's lines and statuses (a line upstream raised today would be published back at yesterday's).
+
+    An identical snapshot alone is a quiet book (a card book's lines and statuses move once a month, a book
+    without new accounts may not change for days); activity of accounts the snapshot lacks is what tells a
+    stale one. A stale snapshot of a day on which no account opened and acted cannot be told."""
+    if not cfg.ingest.refuse_stale_snapshot:
         return
-    previous = read_delivered_snapshot(root, day, landed.frame.height)
+    snapshot = landed["accounts"].frame
+    previous = read_delivered_snapshot(root, day, snapshot.height)
     if previous is None:
         return
     earlier, rows = previous
-    columns = [c for c in landed.frame.columns if c in rows.columns]
-    tonight = landed.frame.select(columns)
-    if set(columns) != set(rows.columns):
+    columns = [c for c in snapshot.columns if c in rows.columns]
+    if set(columns) != set(rows.columns) or not snapshot.select(columns).sort("account_id").equals(
+            rows.select(columns).sort("account_id")):
         return
-    if not tonight.sort("account_id").equals(rows.select(columns).sort("account_id")):
+    active = [frame.select("account_id") for name in ("behaviour", "installments", "payments")
+              if (frame := day_frame(root, landed, name, day, cfg)) is not None and "account_id" in frame.columns]
+    strangers = (pl.concat(active).drop_nulls().unique().join(snapshot.select("account_id"), on="account_id",
+                                                              how="anti").sort("account_id")
+                 if active else pl.DataFrame(schema={"account_id": pl.String}))
+    if strangers.is_empty():
         return
     raise _refusal(
         root, "accounts", day, "account_id",
-        f"the snapshot is identical, row for row, to the one of dt={earlier} ({tonight.height:,} accounts): "
-        "yesterday's extract re-sent as today's would leave accounts opened today undecided and decide on "
-        "yesterday's lines and statuses",
+        f"the snapshot is identical, row for row, to the one of dt={earlier} ({snapshot.height:,} accounts), "
+        f"yet {strangers.height:,} account(s) active tonight are not in it ({_sample(strangers, lambda r: r['account_id'])}): "
+        "yesterday's extract re-sent as today's would leave them undecided and decide on yesterday's lines "
+        "and statuses",
         hint="ask upstream for this date's snapshot and have it redelivered, then rerun ingest for this date; if "
-             "the book truly did not change (no account opened, closed or moved), set "
-             "ingest.stale_snapshot_min_accounts: 0 for that rerun",
+             "this snapshot is right, set ingest.refuse_stale_snapshot: false for that rerun",
     )
 
 

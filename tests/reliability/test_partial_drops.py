@@ -165,18 +165,30 @@ def test_yesterdays_snapshot_resent_as_todays_stops_the_ingest(
     # undecided and a line upstream moved tonight would have been published back at yesterday's value.
     root, day = next_drop
     yesterday = landing(root, "accounts", published_lake.published)
-    assert yesterday.height >= quiet_cfg.ingest.stale_snapshot_min_accounts
+    opened = set(landing(root, "accounts", day)["account_id"]) - set(yesterday["account_id"])
+    active = set(landing(root, "behaviour", day)["account_id"])
+    assert opened & active, "accounts opened tonight act tonight: what tells the stale snapshot"
     deliver(root, "accounts", day, {DATA_FILE: yesterday})
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     text = str(err.value)
     assert text.startswith(f"accounts dt={day} file={DATA_FILE} column=account_id: the snapshot is identical, row "
-                           f"for row, to the one of dt={published_lake.published} ({yesterday.height:,} accounts)"), text
-    assert "stale_snapshot_min_accounts: 0" in text and "\n" not in text
+                           f"for row, to the one of dt={published_lake.published} ({yesterday.height:,} accounts), "
+                           f"yet "), text
+    assert min(opened & active) in text and "refuse_stale_snapshot: false" in text and "\n" not in text, text
     assert not lake.is_complete(zones.curated(root, "accounts", day))
-    # one account moved tonight makes it a snapshot of tonight (whatever else it lacks, it is not the same)
-    moved = yesterday.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("frozen"))
-                                   .otherwise(pl.col("status")).alias("status"))
-    deliver(root, "accounts", day, {DATA_FILE: moved})
+
+
+def test_an_unchanged_snapshot_of_a_quiet_book_is_curated(
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig, published_lake: PublishedLake,
+):
+    # A card book's lines and statuses move once a month, and a book opening no account may not change for
+    # days: an identical snapshot whose accounts are all tonight's active ones is a quiet day, not a stale one.
+    root, day = next_drop
+    yesterday = landing(root, "accounts", published_lake.published)
+    for name in ("behaviour", "installments", "payments"):
+        rows = landing(root, name, day)
+        deliver(root, name, day, {DATA_FILE: rows.filter(pl.col("account_id").is_in(yesterday["account_id"].implode()))})
+    deliver(root, "accounts", day, {DATA_FILE: yesterday})
     ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     assert lake.is_complete(zones.curated(root, "accounts", day))
