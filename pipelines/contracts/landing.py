@@ -104,12 +104,33 @@ class Dataset:
     # Rows sharing these columns are one unit, curated whole or held (quarantined) whole, and delivered
     # once: a unit already curated on another date takes no new rows later.
     unit: tuple[str, ...] = ()
+    # The curated columns that tell one fact from another without its (single-column) key. Rows of one drop
+    # equal in all of them, null equal to null, under different keys are one fact the extract minted twice
+    # (a real second payment or event has its own time, to the microsecond): the smallest key is curated,
+    # the others quarantined as :attr:`copy_rule` (pipelines.quality.references.add_key_flags).
+    facts: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
             if col.name == name:
                 return col
         raise KeyError(f"{self.name} has no contract column {name!r}")
+
+    @property
+    def noun(self) -> str:
+        """One row in words, from its key: ``payment`` (``payment_id``), ``event`` (``event_id``)."""
+        return self.key[0].removesuffix("_id")
+
+    @property
+    def first_copy_flag(self) -> str:
+        """The flag column validation pre-computes where :attr:`facts` are set (True: no other row of the
+        drop has the same facts under a smaller key)."""
+        return f"{self.noun}_is_first_copy"
+
+    @property
+    def copy_rule(self) -> str:
+        """The quarantine reason of a row repeating another row's :attr:`facts` under a larger key."""
+        return f"same_as_another_{self.noun}"
 
     @property
     def required(self) -> tuple[Column, ...]:
@@ -151,6 +172,9 @@ CONTRACT: dict[str, Dataset] = {
         # An event happens once: a purchase resent on a later day (re-stamped into that day) would count
         # twice in spend and cash-draw features. Ids grow with the date, so the lookup prunes by min/max.
         unique_over_time=True,
+        # Everything but the id: a day's events re-extracted under new ids would double the account's spend
+        # and cash draws (a PD rise, a limit cut on nothing). Two logins at one microsecond are one login.
+        facts=("account_id", "event_time", "event_type", "amount_cents", "channel"),
         columns=(
             Column("event_id", "string", "Event identifier, unique.", identifier=True),
             Column("account_id", "string", "Account the event belongs to.", identifier=True),
@@ -186,6 +210,8 @@ CONTRACT: dict[str, Dataset] = {
         # A payment is received once: the same id on a later day would be allocated twice. (accounts is a
         # snapshot, its key repeats every day by design.)
         unique_over_time=True,
+        # Crediting a copy would credit money never received.
+        facts=("account_id", "loan_id", "paid_at", "amount_cents"),
         columns=(
             Column("payment_id", "string", "Payment identifier, unique.", identifier=True),
             Column("account_id", "string", "Paying account.", identifier=True),
@@ -198,10 +224,6 @@ CONTRACT: dict[str, Dataset] = {
 
 IDENTIFIERS: frozenset[str] = frozenset(c.name for ds in CONTRACT.values() for c in ds.columns if c.identifier)
 KEY_IS_VALID = "key_is_valid"  # flag column: every key column of the row is a valid identifier
-# flag column: no other payment of the drop has the same account, loan, time to the microsecond and amount
-# under a smaller payment_id (pipelines.quality.references.add_key_flags)
-PAYMENT_IS_FIRST = "payment_is_first_copy"
-PAYMENT_FACTS: tuple[str, ...] = ("account_id", "loan_id", "paid_at", "amount_cents")
 
 
 def valid_identifier(name: str) -> pl.Expr:

@@ -219,8 +219,9 @@ def refuse_resent_under_new_ids(frame: pl.DataFrame, dataset: str, columns: Sequ
     """Refuse a drop in which a later delivery (``part-<N>`` file) repeats rows of an earlier one with every
     column equal but the ids the extract mints (:data:`MINTED_IDS`): a source that mints ids on each extract
     and sent the same facts twice. De-duplication by key cannot see them, and counting them twice would
-    double balances or activity (and cut customers for it). Within one delivery, identical content under two
-    ids may be two real events (two purchases in one second), so only repeats across deliveries count.
+    double balances or activity (and cut customers for it). Within one delivery, a payment or event repeated
+    under another id is quarantined as a copy instead (``same_as_another_<noun>``, the contract's ``facts``),
+    so only repeats across deliveries are refused here.
 
     ``frame`` carries ``_file_order``; ``columns``: the contract's columns present in it.
     """

@@ -10,8 +10,8 @@ rules below, so columns and types have one source of truth. Regenerate after a c
 
 Every expectation carries in ``meta``:
 
-* ``risk``: what it guards against (schema drift, duplicate keys, key loss, missing value, unknown value,
-  impossible value, referential integrity, leakage, volume, completeness);
+* ``risk``: what it guards against (schema drift, duplicate keys, duplicate facts, key loss, missing value,
+  unknown value, impossible value, referential integrity, leakage, volume, completeness);
 * ``severity``: ``critical`` fails the run; ``warning`` on a row-level rule quarantines the offending rows
   while they stay within ``validation.warning_share`` of the rows (else it is critical), on a table-level
   rule it is reported and the run goes on (the native GX ``severity`` field says the same);
@@ -21,8 +21,9 @@ Every expectation carries in ``meta``:
 
 Values that depend on the run (the business day's bounds in UTC, product limits, the volume band, null
 share limits) are GX suite parameters (``{"$PARAMETER": name}``) filled in by ``pipelines/quality/references.py``.
-GX has no polars engine and does not join: referential integrity is checked on flag columns
-(``account_is_known``, ``loan_is_known``) that references.py pre-joins in polars.
+GX has no polars engine and does not join: referential integrity (``account_is_known``, ``loan_is_known``) and
+a fact repeated under another id (``payment_is_first_copy``, ``event_is_first_copy``) are checked on flag
+columns that references.py pre-computes in polars.
 
 Importing this module imports Great Expectations (slow, ~2 s): only gx_engine.py and references.py import it, lazily.
 """
@@ -41,7 +42,7 @@ from great_expectations.expectations.core.expect_column_type_to_be import Expect
 from great_expectations.expectations.row_conditions import Column as Where
 
 from pipelines.contracts.landing import (
-    CONTRACT, Column, DATASETS, Dataset, IDENTIFIER_CHARSET, IDENTIFIER_MAX_LENGTH, KEY_IS_VALID, PAYMENT_IS_FIRST,
+    CONTRACT, Column, DATASETS, Dataset, IDENTIFIER_CHARSET, IDENTIFIER_MAX_LENGTH, KEY_IS_VALID,
 )
 from pipelines.contracts.outputs import MONEY, OUTPUTS, OUTPUT_COLUMNS, OUTPUT_KEYS, PD_SOURCES
 from pipelines.store.lake import atomic_write_bytes
@@ -175,7 +176,26 @@ def _contract_expectations(dataset: Dataset) -> list[gx.expectations.Expectation
             bound = col.min_value * 100 if col.kind == "money" else col.min_value
             out.append(_row("ExpectColumnValuesToBeBetween", _min_value_reason(col), "impossible value",
                             column=name, min_value=int(bound), strict_min=col.min_exclusive))
+    if dataset.facts:
+        out.append(_first_copy_rule(dataset))
     return out
+
+
+# What a copy of a fact (Dataset.facts) waiting in quarantine means for the night.
+_COPY_WAITS = {
+    "payments": "its account held, its money reported",
+    "behaviour": "the account's activity features count the event once",
+}
+
+
+def _first_copy_rule(dataset: Dataset) -> gx.expectations.Expectation:
+    flag, (key,) = dataset.first_copy_flag, dataset.key
+    return _row(
+        "ExpectColumnValuesToBeInSet", dataset.copy_rule, "duplicate facts", column=flag, value_set=[True],
+        notes=f"{flag}: no other {dataset.noun} of the drop has the same {', '.join(dataset.facts)} (times to the "
+              f"microsecond, null equal to null) under a smaller {key}. Such a copy is one {dataset.noun} "
+              f"minted twice by the extract: held in quarantine ({_COPY_WAITS[dataset.name]}) until upstream "
+              "redelivers the day without it (or confirms it, under its own time).")
 
 
 def _business_rules(name: str) -> list[gx.expectations.Expectation]:
@@ -234,12 +254,6 @@ def _business_rules(name: str) -> list[gx.expectations.Expectation]:
             _row("ExpectColumnValuesToBeInSet", "unknown_loan", "referential integrity", column=LOAN_KNOWN,
                  value_set=[True],
                  notes=f"{LOAN_KNOWN}: loan_id is in installments of any dt <= D (curated) or of this drop."),
-            _row("ExpectColumnValuesToBeInSet", "same_as_another_payment", "duplicate keys",
-                 column=PAYMENT_IS_FIRST, value_set=[True],
-                 notes=f"{PAYMENT_IS_FIRST}: no other payment of the drop has the same account, loan, paid_at "
-                       "(to the microsecond) and amount under a smaller payment_id. Such a copy is one payment "
-                       "minted twice by the extract: held in quarantine, its account held, its money reported, "
-                       "until upstream redelivers the day without it (or confirms it, under its own time)."),
             _row("ExpectColumnValuesToBeInSet", "loan_of_other_account", "referential integrity",
                  column=LOAN_OWNED, value_set=[True],
                  notes=f"{LOAN_OWNED}: the loan's instalments (curated, dt <= D, or of this drop) belong to the "

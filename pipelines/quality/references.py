@@ -20,7 +20,7 @@ import polars as pl
 
 from pipelines.config.settings import RisklineConfig, VolumeBand
 from pipelines.contracts.landing import (
-    CONTRACT, KEY_IS_VALID, PAYMENT_FACTS, PAYMENT_IS_FIRST, valid_identifier, valid_key,
+    CONTRACT, KEY_IS_VALID, valid_identifier, valid_key,
 )
 from pipelines.quality.results import ACCOUNT_KNOWN, LOAN_KNOWN, LOAN_OWNED, Outcome
 from pipelines.store import lake
@@ -208,11 +208,15 @@ def add_key_flags(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
     key = list(CONTRACT[dataset].key)
     if set(key) <= set(frame.columns):
         flags.append(valid_key(key).alias(KEY_IS_VALID))
-    if dataset == "payments" and {"payment_id", *PAYMENT_FACTS} <= set(frame.columns):
-        # Two payments of one account and loan, to the microsecond and the cent, under two ids are one payment
-        # minted twice by the extract (a real second payment has its own time): crediting both would credit
-        # money never received. The smallest id is the payment; the others wait in quarantine (their account
-        # held, their money reported) until upstream says which is real. A null fact is not a copy.
-        first = pl.col("payment_id") == pl.col("payment_id").min().over(list(PAYMENT_FACTS))
-        flags.append(first.fill_null(True).alias(PAYMENT_IS_FIRST))
+    facts = list(CONTRACT[dataset].facts)
+    if facts and set(key + facts) <= set(frame.columns):
+        # Two rows equal in every fact, to the microsecond and the cent, under two ids are one payment or
+        # event minted twice by the extract (a real second one has its own time): counting both would credit
+        # money never received, or double an account's spend and cash draws. The smallest id is the fact;
+        # the others wait in quarantine until upstream says which is real. ``over`` puts nulls in one group
+        # (null equals null): two logins, no amount, at one microsecond are one login. A row without an id
+        # is no copy (its own not-null rule reports it).
+        (ident,) = key
+        first = pl.col(ident) == pl.col(ident).min().over(facts)
+        flags.append(first.fill_null(True).alias(CONTRACT[dataset].first_copy_flag))
     return frame.with_columns(flags)

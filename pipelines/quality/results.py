@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from pipelines.contracts.landing import CONTRACT, PAYMENT_FACTS, PAYMENT_IS_FIRST
+from pipelines.contracts.landing import CONTRACT
 from pipelines.errors import IngestError
 
 Outcome = Literal["passed", "quarantined", "warning", "critical", "skipped"]
@@ -32,14 +32,17 @@ LOAN_OWNED = "loan_is_owned"  # the payment's loan belongs to its account_id (pi
 # with it: a known cause, already reported on the schedule's date, so it is not judged as an unknown loan.
 LOAN_HELD = "loan_held"
 REFERENCE_FLAGS = {ACCOUNT_KNOWN: ("account_id",), LOAN_KNOWN: ("loan_id", "account_id"),
-                    LOAN_OWNED: ("loan_id", "account_id"), PAYMENT_IS_FIRST: ("payment_id", *PAYMENT_FACTS)} | {
+                    LOAN_OWNED: ("loan_id", "account_id")} | {
     c.valid_flag: (c.name,) for ds in CONTRACT.values() for c in ds.columns if c.identifier
-}
+} | {ds.first_copy_flag: (*ds.key, *ds.facts) for ds in CONTRACT.values() if ds.facts}
 _NEXT_STEP = {
     "schema drift": "upstream changed the extract: ask the data owner to fix it (or agree a contract change in "
                     "pipelines/contracts/landing.py and regenerate the suites), then rerun",
     "duplicate keys": "keys repeat after de-duplication: a pipeline bug or a key change upstream; escalate to "
                       "the pipeline owner",
+    "duplicate facts": "the extract wrote the same facts again under new ids (every fact equal, to the "
+                       "microsecond): ask the data owner to redeliver the partition without the copies (a real "
+                       "repeat has its own time), then rerun",
     "referential integrity": "check that the accounts snapshot and installments of this date (and earlier "
                              "dates) were delivered and ingested first; if they were, ask the data owner to fix "
                              "the references and redeliver",

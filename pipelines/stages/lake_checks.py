@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
-from pipelines.contracts.landing import CONTRACT, EVENT_TYPES, PAYMENT_FACTS
+from pipelines.contracts.landing import CONTRACT, EVENT_TYPES
 from pipelines.domain.conform import (
     SAMPLE_KEYS, UNIT_MIN_TONIGHT, lines_in_another_unit, loans_off_their_draw, loans_over_their_lines,
     loans_without_a_draw, money_unit_drift, payments_in_another_unit,
@@ -150,19 +150,20 @@ def refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], da
 def refuse_payments_resent_under_new_ids(root: Path, day: dt.date, cfg: RisklineConfig,
                                          payments: pl.DataFrame) -> None:
     """Stop when payments about to be curated repeat a payment curated on an earlier date of the late window
-    under another ``payment_id``: same account, loan, ``paid_at`` to the microsecond and amount
-    (:data:`~pipelines.contracts.landing.PAYMENT_FACTS`). A real second payment has its own time; a source
-    that mints ids on every extract re-sent the first, and crediting it again would count money never received
-    (its PD, and so its customer's limit, moves on that money). Within one delivery the copy is quarantined
+    under another ``payment_id``: same account, loan, ``paid_at`` to the microsecond and amount (the ``facts``
+    of the payments contract). A real second payment has its own time; a source that mints ids on every
+    extract re-sent the first, and crediting it again would count money never received (its PD, and so its
+    customer's limit, moves on that money). Within one delivery the copy is quarantined
     (``same_as_another_payment``); across deliveries the extract is at fault, so the ingest stops."""
     if payments.is_empty():
         return
     since = day - dt.timedelta(days=cfg.ingest.payment_late_days + 1)
+    facts = CONTRACT["payments"].facts
     loans = payments.get_column("loan_id").unique().implode()
     earlier = (zones.scan_curated(root, "payments", day - dt.timedelta(days=1), since=since)
                .filter(pl.col("loan_id").is_in(loans))
-               .select(pl.col("payment_id").alias("curated_id"), *PAYMENT_FACTS, "dt").collect())
-    copies = (payments.select("payment_id", *PAYMENT_FACTS).join(earlier, on=list(PAYMENT_FACTS))
+               .select(pl.col("payment_id").alias("curated_id"), *facts, "dt").collect())
+    copies = (payments.select("payment_id", *facts).join(earlier, on=list(facts))
               .filter(pl.col("payment_id") != pl.col("curated_id")).sort("payment_id"))
     if copies.is_empty():
         return
@@ -342,10 +343,10 @@ def refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: d
     """Stop when loans about to be curated (``schedules``: after validation, held loans out) have no cash draw
     of their account and amount: schedules sent again under new ids
     (:func:`~pipelines.domain.conform.loans_without_a_draw`), which every key check lets through and which
-    would double what those customers owe. Every delivered draw counts, quarantined or not. Judged only
-    when the window's earlier loans (enough of them) all follow draws; the window reaches
-    ``ingest.loan_draw_lag_days`` before the drop's date. True when judged and every loan has its draw
-    (a later delivery's equal schedules under new ids are then real loans)."""
+    would double what those customers owe. Every delivered draw counts, quarantined or not, a copy of one (the
+    same facts under another id) once. Judged only when the window's earlier loans (enough of them) all
+    follow draws; the window reaches ``ingest.loan_draw_lag_days`` before the drop's date. True when judged
+    and every loan has its draw (a later delivery's equal schedules under new ids are then real loans)."""
     lag = cfg.ingest.loan_draw_lag_days
     if lag is None or schedules.is_empty():
         return False
@@ -365,7 +366,11 @@ def refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: d
                .select("account_id", "amount_cents"))
     draws_before = pl.concat([zones.scan_curated(root, "behaviour", day, dates=before).filter(draw)
                               .select("account_id", "amount_cents"), garbled]).collect()
-    draws = pl.concat([draws_before, tonight_draws.filter(draw).select("account_id", "amount_cents")])
+    # A draw repeated under another id in the drop is one draw (its copy is quarantined as
+    # same_as_another_event): it backs one loan, not a schedule re-sent under new ids beside it.
+    facts = [c for c in CONTRACT["behaviour"].facts if c in tonight_draws.columns]
+    tonight = tonight_draws.filter(draw).unique(subset=facts, keep="first", maintain_order=True)
+    draws = pl.concat([draws_before, tonight.select("account_id", "amount_cents")])
     loan_days = [d for d in zones.curated_dates(root, "installments") if start + dt.timedelta(days=lag) <= d < day]
     earlier = (zones.scan_curated(root, "installments", day, dates=loan_days)
                .select("loan_id", "account_id", "principal_due_cents").collect())

@@ -11,8 +11,8 @@ from pipelines.quality import gx_suites
 from pipelines.contracts.landing import CONTRACT
 from pipelines.contracts.outputs import OUTPUT_COLUMNS
 
-RISKS = {"schema drift", "duplicate keys", "key loss", "missing value", "unknown value", "impossible value",
-         "referential integrity", "leakage", "volume", "completeness"}
+RISKS = {"schema drift", "duplicate keys", "duplicate facts", "key loss", "missing value", "unknown value",
+         "impossible value", "referential integrity", "leakage", "volume", "completeness"}
 
 
 def _committed(name: str) -> dict:

@@ -70,24 +70,27 @@ def next_drop(published_lake: PublishedLake, tmp_path: Path) -> tuple[Path, dt.d
     return root, published_lake.next_day
 
 
-def _second_equal_loan(root: Path, day: dt.date, with_its_draw: bool) -> str:
+def _second_equal_loan(root: Path, day: dt.date, draw: str | None) -> str:
     """A later delivery books a second loan equal to one of tonight's (same account, amounts and dates,
-    its own ids): a customer who drew the same amount twice. With its own cash draw in the behaviour drop,
-    or without one (then it is the first loan's schedule re-sent). Returns the second loan's id."""
+    its own ids): a customer who drew the same amount twice. ``draw``: with ``"own"`` cash draw in the
+    behaviour drop (a microsecond after the first), with a ``"copy"`` of the first loan's draw (the same
+    facts under another event_id), or without one (None): then it is the first loan's schedule re-sent.
+    Returns the second loan's id."""
     schedule = landing(root, "installments", day)
     first = schedule.get_column("loan_id").sort()[0]
     second = schedule.filter(pl.col("loan_id") == first).with_columns(
         pl.col("loan_id").str.replace("^.", "Z"), pl.col("installment_id").str.replace("^.", "Z"))
     deliver(root, "installments", day, {"part-0.parquet": schedule, "part-1.parquet": second})
-    if with_its_draw:
+    if draw is not None:
         events = landing(root, "behaviour", day)
         account = second.get_column("account_id")[0]
         principal = second.get_column("principal_due").cast(pl.Float64).sum()
-        draw = events.filter((pl.col("account_id") == account) & (pl.col("event_type") == "cash_draw")
-                             & (pl.col("amount").cast(pl.Float64) == principal)).head(1)
-        assert draw.height == 1, "the first loan has its draw"
-        deliver(root, "behaviour", day, {DATA_FILE: pl.concat([
-            events, draw.with_columns(pl.col("event_id").str.replace("^.", "Z"))])})
+        draws = events.filter((pl.col("account_id") == account) & (pl.col("event_type") == "cash_draw")
+                              & (pl.col("amount").cast(pl.Float64) == principal)).head(1)
+        assert draws.height == 1, "the first loan has its draw"
+        later = pl.duration(microseconds=1 if draw == "own" else 0)
+        deliver(root, "behaviour", day, {DATA_FILE: pl.concat([events, draws.with_columns(
+            pl.col("event_id").str.replace("^.", "Z"), pl.col("event_time") + later)])})
     return second.get_column("loan_id")[0]
 
 
@@ -97,17 +100,20 @@ def test_a_second_equal_loan_in_a_later_delivery_is_curated_when_it_has_its_own_
     # Hostile review 2: a later delivery's rows equal to an earlier one's but for their ids stopped the
     # ingest, also for two real loans of one customer. The draws tell them apart.
     root, day = next_drop
-    second = _second_equal_loan(root, day, with_its_draw=True)
+    second = _second_equal_loan(root, day, draw="own")
     ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     curated = zones.scan_curated(root, "installments", day, dates=[day]).collect()
     assert second in set(curated["loan_id"])
 
 
+@pytest.mark.parametrize("draw", [None, "copy"], ids=["no_draw", "a_copy_of_the_first_draw"])
 def test_a_second_equal_loan_without_a_draw_is_refused_as_resent(
-    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig, draw: str | None,
 ):
+    # Review 28 (F3): a draw repeated under another id in one drop is one draw (its copy is quarantined as
+    # same_as_another_event), so it cannot back a second loan either.
     root, day = next_drop
-    second = _second_equal_loan(root, day, with_its_draw=False)
+    second = _second_equal_loan(root, day, draw=draw)
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     assert f"installments dt={day} file=part-0.parquet,+1 column=loan_id: 1 of " in str(err.value), str(err.value)

@@ -215,6 +215,66 @@ def test_payment_row_defects(lenient, overrides, reason):
     assert result.reasons.to_list() == [reason]
 
 
+def test_a_payment_repeated_under_another_id_in_one_drop_is_held_as_a_copy(lenient):
+    # p0 and p1: same account, loan, paid_at and amount, so one payment minted twice; the smallest id is the
+    # payment. p2, the same amount a second later, is a real second payment.
+    frame = _payments(payment_id=["p1", "p0", "p2"], account_id=["A1"] * 3, loan_id=["L1"] * 3,
+                      paid_at=[DAY_START, DAY_START, DAY_START + dt.timedelta(seconds=1)],
+                      amount=pl.Series([D("10.00")] * 3, dtype=pl.Decimal(18, 2)))
+    result = validate.validate_landing(frame, "payments", DAY, lenient, KNOWN)
+    assert result.reasons.to_list() == ["same_as_another_payment", "", ""]
+
+
+_LOGIN = {"event_id": "e1", "account_id": "A1", "event_time": DAY_START + dt.timedelta(hours=1),
+          "event_type": "login", "amount": None, "channel": "app"}
+
+
+@pytest.mark.parametrize(
+    "both, second, reasons",
+    [
+        # every fact equal, the missing amount too (null equals null): one login minted twice
+        ({}, {}, ["", "same_as_another_event"]),
+        ({}, {"event_id": "e0"}, ["same_as_another_event", ""]),  # the smallest id is the event
+        ({"channel": None}, {}, ["", "same_as_another_event"]),
+        ({"event_type": "purchase", "amount": D("12.30")}, {}, ["", "same_as_another_event"]),
+        # one fact apart: two real events
+        ({}, {"event_time": DAY_START + dt.timedelta(hours=1, microseconds=1)}, ["", ""]),
+        ({}, {"channel": "web"}, ["", ""]),
+        ({}, {"channel": None}, ["", ""]),  # an unknown channel is not "app"
+        ({}, {"account_id": "A2"}, ["", ""]),
+        ({"amount": D("12.30")}, {"event_type": "purchase"}, ["", ""]),
+        ({"event_type": "purchase", "amount": D("12.30")}, {"amount": D("12.31")}, ["", ""]),
+    ],
+    ids=["login_twice", "copy_sorts_first", "no_channel_twice", "purchase_twice", "a_microsecond_apart",
+         "other_channel", "channel_vs_none", "other_account", "other_type", "a_cent_apart"],
+)
+def test_an_event_repeated_under_another_id_in_one_drop_is_held_as_a_copy(lenient, both, second, reasons):
+    # Review 28 (F3): a day's events written twice in one file under new ids doubled spend and cash draws.
+    rows = [{**_LOGIN, **both}, {**_LOGIN, "event_id": "e2", **both, **second}]
+    schema = {"event_id": pl.String, "account_id": pl.String, "event_time": pl.Datetime("us", "UTC"),
+              "event_type": pl.String, "amount": pl.Decimal(18, 2), "channel": pl.String}
+    frame = conform.conform_to_contract(pl.DataFrame(rows, schema=schema), CONTRACT["behaviour"])
+    result = validate.validate_landing(frame, "behaviour", DAY, lenient, KNOWN)
+    assert result.reasons.to_list() == reasons
+
+
+def test_a_days_events_repeated_beyond_tolerance_are_critical_with_a_sample(cfg):
+    # Copies count against the row-rule tolerance like any row rule: a day's activity repeated stops the ingest.
+    frame = pl.concat([_behaviour(), _behaviour(event_id=["x1", "x2", "x3"])])
+    result = validate.validate_landing(frame, "behaviour", DAY, _strict(cfg, warning_min_rows=2), KNOWN)
+    found = _outcome(result.report, "same_as_another_event")
+    assert (found.outcome, found.unexpected_count, found.tolerated) == ("critical", 3, 2)
+    # the sample shows each copy by its id and the facts it repeats
+    assert [(row["event_id"], row["event_type"]) for row in found.sample] == [
+        ("x1", "login"), ("x2", "purchase"), ("x3", "cash_draw")]
+    with pytest.raises(results.ValidationError) as err:
+        result.report.raise_if_critical()
+    # the next step is upstream's (a re-sent extract), not a pipeline bug's
+    assert "CRITICAL [duplicate facts]" in str(err.value)
+    assert str(err.value).endswith("ask the data owner to redeliver the partition without the copies (a real "
+                                   "repeat has its own time), then rerun"), str(err.value)
+
+
 def test_money_event_without_amount_is_a_defect_but_a_login_is_not(lenient):
     frame = _behaviour(amount=pl.Series([None, None, D("1.00")], dtype=pl.Decimal(18, 2)))
     result = validate.validate_landing(frame, "behaviour", DAY, lenient, KNOWN)
