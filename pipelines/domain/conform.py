@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -21,15 +20,9 @@ from pipelines.contracts.landing import Column, Dataset, valid_key
 
 
 QUARANTINE_REASON = "quarantine_reason"
-FILE_ORDER = "_file_order"  # the file's delivery sequence (see DELIVERY_NAME)
+FILE_ORDER = "_file_order"  # the file's delivery sequence (pipelines/domain/deliveries.py)
 ROW_ORDER = "_row_order"
-
-
-# A landing file is named part-<N>[<separator><anything>], N being its delivery's sequence number: later
-# deliveries have higher numbers, compared as integers (part-10 comes after part-9; zero padding and a
-# UTC timestamp written as digits, part-20261125093000.parquet, sort the same way). Files sharing N are
-# one delivery. docs/contracts.md "Delivery order".
-DELIVERY_NAME = re.compile(r"part-(\d{1,18})(?:[-_.].*)?", re.DOTALL)
+SOURCE_FILE = "_source_file"  # the landing file a row came from, to name it in an error (optional)
 SAMPLE_KEYS = 5
 
 
@@ -168,18 +161,13 @@ def _refuse_beyond(s: pl.Series, beyond: pl.Series, col: Column, bound: float, c
                       f"e.g. {cny.filter(beyond)[0]} CNY", hint=_MONEY_HINT)
 
 
-def delivery_sequence(name: str) -> int | None:
-    """The delivery sequence number in a landing file name (``part-<N>...``), None if it has none."""
-    match = DELIVERY_NAME.fullmatch(name)
-    return int(match.group(1)) if match else None
-
-
 def keep_latest_delivery(
     frame: pl.DataFrame, key: Sequence[str], compare: Sequence[str] | None = None
 ) -> tuple[pl.DataFrame, int]:
     """Keep the row of the latest delivery per business key; return the frame sorted by key and the count dropped.
 
-    ``frame`` carries ``_file_order`` (the delivery sequence) and ``_row_order``. A later delivery corrects
+    ``frame`` carries ``_file_order`` (the delivery sequence) and ``_row_order``, and may carry
+    ``_source_file`` (the file's name, for the error; never compared). A later delivery corrects
     an earlier one (its rows win). Within one delivery, repeated rows that are identical in every column are
     one row delivered twice (dropped, counted); repeated rows that differ leave no way to tell which one
     upstream meant, so they raise rather than let one of them win silently (unless a later delivery
@@ -425,7 +413,12 @@ backs nothing);
 
 
 class ConflictingDuplicatesError(ContractError):
-    """One delivery holds two different rows for one business key."""
+    """One delivery holds two different rows for one business key; ``files``: the files holding the sampled
+    rows (sorted; empty when the frame does not say)."""
+
+    def __init__(self, column: str, message: str, files: Sequence[str] = ()) -> None:
+        super().__init__(column, message)
+        self.files = tuple(files)
 
 
 def _refuse_conflicts_within_a_delivery(keyed: pl.DataFrame, key: list[str], compare: Sequence[str] | None) -> None:
@@ -433,7 +426,7 @@ def _refuse_conflicts_within_a_delivery(keyed: pl.DataFrame, key: list[str], com
     repeated = keyed.filter(pl.struct(per_delivery).is_duplicated())
     if repeated.is_empty():  # every repeat is in a later delivery: a correction, not a conflict
         return
-    values = [c for c in (compare or repeated.columns) if c not in (*per_delivery, ROW_ORDER)]
+    values = [c for c in (compare or repeated.columns) if c not in (*per_delivery, ROW_ORDER, SOURCE_FILE)]
     distinct = repeated.select(*per_delivery, *values).unique(maintain_order=True)
     conflicting = distinct.filter(pl.struct(per_delivery).is_duplicated())
     # a later delivery of the key replaces the conflicting rows whole: nothing of them would be curated
@@ -443,7 +436,9 @@ def _refuse_conflicts_within_a_delivery(keyed: pl.DataFrame, key: list[str], com
                    .drop("_latest").sort(per_delivery, maintain_order=True))
     if conflicting.is_empty():
         return
-    samples = []
+    named = SOURCE_FILE in keyed.columns  # the files are named once, in the error's file=, not per key
+    samples: list[str] = []
+    sampled: list[tuple[object, ...]] = []
     for (*ids, seq), rows in conflicting.group_by([*key, FILE_ORDER], maintain_order=True):
         if len(samples) == SAMPLE_KEYS:
             break
@@ -452,12 +447,19 @@ def _refuse_conflicts_within_a_delivery(keyed: pl.DataFrame, key: list[str], com
             f"{c} " + " vs ".join(_show(v) for v in rows.get_column(c).unique(maintain_order=True).to_list())
             for c in differ
         )
-        samples.append(f"{'/'.join(map(str, ids))} in delivery part-{seq} ({shown})")
+        samples.append(f"{'/'.join(map(str, ids))}{'' if named else f' in delivery part-{seq}'} ({shown})")
+        sampled.append((*ids, seq))
+    files: list[str] = []
+    if named:
+        where = pl.DataFrame(sampled, schema={**keyed.select(per_delivery).schema}, orient="row")
+        held = keyed.join(where, on=per_delivery, how="semi", nulls_equal=True).get_column(SOURCE_FILE)
+        files = sorted(str(f) for f in held.cast(pl.String).unique().drop_nulls())
     keys = conflicting.select(key).n_unique()
     raise ConflictingDuplicatesError(
         key[0],
         f"{keys:,} {'/'.join(key)} value(s) delivered more than once with different values in one delivery, "
         f"so which row is right is unknown: " + ", ".join(samples),
+        files,
     )
 
 

@@ -333,7 +333,7 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
     stale = chain.after_ingest(root, day, before) if before else []
     if stale:  # late data: published nights read what this ingest replaced
         print(f"WARNING: {dataset} dt={day} changed after published nights {', '.join(map(str, stale))} read it; "
-              f"they are now stale: {chain.rebuild_hint(stale)}")
+              f"they are now stale: {chain.rebuild_hint(root, stale)}")
         out["stale_nights"] = [d.isoformat() for d in stale]
     return out
 

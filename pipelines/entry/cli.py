@@ -145,7 +145,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     if stale:  # late data: the curated content changed under nights already published
         nights = sorted(stale)
         print(f"warning: published nights {', '.join(map(str, nights))} read curated data that this ingest "
-              f"changed; they are now stale (outputs/_stale/): {chain.rebuild_hint(nights)}", file=sys.stderr)
+              f"changed; they are now stale (outputs/_stale/): {chain.rebuild_hint(root, nights)}", file=sys.stderr)
     owed = zones.owed_reingests(root)
     if owed:  # a range that rebuilt an earlier date stopped before the later ones holding its rows' copies
         print(f"error: curated {', '.join(f'{name} dt={day}' for name, day, _ in owed[:5])} still hold rows now "
@@ -302,7 +302,7 @@ def describe_run(result, root: Path) -> str:
     stale = sorted(chain.stale_nights(root))
     if stale:  # late data or a rerun changed what these published nights read
         lines.append(f"  stale published nights (outputs/_stale/): {', '.join(map(str, stale))}; "
-                     f"{chain.rebuild_hint(stale)}")
+                     f"{chain.rebuild_hint(root, stale)}")
     if "report" in st:
         lines.append(f"  report: {st['report']['path']}")
     return "\n".join(lines)

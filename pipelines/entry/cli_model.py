@@ -149,7 +149,8 @@ def _say_rollback_reruns(root: Path, since: dt.date) -> None:
     nights = [n for n in chain.published_nights(root) if n >= since]
     if nights:
         print(f"published nights {nights[0]}..{nights[-1]} were decided with the rolled-back model: rerun them "
-              f"in order to republish them with the reinstated one: `riskline rebuild --from {nights[0]}`")
+              f"in order to republish them with the reinstated one: "
+              f"`riskline rebuild --from {chain.rebuild_start(root, nights[0])}`")
 
 
 def describe_model(rec: ModelRecord, registry: ModelRegistry) -> str:

@@ -320,7 +320,7 @@ def stage_publish(
            "published": not dry_run}
     if stale:
         out["stale_nights"] = [d.isoformat() for d in stale]
-        out["stale_hint"] = chain.rebuild_hint(stale)
+        out["stale_hint"] = chain.rebuild_hint(root, stale)
     return out
 
 

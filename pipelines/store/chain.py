@@ -139,7 +139,7 @@ def night_status(root: Path, night: dt.date) -> dict[str, Any]:
     status: dict[str, Any] = {"as_of_date": night.isoformat(), "stale": night in stale}
     if night in stale:
         later = [n for n in published_nights(root) if n >= night]
-        status |= {"reason": stale[night], "rebuild": rebuild_hint(later or [night])}
+        status |= {"reason": stale[night], "rebuild": rebuild_hint(root, later or [night])}
     return status
 
 
@@ -163,9 +163,22 @@ def write_latest_status(root: Path) -> None:
         lake.atomic_write_bytes(path, body.encode())
 
 
-def rebuild_hint(nights: list[dt.date]) -> str:
-    """The next step for stale nights: rerun them forward, in order (CLI and Airflow)."""
-    first, last = nights[0], nights[-1]
+def rebuild_start(root: Path, night: dt.date) -> dt.date:
+    """Where a rebuild that repairs ``night`` must start: walking back from it, the earliest of the stale
+    nights just before it (the one whose previous night is not stale), else ``night`` itself.
+
+    :func:`check_chain` refuses every night whose previous night is stale, so a rebuild from any later night
+    stops at once; every hint that proposes a rebuild names this night (the one definition)."""
+    stale = stale_nights(root)
+    while (previous := previous_night(root, night)) in stale:
+        night = previous
+    return night
+
+
+def rebuild_hint(root: Path, nights: list[dt.date]) -> str:
+    """The next step for stale ``nights`` (sorted): rerun them forward, in order, from :func:`rebuild_start`
+    of the first (CLI and Airflow)."""
+    first, last = rebuild_start(root, nights[0]), nights[-1]
     return (f"rebuild them in order: `riskline rebuild --from {first}` (or an Airflow backfill of business dates "
             f"{first}..{last} with --max-active-runs 1 --reprocess-behavior completed)")
 
@@ -195,7 +208,7 @@ def check_chain(root: Path, as_of: dt.date, force: bool = False) -> ChainRecord:
                         f"run the missing nights first, in order: `riskline rebuild --from {previous + _DAY} --to {as_of}`")
     if previous in stale:
         problems.append(f"its previous night {previous} is stale ({stale[previous]}); "
-                        f"rebuild from it first: `riskline rebuild --from {previous}`")
+                        f"rebuild from it first: `riskline rebuild --from {rebuild_start(root, previous)}`")
     if later and as_of not in stale and not _reruns_in_place(root, as_of, record):
         problems.append(
             f"later nights already ran ({later[0]}..{later[-1]}) and {as_of} would not be a rerun of the same chain "

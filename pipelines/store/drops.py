@@ -18,9 +18,10 @@ from pipelines.contracts import control_totals
 from pipelines.contracts.control_totals import ControlTotals
 from pipelines.contracts.landing import CONTRACT, Dataset
 from pipelines.domain.conform import (
-    ConflictingDuplicatesError, FILE_ORDER, ROW_ORDER, ResentUnderNewIdsError, conform_to_contract,
-    delivery_sequence, keep_latest_delivery, refuse_resent_under_new_ids,
+    ConflictingDuplicatesError, FILE_ORDER, ROW_ORDER, SOURCE_FILE, ResentUnderNewIdsError, conform_to_contract,
+    keep_latest_delivery, refuse_resent_under_new_ids,
 )
+from pipelines.domain.deliveries import DeliveryOrderError, order_deliveries, spark_write_job
 from pipelines.errors import ContractError, IngestError
 from pipelines.store import lake, zones
 from pipelines.vocab import DATASETS
@@ -96,7 +97,10 @@ def _read_landing(
     files = [by_name[name] for name in names]
     side = [name for name in side if name != lake.SUCCESS]  # the marker was read: it made the drop complete
     frames = []
-    for path, order in _in_delivery_order(files, dataset, day):
+    ordered = _in_delivery_order(files, dataset, day)
+    # the file each row came from, to name it when rows conflict: an Enum column costs 4 bytes a row
+    source = pl.Enum([path.name for path, _ in ordered])
+    for path, order in ordered:
         try:
             raw = lake.read_parquet(path)
         except Exception as exc:  # polars raises several types for corrupt or non-Parquet files
@@ -116,12 +120,14 @@ def _read_landing(
             conformed.with_columns(
                 pl.lit(order, dtype=pl.Int64).alias(FILE_ORDER),
                 pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_ORDER),
+                pl.lit(path.name, dtype=source).alias(SOURCE_FILE),
             )
         )
     if not frames:  # a complete drop with no file is an empty day (validation judges whether that is ok)
         empty = pl.DataFrame(schema=dataset.curated_schema())
         return empty.with_columns(
-            pl.lit(0, dtype=pl.Int64).alias(FILE_ORDER), pl.lit(0, dtype=pl.Int64).alias(ROW_ORDER)
+            pl.lit(0, dtype=pl.Int64).alias(FILE_ORDER), pl.lit(0, dtype=pl.Int64).alias(ROW_ORDER),
+            pl.lit(None, dtype=source).alias(SOURCE_FILE),
         ), 0, tuple(side)
     try:
         combined = pl.concat(frames, how="diagonal_relaxed")
@@ -133,19 +139,12 @@ def _read_landing(
 
 
 def _in_delivery_order(files: Sequence[Path], dataset: Dataset, day: dt.date) -> list[tuple[Path, int]]:
-    """The drop's files with their delivery sequence, oldest delivery first (name order within one)."""
-    ordered = []
-    for path in files:
-        seq = delivery_sequence(path.name)
-        if seq is None:
-            raise IngestError(
-                "file name carries no delivery sequence: expected part-<N>[-suffix].parquet, N the delivery's "
-                "sequence number (later deliveries higher)", dataset=dataset.name, date=day, file=path.name,
-                hint="ask upstream to name the file by the contract (docs/contracts.md, Delivery order), "
-                     "then rerun ingest for this date",
-            )
-        ordered.append((seq, path.name, path))
-    return [(path, seq) for seq, _, path in sorted(ordered, key=lambda t: t[:2])]
+    """The drop's files with their delivery sequence, oldest delivery first (``deliveries.order_deliveries``)."""
+    by_name = {path.name: path for path in files}
+    try:
+        return [(by_name[name], seq) for name, seq in order_deliveries(list(by_name))]
+    except DeliveryOrderError as exc:
+        raise IngestError(str(exc), dataset=dataset.name, date=day, file=exc.file, hint=exc.hint) from None
 
 
 def undelivered_hint(root: Path, dataset: str, day: dt.date, then: str = "rerun ingest for this date") -> str:
@@ -207,14 +206,25 @@ def land_partition(root: Path, dataset_name: str, day: dt.date, cfg: RisklineCon
                 raise resent from exc
         deduped, dropped = keep_latest_delivery(landed, key, list(dataset.curated_schema()))
     except ConflictingDuplicatesError as exc:
+        # task files of one Spark write are one delivery (docs/contracts.md, Delivery order): say so, or a
+        # reader takes part-00001 for a correction of part-00000
+        spark = "; Spark task files are one delivery, their task numbers order nothing" if any(
+            spark_write_job(f) for f in exc.files) else ""
         raise IngestError(
-            str(exc), dataset=dataset_name, date=day, column=exc.column,
+            f"{exc}{spark}", dataset=dataset_name, date=day, file=_file_list(exc.files), column=exc.column,
             hint="ask upstream which row is right and to redeliver the drop with one row per key, "
                  "then rerun ingest for this date",
         ) from exc
-    records = deduped.drop(FILE_ORDER, ROW_ORDER)
+    records = deduped.drop(FILE_ORDER, ROW_ORDER, SOURCE_FILE)
     declared = check_control_totals(root, dataset, day, cfg, records)
     return Landed(dataset_name, records, n_files, landed.height, dropped, side, resent, declared)
+
+
+def _file_list(names: Sequence[str], shown: int = 2) -> str | None:
+    """Files for an error line: ``a.parquet,b.parquet`` and ``,+N`` beyond ``shown``; None for none."""
+    if not names:
+        return None
+    return ",".join(names[:shown]) + (f",+{len(names) - shown}" if len(names) > shown else "")
 
 
 _MANIFEST_HINT = ('ask upstream to write _SUCCESS empty or as {"rows": N, "sums": {"<money column>": "<CNY>"}} '

@@ -113,12 +113,22 @@ def test_late_data_and_reruns_leave_a_trace(
     # upstream redelivers the published night's behaviour drop, one event fewer, after two nights read it
     drop = lake.parquet_files(lake.partition_dir(lake_root, "landing", "behaviour", book.published))
     events = landing(lake_root, "behaviour", book.published)
-    deliver(lake_root, "behaviour", book.published, {drop[0].name: events.head(events.height - 1)})
+    # a plain _SUCCESS, as the book's other drops: a declared one would oblige NEXT's plain drop to declare
+    # too when the rebuild re-ingests it (ingest.control_totals.keep_declaring_days)
+    deliver(lake_root, "behaviour", book.published, {drop[0].name: events.head(events.height - 1)}, manifest=b"")
     rc, _, err = _cli(capsys, lake_root, "ingest", "--date", str(book.published))
     assert rc == 0, err
     assert "stale" in err and str(book.published) in err and str(book.next_day) in err
     assert f"riskline rebuild --from {book.published}" in err
     assert sorted(chain.stale_nights(lake_root)) == [book.published, book.next_day]
+    # what downstream reads names the same start (review of stop 28, F8: both said --from NEXT, which
+    # stops at once on its stale previous night)
+    status = json.loads((lake_root / "outputs" / chain.LATEST_STATUS).read_text())
+    assert status["as_of_date"] == book.next_day.isoformat() and status["stale"]
+    assert f"`riskline rebuild --from {book.published}`" in status["rebuild"], status["rebuild"]
+    assert f"business dates {book.published}..{book.next_day}" in status["rebuild"]
+    rc, out, _ = _cli(capsys, lake_root, "summary", "--as-of", str(book.next_day))
+    assert rc == 0 and "STALE: " in out and f"riskline rebuild --from {book.published}`" in out, out
 
     old = {d: publish.read_manifest(lake_root, d) for d in (book.published, book.next_day)}
     rc, out, err = _cli(capsys, lake_root, "rebuild", "--from", str(book.published))

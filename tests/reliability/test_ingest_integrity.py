@@ -10,7 +10,8 @@ Each test tampers with the landing drop of NEXT in a private copy of the publish
   partitions (it used to pass ingest and then stop every later night in the ledger, naming no dataset); a
   date ingested after a later one that curated its payment first stops (it dropped the payment as
   redelivered), and the range ingest its error proposes gives the in-order lake byte for byte;
-* class 6: two different rows for one account in one snapshot stop ingest with a sample (the last one won);
+* class 6: two different rows for one account in one snapshot stop ingest with a sample (the last one won),
+  also when they are in two task files of one Spark write (task 1 was taken for a later delivery);
 * class 7: deliveries ``part-9`` and ``part-10`` are applied in that order (``part-10`` lost by text order),
   and a file name without a delivery number is refused with the one-line error;
 * class 8: one bad instalment holds its whole loan, and the loan's payments are held with it, not lost.
@@ -287,8 +288,37 @@ def test_two_different_rows_for_one_account_in_one_snapshot_stop_ingest_with_a_s
         ingest.ingest_date(lake_root, book.next_day, quiet_cfg)
 
     text = str(err.value)
-    assert text.startswith(f"accounts dt={book.next_day} column=account_id: 1 account_id value(s)"), text
-    assert f"{victim['account_id'][0]} in delivery part-0 (" in text and " -> " in text
+    assert text.startswith(f"accounts dt={book.next_day} file={DATA_FILE} column=account_id: 1 account_id "
+                           "value(s)"), text
+    assert f"{victim['account_id'][0]} (" in text and " -> " in text
+    assert not list((lake_root / "curated").glob(f"*/dt={book.next_day}"))
+
+
+def test_a_snapshot_written_by_one_spark_job_with_a_rogue_task_stops_ingest_naming_its_files(
+    published_lake: PublishedLake, lake_root: Path, quiet_cfg: RisklineConfig
+):
+    # Review of stop 28, F4: task 1's rows were taken for a later delivery correcting task 0 (Spark's
+    # part-<task>-<uuid>), so 5 accounts were frozen or had their lines halved, with exit 0.
+    book = published_lake
+    snapshot = landing(lake_root, "accounts", book.next_day).sort("account_id")
+    half = snapshot.height // 2
+    victims = snapshot.filter(pl.col("status") == "active").head(5)
+    rogue = victims.with_columns(pl.lit("frozen").alias("status"),
+                                 (pl.col("credit_limit") / 2).cast(snapshot.schema["credit_limit"]))
+    job = "3f2a9c1e-7b4d-4e21-9a0f-1c2d3e4f5a6b"
+    tasks = {f"part-00000-{job}-c000.snappy.parquet": snapshot.head(half),
+             f"part-00001-{job}-c000.snappy.parquet": pl.concat([snapshot.tail(snapshot.height - half), rogue])}
+    deliver(lake_root, "accounts", book.next_day, tasks)
+
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(lake_root, book.next_day, quiet_cfg)
+
+    text = str(err.value)
+    files = ",".join(sorted(tasks))
+    assert text.startswith(f"accounts dt={book.next_day} file={files} column=account_id: 5 account_id value(s) "
+                           "delivered more than once with different values in one delivery"), text
+    assert f"{victims['account_id'][0]} (credit_limit_cents " in text and "; status active vs frozen)" in text
+    assert "\n" not in text and " -> " in text
     assert not list((lake_root / "curated").glob(f"*/dt={book.next_day}"))
 
 

@@ -83,6 +83,24 @@ def test_stale_nights_rebuild_forward_in_order(tmp_path: Path):
     assert chain.stale_nights(tmp_path) == {}
 
 
+def test_every_rebuild_hint_starts_at_the_earliest_stale_night(tmp_path: Path):
+    # Review of stop 28, F8: late data for D+1 leaves D+1 and D+2 stale; _LATEST.json (and `riskline
+    # summary`) for D+2 said `rebuild --from D+2`, which stops at once: its previous night D+1 is stale.
+    for night in (D, D + DAY, D + 2 * DAY):
+        _night(tmp_path, night)
+    lake.atomic_write_bytes(tmp_path / "outputs" / "_LATEST", f"{D + 2 * DAY}\n".encode())
+    chain.mark_stale(tmp_path, [D + DAY, D + 2 * DAY], "late data")
+    status = json.loads((tmp_path / "outputs" / chain.LATEST_STATUS).read_text())
+    assert status["as_of_date"] == (D + 2 * DAY).isoformat() and status["stale"]
+    assert f"`riskline rebuild --from {D + DAY}`" in status["rebuild"], status["rebuild"]
+    assert f"business dates {D + DAY}..{D + 2 * DAY}" in status["rebuild"]
+    assert chain.night_status(tmp_path, D + 2 * DAY)["rebuild"] == status["rebuild"]
+    # D itself is not stale: the run of stale nights starts at D+1, from whichever of them it is asked
+    assert chain.rebuild_start(tmp_path, D + 2 * DAY) == chain.rebuild_start(tmp_path, D + DAY) == D + DAY
+    with pytest.raises(chain.ChainError, match=f"rebuild from it first: `riskline rebuild --from {D + DAY}`"):
+        chain.check_chain(tmp_path, D + 3 * DAY)  # its previous night D+2 is stale, and so is D+2's
+
+
 def test_reingest_marks_only_published_nights_that_read_the_date(tmp_path: Path):
     for night in (D, D + DAY):
         _night(tmp_path, night)

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines import errors
 from pipelines.contracts.landing import CONTRACT, valid_key
-from pipelines.domain import conform
+from pipelines.domain import conform, deliveries
 from pipelines.stages import ingest
 from pipelines.store import drops, lake, zones
 
@@ -237,13 +237,54 @@ def test_conflicts_replaced_by_a_later_delivery_or_only_in_extra_columns_are_not
     ],
 )
 def test_delivery_sequence_sorts_numerically(names: list[str], expected: list[int]):
-    assert sorted(conform.delivery_sequence(n) for n in names) == expected
+    assert sorted(deliveries.delivery_sequence(n) for n in names) == expected
 
 
 @pytest.mark.parametrize("name", ["a.parquet", "part-.parquet", "part-x1.parquet", "data-00001.parquet",
                                   "part-1x.parquet", "PART-1.parquet"])
 def test_names_without_a_delivery_sequence_are_refused(name: str):
-    assert conform.delivery_sequence(name) is None
+    assert deliveries.delivery_sequence(name) is None
+
+
+JOB = "3f2a9c1e-7b4d-4e21-9a0f-1c2d3e4f5a6b"
+
+
+@pytest.mark.parametrize(
+    "name, job",
+    [
+        (f"part-00000-{JOB}-c000.snappy.parquet", JOB),
+        (f"part-00001-{JOB.upper()}-c000.snappy.parquet", JOB),  # hex in either case
+        (f"part-00003-{JOB}.snappy.parquet", JOB),
+        (f"part-00007-{JOB}_00002.c000.snappy.parquet", JOB),  # a bucketed write: _<bucket>
+        (f"part-00000-tid-4138929584234542286-{JOB}-45-1-c000.snappy.parquet", JOB),  # Databricks' commit
+        ("part-00009-abc.snappy.parquet", None),  # not a uuid: delivery 9, as before
+        ("part-7-3f2a.snappy.parquet", None),
+        (f"part-00000.{JOB}.parquet", None),  # the uuid must follow part-<N>-
+    ],
+)
+def test_spark_task_files_are_told_from_numbered_deliveries(name: str, job: str | None):
+    # Review of stop 28, F4: in Spark's names N is the task's index within one write, not a delivery; a
+    # task file has no delivery sequence of its own
+    assert deliveries.spark_write_job(name) == job
+    assert (deliveries.delivery_sequence(name) is None) == (job is not None)
+
+
+def test_spark_task_files_are_one_delivery_and_never_mixed_with_numbered_ones():
+    other = "00000000-0000-4000-8000-00000000000a"
+    tasks = [f"part-00001-{JOB}-c000.snappy.parquet", f"part-00000-{JOB}-c000.snappy.parquet",
+             f"part-00000-{other}-c000.snappy.parquet"]  # two jobs: their order is unknown too
+    ordered = deliveries.order_deliveries(tasks)
+    assert [name for name, _ in ordered] == sorted(tasks)  # name order within the one delivery
+    assert {seq for _, seq in ordered} == {deliveries.SPARK_WRITE}
+    assert deliveries.order_deliveries(["part-10.parquet", "part-9.parquet", "part-9-b.parquet"]) == [
+        ("part-9-b.parquet", 9), ("part-9.parquet", 9), ("part-10.parquet", 10)]
+    # beside a numbered delivery nothing says which is later: refused, naming the Spark file
+    with pytest.raises(deliveries.DeliveryOrderError, match=r"beside numbered deliveries \(part-3.parquet\)") as err:
+        deliveries.order_deliveries([*tasks, "part-3.parquet"])
+    assert err.value.file == sorted(tasks)[0] and "redeliver" in err.value.hint
+    with pytest.raises(deliveries.DeliveryOrderError, match="carries no delivery sequence") as err:
+        deliveries.order_deliveries([*tasks, "accounts.parquet"])
+    assert err.value.file == "accounts.parquet"
 
 
 def _schedule(loan: str, n: int, principal: int = 10000, first_id: int = 1) -> pl.DataFrame:
@@ -543,8 +584,39 @@ def test_two_rows_for_one_account_in_one_snapshot_are_critical(tmp_path: Path, c
     _land_on(tmp_path, "accounts", DAY, {"part-00000.parquet": rogue})
     with pytest.raises(errors.IngestError) as err:
         ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
-    assert str(err.value).startswith("accounts dt=2026-11-20 column=account_id: 1 account_id value(s)")
-    assert "A1 in delivery part-0 (credit_limit_cents 25000 vs 5000000)" in str(err.value)
+    assert str(err.value).startswith(
+        "accounts dt=2026-11-20 file=part-00000.parquet column=account_id: 1 account_id value(s)")
+    assert "A1 (credit_limit_cents 25000 vs 5000000)" in str(err.value)
+
+
+def test_conflicting_rows_in_two_spark_task_files_are_critical_not_a_correction(tmp_path: Path, cfg):
+    # Review of stop 28, F4: task 1 of one Spark write was taken for a later delivery, and its frozen,
+    # halved A1 won silently; the rows of one write are one delivery's. Identical rows are one row.
+    rogue = _accounts().head(1).with_columns(pl.lit("frozen").alias("status"))
+    tasks = {f"part-00000-{JOB}-c000.snappy.parquet": _accounts(),
+             f"part-00001-{JOB}-c000.snappy.parquet": pl.concat([rogue, _accounts().tail(1)])}
+    _land_on(tmp_path, "accounts", DAY, tasks)
+    with pytest.raises(errors.IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+    text = str(err.value)
+    assert text.startswith(f"accounts dt=2026-11-20 file={','.join(sorted(tasks))} column=account_id: "
+                           "1 account_id value(s)"), text
+    assert "A1 (status active vs frozen)" in text and "A2" not in text and "Spark task files" in text
+    assert not (tmp_path / "curated").exists()
+
+    tasks[f"part-00001-{JOB}-c000.snappy.parquet"] = _accounts().tail(1)  # A2 again, the same row: kept once
+    _land_on(tmp_path, "accounts", DAY, tasks)
+    (res,) = ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+    assert (res.files, res.duplicates_dropped, res.rows_curated) == (2, 1, 2)
+
+
+def test_spark_task_files_beside_a_numbered_delivery_are_refused(tmp_path: Path, cfg):
+    task = f"part-00000-{JOB}-c000.snappy.parquet"
+    _land_on(tmp_path, "accounts", DAY, {task: _accounts(), "part-00001.parquet": _accounts()})
+    with pytest.raises(errors.IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, cfg, ["accounts"])
+    assert str(err.value).startswith(f"accounts dt=2026-11-20 file={task}: Spark task files"), str(err.value)
+    assert " -> " in str(err.value) and not (tmp_path / "curated").exists()
 
 
 def test_a_loan_with_one_bad_instalment_is_held_whole_with_its_payments(tmp_path: Path, cfg):
