@@ -343,23 +343,36 @@ def loans_off_their_draw(unbacked: pl.DataFrame, draws: pl.DataFrame) -> pl.Data
             .unique("loan_id", keep="first", maintain_order=True))
 
 
-def lines_in_another_unit(today: pl.DataFrame, previous: pl.DataFrame, ratio: float) -> pl.DataFrame:
-    """Accounts whose credit line is ``ratio`` times or more above or below their last known line.
+def amounts_in_another_unit(today: pl.DataFrame, previous: pl.DataFrame, column: str,
+                            ratio: float) -> tuple[int, pl.DataFrame]:
+    """Accounts whose amount ``column`` (cents) is ``ratio`` times or more above or below their last known one:
+    the per-account unit check of the snapshot's money, for a column one account's value seldom moves far.
 
-    riskline never moves a line that far (a decrease keeps at least 60% of it, an increase at most doubles
-    it, and neither twice in a week), so such a move is a unit error in a few rows (one writer in jiao, also
-    on a line riskline just changed: 1,200 raised to 1,440 and sent in jiao is 144, 8.3x, not 10x): the line
-    is where the policy starts from, and a line read 10x low is cut from there. ``today``: ``account_id``,
-    ``credit_limit_cents``; ``previous``: the same, each account's last known line. Returns ``account_id``,
-    ``was_cents``, ``credit_limit_cents``, ``factor`` (today / was). A line at 0 on either side says nothing.
+    * ``credit_limit_cents``: riskline never moves a line that far (a decrease keeps at least 60% of it, an
+      increase at most doubles it, and neither twice in a week), so such a move is a unit error in a few rows
+      (one writer in jiao, also on a line riskline just changed: 1,200 raised to 1,440 and sent in jiao is 144,
+      8.3x, not 10x): the line is where the policy starts from, and a line read 10x low is cut from there;
+    * ``annual_income_cents``: self-declared, re-declared seldom; a genuine update of one account may be large,
+      so the caller judges the share of accounts that moved (income /10 in a whole snapshot is under the 20x
+      drift ratio, and the affordability cap withholds increases on it).
+
+    ``today`` and ``previous``: ``account_id`` and ``column`` (``previous``: each account's last known value).
+    Returns how many accounts have the amount in both (an amount absent, null or 0 on either side says
+    nothing), and those that moved: ``account_id``, ``was_cents``, ``column``, ``factor`` (today / was), sorted.
     """
-    was = previous.select("account_id", pl.col("credit_limit_cents").alias("was_cents")).unique("account_id")
-    hi = pl.max_horizontal("was_cents", "credit_limit_cents")
-    lo = pl.min_horizontal("was_cents", "credit_limit_cents")
-    return (today.select("account_id", "credit_limit_cents").join(was, on="account_id")
-            .filter(lo > 0, hi >= lo * ratio)
-            .with_columns((pl.col("credit_limit_cents") / pl.col("was_cents")).alias("factor"))
-            .select("account_id", "was_cents", "credit_limit_cents", "factor").sort("account_id"))
+    empty = pl.DataFrame(schema={"account_id": pl.String(), "was_cents": pl.Int64(), column: pl.Int64(),
+                                 "factor": pl.Float64()})
+    if column not in today.columns or column not in previous.columns:  # an optional column not sent
+        return 0, empty
+    was = previous.select("account_id", pl.col(column).alias("was_cents")).unique("account_id")
+    hi = pl.max_horizontal("was_cents", column)
+    lo = pl.min_horizontal("was_cents", column)
+    both = today.select("account_id", column).join(was, on="account_id").filter(
+        pl.col(column) > 0, pl.col("was_cents") > 0)  # null > 0 is null: dropped (min_horizontal skips nulls)
+    moved = (both.filter(hi >= lo * ratio)
+             .with_columns((pl.col(column) / pl.col("was_cents")).alias("factor"))
+             .select("account_id", "was_cents", column, "factor").sort("account_id"))
+    return both.height, moved
 
 
 class DrawBacking(NamedTuple):

@@ -31,11 +31,12 @@ def decide_frames(
     cases still need the queue's capacity cut (``collections.assign_treatments``), which ranks the book.
     ``holds`` (:func:`~pipelines.store.readers.read_pending_holds`) withholds freezes, cuts, collections contacts and
     hardship offers; so does an account's grace period (:func:`~pipelines.domain.pending_payments.grace_accounts`).
-    ``vanished`` (``account_id``): accounts open in a curated snapshot of the last ``pending_payments.max_hold_days``
-    and missing from D's (left out, or their row quarantined), whose collections contact and hardship offer are
-    held too: a partial extract or a broken row must not send them to the queue on the fallback PD
-    (``collections.unscored_pd``) with no offer; one still missing after the hold (a charge-off purged
-    upstream) is queued on it.
+    ``vanished`` (``account_id``; :func:`~pipelines.domain.coverage.accounts_held_out`): accounts open in a
+    curated snapshot of the last ``pending_payments.max_hold_days`` and missing from D's (left out, or their row
+    quarantined) or closed in it while overdue, whose collections contact and hardship offer are held too: a
+    partial extract, a broken row or a status mis-mapped upstream must not send them to the queue on the
+    fallback PD (``collections.unscored_pd``) with no offer; one still missing or closed after the hold (a
+    charge-off) is queued on it.
     """
     grace = grace_accounts(ledger_accounts, cfg.pending_payments.grace_days)
     inputs = policy.build_policy_input(

@@ -295,6 +295,9 @@ def describe_run(result, root: Path) -> str:
     if st["decide"].get("held_missing_from_snapshot"):  # see pipelines/domain/decide.py
         lines.append(f"  held, open lately but missing from tonight's snapshot: "
                      f"{st['decide']['held_missing_from_snapshot']:,} accounts (no collections contact or offer)")
+    if st["decide"].get("held_closed_while_overdue"):  # see pipelines/domain/coverage.py: accounts_held_out
+        lines.append(f"  held, open lately but closed tonight while overdue: "
+                     f"{st['decide']['held_closed_while_overdue']:,} accounts (no collections contact or offer)")
     pub = st["publish"]
     where = "published" if pub["published"] else "DRY RUN, staged (not published)"
     lines.append(f"  outputs {where}: manifest {root / pub['manifest']}")

@@ -13,8 +13,9 @@ Per dataset and business date D:
    (:func:`split_row_defects`);
 5. the rows about to be curated are checked against what else the lake knows, each a one-line stop
    (``pipelines/stages/lake_checks.py``): money in another unit (against recent days, the credit lines, each
-   account's last known line, the instalments payments pay), loans without their cash draw (schedules re-sent
-   under new ids), a snapshot missing open accounts and a redelivery lacking rows curated for its date;
+   account's last known line and income, the instalments payments pay), loans without their cash draw
+   (schedules re-sent under new ids), a snapshot missing or closing open accounts and a redelivery lacking rows
+   curated for its date;
 6. curated and quarantine partitions are each replaced whole, atomically (``lake.publish_frames``).
 
 Steps 2-5 are pure functions on frames (``pipelines/domain/conform.py``); reading the drop (step 1) is
@@ -350,7 +351,7 @@ def ingest_date(
                 )
             known = lake_checks.last_known_accounts(root, day) if "accounts" in landed else None
             if known is not None:
-                lake_checks.refuse_open_accounts_missing(root, delivered["accounts"], day, cfg, known)
+                lake_checks.refuse_open_accounts_lost(root, delivered["accounts"], day, cfg, known)
                 lake_checks.refuse_stale_snapshot(root, {**landed, "accounts": delivered["accounts"]}, day, cfg)
             if "installments" in landed:  # the loans to be curated: a loan held whole misstates nothing
                 schedules = prepared[names.index("installments")].curated
@@ -360,8 +361,8 @@ def ingest_date(
                     # the draws cannot tell re-sent schedules from equal real loans here: refuse them
                     raise landed["installments"].resent
             if known is not None:
-                lake_checks.refuse_lines_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated,
-                                                         known)
+                lake_checks.refuse_amounts_in_another_unit(root, day, cfg, prepared[names.index("accounts")].curated,
+                                                           known)
             if "payments" in landed:
                 payments = prepared[names.index("payments")].curated
                 lake_checks.refuse_payments_in_another_unit(root, landed, day, cfg, payments)

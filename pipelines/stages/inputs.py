@@ -15,7 +15,7 @@ from typing import NamedTuple
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
-from pipelines.domain.coverage import open_accounts_missing
+from pipelines.domain.coverage import accounts_held_out
 from pipelines.domain.decide import decide_frames
 from pipelines.domain.sharding import filter_shard
 from pipelines.store import lake, zones
@@ -48,8 +48,9 @@ class DecideInputs(NamedTuple):
     previous_scores: pl.DataFrame | None
     history: pl.DataFrame
     holds: pl.DataFrame
-    # open in a snapshot of the last pending_payments.max_hold_days, missing from D's curated one (a partial
-    # extract, a quarantined row): held
+    # account_id, left: open in a snapshot of the last pending_payments.max_hold_days and missing from D's
+    # curated one (a partial extract, a quarantined row), or closed in it while overdue (a charge-off or a
+    # status fault): held (coverage.accounts_held_out)
     vanished: pl.DataFrame
 
     def decide(
@@ -69,17 +70,18 @@ def read_decide_inputs(
         raise FileNotFoundError(f"partition {accounts_part} is missing or incomplete (no {lake.SUCCESS})")
     accounts = filter_shard(lake.scan_parquet(lake.parquet_files(accounts_part)), shard, n_shards).collect()
     previous_scores, history = read_previous_run(root, as_of, shard, n_shards)
-    # held like a waiting payment, for as long: a row missing or quarantined for a week is a fault upstream
-    # as likely as a charge-off purged, and only the hold's end tells them apart
+    # held like a waiting payment, for as long: a row missing, quarantined or closed while overdue for a week
+    # is a fault upstream as likely as a charge-off, and only the hold's end tells them apart
     _, recent = read_latest_snapshot_rows(root, as_of, within_days=cfg.pending_payments.max_hold_days, shard=shard,
                                           n_shards=n_shards)
+    ledger_accounts = read_shard_file(root, LEDGER_ZONE, as_of, "accounts.parquet", shard, n_shards)
     return DecideInputs(
         accounts=accounts,
         features=read_shard_file(root, FEATURES_ZONE, as_of, FEATURES_FILE, shard, n_shards),
         installments=read_shard_file(root, LEDGER_ZONE, as_of, "installments.parquet", shard, n_shards),
-        ledger_accounts=read_shard_file(root, LEDGER_ZONE, as_of, "accounts.parquet", shard, n_shards),
+        ledger_accounts=ledger_accounts,
         previous_scores=previous_scores,
         history=history,
         holds=read_pending_holds(root, as_of, cfg, shard, n_shards),
-        vanished=open_accounts_missing(accounts, recent).select("account_id"),
+        vanished=accounts_held_out(accounts, recent, ledger_accounts),
     )

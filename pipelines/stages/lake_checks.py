@@ -1,9 +1,10 @@
 """Checks of a drop against what else the lake knows, run by :func:`pipelines.stages.ingest.ingest_date` after
 validation on the rows about to be curated (step 5 of its docstring), each a one-line stop naming the drop's
-files: money in another unit (against the recent days, the credit lines, each account's last known line, the
-instalments payments pay), loans without their cash draw (schedules re-sent under new ids), a snapshot
-missing open accounts, and a redelivery lacking rows curated for its date. The pure comparisons are in
-``pipelines/domain/conform.py`` and ``pipelines/domain/coverage.py``; this module reads the lake for them.
+files: money in another unit (against the recent days, the credit lines, each account's last known line and
+income, the instalments payments pay), loans without their cash draw (schedules re-sent under new ids), a
+snapshot missing or closing open accounts, and a redelivery lacking rows curated for its date. The pure
+comparisons are in ``pipelines/domain/conform.py`` and ``pipelines/domain/coverage.py``; this module reads the
+lake for them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import polars as pl
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, EVENT_TYPES
 from pipelines.domain.conform import (
-    SAMPLE_KEYS, UNIT_MIN_TONIGHT, lines_in_another_unit, loans_off_their_draw, loans_over_their_lines,
+    SAMPLE_KEYS, UNIT_MIN_TONIGHT, amounts_in_another_unit, loans_off_their_draw, loans_over_their_lines,
     loans_without_a_draw, money_unit_drift, payments_in_another_unit,
 )
-from pipelines.domain.coverage import curated_rows_removed, open_accounts, open_accounts_missing
+from pipelines.domain.coverage import curated_rows_removed, open_accounts, open_accounts_lost
 from pipelines.errors import IngestError
 from pipelines.store import lake, zones
 from pipelines.store.drops import Landed, land_partition, landing_file_names
@@ -186,61 +187,109 @@ class KnownAccounts(NamedTuple):
     """Each account's last known row over the last few curated snapshots before a date."""
 
     dates: list[dt.date]  # the snapshots looked at, oldest first ([] on the book's first date)
-    rows: pl.DataFrame  # account_id, status, credit_limit_cents, dt: each account's latest row among them
+    # each account's latest row among them: account_id, status, credit_limit_cents, dt, annual_income_cents
+    # (its latest declared), last_open_dt (read_latest_snapshot_rows)
+    rows: pl.DataFrame
 
 
 def last_known_accounts(root: Path, day: dt.date) -> KnownAccounts:
     """The last ``_LOOKBACK_SNAPSHOTS`` curated snapshots before ``day``, each account's latest row in them:
-    what tonight's snapshot is compared with (its lines, the open accounts it must keep)."""
+    what tonight's snapshot is compared with (its lines and incomes, the open accounts it must keep)."""
     return KnownAccounts(*read_latest_snapshot_rows(root, day, last_snapshots=_LOOKBACK_SNAPSHOTS))
 
 
-def refuse_lines_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, accounts: pl.DataFrame,
-                                 known: KnownAccounts) -> None:
-    """Stop when credit lines about to be curated are ``ingest.max_line_move_ratio`` times or more above or
-    below the account's last known line (``known``: its latest of the last 7 curated snapshots;
-    :func:`~pipelines.domain.conform.lines_in_another_unit`), on more than
-    ``ingest.max_share_of_lines_in_another_unit`` of the accounts (0: any one)."""
-    if not known.dates or accounts.is_empty():
-        return
-    ratio = cfg.ingest.max_line_move_ratio
-    moved = lines_in_another_unit(accounts, known.rows, ratio)
-    if moved.is_empty() or moved.height <= cfg.ingest.max_share_of_lines_in_another_unit * accounts.height:
-        return
-    sample = _sample(moved, lambda r: f"{r['account_id']} {_cny(r['was_cents'])} -> "
-                                      f"{_cny(r['credit_limit_cents'])} CNY")
-    raise _refusal(
-        root, "accounts", day, "credit_limit",
-        f"{moved.height:,} credit line(s) are {ratio:g}x or more off the account's last known line "
-        f"(dt={known.dates[0]}..dt={known.dates[-1]}: {sample}): riskline never moves a line that far, so these "
-        "rows are in another unit, and the policy would cut (or raise) from the wrong line",
-        hint=f"ask upstream which writer sends these rows in another unit; {_SEND_ONE_UNIT}; if the lines are "
-             "right (a manual change), raise ingest.max_share_of_lines_in_another_unit for that rerun",
+class _AccountUnit(NamedTuple):
+    """One money column of the snapshot judged against each account's last known value."""
+
+    column: str  # upstream's name; the curated one is <column>_cents
+    ratio: float  # a move this many times above or below is a unit error's signature ...
+    share: float  # ... on more than this share of the accounts with the amount in both ...
+    least: int  # ... and at least this many accounts
+    plural: str  # what the column holds, for the error line ...
+    noun: str  # ... and one of them
+    knob: str  # the setting a genuine move that large is passed with
+    why: str  # why such a move is a unit error, and what it would do
+
+
+# Incomes moving far on fewer accounts than this in a night are genuine updates' chance, not a unit.
+_UNIT_INCOMES_MIN = 3
+
+
+def _account_units(cfg: RisklineConfig) -> tuple[_AccountUnit, ...]:
+    """The snapshot's money columns judged per account, with their settings."""
+    ing = cfg.ingest
+    return (
+        _AccountUnit("credit_limit", ing.max_line_move_ratio, ing.max_share_of_lines_in_another_unit, 1,
+                     "credit line(s)", "line", "max_share_of_lines_in_another_unit",
+                     "riskline never moves a line that far, so these rows are in another unit, and the policy "
+                     "would cut (or raise) from the wrong line"),
+        _AccountUnit("annual_income", ing.max_income_move_ratio, ing.max_share_of_incomes_in_another_unit,
+                     _UNIT_INCOMES_MIN, "annual income(s)", "income", "max_share_of_incomes_in_another_unit",
+                     "a self-declared income is re-declared seldom and one account at a time, so these rows are "
+                     "in another unit, and the affordability cap would withhold (or allow) increases on the wrong "
+                     "income"),
     )
 
 
-def refuse_open_accounts_missing(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig,
-                                 known: KnownAccounts) -> None:
+def refuse_amounts_in_another_unit(root: Path, day: dt.date, cfg: RisklineConfig, accounts: pl.DataFrame,
+                                   known: KnownAccounts) -> None:
+    """Stop when the snapshot's money about to be curated is far off each account's last known value
+    (``known``: its latest of the last 7 curated snapshots; :func:`~pipelines.domain.conform.amounts_in_another_unit`),
+    one column at a time:
+
+    * ``credit_limit``: ``ingest.max_line_move_ratio`` times or more above or below, on more than
+      ``ingest.max_share_of_lines_in_another_unit`` of the accounts with a line in both (0: any one);
+    * ``annual_income`` (optional: absent or null compares nothing): ``ingest.max_income_move_ratio`` times
+      or more, on more than ``ingest.max_share_of_incomes_in_another_unit`` of the accounts with an income in
+      both and at least 3 (one account's genuine re-declaration may be large)."""
+    if not known.dates or accounts.is_empty():
+        return
+    for check in _account_units(cfg):
+        compared, moved = amounts_in_another_unit(accounts, known.rows, f"{check.column}_cents", check.ratio)
+        if moved.height < check.least or moved.height <= check.share * compared:
+            continue
+        sample = _sample(moved, lambda r, c=check: f"{r['account_id']} {_cny(r['was_cents'])} -> "
+                                                   f"{_cny(r[f'{c.column}_cents'])} CNY")
+        raise _refusal(
+            root, "accounts", day, check.column,
+            f"{moved.height:,} {check.plural} are {check.ratio:g}x or more off the account's last known "
+            f"{check.noun} (of {compared:,} accounts with one in both, dt={known.dates[0]}..dt={known.dates[-1]} "
+            f"and tonight: {sample}): {check.why}",
+            hint=f"ask upstream which writer sends these rows in another unit; {_SEND_ONE_UNIT}; if the amounts "
+                 f"are right (a manual change, a re-declaration), raise ingest.{check.knob} for that rerun",
+        )
+
+
+def refuse_open_accounts_lost(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig,
+                              known: KnownAccounts) -> None:
     """Stop when more than ``ingest.max_share_of_open_accounts_missing`` of the accounts open in their last
-    known row (``known``: the last 7 snapshots) are missing from this one
-    (:func:`~pipelines.domain.coverage.open_accounts_missing`): every delivered row counts, quarantined or
-    not. The volume floor only counts rows, so a partial extract that left out quiet accounts passed it,
-    and each missing account went undecided; the week's window also sees a book eroded a little each night."""
+    known row (``known``: the last 7 snapshots) are missing from this one or closed in it
+    (:func:`~pipelines.domain.coverage.open_accounts_lost`): every delivered row counts, quarantined or not.
+    The volume floor only counts rows, so a partial extract that left out quiet accounts passed it, and each
+    missing account went undecided; the week's window also sees a book eroded a little each night. A status
+    mapping fault that closes a tenth of the book passes every count too, and each closed account gets no
+    score and no limit (an overdue one queued on the fallback PD): a book closes at most 0.13% of its open
+    accounts in a night (generated books), so both count toward the one share."""
     if not known.dates:
         return
-    missing = open_accounts_missing(landed.frame, known.rows)
+    lost = open_accounts_lost(landed.frame, known.rows)
     share = cfg.ingest.max_share_of_open_accounts_missing
     opened = open_accounts(known.rows).height
-    if missing.height <= share * opened:
+    if lost.height <= share * opened:
         return
-    sample = _sample(missing, lambda r: f"{r['account_id']} ({r['status']}, {_cny(r['credit_limit_cents'])} CNY)")
+    closed = lost.filter(pl.col("tonight") == "closed").height
+    sample = _sample(lost, lambda r: f"{r['account_id']} ({r['status']}, {_cny(r['credit_limit_cents'])} CNY, "
+                                     f"{r['tonight']})")
     raise _refusal(
         root, "accounts", day, "account_id",
-        f"{missing.height:,} of the {opened:,} accounts open in their last snapshot (dt={known.dates[0]}.."
-        f"dt={known.dates[-1]}) are missing from this one ({sample}): a snapshot keeps its accounts (a closed "
-        "one comes as a closed row), so this extract is partial and these customers would get no decision",
-        hint="have upstream redeliver the whole snapshot (and the earlier ones that also lack them); if the "
-             "accounts really left the book, raise ingest.max_share_of_open_accounts_missing for that rerun",
+        f"{lost.height:,} of the {opened:,} accounts open in their last snapshot (dt={known.dates[0]}.."
+        f"dt={known.dates[-1]}) are missing from this one or closed in it ({lost.height - closed:,} missing, "
+        f"{closed:,} closed: {sample}): a snapshot keeps its accounts (a closed one comes as a closed row) and a "
+        "book closes few in a night, so this extract is partial or its statuses are mis-mapped, and these "
+        "customers would get no decision",
+        hint="have upstream redeliver the whole snapshot with each account's true status (and the earlier ones "
+             "that also lack accounts); if the accounts really left the book or closed, raise "
+             "ingest.max_share_of_open_accounts_missing for that rerun",
     )
 
 

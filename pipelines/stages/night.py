@@ -234,7 +234,9 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
         "treatments": dict(sorted(queue.group_by("treatment").len().iter_rows())),
         "hardship_offers": offers.height,
         "held_for_pending_payments": inputs.holds.height,
-        "held_missing_from_snapshot": inputs.vanished.height,
+        # two counts, not one: the first key predates closed accounts being held, and ops read it
+        "held_missing_from_snapshot": inputs.vanished.filter(pl.col("left") == "missing").height,
+        "held_closed_while_overdue": inputs.vanished.filter(pl.col("left") == "closed").height,
     }
 
 

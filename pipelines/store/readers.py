@@ -73,19 +73,30 @@ def read_latest_snapshot_rows(
     shard: int = 0, n_shards: int = 1,
 ) -> tuple[list[dt.date], pl.DataFrame]:
     """The curated account snapshots before ``before`` (the last ``last_snapshots`` of them, or those of the
-    last ``within_days`` days), oldest first, and each account's latest row in them (``account_id, status,
-    credit_limit_cents, dt``): what a snapshot is compared with, the accounts and lines it should still hold.
+    last ``within_days`` days), oldest first, and each account's latest row in them, in one scan: what a
+    snapshot is compared with, the accounts, lines and incomes it should still hold.
+
+    Columns: ``account_id, status, credit_limit_cents, dt`` of the latest row; ``annual_income_cents``, the
+    latest income declared (null in every row, or the optional column never sent: none, nothing to compare);
+    ``last_open_dt``, the date of its latest open row (active or frozen; null: closed in every one).
     No such snapshot: ``[]`` and an empty frame."""
     dates = [d for d in zones.curated_dates(root, "accounts") if d < before]
     if within_days is not None:
         dates = [d for d in dates if d >= before - dt.timedelta(days=within_days)]
     if last_snapshots is not None:
         dates = dates[-last_snapshots:] if last_snapshots else []
-    columns = {"account_id": pl.String(), "status": pl.String(), "credit_limit_cents": pl.Int64(), "dt": pl.Date()}
+    columns = {"account_id": pl.String(), "status": pl.String(), "credit_limit_cents": pl.Int64(),
+               "annual_income_cents": pl.Int64(), "dt": pl.Date(), "last_open_dt": pl.Date()}
     if not dates:
         return [], pl.DataFrame(schema=columns)
-    scan = zones.scan_curated(root, "accounts", dates[-1], dates=dates).select(list(columns)).sort("dt")
-    rows = filter_shard(scan.group_by("account_id").last(), shard, n_shards).collect().sort("account_id")
+    scan = zones.scan_curated(root, "accounts", dates[-1], dates=dates).select(
+        "account_id", "status", "credit_limit_cents", "annual_income_cents", "dt")
+    latest = scan.group_by("account_id").agg(
+        pl.col("status", "credit_limit_cents", "dt").sort_by("dt").last(),
+        pl.col("annual_income_cents").sort_by("dt").drop_nulls().last(),
+        pl.col("dt").filter(pl.col("status").is_in(policy.DECIDED_STATUSES)).max().alias("last_open_dt"),
+    )
+    rows = filter_shard(latest, shard, n_shards).collect().select(list(columns)).sort("account_id")
     return dates, rows
 
 

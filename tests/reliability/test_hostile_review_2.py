@@ -261,6 +261,43 @@ def test_credit_lines_in_another_unit_stop_the_ingest(
     assert all(a in text for a in three) and "\n" not in text, text
 
 
+def _incomes(snapshot: pl.DataFrame, factor: float, accounts: pl.Series | None = None) -> pl.DataFrame:
+    """``snapshot`` with ``annual_income`` times ``factor`` (of ``accounts`` only, when given)."""
+    income = pl.col("annual_income").cast(pl.Float64)
+    hit = pl.lit(True) if accounts is None else pl.col("account_id").is_in(accounts.implode())
+    return snapshot.with_columns(pl.when(hit).then(income * factor).otherwise(income)
+                                 .cast(snapshot.schema["annual_income"]).alias("annual_income"))
+
+
+def test_incomes_in_another_unit_stop_the_ingest(next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig):
+    # Review 28, F6: annual_income /10 across the whole snapshot, 10x, under the 20x drift ratio (which sees
+    # it only against the recent days' medians): exit 0, 4 increases withheld by the affordability cap. The
+    # per-account check of the lines now judges incomes too, against each account's last known income.
+    root, day = next_drop
+    snapshot = landing(root, "accounts", day)
+    deliver(root, "accounts", day, {DATA_FILE: _incomes(snapshot, 0.1)})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"accounts dt={day} file={DATA_FILE} column=annual_income: "), text
+    assert "annual income(s) are 5x or more off the account's last known income (of " in text, text
+    first = snapshot.filter(pl.col("annual_income").is_not_null()).sort("account_id").row(0, named=True)
+    was = f"{first['annual_income']:,.2f}"  # the sample shows both values: last known -> tonight
+    assert f"{first['account_id']} {was} -> {float(first['annual_income']) / 10:,.2f} CNY" in text, text
+    assert "raise ingest.max_share_of_incomes_in_another_unit" in text and "\n" not in text, text
+    assert day not in zones.curated_dates(root, "accounts")
+
+
+def test_a_few_incomes_re_declared_tenfold_are_curated(next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig):
+    # a genuine re-declaration of one account may be large: two in a night (under 3) are not a unit
+    root, day = next_drop
+    snapshot = landing(root, "accounts", day)
+    two = snapshot.filter(pl.col("annual_income").is_not_null()).sort("account_id").get_column("account_id").head(2)
+    deliver(root, "accounts", day, {DATA_FILE: _incomes(snapshot, 10, two)})
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    assert day in zones.curated_dates(root, "accounts")
+
+
 # --- 3. credit on an overdue account ---------------------------------------------------------------------
 
 

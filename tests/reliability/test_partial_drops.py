@@ -12,12 +12,19 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from reliability_support import PublishedLake, deliver, landing
+from reliability_support import (
+    PublishedLake,
+    account_rows,
+    deliver,
+    landing,
+    published_outputs,
+    run_night_without_report,
+)
 
 from pipelines.config.settings import RisklineConfig
 from pipelines.errors import IngestError
 from pipelines.stages import ingest
-from pipelines.store import lake, zones
+from pipelines.store import lake, publish, zones
 from tools.faults import DATA_FILE
 
 
@@ -192,3 +199,64 @@ def test_an_unchanged_snapshot_of_a_quiet_book_is_curated(
     deliver(root, "accounts", day, {DATA_FILE: yesterday})
     ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     assert lake.is_complete(zones.curated(root, "accounts", day))
+
+
+def _closed(snapshot: pl.DataFrame, ids: pl.Series | list[str]) -> pl.DataFrame:
+    """``snapshot`` with the accounts ``ids`` marked closed (a status mapping fault upstream)."""
+    hit = pl.col("account_id").is_in(pl.Series(ids, dtype=pl.String).implode())
+    return snapshot.with_columns(pl.when(hit).then(pl.lit("closed")).otherwise(pl.col("status")).alias("status"))
+
+
+def test_a_status_fault_closing_a_tenth_of_the_open_accounts_stops_the_ingest(
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
+):
+    # Review 28, F5: a status mapping fault marked 10% of the active accounts closed: exit 0, 130 accounts with
+    # no score and no limit, 6 overdue ones queued on the fallback PD. Closed tonight counts with missing toward
+    # ingest.max_share_of_open_accounts_missing (1%; a book closes at most 0.13% of its open accounts a night).
+    root, day = next_drop
+    snapshot = landing(root, "accounts", day)
+    known = snapshot.filter(pl.col("status").is_in(["active", "frozen"]), pl.col("opened_on") < day)
+    flipped = known.get_column("account_id").sort().gather_every(10)  # a tenth of the book (not tonight's new)
+    deliver(root, "accounts", day, {DATA_FILE: _closed(snapshot, flipped)})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"accounts dt={day} file={DATA_FILE} column=account_id: {flipped.len():,} of the "), text
+    assert f"are missing from this one or closed in it (0 missing, {flipped.len():,} closed: {flipped[0]} (" in text
+    assert "statuses are mis-mapped" in text and "max_share_of_open_accounts_missing" in text, text
+    assert "\n" not in text
+    assert not lake.is_complete(zones.curated(root, "accounts", day))
+
+
+@pytest.mark.parametrize("hold", ["within_the_hold", "after_the_hold"])
+def test_overdue_accounts_closed_tonight_are_held_then_queued_on_the_fallback_pd(
+    published_lake: PublishedLake, lake_root: Path, clean_next_night: Path, quiet_cfg: RisklineConfig, hold: str,
+):
+    # Review 28, F5 (c13): three overdue accounts closed tonight (under the share) were queued on the fallback PD
+    # 1.0 instead of the model's (A0000324: pd 0.07 -> 1.0, priority 13 -> 2). An overdue line is not closed in
+    # the normal course: like an account missing from the snapshot it is held (no queue entry, no offer) for
+    # pending_payments.max_hold_days after its last open row, then worked on the fallback PD (a charge-off).
+    book, root = published_lake, lake_root
+    clean = published_outputs(clean_next_night, book.next_day)
+    busy = set().union(*(landing(root, ds, book.next_day)["account_id"] for ds in ("behaviour", "installments",
+                                                                                   "payments")))
+    gone = sorted(set(clean["collection_queue"]["account_id"]) - busy)[:2]
+    assert len(gone) == 2
+    deliver(root, "accounts", book.next_day, {DATA_FILE: _closed(landing(root, "accounts", book.next_day), gone)})
+    hold_days = quiet_cfg.pending_payments.max_hold_days if hold == "within_the_hold" else 0
+    cfg = quiet_cfg.model_copy(update={
+        "pending_payments": quiet_cfg.pending_payments.model_copy(update={"max_hold_days": hold_days})})
+
+    summary = run_night_without_report(root, book.next_day, cfg)
+
+    assert publish.read_latest(root) == book.next_day
+    rows = account_rows(published_outputs(root, book.next_day), gone)
+    assert not rows["limits"] and not rows["scores"]  # closed: no decision, no score
+    decide = summary.stages["decide"]
+    if hold == "within_the_hold":
+        assert not rows["collection_queue"] and not rows["hardship_offers"], rows
+        assert (decide["held_closed_while_overdue"], decide["held_missing_from_snapshot"]) == (2, 0)
+    else:
+        assert [(r["pd"], r["pd_source"]) for r in rows["collection_queue"]] == [
+            (quiet_cfg.collections.unscored_pd, "fallback")] * 2
+        assert decide["held_closed_while_overdue"] == 0

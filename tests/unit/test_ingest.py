@@ -768,8 +768,26 @@ def test_a_line_moved_further_than_the_policy_ever_moves_one_is_found():
                           # A1 /10, A2 x100, A3 a cut to 60% (the policy), A4 unchanged, A5 frozen at 0 then
                           # restored, A6 new, A7 raised 20% by the policy and sent in jiao (144, 8.3x)
                           "credit_limit_cents": [15_000, 8_000_000, 60_000, 50_000, 50_000, 1_000, 14_400]})
-    moved = conform.lines_in_another_unit(today, previous, 5.0)
+    compared, moved = conform.amounts_in_another_unit(today, previous, "credit_limit_cents", 5.0)
     assert moved.select("account_id", "factor").rows() == [("A1", 0.1), ("A2", 100.0), ("A7", 0.12)]
+    assert compared == 5  # A5's line at 0 and the new A6 say nothing
+
+
+def test_an_income_moved_far_is_found_and_a_missing_one_compares_nothing():
+    # The same per-account check on the optional annual_income (review 28, F6): null on either side (not
+    # declared) and 0 say nothing; a column tonight's snapshot does not carry compares nothing at all.
+    previous = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A4", "A5"],
+                             "annual_income_cents": [12_000_000, None, 8_000_000, 0, 9_000_000]},
+                            schema_overrides={"annual_income_cents": pl.Int64()})
+    today = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A4", "A5"],
+                          # A1 /10 (another unit), A2 declared tonight, A3 withdrawn, A4 from 0, A5 x2 (a raise)
+                          "annual_income_cents": [1_200_000, 5_000_000, None, 6_000_000, 18_000_000]},
+                         schema_overrides={"annual_income_cents": pl.Int64()})
+    compared, moved = conform.amounts_in_another_unit(today, previous, "annual_income_cents", 5.0)
+    assert (compared, moved.select("account_id", "was_cents", "annual_income_cents").rows()) == (
+        2, [("A1", 12_000_000, 1_200_000)])
+    assert conform.amounts_in_another_unit(today.drop("annual_income_cents"), previous, "annual_income_cents",
+                                           5.0)[0] == 0
 
 
 def test_a_later_delivery_repeating_a_schedule_under_new_ids_is_refused_where_draws_cannot_tell(tmp_path: Path, cfg):
