@@ -44,7 +44,7 @@ from tools.simulate import GeneratorParams, PortfolioDay, PortfolioSimulation
 from tools.simulate_card import CardSimulation
 from pipelines.contracts import control_totals
 from pipelines.contracts.landing import ACCOUNT_STATUSES, CONTRACT, DATASETS
-from pipelines.domain.conform import delivery_sequence
+from pipelines.domain.deliveries import delivery_sequence
 from pipelines.store import lake, zones
 from tools.generator_config import GeneratorConfig, load_generator_config
 

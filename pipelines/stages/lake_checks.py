@@ -18,8 +18,9 @@ import polars as pl
 
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import CONTRACT, EVENT_TYPES
-from pipelines.domain.conform import (
-    SAMPLE_KEYS, UNIT_MIN_TONIGHT, amounts_in_another_unit, loans_off_their_draw, loans_over_their_lines,
+from pipelines.domain.conform import SAMPLE_KEYS
+from pipelines.domain.plausibility import (
+    UNIT_MIN_TONIGHT, amounts_in_another_unit, loans_off_their_draw, loans_over_their_lines,
     loans_without_a_draw, money_unit_drift, payments_in_another_unit,
 )
 from pipelines.domain.coverage import curated_rows_removed, open_accounts, open_accounts_lost
@@ -62,7 +63,7 @@ def _refusal(root: Path, dataset: str, day: dt.date, column: str, text: str, hin
 
 def refuse_unit_drift(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig) -> None:
     """Stop when a money column's amounts moved ``ingest.money_unit_ratio``-fold against the recent curated
-    days (:func:`~pipelines.domain.conform.money_unit_drift`): money in another unit, never a customer."""
+    days (:func:`~pipelines.domain.plausibility.money_unit_drift`): money in another unit, never a customer."""
     dataset = CONTRACT[landed.dataset]
     columns = [c.curated_name for c in dataset.columns if c.kind == "money" and c.curated_name in landed.frame.columns]
     recent = [d for d in zones.curated_dates(root, dataset.name) if d < day][-UNIT_HISTORY_DAYS:]
@@ -86,7 +87,7 @@ def refuse_loans_over_their_lines(root: Path, landed: Mapping[str, Landed], day:
                                    schedules: pl.DataFrame) -> None:
     """Stop when most of the drop's loans borrow more than their line, or any borrows
     ``ingest.max_loan_to_line_ratio`` times it: the schedule's money (all of it, or some rows) is in another
-    unit (:func:`~pipelines.domain.conform.loans_over_their_lines`). ``schedules``: the loans about to be
+    unit (:func:`~pipelines.domain.plausibility.loans_over_their_lines`). ``schedules``: the loans about to be
     curated (after validation; a loan held whole misstates nothing). The day's snapshot comes from
     :func:`day_frame`; without one, there is nothing to compare with."""
     if schedules.is_empty():
@@ -391,7 +392,7 @@ def refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: d
                                  schedules: pl.DataFrame) -> bool:
     """Stop when loans about to be curated (``schedules``: after validation, held loans out) have no cash draw
     of their account and amount: schedules sent again under new ids
-    (:func:`~pipelines.domain.conform.loans_without_a_draw`), which every key check lets through and which
+    (:func:`~pipelines.domain.plausibility.loans_without_a_draw`), which every key check lets through and which
     would double what those customers owe. Every delivered draw counts, quarantined or not, a copy of one (the
     same facts under another id) once. Judged only when the window's earlier loans (enough of them) all
     follow draws; the window reaches ``ingest.loan_draw_lag_days`` before the drop's date. True when judged

@@ -24,7 +24,7 @@ from reliability_support import PublishedLake, deliver, landing
 from test_hostile_review import _harsher_than_clean
 
 from pipelines.config.settings import RisklineConfig
-from pipelines.domain.conform import money_unit_drift
+from pipelines.domain.plausibility import money_unit_drift
 from pipelines.domain.pending_payments import unapplied_credit_holds
 from pipelines.errors import IngestError
 from pipelines.stages import ingest

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines import errors
 from pipelines.contracts.landing import CONTRACT, valid_key
-from pipelines.domain import conform, deliveries
+from pipelines.domain import conform, deliveries, plausibility
 from pipelines.stages import ingest
 from pipelines.store import drops, lake, zones
 
@@ -661,7 +661,7 @@ def test_a_loan_with_one_bad_instalment_is_held_whole_with_its_payments(tmp_path
 def test_money_unit_drift_compares_medians_with_the_recent_days(tonight: list[int], drifted: bool):
     history = pl.DataFrame({"amount_cents": [100] * 20 + [0, None]}, schema={"amount_cents": pl.Int64})
     now = pl.DataFrame({"amount_cents": tonight + [None, 0]}, schema={"amount_cents": pl.Int64})
-    got = conform.money_unit_drift(now, history, ["amount_cents"], 20.0)
+    got = plausibility.money_unit_drift(now, history, ["amount_cents"], 20.0)
     assert got == ([("amount_cents", tonight[0], 100, "median")] if drifted else [])
 
 
@@ -674,11 +674,11 @@ def test_money_unit_drift_sees_another_unit_in_part_of_the_rows():
                                     (1, 0.01, "10th percentile")):
         mixed = pl.DataFrame({"amount_cents": [int(v * factor) if i % 5 < share else v
                                                for i, v in enumerate(rows)]})
-        (drift,) = conform.money_unit_drift(mixed, history, ["amount_cents"], 20.0)
+        (drift,) = plausibility.money_unit_drift(mixed, history, ["amount_cents"], 20.0)
         assert drift.quantile == quantile, (share, factor, drift)
     # a legitimate day with a few large amounts is not a unit
     few_large = pl.DataFrame({"amount_cents": [v * 15 if i % 20 == 0 else v for i, v in enumerate(rows)]})
-    assert conform.money_unit_drift(few_large, history, ["amount_cents"], 20.0) == []
+    assert plausibility.money_unit_drift(few_large, history, ["amount_cents"], 20.0) == []
 
 
 def _deliveries(*rows: tuple[str, str, int, int]) -> pl.DataFrame:
@@ -707,7 +707,7 @@ def test_loans_over_their_lines_are_counted_against_the_days_snapshot():
         "principal_due_cents": [15_000, 15_000, 20_000, 50_001, 99_999],
     })
     limits = pl.DataFrame({"account_id": ["A1", "A2", "A3"], "credit_limit_cents": [30_000, 10_000, 50_000]})
-    known, over = conform.loans_over_their_lines(schedule, limits)
+    known, over = plausibility.loans_over_their_lines(schedule, limits)
     assert known == 3  # L1 exactly at its line is not over it
     assert over.select("loan_id", "principal_cents", "credit_limit_cents").rows() == [
         ("L2", 20_000, 10_000), ("L3", 50_001, 50_000)]  # the largest excess first
@@ -732,19 +732,19 @@ def test_a_loan_is_one_draw_and_a_draw_backs_one_loan():
     # loan is re-sent under a new id (its one draw is taken by L2); A3 has no draw at all.
     tonight = _loans(("L3", "A1", 30_000), ("Z2", "A2", 10_001), ("L4", "A3", 5_000))
     draws = pl.concat([before, _draws(("A1", 30_000))])
-    backing = conform.loans_without_a_draw(tonight, earlier, draws, before)
+    backing = plausibility.loans_without_a_draw(tonight, earlier, draws, before)
     assert (backing.evidence, backing.unbacked_before) == (2, 0)
     assert backing.unbacked.select("loan_id", "account_id", "principal_cents").rows() == [
         ("L4", "A3", 5_000), ("Z2", "A2", 10_001)]
     # A draw of another amount backs nothing: the amount is the loan's principal, to the cent.
-    assert conform.loans_without_a_draw(_loans(("L5", "A1", 30_001)), earlier, draws, before).unbacked.height == 1
+    assert plausibility.loans_without_a_draw(_loans(("L5", "A1", 30_001)), earlier, draws, before).unbacked.height == 1
     # A draw whose amount is missing backs nothing (a loan in another unit beside it would pass).
     unknown = pl.concat([draws, pl.DataFrame({"account_id": ["A3"], "amount_cents": [None]},
                                              schema=draws.schema)])
-    assert conform.loans_without_a_draw(tonight, earlier, unknown, before).unbacked["loan_id"].to_list() == [
+    assert plausibility.loans_without_a_draw(tonight, earlier, unknown, before).unbacked["loan_id"].to_list() == [
         "L4", "Z2"]
     # A book whose earlier loans are not draws (a card book's statements) says so: the caller does not judge.
-    assert conform.loans_without_a_draw(tonight, earlier, draws, _draws()).unbacked_before == 2
+    assert plausibility.loans_without_a_draw(tonight, earlier, draws, _draws()).unbacked_before == 2
 
 
 def test_a_payment_that_is_an_instalment_in_another_unit_has_the_signature():
@@ -756,7 +756,7 @@ def test_a_payment_that_is_an_instalment_in_another_unit_has_the_signature():
         # P5 a partial payment; P6 a loan with no schedule known
         "amount_cents": [4_516, 45, 100, 100_000, 2_500, 1_000],
     })
-    odd = conform.payments_in_another_unit(payments, dues)
+    odd = plausibility.payments_in_another_unit(payments, dues)
     assert odd.select("payment_id", "due_cents", "factor").rows() == [
         ("P2", 4_516, 100.0), ("P3", 10_000, 100.0), ("P4", 10_000, 0.1)]
 
@@ -768,7 +768,7 @@ def test_a_line_moved_further_than_the_policy_ever_moves_one_is_found():
                           # A1 /10, A2 x100, A3 a cut to 60% (the policy), A4 unchanged, A5 frozen at 0 then
                           # restored, A6 new, A7 raised 20% by the policy and sent in jiao (144, 8.3x)
                           "credit_limit_cents": [15_000, 8_000_000, 60_000, 50_000, 50_000, 1_000, 14_400]})
-    compared, moved = conform.amounts_in_another_unit(today, previous, "credit_limit_cents", 5.0)
+    compared, moved = plausibility.amounts_in_another_unit(today, previous, "credit_limit_cents", 5.0)
     assert moved.select("account_id", "factor").rows() == [("A1", 0.1), ("A2", 100.0), ("A7", 0.12)]
     assert compared == 5  # A5's line at 0 and the new A6 say nothing
 
@@ -783,10 +783,10 @@ def test_an_income_moved_far_is_found_and_a_missing_one_compares_nothing():
                           # A1 /10 (another unit), A2 declared tonight, A3 withdrawn, A4 from 0, A5 x2 (a raise)
                           "annual_income_cents": [1_200_000, 5_000_000, None, 6_000_000, 18_000_000]},
                          schema_overrides={"annual_income_cents": pl.Int64()})
-    compared, moved = conform.amounts_in_another_unit(today, previous, "annual_income_cents", 5.0)
+    compared, moved = plausibility.amounts_in_another_unit(today, previous, "annual_income_cents", 5.0)
     assert (compared, moved.select("account_id", "was_cents", "annual_income_cents").rows()) == (
         2, [("A1", 12_000_000, 1_200_000)])
-    assert conform.amounts_in_another_unit(today.drop("annual_income_cents"), previous, "annual_income_cents",
+    assert plausibility.amounts_in_another_unit(today.drop("annual_income_cents"), previous, "annual_income_cents",
                                            5.0)[0] == 0
 
 
@@ -809,5 +809,5 @@ def test_a_loan_with_its_draw_in_another_unit_is_told_apart_from_a_resent_one():
                              "principal_cents": [175_000, 10_000, 10_000]})
     # A1's draw is 10x below its loan, A2's 100x above; A3's draw is another amount altogether
     draws = pl.DataFrame({"account_id": ["A1", "A2", "A3", "A3"], "amount_cents": [17_500, 1_000_000, 9_000, None]})
-    off = conform.loans_off_their_draw(unbacked, draws)
+    off = plausibility.loans_off_their_draw(unbacked, draws)
     assert off.select("loan_id", "amount_cents", "factor").rows() == [("L1", 17_500, 10), ("L2", 1_000_000, 100)]
