@@ -31,6 +31,7 @@ from pipelines.contracts.landing import CENTS_SUFFIX, Dataset
 
 # The manifest's fields, as a requirement names them: "rows", or "sums.<column>".
 ROWS = "rows"
+_INT64_MAX = 2**63 - 1  # what a count or a sum in cents can be (1e999 is whole, and no drop)
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ def parse(raw: Mapping[str, Any], dataset: Dataset) -> ControlTotals:
     rows = raw.get(ROWS)
     if isinstance(rows, Decimal) and rows.is_finite() and rows == rows.to_integral_value():
         rows = int(rows)  # 51.0 is a whole number however JSON spells it
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-        raise ValueError(f'"rows" must be a whole number >= 0, got {rows!r:.40}')
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 0 <= rows <= _INT64_MAX:
+        raise ValueError(f'"rows" must be a whole number from 0 to 2^63-1, got {str(raw.get(ROWS))[:40]}')
     sums_raw = raw.get("sums", {})
     if not isinstance(sums_raw, Mapping):
         raise ValueError(f'"sums" must map money columns to amounts, got {sums_raw!r:.40}')
@@ -117,7 +118,9 @@ def _cents(value: Any, in_cents: bool, key: str) -> int:
         raise ValueError(f'"sums.{key}" is not a number: {value!r:.40}') from None
     cents = amount if in_cents else amount * 100
     if not cents.is_finite() or cents != cents.to_integral_value():
-        raise ValueError(f'"sums.{key}" must be whole {"cents" if in_cents else "cents in CNY"}, got {value!r:.40}')
+        raise ValueError(f'"sums.{key}" must be whole {"cents" if in_cents else "cents in CNY"}, got {str(value)[:40]}')
+    if abs(cents) > _INT64_MAX:
+        raise ValueError(f'"sums.{key}" is beyond any drop (over 2^63-1 cents), got {str(value)[:40]}')
     return int(cents)
 
 

@@ -134,9 +134,11 @@ def amounts_in_another_unit(today: pl.DataFrame, previous: pl.DataFrame, column:
       so the caller judges the share of accounts that moved (income /10 in a whole snapshot is under the 20x
       drift ratio, and the affordability cap withholds increases on it).
 
-    ``today`` and ``previous``: ``account_id`` and ``column`` (``previous``: each account's last known value).
-    Returns how many accounts have the amount in both (an amount absent, null or 0 on either side says
-    nothing), and those that moved: ``account_id``, ``was_cents``, ``column``, ``factor`` (today / was), sorted.
+    An amount that was positive and is 0 tonight moved too (factor 0): an income zeroed by a mapping fault
+    caps every increase at nothing (review 28, N4). ``today`` and ``previous``: ``account_id`` and ``column``
+    (``previous``: each account's last known value). Returns how many accounts have the amount in both (absent
+    or null on either side, or 0 before, says nothing), and those that moved: ``account_id``, ``was_cents``,
+    ``column``, ``factor`` (today / was), sorted.
     """
     empty = pl.DataFrame(schema={"account_id": pl.String(), "was_cents": pl.Int64(), column: pl.Int64(),
                                  "factor": pl.Float64()})
@@ -146,8 +148,8 @@ def amounts_in_another_unit(today: pl.DataFrame, previous: pl.DataFrame, column:
     hi = pl.max_horizontal("was_cents", column)
     lo = pl.min_horizontal("was_cents", column)
     both = today.select("account_id", column).join(was, on="account_id").filter(
-        pl.col(column) > 0, pl.col("was_cents") > 0)  # null > 0 is null: dropped (min_horizontal skips nulls)
-    moved = (both.filter(hi >= lo * ratio)
+        pl.col(column) >= 0, pl.col("was_cents") > 0)  # null >= 0 is null: dropped (min_horizontal skips nulls)
+    moved = (both.filter((pl.col(column) == 0) | (hi >= lo * ratio))
              .with_columns((pl.col(column) / pl.col("was_cents")).alias("factor"))
              .select("account_id", "was_cents", column, "factor").sort("account_id"))
     return both.height, moved

@@ -42,9 +42,10 @@ account (money applied to no due instalment, e.g. sent against a loan already re
 Money is integer cents throughout: factors and steps become basis points and every product is an
 integer division, so a limit is never a float of yuan.
 
-Strategy testing: active lines below freeze DPD are split by ``FNV-1a-64("<policy version>:<account_id>")
-mod 10000`` (:mod:`pipelines.domain.sharding`'s stable hash) into ``control`` (``control_share``), ``challenger``
-(``challenger_share``) and ``champion``; every other line is ``champion``. Only actions listed in
+Strategy testing: every line is assigned by ``FNV-1a-64("<policy version>:<account_id>") mod 10000``
+(:mod:`pipelines.domain.sharding`'s stable hash) to ``control`` (``control_share``), ``challenger``
+(``challenger_share``) or ``champion``, whatever its status or DPD (a cell that followed the status moved a line
+out of control when upstream sent its status wrong). Only actions listed in
 ``strategy_test.testable_actions`` (decrease, increase) are affected: a control line keeps its limit
 (action ``hold``, code ``TEST_CONTROL``, the champion's would-be action in ``intended_action``); a
 challenger line gets the challenger's factors/steps. A freeze is never withheld. The cell is assigned
@@ -367,9 +368,9 @@ def _triggers(policy: PolicyConfig) -> dict[str, pl.Expr]:
             pl.col("annual_income_cents") * _bp(inc.income_multiple) // (12 * _BP)
             if inc.income_multiple is not None else pl.lit(None, dtype=pl.Int64)
         ),
-        "test_cell": pl.when((pl.col("status") == "active") & (dpd < freeze.min_dpd))
-        .then(assign_test_cells(pl.col("account_id"), policy))
-        .otherwise(pl.lit("champion")),
+        # by the account alone, never by its status or DPD: a status sent wrong (review 28, N5: a tenth of the
+        # book flagged frozen) moved control lines out of their cell and cut them
+        "test_cell": assign_test_cells(pl.col("account_id"), policy),
     }
 
 

@@ -210,13 +210,9 @@ def add_key_flags(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
         flags.append(valid_key(key).alias(KEY_IS_VALID))
     facts = list(CONTRACT[dataset].facts)
     if facts and set(key + facts) <= set(frame.columns):
-        # Two rows equal in every fact, to the microsecond and the cent, under two ids are one payment or
-        # event minted twice by the extract (a real second one has its own time): counting both would credit
-        # money never received, or double an account's spend and cash draws. The smallest id is the fact;
-        # the others wait in quarantine until upstream says which is real. ``over`` puts nulls in one group
-        # (null equals null): two logins, no amount, at one microsecond are one login. A row without an id
-        # is no copy (its own not-null rule reports it).
-        (ident,) = key
-        first = pl.col(ident) == pl.col(ident).min().over(facts)
-        flags.append(first.fill_null(True).alias(CONTRACT[dataset].first_copy_flag))
+        # Two rows equal in every fact under two ids are one payment or event minted twice by the extract:
+        # counting both would credit money never received, or double an account's spend and cash draws. The
+        # smallest id is the fact; the others wait in quarantine until upstream says which is real. Nulls
+        # group together (two logins, no amount, in one second are one login).
+        flags.append(CONTRACT[dataset].is_first_copy().alias(CONTRACT[dataset].first_copy_flag))
     return frame.with_columns(flags)

@@ -152,7 +152,7 @@ def refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], da
 def refuse_payments_resent_under_new_ids(root: Path, day: dt.date, cfg: RisklineConfig,
                                          payments: pl.DataFrame) -> None:
     """Stop when payments about to be curated repeat a payment curated on an earlier date of the late window
-    under another ``payment_id``: same account, loan, ``paid_at`` to the microsecond and amount (the ``facts``
+    under another ``payment_id``: same account, loan, ``paid_at`` to the second and amount (the ``facts``
     of the payments contract). A real second payment has its own time; a source that mints ids on every
     extract re-sent the first, and crediting it again would count money never received (its PD, and so its
     customer's limit, moves on that money). Within one delivery the copy is quarantined
@@ -160,12 +160,13 @@ def refuse_payments_resent_under_new_ids(root: Path, day: dt.date, cfg: Riskline
     if payments.is_empty():
         return
     since = day - dt.timedelta(days=cfg.ingest.payment_late_days + 1)
-    facts = CONTRACT["payments"].facts
+    contract = CONTRACT["payments"]
+    facts, compared = list(contract.facts), contract.fact_exprs()  # paid_at to the second
     loans = payments.get_column("loan_id").unique().implode()
     earlier = (zones.scan_curated(root, "payments", day - dt.timedelta(days=1), since=since)
                .filter(pl.col("loan_id").is_in(loans))
-               .select(pl.col("payment_id").alias("curated_id"), *facts, "dt").collect())
-    copies = (payments.select("payment_id", *facts).join(earlier, on=list(facts))
+               .select(pl.col("payment_id").alias("curated_id"), *compared, "dt").collect())
+    copies = (payments.select("payment_id", *compared).join(earlier, on=facts)
               .filter(pl.col("payment_id") != pl.col("curated_id")).sort("payment_id"))
     if copies.is_empty():
         return
@@ -418,8 +419,10 @@ def refuse_loans_without_a_draw(root: Path, landed: Mapping[str, Landed], day: d
                               .select("account_id", "amount_cents"), garbled]).collect()
     # A draw repeated under another id in the drop is one draw (its copy is quarantined as
     # same_as_another_event): it backs one loan, not a schedule re-sent under new ids beside it.
-    facts = [c for c in CONTRACT["behaviour"].facts if c in tonight_draws.columns]
-    tonight = tonight_draws.filter(draw).unique(subset=facts, keep="first", maintain_order=True)
+    events = CONTRACT["behaviour"]
+    tonight = tonight_draws.filter(draw)
+    if set(events.facts) <= set(tonight.columns):
+        tonight = tonight.filter(tonight.select(events.is_first_copy()).to_series().fill_null(True))
     draws = pl.concat([draws_before, tonight.select("account_id", "amount_cents")])
     loan_days = [d for d in zones.curated_dates(root, "installments") if start + dt.timedelta(days=lag) <= d < day]
     earlier = (zones.scan_curated(root, "installments", day, dates=loan_days)

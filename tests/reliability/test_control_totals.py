@@ -212,3 +212,45 @@ def test_a_feed_that_declared_is_held_to_it_after_its_landing_drops_are_purged(l
     with pytest.raises(IngestError) as err:
         ingest.ingest_date(root, NEXT, lenient(cfg))
     assert "declares no control totals (rows, sums.amount)" in str(err.value) and f"up to {DAY}" in str(err.value)
+
+
+def test_a_payment_minted_twice_cannot_stand_in_for_one_left_out(lake_with_a_declared_night, cfg):
+    """Review 28, N2: a source that mints ids on every extract re-sent P3 under a new id in place of P4 (same
+    amount): the records matched by id and the copy was then quarantined, so P4 was lost with exit 0. A copy
+    of another payment's facts is not a record."""
+    root = lake_with_a_declared_night
+    frames = _day_two()
+    clean = frames["payments"].with_columns(amount=money("20.00", "20.00"))
+    minted = pl.concat([clean.head(1), clean.head(1).with_columns(pl.lit("P3B").alias("payment_id"))])
+    _land_day(root, NEXT, {**frames, "payments": clean},
+              payments=(minted, declared_manifest("payments", {FILE: clean})))
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, NEXT, lenient(cfg))
+    assert err.value.column == "amount" and "over 1 records against 2 declared" in str(err.value), str(err.value)
+
+
+def test_an_optional_column_no_longer_sent_needs_no_sum(lake_with_a_declared_night, cfg):
+    """Review 28, N7: an accounts feed that declared the sum of the optional annual_income stops sending the
+    column (no affordability cap, docs/contracts.md): there is nothing to sum, so nothing is missing. A
+    required column's sum still is (the message names the dataset's records, not payments)."""
+    root = lake_with_a_declared_night
+    frames = _day_two()
+    frames["accounts"] = frames["accounts"].drop("annual_income")
+    _land_day(root, NEXT, frames)
+    ingest.ingest_date(root, NEXT, lenient(cfg))
+    assert lake.is_complete(lake.partition_dir(root, "curated", "accounts", NEXT))
+    land(root, "accounts", {FILE: frames["accounts"]}, NEXT, b'{"rows": 2}')
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, NEXT, lenient(cfg))
+    text = str(err.value)
+    assert "declares no control totals (sums.credit_limit)" in text and "missing accounts" in text, text
+    assert "payer" not in text
+
+
+def test_a_count_no_drop_could_hold_is_refused_naming_the_marker(tmp_path: Path, cfg):
+    """Review 28, N9: {"rows": 1e999} is a whole number, and no drop: it printed a 1,000-digit count."""
+    _land_day(tmp_path, DAY, {name: build() for name, build in FRAMES.items()},
+              payments=(FRAMES["payments"](), b'{"rows": 1e999}'))
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(tmp_path, DAY, lenient(cfg))
+    assert err.value.file == "_SUCCESS" and len(str(err.value)) < 600, str(err.value)

@@ -288,6 +288,21 @@ def test_incomes_in_another_unit_stop_the_ingest(next_drop: tuple[Path, dt.date]
     assert day not in zones.curated_dates(root, "accounts")
 
 
+def test_incomes_zeroed_across_the_snapshot_stop_the_ingest(next_drop: tuple[Path, dt.date],
+                                                           quiet_cfg: RisklineConfig):
+    # Review 28, N4: annual_income mapped to 0 for the whole snapshot: exit 0, every increase of the clean night
+    # withheld by the affordability cap (an income of 0 caps it at nothing). A positive income zeroed moved.
+    root, day = next_drop
+    snapshot = landing(root, "accounts", day)
+    deliver(root, "accounts", day, {DATA_FILE: _incomes(snapshot, 0)})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"accounts dt={day} file={DATA_FILE} column=annual_income: "), text
+    assert " -> 0.00 CNY" in text and "\n" not in text, text
+    assert day not in zones.curated_dates(root, "accounts")
+
+
 def test_a_few_incomes_re_declared_tenfold_are_curated(next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig):
     # a genuine re-declaration of one account may be large: two in a night (under 3) are not a unit
     root, day = next_drop

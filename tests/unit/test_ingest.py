@@ -788,6 +788,12 @@ def test_an_income_moved_far_is_found_and_a_missing_one_compares_nothing():
         2, [("A1", 12_000_000, 1_200_000)])
     assert plausibility.amounts_in_another_unit(today.drop("annual_income_cents"), previous, "annual_income_cents",
                                            5.0)[0] == 0
+    # Review 28, N4: an income zeroed tonight moved (factor 0): a snapshot of incomes mapped to 0 capped every
+    # increase at nothing with exit 0
+    zeroed = today.with_columns(pl.when(pl.col("account_id") == "A5").then(0)
+                                .otherwise(pl.col("annual_income_cents")).alias("annual_income_cents"))
+    compared, moved = plausibility.amounts_in_another_unit(zeroed, previous, "annual_income_cents", 5.0)
+    assert (compared, moved.select("account_id", "factor").rows()) == (2, [("A1", 0.1), ("A5", 0.0)])
 
 
 def test_a_later_delivery_repeating_a_schedule_under_new_ids_is_refused_where_draws_cannot_tell(tmp_path: Path, cfg):
