@@ -23,9 +23,9 @@ from pipelines.errors import IngestError
 from pipelines.model.metrics import LeakageSuspectedError
 from pipelines.stages import features as features_stage, night as nightly
 from pipelines.stages.features import IncompleteHistoryError
-from pipelines.stages.ingest import ingest_date
+from pipelines.stages.ingest import describe_purged, ingest_night
 from pipelines.stages.night import DRY_RUN_MARKER, check_night_chain, prepare_dry_run_root, refresh_dry_run_landing
-from pipelines.store import chain, lake, zones
+from pipelines.store import chain, drops, lake, zones
 from pipelines.store.chain import ChainError
 from pipelines.store.publish import PublishError, PublishIncompleteError, output_dir, read_latest
 from pipelines.vocab import DATASETS
@@ -157,9 +157,12 @@ class LandingWait:
 
 
 def assess_landing(
-    dataset: str, day: dt.date, landed: list[dt.date], now: dt.datetime, cfg: RisklineConfig
+    dataset: str, day: dt.date, landed: list[dt.date], now: dt.datetime, cfg: RisklineConfig,
+    purged: str | None = None,
 ) -> LandingWait:
-    """Whether ``dataset``'s drop for ``day`` is in, can still arrive, or cannot (``landed``: its complete dates).
+    """Whether ``dataset``'s drop for ``day`` is in, can still arrive, or cannot (``landed``: its complete dates;
+    ``purged``: the line saying that the drop was purged once ingested and its curated partition is read,
+    ``stages.ingest.describe_purged``, when it was).
 
     A drop may arrive until D+1 00:00 + ``schedule.landing_deadline_hours`` in business time, a deadline
     fixed by the business date, not by when the sensor started, so a backfill of an old date upstream never
@@ -169,6 +172,8 @@ def assess_landing(
     where = f"landing/{dataset}/dt={day}"
     if day in landed:
         return LandingWait("ready", f"{where}: drop complete (_SUCCESS present)")
+    if purged:  # a rerun or backfill of a night ingested before: no drop will come again, none is needed
+        return LandingWait("ready", f"{where}: {purged}")
     newest = landed[-1] if landed else None
     if newest is None or (day - newest).days > cfg.schedule.stale_landing_days:
         seen = f"the newest {dataset} drop is dt={newest}" if newest else f"the lake holds no {dataset} drop at all"
@@ -204,8 +209,11 @@ def poke_landing(dataset: str, business_date: str, data_root: str | None = None)
 
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
-    landed = zones.landing_dates(_root(cfg, data_root), dataset)
-    verdict = assess_landing(dataset, day, landed, dt.datetime.now(dt.UTC), cfg)
+    root = _root(cfg, data_root)
+    landed = zones.landing_dates(root, dataset)
+    kept = drops.purged_drops(root, day, [dataset]) if dataset in DATASETS else {}
+    verdict = assess_landing(dataset, day, landed, dt.datetime.now(dt.UTC), cfg,
+                             purged=describe_purged(day, kept) if kept else None)
     print(verdict.message, flush=True)
     if verdict.state == "stale":
         raise AirflowSkipException(verdict.message)
@@ -322,12 +330,18 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
 
 
     root = _night_root(cfg, data_root, day, f"ingest {dataset}", local=False)
-    # an unknown dataset name is refused by ingest_date below, in one line, before any path is built from it
+    # an unknown dataset name is refused by ingest_night below, in one line, before any path is built from it
     local = not is_remote(root) and dataset in DATASETS
     if local and (root / DRY_RUN_MARKER).is_file():  # a dry run's copy: take the drop its sensor just saw
         refresh_dry_run_landing(_root(cfg, data_root), root, dataset, day)
     before = {dataset: chain.curated_digest(root, dataset, day)} if local else {}
-    (result,) = _guarded(f"ingest {dataset}", business_date, lambda: ingest_date(root, day, cfg, [dataset]))
+    results, kept = _guarded(f"ingest {dataset}", business_date, lambda: ingest_night(root, day, cfg, [dataset]))
+    if kept:  # purged once ingested: the night reads the curated partition; nothing changed, nothing is stale
+        note = describe_purged(day, kept)
+        print(note, flush=True)
+        return {"dataset": dataset, "date": business_date, "landing_purged": note,
+                "ingested_at": kept[dataset].isoformat() if kept[dataset] else None}
+    (result,) = results
     out = dataclasses.asdict(result)
     out["date"] = result.date.isoformat()
     stale = chain.after_ingest(root, day, before) if before else []
@@ -421,8 +435,10 @@ def _guarded(label: str, business_date: str, fn: Any) -> Any:
             f"NEXT STEP: {_model_next_step(exc, business_date)}"
         ) from exc
     except IncompleteHistoryError as exc:
+        command = exc.ingest_command()  # the dates themselves, all of them (the message names a few)
+        dates = f" Missing: {exc.missing[0]}..{exc.missing[-1]} (from a shell: `{command}`)." if command else ""
         raise StageFailed(
-            f"[{label}] business date {business_date}: {exc}\nNEXT STEP: {_EARLIER_DATES_MISSING}"
+            f"[{label}] business date {business_date}: {exc}\nNEXT STEP: {_EARLIER_DATES_MISSING}{dates}"
         ) from exc
     except PublishError as exc:
         raise StageFailed(

@@ -26,6 +26,7 @@ from pipelines.entry.cli_model import add_model_commands, model_next_step
 from pipelines.errors import IngestError
 from pipelines.quality.data_docs import results_dir
 from pipelines.quality.validate import validate_date
+from pipelines.stages.features import IncompleteHistoryError
 from pipelines.stages.ingest import ingest_date, ranged_days
 from pipelines.stages.night import RunLockedError, RunOptions, dry_run_root, run_night
 from pipelines.store import chain, lake, zones
@@ -213,7 +214,10 @@ def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
             print(f"error: run for {as_of} failed: {exc}", file=sys.stderr)
             return 1
         except Exception as exc:  # the stage's own error says what failed and what to do next
-            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}{model_next_step(exc)}", file=sys.stderr)
+            step = model_next_step(exc)
+            if isinstance(exc, IncompleteHistoryError):  # before the first night, a history date left out
+                step = f" -> {cli_steps.missing_history_step(exc, 'then rerun this same `riskline run` command')}"
+            print(f"error: run for {as_of} failed: {type(exc).__name__}: {exc}{step}", file=sys.stderr)
             if started[-1:] == ["report"]:  # the report runs after publish: the outputs are out
                 print(f"the outputs of {as_of} were published; only the report failed: fix it and run "
                       f"`riskline report --as-of {as_of}`", file=sys.stderr)
@@ -254,6 +258,7 @@ def cmd_rebuild(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> in
                   f"{cli_steps.stopped_night(exc, day, last, args.force_chain, args.retrain)}", file=sys.stderr)
             return 1
         print(f"  published {day}: " + ", ".join(f"{k} {v:,}" for k, v in result.stages["decide"]["actions"].items()))
+        print("".join(f"  {note}\n" for note in purged_landing_notes(result)), end="")
     left = sorted(d for d in chain.stale_nights(root) if d > last)
     print(f"rebuilt {len(days)} nights {days[0]}..{last}"
           + (f"; still stale after it: {', '.join(map(str, left))}" if left else ""))
@@ -276,10 +281,16 @@ def cmd_bench(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     return 0
 
 
+def purged_landing_notes(result) -> list[str]:
+    """The line a night's ingest left for drops purged once ingested (read as curated), if any."""
+    return sorted({r["landing_purged"] for r in result.stages.get("ingest", {}).values() if r.get("landing_purged")})
+
+
 def describe_run(result, root: Path) -> str:
     """The short morning summary printed after a run."""
     st = result.stages
     lines = [f"run for {result.as_of} finished in {sum(t['seconds'] for t in result.timings.values()):.1f} s"]
+    lines += [f"  {note}" for note in purged_landing_notes(result)]
     lines.append(f"  accounts scored: {st['score']['accounts']:,} with model {st['score']['model_version']}")
     if "train" in st:
         t = st["train"]

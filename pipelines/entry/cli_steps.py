@@ -77,6 +77,16 @@ def first_night_step(root: Path) -> str:
     return f"{history}run the newest delivered date: `riskline run --as-of {newest}` (like `make demo`)"
 
 
+def missing_history_step(exc: IncompleteHistoryError, then: str) -> str:
+    """The next step for a night whose history lacks curated dates: ingest exactly those (the error knows
+    them all), ``then`` (how to go on once they are in)."""
+    command = exc.ingest_command()
+    if command is None:  # shards not complete: no date is missing, the night's stages redo them whole
+        return f"rerun the night (every stage replaces its partitions whole), {then}"
+    dates = "date" if len(exc.missing) == 1 else f"dates ({len(exc.missing)} missing)"
+    return f"ingest the missing {dates} first: `{command}`, {then}"
+
+
 def stopped_night(exc: Exception, day: dt.date, last: dt.date, force_chain: bool, retrain: bool) -> str:
     """``<what> -> <next step>, then <resume>`` for night ``day`` of a rebuild to ``last`` that failed on ``exc``.
 
@@ -111,8 +121,7 @@ def stopped_night(exc: Exception, day: dt.date, last: dt.date, force_chain: bool
     if isinstance(exc, LeakageSuspectedError | InsufficientHistoryError):  # only a --retrain rebuild trains
         return f"{what} -> rebuild without --retrain (each night scores with the champion serving on it): `{same}`"
     if isinstance(exc, IncompleteHistoryError):  # the features need every curated date up to the night
-        return (f"{what} -> ingest the missing dates named here (`riskline ingest --from-date F --to-date {day}`, "
-                f"F the first of them), {then}")
+        return f"{what} -> {missing_history_step(exc, then)}"
     if isinstance(exc, PublishError):
         return (f"{what} -> nothing of {day} was published: its outputs broke their own contract, a bug in "
                 f"riskline rather than upstream data; report this line to its owners (RISKLINE_TRACEBACK=1 shows "

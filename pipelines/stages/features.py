@@ -31,7 +31,21 @@ from pipelines.store.zones import (
 
 
 class IncompleteHistoryError(RuntimeError):
-    """A curated partition needed for the as-of date is missing or incomplete."""
+    """A curated partition needed for the as-of date is missing or incomplete; ``missing``: their dates, all
+    of them (the message names the first few), for the ingest that fills them."""
+
+    def __init__(self, message: str, missing: Sequence[dt.date] = ()) -> None:
+        super().__init__(message)
+        self.missing = tuple(sorted(set(missing)))
+
+    def ingest_command(self) -> str | None:
+        """The ``riskline ingest`` of the missing dates (one date, or the range from the first to the last:
+        a range ingests in date order, as the lake needs), None when no date is missing (shards)."""
+        if not self.missing:
+            return None
+        first, last = self.missing[0], self.missing[-1]
+        return (f"riskline ingest --date {first}" if first == last
+                else f"riskline ingest --from-date {first} --to-date {last}")
 
 
 def _check_history(root: Path, as_of: dt.date) -> dict[str, list[dt.date]]:
@@ -42,11 +56,13 @@ def _check_history(root: Path, as_of: dt.date) -> dict[str, list[dt.date]]:
     """
     available: dict[str, list[dt.date]] = {}
     problems: list[str] = []
+    absent: set[dt.date] = set()
     for dataset in ("accounts", "behaviour", "installments", "payments"):
         dates = [d for d in zones.curated_dates(root, dataset) if d <= as_of]
         available[dataset] = dates
         if not dates or dates[-1] != as_of:
             problems.append(f"{dataset}: no complete curated partition for {as_of}")
+            absent.add(as_of)
             continue
         if dataset == "accounts":
             continue  # full snapshots: any older one is enough for limit history
@@ -54,10 +70,12 @@ def _check_history(root: Path, as_of: dt.date) -> dict[str, list[dt.date]]:
         if len(dates) != expected:
             have = set(dates)
             gaps = [dates[0] + dt.timedelta(days=i) for i in range(expected)]
-            missing = [d.isoformat() for d in gaps if d not in have]
-            problems.append(f"{dataset}: missing curated partitions {', '.join(missing[:10])}")
+            missing = [d for d in gaps if d not in have]
+            absent.update(missing)
+            problems.append(f"{dataset}: missing curated partitions {', '.join(map(str, missing[:10]))}"
+                            + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""))
     if problems:
-        raise IncompleteHistoryError(f"cannot build features as of {as_of}: " + "; ".join(problems))
+        raise IncompleteHistoryError(f"cannot build features as of {as_of}: " + "; ".join(problems), absent)
     return available
 
 

@@ -27,7 +27,7 @@ written, so the curated zone is left exactly as it was.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
@@ -43,7 +43,7 @@ from pipelines.quality.results import LandingValidation
 from pipelines.quality.validate import validate_landing_frames
 from pipelines.store import lake, zones
 from pipelines.stages import lake_checks
-from pipelines.store.drops import Landed, land_partition
+from pipelines.store.drops import Landed, land_partition, purged_drops
 
 CURATED_FILE = "part-0.parquet"
 # Curated partitions per pass of the lake-wide key lookup: one pass over a year's 365 files ran the
@@ -381,3 +381,35 @@ def ingest_date(
         except (OSError, pl.exceptions.PolarsError) as exc:  # polars reports a failed write as ComputeError
             raise LakeStorageError(exc, names, day, done) from exc
     return [item.result for item in prepared]
+
+
+def ingest_night(root: Path, day: dt.date, cfg: RisklineConfig, datasets: Iterable[str] | None = None,
+                 ) -> tuple[list[IngestResult], dict[str, dt.datetime | None]]:
+    """A night's ingest of ``day``: every (or the given) landing drop is ingested (:func:`ingest_date`), but
+    one that upstream purged once it was ingested (a retention policy; ``drops.purged_drops``: no drop at
+    all, a complete curated partition) is not: the night reads that curated partition as it was ingested.
+
+    Returns the ingest results and the datasets kept as curated, with when each was ingested. A rerun or
+    rebuild of a published night whose drops are purged thus reads what its first run read: the same curated
+    bytes, so the same outputs and the same input fingerprints in its manifest. A drop that is there, even
+    one redelivered after the purge, is ingested as ever (it wins), and a dataset with neither drop nor
+    curated partition is refused by :func:`ingest_date` as before (``landing partition not delivered``).
+    """
+    names = list(datasets) if datasets else list(DATASETS)
+    kept = purged_drops(root, day, [n for n in names if n in CONTRACT])
+    fresh = [n for n in names if n not in kept]
+    # (never ingest_date(..., []): an empty list there means every dataset)
+    return (ingest_date(root, day, cfg, fresh) if fresh else []), kept
+
+
+def describe_purged(day: dt.date, kept: Mapping[str, dt.datetime | None]) -> str:
+    """The one line a night logs for the datasets :func:`ingest_night` kept as curated."""
+    stamps: dict[str, list[str]] = {}
+    for name, at in sorted(kept.items()):
+        stamps.setdefault(f"{at:%Y-%m-%d %H:%M} UTC" if at else "a date the store does not record", []).append(name)
+    if len(stamps) == 1:
+        when = f"{next(iter(stamps))} ({', '.join(sorted(kept))})"
+    else:
+        when = ", ".join(f"{stamp} ({', '.join(names)})" for stamp, names in sorted(stamps.items()))
+    return (f"landing of {day} purged: the night reads its curated partitions as ingested on {when}, and "
+            "re-ingests nothing of them")

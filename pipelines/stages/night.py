@@ -45,7 +45,7 @@ from pipelines.domain.decide import require_exact_reasons
 from pipelines.errors import IngestError
 from pipelines.quality.validate import validate_output
 from pipelines.stages.features import build_feature_snapshot, merge_shards
-from pipelines.stages.ingest import ingest_date
+from pipelines.stages.ingest import describe_purged, ingest_night
 from pipelines.stages.inputs import read_decide_inputs
 from pipelines.store import chain, lake, locks, zones
 from pipelines.store.publish import PublishError, describe_latest, publish_outputs
@@ -137,13 +137,18 @@ def _peak_rss_mib() -> float:
 def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
 
     before = {name: chain.curated_digest(root, name, as_of) for name in DATASETS}
-    results = ingest_date(root, as_of, cfg)
+    results, kept = ingest_night(root, as_of, cfg)  # a drop purged once ingested: its curated partition is read
     chain.after_ingest(root, as_of, before)  # late data: marks published nights that read the old partition
-    return {
+    out: dict[str, Any] = {
         r.dataset: {"rows": r.rows_curated, "quarantined": r.quarantined, "duplicates": r.duplicates_dropped,
                     "redelivered": r.redelivered}
         for r in results
     }
+    note = describe_purged(as_of, kept) if kept else None
+    for name, at in kept.items():  # read as curated: the counts of its ingest are that ingest's
+        rows = pl.scan_parquet(lake.parquet_files(zones.curated(root, name, as_of))).select(pl.len()).collect()
+        out[name] = {"rows": int(rows.item()), "landing_purged": note, "ingested_at": at.isoformat() if at else None}
+    return out
 
 
 def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:

@@ -194,7 +194,10 @@ def check_chain(root: Path, as_of: dt.date, force: bool = False) -> ChainRecord:
     """
     # A date before anything upstream ever delivered has no night at all: the chain has nothing to say (a
     # rebuild from it would only fail again), and its ingest refuses it, naming the book's first date.
-    first = min((d for name in DATASETS for d in zones.landing_dates(lake.delivery_root(root), name)[:1]),
+    # A curated date counts as delivered: upstream may purge drops once ingested (a retention policy), and a
+    # rerun of a night whose drops are gone, while later ones are not, is no night before the book.
+    first = min((d for name in DATASETS
+                 for d in (*zones.landing_dates(lake.delivery_root(root), name)[:1], *curated_dates(root, name)[:1])),
                 default=None)
     if first is not None and as_of < first:
         return ChainRecord(None, None)

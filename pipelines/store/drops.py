@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.config.location import Location, is_remote
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts import control_totals
 from pipelines.contracts.control_totals import ControlTotals
@@ -163,9 +164,43 @@ def undelivered_hint(root: Path, dataset: str, day: dt.date, then: str = "rerun 
 
 
 def undelivered_dataset(root: Path, day: dt.date) -> str | None:
-    """The first dataset whose landing drop of ``day`` has not arrived at all (what stops a night's ingest
-    first, with :func:`undelivered_hint`), or None when every drop is there (complete or not)."""
-    return next((name for name in DATASETS if not lake.exists(zones.landing(root, name, day))), None)
+    """The first dataset whose landing drop of ``day`` has not arrived at all and was never curated (what
+    stops a night's ingest first, with :func:`undelivered_hint`), or None when every drop is there (complete
+    or not) or purged once ingested (:func:`purged_drops`: the night reads its curated partition)."""
+    return next((name for name in DATASETS if not lake.exists(zones.landing(root, name, day))
+                 and not lake.is_complete(zones.curated(root, name, day))), None)
+
+
+def purged_drops(root: Location, day: dt.date, datasets: Sequence[str]) -> dict[str, dt.datetime | None]:
+    """The datasets of ``datasets`` whose landing drop of ``day`` is gone (upstream purged it once ingested: a
+    retention policy) while a complete curated partition of ``day`` holds what was ingested, each with when
+    that partition was written (UTC; None where the store does not say).
+
+    Only a drop absent altogether counts: one present, even without its ``_SUCCESS`` yet, is a (re)delivery
+    in progress, and a night waits for it and ingests it, so redelivered data still wins.
+    """
+    kept = {}
+    for name in datasets:
+        curated = zones.curated(root, name, day)
+        if not lake.exists(zones.landing(root, name, day)) and lake.is_complete(curated):
+            kept[name] = _written_at(curated / lake.SUCCESS)  # written last, when the ingest published it
+    return kept
+
+
+def _written_at(marker: Location) -> dt.datetime | None:
+    """When ``marker`` was last written, in UTC: its mtime, or what an object store's listing says."""
+    if not is_remote(marker):
+        return dt.datetime.fromtimestamp(Path(marker).stat().st_mtime, dt.UTC)
+    try:
+        info = marker.fs.info(marker.path)
+    except OSError:
+        return None
+    stamp = info.get("LastModified") or info.get("mtime") or info.get("last_modified") or info.get("created")
+    if isinstance(stamp, dt.datetime):
+        return stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+    if isinstance(stamp, int | float):
+        return dt.datetime.fromtimestamp(stamp, dt.UTC)
+    return None  # a store that keeps no time (or an unparsed string): the note says it does not record one
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,63 @@ def test_late_data_and_reruns_leave_a_trace(
         assert now != old[day]["inputs"]["curated"]["behaviour"][book.published.isoformat()]
 
 
+def _published_bytes(root: Path, day: dt.date) -> dict[str, str]:
+    """The four outputs and the manifest of ``day`` (not the manifests a rerun replaced, kept in history/)."""
+    return {path: digest for path, digest in published_digests(root, day).items() if "/history/" not in path}
+
+
+def _late_behaviour(root: Path, day: dt.date) -> None:
+    """Upstream redelivers ``day``'s behaviour drop with one event fewer (a plain _SUCCESS, as the book's)."""
+    drop = lake.parquet_files(lake.partition_dir(root, "landing", "behaviour", day))
+    events = landing(root, "behaviour", day)
+    deliver(root, "behaviour", day, {drop[0].name: events.head(events.height - 1)}, manifest=b"")
+
+
+def test_a_night_whose_landing_was_purged_reruns_and_rebuilds_from_what_was_curated(
+    published_lake: PublishedLake, lake_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Review 28R, N6. Upstream purges drops once ingested (a retention policy the docs allow); late data for
+    # the night before then left the purged night STALE for good: the printed rebuild stopped at it with
+    # "landing partition not delivered -> wait for upstream to deliver", which upstream never will, and a
+    # plain rerun of it failed the same way.
+    book = published_lake
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
+    assert rc == 0, err
+    kept = tmp_path / "kept"  # the same lake with its landing kept: what every run over the purge must equal
+    shutil.copytree(lake_root, kept, symlinks=True)
+    first = _published_bytes(lake_root, book.next_day)
+    for dataset in ("accounts", "behaviour", "installments", "payments"):
+        shutil.rmtree(lake.partition_dir(lake_root, "landing", dataset, book.next_day))
+
+    # a rerun reads what was curated, says so in one line, and gives the same bytes (fingerprints included)
+    rc, out, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
+    assert rc == 0, err
+    (said,) = [line for line in out.splitlines() if "purged" in line]
+    assert said.strip().startswith(f"landing of {book.next_day} purged: the night reads its curated partitions "
+                                   "as ingested on "), out
+    assert _published_bytes(lake_root, book.next_day) == first
+
+    # late data for the night before: the hint printed, run as printed, completes, as with the landing kept
+    for root in (lake_root, kept):
+        _late_behaviour(root, book.published)
+        rc, _, err = _cli(capsys, root, "ingest", "--date", str(book.published))
+        assert rc == 0 and sorted(chain.stale_nights(root)) == [book.published, book.next_day], err
+        hint = f"`riskline rebuild --from {book.published}`"
+        assert hint in err, err
+        rc, out, err = _cli(capsys, root, *hint.strip("`").split()[1:])
+        assert rc == 0, err
+        assert chain.stale_nights(root) == {}
+        assert (f"landing of {book.next_day} purged" in out) == (root == lake_root), out
+    for day in (book.published, book.next_day):
+        assert _published_bytes(lake_root, day) == _published_bytes(kept, day), day
+    assert _published_bytes(lake_root, book.next_day) != first  # the late data did reach the purged night
+
+    # a dataset with neither its drop nor its curated partition: the night still cannot run, as before
+    shutil.rmtree(lake.partition_dir(lake_root, "curated", "payments", book.next_day))
+    rc, _, err = _cli(capsys, lake_root, "run", "--as-of", str(book.next_day), "--no-retrain")
+    assert rc == 1 and f"payments dt={book.next_day}: landing partition not delivered" in err, err
+
+
 def test_nights_run_in_order_and_a_backfill_marks_later_nights_stale(
     published_lake: PublishedLake, lake_root: Path, capsys: pytest.CaptureFixture[str]
 ):

@@ -125,3 +125,21 @@ def test_the_chain_leaves_a_night_before_the_books_first_date_to_its_ingest(tmp_
     assert chain.check_chain(tmp_path, first - DAY) == chain.ChainRecord(None, None)
     with pytest.raises(chain.ChainError, match="later nights already ran"):
         chain.check_chain(tmp_path, first)
+
+
+def test_a_night_whose_drops_were_purged_once_curated_is_no_night_before_the_book(tmp_path: Path):
+    # Review 28R, N6: upstream purges drops once ingested (retention). With the drops of D-10..D+1 gone and
+    # D+2's still there, the chain took D+2 for the book's first date: a rerun of D+1 read as "before the
+    # book", recorded no previous night (its manifest no longer the same bytes), and a backfill of D-1 after
+    # D and D+1 ran was let through unchecked.
+    first = D - 10 * DAY
+    lake.publish_frames(zones.curated(tmp_path, "accounts", first), {"part-0.parquet": pl.DataFrame({"a": [1]})})
+    lake.publish_frames(zones.landing(tmp_path, "accounts", D + 2 * DAY), {"part-0.parquet": pl.DataFrame({"a": [1]})})
+    for night in (D, D + DAY):
+        _night(tmp_path, night)
+    rerun = chain.check_chain(tmp_path, D + DAY)
+    assert rerun.previous_night == D.isoformat() and not rerun.forced
+    assert rerun.previous_limit_history_sha256 == chain.limit_history_sha256(tmp_path, D)
+    with pytest.raises(chain.ChainError, match="later nights already ran"):
+        chain.check_chain(tmp_path, D - DAY)
+    assert chain.check_chain(tmp_path, first - DAY) == chain.ChainRecord(None, None)  # still before the book

@@ -143,6 +143,30 @@ def test_run_of_a_range_stops_at_the_first_failing_night_and_says_where_to_resum
     assert f"stopped: the nights after {start} need its outputs; rerun from --from-date {start}" in err
 
 
+@pytest.mark.parametrize(
+    "ingested, step",
+    [
+        # one date left out of the history: that date
+        ([FIRST, FIRST + dt.timedelta(days=1)], "`riskline ingest --date 2026-03-09`"),
+        # several: the range from the first to the last, in date order
+        ([FIRST], "`riskline ingest --from-date 2026-03-08 --to-date 2026-03-09`"),
+    ],
+)
+def test_a_first_night_with_history_dates_left_out_names_the_ingest_of_those_dates(capsys, root, ingested, step):
+    # Review 28R, N8: the error named the missing partitions but gave no next step at all.
+    for day in ingested:
+        assert _run(capsys, root, "ingest", "--date", day.isoformat())[0] == 0
+    code, _, err = _run(capsys, root, "run", "--as-of", END.isoformat(), "--no-retrain")
+    error = err.strip().splitlines()[0]
+    assert code == 1 and error.startswith(f"error: run for {END} failed: IncompleteHistoryError: "), err
+    missing = "2026-03-09" if len(ingested) == 2 else "2026-03-08, 2026-03-09"
+    assert f"payments: missing curated partitions {missing} -> " in error  # what the features found missing
+    assert f" -> ingest the missing date{'s (2 missing)' if len(ingested) == 1 else ''} first: {step}, then rerun " \
+           "this same `riskline run` command" in error, error
+    # the step works as printed (the night's own date is curated already: the range stops before it)
+    assert _run(capsys, root, *step.strip("`").split()[1:])[0] == 0
+
+
 def test_run_refuses_a_date_and_a_range_together(capsys, root):
     code, _, err = _run(capsys, root, "run", "--as-of", END.isoformat(), "--from-date", FIRST.isoformat(),
                         "--to-date", END.isoformat())
@@ -289,6 +313,18 @@ def test_every_error_that_stops_a_rebuild_names_a_step_and_the_command_that_resu
     assert resume in line, line  # where to go on from, with the flags the rebuild had
     if retrain and type(exc).__name__ in ("LeakageSuspectedError", "InsufficientHistoryError"):
         assert f"`{resume}`" in line  # training refused: go on without it
+
+
+def test_a_rebuild_stopped_by_missing_history_names_the_ingest_of_the_real_dates():
+    # it said `riskline ingest --from-date F --to-date <night>`, "F the first of them", for the operator to find
+    from pipelines.entry import cli_steps
+    from pipelines.stages.features import IncompleteHistoryError
+
+    exc = IncompleteHistoryError("cannot build features: payments: missing curated partitions 2026-03-05, 2026-03-07",
+                                 [dt.date(2026, 3, 7), dt.date(2026, 3, 5), dt.date(2026, 3, 7)])
+    line = cli_steps.stopped_night(exc, END, END, False, False)
+    assert ("-> ingest the missing dates (2 missing) first: `riskline ingest --from-date 2026-03-05 --to-date "
+            f"2026-03-07`, then `riskline rebuild --from {END} --to {END}`") in line, line
 
 
 def test_rebuild_force_chain_forces_every_night_so_a_gap_of_nights_never_run_goes_through(capsys, root, monkeypatch):

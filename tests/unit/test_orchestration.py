@@ -167,6 +167,32 @@ def test_the_sensor_skips_a_stale_date_and_fails_a_missed_one_with_the_reason(da
         poke_landing("payments", "2026-06-30")
 
 
+def test_a_drop_purged_once_curated_is_ready_for_the_sensor_and_its_ingest_reads_the_curated_partition(data_root):
+    # Review 28R, N6: upstream purges drops once ingested (retention); a backfill or rerun of such a night
+    # failed at the sensor ("not delivered by its deadline"), and its ingest said "landing partition not
+    # delivered", though the data was delivered and curated and will never come again.
+    import polars as pl
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.entry.airflow import ingest_one, poke_landing
+
+    purged = dt.date(2026, 6, 2)
+    for day in (dt.date(2026, 6, 1), dt.date(2026, 6, 3)):
+        with lake.staged_partition(lake.partition_dir(data_root, "landing", "payments", day)) as tmp:
+            lake.write_parquet(pl.DataFrame({"x": [1]}), tmp / "part-00000.parquet")
+    lake.publish_frames(lake.partition_dir(data_root, "curated", "payments", purged),
+                        {"part-0.parquet": pl.DataFrame({"payment_id": ["p1"]})})
+    assert poke_landing("payments", purged.isoformat()) is True
+    out = ingest_one("payments", purged.isoformat())
+    assert out["landing_purged"].startswith(f"landing of {purged} purged: the night reads its curated partitions "
+                                            "as ingested on "), out
+    assert out["landing_purged"].endswith("UTC (payments), and re-ingests nothing of them")
+    # a drop being redelivered (no _SUCCESS yet) is no purge: the sensor waits for it, as for any drop
+    (lake.partition_dir(data_root, "landing", "payments", purged) / "part-00000.parquet").parent.mkdir(parents=True)
+    with pytest.raises(AirflowFailException, match="not delivered by its deadline"):
+        poke_landing("payments", purged.isoformat())
+
+
 @pytest.mark.parametrize(
     "error, advice, not_advice",
     [
