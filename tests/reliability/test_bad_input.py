@@ -122,12 +122,12 @@ def _future_events(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
 
 
 def _tenfold(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
-    # Distinct events, each i microseconds from its model towards noon UTC (inside the Shanghai day): equal in
-    # every fact under a new id they would be copies (same_as_another_event), not a busy day.
+    # Distinct events, each i seconds from its model towards noon UTC (inside the Shanghai day): equal in every
+    # fact (times to the second) under a new id they would be copies (same_as_another_event), not a busy day.
     noon = pl.lit(dt.datetime(day.year, day.month, day.day, 4, tzinfo=dt.UTC)).dt.cast_time_unit("us")
     towards_noon = pl.when(pl.col("event_time") < noon).then(1).otherwise(-1)
     copies = [frame.with_columns(pl.col("event_id") + f"-x{i}",
-                                 pl.col("event_time") + pl.duration(microseconds=towards_noon * i))
+                                 pl.col("event_time") + pl.duration(seconds=towards_noon * i))
               for i in range(1, 10)]
     return pl.concat([frame, *copies])
 

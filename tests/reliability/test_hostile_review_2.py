@@ -73,7 +73,7 @@ def next_drop(published_lake: PublishedLake, tmp_path: Path) -> tuple[Path, dt.d
 def _second_equal_loan(root: Path, day: dt.date, draw: str | None) -> str:
     """A later delivery books a second loan equal to one of tonight's (same account, amounts and dates,
     its own ids): a customer who drew the same amount twice. ``draw``: with ``"own"`` cash draw in the
-    behaviour drop (a microsecond after the first), with a ``"copy"`` of the first loan's draw (the same
+    behaviour drop (a second after the first), with a ``"copy"`` of the first loan's draw (the same
     facts under another event_id), or without one (None): then it is the first loan's schedule re-sent.
     Returns the second loan's id."""
     schedule = landing(root, "installments", day)
@@ -88,7 +88,7 @@ def _second_equal_loan(root: Path, day: dt.date, draw: str | None) -> str:
         draws = events.filter((pl.col("account_id") == account) & (pl.col("event_type") == "cash_draw")
                               & (pl.col("amount").cast(pl.Float64) == principal)).head(1)
         assert draws.height == 1, "the first loan has its draw"
-        later = pl.duration(microseconds=1 if draw == "own" else 0)
+        later = pl.duration(seconds=1 if draw == "own" else 0)
         deliver(root, "behaviour", day, {DATA_FILE: pl.concat([events, draws.with_columns(
             pl.col("event_id").str.replace("^.", "Z"), pl.col("event_time") + later)])})
     return second.get_column("loan_id")[0]
