@@ -248,13 +248,17 @@ class VolumeBand(Section):
     previous snapshot's open accounts, loans falling due per the curated schedule, today's open accounts,
     today's cash draws). Expected = today's driver x the lowest rows-per-driver ratio of the trailing
     curated days (the quietest weekday and month-end in the window are in that minimum); fewer rows than
-    ``min_ratio`` x expected is critical. A driver of 0 expects nothing, so a legitimately empty day passes.
+    ``min_ratio`` x expected is critical, loosened on small counts to the mean day less ``noise_sigmas`` x
+    its square root but (except for behaviour's independent events) never below ``never_below`` x expected.
+    A driver of 0 expects nothing, so a legitimately empty day passes.
     """
 
     history_days: int = Field(7, ge=1)  # earlier complete partitions with a non-zero driver needed to judge
     lookback_days: int = Field(14, ge=1)  # ... searched for this far back; fewer found: the check is skipped
     min_ratio: float = Field(0.75, gt=0, le=1)  # below expected x min_ratio: critical (a partial drop)
-    noise_sigmas: float = Field(3.0, ge=0)  # behaviour: never stricter than the mean - this x sqrt(mean)
+    noise_sigmas: float = Field(4.0, ge=0)  # never stricter than the mean day - this x sqrt(mean day) ...
+    # ... nor (but behaviour) below this x expected, rounded up: above 0.5, so half a drop is always critical
+    never_below: float = Field(0.6, gt=0.5, le=1)
     max_ratio: float = Field(3.0, ge=1)  # above the trailing median x max_ratio: warning (a spike)
     min_median_rows: int = Field(200, ge=0)  # a smaller median is too noisy for the spike warning: skipped
 
@@ -272,6 +276,9 @@ class ValidationConfig(Section):
     warning_min_rows: int = Field(5, ge=0)
     volume: VolumeBand = VolumeBand()
     max_null_share: dict[str, dict[str, float]] = {}  # dataset -> nullable column -> max share of nulls
+    # A drop's null count is critical only when this improbable for a column whose true null share were at its
+    # limit (one-sided binomial test; references.allowed_nulls)
+    null_share_alpha: float = Field(0.001, gt=0, lt=0.1)
     data_docs: bool = True
     # A range ingest judges row rules in one GX pass per chunk of dates holding about this many landing rows
     # (held in memory as pandas views: about 1 GB per 5 million rows, measured on the demo book).

@@ -270,8 +270,11 @@ VOLUME_UNITS: dict[str, str] = {"installments": "loan_id"}
 
 def _volume_low(dataset: Dataset) -> gx.expectations.Expectation:
     notes = ("At least validation.volume.min_ratio x the expected {unit} (today's driver x the lowest "
-             "ratio to it over the trailing curated partitions): fewer means a partial drop. A driver of 0 "
-             "expects nothing. Skipped (with a note) without enough history.")
+             "ratio to it over the trailing curated partitions): fewer means a partial drop. On a small count "
+             "never stricter than the mean day less validation.volume.noise_sigmas x its square root (its "
+             "day-to-day noise), yet never below validation.volume.never_below x expected (but behaviour's "
+             "events): half a drop stays critical. A driver of 0 expects nothing. Skipped (with a note) "
+             "without enough history.")
     unit = VOLUME_UNITS.get(dataset.name)
     if unit is None:
         return _expect("ExpectTableRowCountToBeBetween", rule="volume_low", risk="volume",
@@ -296,8 +299,11 @@ def _table_rules(dataset: Dataset) -> list[gx.expectations.Expectation]:
         _expect("ExpectColumnProportionOfNonNullValuesToBeBetween", rule=f"null_share_{c.curated_name}",
                 risk="completeness",
                 column=c.curated_name, min_value=_param(non_null_share_parameter(c.curated_name)),
-                notes="1 - validation.max_null_share of this column (no limit configured: 0, observed only). "
-                      "Skipped on an empty drop, and for an optional column not delivered (absent or all null).")
+                notes="1 - the null share this drop's row count allows: validation.max_null_share of this column "
+                      "plus what a column at that limit shows by chance on so few rows (critical only when the "
+                      "null count is improbable at validation.null_share_alpha; the results' notes give the "
+                      "count). No limit configured: 0, observed only. Skipped on an empty drop, and for an "
+                      "optional column not delivered (absent or all null).")
         for c in dataset.columns
         if c.nullable
     ]

@@ -72,9 +72,13 @@ class VolumeHistory:
 def expected_min_rows(history: VolumeHistory | None, band: VolumeBand) -> tuple[int | None, str]:
     """The fewest rows a complete drop can hold, from its driver and the trailing history; and why.
 
-    Expected rows = today's driver x the lowest rows-per-driver ratio among the trailing partitions whose
-    driver was non-zero (the quietest weekday and month-end of the window are in that minimum, so a normal
-    quiet day is never a partial drop); the drop must hold ``band.min_ratio`` of it. A driver of 0 today
+    Expected rows E = today's driver x the lowest rows-per-driver ratio among the trailing partitions whose
+    driver was non-zero (the quietest weekday and month-end of the window are in that minimum). The drop must
+    hold ``band.min_ratio`` of E, loosened where that ratio is within a small count's day-to-day noise: never
+    below the mean day (driver x the window's mean ratio) less ``band.noise_sigmas`` of its square root (a
+    Poisson count's spread), and, for counts that follow their driver (everything but behaviour's events),
+    never below ``band.never_below`` x E rounded up, so that a drop of half of E or less is always caught
+    (from E = 3 rows; below that min_ratio x E rounds down to half of it). A driver of 0 today
     expects nothing: a legitimately empty day (no instalment falls due) passes. None: cannot be judged.
     """
     if history is None:
@@ -96,18 +100,77 @@ def expected_min_rows(history: VolumeHistory | None, band: VolumeBand) -> tuple[
         return None, (f"volume check skipped: {history.driver} today ({history.today:,}) is above "
                       f"{band.max_ratio:g} x the most in the window ({highest:,}): a spike, judged where it is")
     lowest = min(Fraction(rows, driver) for rows, driver in usable)  # exact: the bound is a whole row count
-    min_rows = math.floor(Fraction(str(band.min_ratio)) * lowest * history.today)
-    note = (f"volume: at least {min_rows:,} = {band.min_ratio:g} x {history.today:,} ({history.driver}) x "
-            f"{float(lowest):.4g} per driver (the lowest ratio of the last {len(usable)} curated partitions)")
-    if history.events:
-        mean = Fraction(sum(r for r, _ in usable), sum(d for _, d in usable)) * history.today
-        noise = math.floor(float(mean) - band.noise_sigmas * math.sqrt(mean))
-        if noise < min_rows:
-            min_rows = max(noise, 0)
-            note = (f"volume: at least {min_rows:,} = the expected {float(mean):.1f} ({history.driver} x the "
-                    f"mean ratio of the last {len(usable)} curated partitions) less {band.noise_sigmas:g} x its "
-                    f"square root (a small count's day-to-day noise)")
-    return min_rows, note
+    expected = lowest * history.today
+    by_ratio = math.floor(Fraction(str(band.min_ratio)) * expected)
+    base = (f"the expected {float(expected):.1f} ({history.today:,} {history.driver} x {float(lowest):.4g} per "
+            f"driver, the lowest ratio of the last {len(usable)} curated partitions)")
+    # A day's count scatters around the mean day by about its square root, so on a small count min_ratio of
+    # the quietest day lies within that scatter: at 70 events a day (a 1,500-account card book) it stopped
+    # twice in 1,716 legitimate nights of twelve such books, a false stop per book every ~2.4 years. A complete
+    # day below mean - noise_sigmas x sqrt(mean) is improbable (riskline.yaml says how improbable).
+    mean = Fraction(sum(r for r, _ in usable), sum(d for _, d in usable)) * history.today
+    noise = math.floor(float(mean) - band.noise_sigmas * math.sqrt(mean))
+    # Independent events of many accounts (behaviour) get the noise bound alone: a sparse book's quiet day may
+    # hold half its mean, so half a drop cannot be told from it by count (declare the count in _SUCCESS). A
+    # count that follows its driver (snapshots, schedules, payments due) keeps never_below x E rounded up,
+    # above E / 2: a drop of half the expected rows or fewer is critical whatever the noise allowance.
+    keep = 0 if history.events else math.ceil(Fraction(str(band.never_below)) * expected)
+    min_rows = min(by_ratio, max(noise, keep, 0))
+    noisy = (f"the mean day {float(mean):.1f} ({history.driver} x the mean ratio of the last {len(usable)} "
+             f"curated partitions) less {band.noise_sigmas:g} x its square root")
+    if min_rows == by_ratio:
+        said = f"{band.min_ratio:g} x {base}"
+    elif history.events or min_rows > keep:
+        said = (f"{noisy} (a small count's day-to-day noise), not {by_ratio:,} = {band.min_ratio:g} x {base}, "
+                f"which a quiet day of a small count can fall under")
+    else:
+        said = (f"{band.never_below:g} x {base}, rounded up (never less: half a drop stays critical), not "
+                f"{by_ratio:,} = {band.min_ratio:g} x it, which a quiet day of a small count can fall under "
+                f"({noisy} is lower still)")
+    return min_rows, f"volume: at least {min_rows:,} = {said}"
+
+
+def allowed_nulls(rows: int, max_share: float, alpha: float) -> int:
+    """The most nulls ``rows`` rows may hold for a column whose null share is limited to ``max_share``.
+
+    A fixed share judged on a small drop trips on sampling noise (7 null channels of 69 events, 10.1%, from a
+    column 2% null on average), so the count is tested instead: critical only when at least that many nulls
+    would have probability ``alpha`` or less were the column's true null share exactly ``max_share`` (the
+    one-sided exact binomial test). Returns the smallest k with P(nulls > k) <= alpha: never fewer than
+    ``max_share`` x rows allows, and within 3.1 standard deviations of it at alpha 0.001 (10,000 rows at a
+    10% limit: 10.9%; a million rows: 10.09%).
+    """
+    if rows <= 0 or max_share <= 0:
+        return 0
+    if max_share >= 1:
+        return rows
+    # P(X = k) for X ~ Binomial(rows, max_share), from the mode upwards (the quantile of a small alpha lies
+    # above the median); terms past ~40 standard deviations are below any alpha and are not summed.
+    p, q = max_share, 1.0 - max_share
+    mode = math.floor((rows + 1) * p) if (rows + 1) * p < rows else rows
+    log_pmf = (math.lgamma(rows + 1) - math.lgamma(mode + 1) - math.lgamma(rows - mode + 1)
+               + mode * math.log(p) + (rows - mode) * math.log(q))
+    pmf = [math.exp(log_pmf)]
+    k = mode
+    while k < rows and (pmf[-1] > 1e-300 and (k - mode) ** 2 < 1600 * (rows * p * q + 1)):
+        pmf.append(pmf[-1] * (rows - k) / (k + 1) * p / q)
+        k += 1
+    tail = 0.0  # P(X > k), k counting down from the last term
+    for offset in range(len(pmf) - 1, -1, -1):
+        if tail + pmf[offset] > alpha * (1 + 1e-9):  # a tie within float rounding is not above alpha
+            return mode + offset
+        tail += pmf[offset]
+    return mode  # unreachable for alpha < 0.1 (validation.null_share_alpha): P(X >= mode) is about a half
+
+
+def min_non_null_share(rows: int, max_share: float, alpha: float) -> float:
+    """The GX bound of ``null_share_<column>`` on a drop of ``rows`` rows: passes with ``allowed_nulls`` nulls
+    and fails with one more (halfway between the two proportions, so no float rounding decides)."""
+    if max_share >= 1:
+        return 0.0  # no limit configured: observed only
+    if rows <= 0:
+        return 1.0 - max_share  # an empty drop is not measured (the rule is skipped)
+    return max(0.0, 1.0 - (allowed_nulls(rows, max_share, alpha) + 0.5) / rows)
 
 
 def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: References, rows: int,
@@ -130,11 +193,17 @@ def landing_parameters(dataset: str, day: dt.date, cfg: RisklineConfig, refs: Re
     from pipelines.quality.gx_suites import non_null_share_parameter  # why: imports GX: keep it out of module import
 
     limits = cfg.validation.max_null_share.get(dataset, {})
+    alpha = cfg.validation.null_share_alpha
+    notes = [f"{k}: {v}" for k, v in sorted(refs.notes.items())]
     for col in CONTRACT[dataset].columns:
         if col.nullable:
-            params[non_null_share_parameter(col.curated_name)] = 1.0 - limits.get(col.name, 1.0)
+            limit = limits.get(col.name, 1.0)
+            params[non_null_share_parameter(col.curated_name)] = min_non_null_share(rows, limit, alpha)
+            if limit < 1 and rows > 0:
+                notes.append(f"null share: {col.name} at most {allowed_nulls(rows, limit, alpha):,} nulls of "
+                             f"{rows:,} rows (validation.max_null_share {limit:g}, unless improbable at "
+                             f"validation.null_share_alpha {alpha:g})")
     missing: dict[str, tuple[Outcome, str]] = {}
-    notes = [f"{k}: {v}" for k, v in sorted(refs.notes.items())]
     if rows == 0:  # nothing to measure: whether empty is right is the volume rules' question alone
         for col in CONTRACT[dataset].columns:
             if col.nullable:

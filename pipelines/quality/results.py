@@ -49,8 +49,8 @@ _NEXT_STEP = {
     "volume": "a partial or duplicated drop? confirm the row count with the data owner (a count declared in "
               "_SUCCESS proves the files, not the extract); if it is genuine, widen validation.volume in the "
               "config (RISKLINE_CONFIG) and rerun",
-    "completeness": "null share above validation.max_null_share: ask the data owner; if it is expected, raise "
-                    "the limit in the config and rerun",
+    "completeness": "more nulls than validation.max_null_share allows on this many rows, beyond chance: ask "
+                    "the data owner; if it is expected, raise the limit in the config and rerun",
 }
 _DEFAULT_NEXT_STEP = ("more bad rows than quarantine tolerates: ask the data owner to fix and redeliver the "
                       "partition, then rerun")

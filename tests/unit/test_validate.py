@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
+from fractions import Fraction
 
 import polars as pl
 import pytest
@@ -100,7 +102,7 @@ def _history(today, *ratios, driver=200):
         # today's cash draws 10x anything in the window (phantom events in behaviour): not a driver to trust
         (references.VolumeHistory("cash draws", 40, _history(4, *(1.0,) * 7, driver=4).days, exclusive=True),
          None),
-        # sparse events: 200 accounts x 0.02 = 4 expected; 4 - 3 x 2 < 0, so a quiet (even empty) day passes
+        # sparse events: 200 accounts x 0.02 = 4 expected; 4 - 4 x 2 < 0, so a quiet (even empty) day passes
         (references.VolumeHistory("open accounts", 200, _history(200, *(0.02,) * 7).days, events=True), 0),
         # more loans than draws on a trailing day: the schedule does not follow them (a card book)
         (references.VolumeHistory("cash draws", 3, ((DAY, 4, 2), *_history(3, *(1.0,) * 7).days), exclusive=True),
@@ -111,6 +113,43 @@ def test_expected_rows_follow_the_driver_and_the_quietest_trailing_day(cfg, hist
     min_rows, note = references.expected_min_rows(history, cfg.validation.volume)
     assert min_rows == expected
     assert ("skipped" in note) == (expected is None)
+
+
+def test_a_quiet_day_of_a_small_events_count_is_within_its_noise(cfg):
+    # The card book of review 28R (1,500 accounts, ~70 events a day) on 2026-08-14: 1,000 open accounts here,
+    # 60 events on the window's quietest day and 71 on the 13 others. Old code: at least 45 = 0.75 x 60, and the
+    # legitimate day of 44 events stopped the night. The mean day is 70.2, its noise sqrt(70.2) = 8.4: a
+    # complete day under 70.2 - 4 x 8.4 = 36.7 has a chance of ~3e-6 (Poisson), 44 is 3.1 sigma: it happens.
+    days = ((DAY - dt.timedelta(days=1), 60, 1_000),
+            *((DAY - dt.timedelta(days=i + 2), 71, 1_000) for i in range(13)))
+    events = references.VolumeHistory("open accounts in the day's snapshot", 1_000, days, events=True)
+    min_rows, note = references.expected_min_rows(events, cfg.validation.volume)
+    assert min_rows == 36 and "square root" in note and "not 45" in note
+    # half of the mean day (35 events) is still below it: an export that died midway stops the night
+    assert 70 // 2 < min_rows
+
+
+@pytest.mark.parametrize("expected", [3, 4, 5, 8, 12, 20, 50, 100, 255, 256, 1_000, 100_000])
+def test_a_count_that_follows_its_driver_keeps_half_a_drop_critical(cfg, expected):
+    # A count one per driver (loans falling due, a snapshot's accounts): the noise allowance loosens min_ratio
+    # (0.75) x E on small counts, but never below never_below (0.6) x E rounded up, which is above E / 2: a
+    # drop of half the expected rows (or fewer) is always critical, and the floor is never stricter than before.
+    history = _history(expected, *(1.0,) * 7, driver=expected)
+    min_rows, _ = references.expected_min_rows(history, cfg.validation.volume)
+    assert expected / 2 < min_rows <= math.floor(0.75 * expected)
+    if expected >= 256:  # E - 4 sqrt(E) >= 0.75 E: 0.75 x E stays the floor
+        assert min_rows == math.floor(0.75 * expected)
+
+
+def test_a_quiet_day_of_a_small_driven_count_passes(cfg):
+    # 20 loans fall due, every trailing day 1 payment per loan due: old code wanted 15 (0.75 x 20), so a
+    # quiet day of 13 payments (20 - 1.6 sqrt(20)) stopped the night; now at least ceil(0.6 x 20) = 12 (20 - 4
+    # sqrt(20) = 2.1 is lower), and half the drop (10) is still critical.
+    history = references.VolumeHistory("loans with an instalment falling due on the day", 20,
+                                       _history(20, *(1.0,) * 7, driver=20).days)
+    min_rows, note = references.expected_min_rows(history, cfg.validation.volume)
+    assert min_rows == 12 and "0.6 x the expected 20.0" in note and "not 15" in note
+    assert 10 < min_rows <= 13
 
 
 def test_volume_parameters_from_history_or_declared_count(cfg):
@@ -165,7 +204,13 @@ def test_optional_columns_may_be_absent_or_all_null(cfg, income):
 
 
 def test_a_partly_delivered_optional_column_is_still_held_to_its_null_share(cfg):
-    frame = _accounts(region=["CN-BJ", None])  # 50% null > validation.max_null_share 5%
+    # 20 of 40 regions null: a column 5% null (validation.max_null_share) shows more than 7 of 40 with a
+    # chance under 0.001. (1 of 2, the old test, is 50% too, but a 5% column shows it one drop in ten.)
+    ids = [f"A{i}" for i in range(40)]
+    frame = conform.conform_to_contract(pl.DataFrame({
+        "account_id": ids, "opened_on": [DAY] * 40, "status": ["active"] * 40,
+        "credit_limit": pl.Series([D("500.00")] * 40, dtype=pl.Decimal(18, 2)),
+        "region": [None, "CN-BJ"] * 20}), CONTRACT["accounts"])
     report = validate.validate_landing(frame, "accounts", DAY, cfg, references.References()).report
     assert [o.rule for o in report.critical] == ["null_share_region"]
 
@@ -324,12 +369,66 @@ def test_table_level_defects_are_critical(lenient, change, rule):
     assert not report.ok
 
 
+def _logins(rows: int, null_channels: int) -> pl.DataFrame:
+    """``rows`` logins of A1 a minute apart in the business day, the first ``null_channels`` without a channel."""
+    return _behaviour(
+        event_id=[f"e{i}" for i in range(rows)], account_id=["A1"] * rows,
+        event_time=[DAY_START + dt.timedelta(minutes=i) for i in range(rows)], event_type=["login"] * rows,
+        amount=pl.Series([None] * rows, dtype=pl.Decimal(18, 2)),
+        channel=[None] * null_channels + ["app"] * (rows - null_channels))
+
+
 def test_null_share_above_the_configured_maximum_is_critical(cfg):
-    limits = _strict(cfg).validation.model_copy(update={"max_null_share": {"behaviour": {"channel": 0.5}}})
-    strict = cfg.model_copy(update={"validation": limits})
-    frame = _behaviour(channel=[None, None, "app"])  # 2/3 null > 0.5
+    strict = _strict(cfg, max_null_share={"behaviour": {"channel": 0.5}})
+    frame = _logins(40, 35)  # 35 of 40 null: a column half null shows that with a chance of 1e-7
     report = validate.validate_landing(frame, "behaviour", DAY, strict, KNOWN).report
     assert _outcome(report, "null_share_channel").outcome == "critical"
+
+
+@pytest.mark.parametrize("nulls, outcome", [(7, "passed"), (16, "passed"), (17, "critical"), (35, "critical")])
+def test_a_small_drop_null_share_is_judged_beyond_chance(cfg, nulls, outcome):
+    # Review 28R: 7 null channels of 69 events (10.1%) stopped a legitimate card book whose channel is 2% null
+    # on average, against validation.max_null_share 10%. Now critical only when a column 10% null would show
+    # that many with a chance under validation.null_share_alpha (0.001): up to 16 of 69 it may; 35 of 69
+    # (half the events without a channel) is a broken extract. Old code: 7 was already critical.
+    shipped = _strict(cfg, max_null_share=cfg.validation.max_null_share)
+    report = validate.validate_landing(_logins(69, nulls), "behaviour", DAY, shipped, KNOWN).report
+    assert _outcome(report, "null_share_channel").outcome == outcome
+    assert any("channel at most 16 nulls of 69 rows" in n for n in report.notes)
+
+
+def _binomial_quantile(rows: int, share: Fraction, alpha: Fraction) -> int:
+    """Smallest k with P(X > k) <= alpha, X ~ Binomial(rows, share), in exact arithmetic."""
+    tail = Fraction(0)
+    for k in range(rows, -1, -1):
+        pmf = math.comb(rows, k) * share ** k * (1 - share) ** (rows - k)
+        if tail + pmf > alpha:
+            return k
+        tail += pmf
+    return 0
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 10, 20, 69, 150, 400])
+@pytest.mark.parametrize("share", ["0.02", "0.05", "0.1", "0.6"])
+def test_allowed_nulls_is_the_one_sided_binomial_test(rows, share):
+    exact = _binomial_quantile(rows, Fraction(share), Fraction("0.001"))
+    assert references.allowed_nulls(rows, float(share), 0.001) == exact
+    # never stricter than the plain share
+    assert references.allowed_nulls(rows, float(share), 0.001) >= math.floor(float(share) * rows)
+
+
+def test_a_large_drop_is_held_to_the_limit_as_before(cfg):
+    # A million events: a 10% limit allows 10.09% (3.1 standard deviations of 0.03%); the GX bound sits half a
+    # row below the last passing proportion, so float rounding never decides.
+    params, _, _ = references.landing_parameters("behaviour", DAY, cfg, references.References(), rows=1_000_000)
+    bound = params["min_non_null_share_channel"]
+    assert 0.899 < bound < 0.9
+    allowed = references.allowed_nulls(1_000_000, 0.1, 0.001)
+    assert bound == pytest.approx(1 - (allowed + 0.5) / 1_000_000, abs=1e-15)
+    assert (1_000_000 - allowed) / 1_000_000 > bound > (1_000_000 - allowed - 1) / 1_000_000
+    params, _, _ = references.landing_parameters("behaviour", DAY, cfg, references.References(), rows=69)
+    assert params["min_non_null_share_channel"] == pytest.approx(1 - 16.5 / 69)  # old code: 0.9
+    assert params["min_non_null_share_amount_cents"] == 0.0  # no limit configured: observed only
 
 
 # --- published outputs ------------------------------------------------------------------------------
@@ -397,6 +496,8 @@ def test_output_failures_are_not_upstream_data_problems(cfg):
         ({"max_null_share": {"accounts": {"status": 0.1}}}, "not a nullable contract column"),
         ({"max_null_share": {"loans": {}}}, "unknown dataset"),
         ({"volume": {"history_days": 7, "lookback_days": 3}}, "lookback_days must be >="),
+        ({"volume": {"never_below": 0.5}}, "greater than 0.5"),  # half a drop must stay below the floor
+        ({"null_share_alpha": 0}, "greater than 0"),
     ],
 )
 def test_validation_config_rejects_typos(section, message):
