@@ -201,8 +201,9 @@ def release_late(root: Path) -> list[Path]:
 
 def declared_manifest(dataset: str, files: dict[str, pl.DataFrame | bytes]) -> bytes:
     """The ``_SUCCESS`` manifest of a drop of ``files``: its records (one per key, the file that sorts last
-    winning, as ingest de-duplicates; a row with a null key counts as one) and their money sums, as a well-run
-    upstream declares them. A file of raw bytes (a corrupt-file fault) counts nothing."""
+    winning, as ingest de-duplicates; a row with a null key counts as one; a copy of another record's facts
+    under a larger id counts none) and their money sums, as a well-run upstream declares them. A file of raw
+    bytes (a corrupt-file fault) counts nothing."""
     order = sorted(files, key=lambda name: (delivery_sequence(name) or 0, name))  # as ingest reads them
     frames = [files[n] for n in order if isinstance(files[n], pl.DataFrame)]
     contract = CONTRACT[dataset]
@@ -214,6 +215,9 @@ def declared_manifest(dataset: str, files: dict[str, pl.DataFrame | bytes]) -> b
         has_key = pl.all_horizontal(pl.col(k).is_not_null() for k in key)
         rows = pl.concat([rows.filter(has_key).unique(subset=key, keep="last", maintain_order=True),
                           rows.filter(~has_key)], how="diagonal_relaxed")
+    facts = [e.meta.output_name() for e in contract.fact_exprs(landing=True)] if contract.facts else []
+    if facts and set(facts) <= set(rows.columns):  # a copy of another record's facts is no record
+        rows = rows.filter(contract.is_first_copy(landing=True))
     return control_totals.manifest_bytes(control_totals.totals_of(rows, contract))
 
 

@@ -193,7 +193,7 @@ def _first_copy_rule(dataset: Dataset) -> gx.expectations.Expectation:
     return _row(
         "ExpectColumnValuesToBeInSet", dataset.copy_rule, "duplicate facts", column=flag, value_set=[True],
         notes=f"{flag}: no other {dataset.noun} of the drop has the same {', '.join(dataset.facts)} (times to the "
-              f"second, null equal to null) under a smaller {key}. Such a copy is one {dataset.noun} "
+              f"millisecond, null equal to null) under a smaller {key}. Such a copy is one {dataset.noun} "
               f"minted twice by the extract: held in quarantine ({_COPY_WAITS[dataset.name]}) until upstream "
               "redelivers the day without it (or confirms it, under its own time).")
 

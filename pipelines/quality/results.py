@@ -41,7 +41,7 @@ _NEXT_STEP = {
     "duplicate keys": "keys repeat after de-duplication: a pipeline bug or a key change upstream; escalate to "
                       "the pipeline owner",
     "duplicate facts": "the extract wrote the same facts again under new ids (every fact equal, times to the "
-                       "second): ask the data owner to redeliver the partition without the copies (a real "
+                       "millisecond): ask the data owner to redeliver the partition without the copies (a real "
                        "repeat has its own time), then rerun",
     "referential integrity": "check that the accounts snapshot and installments of this date (and earlier "
                              "dates) were delivered and ingested first; if they were, ask the data owner to fix "

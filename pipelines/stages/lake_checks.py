@@ -152,7 +152,7 @@ def refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], da
 def refuse_payments_resent_under_new_ids(root: Path, day: dt.date, cfg: RisklineConfig,
                                          payments: pl.DataFrame) -> None:
     """Stop when payments about to be curated repeat a payment curated on an earlier date of the late window
-    under another ``payment_id``: same account, loan, ``paid_at`` to the second and amount (the ``facts``
+    under another ``payment_id``: same account, loan, ``paid_at`` to the millisecond and amount (the ``facts``
     of the payments contract). A real second payment has its own time; a source that mints ids on every
     extract re-sent the first, and crediting it again would count money never received (its PD, and so its
     customer's limit, moves on that money). Within one delivery the copy is quarantined
@@ -161,7 +161,7 @@ def refuse_payments_resent_under_new_ids(root: Path, day: dt.date, cfg: Riskline
         return
     since = day - dt.timedelta(days=cfg.ingest.payment_late_days + 1)
     contract = CONTRACT["payments"]
-    facts, compared = list(contract.facts), contract.fact_exprs()  # paid_at to the second
+    facts, compared = list(contract.facts), contract.fact_exprs()  # paid_at to the millisecond
     loans = payments.get_column("loan_id").unique().implode()
     earlier = (zones.scan_curated(root, "payments", day - dt.timedelta(days=1), since=since)
                .filter(pl.col("loan_id").is_in(loans))

@@ -123,7 +123,7 @@ def _future_events(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
 
 def _tenfold(frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
     # Distinct events, each i seconds from its model towards noon UTC (inside the Shanghai day): equal in every
-    # fact (times to the second) under a new id they would be copies (same_as_another_event), not a busy day.
+    # fact (times to the millisecond) under a new id they would be copies (same_as_another_event), not a busy day.
     noon = pl.lit(dt.datetime(day.year, day.month, day.day, 4, tzinfo=dt.UTC)).dt.cast_time_unit("us")
     towards_noon = pl.when(pl.col("event_time") < noon).then(1).otherwise(-1)
     copies = [frame.with_columns(pl.col("event_id") + f"-x{i}",

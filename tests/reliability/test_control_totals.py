@@ -36,7 +36,7 @@ def _day_two() -> dict[str, pl.DataFrame]:
             pl.col("event_id") + "-2", pl.lit(at).alias("event_time")),
         "installments": FRAMES["installments"]().clear(),
         "payments": pl.DataFrame({"payment_id": ["P3", "P4"], "account_id": ["A2", "A2"], "loan_id": ["L1", "L1"],
-                                  "paid_at": [at, at], "amount": money("254.50", "20.00")}),
+                                  "paid_at": [at, at + dt.timedelta(minutes=1)], "amount": money("254.50", "20.00")}),
     }
 
 
