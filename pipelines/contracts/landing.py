@@ -177,7 +177,7 @@ CONTRACT: dict[str, Dataset] = {
             Column("status", "string", "Line status.", values=ACCOUNT_STATUSES),
             Column("annual_income", "money", "Self-declared annual income in CNY.", required=False,
                    nullable=True, min_value=0,
-                   absent_means="no affordability cap: limit increases are capped by policy limits only"),
+                   absent_means="no affordability cap: limit increases are capped by policy limits only (0 counts as absent)"),
             Column("region", "string", "Region code.", required=False, nullable=True,
                    absent_means="no regional split (region is never a model feature)"),
             Column("gender", "string", "Protected attribute: carried, never a model feature.",

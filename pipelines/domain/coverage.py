@@ -84,3 +84,17 @@ def accounts_held_out(today: pl.DataFrame, recent: pl.DataFrame, ledger_accounts
 def curated_rows_removed(curated: pl.DataFrame, delivered: pl.DataFrame, key: str) -> pl.DataFrame:
     """Rows of ``curated`` (a date's curated partition) whose ``key`` the redelivery ``delivered`` lacks."""
     return curated.join(delivered.select(key).unique(), on=key, how="anti").sort(key)
+
+
+def curated_rows_changed(curated: pl.DataFrame, delivered: pl.DataFrame, key: str,
+                         columns: list[str]) -> pl.DataFrame:
+    """Rows of ``curated`` whose ``key`` the redelivery ``delivered`` carries with other values in ``columns``
+    (null equal to null): ``key`` and, per column, the curated value and the redelivered one (``<column>_now``).
+
+    A redelivery replaces its date's partition whole, so a payment moved to another customer or cut in amount
+    would be applied silently (review 28R, P2); a correction of curated money is the operator's call."""
+    both = [c for c in columns if c in curated.columns and c in delivered.columns and c != key]
+    now = delivered.select(key, *[pl.col(c).alias(f"{c}_now") for c in both]).unique(key, keep="last")
+    joined = curated.select(key, *both).join(now, on=key, how="inner")
+    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_now")) for c in both) if both else pl.lit(False)
+    return joined.filter(differs).sort(key)

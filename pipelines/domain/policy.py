@@ -363,9 +363,11 @@ def _triggers(policy: PolicyConfig) -> dict[str, pl.Expr]:
             & (pl.col("utilization").fill_null(0.0) >= inc.min_utilization)
             & (pl.col("days_since_limit_change").fill_null(pl.col("days_on_book")) >= inc.min_days_since_change)
         ).fill_null(False),
-        # in cents; null (no cap) when no income is declared
+        # in cents; null (no cap) when no income is declared. An income of 0 is none declared: an extract that
+        # writes COALESCE(income, 0) must not cap every increase at nothing (review 28R, P3)
         "afford_cap": (
-            pl.col("annual_income_cents") * _bp(inc.income_multiple) // (12 * _BP)
+            pl.when(pl.col("annual_income_cents") > 0)
+            .then(pl.col("annual_income_cents") * _bp(inc.income_multiple) // (12 * _BP))
             if inc.income_multiple is not None else pl.lit(None, dtype=pl.Int64)
         ),
         # by the account alone, never by its status or DPD: a status sent wrong (review 28, N5: a tenth of the

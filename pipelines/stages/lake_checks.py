@@ -17,13 +17,13 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
-from pipelines.contracts.landing import CONTRACT, EVENT_TYPES
-from pipelines.domain.conform import SAMPLE_KEYS
+from pipelines.contracts.landing import CONTRACT, EVENT_TYPES, valid_key
+from pipelines.domain.conform import QUARANTINE_REASON, SAMPLE_KEYS
 from pipelines.domain.plausibility import (
     UNIT_MIN_TONIGHT, amounts_in_another_unit, loans_off_their_draw, loans_over_their_lines,
     loans_without_a_draw, money_unit_drift, payments_in_another_unit,
 )
-from pipelines.domain.coverage import curated_rows_removed, open_accounts, open_accounts_lost
+from pipelines.domain.coverage import curated_rows_changed, curated_rows_removed, open_accounts, open_accounts_lost
 from pipelines.errors import IngestError
 from pipelines.store import lake, zones
 from pipelines.store.drops import Landed, land_partition, landing_file_names
@@ -349,7 +349,11 @@ def refuse_curated_rows_removed(root: Path, landed: Landed, day: dt.date, cfg: R
         return
     dataset = CONTRACT[landed.dataset]
     key = dataset.key[0]
-    removed = curated_rows_removed(lake.read_partition(part), landed.frame, key)
+    curated = lake.read_partition(part)
+    _refuse_curated_rows_changed(root, landed, day, cfg, curated)
+    kept = pl.concat([curated.select(key, *dataset.unit), _waiting_payments(root, landed.dataset, day)],
+                     how="diagonal_relaxed")
+    removed = curated_rows_removed(kept, landed.frame, key)
     if removed.height <= cfg.ingest.max_curated_rows_removed:
         return
     moved = curated_elsewhere(removed)
@@ -360,13 +364,53 @@ def refuse_curated_rows_removed(root: Path, landed: Landed, day: dt.date, cfg: R
     removed = removed.sort(key)
     raise _refusal(
         root, landed.dataset, day, key,
-        f"this redelivery lacks {removed.height:,} {landed.dataset} rows curated for dt={day} and on no other "
-        f"date ({_sample(removed, lambda r: str(r[key]))}): a partial redelivery would remove them, and a "
-        "payment received is never removed silently",
+        f"this redelivery lacks {removed.height:,} {landed.dataset} rows curated (or waiting in quarantine) for "
+        f"dt={day} and on no other date ({_sample(removed, lambda r: str(r[key]))}): a partial redelivery would "
+        "remove them, and a payment received is never removed silently",
         hint="have upstream redeliver the whole day (every row curated before included); if upstream moved them "
              "to another date, re-ingest both dates in one call (riskline ingest --from-date <the earlier> "
              "--to-date <the later>); if they were withdrawn on purpose, raise ingest.max_curated_rows_removed "
              "for that rerun",
+    )
+
+
+def _waiting_payments(root: Path, dataset: str, day: dt.date) -> pl.DataFrame:
+    """Payments of ``day`` waiting in quarantine that are money received (a valid id, a positive amount, not a
+    copy of another payment): a redelivery without one of them loses it as surely as a curated one (review
+    28R, P1). A copy, a garbled id or a non-positive amount may leave: that is the redelivery asked for."""
+    part = zones.quarantine(root, dataset, day)
+    schema = {"payment_id": pl.String}
+    if dataset != "payments" or not lake.is_complete(part) or not lake.complete_files(part):
+        return pl.DataFrame(schema=schema)
+    rows = lake.read_partition(part)
+    copy = CONTRACT["payments"].copy_rule
+    money = rows.filter(valid_key(["payment_id"]) & (pl.col("amount_cents") > 0)
+                        & ~pl.col(QUARANTINE_REASON).str.contains(copy, literal=True).fill_null(False))
+    return money.select("payment_id")
+
+
+def _refuse_curated_rows_changed(root: Path, landed: Landed, day: dt.date, cfg: RisklineConfig,
+                                 curated: pl.DataFrame) -> None:
+    """Stop when a redelivery carries a payment or instalment curated for its date with other values (another
+    account or loan, another amount, time or due date): the partition would be replaced and the change applied
+    silently (review 28R, P2: a payment moved to another customer queued its payer)."""
+    dataset = CONTRACT[landed.dataset]
+    key = dataset.key[0]
+    changed = curated_rows_changed(curated, landed.frame, key, list(dataset.curated_schema()))
+    if changed.height <= cfg.ingest.max_curated_rows_removed:
+        return
+    both = [c.removesuffix("_now") for c in changed.columns if c.endswith("_now")]
+
+    def show(r: dict[str, Any]) -> str:
+        moved = [f"{c} {r[c]} -> {r[c + '_now']}" for c in both if r[c] != r[c + "_now"]]
+        return f"{r[key]} ({'; '.join(moved)})"
+
+    raise _refusal(
+        root, landed.dataset, day, key,
+        f"this redelivery changes {changed.height:,} {landed.dataset} rows curated for dt={day} "
+        f"({_sample(changed, show)}): a correction of curated money is never applied silently",
+        hint="ask upstream which values are right: if the curated ones, have the day redelivered with them; if "
+             "the correction is agreed, raise ingest.max_curated_rows_removed for that rerun",
     )
 
 

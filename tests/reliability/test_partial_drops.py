@@ -86,7 +86,7 @@ def test_a_redelivery_lacking_curated_rows_stops_the_ingest_and_keeps_them(
         ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
     text = str(err.value)
     assert text.startswith(f"{dataset} dt={day} file={DATA_FILE} column={key}: this redelivery lacks 1 {dataset} "
-                           f"rows curated for dt={day} and on no other date ({lost[0]})"), text
+                           f"rows curated (or waiting in quarantine) for dt={day} and on no other date ({lost[0]})"), text
     assert "max_curated_rows_removed" in text and "\n" not in text, text
     assert lake.read_partition(zones.curated(root, dataset, day)).equals(before)
     # the whole day again (a later delivery adding rows) is curated as before
@@ -260,3 +260,49 @@ def test_overdue_accounts_closed_tonight_are_held_then_queued_on_the_fallback_pd
         assert [(r["pd"], r["pd_source"]) for r in rows["collection_queue"]] == [
             (quiet_cfg.collections.unscored_pd, "fallback")] * 2
         assert decide["held_closed_while_overdue"] == 0
+
+
+def test_a_redelivery_losing_a_payment_waiting_in_quarantine_stops_the_ingest(
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
+):
+    # Review 28R, P1: a payment quarantined for an unknown loan (held, money reported) vanished with exit 0 when
+    # upstream redelivered the day without it, and its payer was queued. A waiting payment is money received.
+    root, day = next_drop
+    drop = landing(root, "payments", day)
+    first = drop.sort("payment_id").row(0, named=True)["payment_id"]
+    orphan = drop.with_columns(pl.when(pl.col("payment_id") == first).then(pl.lit("L-NOT-DELIVERED"))
+                               .otherwise(pl.col("loan_id")).alias("loan_id"))
+    deliver(root, "payments", day, {DATA_FILE: orphan})
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    assert first in lake.read_partition(zones.quarantine(root, "payments", day))["payment_id"].to_list()
+    deliver(root, "payments", day, {DATA_FILE: orphan.filter(pl.col("payment_id") != first)})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    assert "waiting in quarantine" in str(err.value) and first in str(err.value), str(err.value)
+    # the copy of another payment, once quarantined, may leave: that is the redelivery asked for
+    copy = drop.filter(pl.col("payment_id") == first).with_columns(pl.lit("Z-COPY").alias("payment_id"))
+    deliver(root, "payments", day, {DATA_FILE: pl.concat([drop, copy])})
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    deliver(root, "payments", day, {DATA_FILE: drop})
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+
+
+def test_a_redelivery_changing_a_curated_payment_stops_the_ingest(
+    next_drop: tuple[Path, dt.date], quiet_cfg: RisklineConfig,
+):
+    # Review 28R, P2: a same-date redelivery cutting a curated payment's amount (or moving it to another
+    # customer) replaced the partition with exit 0, and its payer was queued.
+    root, day = next_drop
+    ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    before = lake.read_partition(zones.curated(root, "payments", day))
+    drop = landing(root, "payments", day)
+    first = drop.sort("payment_id").row(0, named=True)["payment_id"]
+    cut = drop.with_columns(pl.when(pl.col("payment_id") == first).then(pl.col("amount").cast(pl.Float64) / 10)
+                            .otherwise(pl.col("amount").cast(pl.Float64)).alias("amount"))
+    deliver(root, "payments", day, {DATA_FILE: cut})
+    with pytest.raises(IngestError) as err:
+        ingest.ingest_date(root, day, quiet_cfg, data_docs=False)
+    text = str(err.value)
+    assert text.startswith(f"payments dt={day} file={DATA_FILE} column=payment_id: this redelivery changes 1 "), text
+    assert f"{first} (amount_cents " in text and "\n" not in text, text
+    assert lake.read_partition(zones.curated(root, "payments", day)).equals(before)

@@ -94,6 +94,9 @@ def decide_one(policy: PolicyConfig = POLICY, **overrides: Any) -> dict:
          ["GOOD_PAYMENT_HISTORY", "HIGH_UTILIZATION", "AFFORDABILITY_CAP"]),
         ({"credit_limit_cents": 10_000 * YUAN, "annual_income_cents": 60_000 * YUAN}, "hold", 10_000,
          ["GOOD_PAYMENT_HISTORY", "HIGH_UTILIZATION", "AFFORDABILITY_CAP"]),
+        # an income of 0 is none declared (an extract's COALESCE(income, 0), review 28R P3): no cap, as null
+        ({"credit_limit_cents": 1_000 * YUAN, "annual_income_cents": 0}, "increase", 1_300,
+         ["GOOD_PAYMENT_HISTORY", "HIGH_UTILIZATION"]),
         # increase gates: utilization, months on book, recent DPD, recent change, grade C
         ({"utilization": 0.29}, "hold", 1_000, ["NO_TRIGGER"]),
         ({"months_on_book": 5}, "hold", 1_000, ["NO_TRIGGER"]),
@@ -500,7 +503,7 @@ def test_policy_invariants(book: pl.DataFrame):
             assert FLOOR <= new <= MAX and new % STEP == 0, r
         if action == "increase":
             assert new * 10_000 <= old * (10_000 + round(MAX_STEP[r["grade"]] * 10_000)), r
-            if r["annual_income_cents"] is not None:
+            if r["annual_income_cents"]:  # 0 is no income declared (no cap), like null
                 assert new <= r["annual_income_cents"] * 2 // 12, r
         assert r["reason_codes"] and r["explanation"], r
         assert r["test_cell"] in ("champion", "challenger", "control")
