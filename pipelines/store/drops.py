@@ -347,27 +347,38 @@ def check_control_totals(root: Path, dataset: Dataset, day: dt.date, cfg: Riskli
     if dataset.facts and set(dataset.facts) <= set(records.columns):
         # a payment minted twice under two ids is one payment: the copy (quarantined later) must not stand in
         # for a record left out of the drop (review 28, N2)
+        distinct = records.height
         records = records.filter(dataset.is_first_copy())
+        copies = distinct - records.height
+    else:
+        copies = 0
     got = control_totals.totals_of(records, dataset)
     key = dataset.key[0]
+    counted = (f"distinct {key}s, less {copies:,} repeating another {dataset.noun}'s "
+               f"{', '.join(dataset.facts)} under a new id" if copies else f"distinct {key}s")
+    # a copy is either the extract's (it must not stand in for a record left out) or two genuine records in one
+    # millisecond, which upstream must tell apart by their times
+    hint = _REDELIVER_HINT + ("; if the repeats are genuine, have upstream send them with their own times"
+                              if copies else "")
     for name, cents in sorted(declared.sums.items()):
         have = got.sums.get(name, 0)
         if have != cents:
-            rows = (f"{got.rows:,} records" if got.rows == declared.rows else
-                    f"{got.rows:,} records against {declared.rows:,} declared")
+            records_text = f"{got.rows:,} records" + (f" ({counted})" if copies else "")
+            rows = (records_text if got.rows == declared.rows else
+                    f"{records_text} against {declared.rows:,} declared")
             raise IngestError(
                 f"the drop's {name} sums to {control_totals.cny(have)} CNY over {rows}; upstream's control "
                 f"total in {lake.SUCCESS} is {control_totals.cny(cents)} CNY (off by "
                 f"{control_totals.cny(have - cents)}): records lost, added or changed, or amounts in another unit",
                 dataset=dataset.name, date=day, file=landing_file_names(root, dataset.name, day), column=name,
-                hint=_REDELIVER_HINT,
+                hint=hint,
             )
     if got.rows != declared.rows:
         raise IngestError(
-            f"the drop holds {got.rows:,} records (distinct {key}s; rows repeated in its files count once), "
+            f"the drop holds {got.rows:,} records ({counted}; rows repeated in its files count once), "
             f"upstream's control total in {lake.SUCCESS} is {declared.rows:,}: records lost or added",
             dataset=dataset.name, date=day, file=landing_file_names(root, dataset.name, day), column=key,
-            hint=_REDELIVER_HINT,
+            hint=hint,
         )
     return declared
 
