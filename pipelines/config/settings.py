@@ -136,9 +136,10 @@ class IngestConfig(Section):
     # missing one, and a closed one still overdue, are held for pending_payments.max_hold_days). The name
     # predates closed accounts counting; kept so existing configs load.
     max_share_of_open_accounts_missing: float = Field(default=0.01, ge=0, le=1)
-    # Redelivering a date replaces its curated rows: a payment or instalment curated for it, missing from the
-    # redelivery and curated on no other date would be lost (money received, or a loan's schedule), so more
-    # than this many stop the ingest (raise it for the rerun of a deliberate removal).
+    # Redelivering a date replaces its curated rows: a payment or instalment curated for it (or a payment of it
+    # waiting in quarantine), missing from the redelivery and curated on no other date, or carried with other
+    # values, would be lost or changed silently (money received, a loan's schedule), so more than this many
+    # stop the ingest (raise it for the rerun of an agreed removal or correction).
     max_curated_rows_removed: int = Field(default=0, ge=0)
     # A snapshot identical, row for row, to the last one delivered before it while tonight's events, schedules
     # or payments name accounts it lacks is yesterday's extract re-sent as today's: the ingest stops. (An

@@ -47,8 +47,9 @@ _NEXT_STEP = {
                              "dates) were delivered and ingested first; if they were, ask the data owner to fix "
                              "the references and redeliver",
     "volume": "a partial or duplicated drop? confirm the row count with the data owner (a count declared in "
-              "_SUCCESS proves the files, not the extract); if it is genuine, widen validation.volume in the "
-              "config (RISKLINE_CONFIG) and rerun",
+              "_SUCCESS proves the files, not the extract; one that differs needs the drop redelivered with "
+              "its true count, which no setting changes); if a low count is genuine, widen validation.volume "
+              "in the config (RISKLINE_CONFIG) and rerun",
     "completeness": "more nulls than validation.max_null_share allows on this many rows, beyond chance: ask "
                     "the data owner; if it is expected, raise the limit in the config and rerun",
 }

@@ -408,7 +408,8 @@ def _refuse_curated_rows_changed(root: Path, landed: Landed, day: dt.date, cfg: 
     raise _refusal(
         root, landed.dataset, day, key,
         f"this redelivery changes {changed.height:,} {landed.dataset} rows curated for dt={day} "
-        f"({_sample(changed, show)}): a correction of curated money is never applied silently",
+        f"({_sample(changed, show)}): a correction of curated rows (money, owners, times) is never applied "
+        "silently",
         hint="ask upstream which values are right: if the curated ones, have the day redelivered with them; if "
              "the correction is agreed, raise ingest.max_curated_rows_removed for that rerun",
     )

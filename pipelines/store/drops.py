@@ -358,8 +358,8 @@ def check_control_totals(root: Path, dataset: Dataset, day: dt.date, cfg: Riskli
                f"{', '.join(dataset.facts)} under a new id" if copies else f"distinct {key}s")
     # a copy is either the extract's (it must not stand in for a record left out) or two genuine records in one
     # millisecond, which upstream must tell apart by their times
-    hint = _REDELIVER_HINT + ("; if the repeats are genuine, have upstream send them with their own times"
-                              if copies else "")
+    hint = _REDELIVER_HINT + ("; if the repeats are genuine, have upstream send them with times a millisecond "
+                              "or more apart" if copies else "")
     for name, cents in sorted(declared.sums.items()):
         have = got.sums.get(name, 0)
         if have != cents:

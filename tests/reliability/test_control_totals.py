@@ -228,7 +228,7 @@ def test_a_payment_minted_twice_cannot_stand_in_for_one_left_out(lake_with_a_dec
         ingest.ingest_date(root, NEXT, lenient(cfg))
     text = str(err.value)
     assert err.value.column == "amount" and "over 1 records (distinct payment_ids, less 1 repeating another " in text
-    assert "against 2 declared" in text and "send them with their own times" in text, text
+    assert "against 2 declared" in text and "times a millisecond or more apart" in text, text
 
 
 def test_an_optional_column_no_longer_sent_needs_no_sum(lake_with_a_declared_night, cfg):

@@ -83,16 +83,18 @@ def _activity(root: Path) -> pl.DataFrame:
     return aggregate_behaviour(events, DAY).collect().sort("account_id")
 
 
-def test_events_repeated_under_new_ids_in_one_delivery_count_once(tmp_path: Path, cfg):
+@pytest.mark.parametrize("cut", ["1ms", "1s"])
+def test_events_repeated_under_new_ids_in_one_delivery_count_once(tmp_path: Path, cfg, cut: str):
     # Review 28 (F3): a day's events of 40 accounts written twice in one file under new event_ids (every other
     # column equal, to the microsecond) were all curated: spend and cash draws doubled, a line cut 950 -> 450.
     # Here A1's login (no amount: null equals null) and purchase and A2's cash draw are repeated; one copy's id
     # sorts first, so it is the event and its original waits. A second purchase a second later is real. The
-    # copies carry their times cut to the millisecond (review 28, N3: a re-extract's coarser clock).
+    # copies carry their times cut to the millisecond or the second (a re-extract's coarser clock: review 28
+    # N3, review 30 Q1).
     original = behaviour().with_columns(pl.col("event_time") + pl.duration(microseconds=4_321))
     second = original.filter(pl.col("event_id") == "E2").with_columns(
         pl.lit("E9").alias("event_id"), pl.col("event_time") + pl.duration(seconds=1))
-    copies = original.with_columns(pl.Series("event_id", ["X1", "X2", "D3"]), pl.col("event_time").dt.truncate("1ms"))
+    copies = original.with_columns(pl.Series("event_id", ["X1", "X2", "D3"]), pl.col("event_time").dt.truncate(cut))
     clean, faulty = tmp_path / "clean", tmp_path / "faulty"
     land_all(clean, behaviour={FILE: pl.concat([original, second])})
     land_all(faulty, behaviour={FILE: pl.concat([original, copies, second])})

@@ -282,9 +282,11 @@ _LOGIN = {"event_id": "e1", "account_id": "A1", "event_time": DAY_START + dt.tim
         ({}, {"event_id": "e0"}, ["same_as_another_event", ""]),  # the smallest id is the event
         ({"channel": None}, {}, ["", "same_as_another_event"]),
         ({"event_type": "purchase", "amount": D("12.30")}, {}, ["", "same_as_another_event"]),
-        # times compare to the millisecond: a copy re-extracted with its time cut to the millisecond is a copy
-        # (review 28, N3); one a few hundred milliseconds apart is another event (two genuine logins in a second)
+        # times compare to the millisecond, or to the second where one of them is a whole second: a copy
+        # re-extracted with its time cut to the millisecond or the second is a copy (review 28 N3, review 30
+        # Q1); one a few hundred milliseconds apart is another event (two genuine logins in a second)
         ({}, {"event_time": DAY_START + dt.timedelta(hours=1, microseconds=123_000)}, ["", "same_as_another_event"]),
+        ({}, {"event_time": DAY_START + dt.timedelta(hours=1)}, ["", "same_as_another_event"]),  # cut to the second
         ({}, {"event_time": DAY_START + dt.timedelta(hours=1, microseconds=456_789)}, ["", ""]),
         # one fact apart: two real events
         ({}, {"event_time": DAY_START + dt.timedelta(hours=1, seconds=1)}, ["", ""]),
@@ -295,7 +297,7 @@ _LOGIN = {"event_id": "e1", "account_id": "A1", "event_time": DAY_START + dt.tim
         ({"event_type": "purchase", "amount": D("12.30")}, {"amount": D("12.31")}, ["", ""]),
     ],
     ids=["login_twice", "copy_sorts_first", "no_channel_twice", "purchase_twice", "cut_to_the_millisecond",
-         "within_one_second", "a_second_apart",
+         "cut_to_the_second", "within_one_second", "a_second_apart",
          "other_channel", "channel_vs_none", "other_account", "other_type", "a_cent_apart"],
 )
 def test_an_event_repeated_under_another_id_in_one_drop_is_held_as_a_copy(lenient, both, second, reasons):
