@@ -117,9 +117,15 @@ def scan_behaviour(root: Path, as_of: dt.date) -> int:
 
 
 def scan_inputs(root: Path, as_of: dt.date) -> int:
+    from pipelines.config.settings import load_config
     from pipelines.stages.features import scan_inputs as feature_inputs
+    from pipelines.stages.ledger_state import ledger_inputs
 
-    scans = feature_inputs(root, as_of)
+    # what the features stage reads: accounts, behaviour, and the ledger's inputs (the last night's state and
+    # the drops since, or the whole history without a state)
+    inputs = ledger_inputs(root, as_of, load_config(), pl.DataFrame(schema={"account_id": pl.String(),
+                                                                               "loan_id": pl.String()}))
+    scans = {**feature_inputs(root, as_of), "installments": inputs.installments, "payments": inputs.payments}
     columns = {
         "accounts": ["account_id", "opened_on", "credit_limit_cents", "status", "dt"],
         "behaviour": ["account_id", "event_type", "amount_cents", "dt"],

@@ -221,6 +221,9 @@ class RunConfig(Section):
 
     shards: int = Field(1, ge=1, le=4096)  # account-hash shards; any count gives the same published outputs
     shard_workers: int = Field(1, ge=1)  # shards run at once by `riskline run` (processes); Airflow maps them
+    # Start the ledger from the last night's state and apply only the drops since (pipelines/stages/ledger_state.py);
+    # false reads the whole curated history every night (same bytes, slower): `riskline run --rebuild-ledger`.
+    incremental_ledger: bool = True
 
 
 class ScheduleConfig(Section):

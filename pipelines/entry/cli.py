@@ -186,7 +186,8 @@ def cmd_validate(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> i
 
 
 def cmd_run(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
-
+    if args.rebuild_ledger:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"incremental_ledger": False})})
     options = RunOptions(retrain=not args.no_retrain, model_version=args.model_version, publish=not args.dry_run,
                          force_chain=args.force_chain)
     known = ""
@@ -272,8 +273,8 @@ def cmd_bench(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int:
     del cfg, root  # the bench builds its own books and config (benchmarks/bench.yaml) on top of the base config
     base = config_path(args.config)
     try:
-        sizes = args.size if args.size else ([] if args.scale else ["100k", "1m"])
-        written = run_benchmarks(sizes, base, scale=args.scale,
+        sizes = args.size if args.size else ([] if args.scale or args.load else ["100k", "1m"])
+        written = run_benchmarks(sizes, base, scale=args.scale, history_load=args.load,
                                  log=lambda line: print(line, flush=True))
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -445,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-chain", action="store_true",
                    help="run even if the night is out of order (previous night missing or stale, later nights "
                    "exist), every night of a range; recorded in each manifest, later nights are marked stale")
+    p.add_argument("--rebuild-ledger", action="store_true",
+                   help="build the ledger from the whole curated history instead of the last night's state "
+                   "(run.incremental_ledger: false for this run; the published bytes are the same)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -475,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable; default 100k and 1m unless --scale)")
     p.add_argument("--scale", action="store_true",
                    help="score and decide a 10M book shard by shard, built from the 1M book's night (run that first)")
+    p.add_argument("--load", action="store_true",
+                   help="time a history load: ingest + validate the 365 days before the 100k-3y book's night into "
+                        "an empty lake (benchmarks/bench.yaml `load:`)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="the short summary of a published night (from its manifest and outputs)")

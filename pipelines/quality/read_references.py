@@ -143,8 +143,17 @@ def _loans_due_by_date(files: list[Any]) -> dict[dt.date, int]:
 def _loans_due(root: Path, day: dt.date, dates: Iterable[dt.date]) -> dict[dt.date, int]:
     """Loans falling due on each of ``dates`` per the curated schedule (installments of dt < ``day``)."""
     wanted = dict.fromkeys(dates, 0)
+    if not wanted:
+        return wanted
+    first, last = min(wanted), max(wanted)
     for drawn, part in zones.curated_partitions(root, "installments").items():
         if drawn >= day:
+            continue
+        # a schedule whose due dates all miss the dates asked for (a loan repaid years ago) is not read:
+        # its footer's due_date range says so (zones.value_ranges)
+        span = zones.value_ranges(part, ["due_date"])
+        if span is not None and (span["due_date"][0] is None or span["due_date"][1] < first
+                                 or span["due_date"][0] > last):
             continue
         for due, n in (_per_version(part, "loans_due", _loans_due_by_date) or {}).items():
             if due in wanted:

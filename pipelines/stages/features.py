@@ -16,13 +16,16 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.config.settings import RisklineConfig
+from pipelines.contracts.landing import CONTRACT
 from pipelines.domain import features
 from pipelines.domain.feature_dictionary import HISTORY_DAYS, KEY_COLUMNS, LIMIT_WINDOWS
 from pipelines.domain.features import build_features, days_before
-from pipelines.domain.ledger import Ledger, build_ledger
+from pipelines.domain.ledger import Ledger
+from pipelines.domain.working_set import Retired, stack, unallocated_rows, with_retired_totals, working_ledger
 from pipelines.domain.reconcile import reconcile_ledger
 from pipelines.domain.pending_payments import PendingPayments, resolve_pending_payments
 from pipelines.domain.sharding import filter_shard
+from pipelines.stages import ledger_state
 from pipelines.store import lake, zones
 from pipelines.store.zones import (
     FEATURES_FILE, FEATURES_ZONE, LEDGER_FILES, LEDGER_ZONE, PENDING_PAYMENTS_FILE, RECONCILIATION_FILE,
@@ -82,7 +85,9 @@ def _check_history(root: Path, as_of: dt.date) -> dict[str, list[dt.date]]:
 def scan_inputs(
     root: Path, as_of: dt.date, shard: int = 0, n_shards: int = 1
 ) -> dict[str, pl.LazyFrame]:
-    """Lazy scans of the curated inputs of D for one shard (checked complete, ``dt <= D`` only)."""
+    """Lazy scans of the curated accounts and behaviour of D for one shard (the history checked complete,
+    ``dt <= D`` only). The ledger's inputs are read by :func:`pipelines.stages.ledger_state.ledger_inputs`:
+    the last night's state and the drops since, not every payment since the lake began."""
     available = _check_history(root, as_of)
     snapshot_days = {as_of}
     for w in LIMIT_WINDOWS:
@@ -92,9 +97,6 @@ def scan_inputs(
     scans = {
         "accounts": zones.scan_curated(root, "accounts", as_of, dates=sorted(snapshot_days)),
         "behaviour": zones.scan_curated(root, "behaviour", as_of, since=days_before(as_of, HISTORY_DAYS - 1)),
-        # the ledger needs every loan ever drawn, not only the last 180 days
-        "installments": zones.scan_curated(root, "installments", as_of),
-        "payments": zones.scan_curated(root, "payments", as_of),
     }
     return {name: filter_shard(lf, shard, n_shards) for name, lf in scans.items()}
 
@@ -107,9 +109,9 @@ def scan_pending_payments(root: Path, as_of: dt.date, shard: int = 0, n_shards: 
     which is in that same shard.
     """
     quarantined = filter_shard(zones.scan_quarantine(root, "payments", as_of), shard, n_shards).collect()
+    if quarantined.is_empty():  # the usual night: no read of the curated history at all
+        return PendingPayments.none(pl.Schema({**CONTRACT["payments"].curated_schema(), "dt": pl.Date()}))
     payments = zones.scan_curated(root, "payments", as_of)
-    if quarantined.is_empty():
-        return PendingPayments.none(payments.collect_schema())
     ids = quarantined.get_column("payment_id").drop_nulls().unique().implode()
     loan_ids = quarantined.get_column("loan_id").drop_nulls().unique().implode()
     pending = resolve_pending_payments(
@@ -139,9 +141,13 @@ def build_feature_snapshot(
     scans = scan_inputs(root, as_of, shard, n_shards)
     # Quarantined payments whose references resolved are applied like curated ones (pipelines.domain.pending_payments).
     pending = scan_pending_payments(root, as_of, shard, n_shards)
-    applied = pl.concat([scans["payments"], pending.resolved.lazy()], how="vertical")
-    ledger = build_ledger(scans["installments"], applied, as_of, cfg.business.timezone)
-    reconciliation = reconcile_ledger(ledger, scans["payments"], pending)
+    # The last night's state and the curated rows since, or the whole history (pipelines/stages/ledger_state.py).
+    inputs = ledger_state.ledger_inputs(root, as_of, cfg, pending.resolved, shard, n_shards)
+    applied = pl.concat([inputs.payments, pending.resolved.lazy().select(inputs.payments.collect_schema().names())],
+                        how="vertical")
+    ledger, allocated, retired = working_ledger(inputs.installments, applied, as_of, cfg.business.timezone,
+                                                inputs.before, pinned=pending.resolved)
+    reconciliation = with_retired_totals(reconcile_ledger(allocated, inputs.payments, pending), inputs.before)
     features = build_features(scans["accounts"], scans["behaviour"], ledger, as_of)
 
     if n_shards == 1:
@@ -149,34 +155,35 @@ def build_feature_snapshot(
     else:
         feature_dir = shard_partition(root, FEATURES_ZONE, as_of, shard, n_shards)
         ledger_dir = shard_partition(root, LEDGER_ZONE, as_of, shard, n_shards)
-    _publish_ledger(ledger_dir, ledger, reconciliation, pending)
+    with lake.staged_partition(ledger_dir) as tmp:
+        _publish_ledger(tmp, ledger, retired, reconciliation, pending)
+        ledger_state.write_state(tmp, as_of, cfg, inputs, retired)
     lake.publish_frames(feature_dir, {FEATURES_FILE: features})
     return feature_dir
 
 
-def _ledger_frames(ledger: Ledger, pending: PendingPayments) -> dict[str, pl.DataFrame]:
-    unallocated = ledger.payments.filter(pl.col("unallocated_cents") > 0).select(
-        "payment_id", "account_id", "loan_id", "paid_on", "amount_cents", "allocated_cents",
-        "unallocated_cents", "unallocated_reason",
-    )
+def _ledger_frames(ledger: Ledger, retired: Retired, pending: PendingPayments) -> dict[str, pl.DataFrame]:
+    """The published ledger: the working set's rows and those the retired loans leave (domain/working_set.py)."""
     frames = {
         # loan_idx numbers loans within one run: it differs between shards, so it is not published
-        "installments.parquet": ledger.installments.drop("loan_idx"),
+        "installments.parquet": stack(ledger.installments.drop("loan_idx"), retired.installments),
         "loans.parquet": ledger.loans,
         "accounts.parquet": ledger.accounts,
-        "unallocated.parquet": unallocated,
+        "unallocated.parquet": stack(unallocated_rows(ledger.payments), retired.unallocated),
         PENDING_PAYMENTS_FILE: pending.waiting,
     }
     return {name: frame.sort(LEDGER_FILES[name]) for name, frame in frames.items()}
 
 
-def _publish_ledger(target: Path, ledger: Ledger, reconciliation: object, pending: PendingPayments) -> None:
-    with lake.staged_partition(target) as tmp:
-        for name, frame in _ledger_frames(ledger, pending).items():
-            lake.write_parquet(frame, tmp / name)
-        payload = dataclasses.asdict(reconciliation)  # type: ignore[call-overload]
-        payload["as_of"] = payload["as_of"].isoformat()
-        (tmp / RECONCILIATION_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+def _publish_ledger(
+    tmp: Path, ledger: Ledger, retired: Retired, reconciliation: object, pending: PendingPayments
+) -> None:
+    """Write the ledger's files into the staged partition ``tmp``."""
+    for name, frame in _ledger_frames(ledger, retired, pending).items():
+        lake.write_parquet(frame, tmp / name)
+    payload = dataclasses.asdict(reconciliation)  # type: ignore[call-overload]
+    payload["as_of"] = payload["as_of"].isoformat()
+    (tmp / RECONCILIATION_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def merge_shards(root: Path, as_of: dt.date, n_shards: int) -> Path:
@@ -205,6 +212,7 @@ def merge_shards(root: Path, as_of: dt.date, n_shards: int) -> Path:
         (tmp / RECONCILIATION_FILE).write_text(
             json.dumps({"as_of": as_of.isoformat(), **totals}, indent=2, sort_keys=True) + "\n"
         )
+        ledger_state.merge_state(tmp, shard_dirs[LEDGER_ZONE])
     lake.publish_frames(feature_partition(root, as_of), {FEATURES_FILE: features.sort("account_id")})
     return feature_partition(root, as_of)
 

@@ -126,9 +126,13 @@ def refuse_payments_in_another_unit(root: Path, landed: Mapping[str, Landed], da
     drawn and paid the same day)."""
     if payments.height < _UNIT_PAYMENTS_MIN:
         return
-    loans = payments.get_column("loan_id").unique().implode()
+    wanted = payments.get_column("loan_id").drop_nulls().unique()
+    loans = wanted.implode()
     due = (pl.col("principal_due_cents") + pl.col("interest_due_cents")).alias("due_cents")
-    dues = [zones.scan_curated(root, "installments", day - dt.timedelta(days=1))
+    # only the partitions whose loan ids span one paid tonight (their footers' ranges): not three years of them
+    parts = {d: part for d, part in zones.curated_partitions(root, "installments").items() if d < day}
+    drawn = zones.partitions_holding(parts, wanted.to_frame("loan_id"))
+    dues = [zones.scan_curated(root, "installments", day - dt.timedelta(days=1), dates=drawn)
             .filter(pl.col("loan_id").is_in(loans)).select("loan_id", due).collect()]
     tonight = day_frame(root, landed, "installments", day, cfg)
     if tonight is not None:

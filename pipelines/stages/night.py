@@ -45,6 +45,7 @@ from pipelines.domain.decide import require_exact_reasons
 from pipelines.errors import IngestError
 from pipelines.quality.validate import validate_output
 from pipelines.stages.features import build_feature_snapshot, merge_shards
+from pipelines.stages.ledger_state import built_how
 from pipelines.stages.ingest import describe_purged, ingest_night
 from pipelines.stages.inputs import read_decide_inputs
 from pipelines.store import chain, lake, locks, zones
@@ -163,7 +164,7 @@ def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str,
     else:
         path = build_feature_snapshot(root, as_of, cfg)
     rows = pl.scan_parquet(sorted(path.glob("*.parquet"))).select(pl.len()).collect().item()
-    return {"path": str(path.relative_to(root)), "accounts": int(rows)}
+    return {"path": str(path.relative_to(root)), "accounts": int(rows), "ledger": built_how(root, as_of)}
 
 
 def refuse_owed_reingests(root: Path, as_of: dt.date) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -55,6 +56,16 @@ LEDGER_FILES: dict[str, tuple[str, ...]] = {
     PENDING_PAYMENTS_FILE: tuple(WAITING_SCHEMA),
 }
 RECONCILIATION_FILE = "_reconciliation.json"  # leading "_": not a data file for lake.parquet_files
+# The ledger's state for the next night (pipelines/stages/ledger_state.py): a folder of the ledger partition,
+# beside the published files; file -> order. The raw rows keep their curated order within each loan (stable
+# sort): allocation breaks ties between payments of one instant by it.
+LEDGER_STATE_DIR = "_state"
+LEDGER_STATE_FILES: dict[str, tuple[str, ...]] = {
+    "installments.parquet": ("account_id", "loan_id"),
+    "payments.parquet": ("account_id", "loan_id"),
+    "retired_loans.parquet": ("loan_id", "account_id"),
+}
+LEDGER_STATE_MANIFEST = "state.json"
 LABELS_FILE = "labels.parquet"
 SCORES_FILE = "scores.parquet"
 DECISION_FILES = ("limits.parquet", "collection_queue.parquet", "hardship_offers.parquet", "limit_history.parquet")
@@ -187,6 +198,27 @@ def previous_night(root: Path, as_of: dt.date) -> dt.date | None:
 def read_features(root: Path, as_of: dt.date) -> pl.DataFrame:
     """The published features of D (fails if the partition is missing or incomplete)."""
     return lake.read_partition(feature_partition(root, as_of))
+
+
+def partition_tokens(root: Location, dataset: str, upto: dt.date) -> dict[str, str]:
+    """Per complete curated partition of ``dataset`` with ``dt <= upto``: a token that changes whenever the
+    partition is published again (a redelivery re-curated), for a state built from it to notice.
+
+    Local: each file's and the marker's (name, inode, mtime, ctime, size), as :func:`_version` (a partition
+    is replaced whole, never edited in place). Object store: the ``_SUCCESS`` commit, new with every version.
+    """
+    tokens: dict[str, str] = {}
+    for day, part in curated_partitions(root, dataset).items():
+        if day > upto:
+            continue
+        if isinstance(part, Path):
+            entries = sorted(p for p in part.iterdir() if p.is_file())
+            text = "|".join(f"{p.name}:{(st := p.stat()).st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_size}"
+                            for p in entries)
+        else:
+            text = part.joinpath(lake.SUCCESS).read_bytes().decode()
+        tokens[day.isoformat()] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return tokens
 
 
 def curated_partitions(root: Location, dataset: str) -> dict[dt.date, Location]:
@@ -353,19 +385,66 @@ def _partition_ranges(part: Path, replaced: int, inode: int, mtime_ns: int, ctim
     files = lake.complete_files(part)
     if files is None:
         return None
-    if files and any(not set(columns) <= set(pl.read_parquet_schema(f)) for f in files):
-        return None
     lows: dict[str, list[Any]] = {c: [] for c in columns}
     highs: dict[str, list[Any]] = {c: [] for c in columns}
     for file in files:
-        row = pl.scan_parquet(file).select(
-            *(pl.col(c).min().alias(f"min:{c}") for c in columns), *(pl.col(c).max().alias(f"max:{c}") for c in columns)
-        ).collect().row(0, named=True)
+        found = _footer_ranges(file, columns)
+        if found is None:  # no usable statistics (another writer, a type without them): read the columns
+            if not set(columns) <= set(pl.read_parquet_schema(file)):
+                return None
+            row = pl.scan_parquet(file).select(
+                *(pl.col(c).min().alias(f"min:{c}") for c in columns), *(pl.col(c).max().alias(f"max:{c}") for c in columns)
+            ).collect().row(0, named=True)
+            found = {c: (row[f"min:{c}"], row[f"max:{c}"]) for c in columns}
+        elif not found:
+            return None  # a column looked for is absent
         for c in columns:
-            if row[f"min:{c}"] is not None:
-                lows[c].append(row[f"min:{c}"])
-                highs[c].append(row[f"max:{c}"])
+            if found[c][0] is not None:
+                lows[c].append(found[c][0])
+                highs[c].append(found[c][1])
     return {c: (min(lows[c]), max(highs[c])) if lows[c] else (None, None) for c in columns}
+
+
+# Types whose Parquet statistics compare in Python as polars orders them (bytes of UTF-8, signed integers,
+# days): (logical type, physical type) as pyarrow names them.
+_STAT_TYPES = {("String", "BYTE_ARRAY"), ("Date", "INT32"), ("None", "INT32"), ("None", "INT64"),
+               ("Int(bitWidth=32, isSigned=true)", "INT32"), ("Int(bitWidth=64, isSigned=true)", "INT64")}
+
+
+def _footer_ranges(file: Path, columns: tuple[str, ...]) -> dict[str, tuple[Any, Any]] | None:
+    """(min, max) of ``columns`` from the file's Parquet footer: every row group's statistics, no data read
+    (a fresh process over three years of partitions: 0.2 s against 4 s reading the columns, measured).
+    {} when a column is absent; None when a row group holding values has no statistics, or the type is not
+    one whose statistics compare as the values do. A writer may only widen statistics (a truncated string
+    bound is rounded outwards, Parquet format), so a range from them can keep a partition, never lose one."""
+    # why: pyarrow's footer reader is the one that exposes row-group statistics; polars does not
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(file)
+    except (OSError, ValueError):
+        return None
+    names = meta.schema.names
+    if not set(columns) <= set(names):
+        return {}
+    out: dict[str, tuple[Any, Any]] = {}
+    for c in columns:
+        index = names.index(c)
+        kind = meta.schema.column(index)
+        if (str(kind.logical_type), kind.physical_type) not in _STAT_TYPES:
+            return None
+        low = high = None
+        for g in range(meta.num_row_groups):
+            column = meta.row_group(g).column(index)
+            stats = column.statistics
+            if stats is None or not stats.has_min_max:
+                if stats is not None and stats.null_count == column.num_values:
+                    continue  # only nulls in this row group
+                return None
+            low = stats.min if low is None else min(low, stats.min)
+            high = stats.max if high is None else max(high, stats.max)
+        out[c] = (low, high)
+    return out
 
 
 def scan_quarantine(root: Location, dataset: str, upto: dt.date) -> pl.LazyFrame:

@@ -404,3 +404,17 @@ def test_run_help_says_a_rerun_retrains_and_how_to_rerun_with_the_model_the_nigh
     assert "A rerun of a date already published retrains too" in text
     assert "To rerun a published night with the model it used, pass --no-retrain" in text
     assert "score with the champion serving on D in the champion history" in text
+
+
+@pytest.mark.parametrize("flags, incremental", [([], True), (["--rebuild-ledger"], False)])
+def test_run_rebuild_ledger_turns_the_incremental_ledger_off_for_that_run(capsys, root, monkeypatch, flags,
+                                                                        incremental):
+    seen = []
+
+    def night(root, as_of, cfg, options, progress=None):
+        seen.append(cfg.run.incremental_ledger)
+        raise RuntimeError("stop here: only the configuration the night gets is checked")
+
+    monkeypatch.setattr(cli, "run_night", night)
+    code, _, err = _run(capsys, root, "run", "--as-of", END.isoformat(), "--no-retrain", *flags)
+    assert seen == [incremental] and code != 0 and "stop here" in err

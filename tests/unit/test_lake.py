@@ -76,3 +76,28 @@ def test_atomic_write_bytes(tmp_path: Path):
     lake.atomic_write_bytes(path, b'{"a": 1}')
     assert path.read_bytes() == b'{"a": 1}'
     assert [p.name for p in path.parent.iterdir()] == ["manifest.json"]
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_value_ranges_from_the_footer_equal_those_read_from_the_data(tmp_path, statistics):
+    """Keys over time skip partitions by (min, max): read from the Parquet footer when it has statistics
+    (no data read), from the columns when not; both must give the values' own bounds, nulls left out."""
+    import datetime as dt
+
+    from pipelines.store import zones
+
+    day = dt.date(2026, 3, 1)
+    part = zones.curated(tmp_path, "payments", day)
+    frames = [pl.DataFrame({"payment_id": ["P9", None, "P10", "Ä"], "loan_id": [None, None, None, None],
+                            "n": [3, -7, None, 12], "due": [dt.date(2026, 1, 5), None, dt.date(2025, 12, 31), None]},
+                           schema={"payment_id": pl.String, "loan_id": pl.String, "n": pl.Int64, "due": pl.Date}),
+              pl.DataFrame({"payment_id": ["P1"], "loan_id": ["L1"], "n": [40], "due": [dt.date(2027, 1, 1)]},
+                           schema={"payment_id": pl.String, "loan_id": pl.String, "n": pl.Int64, "due": pl.Date})]
+    with lake.staged_partition(part) as tmp:
+        for i, frame in enumerate(frames):
+            frame.write_parquet(tmp / f"part-{i}.parquet", statistics=statistics, row_group_size=2)
+    columns = ["payment_id", "loan_id", "n", "due"]
+    ranges = zones.value_ranges(part, columns)
+    both = pl.concat(frames)
+    assert ranges == {c: (both[c].min(), both[c].max()) for c in columns}
+    assert zones.value_ranges(part, ["no_such_column"]) is None
