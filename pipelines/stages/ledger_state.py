@@ -86,20 +86,68 @@ def ledger_inputs(
     if not earlier:
         return full("no earlier ledger state")
     since = earlier[-1]
-    state = ledger_partition(root, since) / LEDGER_STATE_DIR
-    meta = json.loads((state / LEDGER_STATE_MANIFEST).read_text())
+    try:
+        reason = _stale(root, since, cfg, tokens)
+        if reason:
+            return full(reason)
+        return _incremental(root, as_of, since, resolved, tokens, shard, n_shards) or full(
+            f"ids of the drops since {since} were curated on an earlier date too: the whole history is reconciled")
+    except (OSError, ValueError, KeyError, pl.exceptions.PolarsError) as exc:
+        # a damaged or half-removed state is never trusted, and never stops the night: the history is there
+        return full(f"the state of {since} is unreadable ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def _stale(root: Path, since: dt.date, cfg: RisklineConfig, tokens: dict[str, dict[str, str]]) -> str | None:
+    """Why the state of ``since`` cannot be used tonight, None when it can."""
+    meta = json.loads((ledger_partition(root, since) / LEDGER_STATE_DIR / LEDGER_STATE_MANIFEST).read_text())
     if meta.get("format") != STATE_FORMAT or meta.get("timezone") != cfg.business.timezone:
-        return full(f"the state of {since} has another format or time zone")
+        return f"the state of {since} has another format or time zone"
+    if meta.get("unusable"):
+        return f"the state of {since} is not used: {meta['unusable']}"
+    for name in LEDGER_STATE_FILES:  # each there and readable (its footer), or the state is not used
+        pl.read_parquet_schema(ledger_partition(root, since) / LEDGER_STATE_DIR / name)
     for name in CURATED:
         then = meta["curated"][name]
         now = {day: token for day, token in tokens[name].items() if day <= since.isoformat()}
         if now != then:
             changed = sorted(day for day in now.keys() | then.keys() if now.get(day) != then.get(day))
-            return full(f"curated {name} of {changed[0]} changed since the state of {since} was built")
+            return f"curated {name} of {changed[0]} changed since the state of {since} was built"
+    return None
+
+
+def _curated_again(root: Path, dataset: str, key: str, new: pl.DataFrame, since: dt.date) -> bool:
+    """Whether any ``key`` of tonight's new rows is also curated on a date <= ``since``. Ingest refuses that
+    (a redelivery under another date); the reconciliation of a full rebuild is the net for one that got
+    through anyway, and it needs every row: a retired loan's copy is not in the working set. Partitions are
+    ruled out by their footers' id ranges (zones.partitions_holding), so this reads almost nothing."""
+    ids = new.select(key).drop_nulls().unique()
+    if ids.is_empty():
+        return False
+    parts = {day: part for day, part in zones.curated_partitions(root, dataset).items() if day <= since}
+    held = zones.partitions_holding(parts, ids)
+    if not held:
+        return False
+    found = zones.scan_curated(root, dataset, since, dates=held).select(key).join(ids.lazy(), on=key, how="semi")
+    return found.limit(1).collect().height > 0
+
+
+def _incremental(
+    root: Path, as_of: dt.date, since: dt.date, resolved: pl.DataFrame, tokens: dict[str, dict[str, str]],
+    shard: int, n_shards: int,
+) -> LedgerInputs | None:
+    """The inputs from the state of ``since`` and the curated rows since; None when an id of the rows since
+    is curated on an earlier date too (:func:`_curated_again`)."""
+    state = ledger_partition(root, since) / LEDGER_STATE_DIR
 
     def read(path: Path) -> pl.LazyFrame:
         return filter_shard(pl.scan_parquet(path), shard, n_shards)
 
+    first_new = since + dt.timedelta(days=1)
+    new_inst = _curated(root, "installments", as_of, shard, n_shards, since=first_new).collect()
+    new_pay = _curated(root, "payments", as_of, shard, n_shards, since=first_new).collect()
+    if (_curated_again(root, "payments", "payment_id", new_pay, since)
+            or _curated_again(root, "installments", "installment_id", new_inst, since)):
+        return None
     retired_loans = read(state / "retired_loans.parquet").collect()
     keys = retired_loans.select(*LOAN_KEY)
     published = ledger_partition(root, since)
@@ -110,9 +158,6 @@ def ledger_inputs(
         unallocated=read(published / "unallocated.parquet").join(keys.lazy(), on=list(LOAN_KEY), how="semi",
                                                                  maintain_order="left").collect(),
     )
-    first_new = since + dt.timedelta(days=1)
-    new_inst = _curated(root, "installments", as_of, shard, n_shards, since=first_new).collect()
-    new_pay = _curated(root, "payments", as_of, shard, n_shards, since=first_new).collect()
     # A retired loan paid again (an overpayment, a late settlement, a quarantined payment resolving) or
     # drawn on again comes back whole from its curated rows, so that allocation sees every payment in order.
     touched = pl.concat([frame.select(*LOAN_KEY) for frame in (new_inst, new_pay, resolved)]).unique().join(
@@ -172,13 +217,23 @@ def write_manifest(folder: Path, as_of: dt.date, cfg: RisklineConfig, built: str
 
 def merge_state(target: Path, shard_dirs: list[Path]) -> None:
     """The merged ``_state`` of a sharded night: each file's shards stacked in order (stable: a loan's rows
-    are all in one shard), the manifest of shard 0 (every shard took the same tokens and the same state)."""
+    are all in one shard). The shards ran apart (Airflow tasks, retries): a curated partition republished
+    between them leaves shards that read different versions, so the merged state is then marked unusable and
+    the next night reads the whole history."""
     folder = target / LEDGER_STATE_DIR
     folder.mkdir()
     for name, keys in LEDGER_STATE_FILES.items():
         merged = pl.concat([pl.read_parquet(d / LEDGER_STATE_DIR / name) for d in shard_dirs])
         lake.write_parquet(merged.sort(keys, maintain_order=True), folder / name)
-    (folder / LEDGER_STATE_MANIFEST).write_bytes((shard_dirs[0] / LEDGER_STATE_DIR / LEDGER_STATE_MANIFEST).read_bytes())
+    metas = [json.loads((d / LEDGER_STATE_DIR / LEDGER_STATE_MANIFEST).read_text()) for d in shard_dirs]
+    meta = dict(metas[0])
+    builts = [m.get("built") for m in metas]
+    if len(set(builts)) > 1:
+        meta["built"] = "; ".join(f"shard {k}: {b}" for k, b in enumerate(builts))
+    if any(m.get("curated") != meta.get("curated") for m in metas):
+        meta["unusable"] = "its shards read different versions of the curated history (one was republished "\
+                           "while the night ran)"
+    (folder / LEDGER_STATE_MANIFEST).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
 def built_how(root: Path, as_of: dt.date) -> str | None:

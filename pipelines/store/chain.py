@@ -79,12 +79,56 @@ def published_nights(root: Path) -> list[dt.date]:
 
 
 def curated_digest(root: Path, dataset: str, day: dt.date) -> str | None:
-    """One sha256 for a complete curated partition (over its files' names and sha256); None if absent."""
+    """One sha256 for a complete curated partition (over its files' names and sha256); None if absent.
+
+    Every night's manifest names the digest of every curated partition up to D, so on a long history hashing
+    them all again is most of publishing (3 years: 1.7 s of a 4 s publish, measured). A digest is kept per
+    partition version in ``DATA_ROOT/_cache/curated_digests.json`` (zones.digest_cache_path), keyed by its
+    files' (name, inode, mtime, size): a partition is replaced whole, never edited in place, so a republished
+    one has new files and is hashed anew.
+    """
     part = zones.curated(root, dataset, day)
     if not lake.is_complete(part):
         return None
-    lines = "".join(f"{p.name} {lake.file_sha256(p)}\n" for p in sorted(lake.parquet_files(part)))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    files = sorted(lake.parquet_files(part))
+    key = f"{dataset}/{day.isoformat()}"
+    # no ctime: a dry run's private copy hard-links the curated files, which changes it and nothing else
+    stats = [[p.name, (st := p.stat()).st_ino, st.st_mtime_ns, st.st_size] for p in files]
+    cache = _digest_cache(root)
+    held = cache.get(key)
+    if held is not None and held["stats"] == stats:
+        return held["digest"]
+    lines = "".join(f"{p.name} {lake.file_sha256(p)}\n" for p in files)
+    digest = hashlib.sha256(lines.encode()).hexdigest()
+    cache[key] = {"stats": stats, "digest": digest}
+    _DIRTY.add(str(root))
+    return digest
+
+
+_CACHES: dict[str, dict[str, Any]] = {}
+_DIRTY: set[str] = set()
+
+
+def _digest_cache(root: Path) -> dict[str, Any]:
+    path = zones.digest_cache_path(root)
+    cached = _CACHES.get(str(root))
+    if cached is None:
+        try:
+            cached = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            cached = {}  # unreadable: hashed anew and rewritten
+        _CACHES[str(root)] = cached
+    return cached
+
+
+def save_digest_cache(root: Path) -> None:
+    """Write the digests hashed by this process (atomically; a concurrent writer's digests are just as valid,
+    and the one whose write lands last is kept)."""
+    if str(root) in _DIRTY:
+        path = zones.digest_cache_path(root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lake.atomic_write_bytes(path, json.dumps(_CACHES[str(root)], sort_keys=True).encode())
+        _DIRTY.discard(str(root))
 
 
 def _parse(text: str) -> dt.date | None:
@@ -288,5 +332,6 @@ def input_fingerprints(
         name: {d.isoformat(): curated_digest(root, name, d) for d in curated_dates(root, name) if d <= as_of}
         for name in DATASETS
     }
+    save_digest_cache(root)
     model = {"version": model_version, "model_sha256": model_sha256} if model_version else {}
     return {"curated": curated, "model": model, "chain": chain.to_dict()}

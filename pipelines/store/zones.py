@@ -61,8 +61,8 @@ RECONCILIATION_FILE = "_reconciliation.json"  # leading "_": not a data file for
 # sort): allocation breaks ties between payments of one instant by it.
 LEDGER_STATE_DIR = "_state"
 LEDGER_STATE_FILES: dict[str, tuple[str, ...]] = {
-    "installments.parquet": ("account_id", "loan_id"),
-    "payments.parquet": ("account_id", "loan_id"),
+    "installments.parquet": ("loan_id", "account_id"),  # loan_id first: nearly unique, the cheap sort
+    "payments.parquet": ("loan_id", "account_id"),
     "retired_loans.parquet": ("loan_id", "account_id"),
 }
 LEDGER_STATE_MANIFEST = "state.json"
@@ -200,12 +200,17 @@ def read_features(root: Path, as_of: dt.date) -> pl.DataFrame:
     return lake.read_partition(feature_partition(root, as_of))
 
 
+def digest_cache_path(root: Path) -> Path:
+    """The curated partitions' digests by version (pipelines.store.chain.curated_digest): a cache only."""
+    return lake.ensure_inside(root, root / "_cache" / "curated_digests.json")
+
+
 def partition_tokens(root: Location, dataset: str, upto: dt.date) -> dict[str, str]:
     """Per complete curated partition of ``dataset`` with ``dt <= upto``: a token that changes whenever the
     partition is published again (a redelivery re-curated), for a state built from it to notice.
 
-    Local: each file's and the marker's (name, inode, mtime, ctime, size), as :func:`_version` (a partition
-    is replaced whole, never edited in place). Object store: the ``_SUCCESS`` commit, new with every version.
+    Local: each file's and the marker's (name, inode, mtime, size) (a partition is replaced whole, never edited
+    in place: a republish writes new files). Object store: the ``_SUCCESS`` commit, new with every version.
     """
     tokens: dict[str, str] = {}
     for day, part in curated_partitions(root, dataset).items():
@@ -213,8 +218,8 @@ def partition_tokens(root: Location, dataset: str, upto: dt.date) -> dict[str, s
             continue
         if isinstance(part, Path):
             entries = sorted(p for p in part.iterdir() if p.is_file())
-            text = "|".join(f"{p.name}:{(st := p.stat()).st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_size}"
-                            for p in entries)
+            # no ctime: hard links to a curated file (a dry run's private copy of the lake) change it, not the file
+            text = "|".join(f"{p.name}:{(st := p.stat()).st_ino}:{st.st_mtime_ns}:{st.st_size}" for p in entries)
         else:
             text = part.joinpath(lake.SUCCESS).read_bytes().decode()
         tokens[day.isoformat()] = hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.landing import DATASETS
 from pipelines.domain.features import build_features
 from pipelines.domain.ledger import build_ledger
+from pipelines.domain.reconcile import LedgerReconciliationError
 from pipelines.domain.working_set import RETAIN_DAYS, ever_past_due
 from pipelines.stages import features as features_stage, ingest
 from pipelines.stages.ledger_state import built_how
@@ -196,3 +198,78 @@ def test_retired_loans_change_no_feature_and_no_account_total(curated_year: Path
     recon = json.loads((published / "_reconciliation.json").read_text())
     assert recon["payments"] == whole.payments.height
     assert recon["received_cents"] == int(whole.payments.get_column("amount_cents").sum())
+
+
+def _two_lakes(curated_year: Path, tmp_path: Path, quiet_cfg: RisklineConfig) -> tuple[Path, Path]:
+    roots = (tmp_path / "incremental", tmp_path / "full")
+    for root in roots:
+        shutil.copytree(curated_year, root)
+    _night(roots, FIRST_NIGHT, quiet_cfg)
+    return roots
+
+
+def test_a_republish_between_the_shards_of_one_night_is_not_carried_into_later_nights(
+    curated_year: Path, tmp_path: Path, quiet_cfg: RisklineConfig
+) -> None:
+    """Shards run apart (Airflow tasks, a retry): an old date re-curated after shards 1 and 2 read it and before
+    shard 0 did leaves shards that read different histories. Their merged state is marked unusable, so the
+    next night reads the whole history, as a full rebuild does, instead of keeping the old rows for good."""
+    incremental, full = roots = _two_lakes(curated_year, tmp_path, quiet_cfg)
+    day = FIRST_NIGHT + dt.timedelta(days=1)
+    sharded = _cfg(quiet_cfg, True, 3)
+    for k in (1, 2):
+        features_stage.build_feature_snapshot(incremental, day, sharded, k, 3)
+    old = FIRST_NIGHT - dt.timedelta(days=40)
+    pays = _curated(incremental, "payments", old)
+    loan = pl.read_parquet(zones.ledger_partition(incremental, FIRST_NIGHT) / "loans.parquet").filter(
+        pl.col("is_open")).row(0, named=True)
+    _recurate(list(roots), "payments", old, pl.concat(
+        [pays, _payment(pays, "P-FOUND-2", loan["account_id"], loan["loan_id"], old, 250_000)]))
+    features_stage.build_feature_snapshot(incremental, day, sharded, 0, 3)
+    features_stage.merge_shards(incremental, day, 3)
+    state = json.loads((zones.ledger_partition(incremental, day) / "_state" / "state.json").read_text())
+    assert "different versions" in state["unusable"]
+    features_stage.build_feature_snapshot(full, day, _cfg(quiet_cfg, False))
+    day += dt.timedelta(days=1)
+    _night(roots, day, quiet_cfg)  # byte-identical again
+    assert "is not used" in (built_how(incremental, day) or "")
+
+
+def test_a_payment_id_of_a_retired_loan_curated_again_stops_the_night_as_a_full_rebuild_does(
+    curated_year: Path, tmp_path: Path, quiet_cfg: RisklineConfig
+) -> None:
+    """The reconciliation refuses a payment_id curated on two dates (ingest's net let one through). Its copy
+    on a retired loan is not in the working set: the night must still see it, not publish it as new money."""
+    incremental, full = roots = _two_lakes(curated_year, tmp_path, quiet_cfg)
+    retired = pl.read_parquet(zones.ledger_partition(incremental, FIRST_NIGHT) / "_state" / "retired_loans.parquet")
+    gone = retired.filter(pl.col("payments") > 0).row(0, named=True)
+    history = zones.scan_curated(incremental, "payments", FIRST_NIGHT).filter(
+        (pl.col("account_id") == gone["account_id"]) & (pl.col("loan_id") == gone["loan_id"])).collect()
+    loan = pl.read_parquet(zones.ledger_partition(incremental, FIRST_NIGHT) / "loans.parquet").filter(
+        pl.col("is_open")).row(0, named=True)
+    day = FIRST_NIGHT + dt.timedelta(days=1)
+    pays = _curated(incremental, "payments", day)
+    _recurate(list(roots), "payments", day, pl.concat([pays, _payment(
+        pays, history.get_column("payment_id")[0], loan["account_id"], loan["loan_id"], day, 4_321)]))
+    for root, on in ((incremental, True), (full, False)):
+        with pytest.raises(LedgerReconciliationError, match="payment_id curated on more than one date"):
+            features_stage.build_feature_snapshot(root, day, _cfg(quiet_cfg, on))
+
+
+def test_hard_links_to_the_history_and_a_damaged_state_cost_speed_never_bytes(
+    curated_year: Path, tmp_path: Path, quiet_cfg: RisklineConfig
+) -> None:
+    """A dry run's private copy hard-links the curated files (their ctime changes, nothing else): the next
+    night stays incremental. A state file lost or damaged is not trusted and does not stop the night."""
+    incremental, _ = roots = _two_lakes(curated_year, tmp_path, quiet_cfg)
+    links = tmp_path / "links"
+    links.mkdir()
+    for i, file in enumerate(sorted((incremental / "curated").rglob("*.parquet"))):
+        os.link(file, links / f"{i}.parquet")
+    day = FIRST_NIGHT + dt.timedelta(days=1)
+    _night(roots, day, quiet_cfg)
+    assert built_how(incremental, day) == f"incremental from {FIRST_NIGHT}"
+    (zones.ledger_partition(incremental, day) / "_state" / "retired_loans.parquet").write_bytes(b"not parquet")
+    day += dt.timedelta(days=1)
+    _night(roots, day, quiet_cfg)
+    assert (built_how(incremental, day) or "").startswith(f"full: the state of {day - dt.timedelta(days=1)} is unreadable")

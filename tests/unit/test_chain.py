@@ -143,3 +143,25 @@ def test_a_night_whose_drops_were_purged_once_curated_is_no_night_before_the_boo
     with pytest.raises(chain.ChainError, match="later nights already ran"):
         chain.check_chain(tmp_path, D - DAY)
     assert chain.check_chain(tmp_path, first - DAY) == chain.ChainRecord(None, None)  # still before the book
+
+
+def test_a_curated_digest_is_kept_per_partition_version_and_never_outlives_a_republish(tmp_path: Path, monkeypatch):
+    day = dt.date(2026, 3, 1)
+    part = zones.curated(tmp_path, "payments", day)
+    lake.publish_frames(part, {"part-0.parquet": pl.DataFrame({"payment_id": ["P1", "P2"]})})
+    first = chain.curated_digest(tmp_path, "payments", day)
+    chain.save_digest_cache(tmp_path)
+    chain._CACHES.clear()  # as a new process: the digest comes from the cache file, nothing is hashed
+
+    def no_hashing(path):
+        raise AssertionError(f"{path} hashed again")
+
+    monkeypatch.setattr(lake, "file_sha256", no_hashing)
+    assert chain.curated_digest(tmp_path, "payments", day) == first
+    monkeypatch.undo()
+    # republished with other content: new files, new stats, a new digest
+    lake.publish_frames(part, {"part-0.parquet": pl.DataFrame({"payment_id": ["P1", "P3"]})})
+    second = chain.curated_digest(tmp_path, "payments", day)
+    chain._CACHES.clear()
+    (tmp_path / "_cache" / "curated_digests.json").unlink()
+    assert second != first and chain.curated_digest(tmp_path, "payments", day) == second
