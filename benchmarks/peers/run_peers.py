@@ -125,7 +125,8 @@ def scan_inputs(root: Path, as_of: dt.date) -> int:
     # the drops since, or the whole history without a state)
     inputs = ledger_inputs(root, as_of, load_config(), pl.DataFrame(schema={"account_id": pl.String(),
                                                                                "loan_id": pl.String()}))
-    scans = {**feature_inputs(root, as_of), "installments": inputs.installments, "payments": inputs.payments}
+    scans = {**feature_inputs(root, as_of), "installments": inputs.installments.lazy(),
+             "payments": inputs.payments.lazy()}
     columns = {
         "accounts": ["account_id", "opened_on", "credit_limit_cents", "status", "dt"],
         "behaviour": ["account_id", "event_type", "amount_cents", "dt"],

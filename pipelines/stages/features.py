@@ -111,20 +111,32 @@ def scan_pending_payments(root: Path, as_of: dt.date, shard: int = 0, n_shards: 
     quarantined = filter_shard(zones.scan_quarantine(root, "payments", as_of), shard, n_shards).collect()
     if quarantined.is_empty():  # the usual night: no read of the curated history at all
         return PendingPayments.none(pl.Schema({**CONTRACT["payments"].curated_schema(), "dt": pl.Date()}))
-    payments = zones.scan_curated(root, "payments", as_of)
-    ids = quarantined.get_column("payment_id").drop_nulls().unique().implode()
-    loan_ids = quarantined.get_column("loan_id").drop_nulls().unique().implode()
+    schema = pl.Schema({**CONTRACT["payments"].curated_schema(), "dt": pl.Date()})
+    ids = quarantined.get_column("payment_id").drop_nulls().unique()
+    loan_ids = quarantined.get_column("loan_id").drop_nulls().unique()
     pending = resolve_pending_payments(
         quarantined,
         as_of,
-        # whole-book reads, narrowed to the ids at hand: a redelivery or a loan may sit in another shard
-        curated_ids=payments.select("payment_id").filter(pl.col("payment_id").is_in(ids)).collect().to_series(),
+        # whole-book lookups of the ids at hand (a redelivery or a loan may sit in another shard), reading only
+        # the partitions whose footers' id ranges may hold one: not the whole history every night
+        curated_ids=_curated_values(root, "payments", as_of, "payment_id", ids).get_column("payment_id"),
         snapshot_ids=filter_shard(zones.scan_curated(root, "accounts", as_of, dates=[as_of]), shard, n_shards)
         .select("account_id").collect().to_series(),
-        loans=zones.scan_curated(root, "installments", as_of).select("loan_id", "account_id")
-        .filter(pl.col("loan_id").is_in(loan_ids)).unique().collect(),
+        loans=_curated_values(root, "installments", as_of, "loan_id", loan_ids, also=("account_id",)).unique(),
     )
-    return PendingPayments(pending.resolved.cast(payments.collect_schema()), pending.waiting)  # type: ignore[arg-type]
+    return PendingPayments(pending.resolved.cast(schema), pending.waiting)  # type: ignore[arg-type]
+
+
+def _curated_values(root: Path, dataset: str, as_of: dt.date, column: str, values: pl.Series,
+                    also: tuple[str, ...] = ()) -> pl.DataFrame:
+    """``column`` (and ``also``) of the curated rows of ``dt <= D`` whose ``column`` is among ``values``."""
+    wanted = values.to_frame(column)
+    parts = {day: part for day, part in zones.curated_partitions(root, dataset).items() if day <= as_of}
+    held = zones.partitions_holding(parts, wanted) if wanted.height else []
+    if not held:
+        return pl.DataFrame(schema={c: CONTRACT[dataset].curated_schema()[c] for c in (column, *also)})
+    return (zones.scan_curated(root, dataset, as_of, dates=held).select(column, *also)
+            .join(wanted.lazy(), on=column, how="semi").collect())
 
 
 def build_feature_snapshot(
@@ -143,11 +155,11 @@ def build_feature_snapshot(
     pending = scan_pending_payments(root, as_of, shard, n_shards)
     # The last night's state and the curated rows since, or the whole history (pipelines/stages/ledger_state.py).
     inputs = ledger_state.ledger_inputs(root, as_of, cfg, pending.resolved, shard, n_shards)
-    applied = pl.concat([inputs.payments, pending.resolved.lazy().select(inputs.payments.collect_schema().names())],
+    applied = pl.concat([inputs.payments.lazy(), pending.resolved.lazy().select(inputs.payments.columns)],
                         how="vertical")
-    ledger, allocated, retired = working_ledger(inputs.installments, applied, as_of, cfg.business.timezone,
+    ledger, allocated, retired = working_ledger(inputs.installments.lazy(), applied, as_of, cfg.business.timezone,
                                                 inputs.before, pinned=pending.resolved)
-    reconciliation = with_retired_totals(reconcile_ledger(allocated, inputs.payments, pending), inputs.before)
+    reconciliation = with_retired_totals(reconcile_ledger(allocated, inputs.payments.lazy(), pending), inputs.before)
     features = build_features(scans["accounts"], scans["behaviour"], ledger, as_of)
 
     if n_shards == 1:

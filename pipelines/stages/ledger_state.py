@@ -44,10 +44,13 @@ CURATED = ("installments", "payments")
 
 @dataclass(frozen=True)
 class LedgerInputs:
-    """The rows tonight allocates, the loans retired before tonight, and how they were found (``built``)."""
+    """The rows tonight allocates, the loans retired before tonight, and how they were found (``built``).
 
-    installments: pl.LazyFrame
-    payments: pl.LazyFrame
+    The rows are read once: allocation and tonight's state both use them (a lazy scan would read them twice).
+    """
+
+    installments: pl.DataFrame
+    payments: pl.DataFrame
     before: Retired
     built: str
     tokens: dict[str, dict[str, str]]
@@ -76,9 +79,9 @@ def ledger_inputs(
     tokens = {name: zones.partition_tokens(root, name, as_of) for name in CURATED}  # before any read: see below
 
     def full(reason: str) -> LedgerInputs:
-        return LedgerInputs(_curated(root, "installments", as_of, shard, n_shards),
-                            _curated(root, "payments", as_of, shard, n_shards), Retired.none(), f"full: {reason}",
-                            tokens)
+        return LedgerInputs(_curated(root, "installments", as_of, shard, n_shards).collect(),
+                            _curated(root, "payments", as_of, shard, n_shards).collect(), Retired.none(),
+                            f"full: {reason}", tokens)
 
     if not cfg.run.incremental_ledger:
         return full("run.incremental_ledger is off")
@@ -175,8 +178,8 @@ def _incremental(
                              .join(touched.lazy(), on=list(LOAN_KEY), how="semi", maintain_order="left"))
         before = before.without(touched)
     return LedgerInputs(
-        installments=pl.concat([*parts_inst, new_inst.lazy()]),
-        payments=pl.concat([*parts_pay, new_pay.lazy()]),
+        installments=pl.concat([*parts_inst, new_inst.lazy()]).collect(),
+        payments=pl.concat([*parts_pay, new_pay.lazy()]).collect(),
         before=before,
         built=f"incremental from {since}" + (f" ({touched.height} retired loan(s) taken back)" if touched.height else ""),
         tokens=tokens,
@@ -187,8 +190,9 @@ def state_frames(inputs: LedgerInputs, retired: Retired) -> dict[str, pl.DataFra
     """The ``_state`` files of tonight: the rows of the loans still in the working set, and the retired."""
     keys = retired.loans.select(*LOAN_KEY).lazy()
     frames = {
-        "installments.parquet": inputs.installments.join(keys, on=list(LOAN_KEY), how="anti", maintain_order="left"),
-        "payments.parquet": inputs.payments.join(keys, on=list(LOAN_KEY), how="anti", maintain_order="left"),
+        "installments.parquet": inputs.installments.lazy().join(keys, on=list(LOAN_KEY), how="anti",
+                                                                maintain_order="left"),
+        "payments.parquet": inputs.payments.lazy().join(keys, on=list(LOAN_KEY), how="anti", maintain_order="left"),
         "retired_loans.parquet": retired.loans.lazy(),
     }
     return {name: frame.sort(LEDGER_STATE_FILES[name], maintain_order=True).collect()
