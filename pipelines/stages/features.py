@@ -160,7 +160,7 @@ def build_feature_snapshot(
     ledger, allocated, retired = working_ledger(inputs.installments.lazy(), applied, as_of, cfg.business.timezone,
                                                 inputs.before, pinned=pending.resolved)
     reconciliation = with_retired_totals(reconcile_ledger(allocated, inputs.payments.lazy(), pending), inputs.before)
-    features = build_features(scans["accounts"], scans["behaviour"], ledger, as_of)
+    del allocated, applied
 
     if n_shards == 1:
         feature_dir, ledger_dir = feature_partition(root, as_of), ledger_partition(root, as_of)
@@ -168,8 +168,11 @@ def build_feature_snapshot(
         feature_dir = shard_partition(root, FEATURES_ZONE, as_of, shard, n_shards)
         ledger_dir = shard_partition(root, LEDGER_ZONE, as_of, shard, n_shards)
     with lake.staged_partition(ledger_dir) as tmp:
-        _publish_ledger(tmp, ledger, retired, reconciliation, pending)
+        # the state first: its raw rows are then let go before the features are built (peak memory at 1M)
         ledger_state.write_state(tmp, as_of, cfg, inputs, retired)
+        inputs = None  # type: ignore[assignment]
+        _publish_ledger(tmp, ledger, retired, reconciliation, pending)
+    features = build_features(scans["accounts"], scans["behaviour"], ledger, as_of)
     lake.publish_frames(feature_dir, {FEATURES_FILE: features})
     return feature_dir
 

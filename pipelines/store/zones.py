@@ -304,6 +304,11 @@ def _curated_scan(version: tuple[Any, ...] | None, sources: Any, schema: pl.Sche
         return scan()
     key = (version, tuple(schema.items()))
     frame = _FRAMES.get(key)
+    if frame is None and _FRAMES.first_read(key):
+        # Read once so far: scanned lazily, so a reader of a few columns of many partitions (a night's 180 days
+        # of behaviour: 5 GiB at 1M accounts, measured) streams them instead of holding every one decoded.
+        # Read again (a range ingest, training's snapshots), it is decoded whole and remembered.
+        return scan()
     if frame is None:
         try:
             frame = scan().collect()
@@ -322,8 +327,18 @@ class _FrameCache:
     BUDGET_BYTES = 512 * 1024 * 1024
 
     def __init__(self) -> None:
+        self._asked: dict[Any, None] = {}
         self._frames: dict[Any, pl.DataFrame] = {}
         self._bytes = 0
+
+    def first_read(self, key: Any) -> bool:
+        """True the first time this process asks for ``key`` (remembered among the last 64k keys asked)."""
+        if key in self._asked:
+            return False
+        self._asked[key] = None
+        if len(self._asked) > 1 << 16:
+            del self._asked[next(iter(self._asked))]
+        return True
 
     def get(self, key: Any) -> pl.DataFrame | None:
         frame = self._frames.pop(key, None)
