@@ -326,6 +326,8 @@ def _peak_rss_mib() -> float:
 
 def _worker_main(argv: list[str]) -> None:
     command, *rest = argv
+    # the lake's paths come back resolved (store.paths.ensure_inside): a book reached through a link must too
+    rest = [str(Path(a).resolve()) if "/" in a and Path(a).exists() else a for a in rest]
     if command == "stage":
         stage, root, as_of, config = rest
         out = _worker_stage(stage, Path(root), dt.date.fromisoformat(as_of), Path(config))
