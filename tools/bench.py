@@ -537,30 +537,31 @@ def bench_scale(spec: dict[str, Any], base_config: Path, log: Callable[[str], No
 
 
 def bench_load(spec: dict[str, Any], base_config: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """A history load: the last ``load.days`` days before the night of ``load.size``'s book, ingested and
-    validated by `riskline ingest --from-date --to-date` into an empty lake (its landing drops linked in)."""
-    size, days = spec["load"]["size"], int(spec["load"]["days"])
-    config = write_bench_config(base_config, spec, size)
-    ensure_book(spec, size, config, log)
-    source = book_root(spec, size)
-    _, night = book_dates(spec, size)
-    first, last = night - dt.timedelta(days=days), night - dt.timedelta(days=1)
-    root = CACHE / f"load-{size}-{days}d"
+    """A history load as a new lender's first night has it: a generated book of ``load.accounts`` x
+    ``load.days`` (its landing drops cached), every day before its last ingested and validated by
+    `riskline ingest --from-date --to-date` into an empty lake (the drops linked in, as delivered)."""
+    accounts, days = int(spec["load"]["accounts"]), int(spec["load"]["days"])
+    size = f"load-{accounts // 1000}k-{days}d"
+    night = dt.date.fromisoformat(str(spec["book"]["end_date"]))
+    first, last = night - dt.timedelta(days=days - 1), night - dt.timedelta(days=1)
+    config = write_bench_config(base_config, {**spec, "sizes": {**spec["sizes"], size: {"accounts": accounts}}},
+                                size)
+    source = CACHE / f"accounts-{accounts}-days-{days}-seed-{spec['book']['seed']}-landing"
+    if not (source / "generator" / "summary.json").is_file():
+        log(f"[load] generating {accounts:,} accounts x {days} days")
+        _riskline(config, source, "generate", "--accounts", str(accounts), "--days", str(days),
+                  "--end-date", night.isoformat(), "--seed", str(spec["book"]["seed"]))
+    root = CACHE / size
     shutil.rmtree(root, ignore_errors=True)
-    for dataset_dir in sorted((source / "landing").iterdir()):
-        for part in sorted(dataset_dir.glob("dt=*")):
-            if first.isoformat() <= part.name[3:] <= last.isoformat():
-                target = root / "landing" / dataset_dir.name / part.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(part, target, copy_function=os.link)  # hard links: the drops as delivered
-    log(f"[load] ingesting {days} days of the {size} book ({first} .. {last}) into an empty lake")
+    shutil.copytree(source / "landing", root / "landing", copy_function=os.link)  # hard links: the drops as sent
+    log(f"[load] ingesting {days - 1} days ({first} .. {last}) into an empty lake")
     load = _load_average()
     seconds = _riskline(config, root, "ingest", "--from-date", first.isoformat(), "--to-date", last.isoformat())
     log(f"[load] {seconds:.0f} s")
     target = spec["targets"]["history_load_seconds"]
-    return {"size": size, "days": days, "from": first.isoformat(), "to": last.isoformat(), "seconds": seconds,
-            "load_avg_before": load, "load_avg_after": _load_average(), "target_seconds": target,
-            "target_met": seconds <= target}
+    return {"size": size, "accounts": accounts, "days": days - 1, "from": first.isoformat(), "to": last.isoformat(),
+            "seconds": seconds, "load_avg_before": load, "load_avg_after": _load_average(),
+            "target_seconds": target, "target_met": seconds <= target}
 
 
 def _mtime(root: Path, night: dt.date) -> float:
@@ -609,7 +610,7 @@ def run_benchmarks(
         written.append(path)
     if history_load:
         record = {"date": today, "machine": machine, **bench_load(spec, base_config, log)}
-        path = RESULTS / f"{today}-load-{record['size']}-{record['days']}d.json"
+        path = RESULTS / f"{today}-{record['size']}.json"
         path.write_text(json.dumps(record, indent=1, default=str) + "\n")
         written.append(path)
     return written

@@ -480,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", action="store_true",
                    help="score and decide a 10M book shard by shard, built from the 1M book's night (run that first)")
     p.add_argument("--load", action="store_true",
-                   help="time a history load: ingest + validate the 365 days before the 100k-3y book's night into "
-                        "an empty lake (benchmarks/bench.yaml `load:`)")
+                   help="time a history load: ingest + validate 365 days of a generated 100k book into an empty lake "
+                        "(benchmarks/bench.yaml `load:`)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="the short summary of a published night (from its manifest and outputs)")
