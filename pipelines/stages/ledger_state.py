@@ -57,9 +57,10 @@ class LedgerInputs:
 
 
 def _curated(root: Path, dataset: str, as_of: dt.date, shard: int, n_shards: int,
-             since: dt.date | None = None, upto: dt.date | None = None) -> pl.LazyFrame:
+             since: dt.date | None = None) -> pl.LazyFrame:
+    """The columns allocation reads of the curated ``dataset`` of dates ``since`` .. D, for one shard."""
     columns = INSTALLMENT_COLUMNS if dataset == "installments" else PAYMENT_COLUMNS
-    scan = zones.scan_curated(root, dataset, upto or as_of, since=since).select(columns)
+    scan = zones.scan_curated(root, dataset, as_of, since=since).select(columns)
     return filter_shard(scan, shard, n_shards)
 
 
