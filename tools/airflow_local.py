@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +39,13 @@ COMPONENTS: dict[str, list[str]] = {
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
 
+
+# A component that exits while the deployment runs is started again, as systemd or Kubernetes would restart
+# it in production: Airflow 3.3's scheduler on SQLite can exit on a race of its own (ObjectDeletedError on a
+# DagRun it was scheduling, seen once in four full test runs) and every run then waits for ever. A component
+# that keeps exiting is left down after this many restarts, and diagnose() says so.
+MAX_RESTARTS = 3
+SUPERVISE_EVERY_S = 2.0
 
 # SQLite's default 5 s busy timeout: an `airflow backfill create` typed while the scheduler writes failed with
 # "database is locked" on a busy 2-core machine. Every component and the CLI (through env.sh) wait up to 60 s.
@@ -125,6 +133,10 @@ class LocalAirflow:
     data_root: Path
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _watcher: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def env(self) -> dict[str, str]:
@@ -144,16 +156,45 @@ class LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
         write_env_file(self.home, self.data_root, self.port)
         self.airflow("db", "migrate")
-        logs = self.home / "component-logs"
-        logs.mkdir(exist_ok=True)
-        for name, args in COMPONENTS.items():
-            out = open(logs / f"{name}.log", "ab")
-            self.processes[name] = subprocess.Popen(
-                [str(Path(sys.executable).parent / "airflow"), *(a.format(port=self.port) for a in args)],
+        (self.home / "component-logs").mkdir(exist_ok=True)
+        for name in COMPONENTS:
+            self.processes[name] = self._launch(name)
+        self.wait_ready()
+        self._stopping.clear()
+        self._watcher = threading.Thread(target=self._watch, name="airflow-supervisor", daemon=True)
+        self._watcher.start()
+        return self
+
+    def _launch(self, name: str) -> subprocess.Popen[bytes]:
+        with open(self.home / "component-logs" / f"{name}.log", "ab") as out:  # the child keeps its own handle
+            return subprocess.Popen(
+                [str(Path(sys.executable).parent / "airflow"), *(a.format(port=self.port) for a in COMPONENTS[name])],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        self.wait_ready()
-        return self
+
+    def supervise(self) -> list[str]:
+        """Start again every component that exited (at most ``MAX_RESTARTS`` times each); return their names."""
+        restarted = []
+        with self._lock:
+            for name, proc in list(self.processes.items()):
+                if self._stopping.is_set() or proc.poll() is None or self.restarts.get(name, 0) >= MAX_RESTARTS:
+                    continue
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                with open(self.home / "component-logs" / f"{name}.log", "ab") as log:
+                    log.write(f"\n[riskline airflow_local] {name} exited with {proc.returncode}; starting it again "
+                              f"({self.restarts[name]} of {MAX_RESTARTS})\n".encode())
+                self.processes[name] = self._launch(name)
+                restarted.append(name)
+        return restarted
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(SUPERVISE_EVERY_S):
+            self.supervise()
+
+    def running(self) -> bool:
+        """Whether every component runs, or can still be started again."""
+        with self._lock:
+            return all(p.poll() is None or self.restarts.get(n, 0) < MAX_RESTARTS for n, p in self.processes.items())
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -211,6 +252,7 @@ class LocalAirflow:
         """What to look at when runs do not move: each process alive or its exit code, the DAG's paused and
         stale flags (a stale or paused DAG's queued runs are never started), and the scheduler log's tail."""
         out = [f"airflow {name}: " + ("running" if proc.poll() is None else f"EXITED with {proc.returncode}")
+               + (f" (started again {self.restarts[name]} time(s))" if self.restarts.get(name) else "")
                for name, proc in self.processes.items()]
         try:
             dag = self.api("GET", f"/api/v2/dags/{dag_id}", token=token or self.token())
@@ -225,6 +267,10 @@ class LocalAirflow:
         return "\n".join(out)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+            self._watcher = None
         for proc in self.processes.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -308,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"In another shell: `source {shown}` puts airflow and riskline on PATH with this AIRFLOW_HOME and "
               f"data root (or `make shell`). Another port: {PORT_ENV}=8081 make airflow")
         try:
-            while all(p.poll() is None for p in af.processes.values()):
+            while af.running():
                 time.sleep(2)
+            print(af.diagnose(), file=sys.stderr)  # a component kept exiting: say which and why
         except KeyboardInterrupt:
             pass
     return 0
