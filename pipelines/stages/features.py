@@ -109,34 +109,22 @@ def scan_pending_payments(root: Path, as_of: dt.date, shard: int = 0, n_shards: 
     which is in that same shard.
     """
     quarantined = filter_shard(zones.scan_quarantine(root, "payments", as_of), shard, n_shards).collect()
-    if quarantined.is_empty():  # the usual night: no read of the curated history at all
-        return PendingPayments.none(pl.Schema({**CONTRACT["payments"].curated_schema(), "dt": pl.Date()}))
     schema = pl.Schema({**CONTRACT["payments"].curated_schema(), "dt": pl.Date()})
-    ids = quarantined.get_column("payment_id").drop_nulls().unique()
-    loan_ids = quarantined.get_column("loan_id").drop_nulls().unique()
+    if quarantined.is_empty():  # the usual night: no read of the curated history at all
+        return PendingPayments.none(schema)
+    ids = quarantined.select(pl.col("payment_id").drop_nulls().unique())
+    loan_ids = quarantined.select(pl.col("loan_id").drop_nulls().unique())
     pending = resolve_pending_payments(
         quarantined,
         as_of,
         # whole-book lookups of the ids at hand (a redelivery or a loan may sit in another shard), reading only
         # the partitions whose footers' id ranges may hold one: not the whole history every night
-        curated_ids=_curated_values(root, "payments", as_of, "payment_id", ids).get_column("payment_id"),
+        curated_ids=zones.curated_matching(root, "payments", as_of, ids).collect().get_column("payment_id"),
         snapshot_ids=filter_shard(zones.scan_curated(root, "accounts", as_of, dates=[as_of]), shard, n_shards)
         .select("account_id").collect().to_series(),
-        loans=_curated_values(root, "installments", as_of, "loan_id", loan_ids, also=("account_id",)).unique(),
+        loans=zones.curated_matching(root, "installments", as_of, loan_ids, ("account_id",)).unique().collect(),
     )
     return PendingPayments(pending.resolved.cast(schema), pending.waiting)  # type: ignore[arg-type]
-
-
-def _curated_values(root: Path, dataset: str, as_of: dt.date, column: str, values: pl.Series,
-                    also: tuple[str, ...] = ()) -> pl.DataFrame:
-    """``column`` (and ``also``) of the curated rows of ``dt <= D`` whose ``column`` is among ``values``."""
-    wanted = values.to_frame(column)
-    parts = {day: part for day, part in zones.curated_partitions(root, dataset).items() if day <= as_of}
-    held = zones.partitions_holding(parts, wanted) if wanted.height else []
-    if not held:
-        return pl.DataFrame(schema={c: CONTRACT[dataset].curated_schema()[c] for c in (column, *also)})
-    return (zones.scan_curated(root, dataset, as_of, dates=held).select(column, *also)
-            .join(wanted.lazy(), on=column, how="semi").collect())
 
 
 def build_feature_snapshot(

@@ -124,15 +124,8 @@ def _curated_again(root: Path, dataset: str, key: str, new: pl.DataFrame, since:
     (a redelivery under another date); the reconciliation of a full rebuild is the net for one that got
     through anyway, and it needs every row: a retired loan's copy is not in the working set. Partitions are
     ruled out by their footers' id ranges (zones.partitions_holding), so this reads almost nothing."""
-    ids = new.select(key).drop_nulls().unique()
-    if ids.is_empty():
-        return False
-    parts = {day: part for day, part in zones.curated_partitions(root, dataset).items() if day <= since}
-    held = zones.partitions_holding(parts, ids)
-    if not held:
-        return False
-    found = zones.scan_curated(root, dataset, since, dates=held).select(key).join(ids.lazy(), on=key, how="semi")
-    return found.limit(1).collect().height > 0
+    ids = new.select(pl.col(key).drop_nulls().unique())
+    return not ids.is_empty() and zones.curated_matching(root, dataset, since, ids).limit(1).collect().height > 0
 
 
 def _incremental(
@@ -169,14 +162,10 @@ def _incremental(
     parts_inst, parts_pay = [read(state / "installments.parquet")], [read(state / "payments.parquet")]
     if touched.height:
         for dataset, parts in (("installments", parts_inst), ("payments", parts_pay)):
-            # only the partitions whose loan_id range may hold them (zones.partitions_holding), in date order
-            held = [d for d in zones.partitions_holding(zones.curated_partitions(root, dataset), touched.select("loan_id"))
-                    if d <= since]
             columns = INSTALLMENT_COLUMNS if dataset == "installments" else PAYMENT_COLUMNS
-            if held:
-                parts.append(filter_shard(zones.scan_curated(root, dataset, since, dates=held).select(columns),
-                                          shard, n_shards)
-                             .join(touched.lazy(), on=list(LOAN_KEY), how="semi", maintain_order="left"))
+            # in date order, from the partitions whose loan ids may hold them
+            found = zones.curated_matching(root, dataset, since, touched, tuple(c for c in columns if c not in LOAN_KEY))
+            parts.append(found.select(columns))
         before = before.without(touched)
     return LedgerInputs(
         installments=pl.concat([*parts_inst, new_inst.lazy()]).collect(),

@@ -388,6 +388,17 @@ def value_ranges(part: Location, columns: list[str]) -> dict[str, tuple[Any, Any
                              tuple(columns))
 
 
+def curated_matching(root: Location, dataset: str, upto: dt.date, values: pl.DataFrame,
+                     columns: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """The curated rows of ``dt <= upto`` matching a row of ``values`` (on its columns), with those columns and
+    ``columns``: only the partitions whose footers' ranges may hold one are read (:func:`partitions_holding`)."""
+    keys = values.columns
+    parts = {day: part for day, part in curated_partitions(root, dataset).items() if day <= upto}
+    held = partitions_holding(parts, values)
+    return (scan_curated(root, dataset, upto, dates=held).select(*keys, *columns)
+            .join(values.lazy(), on=keys, how="semi", maintain_order="left"))
+
+
 def partitions_holding(parts: Mapping[dt.date, Location], values: pl.DataFrame) -> list[dt.date]:
     """The dates of ``parts`` (curated partitions, as :func:`curated_partitions` lists them) whose partition
     may hold a row matching one of ``values`` (columns to match on): a partition is left out only when, for
