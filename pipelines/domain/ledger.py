@@ -135,13 +135,14 @@ def prepare_payments(
     loan_ids = loans.get_column("loan_id")
     if loan_ids.len() and bool((loan_ids == loan_ids.shift()).any()):
         # a loan id used by two accounts (a defect upstream): match on both ids
-        matched = received.join(loans.lazy(), on=list(LOAN_KEY), how="left")
+        # maintain_order: payments of one loan at the same instant are applied in file order on every run
+        matched = received.join(loans.lazy(), on=list(LOAN_KEY), how="left", maintain_order="left")
     else:
         # Loan ids are unique: join on loan_id alone (a one-string key is markedly cheaper) and then
         # drop the match where the paying account is not the loan's, which makes it an unknown loan.
         same_account = pl.col("account_id") == pl.col("_loan_account_id")
         matched = received.join(
-            loans.lazy().rename({"account_id": "_loan_account_id"}), on="loan_id", how="left"
+            loans.lazy().rename({"account_id": "_loan_account_id"}), on="loan_id", how="left", maintain_order="left"
         ).with_columns(
             pl.when(same_account).then(pl.col(c)).alias(c) for c in ("loan_idx", "loan_due_cents")
         ).drop("_loan_account_id")
