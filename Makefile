@@ -25,13 +25,14 @@ export RISKLINE_DATA_ROOT ?= $(CURDIR)/data
 PYTHON312 := $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null); do \
 	$$c -c 'import sys; assert sys.version_info[:2]==(3,12)' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: venv demo test freeze clean-data help airflow backfill shell bench
+.PHONY: venv demo test freeze clean-data help airflow airflow-cluster cluster-deps backfill shell bench
 
 help:
 	@echo "make demo   - generate a demo portfolio and run the nightly job on it"
 	@echo "make test   - run the test suite"
 	@echo "make bench  - time one nightly run per stage on 100k and 1M generated books (minutes; not in make test)"
 	@echo "make airflow - start a local Airflow (UI on 127.0.0.1:8080; RISKLINE_AIRFLOW_PORT=8081 for another port)"
+	@echo "make airflow-cluster - the production shape locally: PostgreSQL, Redis, CeleryExecutor, 2 workers, lake on S3"
 	@echo "make backfill FROM=2026-11-20 TO=2026-11-22 - rebuild those business dates through the running Airflow"
 	@echo "make shell  - a shell with airflow and riskline on PATH, AIRFLOW_HOME and the data root set (after make airflow)"
 
@@ -63,7 +64,7 @@ demo: $(STAMP)
 	@echo "report: $(RISKLINE_DATA_ROOT)/reports/as_of_date=$(DEMO_END)/report.html  (make airflow: the UI over this data)"
 
 # lint-imports: the layer contract of pipelines/ (.importlinter); tests/unit/test_architecture.py checks it too.
-test: $(STAMP)
+test: $(STAMP) cluster-deps
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
@@ -76,6 +77,23 @@ bench: $(STAMP)
 # `make shell`) runs `airflow ...` and `riskline ...` against this deployment from any shell.
 airflow: $(STAMP)
 	AIRFLOW_HOME=$(CURDIR)/airflow_home $(PY) -m tools.airflow_local
+
+# The production shape (tools/airflow_cluster.py, docs/operations.md): PostgreSQL, Redis as the Celery broker, two
+# Celery workers with nothing on disk in common, the lake on the S3 API (moto's server, in memory, unless
+# RISKLINE_DATA_ROOT is an s3:// URL). Same port setting as `make airflow`; its home is airflow_cluster/.
+airflow-cluster: $(STAMP) cluster-deps
+	AIRFLOW_HOME=$(CURDIR)/airflow_cluster $(PY) -m tools.airflow_cluster
+
+# Debian's redis-server and PostgreSQL, for make airflow-cluster and tests/e2e/test_airflow_cluster.py (run by make test):
+# installed when missing if we are root (CI starts from a fresh Debian machine as root); otherwise say what to install
+# and go on (that one test then fails saying the same).
+cluster-deps:
+	@missing=""; command -v redis-server >/dev/null || missing="redis-server"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "warning: missing $$missing (sudo apt-get install $$missing)" >&2; exit 0; fi; \
+	echo "installing $$missing (apt-get)"; apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null
 
 # Rebuild business dates FROM..TO (YYYY-MM-DD) through the running `make airflow`, one night at a time in order
 # (the API server creates the runs; `airflow backfill create` meets "database is locked" on SQLite).

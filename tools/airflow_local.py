@@ -58,7 +58,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def airflow_env(home: Path, data_root: Path, port: int, parallelism: int = 2) -> dict[str, str]:
+def airflow_env(home: Path, data_root: Path | str, port: int, parallelism: int = 2) -> dict[str, str]:
     """Environment for every Airflow process of a local riskline deployment."""
     venv_bin = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
@@ -101,23 +101,29 @@ ENV_FILE = "env.sh"
 PORT_ENV = "RISKLINE_AIRFLOW_PORT"
 
 
-def write_env_file(home: Path, data_root: Path, port: int) -> Path:
+def write_env_file(home: Path, data_root: Path | str, port: int, env: dict[str, str] | None = None,
+                   extra_keys: tuple[str, ...] = ()) -> Path:
     """``$AIRFLOW_HOME/env.sh``: ``source`` it and ``riskline``/``airflow`` run against this deployment.
 
     Without it, ``airflow backfill create`` in a fresh shell reads ``~/airflow`` and says "run airflow db
-    migrate" (which would create a second, empty database), and ``riskline`` is not on PATH.
+    migrate" (which would create a second, empty database), and ``riskline`` is not on PATH. ``env``: the
+    deployment's own environment when it is not :func:`airflow_env`'s (``make airflow-cluster``); ``extra_keys``:
+    more of its variables to export (never the caller's own cloud credentials, which ``env`` may hold).
     """
-    env = airflow_env(home, data_root, port)
+    env = env if env is not None else airflow_env(home, data_root, port)
     venv_bin = Path(sys.executable).parent
     lines = [
-        "# Written by `make airflow` (tools/airflow_local.py). `source` it to run `airflow` and `riskline`",
+        "# Written by `make airflow` or `make airflow-cluster` (tools/airflow_local.py, tools/airflow_cluster.py).",
+        "# `source` it to run `airflow` and `riskline`",
         "# against this local deployment: its AIRFLOW_HOME, DAGs, settings and data root.",
         f'export PATH={shlex.quote(str(venv_bin))}:"$PATH"',
         *(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
-          if k.startswith("AIRFLOW") or k in ("PYTHONPATH", "RISKLINE_DATA_ROOT", "RISKLINE_CONFIG", "GX_ANALYTICS_ENABLED")),
+          if k.startswith("AIRFLOW") or k in ("PYTHONPATH", "RISKLINE_DATA_ROOT", "RISKLINE_CONFIG", "GX_ANALYTICS_ENABLED")
+          or k in extra_keys),
     ]
     path = home / ENV_FILE
     home.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)  # the cluster's holds its database password and keys: readable by its owner only
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -125,12 +131,16 @@ def write_env_file(home: Path, data_root: Path, port: int) -> Path:
 # How often an API call answered 503 "Database is locked" by the SQLite metadata database is retried.
 SQLITE_LOCK_RETRIES = 6
 
+
 @dataclass
 class LocalAirflow:
     """A local Airflow deployment under ``home``; use as a context manager to stop everything it started."""
 
+    # the component logs whose tails diagnose() shows: where runs that never move are explained
+    DIAGNOSE_LOGS = ("scheduler", "dag-processor")
+
     home: Path
-    data_root: Path
+    data_root: Path | str
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
@@ -156,21 +166,36 @@ class LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
         write_env_file(self.home, self.data_root, self.port)
         self.airflow("db", "migrate")
-        (self.home / "component-logs").mkdir(exist_ok=True)
         for name in COMPONENTS:
             self.processes[name] = self._launch(name)
         self.wait_ready()
+        self._supervise_in_background()
+        return self
+
+    def _supervise_in_background(self) -> None:
         self._stopping.clear()
         self._watcher = threading.Thread(target=self._watch, name="airflow-supervisor", daemon=True)
         self._watcher.start()
-        return self
+
+    def command(self, name: str) -> tuple[list[str], dict[str, str], Path | None]:
+        """Component ``name``'s command line, environment and working directory (None: this process's)."""
+        argv = [str(Path(sys.executable).parent / "airflow"), *(a.format(port=self.port) for a in COMPONENTS[name])]
+        return argv, self.env, None
+
+    def log_path(self, name: str) -> Path:
+        """Where component ``name``'s stdout and stderr go."""
+        return self.home / "component-logs" / f"{name}.log"
 
     def _launch(self, name: str) -> subprocess.Popen[bytes]:
-        with open(self.home / "component-logs" / f"{name}.log", "ab") as out:  # the child keeps its own handle
-            return subprocess.Popen(
-                [str(Path(sys.executable).parent / "airflow"), *(a.format(port=self.port) for a in COMPONENTS[name])],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        argv, env, cwd = self.command(name)
+        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path(name), "ab") as out:  # the child keeps its own handle
+            return subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, **self.launch_options(name))
+
+    def launch_options(self, name: str) -> dict[str, Any]:
+        """Extra ``subprocess.Popen`` options for component ``name`` (the cluster runs PostgreSQL as its user)."""
+        return {}
 
     def supervise(self) -> list[str]:
         """Start again every component that exited (at most ``MAX_RESTARTS`` times each); return their names."""
@@ -180,7 +205,7 @@ class LocalAirflow:
                 if self._stopping.is_set() or proc.poll() is None or self.restarts.get(name, 0) >= MAX_RESTARTS:
                     continue
                 self.restarts[name] = self.restarts.get(name, 0) + 1
-                with open(self.home / "component-logs" / f"{name}.log", "ab") as log:
+                with open(self.log_path(name), "ab") as log:
                     log.write(f"\n[riskline airflow_local] {name} exited with {proc.returncode}; starting it again "
                               f"({self.restarts[name]} of {MAX_RESTARTS})\n".encode())
                 self.processes[name] = self._launch(name)
@@ -260,8 +285,8 @@ class LocalAirflow:
                        f"has_import_errors={dag.get('has_import_errors')}")
         except Exception as exc:  # a diagnosis must not raise over the failure it explains
             out.append(f"dag {dag_id}: the API did not answer ({exc})")
-        for name in ("scheduler", "dag-processor"):
-            log = self.home / "component-logs" / f"{name}.log"
+        for name in self.DIAGNOSE_LOGS:
+            log = self.log_path(name)
             tail = log.read_text(errors="replace").splitlines()[-lines:] if log.is_file() else []
             out += [f"--- {log} (last {len(tail)} lines)", *tail]
         return "\n".join(out)
@@ -271,20 +296,37 @@ class LocalAirflow:
         if self._watcher is not None:
             self._watcher.join(timeout=10)
             self._watcher = None
-        for proc in self.processes.values():
+        for names in self.stop_order():
+            self._terminate(names)
+        self.processes.clear()
+
+    def stop_order(self) -> list[list[str]]:
+        """Groups of components stopped together, in order (each group has stopped before the next is asked)."""
+        return [list(self.processes)]
+
+    def stop_signal(self, name: str) -> int:
+        """The signal asking component ``name`` to stop cleanly."""
+        return signal.SIGTERM
+
+    def _terminate(self, names: list[str], grace_s: float = 20) -> None:
+        procs = {n: self.processes[n] for n in names if n in self.processes}
+        for name, proc in procs.items():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.processes.values():
+                os.killpg(proc.pid, self.stop_signal(name))
+        deadline = time.monotonic() + grace_s
+        for proc in procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self.processes.clear()
 
     def __enter__(self) -> LocalAirflow:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # a start that fails half-way must not leave the components it started running
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
