@@ -58,11 +58,13 @@ def xgb_params(definition: ModelDefinition) -> dict[str, Any]:
 def check_both_classes(fit: pl.DataFrame, early_stopping: pl.DataFrame) -> None:
     """Both training sets need goods and bads, or XGBoost learns nothing (a new book's first nights)."""
     for name, frame in (("fit", fit), ("early-stopping", early_stopping)):
-        bads = int(frame["bad"].sum()) if frame.height else 0
-        if bads == 0 or bads == frame.height:
-            raise InsufficientHistoryError(
-                f"the {name} set has {frame.height} rows and {bads} bads: both goods and bads are needed"
-            )
+        require_both_classes(name, frame.height, int(frame["bad"].sum()) if frame.height else 0)
+
+
+def require_both_classes(name: str, rows: int, bads: int) -> None:
+    """:func:`check_both_classes` from counts (a Dask backend's rows stay on its workers)."""
+    if bads == 0 or bads == rows:
+        raise InsufficientHistoryError(f"the {name} set has {rows} rows and {bads} bads: both goods and bads are needed")
 
 
 def train_model(fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition) -> TrainedModel:

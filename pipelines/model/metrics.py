@@ -210,13 +210,14 @@ def psi_band_expr(psi: pl.Expr, bands: tuple[float, float]) -> pl.Expr:
 
 
 def feature_stability(
-    expected: pl.DataFrame, actual: pl.DataFrame, features: Sequence[str], stability: Stability
+    expected: Mapping[str, Mapping[str, Sequence[float]]], actual: pl.DataFrame, features: Sequence[str],
+    stability: Stability,
 ) -> dict[str, dict[str, float | str]]:
-    """PSI of each feature, ``actual`` (the OOT snapshot) against ``expected`` (the training window)."""
+    """PSI of each feature, ``actual`` (the OOT snapshot) against ``expected``: each feature's
+    :func:`reference_bins` over the training window (computed where the training rows are)."""
     out: dict[str, dict[str, float | str]] = {}
     for name in features:  # one vectorized pass per feature column
-        ref = reference_bins(expected[name].cast(pl.Float64).to_numpy(), stability.bins)
-        value = psi_against(ref, actual[name].cast(pl.Float64).to_numpy())
+        value = psi_against(expected[name], actual[name].cast(pl.Float64).to_numpy())
         out[name] = {"psi": value, "band": psi_band(value, stability.psi_bands)}
     return out
 

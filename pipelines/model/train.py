@@ -30,11 +30,12 @@ import numpy as np
 import polars as pl
 import xgboost as xgb
 
-from pipelines.config.model_definition import FeatureScreen, ModelDefinition
+from pipelines.config.model_definition import ModelDefinition
 from pipelines.config.settings import ModelConfig
 from pipelines.domain.feature_dictionary import KEY_COLUMNS
 from pipelines.domain.sharding import fnv1a_64
 from pipelines.model import metrics as evaluate
+from pipelines.model.feature_screen import screen_clock_features  # noqa: F401  (re-exported: tests and tools)
 from pipelines.model.fit import InsufficientHistoryError, TrainedModel, train_model
 from pipelines.model.importance import shap_summary
 from pipelines.model.pd import (
@@ -42,7 +43,6 @@ from pipelines.model.pd import (
 )
 from pipelines.model.score import reason_reference
 from pipelines.model.registry import GateDecision, ModelRegistry, NoChampionError, decide_promotion, version_id
-from pipelines.model.train_dask import dask_client, train_model_dask
 
 _SAMPLE_BUCKETS = 1_000_000
 
@@ -130,73 +130,6 @@ def sample_accounts(frame: pl.DataFrame, rate: float) -> pl.DataFrame:
         return frame
     bucket = fnv1a_64(frame["account_id"]) % _SAMPLE_BUCKETS
     return frame.filter(bucket < int(rate * _SAMPLE_BUCKETS))
-
-
-def screen_clock_features(
-    training: pl.DataFrame, features: Sequence[str], screen: FeatureScreen
-) -> dict[str, str]:
-    """Features that tell the snapshot date rather than the account: ``{feature: why}``, in feature order.
-
-    ``training`` is the pooled training snapshots (``as_of_date`` + features). A feature is excluded when
-
-    * at every snapshot it is (near-)constant across accounts (``screen.max_modal_share`` of them on one
-      value, null counting as a value): whatever it varies with, it is not the account; or
-    * at least ``screen.max_date_share`` of its variance lies between snapshot dates (the correlation
-      ratio eta^2 of the values on the date), or of its null indicator's (null before N days of history):
-      within a snapshot it says almost nothing, across snapshots it says which snapshot it is.
-
-    Only training rows are screened (never OOT): which features a model has is a training decision.
-    """
-    excluded: dict[str, str] = {}
-    snapshots = training["as_of_date"].n_unique()
-    for name in features:  # one group-by per feature column, not per row
-        x = pl.col(name).cast(pl.Float64).fill_nan(None)
-        per = training.group_by("as_of_date").agg(
-            rows=pl.len(),
-            nulls=x.is_null().sum(),
-            modal=x.drop_nulls().unique_counts().max().fill_null(0),
-            count=x.count(),
-            mean=x.mean(),
-            var=x.var(ddof=0),
-        )
-        rows = per["rows"].to_numpy().astype(np.float64)
-        nulls = per["nulls"].to_numpy().astype(np.float64)
-        modal_share = np.maximum(per["modal"].to_numpy(), nulls) / rows
-        if modal_share.min() >= screen.max_modal_share:
-            pooled = training.select(
-                x.drop_nulls().unique_counts().max().fill_null(0).alias("modal"), x.null_count().alias("nulls")
-            ).row(0)
-            if max(pooled) / training.height >= screen.max_modal_share:
-                excluded[name] = (f"constant: at least {screen.max_modal_share:.1%} of accounts share one value in "
-                                  "the whole training window, so it carries no information")
-            else:
-                excluded[name] = (f"a clock: at each of the {snapshots} training snapshots at least "
-                                  f"{screen.max_modal_share:.1%} of accounts share one value, but the value "
-                                  "differs between snapshots, so it only tells the snapshot date")
-            continue
-        value_share = _between_share(per["count"].to_numpy(), per["mean"].to_numpy(), per["var"].to_numpy())
-        p = nulls / rows
-        null_share = _between_share(rows, p, p * (1.0 - p))
-        if value_share >= screen.max_date_share:
-            excluded[name] = (f"a function of the snapshot date: {value_share:.1%} of its variance lies between "
-                              "snapshot dates, almost none between accounts of one snapshot")
-        elif null_share >= screen.max_date_share:
-            excluded[name] = (f"a function of the snapshot date: whether it is null is {null_share:.1%} "
-                              "explained by the snapshot date (missing until the lake holds its window)")
-    return excluded
-
-
-def _between_share(count: np.ndarray, mean: np.ndarray, var: np.ndarray) -> float:
-    """Correlation ratio eta^2: between-group sum of squares / total, from per-group count, mean, variance."""
-    ok = (np.asarray(count, dtype=np.float64) > 0) & ~np.isnan(np.asarray(mean, dtype=np.float64))
-    n, m, v = (np.asarray(a, dtype=np.float64)[ok] for a in (count, mean, var))
-    if n.sum() == 0:
-        return 0.0
-    grand = float((n * m).sum() / n.sum())
-    between = float((n * (m - grand) ** 2).sum())
-    within = float((n * np.nan_to_num(v)).sum())
-    total = between + within
-    return between / total if total > 0 else 0.0
 
 
 def split_calibration_slice(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -321,34 +254,97 @@ def _judge(
     return decision, {"version": champion, **on_same}, score_psi
 
 
+@dataclass(frozen=True)
+class FittedChallenger:
+    """A challenger fitted and recalibrated on the training snapshots, with what evaluation and the registry need
+    of those rows, so :func:`evaluate_register` judges it without holding them. :func:`fit_challenger` makes one
+    from frames in memory; ``pipelines.model.train_dask.fit_challenger_dask`` on a Dask cluster, whose workers
+    hold the rows."""
+
+    raw: TrainedModel  # as early stopping left it
+    trained: TrainedModel  # with its recalibration stored in the model
+    platt: PlattCalibration | None
+    note: str  # why there is no recalibration
+    excluded: Mapping[str, str]  # clock features and why (screen_clock_features)
+    served: ModelDefinition  # the definition less those features
+    calibration_bad: np.ndarray  # the calibration slice's labels, in its row order,
+    calibration_margin: np.ndarray  # and the raw model's margins on it
+    rows: Mapping[str, Mapping[str, int]]  # fit, early_stopping, calibration: row_counts
+    fit_auc: float  # of the served (recalibrated) PD
+    early_stopping_auc: float
+    training_bins: Mapping[str, Mapping[str, list[float]]]  # reference_bins of each feature, fit + early stopping
+    reason_reference: Mapping[str, float | None]  # of the fit rows (pipelines.model.score.reason_reference)
+
+
+def row_counts(frame: pl.DataFrame) -> dict[str, int]:
+    """What the manifest says of a set of rows."""
+    return {"rows": frame.height, "bads": int(frame["bad"].sum()), "accounts": frame["account_id"].n_unique()}
+
+
+def fit_challenger(fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition) -> FittedChallenger:
+    """The local backend: screen clock features, hold out the calibration slice, fit, recalibrate, on frames in
+    memory (see :func:`train_evaluate_register` for the steps)."""
+    excluded = screen_clock_features(
+        pl.concat([fit.select("as_of_date", *definition.feature_names),
+                   early_stopping.select("as_of_date", *definition.feature_names)]),
+        definition.feature_names,
+        definition.feature_screen,
+    )
+    served = without_clocks(definition, excluded)
+    if definition.calibration.method == "platt":
+        stopping, calibration_slice = split_calibration_slice(early_stopping, definition.calibration.holdout_share)
+    else:
+        stopping, calibration_slice = early_stopping, early_stopping.clear()
+    raw = train_model(fit, stopping, served)
+    nthread = definition.hyperparameters.nthread
+    bad, margin = calibration_slice["bad"].to_numpy(), predict_margin(raw.booster, calibration_slice, nthread)
+    trained, platt, note = calibrate(raw, bad, margin, served)
+    features = served.feature_names
+    training = pl.concat([fit.select(features), stopping.select(features)], how="vertical")
+    return FittedChallenger(
+        raw=raw, trained=trained, platt=platt, note=note, excluded=excluded, served=served,
+        calibration_bad=bad, calibration_margin=margin,
+        rows={"fit": row_counts(fit), "early_stopping": row_counts(stopping), "calibration": row_counts(calibration_slice)},
+        fit_auc=evaluate.auc(fit["bad"], predict_pd(trained.booster, fit, nthread)),
+        early_stopping_auc=evaluate.auc(stopping["bad"], predict_pd(trained.booster, stopping, nthread)),
+        training_bins={f: evaluate.reference_bins(training[f].cast(pl.Float64).to_numpy(), served.stability.bins)
+                       for f in features},
+        reason_reference=reason_reference(fit, features),
+    )
+
+
+def without_clocks(definition: ModelDefinition, excluded: Mapping[str, str]) -> ModelDefinition:
+    """The definition the challenger serves: less the screened-out features, of which one must remain."""
+    served = definition.without(excluded)
+    if not served.features:
+        raise InsufficientHistoryError(f"every model feature was screened out as a clock: {excluded}")
+    return served
+
+
 def _metrics_record(
-    trained: TrainedModel,
-    fit: pl.DataFrame,
-    early_stopping: pl.DataFrame,
+    challenger: FittedChallenger,
     oot: pl.DataFrame,
     oot_metrics: dict[str, Any],
     champion_metrics: dict[str, Any] | None,
     score_psi: dict[str, Any] | None,
-    definition: ModelDefinition,
     calibration: dict[str, Any],
-    excluded: Mapping[str, str],
 ) -> dict[str, Any]:
-    nthread = definition.hyperparameters.nthread
+    trained, definition = challenger.trained, challenger.served
     features = definition.feature_names
-    training = pl.concat([fit.select(features), early_stopping.select(features)], how="vertical")
     return {
         "oot": oot_metrics,  # the served (recalibrated) PD: what the gate judges
         "calibration": calibration,  # how, on what, and the calibration before/after
         # features screened out of this model as clocks (pooled snapshots would let them tell the date)
-        "excluded_features": dict(excluded),
+        "excluded_features": dict(challenger.excluded),
         # in-sample vs held-out vs OOT AUC: a wide gap is overfitting, a falling one drift
-        "fit_auc": evaluate.auc(fit["bad"], predict_pd(trained.booster, fit, nthread)),
-        "early_stopping_auc": evaluate.auc(early_stopping["bad"], predict_pd(trained.booster, early_stopping, nthread)),
+        "fit_auc": challenger.fit_auc,
+        "early_stopping_auc": challenger.early_stopping_auc,
         "early_stopping_logloss": trained.early_stopping_logloss,
         "champion_on_same_oot": champion_metrics,
         "stability": {
             "score_vs_champion": score_psi,
-            "features_oot_vs_training": evaluate.feature_stability(training, oot, features, definition.stability),
+            "features_oot_vs_training": evaluate.feature_stability(
+                challenger.training_bins, oot, features, definition.stability),
         },
         # what the scored population looked like, for monitoring PSI on later nights
         "feature_reference": {
@@ -361,21 +357,19 @@ def _metrics_record(
 def _manifest(
     version: str,
     plan: SnapshotPlan,
-    trained: TrainedModel,
-    frames: Mapping[str, pl.DataFrame],
+    challenger: FittedChallenger,
+    oot: pl.DataFrame,
     definition: ModelDefinition,
     model_cfg: ModelConfig,
     provenance: Provenance,
 ) -> dict[str, Any]:
+    trained = challenger.trained
     return {
         "version": version,
         "model_name": definition.name,
         "as_of": plan.as_of.isoformat(),
         "training_window": plan.to_dict(),
-        "rows": {
-            name: {"rows": f.height, "bads": int(f["bad"].sum()), "accounts": f["account_id"].n_unique()}
-            for name, f in frames.items()
-        },
+        "rows": {**challenger.rows, "oot": row_counts(oot)},
         "training_sample_rate": model_cfg.training_sample_rate,
         "best_iteration": trained.best_iteration,
         "trees": trained.trees,
@@ -393,20 +387,20 @@ def _manifest(
 
 
 def calibrate(
-    trained: TrainedModel, calibration_slice: pl.DataFrame, definition: ModelDefinition
+    trained: TrainedModel, bad: np.ndarray, margin: np.ndarray, definition: ModelDefinition
 ) -> tuple[TrainedModel, PlattCalibration | None, str]:
-    """Fit the definition's recalibration on ``calibration_slice`` and store it inside the model.
+    """Fit the definition's recalibration on the calibration slice and store it inside the model.
 
-    Returns the model (new bytes when calibrated), the calibration (None: raw PD served) and a note
-    saying why there is none. A slope <= 0 would reverse the ranking the trees learned: refused.
+    ``bad``: the slice's labels; ``margin``: ``trained``'s margins on the same rows. Returns the model (new
+    bytes when calibrated), the calibration (None: raw PD served) and a note saying why there is none. A
+    slope <= 0 would reverse the ranking the trees learned: refused.
     """
     if definition.calibration.method == "none":
         return trained, None, "calibration.method is none"
-    bads = int(calibration_slice["bad"].sum()) if calibration_slice.height else 0
-    if bads == 0 or bads == calibration_slice.height:
-        return trained, None, f"the calibration slice has {calibration_slice.height} rows and {bads} bads"
-    margin = predict_margin(trained.booster, calibration_slice, definition.hyperparameters.nthread)
-    slope, intercept = fit_platt(calibration_slice["bad"], margin)
+    rows, bads = len(bad), int(np.sum(bad))
+    if bads == 0 or bads == rows:
+        return trained, None, f"the calibration slice has {rows} rows and {bads} bads"
+    slope, intercept = fit_platt(bad, margin)
     if not slope > 0:
         return trained, None, f"the fitted slope {slope:.4f} is not positive: the trees do not rank that slice"
     platt = PlattCalibration(slope, intercept)
@@ -417,24 +411,19 @@ def calibrate(
 
 
 def _calibration_record(
-    platt: PlattCalibration | None,
-    note: str,
-    raw: TrainedModel,
-    calibration_slice: pl.DataFrame,
-    oot: pl.DataFrame,
-    oot_raw_pd: np.ndarray,
-    plan: SnapshotPlan,
-    definition: ModelDefinition,
+    challenger: FittedChallenger, oot: pl.DataFrame, oot_raw_pd: np.ndarray, plan: SnapshotPlan
 ) -> dict[str, Any]:
     """What the evaluation JSON says about recalibration: how, on which rows, calibration before and after."""
+    platt, raw, definition = challenger.platt, challenger.raw, challenger.served
+    bad, margin = challenger.calibration_bad, challenger.calibration_margin
     nthread, bins = definition.hyperparameters.nthread, definition.stability.bins
     record: dict[str, Any] = {
         "method": "platt" if platt else "none",
-        "note": note,
+        "note": challenger.note,
         "snapshots": [d.isoformat() for d in plan.early_stopping_dates],
         "holdout_share": definition.calibration.holdout_share,
-        "rows": calibration_slice.height,
-        "bads": int(calibration_slice["bad"].sum()) if calibration_slice.height else 0,
+        "rows": len(bad),
+        "bads": int(np.sum(bad)),
         "raw_model_sha256": hashlib.sha256(raw.model_bytes).hexdigest(),
         # the OOT snapshot is never fitted on: these are honest before/after numbers
         "oot_uncalibrated": evaluate.discrimination_and_calibration(oot["bad"], oot_raw_pd, bins),
@@ -443,12 +432,9 @@ def _calibration_record(
     if platt is None:
         record["oot_error_after"] = record["oot_error_before"]
         return record
-    margin = predict_margin(raw.booster, calibration_slice, nthread)
     raw_slice = 1.0 / (1.0 + np.exp(-margin))
-    before = evaluate.calibration_error(evaluate.calibration_by_decile(calibration_slice["bad"], raw_slice, bins))
-    after = evaluate.calibration_error(
-        evaluate.calibration_by_decile(calibration_slice["bad"], platt.apply(margin), bins)
-    )
+    before = evaluate.calibration_error(evaluate.calibration_by_decile(bad, raw_slice, bins))
+    after = evaluate.calibration_error(evaluate.calibration_by_decile(bad, platt.apply(margin), bins))
     oot_after = evaluate.calibration_error(
         evaluate.calibration_by_decile(oot["bad"], platt.apply(predict_margin(raw.booster, oot, nthread)), bins)
     )
@@ -483,6 +469,33 @@ def train_evaluate_register(
     (recalibrated) PD is what the OOT metrics and the gate judge. The raw PD's OOT metrics are kept
     in ``metrics.calibration`` for the before/after comparison.
 
+    The frames are in memory, so the trees are fitted here; with ``model.train_backend: dask`` the workers
+    read the snapshots themselves instead (``pipelines.stages.train.run_training``), and this refuses.
+    See :func:`evaluate_register` for ``oot``, the curves, SHAP and the errors raised.
+    """
+    started = time.perf_counter()
+    if model_cfg.train_backend != "local":
+        raise ValueError("train_evaluate_register fits frames held in memory; with model.train_backend: dask the "
+                         "Dask workers read the snapshots (pipelines.model.train_dask.fit_challenger_dask)")
+    challenger = fit_challenger(fit, early_stopping, definition)
+    return evaluate_register(registry, plan, challenger, oot, definition, model_cfg, provenance, curve_points,
+                             shap_accounts, started)
+
+
+def evaluate_register(
+    registry: ModelRegistry,
+    plan: SnapshotPlan,
+    challenger: FittedChallenger,
+    oot: pl.DataFrame,
+    definition: ModelDefinition,
+    model_cfg: ModelConfig,
+    provenance: Provenance = Provenance(),
+    curve_points: int = 400,
+    shap_accounts: int = 2000,
+    started: float | None = None,
+) -> TrainingResult:
+    """Judge a fitted challenger on OOT, register it, and promote it if the gate says so.
+
     ``oot`` may hold more feature columns than the definition (so a champion with other features can
     be scored on the same rows). The OOT ROC and KS curves (``curve_points`` points each) and the mean |SHAP|
     of each feature on at most ``shap_accounts`` OOT accounts are stored in ``metrics.json`` for the report.
@@ -492,23 +505,8 @@ def train_evaluate_register(
     challenger fails the gate (it is registered, for the record, but not promoted). A first model meets
     the same floors as any other, on its recalibrated PD; it is never waved through for being first.
     """
-    started = time.perf_counter()
-    excluded = screen_clock_features(
-        pl.concat([fit.select("as_of_date", *definition.feature_names),
-                   early_stopping.select("as_of_date", *definition.feature_names)]),
-        definition.feature_names,
-        definition.feature_screen,
-    )
-    served = definition.without(excluded)
-    if not served.features:
-        raise InsufficientHistoryError(f"every model feature was screened out as a clock: {excluded}")
-    if definition.calibration.method == "platt":
-        stopping, calibration_slice = split_calibration_slice(early_stopping, definition.calibration.holdout_share)
-    else:
-        stopping, calibration_slice = early_stopping, early_stopping.clear()
-    raw = fit_with_backend(fit, stopping, served, model_cfg)
-    trained, platt, note = calibrate(raw, calibration_slice, served)
-
+    started = time.perf_counter() if started is None else started
+    trained, served = challenger.trained, challenger.served
     nthread = definition.hyperparameters.nthread
     oot = oot.sort(*KEY_COLUMNS)
     pd_, score, grade = score_pd(trained.booster, oot, definition)
@@ -516,28 +514,24 @@ def train_evaluate_register(
     if oot_metrics["auc"] > model_cfg.leakage_auc_ceiling:  # only then is it worth naming suspects
         suspects = evaluate.single_feature_auc(oot["bad"], oot, served.feature_names)
         evaluate.check_leakage(oot_metrics["auc"], model_cfg.leakage_auc_ceiling, suspects)
-    calibration = _calibration_record(
-        platt, note, raw, calibration_slice, oot, predict_pd(raw.booster, oot, nthread), plan, served
-    )
+    calibration = _calibration_record(challenger, oot, predict_pd(challenger.raw.booster, oot, nthread), plan)
 
     version = version_id(plan.as_of, trained.model_bytes)
     created = version not in registry.versions()
     if created:
         decision, champion_metrics, score_psi = _judge(registry, plan.as_of, oot, oot_metrics, score, definition)
         gate = decision.to_dict()
-        frames = {"fit": fit, "early_stopping": stopping, "calibration": calibration_slice, "oot": oot}
         registry.register(version, trained.model_bytes, {
             "features": [{"name": f.name, "dtype": "float32", "monotone": f.monotone} for f in served.features],
-            "manifest": _manifest(version, plan, trained, frames, definition, model_cfg, provenance),
+            "manifest": _manifest(version, plan, challenger, oot, definition, model_cfg, provenance),
             "metrics": {
-                **_metrics_record(trained, fit, stopping, oot, oot_metrics, champion_metrics, score_psi,
-                                  served, calibration, excluded),
+                **_metrics_record(challenger, oot, oot_metrics, champion_metrics, score_psi, calibration),
                 # what the report draws, so it never re-predicts the OOT rows (``curve_points`` per curve)
                 "oot_curves": evaluate.oot_curves(oot["bad"], pd_, curve_points),
                 # exact TreeSHAP is costly: once here, on a stable hash sample of the OOT accounts
                 "importance_shap": shap_summary(trained.booster, oot, shap_accounts, nthread),
                 # what reasons are judged against when this model scores: its fit sample's median account
-                "reason_reference": reason_reference(fit, served.feature_names),
+                "reason_reference": dict(challenger.reason_reference),
             },
             "gate": gate,
         })
@@ -563,18 +557,5 @@ def train_evaluate_register(
         plan=plan,
         seconds=time.perf_counter() - started,
         calibration={k: v for k, v in calibration.items() if k != "oot_uncalibrated"},
-        excluded_features=excluded,
+        excluded_features=challenger.excluded,
     )
-
-
-# --- I/O entry points -------------------------------------------------------------------------------
-
-
-def fit_with_backend(
-    fit: pl.DataFrame, early_stopping: pl.DataFrame, definition: ModelDefinition, model_cfg: ModelConfig
-) -> TrainedModel:
-    """Train on the backend ``model.train_backend`` names (local: :func:`pipelines.model.train.train_model`)."""
-    if model_cfg.train_backend == "local":
-        return train_model(fit, early_stopping, definition)
-    with dask_client(model_cfg) as client:
-        return train_model_dask(fit, early_stopping, definition, client)

@@ -7,11 +7,13 @@ import datetime as dt
 import hashlib
 import json
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
+from pipelines.config.location import Location, is_remote
 from pipelines.config.model_definition import ModelDefinition, load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain import labels
@@ -20,10 +22,12 @@ from pipelines.domain.ledger import build_ledger
 from pipelines.model.pd import model_features
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.train import (
-    Provenance, TrainingResult, label_snapshot, plan_snapshots, sample_accounts, train_evaluate_register,
+    Provenance, SnapshotPlan, TrainingResult, evaluate_register, fit_challenger, label_snapshot, plan_snapshots,
+    sample_accounts,
 )
+from pipelines.model.train_dask import SnapshotFiles, TrainingFiles, fit_challenger_on_cluster
 # labels read payments as the nightly ledger does: curated plus quarantined ones resolved by then
-from pipelines.stages.features import load_feature_snapshot, scan_pending_payments
+from pipelines.stages.features import build_feature_snapshot, load_feature_snapshot, scan_pending_payments
 from pipelines.store import lake, zones
 from pipelines.store.zones import LABELS_FILE, labels_partition
 
@@ -72,6 +76,46 @@ def load_labels(root: Path, snapshot_date: dt.date, cfg: RisklineConfig) -> pl.D
             return cached
     write_labels_for(root, snapshot_date, cfg)  # missing, or built for another outcome window
     return lake.read_partition(partition)
+
+
+def ensure_labels(root: Location, snapshot_date: dt.date, cfg: RisklineConfig) -> Location:
+    """:func:`load_labels` without reading the rows back: the partition, built when missing or stale.
+
+    Only the outcome-window columns (and ``bad``, which keeps the row count) are read to judge the cache.
+    """
+    partition = zones.labels_partition(root, snapshot_date)
+    if lake.is_complete(partition):
+        scan = lake.scan_parquet(lake.parquet_files(partition))
+        window = [c for c in ("horizon_days", "gap_days") if c in scan.collect_schema().names()]
+        if _labels_match(scan.select("bad", *window).collect(), cfg):
+            return partition
+    write_labels_for(root, snapshot_date, cfg)
+    return partition
+
+
+def training_files(root: Location, plan: SnapshotPlan, cfg: RisklineConfig) -> TrainingFiles:
+    """What the Dask workers read (``model.train_backend: dask``): the committed files of each training
+    snapshot's features and labels, built first where missing as the local backend builds them; no row is
+    read here. Storage options are the data root's own (credentials come from the environment)."""
+
+    def committed(partition: Location) -> tuple[str, ...]:
+        files = tuple(str(f) for f in lake.parquet_files(partition))
+        if not files:
+            raise FileNotFoundError(f"partition {partition} holds no data file")
+        return files
+
+    def snapshot(s: dt.date) -> SnapshotFiles:
+        features = zones.feature_partition(root, s)
+        if not lake.is_complete(features):  # as load_feature_snapshot does before it reads
+            build_feature_snapshot(root, s, cfg)
+        return SnapshotFiles(s, committed(features), committed(ensure_labels(root, s, cfg)))
+
+    return TrainingFiles(
+        fit=tuple(snapshot(s) for s in plan.fit_dates),
+        early_stopping=tuple(snapshot(s) for s in plan.early_stopping_dates),
+        sample_rate=cfg.model.training_sample_rate,
+        storage_options=dict(root.storage_options) if is_remote(root) else {},
+    )
 
 
 def _labels_match(cached: pl.DataFrame, cfg: RisklineConfig) -> bool:
@@ -137,9 +181,14 @@ def run_training(root: Path, as_of: dt.date, cfg: RisklineConfig) -> TrainingRes
         feats = sample_accounts(load_feature_snapshot(root, snapshot, cfg, columns), rate)
         return label_snapshot(feats, load_labels(root, snapshot, cfg), columns)
 
-    rate = cfg.model.training_sample_rate
-    fit = pl.concat([labelled(s, definition.feature_names, rate) for s in plan.fit_dates])
-    early_stopping = pl.concat([labelled(s, definition.feature_names, rate) for s in plan.early_stopping_dates])
+    started = time.perf_counter()
+    if cfg.model.train_backend == "dask":  # the workers read, join and sample the snapshots; here only their files
+        challenger = fit_challenger_on_cluster(training_files(root, plan, cfg), definition, cfg.model)
+    else:
+        rate = cfg.model.training_sample_rate
+        fit = pl.concat([labelled(s, definition.feature_names, rate) for s in plan.fit_dates])
+        early_stopping = pl.concat([labelled(s, definition.feature_names, rate) for s in plan.early_stopping_dates])
+        challenger = fit_challenger(fit, early_stopping, definition)
     oot = labelled(plan.oot_date, oot_columns, 1.0)
 
     inputs = {
@@ -153,6 +202,6 @@ def run_training(root: Path, as_of: dt.date, cfg: RisklineConfig) -> TrainingRes
         },
     }
     provenance = Provenance(code_version(), config_hash(cfg, definition), inputs)
-    return train_evaluate_register(registry, plan, fit, early_stopping, oot, definition, cfg.model, provenance,
-                                   curve_points=cfg.report.curve_points,
-                                   shap_accounts=cfg.report.shap_sample_accounts)
+    return evaluate_register(registry, plan, challenger, oot, definition, cfg.model, provenance,
+                             curve_points=cfg.report.curve_points, shap_accounts=cfg.report.shap_sample_accounts,
+                             started=started)
