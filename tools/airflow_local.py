@@ -113,8 +113,7 @@ def write_env_file(home: Path, data_root: Path | str, port: int, env: dict[str, 
     env = env if env is not None else airflow_env(home, data_root, port)
     venv_bin = Path(sys.executable).parent
     lines = [
-        "# Written by `make airflow` or `make airflow-cluster` (tools/airflow_local.py, tools/airflow_cluster.py).",
-        "# `source` it to run `airflow` and `riskline`",
+        "# Written by `make airflow` or `make airflow-cluster`. `source` it to run `airflow` and `riskline`",
         "# against this local deployment: its AIRFLOW_HOME, DAGs, settings and data root.",
         f'export PATH={shlex.quote(str(venv_bin))}:"$PATH"',
         *(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
