@@ -65,32 +65,13 @@ PARQUET_OPTIONS: dict[str, object] = {
 }
 
 
-class LocalRootRequired(NotImplementedError):
-    """A stage that does not run on an object store yet was given an object-store data root."""
-
-
-def require_local(root: Location, what: str) -> Path:
-    """``root`` as a local ``Path``, or a clear error for the stages that do not run on object stores yet."""
-    if is_remote(root):
-        raise LocalRootRequired(
-            f"{what} needs a local data root; {root} is an object store. On object stores riskline runs "
-            "generate, ingest and validate today (landing, curated, quarantine, validation results and "
-            "Data Docs); the model registry, the publish journal and locks, and the derived zones still "
-            "need a local folder (docs/scaling.md: Object storage)"
-        )
-    assert isinstance(root, Path)
-    return root
-
-
 DRY_RUN_MARKER = "_DRY_RUN"  # in a dry run's staging root, DATA_ROOT/staging/as_of_date=D (pipelines.stages.night)
 
 
 def delivery_root(root: Location) -> Location:
     """Where upstream delivers for ``root``: ``root`` itself, or for a dry run's staging copy the data root
     it was copied from (upstream never writes into the copy, so "wait for <path>" must name the real one)."""
-    if not is_remote(root) and (Path(root) / DRY_RUN_MARKER).is_file():
-        return Path(root).parent.parent
-    return root
+    return root.parent.parent if is_file(root / DRY_RUN_MARKER) else root
 
 
 def _fresh(location: UPath) -> UPath:
@@ -228,6 +209,14 @@ def read_parquet(files: Location | Sequence[Location], **options: Any) -> pl.Dat
     return pl.read_parquet(parquet_sources(files), **options)
 
 
+def read_parquet_schema(file: Location) -> pl.Schema:
+    """The schema in one Parquet file's footer, local or on an object store."""
+    if is_remote(file):
+        with file.fs.open(file.path, "rb") as fh:  # the footer only, by range reads
+            return pl.read_parquet_schema(fh)
+    return pl.read_parquet_schema(file)
+
+
 def scan_parquet(files: Location | Sequence[Location], **options: Any) -> pl.LazyFrame:
     """``pl.scan_parquet`` over local paths or object-store URLs alike (URLs are fetched whole)."""
     return pl.scan_parquet(parquet_sources(files), **options)
@@ -274,35 +263,114 @@ def _staged_version(target: UPath, marker: bool, manifest: bytes | None = None) 
     tmp = Path(tempfile.mkdtemp(prefix="riskline-stage-"))
     try:
         yield tmp
-        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         if not marker:  # flat files and no marker, like an unfinished upstream drop
             remove_partition(target)
-            for rel in files:
+            for rel in _local_tree(tmp):
                 fs.put_file(str(tmp / rel), f"{target.path}/{rel}")
             return
-        previous = _read_marker(target)
-        # Sortable by time, unique per write: a rerun of the same date is a new version, never an overwrite.
-        version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
-        prefix = f"{_VERSION_PREFIX}{version}"
+        prefix, files = upload_version(target, tmp)
         try:
-            for rel in files:
-                fs.put_file(str(tmp / rel), f"{target.path}/{prefix}/{rel}")
-            commit = {"format": _COMMIT_FORMAT, "version": version, "prefix": prefix, "files": files}
-            if manifest:
-                commit["declared"] = json.loads(manifest)
-            target.joinpath(SUCCESS).write_bytes(json.dumps(commit, sort_keys=True).encode())
+            commit_version(target, prefix, files, json.loads(manifest) if manifest else None)
         except BaseException:
             _remove_key(fs, f"{target.path}/{prefix}")  # the half-uploaded version was never committed
             raise
-        keep = {prefix} | ({previous["prefix"]} if previous else set())
-        _drop_versions(target, keep)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def local_scratch() -> Iterator[Path]:
+    """A private local folder for one write's files before they are uploaded; removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="riskline-stage-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def fetched(files: Sequence[Location]) -> Iterator[list[Path]]:
+    """Local paths of ``files`` for the block: local files as they are, object-store files downloaded once
+    into a scratch folder (for readers that scan the same files many times, e.g. a range merge)."""
+    if not any(is_remote(f) for f in files):
+        yield [Path(f) for f in files]
+        return
+    with local_scratch() as tmp:
+        local = []
+        for i, f in enumerate(files):
+            path = tmp / f"{i:05d}-{f.name}"
+            f.fs.get_file(f.path, str(path))
+            local.append(path)
+        yield local
+
+
+def _local_tree(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def upload_version(target: UPath, folder: Path) -> tuple[str, list[str]]:
+    """Upload the files of the local ``folder`` as a new, not yet committed version of ``target``.
+
+    Returns the version's prefix and its files; :func:`commit_version` makes it the partition. An upload
+    that is never committed is invisible to readers and deleted by the partition's next commit.
+    """
+    # Sortable by time, unique per write: a rerun of the same date is a new version, never an overwrite.
+    prefix = f"{_VERSION_PREFIX}{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+    files = _local_tree(folder)
+    try:
+        for rel in files:
+            target.fs.put_file(str(folder / rel), f"{target.path}/{prefix}/{rel}")
+    except BaseException:
+        _remove_key(target.fs, f"{target.path}/{prefix}")
+        raise
+    return prefix, files
+
+
+def committed_version(partition: Location) -> str | None:
+    """The prefix of the version an object-store partition's ``_SUCCESS`` commits (None: none, or local)."""
+    if not is_remote(partition):
+        return None
+    marker = _read_marker(partition)
+    return marker.get("prefix") if marker else None
+
+
+def version_holds(target: UPath, prefix: str, files: dict[str, str]) -> bool:
+    """The uploaded version ``prefix`` of ``target`` holds exactly ``files`` (name -> sha256)."""
+    try:
+        return all(hashlib.sha256(_fresh(target.joinpath(prefix, name)).read_bytes()).hexdigest() == sha
+                   for name, sha in files.items())
+    except FileNotFoundError:
+        return False
+
+
+def commit_version(target: UPath, prefix: str, files: list[str], declared: Any = None) -> None:
+    """Make the uploaded version ``prefix`` the partition ``target``: one PUT of ``_SUCCESS`` naming it.
+
+    The version it replaces is kept for readers that listed it just before; older ones go.
+    """
+    previous = _read_marker(target)
+    commit: dict[str, Any] = {"format": _COMMIT_FORMAT, "version": prefix.removeprefix(_VERSION_PREFIX),
+                              "prefix": prefix, "files": files}
+    if declared is not None:
+        commit["declared"] = declared
+    target.joinpath(SUCCESS).write_bytes(json.dumps(commit, sort_keys=True).encode())
+    keep = {prefix} | ({previous["prefix"]} if previous else set())
+    _drop_versions(target, keep)
+
+
+def drop_version(target: UPath, prefix: str) -> None:
+    """Delete an uploaded version that was never committed (or is no longer wanted)."""
+    if committed_version(target) != prefix:
+        _remove_key(target.fs, f"{target.path}/{prefix}")
+
+
 def _read_marker(partition: UPath) -> dict[str, Any] | None:
     """A partition's ``_SUCCESS``: None when absent, ``{}`` for a plain upstream marker, else the riskline
-    commit naming its version and files."""
+    commit naming its version and files. Read once per read phase (``listing.read_phase``): one GET each."""
+    return remembered(("marker", str(partition)), lambda: _read_marker_now(partition))
+
+
+def _read_marker_now(partition: UPath) -> dict[str, Any] | None:
     try:
         raw = _fresh(partition.joinpath(SUCCESS)).read_bytes()
     except FileNotFoundError:
@@ -358,10 +426,12 @@ def declared_manifest(partition: Location) -> dict[str, Any] | None:
 
 
 def _drop_versions(target: UPath, keep: set[str]) -> None:
+    """After a commit: remove every object of the partition but ``_SUCCESS`` and the versions in ``keep``
+    (older versions, uploads that were never committed, markers of the partition it replaced)."""
     fs = _fresh(target).fs
     for entry in fs.ls(target.path, detail=False):
         name = posixpath.basename(str(entry).rstrip("/"))
-        if name.startswith(_VERSION_PREFIX) and name not in keep:
+        if name != SUCCESS and name not in keep:
             _remove_key(fs, f"{target.path}/{name}")
 
 
@@ -439,8 +509,14 @@ def _list_complete_partitions(root: Location, zone: str, dataset: str | None, ke
     base = ensure_inside(root, root / zone / dataset if dataset else root / zone)
     prefix = f"{key}="
     if is_remote(base):  # one listing for the whole dataset instead of a request per date
-        markers = _fresh(base).fs.glob(f"{base.path}/{prefix}*/{SUCCESS}")
-        names = [posixpath.basename(posixpath.dirname(str(m))) for m in markers]
+        # a recursive listing (find: 1 request per 1,000 keys), 20x faster than s3fs's glob on the same keys
+        try:
+            keys = _fresh(base).fs.find(base.path)
+        except FileNotFoundError:
+            keys = []
+        depth = base.path.rstrip("/").count("/") + 2
+        names = [posixpath.basename(posixpath.dirname(k)) for k in keys
+                 if k.endswith(f"/{SUCCESS}") and k.count("/") == depth]
         days = sorted(d for d in (parse_date(n[len(prefix):]) for n in names if n.startswith(prefix)) if d)
         return {d: base.joinpath(f"{prefix}{d.isoformat()}") for d in days}
     return local_partitions(root, base, prefix, SUCCESS)
@@ -562,6 +638,87 @@ def atomic_write_bytes(path: Location, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def read_bytes(path: Location) -> bytes | None:
+    """A small file's bytes (a pointer, a journal, a JSON record), None when there is none."""
+    try:
+        return (_fresh(path) if is_remote(path) else path).read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+def sha256_of(path: Location) -> str | None:
+    """sha256 of a file's bytes, local or on an object store; None when there is no such file."""
+    if not is_remote(path):
+        return file_sha256(path) if path.is_file() else None
+    data = read_bytes(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def glob(folder: Location, pattern: str) -> list[str]:
+    """The paths under ``folder`` matching ``pattern`` (``as_of_date=*/manifest.json``), relative, sorted."""
+    if is_remote(folder):
+        fs = _fresh(folder).fs
+        base = folder.path.rstrip("/")
+        return sorted(str(p)[len(base) + 1:] for p in fs.glob(f"{base}/{pattern}"))
+    return sorted(p.relative_to(folder).as_posix() for p in folder.glob(pattern)) if folder.is_dir() else []
+
+
+def is_file(path: Location) -> bool:
+    return (_fresh(path) if is_remote(path) else path).is_file()
+
+
+def list_names(folder: Location) -> list[str]:
+    """The names of the entries directly in ``folder`` (files and folders, a common prefix on an object
+    store), sorted; empty when it does not exist."""
+    if is_remote(folder):
+        try:
+            entries = _fresh(folder).fs.ls(folder.path, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted({posixpath.basename(str(e).rstrip("/")) for e in entries} - {""})
+    try:
+        return sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def remove_file(path: Location) -> None:
+    """Remove one file (an object); no error when it is gone already."""
+    if is_remote(path):
+        _remove_key(path.fs, path.path)
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def remove_tree(target: Location) -> None:
+    """Remove a private folder whole (a dry run's copy of the lake before it is made again)."""
+    if is_remote(target):
+        _remove_key(target.fs, target.path)
+    else:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def copy_tree(source: Location, target: Location, skip: tuple[str, ...] = ()) -> int:
+    """:func:`link_tree` for any root: on an object store every object under ``source`` (but ``skip``) is
+    copied to ``target`` server-side (no bytes pass through this machine). Returns the number of files."""
+    if not is_remote(source):
+        assert isinstance(target, Path)
+        return link_tree(source, target, skip)
+    fs = _fresh(source).fs
+    base = source.path.rstrip("/")
+    count = 0
+    for key in sorted(fs.find(base)):
+        rel = key[len(base) + 1:]
+        if any(rel == s or rel.startswith(s + "/") for s in skip) or f"/{_TMP_PREFIX}" in f"/{rel}":
+            continue
+        fs.copy(key, f"{target.path.rstrip('/')}/{rel}")
+        count += 1
+    return count
 
 
 def link_tree(source: Path, target: Path, skip: tuple[str, ...] = ()) -> int:
