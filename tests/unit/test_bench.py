@@ -1,7 +1,8 @@
 """The benchmark's stage parts: every timed function exists where the stage looks it up.
 
 The layered move left the bench wrapping ``pipelines.domain.features.build_ledger``, which no longer
-existed: ``make bench`` failed at its features stage and nothing in the suite noticed.
+existed: ``make bench`` failed at its features stage and nothing in the suite noticed. The shard-count bench
+(``tools/bench_shards.py``) is checked the same way, and its night plan and summaries on tiny made-up steps.
 """
 
 from __future__ import annotations
