@@ -15,6 +15,9 @@ For each book size in ``benchmarks/bench.yaml`` (100k and 1M accounts x 180 days
 
 Results go to ``benchmarks/results/<today>-<size>.json`` and ``.md``. ``--scale`` adds the 10M run:
 scoring and decisions shard by shard on a book synthesized from the 1M book's features (``scale-10m``).
+A size under bench.yaml's ``shards:`` (``--size shards-1m``) runs one night of a book per shard count, each
+shard in a worker of its own, and times every merge (``tools/bench_shards.py``). What the modes share (the
+spec, the cached books, the workers) is in ``tools/bench_base.py``.
 Targets are reported, never asserted. The load average is recorded with every stage: on a shared
 machine it says how much to trust a number.
 
@@ -24,10 +27,8 @@ This module is a tool, not a pipeline stage: it reads the clock and starts proce
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,18 +37,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipelines.config.settings import load_config
 from pipelines.domain.sharding import shard_expr
 from pipelines.store import lake, zones
 from pipelines.store.zones import FEATURES_FILE, LEDGER_FILES, feature_partition, ledger_partition, shard_dir
+from tools import bench_shards
+from tools.bench_base import (
+    BENCH_DIR, CACHE, REPO, RESULTS, STAGE_PARTS, book_dates, book_days, book_root, ensure_book, load_average,
+    load_spec, peak_rss_mib, run_riskline, run_worker, time_parts, worker_env, write_bench_config,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH_DIR = REPO / "benchmarks"
-CACHE = BENCH_DIR / "cache"
-RESULTS = BENCH_DIR / "results"
-SPEC = BENCH_DIR / "bench.yaml"
 PEERS = BENCH_DIR / "peers" / "run_peers.py"
 
 # (stage run in a worker, the parts it reports); the order is the night's order
@@ -60,140 +59,6 @@ NIGHT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("publish", ("publish",)),
 )
 PEER_RUNS = ("scan_behaviour", "scan_inputs", "riskline", "duckdb", "pandas")
-
-
-# --- the spec and the cached books -----------------------------------------------------------------
-
-
-def load_spec(path: Path = SPEC) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def write_bench_config(base_config: Path, spec: dict[str, Any], size: str) -> Path:
-    """riskline.yaml + the common and per-size overrides, as a file the workers load with --config."""
-    raw = yaml.safe_load(base_config.read_text())
-    raw = _merge(_merge(raw, spec.get("overrides") or {}), spec["sizes"][size].get("overrides") or {})
-    model = raw.setdefault("model", {})
-    definition = Path(model.get("definition", "models/pd_model.yaml"))
-    if not definition.is_absolute():  # relative paths resolve against the config file's folder
-        model["definition"] = str((base_config.parent / definition).resolve())
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"config-{size}.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
-    return path
-
-
-def book_days(spec: dict[str, Any], size: str) -> int:
-    """Days of history of a size's book: its own ``days`` (a long-history row), else the book's."""
-    return int(spec["sizes"][size].get("days", spec["book"]["days"]))
-
-
-def book_root(spec: dict[str, Any], size: str) -> Path:
-    book = spec["book"]
-    return CACHE / f"accounts-{spec['sizes'][size]['accounts']}-days-{book_days(spec, size)}-seed-{book['seed']}"
-
-
-def book_dates(spec: dict[str, Any], size: str) -> tuple[dt.date, dt.date]:
-    """(first business date, the night benchmarked = the last one) of a size's book."""
-    end = dt.date.fromisoformat(str(spec["book"]["end_date"]))
-    return end - dt.timedelta(days=book_days(spec, size) - 1), end
-
-
-def _riskline(config: Path, root: Path, *args: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipelines.entry.cli", "--config", str(config), "--data-root", str(root), *args],
-                   check=True, env=_env())
-    return round(time.perf_counter() - start, 1)
-
-
-def ensure_book(spec: dict[str, Any], size: str, config: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Generate and ingest the book unless the cache holds it; return what was done and how long it took."""
-
-    root = book_root(spec, size)
-    first, night = book_dates(spec, size)
-    done: dict[str, Any] = {"root": str(root.relative_to(REPO))}
-    if not (root / "generator" / "summary.json").is_file():
-        log(f"[{size}] generating {spec['sizes'][size]['accounts']:,} accounts x {book_days(spec, size)} days")
-        done["generate_seconds"] = _riskline(
-            config, root, "generate", "--accounts", str(spec["sizes"][size]["accounts"]),
-            "--days", str(book_days(spec, size)), "--end-date", night.isoformat(), "--seed", str(spec["book"]["seed"]),
-        )
-    have = set(zones.curated_dates(root, "accounts"))
-    missing = [first + dt.timedelta(days=i) for i in range((night - first).days) if first + dt.timedelta(days=i) not in have]
-    if missing:
-        log(f"[{size}] ingesting {len(missing)} days ({missing[0]} .. {missing[-1]})")
-        done["ingest_seconds"] = _riskline(config, root, "ingest", "--from-date", missing[0].isoformat(),
-                                           "--to-date", missing[-1].isoformat())
-    return done
-
-
-# --- workers: one stage in a fresh process ---------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    # spinning OpenMP threads starve a 2-core machine; the run sets it too
-    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GX_ANALYTICS_ENABLED": "False"}
-
-
-def _load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def run_worker(command: str, *args: str) -> dict[str, Any]:
-    """Run ``python -m tools.bench _worker COMMAND ARGS`` and return the JSON it prints last."""
-    load_before = _load_average()
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tools.bench", "_worker", command, *args],
-                          capture_output=True, text=True, env=_env())
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench worker {command} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {**result, "process_seconds": round(wall, 2), "load_avg_before": load_before,
-            "load_avg_after": _load_average()}
-
-
-def _timed(module: Any, name: str, parts: dict[str, float], part: str) -> None:
-    """Wrap ``module.name`` so the time spent in it adds up under ``parts[part]``."""
-    original = getattr(module, name)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            parts[part] = parts.get(part, 0.0) + time.perf_counter() - start
-
-    setattr(module, name, wrapper)
-
-
-# The parts of a stage timed apart: (module, function, part). Each function is wrapped where the stage
-# looks it up (the module that calls it), not where it is defined: `from m import f` binds a name of its own.
-# tests/unit/test_bench.py checks that every one exists.
-STAGE_PARTS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "ingest": (("pipelines.stages.ingest", "validate_landing_frames", "validate"),),
-    "features": (*(("pipelines.stages.features", name, "ledger")
-                   for name in ("working_ledger", "reconcile_ledger", "_publish_ledger")),
-                 *(("pipelines.stages.ledger_state", name, "ledger") for name in ("ledger_inputs", "write_state"))),
-    "train": (("pipelines.stages.train", "write_labels_for", "of which: OOT labels built"),
-              ("pipelines.stages.features", "build_feature_snapshot", "of which: snapshots built")),
-    "score": (("pipelines.model.score", "reason_codes", "reason codes"),),
-    "scale": (*(("pipelines.stages.shards", name, name)
-                for name in ("score_shard", "merge_scores", "decide_shard", "merge_decisions")),
-              ("pipelines.model.score", "reason_codes", "reason codes (in score_shard)")),
-}
-
-
-def _time_parts(stage: str, parts: dict[str, float]) -> None:
-    for module, name, part in STAGE_PARTS.get(stage, ()):
-        _timed(importlib.import_module(module), name, parts, part)
 
 
 def _worker_stage(stage: str, root: Path, as_of: dt.date, config: Path) -> dict[str, Any]:
@@ -210,7 +75,7 @@ def _worker_stage(stage: str, root: Path, as_of: dt.date, config: Path) -> dict[
         "decide": lambda: nightly.stage_decide(root, as_of, cfg),
         "publish": lambda: nightly.stage_publish(root, as_of, cfg, run_info={"bench": True}),
     }
-    _time_parts(stage, parts)
+    time_parts(STAGE_PARTS.get(stage, ()), parts)
     start = time.perf_counter()
     summary = calls[stage]()
     seconds = time.perf_counter() - start
@@ -262,11 +127,11 @@ def _worker_scale(root: Path, as_of: dt.date, config: Path, shards: int) -> dict
     cfg = load_config(config)
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"shards": shards, "shard_workers": 1})})
     parts: dict[str, float] = {}
-    _time_parts("scale", parts)
+    time_parts(STAGE_PARTS["scale"], parts)
     start = time.perf_counter()
     scored = nightly.stage_score(root, as_of, cfg)
     after_score = time.perf_counter()
-    score_rss = _peak_rss_mib()
+    score_rss = peak_rss_mib()
     decided = nightly.stage_decide(root, as_of, cfg)
     end = time.perf_counter()
     return {"stage": "scale", "seconds": round(end - start, 3), "score_seconds": round(after_score - start, 3),
@@ -320,10 +185,6 @@ def _worker_synthesize(source: Path, root: Path, as_of: dt.date, replicas: int, 
     return {"stage": "synthesize", "seconds": round(time.perf_counter() - start, 1), "accounts": int(accounts)}
 
 
-def _peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def _worker_main(argv: list[str]) -> None:
     command, *rest = argv
     # the lake's paths come back resolved (store.paths.ensure_inside): a book reached through a link must too
@@ -342,7 +203,7 @@ def _worker_main(argv: list[str]) -> None:
         out = _worker_scale(Path(root), dt.date.fromisoformat(as_of), Path(config), int(shards))
     else:
         raise SystemExit(f"unknown bench worker command {command!r}")
-    out["peak_rss_mib"] = _peak_rss_mib()
+    out["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(out, default=str))
 
 
@@ -380,10 +241,10 @@ def bench_peers(root: Path, as_of: dt.date, size: str, log: Callable[[str], None
     runs: dict[str, Any] = {}
     for name in PEER_RUNS:
         log(f"[{size}] peer {name} ...")
-        load = _load_average()
+        load = load_average()
         proc = subprocess.run([sys.executable, str(PEERS), name, str(root), as_of.isoformat(),
                                "--out", str(out_dir / f"{name}.parquet")],
-                              capture_output=True, text=True, env=_env(), cwd=REPO)
+                              capture_output=True, text=True, env=worker_env(), cwd=REPO)
         if proc.returncode != 0:
             raise RuntimeError(f"peer {name} failed:\n{proc.stderr[-4000:]}")
         runs[name] = {**json.loads(proc.stdout.strip().splitlines()[-1]), "load_avg_before": load}
@@ -549,18 +410,18 @@ def bench_load(spec: dict[str, Any], base_config: Path, log: Callable[[str], Non
     source = CACHE / f"accounts-{accounts}-days-{days}-seed-{spec['book']['seed']}-landing"
     if not (source / "generator" / "summary.json").is_file():
         log(f"[load] generating {accounts:,} accounts x {days} days")
-        _riskline(config, source, "generate", "--accounts", str(accounts), "--days", str(days),
+        run_riskline(config, source, "generate", "--accounts", str(accounts), "--days", str(days),
                   "--end-date", night.isoformat(), "--seed", str(spec["book"]["seed"]))
     root = CACHE / size
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(source / "landing", root / "landing", copy_function=os.link)  # hard links: the drops as sent
     log(f"[load] ingesting {days - 1} days ({first} .. {last}) into an empty lake")
-    load = _load_average()
-    seconds = _riskline(config, root, "ingest", "--from-date", first.isoformat(), "--to-date", last.isoformat())
+    load = load_average()
+    seconds = run_riskline(config, root, "ingest", "--from-date", first.isoformat(), "--to-date", last.isoformat())
     log(f"[load] {seconds:.0f} s")
     target = spec["targets"]["history_load_seconds"]
     return {"size": size, "accounts": accounts, "days": days - 1, "from": first.isoformat(), "to": last.isoformat(),
-            "seconds": seconds, "load_avg_before": load, "load_avg_after": _load_average(),
+            "seconds": seconds, "load_avg_before": load, "load_avg_after": load_average(),
             "target_seconds": target, "target_met": seconds <= target}
 
 
@@ -578,15 +439,19 @@ def run_benchmarks(
     import platform
 
     spec = load_spec()
-    unknown = [s for s in sizes if s not in spec["sizes"]]
+    shard_sizes = spec.get("shards") or {}  # one night per shard count: tools/bench_shards.py
+    unknown = [s for s in sizes if s not in spec["sizes"] and s not in shard_sizes]
     if unknown:
-        raise ValueError(f"unknown bench size(s) {unknown}; bench.yaml has {sorted(spec['sizes'])}")
+        raise ValueError(f"unknown bench size(s) {unknown}; bench.yaml has {sorted([*spec['sizes'], *shard_sizes])}")
     today = dt.date.today().isoformat()
     machine = {"cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                                                              / 2**30, 1), "python": platform.python_version()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     written = []
     for size in sizes:
+        if size in shard_sizes:
+            written += bench_shards.bench_and_write(spec, size, base_config, machine, today, log)
+            continue
         record = {"date": today, "days": book_days(spec, size), "machine": machine,
                   **bench_night(spec, size, base_config, log)}
         record["summary"] = summarize(record, spec["targets"])

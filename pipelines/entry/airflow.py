@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pipelines.config.location import is_remote
+from pipelines.config.location import Location
 from pipelines.config.settings import RisklineConfig, load_config
 from pipelines.errors import IngestError
 from pipelines.model.metrics import LeakageSuspectedError
@@ -78,14 +78,8 @@ def business_date_of(interval_start: dt.datetime, cfg: RisklineConfig) -> dt.dat
     return interval_start.astimezone(cfg.business.tz).date()
 
 
-def _root(cfg: RisklineConfig, data_root: str | None) -> Path:
+def _root(cfg: RisklineConfig, data_root: str | None) -> Location:
     return cfg.data_root(data_root)
-
-
-def _local_root(cfg: RisklineConfig, data_root: str | None, what: str) -> Path:
-    """The data root for stages past ingest, which still need a local folder (``lake.require_local``)."""
-
-    return lake.require_local(_root(cfg, data_root), what)
 
 
 # --- which business date a run processes, and whether its landing drops can still arrive -------------
@@ -141,7 +135,7 @@ def business_date_for_run(
     root = _root(cfg, data_root)
     landed = [set(zones.landing_dates(root, name)) for name in DATASETS]
     fully_landed = sorted(set.intersection(*landed)) if landed else []
-    latest = read_latest(root) if not is_remote(root) else None
+    latest = read_latest(root)
     day, why = choose_business_date(params.get("business_date"), interval_start, run_type,
                                     dt.datetime.now(dt.UTC), cfg, fully_landed, latest)
     return day.isoformat(), why
@@ -265,14 +259,14 @@ def _run_info() -> dict[str, Any]:
     return {"retrain": retrain_decision(params, run_type)[0], "pinned_model_version": params.get("model_version")}
 
 
-def _night_root(cfg: RisklineConfig, data_root: str | None, day: dt.date, what: str, local: bool = True) -> Path:
+def _night_root(cfg: RisklineConfig, data_root: str | None, day: dt.date) -> Location:
     """Where this task of night ``day`` reads and writes: the data root, or, in a dry run (DAG param
     ``publish`` false), that run's private copy of the lake (made by its first task, shared by the rest)."""
 
     params, run_id = _airflow_run()
     if params.get("publish", True) is False and run_id:
-        return prepare_dry_run_root(_local_root(cfg, data_root, what), day, run_id)
-    return _local_root(cfg, data_root, what) if local else _root(cfg, data_root)
+        return prepare_dry_run_root(_root(cfg, data_root), day, run_id)
+    return _root(cfg, data_root)
 
 
 def landing_ready(dataset: str, business_date: str, data_root: str | None = None) -> bool:
@@ -305,7 +299,7 @@ def run_stage(stage: str, business_date: str, data_root: str | None = None, **kw
     quiet_third_party_logs()
     cfg = load_config()
     day = dt.date.fromisoformat(business_date)
-    root = _night_root(cfg, data_root, day, f"stage {stage}")
+    root = _night_root(cfg, data_root, day)
     if stage == "decide":  # the DAG param force_chain overrides the chain check (recorded in the manifest)
         kwargs.setdefault("force_chain", bool(_airflow_run()[0].get("force_chain", False)))
     if stage == "publish":
@@ -329,10 +323,10 @@ def ingest_one(dataset: str, business_date: str, data_root: str | None = None) -
     day = dt.date.fromisoformat(business_date)
 
 
-    root = _night_root(cfg, data_root, day, f"ingest {dataset}", local=False)
+    root = _night_root(cfg, data_root, day)
     # an unknown dataset name is refused by ingest_night below, in one line, before any path is built from it
-    local = not is_remote(root) and dataset in DATASETS
-    if local and (root / DRY_RUN_MARKER).is_file():  # a dry run's copy: take the drop its sensor just saw
+    local = dataset in DATASETS
+    if local and lake.is_file(root / DRY_RUN_MARKER):  # a dry run's copy: take the drop its sensor just saw
         refresh_dry_run_landing(_root(cfg, data_root), root, dataset, day)
     before = {dataset: chain.curated_digest(root, dataset, day)} if local else {}
     results, kept = _guarded(f"ingest {dataset}", business_date, lambda: ingest_night(root, day, cfg, [dataset]))
@@ -358,7 +352,7 @@ def asset_extra(publish_result: dict[str, Any], output: str, data_root: str | No
     cfg = load_config()
     manifest_rel = Path(publish_result["manifest"])
     day = dt.date.fromisoformat(manifest_rel.parent.name.split("=", 1)[1])
-    root = _night_root(cfg, data_root, day, "asset events")
+    root = _night_root(cfg, data_root, day)
     manifest = root / manifest_rel
     as_of = dt.date.fromisoformat(manifest.parent.name.split("=", 1)[1])
     return {
@@ -395,7 +389,7 @@ def _model_next_step(exc: Exception, business_date: str) -> str:
     else:  # training refused (leakage guard, too little history): tonight can still score with the champion
         fix = "retrain=false (the champion serving on that date scores it)"
     try:
-        root = _local_root(load_config(), None, "the model registry")
+        root = _root(load_config(), None)
         known = ModelRegistry(root).versions()
         versions = ", ".join(known[-5:]) + " (newest last)" if known else "none yet"
         # The new run of a date behind later nights would stop again at decide (the chain): say so now.
@@ -466,7 +460,7 @@ def run_shard(stage: str, business_date: str, shard: int, data_root: str | None 
     if n_shards == 1:
         return {**run_stage(stage, business_date, data_root, **kwargs), "shard": 0, "n_shards": 1}
     day = dt.date.fromisoformat(business_date)
-    root = _night_root(cfg, data_root, day, f"stage {stage}")
+    root = _night_root(cfg, data_root, day)
     functions = {
         "features": features_stage.build_feature_snapshot,
         "score": shard_stages.score_shard,
@@ -487,7 +481,7 @@ def merge_shard_outputs(stage: str, business_date: str, data_root: str | None = 
     if n_shards == 1:
         return {"stage": stage, "merged": False, "n_shards": 1}
     day = dt.date.fromisoformat(business_date)
-    root = _night_root(cfg, data_root, day, f"merge {stage}")
+    root = _night_root(cfg, data_root, day)
 
     def merge_decisions() -> Path:
 

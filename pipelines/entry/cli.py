@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.config.location import is_remote
 from pipelines.config.settings import ConfigError, RisklineConfig, config_path, load_config
 from pipelines.entry import cli_steps
 from pipelines.entry.airflow import quiet_third_party_logs
@@ -29,7 +28,7 @@ from pipelines.quality.validate import validate_date
 from pipelines.stages.features import IncompleteHistoryError
 from pipelines.stages.ingest import ingest_date, ranged_days
 from pipelines.stages.night import RunLockedError, RunOptions, dry_run_root, run_night
-from pipelines.store import chain, lake, zones
+from pipelines.store import chain, zones
 from pipelines.store.chain import ChainError
 from pipelines.store.publish import PublishIncompleteError, describe_latest, read_latest
 from pipelines.vocab import DATASETS
@@ -115,10 +114,8 @@ def cmd_ingest(args: argparse.Namespace, cfg: RisklineConfig, root: Path) -> int
     failures = 0
     stale: set[dt.date] = set()
     for i, (day, ranged) in enumerate(ranged_days(root, dates, cfg, datasets), 1):
-        # (published nights live on a local root only: on an object store there is nothing to mark stale;
-        # an unknown dataset name is refused by ingest_date, before any path is built from it)
-        before = {} if is_remote(root) else {name: chain.curated_digest(root, name, day)
-                                                  for name in (datasets or DATASETS) if name in DATASETS}
+        # (an unknown dataset name is refused by ingest_date, before any path is built from it)
+        before = {name: chain.curated_digest(root, name, day) for name in (datasets or DATASETS) if name in DATASETS}
         try:
             # Data Docs render in ~1 s: for a range, only the last date's (`riskline validate` rebuilds any date's).
             # The range's later dates are replaced next: their current rows must not take this date's (the
@@ -501,10 +498,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The commands whose every read and write goes through the lake, so the data root may be a URL.
-_OBJECT_STORE_COMMANDS = (cmd_generate, cmd_ingest, cmd_validate)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -513,10 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         root = cfg.data_root(args.data_root)
-        if args.func not in _OBJECT_STORE_COMMANDS:
-            lake.require_local(root, f"riskline {args.func.__name__.removeprefix('cmd_')}")
         return int(args.func(args, cfg, root))
-    except (CliError, ConfigError, lake.LocalRootRequired) as exc:
+    except (CliError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from pipelines.store import lake
+from pipelines.config.location import as_location
 from pipelines.config.settings import load_config
+from pipelines.store import lake
 
 
 def agent_queue(queue: pl.DataFrame) -> pl.DataFrame:
@@ -29,7 +29,7 @@ def export_agent_queue(event: dict[str, Any], data_root: str | None = None) -> s
         return None
     cfg = load_config()
     root = cfg.data_root(data_root)
-    partition = lake.ensure_inside(root, Path(event["path"]))
+    partition = lake.ensure_inside(root, as_location(event["path"]))
     queue = lake.read_partition(partition)
     if queue.height != int(event["rows"]):
         raise ValueError(f"{partition} holds {queue.height} rows but the asset event announced {event['rows']}")

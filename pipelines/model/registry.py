@@ -36,6 +36,8 @@ from typing import Any, Literal
 import xgboost as xgb
 
 from pipelines.config.model_definition import PromotionGate
+from pipelines.config.location import Location, is_remote
+from pipelines.store import lake
 from pipelines.store.lake import atomic_write_bytes, ensure_inside, fsync_dir
 from pipelines.store.locks import file_lock
 
@@ -162,7 +164,7 @@ class ModelRecord:
     """What the registry holds about one version (the booster is loaded separately)."""
 
     version: str
-    path: Path
+    path: Location
     features: list[dict[str, Any]] = field(repr=False)
     manifest: dict[str, Any] = field(repr=False)
     metrics: dict[str, Any] = field(repr=False)
@@ -188,37 +190,39 @@ def to_json_bytes(data: Any) -> bytes:
 class ModelRegistry:
     """``DATA_ROOT/registry``: register versions, read them, move the champion pointer."""
 
-    def __init__(self, data_root: Path) -> None:
+    def __init__(self, data_root: Location) -> None:
 
-        self.root = ensure_inside(data_root, Path(data_root) / "registry")
+        self.root = ensure_inside(data_root, data_root / "registry")
 
     # readers (no lock: every file is replaced atomically)
 
     def versions(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            p.name for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file()
-        )
+        return [name for name in lake.list_names(self.root)
+                if not name.startswith((".", "_")) and _registered(self.root / name)]
 
-    def _version_dir(self, version: str) -> Path:
+    def _version_dir(self, version: str) -> Location:
 
         if not version or "/" in version or version.startswith("."):
             raise RegistryError(f"not a model version: {version!r}")
         path = ensure_inside(self.root, self.root / version)
-        if not (path / "manifest.json").is_file():
+        if not _registered(path):
             known = ", ".join(self.versions()[-5:]) or "none"
             raise RegistryError(f"unknown model version {version!r} (latest known: {known})")
         return path
 
+    def _read(self, version: str, name: str) -> bytes:
+        data = lake.read_bytes(lake.partition_file(self._version_dir(version), name))
+        if data is None:
+            raise RegistryError(f"model version {version} has no {name}: the registry is damaged")
+        return data
+
     def record(self, version: str) -> ModelRecord:
         path = self._version_dir(version)
-        data = {name.removesuffix(".json"): json.loads((path / name).read_text()) for name in _RECORD_FILES}
+        data = {name.removesuffix(".json"): json.loads(self._read(version, name)) for name in _RECORD_FILES}
         return ModelRecord(version=version, path=path, **data)
 
     def model_bytes(self, version: str) -> bytes:
-        return (self._version_dir(version) / MODEL_FILE).read_bytes()
+        return self._read(version, MODEL_FILE)
 
     def load_booster(self, version: str) -> xgb.Booster:
         booster = xgb.Booster()
@@ -226,15 +230,15 @@ class ModelRegistry:
         return booster
 
     def history(self) -> list[ChampionEvent]:
-        path = self.root / HISTORY_FILE
-        if not path.is_file():
+        raw = lake.read_bytes(self.root / HISTORY_FILE)
+        if raw is None:
             return []
-        return [ChampionEvent.from_json(line) for line in path.read_text().splitlines() if line.strip()]
+        return [ChampionEvent.from_json(line) for line in raw.decode().splitlines() if line.strip()]
 
     def champion(self) -> str | None:
         """The version serving from the latest effective date on (the pointer file)."""
-        path = self.root / POINTER_FILE
-        return json.loads(path.read_text())["version"] if path.is_file() else None
+        raw = lake.read_bytes(self.root / POINTER_FILE)
+        return json.loads(raw)["version"] if raw is not None else None
 
     def champion_on(self, date: dt.date) -> str | None:
         """The champion serving on business date ``date``: a backfill scores with the model of its day."""
@@ -266,16 +270,24 @@ class ModelRegistry:
             raise RegistryError(f"version {version} does not match its model bytes and as_of")
         with self._locked():
             target = self.root / version
-            if target.exists():
-                if (target / MODEL_FILE).read_bytes() != model_bytes:
+            if _registered(target):
+                if self.model_bytes(version) != model_bytes:
                     raise RegistryError(f"version {version} exists with different model bytes")
                 return False
+            files = {MODEL_FILE: model_bytes} | {
+                name: to_json_bytes(records[name.removesuffix(".json")]) for name in _RECORD_FILES
+            }
+            if is_remote(target):  # one uploaded version, committed by its _SUCCESS (lake.staged_partition)
+                with lake.staged_partition(target) as staged:
+                    for name, data in sorted(files.items()):
+                        (staged / name).write_bytes(data)
+                return True
+            assert isinstance(target, Path)
+            if target.exists():
+                raise RegistryError(f"{target} exists but holds no complete model version: remove it, then retrain")
             tmp = self.root / f".tmp-{version}-{uuid.uuid4().hex}"
             tmp.mkdir()
             try:
-                files = {MODEL_FILE: model_bytes} | {
-                    name: to_json_bytes(records[name.removesuffix(".json")]) for name in _RECORD_FILES
-                }
                 for name, data in sorted(files.items()):
                     with open(tmp / name, "wb") as fh:
                         fh.write(data)
@@ -332,7 +344,7 @@ class ModelRegistry:
 
     def _write_history(self, history: list[ChampionEvent]) -> None:
 
-        existing = (self.root / HISTORY_FILE).read_bytes() if (self.root / HISTORY_FILE).is_file() else b""
+        existing = lake.read_bytes(self.root / HISTORY_FILE) or b""
         content = "".join(e.to_json() + "\n" for e in history).encode()
         if not content.startswith(existing):
             raise RegistryError("the champion history would be rewritten; it is append-only")
@@ -347,8 +359,16 @@ class ModelRegistry:
         latest = _ordered(history)[-1]
         pointer = {"version": latest.version, "effective_from": latest.effective_from.isoformat(), "seq": latest.seq}
         path = self.root / POINTER_FILE
-        if not path.is_file() or path.read_bytes() != to_json_bytes(pointer):
+        if lake.read_bytes(path) != to_json_bytes(pointer):
             atomic_write_bytes(path, to_json_bytes(pointer))
+
+
+def _registered(folder: Location) -> bool:
+    """A complete version: its manifest is there (a local folder appears whole by rename), or on an object
+    store its ``_SUCCESS`` commits an uploaded version."""
+    if is_remote(folder):
+        return lake.is_complete(folder)
+    return (folder / "manifest.json").is_file()
 
 
 def _ordered(history: list[ChampionEvent]) -> list[ChampionEvent]:

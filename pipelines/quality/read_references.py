@@ -88,16 +88,23 @@ def _row_counts(root: Path, dataset: str, day: dt.date, cfg: RisklineConfig) -> 
 
 
 # Counts per curated partition version: a range ingest (or a backfill) reads each partition once, and a
-# republished partition has a new _SUCCESS (inode, mtime), so it is counted afresh.
+# republished partition has a new _SUCCESS (inode, mtime; on an object store a new committed version), so it
+# is counted afresh.
 _COUNTS: dict[tuple[Any, ...], Any] = {}
 _COUNTED = {"rows": None, "open_accounts": pl.col("status") != "closed",
             "cash_draws": pl.col("event_type") == "cash_draw", "loans": "loan_id"}
 
 
 def _per_version(part: Path, what: str, compute: Any) -> Any:
-    """``compute(files)`` for a complete partition (None while incomplete), cached per version when local."""
+    """``compute(files)`` for a complete partition (None while incomplete), cached per version."""
     key = None
-    if not is_remote(part):
+    if is_remote(part):
+        # a riskline commit names its version: a republish is a new one (one GET of _SUCCESS, no data read)
+        version = lake.committed_version(part)
+        key = (str(part), version, what) if version else None
+        if key in _COUNTS:
+            return _COUNTS[key]
+    else:
         try:
             stat = (part / lake.SUCCESS).stat()
         except FileNotFoundError:

@@ -23,12 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import posixpath
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from pipelines.config.location import Location, is_remote
 from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import OUTPUTS
@@ -75,7 +77,12 @@ def _count_rows(partition: Path) -> int:
     if not lake.is_complete(partition):
         return 0
     files = lake.parquet_files(partition)
-    return int(pl.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
+    return int(lake.scan_parquet(files).select(pl.len()).collect().item()) if files else 0
+
+
+def _key(location: Location) -> str:
+    """A location as a slash path (a local path, or an object's key), for links between pages."""
+    return location.path if is_remote(location) else os.path.abspath(location)
 
 
 def _collect_data(root: Path, as_of: dt.date, report_dir: Path) -> DataSection:
@@ -83,7 +90,8 @@ def _collect_data(root: Path, as_of: dt.date, report_dir: Path) -> DataSection:
     rows, reasons, failures = [], [], []
     for name in DATASETS:
         stored_path = results_dir(root, as_of) / f"{name}.json"
-        stored = json.loads(stored_path.read_text()) if stored_path.is_file() else None
+        raw = lake.read_bytes(stored_path)
+        stored = json.loads(raw) if raw is not None else None
         outcomes = stored["outcomes"] if stored else []
         quarantine = zones.quarantine(root, name, as_of)
         held = _count_rows(quarantine)
@@ -101,12 +109,12 @@ def _collect_data(root: Path, as_of: dt.date, report_dir: Path) -> DataSection:
                 failures.append(f"{name}: {o['outcome'].upper()} [{o['risk']}] {o['expectation']}: "
                                 f"{o.get('unexpected_count') or o.get('observed')}")
         if held:
-            counts = (pl.scan_parquet(lake.parquet_files(quarantine)).select(
+            counts = (lake.scan_parquet(lake.parquet_files(quarantine)).select(
                 pl.col(QUARANTINE_REASON).str.split(";").explode().alias("reason"))
                 .group_by("reason").len().sort("reason").collect())
             reasons += [{"dataset": name, "reason": r, "rows": int(n)} for r, n in counts.iter_rows()]
     docs = data_docs_dir(root, as_of) / "index.html"
-    href = Path(os.path.relpath(docs, report_dir)).as_posix() if docs.is_file() else None
+    href = posixpath.relpath(_key(docs), _key(report_dir)) if lake.is_file(docs) else None
     return DataSection(
         datasets=pl.DataFrame(rows, schema={"dataset": pl.String, "validated_rows": pl.Int64,
                                             "curated_rows": pl.Int64, "quarantined_rows": pl.Int64,
@@ -197,19 +205,19 @@ def _collect_portfolio(
 
     buckets = cfg.collections.buckets
     ledger_dir = ledger_partition(root, as_of)
-    accounts_now = pl.read_parquet(ledger_dir / "accounts.parquet")
+    accounts_now = lake.read_parquet(lake.partition_file(ledger_dir, "accounts.parquet"))
     roll, note = None, ""
     if previous_run is not None:
         prev_dir = ledger_partition(root, previous_run)
         if lake.is_complete(prev_dir):
-            previous = pl.read_parquet(prev_dir / "accounts.parquet", columns=["account_id", "dpd"])
+            previous = lake.read_parquet(lake.partition_file(prev_dir, "accounts.parquet"), columns=["account_id", "dpd"])
             roll = roll_rates(previous, accounts_now, buckets)
         else:
             note = f"The ledger of the previous run ({previous_run}) is no longer in the lake."
     curated = zones.curated_dates(root, "accounts")
     since = curated[0] if curated else as_of
     book = lake.read_partition(zones.curated(root, "accounts", as_of)).select("account_id", "opened_on")
-    installments = pl.read_parquet(ledger_dir / "installments.parquet",
+    installments = lake.read_parquet(lake.partition_file(ledger_dir, "installments.parquet"),
                                    columns=["account_id", "due_date", "paid_off_date"])
     return PortfolioSection(
         delinquency=delinquency_by_bucket(accounts_now, buckets),
@@ -236,8 +244,8 @@ def _counterfactual_decisions(
     )
     accounts = lake.read_partition(zones.curated(root, "accounts", as_of))
     ledger_dir = zones.ledger_partition(root, as_of)
-    installments = pl.read_parquet(ledger_dir / "installments.parquet")
-    ledger_accounts = pl.read_parquet(ledger_dir / "accounts.parquet")
+    installments = lake.read_parquet(lake.partition_file(ledger_dir, "installments.parquet"))
+    ledger_accounts = lake.read_parquet(lake.partition_file(ledger_dir, "accounts.parquet"))
     previous_scores, history = read_previous_run(root, as_of)
     limits, *_ = decide_frames(as_of, cfg, accounts, feats, installments, ledger_accounts, scores, previous_scores,
                                history, read_pending_holds(root, as_of, cfg))
@@ -309,7 +317,7 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
     manifest = _read_manifest(root, as_of)
     # The one previous run (pipelines/store/zones.py: previous_night), compared only if it was published.
     previous_run = zones.previous_night(root, as_of)
-    if previous_run is not None and not manifest_path(root, previous_run).is_file():
+    if previous_run is not None and not lake.is_file(manifest_path(root, previous_run)):
         previous_run = None
     out = _published(root, as_of)
     notes = [

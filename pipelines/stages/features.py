@@ -202,14 +202,14 @@ def merge_shards(root: Path, as_of: dt.date, n_shards: int) -> Path:
     missing = [str(p) for dirs in shard_dirs.values() for p in dirs if not lake.is_complete(p)]
     if missing:
         raise IncompleteHistoryError(f"shards not complete for {as_of}: {', '.join(missing)}")
-    features = pl.concat([pl.read_parquet(d / FEATURES_FILE) for d in shard_dirs[FEATURES_ZONE]])
+    features = pl.concat([lake.read_parquet(lake.partition_file(d, FEATURES_FILE)) for d in shard_dirs[FEATURES_ZONE]])
     with lake.staged_partition(ledger_partition(root, as_of)) as tmp:
         for name, keys in LEDGER_FILES.items():
-            merged = pl.concat([pl.read_parquet(d / name) for d in shard_dirs[LEDGER_ZONE]]).sort(keys)
+            merged = pl.concat([lake.read_parquet(lake.partition_file(d, name)) for d in shard_dirs[LEDGER_ZONE]]).sort(keys)
             lake.write_parquet(merged, tmp / name)
         totals: dict[str, int] = {}
         for d in shard_dirs[LEDGER_ZONE]:
-            for key, value in json.loads((d / RECONCILIATION_FILE).read_text()).items():
+            for key, value in json.loads(lake.read_bytes(lake.partition_file(d, RECONCILIATION_FILE)) or b"").items():
                 if key != "as_of":
                     totals[key] = totals.get(key, 0) + int(value)
         (tmp / RECONCILIATION_FILE).write_text(
@@ -228,7 +228,7 @@ def load_feature_snapshot(
     partition = zones.feature_partition(root, as_of)
     if not lake.is_complete(partition):
         build_feature_snapshot(root, as_of, cfg)
-    scan = pl.scan_parquet(lake.parquet_files(partition))
+    scan = lake.scan_parquet(lake.parquet_files(partition))
     if columns is not None:
         scan = scan.select(*KEY_COLUMNS, *dict.fromkeys(c for c in columns if c not in KEY_COLUMNS))
     return scan.collect()

@@ -32,7 +32,7 @@ def read_shard_file(
     part = own if n_shards > 1 and lake.is_complete(own) else lake.derived_partition(root, zone, as_of)
     if not lake.is_complete(part):
         raise FileNotFoundError(f"partition {part} is missing or incomplete (no {lake.SUCCESS})")
-    scan = pl.scan_parquet(part / name)
+    scan = lake.scan_parquet(lake.partition_file(part, name))
     if columns is not None:
         scan = scan.select(*dict.fromkeys(columns))
     return (scan if part == own else filter_shard(scan, shard, n_shards)).collect()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.config.location import Location
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain.ledger import LOAN_KEY
 from pipelines.domain.sharding import filter_shard
@@ -56,7 +57,7 @@ class LedgerInputs:
     tokens: dict[str, dict[str, str]]
 
 
-def _curated(root: Path, dataset: str, as_of: dt.date, shard: int, n_shards: int,
+def _curated(root: Location, dataset: str, as_of: dt.date, shard: int, n_shards: int,
              since: dt.date | None = None) -> pl.LazyFrame:
     """The columns allocation reads of the curated ``dataset`` of dates ``since`` .. D, for one shard."""
     columns = INSTALLMENT_COLUMNS if dataset == "installments" else PAYMENT_COLUMNS
@@ -64,14 +65,14 @@ def _curated(root: Path, dataset: str, as_of: dt.date, shard: int, n_shards: int
     return filter_shard(scan, shard, n_shards)
 
 
-def state_dates(root: Path, before: dt.date) -> list[dt.date]:
+def state_dates(root: Location, before: dt.date) -> list[dt.date]:
     """Dates s < ``before`` whose ledger partition is complete and holds a state, newest last."""
     return [day for day in lake.complete_partition_dates(root, LEDGER_ZONE, key="as_of_date")
-            if day < before and (ledger_partition(root, day) / LEDGER_STATE_DIR / LEDGER_STATE_MANIFEST).is_file()]
+            if day < before and lake.is_file(_state_file(ledger_partition(root, day), LEDGER_STATE_MANIFEST))]
 
 
 def ledger_inputs(
-    root: Path, as_of: dt.date, cfg: RisklineConfig, resolved: pl.DataFrame, shard: int = 0, n_shards: int = 1
+    root: Location, as_of: dt.date, cfg: RisklineConfig, resolved: pl.DataFrame, shard: int = 0, n_shards: int = 1
 ) -> LedgerInputs:
     """What tonight's ledger allocates: the last state and the curated rows since, or the whole history.
 
@@ -101,15 +102,15 @@ def ledger_inputs(
         return full(f"the state of {since} is unreadable ({type(exc).__name__}: {str(exc)[:200]})")
 
 
-def _stale(root: Path, since: dt.date, cfg: RisklineConfig, tokens: dict[str, dict[str, str]]) -> str | None:
+def _stale(root: Location, since: dt.date, cfg: RisklineConfig, tokens: dict[str, dict[str, str]]) -> str | None:
     """Why the state of ``since`` cannot be used tonight, None when it can."""
-    meta = json.loads((ledger_partition(root, since) / LEDGER_STATE_DIR / LEDGER_STATE_MANIFEST).read_text())
+    meta = json.loads(lake.read_bytes(_state_file(ledger_partition(root, since), LEDGER_STATE_MANIFEST)) or b"")
     if meta.get("format") != STATE_FORMAT or meta.get("timezone") != cfg.business.timezone:
         return f"the state of {since} has another format or time zone"
     if meta.get("unusable"):
         return f"the state of {since} is not used: {meta['unusable']}"
     for name in LEDGER_STATE_FILES:  # each there and readable (its footer), or the state is not used
-        pl.read_parquet_schema(ledger_partition(root, since) / LEDGER_STATE_DIR / name)
+        lake.read_parquet_schema(_state_file(ledger_partition(root, since), name))
     for name in CURATED:
         then = meta["curated"][name]
         now = {day: token for day, token in tokens[name].items() if day <= since.isoformat()}
@@ -119,7 +120,7 @@ def _stale(root: Path, since: dt.date, cfg: RisklineConfig, tokens: dict[str, di
     return None
 
 
-def _curated_again(root: Path, dataset: str, key: str, new: pl.DataFrame, since: dt.date) -> bool:
+def _curated_again(root: Location, dataset: str, key: str, new: pl.DataFrame, since: dt.date) -> bool:
     """Whether any ``key`` of tonight's new rows is also curated on a date <= ``since``. Ingest refuses that
     (a redelivery under another date); the reconciliation of a full rebuild is the net for one that got
     through anyway, and it needs every row: a retired loan's copy is not in the working set. Partitions are
@@ -129,15 +130,18 @@ def _curated_again(root: Path, dataset: str, key: str, new: pl.DataFrame, since:
 
 
 def _incremental(
-    root: Path, as_of: dt.date, since: dt.date, resolved: pl.DataFrame, tokens: dict[str, dict[str, str]],
+    root: Location, as_of: dt.date, since: dt.date, resolved: pl.DataFrame, tokens: dict[str, dict[str, str]],
     shard: int, n_shards: int,
 ) -> LedgerInputs | None:
     """The inputs from the state of ``since`` and the curated rows since; None when an id of the rows since
     is curated on an earlier date too (:func:`_curated_again`)."""
-    state = ledger_partition(root, since) / LEDGER_STATE_DIR
+    state = ledger_partition(root, since)
 
-    def read(path: Path) -> pl.LazyFrame:
-        return filter_shard(pl.scan_parquet(path), shard, n_shards)
+    def read(name: str) -> pl.LazyFrame:
+        return filter_shard(lake.scan_parquet(_state_file(state, name)), shard, n_shards)
+
+    def read_published(name: str) -> pl.LazyFrame:
+        return filter_shard(lake.scan_parquet(lake.partition_file(state, name)), shard, n_shards)
 
     first_new = since + dt.timedelta(days=1)
     new_inst = _curated(root, "installments", as_of, shard, n_shards, since=first_new).collect()
@@ -145,21 +149,20 @@ def _incremental(
     if (_curated_again(root, "payments", "payment_id", new_pay, since)
             or _curated_again(root, "installments", "installment_id", new_inst, since)):
         return None
-    retired_loans = read(state / "retired_loans.parquet").collect()
+    retired_loans = read("retired_loans.parquet").collect()
     keys = retired_loans.select(*LOAN_KEY)
-    published = ledger_partition(root, since)
     before = Retired(
         loans=retired_loans,
-        installments=read(published / "installments.parquet").join(keys.lazy(), on=list(LOAN_KEY), how="semi",
+        installments=read_published("installments.parquet").join(keys.lazy(), on=list(LOAN_KEY), how="semi",
                                                                     maintain_order="left").collect(),
-        unallocated=read(published / "unallocated.parquet").join(keys.lazy(), on=list(LOAN_KEY), how="semi",
+        unallocated=read_published("unallocated.parquet").join(keys.lazy(), on=list(LOAN_KEY), how="semi",
                                                                  maintain_order="left").collect(),
     )
     # A retired loan paid again (an overpayment, a late settlement, a quarantined payment resolving) or
     # drawn on again comes back whole from its curated rows, so that allocation sees every payment in order.
     touched = pl.concat([frame.select(*LOAN_KEY) for frame in (new_inst, new_pay, resolved)]).unique().join(
         keys, on=list(LOAN_KEY), how="semi")
-    parts_inst, parts_pay = [read(state / "installments.parquet")], [read(state / "payments.parquet")]
+    parts_inst, parts_pay = [read("installments.parquet")], [read("payments.parquet")]
     if touched.height:
         for dataset, parts in (("installments", parts_inst), ("payments", parts_pay)):
             columns = INSTALLMENT_COLUMNS if dataset == "installments" else PAYMENT_COLUMNS
@@ -217,9 +220,9 @@ def merge_state(target: Path, shard_dirs: list[Path]) -> None:
     folder = target / LEDGER_STATE_DIR
     folder.mkdir()
     for name, keys in LEDGER_STATE_FILES.items():
-        merged = pl.concat([pl.read_parquet(d / LEDGER_STATE_DIR / name) for d in shard_dirs])
+        merged = pl.concat([lake.read_parquet(_state_file(d, name)) for d in shard_dirs])
         lake.write_parquet(merged.sort(keys, maintain_order=True), folder / name)
-    metas = [json.loads((d / LEDGER_STATE_DIR / LEDGER_STATE_MANIFEST).read_text()) for d in shard_dirs]
+    metas = [json.loads(lake.read_bytes(_state_file(d, LEDGER_STATE_MANIFEST)) or b"") for d in shard_dirs]
     meta = dict(metas[0])
     builts = [m.get("built") for m in metas]
     if len(set(builts)) > 1:
@@ -230,8 +233,14 @@ def merge_state(target: Path, shard_dirs: list[Path]) -> None:
     (folder / LEDGER_STATE_MANIFEST).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
-def built_how(root: Path, as_of: dt.date) -> str | None:
+def built_how(root: Location, as_of: dt.date) -> str | None:
     """How the ledger of D was built (``state.json``'s ``built``), None without a state."""
-    path = ledger_partition(root, as_of) / LEDGER_STATE_DIR / LEDGER_STATE_MANIFEST
-    return json.loads(path.read_text()).get("built") if path.is_file() else None
+    part = ledger_partition(root, as_of)
+    raw = lake.read_bytes(_state_file(part, LEDGER_STATE_MANIFEST)) if lake.is_complete(part) else None
+    return json.loads(raw).get("built") if raw is not None else None
+
+
+def _state_file(partition: Location, name: str) -> Location:
+    """A file of the ``_state`` folder of a complete ledger partition (in its committed version on a store)."""
+    return lake.partition_file(partition, f"{LEDGER_STATE_DIR}/{name}")
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.config.location import Location, is_remote
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import to_published
 from pipelines.domain.collections import assign_treatments
@@ -76,14 +77,14 @@ class RunResult:
     as_of: dt.date
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
-    root: Path | None = None  # where the night wrote: the data root, or a dry run's staging root
+    root: Location | None = None  # where the night wrote: the data root, or a dry run's staging root
 
 
 # --- helpers ---------------------------------------------------------------------------------------
 
 
 @contextmanager
-def date_lock(root: Path, as_of: dt.date) -> Iterator[None]:
+def date_lock(root: Location, as_of: dt.date) -> Iterator[None]:
     """Refuse a second run of the same date while one is running (different dates run side by side)."""
     path = root / "_locks" / f"run-{as_of.isoformat()}.lock"
     with ExitStack() as held:
@@ -99,33 +100,45 @@ def date_lock(root: Path, as_of: dt.date) -> Iterator[None]:
 DRY_RUN_MARKER = lake.DRY_RUN_MARKER  # in a dry run's staging root: publishing there is allowed, and it is disposable
 
 
-def dry_run_root(root: Path, as_of: dt.date) -> Path:
+def dry_run_root(root: Location, as_of: dt.date) -> Path:
     return lake.derived_partition(root, zones.STAGING_ZONE, as_of)
 
 
-def prepare_dry_run_root(root: Path, as_of: dt.date, run_id: str) -> Path:
+def prepare_dry_run_root(root: Location, as_of: dt.date, run_id: str) -> Path:
     """A private copy of the lake for a dry run of ``as_of`` (hard links), made once per ``run_id``.
 
     Replaces the previous dry run's copy of the date whole. Runs of the same id (the parallel tasks of one
     Airflow run) share the copy made by the first of them.
     """
     target = dry_run_root(root, as_of)
+    skip = (zones.STAGING_ZONE, "_locks", "outputs/_journal")
     with locks.file_lock(target.parent / f".prepare-{target.name}.lock"):
         marker = target / DRY_RUN_MARKER
-        if marker.is_file() and marker.read_text().strip() == run_id:
+        if (lake.read_bytes(marker) or b"").decode().strip() == run_id:
+            return target
+        if is_remote(target):  # no rename: the copy is complete once its marker, written last, names the run
+            lake.remove_tree(target)
+            lake.copy_tree(root, target, skip=skip)
+            lake.atomic_write_bytes(marker, (run_id + "\n").encode())
             return target
         with lake.staged_partition(target, marker=False) as tmp:
-            lake.link_tree(root, tmp, skip=(zones.STAGING_ZONE, "_locks", "outputs/_journal"))
+            lake.link_tree(root, tmp, skip=skip)
             (tmp / DRY_RUN_MARKER).write_text(run_id + "\n")
     return target
 
 
-def refresh_dry_run_landing(root: Path, staging_root: Path, dataset: str, as_of: dt.date) -> None:
+def refresh_dry_run_landing(root: Location, staging_root: Location, dataset: str, as_of: dt.date) -> None:
     """Link the landing drop of ``dataset`` for D into a dry run's copy (it may have landed after the copy)."""
     source = zones.landing(root, dataset, as_of)
-    if lake.is_complete(source):
-        with lake.staged_partition(zones.landing(staging_root, dataset, as_of), marker=False) as tmp:
-            lake.link_tree(source, tmp)
+    if not lake.is_complete(source):
+        return
+    target = zones.landing(staging_root, dataset, as_of)
+    if is_remote(target):
+        lake.remove_tree(target)
+        lake.copy_tree(source, target)
+        return
+    with lake.staged_partition(target, marker=False) as tmp:
+        lake.link_tree(source, tmp)
 
 
 def _peak_rss_mib() -> float:
@@ -135,7 +148,7 @@ def _peak_rss_mib() -> float:
 # --- stages ----------------------------------------------------------------------------------------
 
 
-def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+def stage_ingest(root: Location, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
 
     before = {name: chain.curated_digest(root, name, as_of) for name in DATASETS}
     results, kept = ingest_night(root, as_of, cfg)  # a drop purged once ingested: its curated partition is read
@@ -147,12 +160,12 @@ def stage_ingest(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, A
     }
     note = describe_purged(as_of, kept) if kept else None
     for name, at in kept.items():  # read as curated: the counts of its ingest are that ingest's
-        rows = pl.scan_parquet(lake.parquet_files(zones.curated(root, name, as_of))).select(pl.len()).collect()
+        rows = lake.scan_parquet(lake.parquet_files(zones.curated(root, name, as_of))).select(pl.len()).collect()
         out[name] = {"rows": int(rows.item()), "landing_purged": note, "ingested_at": at.isoformat() if at else None}
     return out
 
 
-def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+def stage_features(root: Location, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
     refuse_owed_reingests(root, as_of)
 
     if cfg.run.shards > 1:  # per account-hash shard, then one merge (pipelines/stages/shards.py)
@@ -163,11 +176,11 @@ def stage_features(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str,
         path = merge_shards(root, as_of, cfg.run.shards)
     else:
         path = build_feature_snapshot(root, as_of, cfg)
-    rows = pl.scan_parquet(sorted(path.glob("*.parquet"))).select(pl.len()).collect().item()
+    rows = lake.scan_parquet(lake.parquet_files(path)).select(pl.len()).collect().item()
     return {"path": str(path.relative_to(root)), "accounts": int(rows), "ledger": built_how(root, as_of)}
 
 
-def refuse_owed_reingests(root: Path, as_of: dt.date) -> None:
+def refuse_owed_reingests(root: Location, as_of: dt.date) -> None:
     """Stop before the history is read while a curated partition of dt <= D still holds copies of rows an
     earlier date now owns (a range re-ingest stopped before reaching it): they would count twice."""
     owed = zones.owed_reingests(root, as_of)
@@ -182,14 +195,14 @@ def refuse_owed_reingests(root: Path, as_of: dt.date) -> None:
         )
 
 
-def stage_train(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+def stage_train(root: Location, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
     # why: keeps xgboost out of the cli (which imports this module at start-up)
     from pipelines.stages.train import run_training
 
     return run_training(root, as_of, cfg).summary()
 
 
-def stage_score(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: str | None = None) -> dict[str, Any]:
+def stage_score(root: Location, as_of: dt.date, cfg: RisklineConfig, model_version: str | None = None) -> dict[str, Any]:
     # why: keeps xgboost out of the cli (which imports this module at start-up)
     from pipelines.stages.score import run_scoring
 
@@ -202,20 +215,20 @@ def stage_score(root: Path, as_of: dt.date, cfg: RisklineConfig, model_version: 
     else:
         path = run_scoring(root, as_of, cfg, model_version=model_version)
     # counted lazily: on a 10M book the scores frame is not worth reading back whole for two numbers
-    accounts, version = pl.scan_parquet(lake.parquet_files(path)).select(
+    accounts, version = lake.scan_parquet(lake.parquet_files(path)).select(
         pl.len(), pl.col("model_version").first()
     ).collect().row(0)
     return {"path": str(path.relative_to(root)), "accounts": int(accounts), "model_version": version}
 
 
-def check_night_chain(root: Path, as_of: dt.date, force_chain: bool = False) -> chain.ChainRecord:
+def check_night_chain(root: Location, as_of: dt.date, force_chain: bool = False) -> chain.ChainRecord:
     """Refuse a night that would break the chain (``pipelines.store.chain``); keep what it saw for publish."""
     record = chain.check_chain(root, as_of, force=force_chain)
     chain.save_chain_record(root, as_of, record)
     return record
 
 
-def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: bool = False) -> dict[str, Any]:
+def stage_decide(root: Location, as_of: dt.date, cfg: RisklineConfig, force_chain: bool = False) -> dict[str, Any]:
 
     check_night_chain(root, as_of, force_chain)
     if cfg.run.shards > 1:  # the queue's capacity cut runs once, in the merge (pipelines/stages/shards.py)
@@ -246,21 +259,21 @@ def stage_decide(root: Path, as_of: dt.date, cfg: RisklineConfig, force_chain: b
     }
 
 
-def _decide_summary(root: Path, path: Path) -> dict[str, Any]:
+def _decide_summary(root: Location, path: Path) -> dict[str, Any]:
     """stage_decide's summary read lazily from the decisions partition (a sharded run holds no frames)."""
 
     def counts(name: str, column: str) -> dict[str, int]:
-        return dict(sorted(pl.scan_parquet(path / name).group_by(column).len().collect().iter_rows()))
+        return dict(sorted(lake.scan_parquet(lake.partition_file(path, name)).group_by(column).len().collect().iter_rows()))
 
     return {
         "path": str(path.relative_to(root)),
         "actions": counts("limits.parquet", "action"),
         "treatments": counts("collection_queue.parquet", "treatment"),
-        "hardship_offers": int(pl.scan_parquet(path / "hardship_offers.parquet").select(pl.len()).collect().item()),
+        "hardship_offers": int(lake.scan_parquet(lake.partition_file(path, "hardship_offers.parquet")).select(pl.len()).collect().item()),
     }
 
 
-def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[dict[str, pl.DataFrame], dict[str, str]]:
+def published_frames(root: Location, as_of: dt.date, cfg: RisklineConfig) -> tuple[dict[str, pl.DataFrame], dict[str, str]]:
     """The four outputs of D in contract shape, and the versions that produced them."""
 
     scores = lake.read_partition(scores_dir(root, as_of))
@@ -271,16 +284,16 @@ def published_frames(root: Path, as_of: dt.date, cfg: RisklineConfig) -> tuple[d
     decisions = decisions_dir(root, as_of)
     internal = {
         "scores": scores,
-        "limits": pl.read_parquet(decisions / "limits.parquet"),
-        "collection_queue": pl.read_parquet(decisions / "collection_queue.parquet"),
-        "hardship_offers": pl.read_parquet(decisions / "hardship_offers.parquet"),
+        "limits": lake.read_parquet(lake.partition_file(decisions, "limits.parquet")),
+        "collection_queue": lake.read_parquet(lake.partition_file(decisions, "collection_queue.parquet")),
+        "hardship_offers": lake.read_parquet(lake.partition_file(decisions, "hardship_offers.parquet")),
     }
     model_versions = scores["model_version"].unique().to_list()
     versions = {"model_version": model_versions[0] if model_versions else "", "policy_version": cfg.policy.version}
     return {name: to_published(name, frame, as_of, versions) for name, frame in internal.items()}, versions
 
 
-def _model_sha256(root: Path, version: str) -> str | None:
+def _model_sha256(root: Location, version: str) -> str | None:
     """sha256 of the model's bytes, for the manifest's input fingerprints."""
     if not version:
         return None
@@ -290,7 +303,7 @@ def _model_sha256(root: Path, version: str) -> str | None:
 
 
 def stage_publish(
-    root: Path, as_of: dt.date, cfg: RisklineConfig, *, dry_run: bool = False, run_info: dict[str, Any] | None = None
+    root: Location, as_of: dt.date, cfg: RisklineConfig, *, dry_run: bool = False, run_info: dict[str, Any] | None = None
 ) -> dict[str, Any]:
 
     frames, versions = published_frames(root, as_of, cfg)
@@ -315,7 +328,7 @@ def stage_publish(
         "run": run_info or {},
     }
     if dry_run:
-        if not (root / DRY_RUN_MARKER).is_file():  # a dry run publishes only into its own copy of the lake
+        if not lake.is_file(root / DRY_RUN_MARKER):  # a dry run publishes only into its own copy of the lake
             raise PublishError(f"a dry run publishes only into a dry-run staging root, not {root} "
                                f"(use RunOptions(publish=False), which prepares {dry_run_root(root, as_of)})")
         manifest["dry_run"] = True
@@ -332,7 +345,7 @@ def stage_publish(
     return out
 
 
-def stage_report(root: Path, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
+def stage_report(root: Location, as_of: dt.date, cfg: RisklineConfig) -> dict[str, Any]:
     """The run report of D (``reports/as_of_date=D/report.html``), built from what publish wrote."""
     # why: keeps xgboost and matplotlib out of the cli (which imports this module at start-up)
     from pipelines.report.report import write_report
@@ -352,7 +365,7 @@ def _code_version() -> str:
 
 
 def run_night(
-    root: Path,
+    root: Location,
     as_of: dt.date,
     cfg: RisklineConfig,
     options: RunOptions = RunOptions(),
@@ -404,7 +417,7 @@ def run_night(
     return result
 
 
-def _write_timings(root: Path, as_of: dt.date, result: RunResult) -> None:
+def _write_timings(root: Location, as_of: dt.date, result: RunResult) -> None:
     """Timings live beside the manifest, not in it, so a rerun's manifest stays byte-identical."""
     path = lake.derived_partition(root, "runs", as_of) / "timings.json"
     lake.atomic_write_bytes(path, (json.dumps(result.timings, indent=2, sort_keys=True) + "\n").encode())

@@ -36,6 +36,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.config.model_definition import load_model_definition
+from pipelines.config.location import Location
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain.collections import assign_treatments
 from pipelines.domain.decide import require_exact_reasons
@@ -60,7 +61,7 @@ class ShardsIncompleteError(RuntimeError):
     """A merge was asked for before every shard of the date was complete."""
 
 
-def _complete_shards(root: Path, zone: str, as_of: dt.date, n_shards: int) -> list[Path]:
+def _complete_shards(root: Location, zone: str, as_of: dt.date, n_shards: int) -> list[Location]:
     dirs = [shard_dir(root, zone, as_of, k, n_shards) for k in range(n_shards)]
     missing = [str(d) for d in dirs if not lake.is_complete(d)]
     if missing:
@@ -68,7 +69,7 @@ def _complete_shards(root: Path, zone: str, as_of: dt.date, n_shards: int) -> li
     return dirs
 
 
-def _sink_merged(files: list[Path], key: str, target: Path) -> None:
+def _sink_merged(files: list[Location], key: str, target: Path) -> None:
     """Write the rows of ``files`` (each sorted by the unique ``key``) as one file sorted by ``key``.
 
     A range merge, not a k-way merge: the key space is cut into as many ranges as there are files, at
@@ -79,7 +80,12 @@ def _sink_merged(files: list[Path], key: str, target: Path) -> None:
     limits: 1.8 GiB, where polars' streaming ``merge_sorted`` tree or ``sort`` held the whole 10M rows
     (8.7 and 7.6 GiB).
     """
-    keys = next((k for k in (pl.read_parquet(f, columns=[key])[key] for f in files) if len(k)), None)
+    with lake.fetched(files) as local:  # each range reads every file: fetch object-store files once
+        _sink_ranges(local, key, target)
+
+
+def _sink_ranges(files: list[Path], key: str, target: Path) -> None:
+    keys = next((k for k in (lake.read_parquet(f, columns=[key])[key] for f in files) if len(k)), None)
     n_ranges = len(files)
     bounds = (
         [] if keys is None or n_ranges < 2
@@ -96,10 +102,10 @@ def _sink_merged(files: list[Path], key: str, target: Path) -> None:
             if hi is not None:
                 inside = inside & (pl.col(key) < hi)
             part = ranges_dir / f"range-{i:05d}.parquet"
-            lake.write_parquet(pl.scan_parquet(files).filter(inside).collect().sort(key), part)
+            lake.write_parquet(lake.scan_parquet(files).filter(inside).collect().sort(key), part)
             parts.append(part)
         # concatenating sorted, disjoint, ordered ranges streams in bounded memory
-        pl.scan_parquet(parts).sink_parquet(target, **lake.PARQUET_OPTIONS)  # type: ignore[arg-type]
+        lake.scan_parquet(parts).sink_parquet(target, **lake.PARQUET_OPTIONS)  # type: ignore[arg-type]
     finally:
         shutil.rmtree(ranges_dir, ignore_errors=True)
 
@@ -108,7 +114,7 @@ def _sink_merged(files: list[Path], key: str, target: Path) -> None:
 
 
 def score_shard(
-    root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_shards: int, model_version: str | None = None
+    root: Location, as_of: dt.date, cfg: RisklineConfig, shard: int, n_shards: int, model_version: str | None = None
 ) -> Path:
     """Score one shard with the champion of ``as_of`` (or ``model_version``); return the shard partition.
 
@@ -132,28 +138,28 @@ def score_shard(
     return lake.publish_frames(shard_dir(root, SCORES_ZONE, as_of, shard, n_shards), {SCORES_FILE: scores})
 
 
-def _whole_book(root: Path, zone: str, as_of: dt.date, name: str, n_shards: int) -> pl.LazyFrame:
+def _whole_book(root: Location, zone: str, as_of: dt.date, name: str, n_shards: int) -> pl.LazyFrame:
     """A lazy scan of one file of a zone over every account: the merged partition, else all shards."""
     merged = lake.derived_partition(root, zone, as_of)
     if lake.is_complete(merged):
-        return pl.scan_parquet(merged / name)
-    return pl.scan_parquet([d / name for d in _complete_shards(root, zone, as_of, n_shards)])
+        return lake.scan_parquet(lake.partition_file(merged, name))
+    return lake.scan_parquet([lake.partition_file(d, name) for d in _complete_shards(root, zone, as_of, n_shards)])
 
 
-def merge_scores(root: Path, as_of: dt.date, n_shards: int) -> Path:
+def merge_scores(root: Location, as_of: dt.date, n_shards: int) -> Path:
     """Publish ``scores/as_of_date=D`` from every shard's scores (fails unless all are complete)."""
 
     dirs = _complete_shards(root, SCORES_ZONE, as_of, n_shards)
     target = scores_dir(root, as_of)
     with lake.staged_partition(target) as tmp:
-        _sink_merged([d / SCORES_FILE for d in dirs], "account_id", tmp / SCORES_FILE)
+        _sink_merged([lake.partition_file(d, SCORES_FILE) for d in dirs], "account_id", tmp / SCORES_FILE)
     return target
 
 
 # --- decisions ----------------------------------------------------------------------------------------
 
 
-def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_shards: int) -> Path:
+def decide_shard(root: Location, as_of: dt.date, cfg: RisklineConfig, shard: int, n_shards: int) -> Path:
     """Limits, hardship offers, collection cases (before the capacity cut) and limit history of one shard.
 
     The inputs are those of :func:`pipelines.stages.night.stage_decide`, restricted to the shard's accounts.
@@ -166,7 +172,7 @@ def decide_shard(root: Path, as_of: dt.date, cfg: RisklineConfig, shard: int, n_
     return lake.publish_frames(shard_dir(root, DECISIONS_ZONE, as_of, shard, n_shards), frames)
 
 
-def merge_decisions(root: Path, as_of: dt.date, cfg: RisklineConfig, n_shards: int) -> Path:
+def merge_decisions(root: Location, as_of: dt.date, cfg: RisklineConfig, n_shards: int) -> Path:
     """Publish ``decisions/as_of_date=D``: merged limits, offers and history, and the collections queue.
 
     The queue's agent capacity and priorities rank the whole book, so they are applied here, once, to
@@ -176,14 +182,14 @@ def merge_decisions(root: Path, as_of: dt.date, cfg: RisklineConfig, n_shards: i
     dirs = _complete_shards(root, DECISIONS_ZONE, as_of, n_shards)
 
     def concat(name: str) -> pl.DataFrame:
-        return pl.concat([pl.read_parquet(d / name) for d in dirs], how="vertical")
+        return pl.concat([lake.read_parquet(lake.partition_file(d, name)) for d in dirs], how="vertical")
 
     queue = assign_treatments(concat("collection_cases.parquet"), cfg.collections)
     offers = concat("hardship_offers.parquet").sort(LOAN_KEY)
     history = concat("limit_history.parquet").sort("account_id")
     target = decisions_dir(root, as_of)
     with lake.staged_partition(target) as tmp:
-        _sink_merged([d / "limits.parquet" for d in dirs], "account_id", tmp / "limits.parquet")
+        _sink_merged([lake.partition_file(d, "limits.parquet") for d in dirs], "account_id", tmp / "limits.parquet")
         for name, frame in (("collection_queue.parquet", queue), ("hardship_offers.parquet", offers),
                             ("limit_history.parquet", history)):
             lake.write_parquet(frame, tmp / name)

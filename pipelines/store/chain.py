@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.config.location import Location, is_remote
+
 from pipelines.store import lake, zones
 from pipelines.store.zones import DECISIONS_ZONE, LIMIT_HISTORY_FILE, curated_dates, night_dates, previous_night
 from pipelines.vocab import DATASETS
@@ -58,27 +60,27 @@ class ChainRecord:
 # --- what the lake holds -----------------------------------------------------------------------------
 
 
-def limit_history_sha256(root: Path, night: dt.date | None) -> str | None:
+def limit_history_sha256(root: Location, night: dt.date | None) -> str | None:
     if night is None:
         return None
-    path = lake.derived_partition(root, DECISIONS_ZONE, night) / LIMIT_HISTORY_FILE
-    return lake.file_sha256(path) if path.is_file() else None
+    part = lake.derived_partition(root, DECISIONS_ZONE, night)
+    if not lake.is_complete(part):
+        return None
+    return lake.sha256_of(lake.partition_file(part, LIMIT_HISTORY_FILE))
 
 
-def _manifest(root: Path, night: dt.date) -> dict[str, Any] | None:
-    path = lake.partition_dir(root, "outputs", "_manifests", night, key="as_of_date") / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def _manifest(root: Location, night: dt.date) -> dict[str, Any] | None:
+    raw = lake.read_bytes(lake.partition_dir(root, "outputs", "_manifests", night, key="as_of_date") / "manifest.json")
+    return json.loads(raw) if raw is not None else None
 
 
-def published_nights(root: Path) -> list[dt.date]:
+def published_nights(root: Location) -> list[dt.date]:
     base = root / "outputs" / "_manifests"
-    if not base.is_dir():
-        return []
-    days = [_parse(p.parent.name.removeprefix("as_of_date=")) for p in base.glob("as_of_date=*/manifest.json")]
+    days = [_parse(rel.split("/")[0].removeprefix("as_of_date=")) for rel in lake.glob(base, "as_of_date=*/manifest.json")]
     return sorted(d for d in days if d is not None)
 
 
-def curated_digest(root: Path, dataset: str, day: dt.date) -> str | None:
+def curated_digest(root: Location, dataset: str, day: dt.date) -> str | None:
     """One sha256 for a complete curated partition (over its files' names and sha256); None if absent.
 
     Every night's manifest names the digest of every curated partition up to D, so on a long history hashing
@@ -92,13 +94,12 @@ def curated_digest(root: Path, dataset: str, day: dt.date) -> str | None:
         return None
     files = sorted(lake.parquet_files(part))
     key = f"{dataset}/{day.isoformat()}"
-    # no ctime: a dry run's private copy hard-links the curated files, which changes it and nothing else
-    stats = [[p.name, (st := p.stat()).st_ino, st.st_mtime_ns, st.st_size] for p in files]
+    stats = _file_versions(part, files)
     cache = _digest_cache(root)
     held = cache.get(key)
     if held is not None and held["stats"] == stats:
         return held["digest"]
-    lines = "".join(f"{p.name} {lake.file_sha256(p)}\n" for p in files)
+    lines = "".join(f"{p.name} {lake.sha256_of(p)}\n" for p in files)
     digest = hashlib.sha256(lines.encode()).hexdigest()
     cache[key] = {"stats": stats, "digest": digest}
     _DIRTY.add(str(root))
@@ -109,24 +110,33 @@ _CACHES: dict[str, dict[str, Any]] = {}
 _DIRTY: set[str] = set()
 
 
-def _digest_cache(root: Path) -> dict[str, Any]:
+def _file_versions(part: Location, files: list[Location]) -> list[list[Any]]:
+    """What names each file's content: (name, inode, mtime, size) locally, the committed version on an
+    object store (a republish is a new version; its files never change in place)."""
+    if is_remote(part):
+        return [[p.name, lake.committed_version(part)] for p in files]
+    # no ctime: a dry run's private copy hard-links the curated files, which changes it and nothing else
+    return [[p.name, (st := p.stat()).st_ino, st.st_mtime_ns, st.st_size] for p in files]
+
+
+def _digest_cache(root: Location) -> dict[str, Any]:
     path = zones.digest_cache_path(root)
     cached = _CACHES.get(str(root))
     if cached is None:
         try:
-            cached = json.loads(path.read_text()) if path.is_file() else {}
+            raw = lake.read_bytes(path)
+            cached = json.loads(raw) if raw is not None else {}
         except (OSError, ValueError):
             cached = {}  # unreadable: hashed anew and rewritten
         _CACHES[str(root)] = cached
     return cached
 
 
-def save_digest_cache(root: Path) -> None:
+def save_digest_cache(root: Location) -> None:
     """Write the digests hashed by this process (atomically; a concurrent writer's digests are just as valid,
     and the one whose write lands last is kept)."""
     if str(root) in _DIRTY:
         path = zones.digest_cache_path(root)
-        path.parent.mkdir(parents=True, exist_ok=True)
         lake.atomic_write_bytes(path, json.dumps(_CACHES[str(root)], sort_keys=True).encode())
         _DIRTY.discard(str(root))
 
@@ -141,24 +151,23 @@ def _parse(text: str) -> dt.date | None:
 # --- stale marks -------------------------------------------------------------------------------------
 
 
-def _stale_path(root: Path, night: dt.date) -> Path:
+def _stale_path(root: Location, night: dt.date) -> Path:
     return lake.ensure_inside(root, root / "outputs" / "_stale" / f"as_of_date={night.isoformat()}.json")
 
 
-def stale_nights(root: Path) -> dict[dt.date, str]:
+def stale_nights(root: Location) -> dict[dt.date, str]:
     """Published nights marked stale, with why (cleared when the night is rerun)."""
     base = root / "outputs" / "_stale"
-    if not base.is_dir():
-        return {}
     out = {}
-    for path in sorted(base.glob("as_of_date=*.json")):
-        day = _parse(path.stem.removeprefix("as_of_date="))
-        if day is not None:
-            out[day] = json.loads(path.read_text())["reason"]
+    for name in lake.list_names(base):
+        day = _parse(name.removeprefix("as_of_date=").removesuffix(".json")) if name.endswith(".json") else None
+        raw = lake.read_bytes(base / name) if day is not None else None
+        if day is not None and raw is not None:
+            out[day] = json.loads(raw)["reason"]
     return out
 
 
-def mark_stale(root: Path, nights: list[dt.date], reason: str) -> list[dt.date]:
+def mark_stale(root: Location, nights: list[dt.date], reason: str) -> list[dt.date]:
     """Mark ``nights`` stale (a night already marked keeps its first reason); returns them."""
     known = stale_nights(root)
     for night in nights:
@@ -169,15 +178,15 @@ def mark_stale(root: Path, nights: list[dt.date], reason: str) -> list[dt.date]:
     return nights
 
 
-def clear_stale(root: Path, night: dt.date) -> None:
-    _stale_path(root, night).unlink(missing_ok=True)
+def clear_stale(root: Location, night: dt.date) -> None:
+    lake.remove_file(_stale_path(root, night))
     write_latest_status(root)
 
 
 LATEST_STATUS = "_LATEST.json"  # beside outputs/_LATEST: whether the date it names is stale (docs/operations.md)
 
 
-def night_status(root: Path, night: dt.date) -> dict[str, Any]:
+def night_status(root: Location, night: dt.date) -> dict[str, Any]:
     """``as_of_date``, ``stale`` and, when stale, ``reason`` and the ``rebuild`` command, for one night."""
     stale = stale_nights(root)
     status: dict[str, Any] = {"as_of_date": night.isoformat(), "stale": night in stale}
@@ -187,7 +196,7 @@ def night_status(root: Path, night: dt.date) -> dict[str, Any]:
     return status
 
 
-def write_latest_status(root: Path) -> None:
+def write_latest_status(root: Location) -> None:
     """Rewrite ``outputs/_LATEST.json`` for the date ``outputs/_LATEST`` names (nothing before a first publish).
 
     ``_LATEST`` stays a bare date (what every reader parses); this file says whether that night is stale,
@@ -195,19 +204,19 @@ def write_latest_status(root: Path) -> None:
     ``as_of_date`` says which pointer it describes (a crash between the two leaves them naming different
     dates: trust the flag only when the dates agree; the next publish or mark rewrites it).
     """
-    pointer = root / "outputs" / "_LATEST"
-    if not pointer.is_file():
+    pointer = lake.read_bytes(root / "outputs" / "_LATEST")
+    if pointer is None:
         return
-    latest = _parse(pointer.read_text().strip())
+    latest = _parse(pointer.decode().strip())
     if latest is None:
         return
     body = json.dumps(night_status(root, latest), sort_keys=True) + "\n"
     path = root / "outputs" / LATEST_STATUS
-    if not path.is_file() or path.read_text() != body:
+    if lake.read_bytes(path) != body.encode():
         lake.atomic_write_bytes(path, body.encode())
 
 
-def rebuild_start(root: Path, night: dt.date) -> dt.date:
+def rebuild_start(root: Location, night: dt.date) -> dt.date:
     """Where a rebuild that repairs ``night`` must start: walking back from it, the earliest of the stale
     nights just before it (the one whose previous night is not stale), else ``night`` itself.
 
@@ -219,7 +228,7 @@ def rebuild_start(root: Path, night: dt.date) -> dt.date:
     return night
 
 
-def rebuild_hint(root: Path, nights: list[dt.date]) -> str:
+def rebuild_hint(root: Location, nights: list[dt.date]) -> str:
     """The next step for stale ``nights`` (sorted): rerun them forward, in order, from :func:`rebuild_start`
     of the first (CLI and Airflow)."""
     first, last = rebuild_start(root, nights[0]), nights[-1]
@@ -230,7 +239,7 @@ def rebuild_hint(root: Path, nights: list[dt.date]) -> str:
 # --- the rule ----------------------------------------------------------------------------------------
 
 
-def check_chain(root: Path, as_of: dt.date, force: bool = False) -> ChainRecord:
+def check_chain(root: Location, as_of: dt.date, force: bool = False) -> ChainRecord:
     """Whether night ``as_of`` may run now (module docstring); the record its manifest will carry.
 
     Raises:
@@ -268,7 +277,7 @@ def check_chain(root: Path, as_of: dt.date, force: bool = False) -> ChainRecord:
                        waived=problems)
 
 
-def _reruns_in_place(root: Path, as_of: dt.date, record: ChainRecord) -> bool:
+def _reruns_in_place(root: Location, as_of: dt.date, record: ChainRecord) -> bool:
     manifest = _manifest(root, as_of)
     recorded = ((manifest or {}).get("inputs") or {}).get("chain")
     return isinstance(recorded, dict) and (
@@ -276,22 +285,23 @@ def _reruns_in_place(root: Path, as_of: dt.date, record: ChainRecord) -> bool:
     ) == (record.previous_night, record.previous_limit_history_sha256)
 
 
-def save_chain_record(root: Path, as_of: dt.date, record: ChainRecord) -> None:
+def save_chain_record(root: Location, as_of: dt.date, record: ChainRecord) -> None:
     """Keep the link decide used (``runs/as_of_date=D/chain.json``): publish puts it in the manifest."""
     path = lake.derived_partition(root, "runs", as_of) / CHAIN_FILE
     lake.atomic_write_bytes(path, (json.dumps(record.to_dict(), sort_keys=True, indent=2) + "\n").encode())
 
 
-def load_chain_record(root: Path, as_of: dt.date) -> ChainRecord:
+def load_chain_record(root: Location, as_of: dt.date) -> ChainRecord:
     """The link night D's decisions were made on (what its decide saved; else what D would read now)."""
     path = lake.derived_partition(root, "runs", as_of) / CHAIN_FILE
-    if path.is_file():
-        return ChainRecord(**json.loads(path.read_text()))
+    raw = lake.read_bytes(path)
+    if raw is not None:
+        return ChainRecord(**json.loads(raw))
     night = previous_night(root, as_of)
     return ChainRecord(night.isoformat() if night else None, limit_history_sha256(root, night))
 
 
-def after_publish(root: Path, as_of: dt.date) -> list[dt.date]:
+def after_publish(root: Location, as_of: dt.date) -> list[dt.date]:
     """Night D is published: clear its stale mark; if the next night read another limit history than the
     one D holds now (a rerun changed it, or D ran after it), mark every later night stale and return them."""
     clear_stale(root, as_of)
@@ -305,7 +315,7 @@ def after_publish(root: Path, as_of: dt.date) -> list[dt.date]:
                                    f"the one night {later[0]} read")
 
 
-def after_ingest(root: Path, day: dt.date, before: dict[str, str | None]) -> list[dt.date]:
+def after_ingest(root: Location, day: dt.date, before: dict[str, str | None]) -> list[dt.date]:
     """Curated partitions of ``day`` were replaced: mark published nights that read other content stale.
 
     ``before`` maps each re-ingested dataset to its :func:`curated_digest` before the ingest. Returns the
@@ -322,7 +332,7 @@ def after_ingest(root: Path, day: dt.date, before: dict[str, str | None]) -> lis
 
 
 def input_fingerprints(
-    root: Path, as_of: dt.date, model_version: str, model_sha256: str | None, chain: ChainRecord
+    root: Location, as_of: dt.date, model_version: str, model_sha256: str | None, chain: ChainRecord
 ) -> dict[str, Any]:
     """Every input partition night ``as_of`` read: curated partitions up to D, the model, the previous night.
 

@@ -46,15 +46,17 @@ from upath import UPath
 
 from pipelines.config.location import Location, is_remote
 from pipelines.store.listing import local_files, local_partitions, parse_date, read_phase, remembered  # noqa: F401
+from pipelines.store.objects import (  # noqa: F401  (re-exported: lake is where callers look)
+    COMMIT_FORMAT as _COMMIT_FORMAT, SUCCESS, _fresh, _local_tree,
+    _read_marker, _remote_files, _remove_key, commit_version, committed_version, drop_version, fetched, glob,
+    is_file, list_names, local_scratch, read_bytes, remove_file, upload_version, version_holds,
+)
 from pipelines.store.paths import (  # noqa: F401  (re-exported: lake is where callers look)
     PathEscapeError, derived_partition, ensure_inside, partition_dir,
 )
 
-SUCCESS = "_SUCCESS"
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
-_VERSION_PREFIX = "_v="
-_COMMIT_FORMAT = "riskline-partition/1"
 
 # Parquet settings shared by every writer so that the same frame always gives the same bytes.
 PARQUET_OPTIONS: dict[str, object] = {
@@ -65,38 +67,13 @@ PARQUET_OPTIONS: dict[str, object] = {
 }
 
 
-class LocalRootRequired(NotImplementedError):
-    """A stage that does not run on an object store yet was given an object-store data root."""
-
-
-def require_local(root: Location, what: str) -> Path:
-    """``root`` as a local ``Path``, or a clear error for the stages that do not run on object stores yet."""
-    if is_remote(root):
-        raise LocalRootRequired(
-            f"{what} needs a local data root; {root} is an object store. On object stores riskline runs "
-            "generate, ingest and validate today (landing, curated, quarantine, validation results and "
-            "Data Docs); the model registry, the publish journal and locks, and the derived zones still "
-            "need a local folder (docs/scaling.md: Object storage)"
-        )
-    assert isinstance(root, Path)
-    return root
-
-
 DRY_RUN_MARKER = "_DRY_RUN"  # in a dry run's staging root, DATA_ROOT/staging/as_of_date=D (pipelines.stages.night)
 
 
 def delivery_root(root: Location) -> Location:
     """Where upstream delivers for ``root``: ``root`` itself, or for a dry run's staging copy the data root
     it was copied from (upstream never writes into the copy, so "wait for <path>" must name the real one)."""
-    if not is_remote(root) and (Path(root) / DRY_RUN_MARKER).is_file():
-        return Path(root).parent.parent
-    return root
-
-
-def _fresh(location: UPath) -> UPath:
-    # fsspec file systems cache listings per process; a long-lived worker must see other writers' commits.
-    location.fs.invalidate_cache(location.path)
-    return location
+    return root.parent.parent if is_file(root / DRY_RUN_MARKER) else root
 
 
 def exists(partition: Location) -> bool:
@@ -189,18 +166,6 @@ def complete_entries(partition: Location) -> list[Entry] | None:
     return sorted(found, key=lambda e: e.name)
 
 
-def _remote_files(partition: UPath, marker: dict[str, Any]) -> list[Location]:
-    if marker:  # a riskline commit names its version's files
-        names = [f for f in marker["files"] if "/" not in f and not f.startswith((".", "_"))]
-        return [partition.joinpath(marker["prefix"], name) for name in sorted(names)]
-    try:
-        entries = _fresh(partition).fs.ls(partition.path, detail=True)
-    except FileNotFoundError:
-        entries = []
-    names = [posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file"]
-    return [partition.joinpath(n) for n in sorted(names) if not n.startswith((".", "_"))]
-
-
 def partition_file(partition: Location, name: str) -> Location:
     """The file ``name`` of a complete partition (inside the committed version on an object store)."""
     commit = _read_marker(partition) if is_remote(partition) else None
@@ -226,6 +191,14 @@ def parquet_sources(files: Location | Sequence[Location]) -> Any:
 def read_parquet(files: Location | Sequence[Location], **options: Any) -> pl.DataFrame:
     """``pl.read_parquet`` over local paths or object-store URLs alike."""
     return pl.read_parquet(parquet_sources(files), **options)
+
+
+def read_parquet_schema(file: Location) -> pl.Schema:
+    """The schema in one Parquet file's footer, local or on an object store."""
+    if is_remote(file):
+        with file.fs.open(file.path, "rb") as fh:  # the footer only, by range reads
+            return pl.read_parquet_schema(fh)
+    return pl.read_parquet_schema(file)
 
 
 def scan_parquet(files: Location | Sequence[Location], **options: Any) -> pl.LazyFrame:
@@ -274,50 +247,19 @@ def _staged_version(target: UPath, marker: bool, manifest: bytes | None = None) 
     tmp = Path(tempfile.mkdtemp(prefix="riskline-stage-"))
     try:
         yield tmp
-        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         if not marker:  # flat files and no marker, like an unfinished upstream drop
             remove_partition(target)
-            for rel in files:
+            for rel in _local_tree(tmp):
                 fs.put_file(str(tmp / rel), f"{target.path}/{rel}")
             return
-        previous = _read_marker(target)
-        # Sortable by time, unique per write: a rerun of the same date is a new version, never an overwrite.
-        version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
-        prefix = f"{_VERSION_PREFIX}{version}"
+        prefix, files = upload_version(target, tmp)
         try:
-            for rel in files:
-                fs.put_file(str(tmp / rel), f"{target.path}/{prefix}/{rel}")
-            commit = {"format": _COMMIT_FORMAT, "version": version, "prefix": prefix, "files": files}
-            if manifest:
-                commit["declared"] = json.loads(manifest)
-            target.joinpath(SUCCESS).write_bytes(json.dumps(commit, sort_keys=True).encode())
+            commit_version(target, prefix, files, json.loads(manifest) if manifest else None)
         except BaseException:
             _remove_key(fs, f"{target.path}/{prefix}")  # the half-uploaded version was never committed
             raise
-        keep = {prefix} | ({previous["prefix"]} if previous else set())
-        _drop_versions(target, keep)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _read_marker(partition: UPath) -> dict[str, Any] | None:
-    """A partition's ``_SUCCESS``: None when absent, ``{}`` for a plain upstream marker, else the riskline
-    commit naming its version and files."""
-    try:
-        raw = _fresh(partition.joinpath(SUCCESS)).read_bytes()
-    except FileNotFoundError:
-        return None
-    if not raw.strip():
-        return {}
-    try:
-        commit = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"{partition}/{SUCCESS} is neither empty nor a riskline commit: {exc}") from None
-    if isinstance(commit, dict) and "format" not in commit and "rows" in commit:
-        return {}  # an upstream manifest beside flat files (declared_manifest reads it)
-    if not isinstance(commit, dict) or commit.get("format") != _COMMIT_FORMAT:
-        raise ValueError(f"{partition}/{SUCCESS} is not a riskline commit (format {commit!r:.80})")
-    return commit
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -355,21 +297,6 @@ def declared_manifest(partition: Location) -> dict[str, Any] | None:
     if manifest.get("format") == _COMMIT_FORMAT:
         return manifest.get("declared")  # riskline's own commit of a version
     return manifest
-
-
-def _drop_versions(target: UPath, keep: set[str]) -> None:
-    fs = _fresh(target).fs
-    for entry in fs.ls(target.path, detail=False):
-        name = posixpath.basename(str(entry).rstrip("/"))
-        if name.startswith(_VERSION_PREFIX) and name not in keep:
-            _remove_key(fs, f"{target.path}/{name}")
-
-
-def _remove_key(fs: Any, key: str) -> None:
-    try:
-        fs.rm(key, recursive=True)
-    except FileNotFoundError:
-        pass
 
 
 def publish_frames(target: Location, frames: dict[str, pl.DataFrame], manifest: bytes | None = None) -> Location:
@@ -439,8 +366,14 @@ def _list_complete_partitions(root: Location, zone: str, dataset: str | None, ke
     base = ensure_inside(root, root / zone / dataset if dataset else root / zone)
     prefix = f"{key}="
     if is_remote(base):  # one listing for the whole dataset instead of a request per date
-        markers = _fresh(base).fs.glob(f"{base.path}/{prefix}*/{SUCCESS}")
-        names = [posixpath.basename(posixpath.dirname(str(m))) for m in markers]
+        # a recursive listing (find: 1 request per 1,000 keys), 20x faster than s3fs's glob on the same keys
+        try:
+            keys = _fresh(base).fs.find(base.path)
+        except FileNotFoundError:
+            keys = []
+        depth = base.path.rstrip("/").count("/") + 2
+        names = [posixpath.basename(posixpath.dirname(k)) for k in keys
+                 if k.endswith(f"/{SUCCESS}") and k.count("/") == depth]
         days = sorted(d for d in (parse_date(n[len(prefix):]) for n in names if n.startswith(prefix)) if d)
         return {d: base.joinpath(f"{prefix}{d.isoformat()}") for d in days}
     return local_partitions(root, base, prefix, SUCCESS)
@@ -562,6 +495,40 @@ def atomic_write_bytes(path: Location, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def sha256_of(path: Location) -> str | None:
+    """sha256 of a file's bytes, local or on an object store; None when there is no such file."""
+    if not is_remote(path):
+        return file_sha256(path) if path.is_file() else None
+    data = read_bytes(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def remove_tree(target: Location) -> None:
+    """Remove a private folder whole (a dry run's copy of the lake before it is made again)."""
+    if is_remote(target):
+        _remove_key(target.fs, target.path)
+    else:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def copy_tree(source: Location, target: Location, skip: tuple[str, ...] = ()) -> int:
+    """:func:`link_tree` for any root: on an object store every object under ``source`` (but ``skip``) is
+    copied to ``target`` server-side (no bytes pass through this machine). Returns the number of files."""
+    if not is_remote(source):
+        assert isinstance(target, Path)
+        return link_tree(source, target, skip)
+    fs = _fresh(source).fs
+    base = source.path.rstrip("/")
+    count = 0
+    for key in sorted(fs.find(base)):
+        rel = key[len(base) + 1:]
+        if any(rel == s or rel.startswith(s + "/") for s in skip) or f"/{_TMP_PREFIX}" in f"/{rel}":
+            continue
+        fs.copy(key, f"{target.path.rstrip('/')}/{rel}")
+        count += 1
+    return count
 
 
 def link_tree(source: Path, target: Path, skip: tuple[str, ...] = ()) -> int:

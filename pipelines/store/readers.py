@@ -29,12 +29,12 @@ def read_previous_run(
     """
 
     def read(files: list[Path]) -> pl.DataFrame:
-        return filter_shard(pl.scan_parquet(files), shard, n_shards).collect()
+        return filter_shard(lake.scan_parquet(files), shard, n_shards).collect()
 
     night = zones.previous_night(root, as_of)
     if night is None:
         return None, policy.empty_limit_history()
-    history = read([zones.decisions_dir(root, night) / zones.LIMIT_HISTORY_FILE])
+    history = read([lake.partition_file(zones.decisions_dir(root, night), zones.LIMIT_HISTORY_FILE)])
     return read_previous_scores(root, night, shard, n_shards), history
 
 
@@ -43,7 +43,7 @@ def read_previous_scores(root: Path, night: dt.date, shard: int = 0, n_shards: i
     partition = zones.scores_dir(root, night)
     if not lake.is_complete(partition):
         return None
-    return filter_shard(pl.scan_parquet(lake.parquet_files(partition)), shard, n_shards).collect()
+    return filter_shard(lake.scan_parquet(lake.parquet_files(partition)), shard, n_shards).collect()
 
 
 def read_pending_holds(
@@ -56,13 +56,13 @@ def read_pending_holds(
     the one its loan belongs to), then narrowed to ``shard``'s accounts.
     """
     ledger = zones.ledger_partition(root, as_of)
-    path = ledger / zones.PENDING_PAYMENTS_FILE
-    if not path.is_file():
+    path = lake.partition_file(ledger, zones.PENDING_PAYMENTS_FILE)
+    if not lake.is_file(path):
         return empty_holds()
     holds = combine_holds(
-        pending_holds(pl.read_parquet(path), as_of, cfg.pending_payments.max_hold_days),
-        unapplied_credit_holds(pl.read_parquet(ledger / "unallocated.parquet"),
-                               pl.read_parquet(ledger / "accounts.parquet", columns=["account_id", "overdue_cents"]),
+        pending_holds(lake.read_parquet(path), as_of, cfg.pending_payments.max_hold_days),
+        unapplied_credit_holds(lake.read_parquet(lake.partition_file(ledger, "unallocated.parquet")),
+                               lake.read_parquet(lake.partition_file(ledger, "accounts.parquet"), columns=["account_id", "overdue_cents"]),
                                as_of, cfg.pending_payments.max_hold_days),
     )
     return filter_shard(holds.lazy(), shard, n_shards).collect()
