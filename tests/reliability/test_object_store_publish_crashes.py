@@ -73,13 +73,18 @@ def _only_live_versions(root, day: dt.date) -> None:
         assert len(names) <= 3, (name, names)  # _SUCCESS, the committed version, the one before it
 
 
-def test_four_output_publish_killed_before_any_s3_request_is_all_or_nothing(s3_root: str, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(locks, "LEASE_SECONDS", LEASE_SECONDS)
+def _traced(s3_root: str, tmp_path: Path, day: dt.date) -> list[str]:
+    """The requests of a publish of ``day`` over a published night D, in order (a run never killed)."""
     trace = tmp_path / "trace.txt"
     base = as_location(f"{s3_root}/trace")
     publish.publish_outputs(base, D, frames(1), {"value": 1})
-    assert _child(str(base), D, 2, -1, trace) == 0
-    events = trace.read_text().splitlines()
+    assert _child(str(base), day, 2, -1, trace) == 0
+    return trace.read_text().splitlines()
+
+
+def test_four_output_publish_killed_before_any_s3_request_is_all_or_nothing(s3_root: str, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(locks, "LEASE_SECONDS", LEASE_SECONDS)
+    events = _traced(s3_root, tmp_path, D)
     points = _kill_points(events)
     outcomes = []
     for k in points:
@@ -101,11 +106,7 @@ def test_four_output_publish_killed_before_any_s3_request_is_all_or_nothing(s3_r
 
 def test_a_new_night_killed_mid_publish_never_moves_latest_to_a_partial_night(s3_root: str, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(locks, "LEASE_SECONDS", LEASE_SECONDS)
-    trace = tmp_path / "trace.txt"
-    base = as_location(f"{s3_root}/trace")
-    publish.publish_outputs(base, D, frames(1), {"value": 1})
-    assert _child(str(base), NEXT, 2, -1, trace) == 0
-    events = trace.read_text().splitlines()
+    events = _traced(s3_root, tmp_path, NEXT)
     for k in _kill_points(events)[::2]:  # every other one: the first test covers each
         root = as_location(f"{s3_root}/n{k}")
         publish.publish_outputs(root, D, frames(1), {"value": 1})
