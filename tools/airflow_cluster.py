@@ -461,12 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "empty at start, gone at stop" if s3 else ""))
             print(f"In another shell: `source {env_file}`, then `riskline generate ...`, `riskline ingest ...` and "
                   "`airflow ...` reach this deployment and its lake. Ctrl-C stops every component.")
-            try:
-                while af.running():
-                    time.sleep(2)
-                print(af.diagnose(), file=sys.stderr)  # a component kept exiting: say which and why
-            except KeyboardInterrupt:
-                pass
+            af.serve_until_stopped()
     finally:
         if s3 is not None:
             s3.stop()

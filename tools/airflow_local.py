@@ -272,6 +272,16 @@ class LocalAirflow:
                 raise urllib.error.HTTPError(exc.url, exc.code, f"{exc.reason}: {detail}", exc.headers, None) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def serve_until_stopped(self) -> None:
+        """Keep the deployment up in the foreground until Ctrl-C, or until a component kept exiting (then say
+        which and why)."""
+        try:
+            while self.running():
+                time.sleep(2)
+            print(self.diagnose(), file=sys.stderr)
+        except KeyboardInterrupt:
+            pass
+
     def diagnose(self, dag_id: str = "riskline_nightly", token: str | None = None, lines: int = 25) -> str:
         """What to look at when runs do not move: each process alive or its exit code, the DAG's paused and
         stale flags (a stale or paused DAG's queued runs are never started), and the scheduler log's tail."""
@@ -394,12 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DAGs from {REPO_ROOT / 'dags'}, data root {data_root}. Ctrl-C stops every component.")
         print(f"In another shell: `source {shown}` puts airflow and riskline on PATH with this AIRFLOW_HOME and "
               f"data root (or `make shell`). Another port: {PORT_ENV}=8081 make airflow")
-        try:
-            while af.running():
-                time.sleep(2)
-            print(af.diagnose(), file=sys.stderr)  # a component kept exiting: say which and why
-        except KeyboardInterrupt:
-            pass
+        af.serve_until_stopped()
     return 0
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -111,3 +111,16 @@ def airflow_db() -> None:
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], env=dict(os.environ), check=True, capture_output=True,
                    timeout=600)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 3, af: Any = None) -> Any:
+    """``check()``'s first truthy value, polled every ``every`` s; after ``timeout`` s an error that says what was
+    awaited and, given the deployment ``af``, whether its scheduler is alive and the DAG startable."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
+                         + (f"\n{af.diagnose()}" if af is not None else ""))

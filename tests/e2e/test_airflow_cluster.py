@@ -25,7 +25,7 @@ from pipelines.contracts.outputs import OUTPUTS
 from pipelines.store import lake, publish
 from tools.airflow_cluster import ClusterAirflow, missing_programs
 
-from .conftest import E2ELake
+from .conftest import E2ELake, wait_for
 from .s3_lake import mirror_lake
 
 pytestmark = pytest.mark.slow
@@ -34,16 +34,6 @@ NIGHTLY = "riskline_nightly"
 SHARDS = 4
 MAPPED = ("build_features", "score", "decide")
 FINAL = ("success", "failed")
-
-
-def _wait_for(what: str, check, timeout: float, af: ClusterAirflow, every: float = 5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{af.diagnose()}")
 
 
 def _cluster_config(lake_: E2ELake, folder: Path, data_root: str) -> Path:
@@ -84,15 +74,15 @@ def test_a_night_on_two_celery_workers_publishes_what_one_machine_does(
         mirrored.result()
         on_s3 = time.monotonic() - started
         token = af.token()
-        _wait_for("the DAG serialized", lambda: NIGHTLY in {
-            d["dag_id"] for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}, 120, af, 2)
+        wait_for("the DAG serialized", lambda: NIGHTLY in {
+            d["dag_id"] for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}, 120, 2, af)
         af.api("PATCH", f"/api/v2/dags/{NIGHTLY}", {"is_paused": False}, token=token)
         run = af.api("POST", f"/api/v2/dags/{NIGHTLY}/dagRuns",
                      {"logical_date": None, "conf": {"business_date": day.isoformat()}}, token=token)
         base = f"/api/v2/dags/{NIGHTLY}/dagRuns/{run['dag_run_id']}"
         night_started = time.monotonic()
-        done = _wait_for("the night", lambda: (r := af.api("GET", base, token=token))["state"] in FINAL and r,
-                         1800, af)
+        done = wait_for("the night", lambda: (r := af.api("GET", base, token=token))["state"] in FINAL and r,
+                        1800, 5, af)
         night = time.monotonic() - night_started
         tis = af.api("GET", f"{base}/taskInstances?limit=200", token=token)["task_instances"]
         assert done["state"] == "success", sorted((t["task_id"], t["map_index"], t["state"]) for t in tis)

@@ -32,6 +32,7 @@ from tools.airflow_local import LocalAirflow
 from pipelines.contracts.outputs import OUTPUTS
 
 from .browser import artifact, launch
+from .conftest import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -83,18 +84,6 @@ def _runs(af: LocalAirflow, token: str, dag_id: str) -> list[dict]:
     return af.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=run_after", token=token)["dag_runs"]
 
 
-def _wait_for(what: str, check, timeout: float, every: float = 3, af: LocalAirflow | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    # runs that never move are a scheduler matter: say whether it is alive and the DAG startable
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
-                         + (f"\n{af.diagnose()}" if af is not None else ""))
-
-
 def _business_date(af: LocalAirflow, token: str, run_id: str) -> str:
     xcom = af.api("GET", f"/api/v2/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/business_date/xcomEntries/"
                   "return_value", token=token)
@@ -110,7 +99,7 @@ def deployment(e2e_lake, tmp_path_factory: pytest.TempPathFactory):
     try:
         with LocalAirflow(home=home, data_root=root) as af:
             token = af.token()
-            _wait_for("both DAGs serialized", lambda: {NIGHTLY, CONSUMER} <= {
+            wait_for("both DAGs serialized", lambda: {NIGHTLY, CONSUMER} <= {
                 d["dag_id"] for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}, 120, 2)
             yield af, root, token, e2e_lake
     finally:
@@ -175,7 +164,7 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
             submit = dialog.get_by_role("button", name="Trigger")
             assert submit.is_enabled(), "the trigger form refuses its own defaults"
             submit.click()
-            _wait_for("the manual run", lambda: [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "manual"],
+            wait_for("the manual run", lambda: [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "manual"],
                       60, 1, af)
         finally:
             page.screenshot(path=str(artifact("first-hour-after-trigger.png")))
@@ -188,7 +177,7 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
         manual = [r for r in runs if r["run_type"] == "manual"]
         return runs if manual and all(r["state"] in FINAL for r in runs) else None
 
-    runs = _wait_for("the manual run and the scheduled one to finish", settled, 600, 5, af)
+    runs = wait_for("the manual run and the scheduled one to finish", settled, 600, 5, af)
     manual = next(r for r in runs if r["run_type"] == "manual")
     assert manual["state"] == "success", runs
     # with every default, a manual run in a lake not fed for yesterday reruns the newest published night
@@ -210,7 +199,7 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
           f"(scheduled runs skipped: {len(scheduled)})")
 
     # 3. The consumer DAG runs on the collection_queue asset event and exports that night's queue.
-    consumer = _wait_for("the consumer DAG's run", lambda: [
+    consumer = wait_for("the consumer DAG's run", lambda: [
         r for r in _runs(af, token, CONSUMER) if r["state"] in FINAL], 180, 3, af)
     assert [r["state"] for r in consumer] == ["success"], consumer
     assert (root / "exports" / "agent_queue" / f"as_of_date={lake.first_run}" / "agent_queue.csv").is_file()
@@ -234,7 +223,7 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
         runs = [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "backfill"]
         return runs if len(runs) == len(days) and all(r["state"] in FINAL for r in runs) else None
 
-    backfill = _wait_for("the README's backfill", backfill_done, 900, 5, af)
+    backfill = wait_for("the README's backfill", backfill_done, 900, 5, af)
     assert [r["state"] for r in backfill] == ["success"] * len(days), backfill
     assert sorted(_business_date(af, token, r["dag_run_id"]) for r in backfill) == [d.isoformat() for d in days]
     for day in days:
