@@ -99,7 +99,7 @@ def curated_digest(root: Location, dataset: str, day: dt.date) -> str | None:
     held = cache.get(key)
     if held is not None and held["stats"] == stats:
         return held["digest"]
-    lines = "".join(f"{p.name} {lake.sha256_of(p)}\n" for p in files)
+    lines = "".join(f"{p.name} {_sha256(part, p)}\n" for p in files)
     digest = hashlib.sha256(lines.encode()).hexdigest()
     cache[key] = {"stats": stats, "digest": digest}
     _DIRTY.add(str(root))
@@ -108,6 +108,12 @@ def curated_digest(root: Location, dataset: str, day: dt.date) -> str | None:
 
 _CACHES: dict[str, dict[str, Any]] = {}
 _DIRTY: set[str] = set()
+
+
+def _sha256(part: Location, file: Location) -> str | None:
+    """A curated file's sha256: from its commit on an object store (recorded at upload), else hashed here."""
+    recorded = lake.committed_sha256(part, file.name) if is_remote(part) else None
+    return recorded or lake.sha256_of(file)
 
 
 def _file_versions(part: Location, files: list[Location]) -> list[list[Any]]:

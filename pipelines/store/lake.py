@@ -47,9 +47,9 @@ from upath import UPath
 from pipelines.config.location import Location, is_remote
 from pipelines.store.listing import local_files, local_partitions, parse_date, read_phase, remembered  # noqa: F401
 from pipelines.store.objects import (  # noqa: F401  (re-exported: lake is where callers look)
-    COMMIT_FORMAT as _COMMIT_FORMAT, SUCCESS, _fresh, _local_tree,
-    _read_marker, _remote_files, _remove_key, commit_version, committed_version, drop_version, fetched, glob,
-    is_file, list_names, local_scratch, read_bytes, remove_file, upload_version, version_holds,
+    COMMIT_FORMAT as _COMMIT_FORMAT, SUCCESS, _fresh, _local_tree, _read_marker, _remote_files, _remove_key,
+    commit_version, committed_sha256, committed_version, drop_version, fetched, glob, is_file, list_names,
+    local_scratch, read_bytes, remove_file, upload_version, version_holds,
 )
 from pipelines.store.paths import (  # noqa: F401  (re-exported: lake is where callers look)
     PathEscapeError, derived_partition, ensure_inside, partition_dir,
@@ -254,7 +254,8 @@ def _staged_version(target: UPath, marker: bool, manifest: bytes | None = None) 
             return
         prefix, files = upload_version(target, tmp)
         try:
-            commit_version(target, prefix, files, json.loads(manifest) if manifest else None)
+            commit_version(target, prefix, files, json.loads(manifest) if manifest else None,
+                           {rel: file_sha256(tmp / rel) for rel in files})
         except BaseException:
             _remove_key(fs, f"{target.path}/{prefix}")  # the half-uploaded version was never committed
             raise

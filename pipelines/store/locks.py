@@ -4,8 +4,11 @@ On a local data root it is an exclusive ``flock`` (the kernel frees it when the 
 store there is no ``flock`` and no shared disk between the machines of a night, so the lock is an object
 created with a conditional PUT (``If-None-Match: *``: exactly one of two racing writers succeeds). Such an
 object outlives a holder that dies, so it is a *lease*: it names its owner and when it expires, the holder
-renews it every ``LEASE_SECONDS / 4`` from a thread (a conditional PUT on its own ETag), and a waiter takes
-over an expired lease with a conditional PUT on the ETag it read (again, one of two racing waiters wins).
+renews it every ``LEASE_SECONDS / 4`` from a thread (a conditional PUT on its own ETag; a failed request is
+retried until three quarters of the lease are gone), and a waiter takes over an expired lease with a
+conditional PUT on the ETag it read (again, one of two racing waiters wins). A holder whose lease could not be
+renewed raises :class:`LockLost` when its block ends, so the run fails rather than pass as if it had been
+alone. Leases compare wall clocks across machines: keep them synchronised (NTP) to well under a minute.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ _POLL_SECONDS = 0.5
 
 class LockHeld(RuntimeError):
     """A non-blocking :func:`file_lock` found the lock taken."""
+
+
+class LockLost(RuntimeError):
+    """An object-store lease could not be renewed in time (or was taken over); the block it guarded failed."""
 
 
 @contextmanager
@@ -91,11 +98,18 @@ class _S3Object:
             return None
 
     def replace(self, body: bytes, etag: str) -> str | None:
-        """Put ``body`` if the object is still ``etag``; the new ETag, or None when it changed."""
+        """Put ``body`` if the object is still ``etag``; the new ETag, or None when it changed (or is gone).
+
+        Any other failure (a timeout, a 503) raises: it says nothing about who holds the lock.
+        """
         try:
             return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key, Body=body, IfMatch=etag)["ETag"]
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            if "pre-condition" in str(exc).lower() or "precondition" in str(exc).lower():
+                return None
+            raise
 
     def read(self) -> tuple[dict[str, Any], str] | None:
         try:
@@ -148,15 +162,23 @@ def _object_lock(path: Any, blocking: bool) -> Iterator[None]:
         if not blocking:
             raise LockHeld(str(path))
         time.sleep(_POLL_SECONDS)
-    held = {"etag": etag}
+    held: dict[str, Any] = {"etag": etag, "lost": None}
     stop = threading.Event()
 
     def renew() -> None:
-        while not stop.wait(LEASE_SECONDS / 4):
-            new = obj.replace(_lease_body(owner), held["etag"])
-            if new is None:  # lost: only possible after a renewal failed for a whole lease
+        renewed = time.monotonic()
+        while not stop.wait(LEASE_SECONDS / 4 if time.monotonic() - renewed < LEASE_SECONDS / 4 else _POLL_SECONDS):
+            try:
+                new = obj.replace(_lease_body(owner), held["etag"])
+            except OSError as exc:  # transient: try again until the lease would run out
+                if time.monotonic() - renewed < LEASE_SECONDS * 0.75:
+                    continue
+                held["lost"] = f"its renewals failed for {LEASE_SECONDS * 0.75:.0f} s ({exc})"
                 return
-            held["etag"] = new
+            if new is None:
+                held["lost"] = "another holder took it over after it expired"
+                return
+            held["etag"], renewed = new, time.monotonic()
 
     renewer = threading.Thread(target=renew, name=f"lease:{path}", daemon=True)
     renewer.start()
@@ -165,4 +187,8 @@ def _object_lock(path: Any, blocking: bool) -> Iterator[None]:
     finally:
         stop.set()
         renewer.join()
-        obj.delete(held["etag"])
+        if not held["lost"]:
+            obj.delete(held["etag"])
+    if held["lost"]:  # never silent: what ran under the lock may have overlapped another holder
+        raise LockLost(f"the lock {path} was lost while held: {held['lost']}. What ran under it may have "
+                       "overlapped another run: check that no other run is in progress, then rerun the same command")

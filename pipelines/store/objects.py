@@ -115,9 +115,12 @@ def version_holds(target: UPath, prefix: str, files: dict[str, str]) -> bool:
         return False
 
 
-def commit_version(target: UPath, prefix: str, files: list[str], declared: Any = None) -> None:
+def commit_version(target: UPath, prefix: str, files: list[str], declared: Any = None,
+                   sha256: dict[str, str] | None = None) -> None:
     """Make the uploaded version ``prefix`` the partition ``target``: one PUT of ``_SUCCESS`` naming it.
 
+    ``sha256`` (file -> digest, hashed from the local copy before upload) is kept in the commit, so that a
+    reader fingerprinting the partition (``chain.curated_digest``) need not fetch its files again to hash them.
     The version it replaces is kept for readers that listed it just before; older ones go.
     """
     previous = _read_marker(target)
@@ -125,9 +128,17 @@ def commit_version(target: UPath, prefix: str, files: list[str], declared: Any =
                               "prefix": prefix, "files": files}
     if declared is not None:
         commit["declared"] = declared
+    if sha256:
+        commit["sha256"] = sha256
     target.joinpath(SUCCESS).write_bytes(json.dumps(commit, sort_keys=True).encode())
     keep = {prefix} | ({previous["prefix"]} if previous else set())
     _drop_versions(target, keep)
+
+
+def committed_sha256(partition: UPath, name: str) -> str | None:
+    """The sha256 the commit of an object-store partition records for its file ``name`` (None: not recorded)."""
+    marker = _read_marker(partition)
+    return (marker or {}).get("sha256", {}).get(name)
 
 
 def drop_version(target: UPath, prefix: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config.location import as_location
-from pipelines.store import lake
+from pipelines.store import chain, lake
 
 END = dt.date(2026, 6, 30)
 GOOD = [END - dt.timedelta(days=n) for n in range(7, 0, -1)]  # 06-23 .. 06-29
@@ -50,6 +50,9 @@ def test_generate_ingest_validate_on_s3_match_a_local_run_byte_for_byte(s3_root:
             assert commit["files"] == ["part-0.parquet"]
             local_file = lake.partition_dir(local, "curated", name, day) / "part-0.parquet"
             assert lake.parquet_files(part)[0].read_bytes() == local_file.read_bytes(), (name, day)
+            # the commit records each file's sha256, so the night's fingerprint of its inputs fetches nothing
+            assert commit["sha256"] == {"part-0.parquet": lake.file_sha256(local_file)}
+            assert chain.curated_digest(remote, name, day) == chain.curated_digest(local, name, day)
 
     # Validation results and the day's Data Docs live beside the data, on S3 too.
     out = _ok(_riskline(s3_root, "validate", "--date", GOOD[-1].isoformat()))

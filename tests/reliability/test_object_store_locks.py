@@ -82,3 +82,28 @@ def test_stores_without_conditional_writes_are_refused_clearly():
     with pytest.raises(NotImplementedError, match="use an s3:// data root, or a local one"):
         with locks.file_lock(as_location("memory://locks/_locks/x.lock")):
             pass
+
+
+def test_a_failed_renewal_is_retried_and_a_lost_lease_fails_the_holder(s3_root: str, short_lease: float, monkeypatch):
+    path = as_location(f"{s3_root}/_locks/publish.lock")
+    real = locks._S3Object.replace
+    failures = [1]
+
+    def flaky(self, body, etag):  # one renewal meets a 503, as S3 answers now and then
+        if failures[0]:
+            failures[0] -= 1
+            raise OSError("503 SlowDown")
+        return real(self, body, etag)
+
+    monkeypatch.setattr(locks._S3Object, "replace", flaky)
+    with locks.file_lock(path):
+        time.sleep(3 * short_lease)
+        assert failures == [0]
+        with pytest.raises(locks.LockHeld):  # retried: still ours, nobody else got in
+            with locks.file_lock(path, blocking=False):
+                pass
+    # a holder whose lease was taken over (renewals failing for the whole lease) learns it when its block ends
+    monkeypatch.setattr(locks._S3Object, "replace", lambda self, body, etag: (_ for _ in ()).throw(OSError("down")))
+    with pytest.raises(locks.LockLost, match="was lost while held"):
+        with locks.file_lock(path):
+            time.sleep(2 * short_lease)
