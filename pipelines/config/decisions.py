@@ -264,6 +264,55 @@ class PendingPaymentsConfig(Section):
     grace_days: int = Field(3, ge=0, le=29)
 
 
+# The texts of a hardship offer (pipelines/domain/explanations.py: explain_offers): the longer term costs
+# more interest, or (a loan at 0%, a schedule upstream built otherwise) it does not; one template each, so
+# no customer is told of extra interest that is not there.
+HARDSHIP_EXPLANATION_KEYS: tuple[str, ...] = ("more_interest", "no_more_interest")
+HARDSHIP_EXPLANATION_FIELDS: frozenset[str] = frozenset(
+    {"outstanding_principal", "current_instalment", "new_instalment", "extension_months", "installment_count",
+     "end_date", "new_end_date", "current_total", "proposed_total", "current_interest", "proposed_interest",
+     "extra_interest", "interest_arrears"}
+)
+
+
+def _placeholder_errors(where: str, text: str, fields: frozenset[str]) -> list[str]:
+    """Why a template cannot be rendered: a placeholder outside ``fields``, a format spec, or broken braces."""
+    try:
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        return [f"{where}: {exc}"]
+    return [f"{where}: placeholder {{{name}}} is not one of {sorted(fields)} (no format specs)"
+            for name, spec, conv in parsed if name not in fields or spec or conv]
+
+
+class HardshipExplanationConfig(Section):
+    """The customer's sentences of a hardship offer, per language and :data:`HARDSHIP_EXPLANATION_KEYS`.
+
+    No defaults: ``riskline.yaml`` (``hardship.explanations``) is their one source. The customer's language
+    falls back to ``policy.explanations.default_language``, the one default for every customer text.
+    """
+
+    templates: dict[str, dict[str, str]]
+
+    @model_validator(mode="after")
+    def _complete(self) -> HardshipExplanationConfig:
+        if sorted(self.templates) != sorted(LANGUAGES):
+            raise ValueError(f"hardship.explanations.templates must have exactly the languages {list(LANGUAGES)}")
+        for language, texts in self.templates.items():
+            where = f"hardship.explanations.templates.{language}"
+            unknown = sorted(set(texts) - set(HARDSHIP_EXPLANATION_KEYS))
+            if unknown:
+                raise ValueError(f"{where}: unknown keys {unknown}; known: {list(HARDSHIP_EXPLANATION_KEYS)}")
+            missing = [k for k in HARDSHIP_EXPLANATION_KEYS if not texts.get(k, "").strip()]
+            if missing:
+                raise ValueError(f"{where} lacks {missing}")
+            for key, text in texts.items():
+                problems = _placeholder_errors(f"{where}.{key}", text, HARDSHIP_EXPLANATION_FIELDS)
+                if problems:
+                    raise ValueError(problems[0])
+        return self
+
+
 class HardshipConfig(Section):
     """Hardship offers (pipelines/domain/hardship.py)."""
 
@@ -278,6 +327,7 @@ class HardshipConfig(Section):
     signals_required: Literal["any", "all"] = "any"
     extension_months: tuple[int, ...] = (3, 6)
     target_instalment_ratio: float = Field(0.7, gt=0, le=1)
+    explanations: HardshipExplanationConfig  # no default: the customer texts live in riskline.yaml alone
 
     @model_validator(mode="after")
     def _consistent(self) -> HardshipConfig:

@@ -330,7 +330,7 @@ class RisklineConfig(Section):
     labels: LabelsConfig = LabelsConfig()
     policy: PolicyConfig  # required: its explanations (customer texts) have no defaults
     collections: CollectionsConfig = CollectionsConfig()
-    hardship: HardshipConfig = HardshipConfig()
+    hardship: HardshipConfig  # required: its explanations (customer texts) have no defaults
     pending_payments: PendingPaymentsConfig = PendingPaymentsConfig()
     validation: ValidationConfig = ValidationConfig()
     run: RunConfig = RunConfig()

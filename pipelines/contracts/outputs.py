@@ -15,7 +15,9 @@ import polars as pl
 
 from pipelines.vocab import OUTPUTS as CATALOG_OUTPUTS
 
-SCHEMA_VERSION = "1.2"  # 1.1: collection_queue.pd_source; 1.2: scores.pending_payment (both additive)
+# 1.1: collection_queue.pd_source; 1.2: scores.pending_payment; 1.3: hardship_offers' cost (totals repayable
+# and interest under the current and the proposed plan, interest arrears) and explanation (all additive)
+SCHEMA_VERSION = "1.3"
 MONEY = pl.Decimal(18, 2)
 
 # name -> ordered (column, dtype); a column whose dtype is MONEY is built from "<column>_cents".
@@ -75,6 +77,16 @@ OUTPUT_COLUMNS: dict[str, tuple[tuple[str, pl.DataType], ...]] = {
         ("new_end_date", pl.Date()),
         ("model_version", pl.String()),
         ("policy_version", pl.String()),
+        # 1.3, the offer's cost (pipelines/domain/hardship.py, docs/contracts.md): what the customer still owes on
+        # the loan as scheduled, and under the offer (the new schedule plus the interest already due, which is
+        # not capitalized); proposed - current = the interest the longer term adds
+        ("current_total_repayable", MONEY),
+        ("current_total_interest", MONEY),
+        ("proposed_total_repayable", MONEY),
+        ("proposed_total_interest", MONEY),
+        ("interest_arrears", MONEY),
+        ("explanation", pl.String()),  # the customer's language (accounts.language, else the default)
+        ("explanation_en", pl.String()),
     ),
 }
 OUTPUTS: tuple[str, ...] = tuple(OUTPUT_COLUMNS)

@@ -9,6 +9,7 @@ import polars as pl
 
 from pipelines.config.settings import RisklineConfig
 from pipelines.domain import collections, hardship, policy
+from pipelines.domain.explanations import explain_offers
 from pipelines.domain.pending_payments import grace_accounts
 
 
@@ -44,7 +45,8 @@ def decide_frames(
     )
     limits = policy.decide_limits(inputs, cfg.policy, cfg.product)
     held = pl.concat([h.select("account_id") for h in (holds, grace, vanished) if h is not None])
-    offers = hardship.offer_hardship(features, installments, as_of, cfg.hardship, held)
+    offers = explain_offers(hardship.offer_hardship(features, installments, as_of, cfg.hardship, held), accounts,
+                            cfg.hardship.explanations, cfg.policy.explanations.default_language)
     cases = collections.collection_cases(ledger_accounts, scores, offers, cfg.collections, held)
     return limits, cases, offers, policy.update_limit_history(history, limits, as_of)
 

@@ -14,6 +14,13 @@ on-time ratio...). A reason code only says a feature *raised* PD, not whether it
 for a feature with ``monotone`` 0 (spend trend, logins...) either can be true, so rather than tell a
 customer something false the sentence falls back to the generic ``MODEL_FALLBACK`` phrase.
 
+Hardship offers (:func:`explain_offers`, templates under ``hardship.explanations``) state their cost: the
+instalment now and offered, the end date now and offered, and the total repayable and its interest under the
+current and the proposed plan (:mod:`pipelines.domain.hardship`). Their money is always written with two
+decimals (``5500.00``, :func:`cny_fixed_text`): a sentence comparing two totals reads them side by side, and
+``5500 CNY instead of 5250.50 CNY`` would look like two kinds of number. Dates are written in the sentence's
+language (``January 31, 2025``, ``2025年1月31日``), so the Chinese text stays Chinese.
+
 Language: ``explanation`` is in the customer's language (the accounts snapshot's optional ``language``
 column, ``en`` or ``zh``; otherwise ``policy.explanations.default_language``); ``explanation_en`` and
 ``explanation_zh`` are always both filled, so an agent or an auditor can read either.
@@ -25,7 +32,7 @@ import string
 
 import polars as pl
 
-from pipelines.config.decisions import LANGUAGES, ExplanationConfig
+from pipelines.config.decisions import LANGUAGES, ExplanationConfig, HardshipExplanationConfig
 from pipelines.domain.feature_dictionary import FEATURES
 
 MODEL_PREFIX = "MODEL:"
@@ -36,6 +43,25 @@ def cny_text(cents: pl.Expr) -> pl.Expr:
     yuan = (cents // 100).cast(pl.String)
     fen = (cents % 100).cast(pl.String).str.zfill(2)
     return pl.when(cents % 100 == 0).then(yuan).otherwise(pl.concat_str(yuan, pl.lit("."), fen))
+
+
+def cny_fixed_text(cents: pl.Expr) -> pl.Expr:
+    """Integer cents as CNY text with two decimals: ``150000`` -> ``1500.00``, ``-8850`` -> ``-88.50``."""
+    magnitude = cents.abs()
+    sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    return pl.concat_str(sign, (magnitude // 100).cast(pl.String), pl.lit("."),
+                         (magnitude % 100).cast(pl.String).str.zfill(2))
+
+
+# Dates in a customer's sentence, per language (chrono's strftime: %-d and %-m drop the leading zero).
+DATE_FORMATS: dict[str, str] = {"en": "%B %-d, %Y", "zh": "%Y年%-m月%-d日"}
+
+
+def customer_language(language: pl.Expr, default_language: str) -> pl.Expr:
+    """The language a customer's text is written in: ``accounts.language`` (``zh-CN`` -> ``zh``) when it is
+    one of :data:`LANGUAGES`, else ``default_language``."""
+    code = language.str.to_lowercase().str.slice(0, 2)
+    return pl.when(code.is_in(list(LANGUAGES))).then(code).otherwise(pl.lit(default_language))
 
 
 def render_template(template: str, fields: dict[str, pl.Expr]) -> pl.Expr:
@@ -130,3 +156,51 @@ def explain_limits(
     for lang in LANGUAGES:
         customer = pl.when(language == lang).then(pl.col(f"explanation_{lang}")).otherwise(customer)
     return decisions.hstack(sentences.drop("_row")).with_columns(explanation=customer)
+
+
+def explain_offers(
+    offers: pl.DataFrame, accounts: pl.DataFrame, cfg: HardshipExplanationConfig, default_language: str
+) -> pl.DataFrame:
+    """Add ``explanation_en``, ``explanation_zh`` and ``explanation`` (the customer's language) to offers.
+
+    Args:
+        offers: :func:`pipelines.domain.hardship.offer_hardship` rows (its :data:`~pipelines.domain.hardship.
+            OFFER_COLUMNS`).
+        accounts: the accounts snapshot of D; its optional ``language`` column picks the customer's language.
+        default_language: ``policy.explanations.default_language``, the one fallback of every customer text.
+    """
+    language = (
+        accounts.select("account_id", pl.col("language").cast(pl.String)).unique("account_id", keep="first")
+        if "language" in accounts.columns else pl.DataFrame(schema={"account_id": pl.String, "language": pl.String})
+    )
+    extra = pl.col("proposed_total_interest_cents") - pl.col("current_total_interest_cents")
+    money = {
+        "outstanding_principal": "outstanding_principal_cents", "current_instalment": "current_instalment_cents",
+        "new_instalment": "new_instalment_cents", "current_total": "current_total_repayable_cents",
+        "proposed_total": "proposed_total_repayable_cents", "current_interest": "current_total_interest_cents",
+        "proposed_interest": "proposed_total_interest_cents", "interest_arrears": "interest_arrears_cents",
+    }
+    fields: dict[str, pl.Expr] = {
+        **{name: cny_fixed_text(pl.col(col)) for name, col in money.items()},
+        "extra_interest": cny_fixed_text(extra),
+        "extension_months": pl.col("extension_months"),
+        "installment_count": pl.col("new_installment_count"),
+    }
+    sentences = {}
+    for lang in LANGUAGES:
+        dated = {**fields, **{d: pl.col(d).dt.strftime(DATE_FORMATS[lang]) for d in ("end_date", "new_end_date")}}
+        texts = cfg.templates[lang]
+        sentences[f"explanation_{lang}"] = (
+            pl.when(extra > 0).then(render_template(texts["more_interest"], dated))
+            .otherwise(render_template(texts["no_more_interest"], dated))
+        )
+    customer = customer_language(pl.col("_language"), default_language)
+    chosen = pl.col(f"explanation_{default_language}")
+    for lang in LANGUAGES:
+        chosen = pl.when(customer == lang).then(pl.col(f"explanation_{lang}")).otherwise(chosen)
+    return (
+        offers.join(language.rename({"language": "_language"}), on="account_id", how="left", maintain_order="left")
+        .with_columns(**sentences)
+        .with_columns(explanation=chosen)
+        .drop("_language")
+    )

@@ -30,6 +30,27 @@ Offer (:func:`offer_hardship`), per open loan of an eligible account with outsta
   as the interest falls with the balance (the last one may be a few cents above it by the remainder).
 * ``current_instalment_cents`` is the loan's oldest unpaid instalment as scheduled (principal + interest).
 
+Cost (issue 20: an offer states what it costs), per offered loan, in integer cents, exact:
+
+* **Current plan**: what the customer still owes on the loan as scheduled, over all its instalments (due
+  and not yet due): ``current_total_interest_cents`` = sum of (interest due - interest paid);
+  ``current_total_repayable_cents`` = outstanding principal + ``current_total_interest_cents``.
+* **Interest arrears**: ``interest_arrears_cents`` = the unpaid interest of the instalments due on or before
+  D. The re-amortization does not capitalize it: it stays owed under either plan.
+* **Proposed plan**: ``proposed_total_interest_cents`` = the re-amortized schedule's interest +
+  ``interest_arrears_cents``; ``proposed_total_repayable_cents`` = the schedule's principal (the outstanding
+  principal) + ``proposed_total_interest_cents``.
+* So proposed - current (repayable and interest alike) = the schedule's interest - the unpaid interest of the
+  instalments not yet due: the interest the longer term adds (the past-due principal bearing interest again
+  from D on, and more months). It is usually positive; it is 0 at a 0% rate, and can be negative only for a
+  schedule upstream built otherwise than the loan's derived rate re-creates. Interest paid ahead on an
+  instalment not yet due (an overpayment on a current loan of the account) is not credited by the new
+  schedule, so it counts in the difference: the totals say what the customer would still pay from D on.
+* Checked before anything is published (:class:`HardshipTotalsError`): the current total equals the sum of
+  every instalment's unpaid amount (due - paid), the interest arrears plus the unpaid interest not yet due
+  equal the current interest, and the proposed total the sum of the new schedule's instalments plus the
+  interest arrears.
+
 Held: an account a payment waiting in quarantine may belong to (:func:`pipelines.domain.pending_payments.pending_holds`)
 gets no offer tonight. Its DPD may be the ledger missing that payment, and an offer re-amortizes the loan
 (a longer term, more interest) on that DPD: a consequence of the fault, not of the customer. It is judged
@@ -56,12 +77,21 @@ if TREND_RECENT_DAYS + TREND_PRIOR_DAYS not in BEHAVIOUR_WINDOWS:  # the prior w
 OFFER_COLUMNS: tuple[str, ...] = (
     "account_id", "loan_id", "dpd", "outstanding_principal_cents", "current_instalment_cents", "monthly_rate_bp",
     "extension_months", "new_installment_count", "new_instalment_cents", "end_date", "new_end_date",
-    "schedule_principal_cents", "policy_version",
+    "schedule_principal_cents", "policy_version", "current_total_repayable_cents", "current_total_interest_cents",
+    "proposed_total_repayable_cents", "proposed_total_interest_cents", "interest_arrears_cents",
 )
+COST_COLUMNS: list[str] = [
+    "current_total_repayable_cents", "current_total_interest_cents", "proposed_total_repayable_cents",
+    "proposed_total_interest_cents", "interest_arrears_cents",
+]
 
 
 class HardshipScheduleError(AssertionError):
     """A re-amortized schedule does not repay exactly the outstanding principal (a bug, never published)."""
+
+
+class HardshipTotalsError(HardshipScheduleError):
+    """An offer's stated totals do not reconcile with the instalments they sum (a bug, never published)."""
 
 
 def _past_due_between(lo: pl.Expr, hi: pl.Expr, as_of: dt.date) -> pl.Expr:
@@ -129,9 +159,12 @@ def loan_terms(installments: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
     """Per loan with outstanding principal: what a re-amortization starts from.
 
     Returns ``account_id, loan_id, outstanding_principal_cents, current_instalment_cents, monthly_rate_bp,
-    future_installments, end_date``.
+    future_installments, end_date, current_total_interest_cents, interest_arrears_cents,
+    future_interest_cents, unpaid_cents`` (the last four: the module docstring's cost; the unpaid interest
+    of the instalments not yet due, and the sum of due - paid, for the check).
     """
     unpaid = pl.col("due_cents") - pl.col("paid_cents") > 0
+    interest_left = pl.col("interest_due_cents") - pl.col("interest_paid_cents")
     principal_total = pl.col("principal_due_cents").sum().over(LOAN_KEY)
     balance_before = principal_total - (
         pl.col("principal_due_cents").cum_sum().over(LOAN_KEY) - pl.col("principal_due_cents")
@@ -147,6 +180,10 @@ def loan_terms(installments: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
             pl.col("_balance_before").sum().alias("_balances"),
             (pl.col("due_date") > as_of).sum().cast(pl.Int32).alias("future_installments"),
             pl.col("due_date").max().alias("end_date"),
+            interest_left.sum().alias("current_total_interest_cents"),
+            interest_left.filter(pl.col("due_date") <= as_of).sum().alias("interest_arrears_cents"),
+            interest_left.filter(pl.col("due_date") > as_of).sum().alias("future_interest_cents"),
+            (pl.col("due_cents") - pl.col("paid_cents")).sum().alias("unpaid_cents"),
         )
     )
     return (
@@ -229,6 +266,7 @@ def offer_hardship(
 
     Raises:
         HardshipScheduleError: a new schedule's principal does not sum to the outstanding principal.
+        HardshipTotalsError: an offer's totals do not reconcile with the instalments they sum.
     """
     if holds is not None:
         features = features.join(holds.select("account_id"), on="account_id", how="anti")
@@ -248,6 +286,8 @@ def offer_hardship(
         pl.len().cast(pl.Int32).alias("new_installment_count"),
         pl.col("due_cents").sort_by("installment_no").first().alias("new_instalment_cents"),
         pl.col("due_date").max().alias("_last_due"),
+        pl.col("interest_due_cents").sum().alias("_schedule_interest"),
+        pl.col("due_cents").sum().alias("_schedule_due"),
     )
     offers = (
         terms.join(per_loan, on=LOAN_KEY, how="left")
@@ -257,6 +297,13 @@ def offer_hardship(
                 pl.concat_str(pl.col("extension_months").cast(pl.String), pl.lit("mo"))
             ),
             policy_version=pl.lit(cfg.version, dtype=pl.String),
+            current_total_repayable_cents=pl.col("outstanding_principal_cents")
+            + pl.col("current_total_interest_cents"),
+            proposed_total_interest_cents=pl.col("_schedule_interest") + pl.col("interest_arrears_cents"),
+        )
+        .with_columns(
+            proposed_total_repayable_cents=pl.col("schedule_principal_cents")
+            + pl.col("proposed_total_interest_cents"),
         )
     )
     wrong = offers.filter(
@@ -267,4 +314,20 @@ def offer_hardship(
     if wrong.height:
         loans = wrong["loan_id"].to_list()[:10]
         raise HardshipScheduleError(f"re-amortized schedules do not repay the principal: {loans}")
+    _check_totals(offers)
     return offers.select(OFFER_COLUMNS).sort(LOAN_KEY)
+
+
+def _check_totals(offers: pl.DataFrame) -> None:
+    """Each total, computed from its parts, equals the same money summed another way (module docstring)."""
+    unreconciled = offers.filter(
+        (pl.col("current_total_repayable_cents") != pl.col("unpaid_cents"))
+        | (pl.col("proposed_total_repayable_cents") != pl.col("_schedule_due") + pl.col("interest_arrears_cents"))
+        # due on or before D, or after it: every unpaid cent of interest is in exactly one of the two
+        | (pl.col("interest_arrears_cents") + pl.col("future_interest_cents") != pl.col("current_total_interest_cents"))
+        | (pl.min_horizontal(COST_COLUMNS) < 0)
+        | pl.any_horizontal(pl.col(COST_COLUMNS).is_null())
+    )
+    if unreconciled.height:
+        loans = unreconciled["loan_id"].to_list()[:10]
+        raise HardshipTotalsError(f"hardship offer totals do not reconcile with their instalments: {loans}")

@@ -45,6 +45,7 @@ from pipelines.contracts.landing import (
     CONTRACT, Column, DATASETS, Dataset, IDENTIFIER_CHARSET, IDENTIFIER_MAX_LENGTH, KEY_IS_VALID,
 )
 from pipelines.contracts.outputs import MONEY, OUTPUTS, OUTPUT_COLUMNS, OUTPUT_KEYS, PD_SOURCES
+from pipelines.quality.gx_cents import ExpectMulticolumnCentsToReconcile
 from pipelines.store.lake import atomic_write_bytes
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
@@ -102,7 +103,9 @@ def _expect(
     meta: dict[str, Any] = {"rule": rule, "risk": risk, "severity": severity, "level": level}
     if reason is not None:
         meta["quarantine_reason"] = reason
-    cls = ExpectColumnPolarsTypeToBe if kind == "ExpectColumnPolarsTypeToBe" else getattr(gx.expectations, kind)
+    custom = {"ExpectColumnPolarsTypeToBe": ExpectColumnPolarsTypeToBe,
+              "ExpectMulticolumnCentsToReconcile": ExpectMulticolumnCentsToReconcile}
+    cls = custom.get(kind) or getattr(gx.expectations, kind)
     extra = {"notes": notes} if notes else {}
     return cls(**kwargs, meta=meta, severity=severity, **extra)
 
@@ -330,7 +333,9 @@ _REQUIRED_OUTPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "collection_queue": ("account_id", "as_of_date", "dpd", "bucket", "overdue_amount", "outstanding_balance",
                          "pd", "expected_loss", "treatment", "priority", "pd_source"),
     "hardship_offers": ("account_id", "loan_id", "as_of_date", "outstanding_principal", "current_instalment",
-                        "extension_months", "new_instalment", "new_end_date"),
+                        "extension_months", "new_instalment", "new_end_date", "current_total_repayable",
+                        "current_total_interest", "proposed_total_repayable", "proposed_total_interest",
+                        "interest_arrears", "explanation", "explanation_en"),
 }
 
 
@@ -389,6 +394,24 @@ def _output_rules(name: str) -> list[gx.expectations.Expectation]:
                    column_B="new_instalment", notes="An extension must lower the instalment."),
             _value("ExpectColumnValuesToBeBetween", "leakage", column="new_end_date",
                    min_value=_param("as_of_date"), strict_min=True),
+            # The offer's cost (schema 1.3; docs/contracts.md), exact: sums in whole cents (gx_cents.py), each
+            # comparison of two published decimals as they are.
+            *(_expect("ExpectMulticolumnCentsToReconcile", rule=f"reconcile_{total}", risk="impossible value",
+                      level="row", column_list=[*parts, total],
+                      notes=f"{total} = {' + '.join(parts)}, to the cent.")
+              for parts, total in ((("outstanding_principal", "current_total_interest"), "current_total_repayable"),
+                                   (("outstanding_principal", "proposed_total_interest"), "proposed_total_repayable"))),
+            *(_value("ExpectColumnValuesToBeBetween", column=col, min_value=0)
+              for col in ("current_total_interest", "proposed_total_interest", "interest_arrears")),
+            *(_value("ExpectColumnPairValuesAToBeGreaterThanB", column_A=total, column_B="outstanding_principal",
+                     or_equal=True, notes="A total repayable is the outstanding principal plus interest (>= 0).")
+              for total in ("current_total_repayable", "proposed_total_repayable")),
+            *(_value("ExpectColumnPairValuesAToBeGreaterThanB", column_A=interest, column_B="interest_arrears",
+                     or_equal=True, notes="Interest already due and unpaid stays owed under either plan.")
+              for interest in ("current_total_interest", "proposed_total_interest")),
+            *(_value("ExpectColumnValueLengthsToBeBetween", "missing value", column=col, min_value=1,
+                     notes="Every offer tells the customer its cost, in words.")
+              for col in ("explanation", "explanation_en")),
         ]
     raise KeyError(name)
 

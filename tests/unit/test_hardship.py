@@ -5,17 +5,25 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 
+from pathlib import Path
+
 import polars as pl
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from pipelines.config.decisions import HardshipConfig
+from pipelines.config.decisions import HardshipConfig, HardshipExplanationConfig
+from pipelines.config.settings import ConfigError, load_config
 from pipelines.contracts.landing import CONTRACT
-from pipelines.domain.hardship import OFFER_COLUMNS, hardship_eligibility, loan_terms, offer_hardship, reamortize
+from pipelines.domain import hardship
+from pipelines.domain.explanations import explain_offers
+from pipelines.domain.hardship import (
+    OFFER_COLUMNS, HardshipTotalsError, hardship_eligibility, loan_terms, offer_hardship, reamortize,
+)
 from pipelines.domain.ledger import build_ledger
 
 D = dt.date
-CFG = HardshipConfig()
+CFG = load_config().hardship  # riskline.yaml: the customer texts have no defaults
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -202,7 +210,7 @@ def test_no_offer_without_eligibility():
 )
 def test_hardship_config_rejects(override: dict, fragment: str):
     with pytest.raises(ValidationError, match=fragment):
-        HardshipConfig.model_validate(override)
+        HardshipConfig.model_validate({**CFG.model_dump(), **override})
 
 
 def test_a_held_account_gets_no_offer_while_its_payment_waits():
@@ -215,3 +223,180 @@ def test_a_held_account_gets_no_offer_while_its_payment_waits():
     others = pl.DataFrame({"account_id": ["A2"]})
     assert offer_hardship(features, ledger.installments, AS_OF, CFG, others).equals(
         offer_hardship(features, ledger.installments, AS_OF, CFG))
+
+
+# --- what an offer costs (issue 20) ----------------------------------------------------------------
+
+
+def test_offer_states_both_totals_to_the_cent():
+    offer = offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]), ledger_of(LOAN, PAID, AS_OF).installments,
+                           AS_OF, CFG).row(0, named=True)
+    # Current plan: principal 100.00 x 5 unpaid; interest 5.00 (due Mar 31, unpaid) + 4 + 3 + 2 + 1 = 15.00.
+    assert (offer["current_total_repayable_cents"], offer["current_total_interest_cents"]) == (51_500, 1_500)
+    # Interest already due and unpaid: the Mar 31 instalment's 5.00; it is not capitalized.
+    assert offer["interest_arrears_cents"] == 500
+    # Proposed (+6, the test above): 10 x 50.00 principal, 1% of 500.00, 450.00, ... 50.00 = 50 x 55 = 27.50,
+    # plus the 5.00 arrears -> interest 32.50, total 500.00 + 32.50 = 532.50: 17.50 more than 515.00.
+    assert (offer["proposed_total_repayable_cents"], offer["proposed_total_interest_cents"]) == (53_250, 3_250)
+
+
+def test_a_partial_payment_leaves_only_the_unpaid_interest_as_arrears():
+    # 3.00 paid on Apr 5 towards the Mar 31 instalment: interest first, so 2.00 of its 5.00 interest stays owed
+    pays = [*PAID, ("P2", "A1", "L1", D(2024, 4, 5), 300)]
+    offer = offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]), ledger_of(LOAN, pays, AS_OF).installments,
+                           AS_OF, CFG).row(0, named=True)
+    assert (offer["outstanding_principal_cents"], offer["interest_arrears_cents"]) == (50_000, 200)
+    assert (offer["current_total_repayable_cents"], offer["current_total_interest_cents"]) == (51_200, 1_200)
+    # the same schedule as without the payment (27.50 interest) plus 2.00 arrears
+    assert (offer["proposed_total_repayable_cents"], offer["proposed_total_interest_cents"]) == (52_950, 2_950)
+
+
+def test_interest_of_an_instalment_due_today_is_arrears_not_lost():
+    # Apr 30: the Apr 30 instalment falls due today, unpaid (in the overdue amount, DPD 0 for it); Mar 31's is
+    # 30 days past due. Both are folded into the principal re-amortized, so both their interest stays owed:
+    # 5.00 + 4.00. The instalments not yet due: May 31, Jun 30, Jul 31.
+    as_of = D(2024, 4, 30)
+    offer = offer_hardship(features_of([{"account_id": "A1", "dpd": 30}]), ledger_of(LOAN, PAID, as_of).installments,
+                           as_of, CFG).row(0, named=True)
+    assert (offer["interest_arrears_cents"], offer["current_total_interest_cents"]) == (900, 1_500)
+    # +3: 50,000 // 6 + 500 = 8,833 > 7,350; +6: 9 instalments, 5,555 + 500 = 6,055: affordable. Principal 5,555
+    # x 8 + 5,560; interest 1% half up of 500.00, 444.45, 388.90, 333.35, 277.80, 222.25, 166.70, 111.15, 55.60 =
+    # 5.00 + 4.44 + 3.89 + 3.33 + 2.78 + 2.22 + 1.67 + 1.11 + 0.56 = 25.00; + 9.00 arrears = 34.00.
+    assert (offer["extension_months"], offer["new_installment_count"]) == (6, 9)
+    assert (offer["proposed_total_interest_cents"], offer["proposed_total_repayable_cents"]) == (3_400, 53_400)
+
+
+def test_interest_paid_ahead_on_a_current_loan_is_not_credited_by_the_new_schedule():
+    # A1's second loan, current: 300.00 over 3 months at 1% drawn Feb 10 (interest 3, 2, 1), overpaid on Mar 10
+    # by 1.50 into the May 10 instalment: its 1.00 interest and 0.50 principal are paid ahead.
+    second = loan_rows("L2", "A1", D(2024, 2, 10), 30_000, 3, 100)
+    pays = [*PAID, ("P3", "A1", "L2", D(2024, 3, 10), 10_300 + 10_200 + 150)]
+    offers = offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]),
+                            ledger_of(LOAN + second, pays, AS_OF).installments, AS_OF, CFG)
+    offer = offers.filter(pl.col("loan_id") == "L2").row(0, named=True)
+    # Current: 99.50 principal, no interest left, nothing in arrears.
+    assert (offer["current_total_repayable_cents"], offer["current_total_interest_cents"],
+            offer["interest_arrears_cents"]) == (9_950, 0, 0)
+    # 99.50 over 1 + 3 months: 24.87 x 3 + 24.89; 1% of 99.50, 74.63, 49.76, 24.89 half up = 1.00, 0.75, 0.50,
+    # 0.25. The kept May 10 instalment charges its interest again: the 1.00 paid ahead is in the difference.
+    assert offer["extension_months"] == 3
+    assert (offer["proposed_total_repayable_cents"], offer["proposed_total_interest_cents"]) == (10_200, 250)
+
+
+def test_totals_that_do_not_reconcile_are_refused(monkeypatch: pytest.MonkeyPatch):
+    # A schedule whose instalments do not add up to principal + interest (one cent more on one) must not be
+    # published with totals computed from its parts.
+    real = hardship.reamortize
+
+    def off_by_a_cent(terms: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
+        out = real(terms, future)
+        return out.with_columns(pl.when(pl.col("installment_no") == 2).then(pl.col("due_cents") + 1)
+                                .otherwise(pl.col("due_cents")).alias("due_cents"))
+
+    monkeypatch.setattr(hardship, "reamortize", off_by_a_cent)
+    with pytest.raises(HardshipTotalsError, match="L1"):
+        offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]), ledger_of(LOAN, PAID, AS_OF).installments,
+                       AS_OF, CFG)
+
+
+# The committed texts filled by hand with the offer above (instalment 105.00 -> 55.00, Jul 31 2024 -> Jan 31 2025,
+# 515.00 -> 532.50, 17.50 more interest).
+EN = ("We can spread what you still owe on this loan over 6 more months. Your instalment would fall from 105.00 CNY "
+      "to 55.00 CNY, and the last one would be due on January 31, 2025 instead of July 31, 2024. The longer term "
+      "costs more interest: you would repay 532.50 CNY in total instead of 515.00 CNY, 17.50 CNY more interest.")
+ZH = ("我们可以将您这笔借款的剩余欠款延长6个月分期偿还：每期还款额由105.00元降至55.00元，最后一期还款日由2024年7月31日延至"
+      "2025年1月31日。期限延长会产生更多利息：您总计需还款532.50元，原计划为515.00元，多付利息17.50元。")
+
+
+def _explained(language: str | None, default_language: str = "zh", with_column: bool = True) -> dict:
+    offers = offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]), ledger_of(LOAN, PAID, AS_OF).installments,
+                            AS_OF, CFG)
+    accounts = pl.DataFrame({"account_id": ["A1"], "language": [language]}, schema={"account_id": pl.String,
+                                                                                     "language": pl.String})
+    if not with_column:
+        accounts = accounts.drop("language")
+    out = explain_offers(offers, accounts, CFG.explanations, default_language)
+    assert out.columns == [*OFFER_COLUMNS, "explanation_en", "explanation_zh", "explanation"]
+    return out.row(0, named=True)
+
+
+def test_explanation_states_the_cost_in_both_languages():
+    row = _explained("en")
+    assert (row["explanation_en"], row["explanation_zh"], row["explanation"]) == (EN, ZH, EN)
+    # the Chinese sentence is Chinese throughout: no Latin letters (dates and "CNY" are written in Chinese)
+    assert not any("a" <= ch.lower() <= "z" for ch in row["explanation_zh"])
+
+
+@pytest.mark.parametrize(
+    "language, default_language, with_column, expected",
+    [
+        ("zh", "en", True, ZH),
+        ("ZH-cn", "en", True, ZH),  # upstream's casing and region, as the limits read it
+        (None, "zh", True, ZH),  # no language for this customer: policy.explanations.default_language
+        (None, "en", True, EN),
+        ("fr", "en", True, EN),  # a language without texts: the default, never an empty sentence
+        ("fr", "zh", True, ZH),
+        (None, "en", False, EN),  # the snapshot carries no language column at all
+    ],
+)
+def test_explanation_language_falls_back_to_the_default(language, default_language, with_column, expected):
+    assert _explained(language, default_language, with_column)["explanation"] == expected
+
+
+def test_no_extra_interest_is_not_called_more_interest():
+    # The 0% loan above: 100.00 left, +3 months of 33.33/33.33/33.34; nothing more to pay in interest.
+    rows = loan_rows("L9", "A9", D(2024, 8, 30), 30_000, 3, 0)
+    pays = [("P1", "A9", "L9", D(2024, 9, 30), 10_000), ("P2", "A9", "L9", D(2024, 10, 30), 10_000)]
+    as_of = D(2024, 12, 10)
+    offers = offer_hardship(features_of([{"account_id": "A9", "dpd": 10}]), ledger_of(rows, pays, as_of).installments,
+                            as_of, CFG)
+    row = explain_offers(offers, pl.DataFrame({"account_id": ["A9"]}), CFG.explanations, "zh").row(0, named=True)
+    assert (row["current_total_repayable_cents"], row["proposed_total_repayable_cents"]) == (10_000, 10_000)
+    assert row["explanation_en"].endswith("You would repay 100.00 CNY in total instead of 100.00 CNY, with no "
+                                          "extra interest.")
+    assert row["explanation"] == row["explanation_zh"] and row["explanation_zh"].endswith(
+        "您总计需还款100.00元，原计划为100.00元，不产生额外利息。")
+    assert "2024年11月30日延至2025年2月28日" in row["explanation_zh"]
+
+
+_TEXTS = CFG.explanations.model_dump()
+
+
+def _with(language: str, key: str, text: str) -> dict:
+    templates = {lang: dict(texts) for lang, texts in _TEXTS["templates"].items()}
+    templates[language][key] = text
+    return {"templates": templates}
+
+
+@pytest.mark.parametrize(
+    "config, fragment",
+    [
+        (_with("en", "more_interest", "Repay {proposed_totl} CNY"), r"placeholder \{proposed_totl\}"),
+        (_with("zh", "more_interest", "需还款{proposed_total:>10}元"), "no format specs"),
+        (_with("en", "more_interest", "Repay {proposed_total CNY"), r"templates\.en\.more_interest"),
+        (_with("zh", "no_more_interest", " "), r"templates\.zh lacks \['no_more_interest'\]"),
+        (_with("en", "cheaper", "x"), "unknown keys"),
+        ({"templates": {"en": _TEXTS["templates"]["en"]}}, "exactly the languages"),
+    ],
+)
+def test_hardship_explanation_config_rejects(config: dict, fragment: str):
+    with pytest.raises(ValidationError, match=fragment):
+        HardshipExplanationConfig.model_validate(config)
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda h: h["explanations"]["templates"]["zh"].update(more_interest="多付利息{extra_intrest}元"),
+         "placeholder {extra_intrest}"),
+        (lambda h: h.pop("explanations"), "hardship.explanations: Field required"),
+    ],
+)
+def test_a_bad_hardship_text_fails_at_config_load(tmp_path, change, fragment):
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "riskline.yaml").read_text())
+    change(raw["hardship"])
+    path = tmp_path / "riskline.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert fragment in str(err.value), str(err.value)

@@ -472,14 +472,51 @@ def test_bad_limits_refuse_publish(cfg, frame, rule):
     assert "no published outputs were written" in str(err.value)
 
 
-def test_hardship_offer_must_lower_the_instalment(cfg):
-    offers = to_published("hardship_offers", pl.DataFrame({
+def _offers(**overrides) -> pl.DataFrame:
+    # 900.00 left over 3 + 3 months: 300.00 a month now, 150.00 + interest offered; 12.00 of interest unpaid now
+    # (3.00 of it already due), 20.00 under the offer: the totals as pipelines/domain/hardship.py states them.
+    internal = {
         "account_id": ["A1"], "loan_id": ["L1"], "outstanding_principal_cents": [90_000],
-        "current_instalment_cents": [30_000], "extension_months": [3], "new_instalment_cents": [30_000],
+        "current_instalment_cents": [30_000], "extension_months": [3], "new_instalment_cents": [15_900],
         "new_end_date": [DAY + dt.timedelta(days=200)],
-    }), DAY, {"policy_version": "h1", "model_version": "m1"})
-    report = validate.validate_output("hardship_offers", offers, DAY, cfg, raise_on_critical=False)
-    assert [o.rule for o in report.critical] == ["current_instalment_above_new_instalment"]
+        "current_total_repayable_cents": [91_200], "current_total_interest_cents": [1_200],
+        "proposed_total_repayable_cents": [92_000], "proposed_total_interest_cents": [2_000],
+        "interest_arrears_cents": [300], "explanation": ["您总计需还款920.00元"],
+        "explanation_en": ["you would repay 920.00 CNY in total"],
+    }
+    internal.update(overrides)
+    return to_published("hardship_offers", pl.DataFrame(internal), DAY, {"policy_version": "h1", "model_version": "m1"})
+
+
+def test_good_hardship_offers_pass(cfg):
+    assert validate.validate_output("hardship_offers", _offers(), DAY, cfg).ok
+
+
+@pytest.mark.parametrize(
+    "overrides, rules",
+    [
+        ({"new_instalment_cents": [30_000]}, ["current_instalment_above_new_instalment"]),
+        # one cent off: principal + interest must make the total exactly (read as floats, 900.00 + 20.00 vs 920.01
+        # would be a comparison of inexact numbers; the rule compares cents)
+        ({"proposed_total_repayable_cents": [92_001]}, ["reconcile_proposed_total_repayable"]),
+        ({"current_total_interest_cents": [1_201]}, ["reconcile_current_total_repayable"]),
+        # a total repayable below the principal it repays: interest cannot be negative
+        ({"proposed_total_repayable_cents": [89_999], "proposed_total_interest_cents": [-1]},
+         ["range_proposed_total_interest", "proposed_total_repayable_above_outstanding_principal",
+          "proposed_total_interest_above_interest_arrears"]),
+        ({"current_total_interest_cents": [-1], "current_total_repayable_cents": [89_999]},
+         ["range_current_total_interest", "current_total_repayable_above_outstanding_principal",
+          "current_total_interest_above_interest_arrears"]),
+        # interest already due stays owed under the offer: it cannot exceed the offer's interest
+        ({"proposed_total_interest_cents": [299], "proposed_total_repayable_cents": [90_299]},
+         ["proposed_total_interest_above_interest_arrears"]),
+        ({"explanation": [""]}, ["length_explanation"]),
+        ({"explanation_en": [None]}, ["not_null_explanation_en"]),
+    ],
+)
+def test_bad_hardship_offers_refuse_publish(cfg, overrides, rules):
+    report = validate.validate_output("hardship_offers", _offers(**overrides), DAY, cfg, raise_on_critical=False)
+    assert [o.rule for o in report.critical] == rules
 
 
 def test_output_failures_are_not_upstream_data_problems(cfg):
