@@ -30,9 +30,10 @@ class CandidateError(ConfigError):
 
 def _one_line(err: dict[str, Any]) -> str:
     """One pydantic error as ``policy.<key>: <problem>`` (a cross-field check names its keys in its message)."""
-    where = ".".join(str(p) for p in (POLICY_KEY, *err["loc"]))
     message = str(err["msg"]).removeprefix("Value error, ")
-    return message if not err["loc"] and message.startswith(f"{POLICY_KEY}.") else f"{where}: {message}"
+    if not err["loc"]:  # a cross-field check of the whole section: its message names the keys
+        return message
+    return f"{'.'.join(str(p) for p in (POLICY_KEY, *err['loc']))}: {message}"
 
 
 def parse_candidate_policy(text: str, source: str = "candidate") -> PolicyConfig:
