@@ -217,3 +217,15 @@ def test_the_manual_dag_with_its_defaults_simulates_the_newest_night_with_no_cha
     comparison = pl.read_parquet(folder / zones.SIMULATION_COMPARISON_FILE)
     assert comparison.height > 2000 and not comparison["changed"].any()
     assert _lake_state(lake.root) == before
+
+
+def test_the_reports_swap_set_reads_the_same_inputs_as_the_night(e2e_lake):
+    # The report's counterfactual (the swap set) and the what-if now share read_decide_inputs: re-scored by the
+    # night's own model, the counterfactual must take the published action on every line.
+    from pipelines.report.report import _counterfactual_decisions
+
+    cfg = load_config(e2e_lake.cfg_path)
+    published = read_output(e2e_lake.root, "limits", e2e_lake.first_run).select("account_id", "action")
+    model = read_output(e2e_lake.root, "scores", e2e_lake.first_run)["model_version"][0]
+    counterfactual = _counterfactual_decisions(e2e_lake.root, e2e_lake.first_run, cfg, model)
+    assert counterfactual.select("account_id", "action").equals(published)
