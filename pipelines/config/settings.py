@@ -19,10 +19,9 @@ from pydantic import Field, ValidationError, model_validator
 from pipelines.config.decisions import CollectionsConfig, HardshipConfig, PendingPaymentsConfig, PolicyConfig
 from pipelines.config.location import as_location, is_remote
 from pipelines.config.section import ConfigError, Section
+from pipelines.config.source import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path  # noqa: F401 (their old home)
 from pipelines.contracts.landing import CONTRACT
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "riskline.yaml"
-CONFIG_ENV = "RISKLINE_CONFIG"
 DATA_ROOT_ENV = "RISKLINE_DATA_ROOT"
 
 
@@ -321,6 +320,13 @@ class ReportConfig(Section):
     curve_points: int = Field(400, ge=10)  # points kept per ROC/KS curve, so the page stays small
 
 
+class SimulateConfig(Section):
+    """The policy what-if page (``riskline simulate``, pipelines/stages/whatif.py)."""
+
+    harsher_rows: int = Field(50, ge=0)  # accounts listed whose outcome the candidate makes harsher (all counted)
+    sample_explanations: int = Field(10, ge=0)  # affected accounts whose candidate explanations (en, zh) are shown
+
+
 class RisklineConfig(Section):
     paths: PathsConfig = PathsConfig()
     business: BusinessConfig = BusinessConfig()
@@ -336,6 +342,7 @@ class RisklineConfig(Section):
     run: RunConfig = RunConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     report: ReportConfig = ReportConfig()
+    simulate: SimulateConfig = SimulateConfig()
     # Where the file came from; relative paths in it resolve against this folder.
     source_dir: Path = Field(default=Path("."), exclude=True)
     source_sha256: str = Field(default="", exclude=True)
@@ -355,11 +362,6 @@ class RisklineConfig(Section):
         if not path.is_absolute():
             path = (Path.cwd() if (override or os.environ.get(DATA_ROOT_ENV)) else self.source_dir) / path
         return path.resolve()
-
-
-def config_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The config file: ``path``, else ``$RISKLINE_CONFIG``, else the repo's ``riskline.yaml``."""
-    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).expanduser().resolve()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> RisklineConfig:

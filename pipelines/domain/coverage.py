@@ -1,6 +1,6 @@
 """What a drop must cover that a row count cannot see, pure: the open accounts a snapshot keeps (present, and
 not closed en masse), and the rows a redelivery of a curated date keeps. :mod:`pipelines.stages.lake_checks`
-reads the lake for them and stops the ingest in one line; :mod:`pipelines.stages.inputs` holds the few
+reads the lake for them and stops the ingest in one line; :func:`pipelines.store.readers.read_decide_inputs` holds the few
 accounts that leave under the share (:func:`accounts_held_out`)."""
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from pipelines.entry import cli_steps
 from pipelines.entry.airflow import quiet_third_party_logs
 from pipelines.entry.cli_args import CliError, parse_date
 from pipelines.entry.cli_model import add_model_commands, model_next_step
+from pipelines.entry.simulate import add_simulate_command
 from pipelines.errors import IngestError
 from pipelines.quality.data_docs import results_dir
 from pipelines.quality.validate import validate_date
@@ -494,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--as-of", type=parse_date, required=True, help="business date D, YYYY-MM-DD")
     p.set_defaults(func=cmd_report)
+
+    add_simulate_command(sub)
 
     return parser
 

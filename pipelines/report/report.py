@@ -35,7 +35,6 @@ from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import OUTPUTS
 from pipelines.domain.conform import QUARANTINE_REASON
-from pipelines.domain.decide import decide_frames
 from pipelines.domain.policy import REASON_COLUMNS
 from pipelines.model.metrics import curves_from_record, shap_from_record
 from pipelines.model.pd import score_pd
@@ -51,7 +50,7 @@ from pipelines.report.sections import (
 )
 from pipelines.store import lake, zones
 from pipelines.store.publish import manifest_path, read_manifest, read_output
-from pipelines.store.readers import read_pending_holds, read_previous_run
+from pipelines.store.readers import read_decide_inputs
 from pipelines.store.zones import ledger_partition, report_path
 from pipelines.vocab import DATASETS
 
@@ -242,13 +241,7 @@ def _counterfactual_decisions(
         *(pl.lit(None, dtype=pl.String).alias(c) for c in REASON_COLUMNS),  # reasons never pick an action
         pl.lit(previous_model).alias("model_version"),
     )
-    accounts = lake.read_partition(zones.curated(root, "accounts", as_of))
-    ledger_dir = zones.ledger_partition(root, as_of)
-    installments = lake.read_parquet(lake.partition_file(ledger_dir, "installments.parquet"))
-    ledger_accounts = lake.read_parquet(lake.partition_file(ledger_dir, "accounts.parquet"))
-    previous_scores, history = read_previous_run(root, as_of)
-    limits, *_ = decide_frames(as_of, cfg, accounts, feats, installments, ledger_accounts, scores, previous_scores,
-                               history, read_pending_holds(root, as_of, cfg))
+    limits, *_ = read_decide_inputs(root, as_of, cfg).decide(as_of, cfg, scores)
     return limits.select("account_id", "action", "grade")
 
 

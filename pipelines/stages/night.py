@@ -48,10 +48,9 @@ from pipelines.quality.validate import validate_output
 from pipelines.stages.features import build_feature_snapshot, merge_shards
 from pipelines.stages.ledger_state import built_how
 from pipelines.stages.ingest import describe_purged, ingest_night
-from pipelines.stages.inputs import read_decide_inputs
 from pipelines.store import chain, lake, locks, zones
 from pipelines.store.publish import PublishError, describe_latest, publish_outputs
-from pipelines.store.readers import read_pending_holds
+from pipelines.store.readers import read_decide_inputs, read_pending_holds
 from pipelines.store.zones import (
     DECISION_FILES, decisions_dir, report_link, scores_dir,
 )
@@ -111,7 +110,7 @@ def prepare_dry_run_root(root: Location, as_of: dt.date, run_id: str) -> Path:
     Airflow run) share the copy made by the first of them.
     """
     target = dry_run_root(root, as_of)
-    skip = (zones.STAGING_ZONE, "_locks", "outputs/_journal")
+    skip = (zones.STAGING_ZONE, zones.SIMULATIONS_ZONE, "_locks", "outputs/_journal")
     with locks.file_lock(target.parent / f".prepare-{target.name}.lock"):
         marker = target / DRY_RUN_MARKER
         if (lake.read_bytes(marker) or b"").decode().strip() == run_id:

@@ -15,9 +15,8 @@ from pipelines.model.pd import model_features
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.score import add_reasons, reason_reference, score_pd_frame
 from pipelines.stages.features import load_feature_snapshot
-from pipelines.stages.inputs import read_decide_inputs
 from pipelines.store import lake, zones
-from pipelines.store.readers import read_previous_scores
+from pipelines.store.readers import read_decide_inputs, read_previous_scores
 from pipelines.store.zones import SCORES_FILE, scores_dir
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def acted_on_tonight(
     """The accounts tonight's decisions will act on, decided here first from PD and grade (reasons never
     pick an action, they only word it), so that exact reason codes are spent exactly where they are read.
 
-    The decide stage decides again on the same inputs (:func:`~pipelines.stages.inputs.read_decide_inputs`)
+    The decide stage decides again on the same inputs (:func:`~pipelines.store.readers.read_decide_inputs`)
     with these scores and refuses to publish if an account it acts on got approximate reasons. None when
     D's decide inputs are not all there (``riskline score`` on a lake without D's ledger): the definition's
     expectation alone then picks exact reasons, and decide checks them as always.

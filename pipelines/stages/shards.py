@@ -45,9 +45,9 @@ from pipelines.domain.ledger import LOAN_KEY
 from pipelines.model.pd import model_features
 from pipelines.model.registry import ModelRegistry
 from pipelines.model.score import add_reasons, reason_reference, score_pd_frame
-from pipelines.stages.inputs import read_decide_inputs, read_shard_file
 from pipelines.stages.score import acted_on_tonight, previous_pd_of, trained_reference
 from pipelines.store import lake
+from pipelines.store.readers import read_decide_inputs, read_shard_file
 from pipelines.store.zones import (
     DECISIONS_ZONE, FEATURES_FILE, FEATURES_ZONE, SCORES_FILE, SCORES_ZONE, decisions_dir,
     scores_dir, shard_dir,

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -43,6 +44,9 @@ DECISIONS_ZONE = "decisions"
 RUNS_ZONE = "runs"  # a night's timings and the chain record decide saw
 REPORT_ZONE = "reports"
 STAGING_ZONE = "staging"  # dry runs' private copies of the lake
+# `riskline simulate`'s what-if pages and re-decided limits, <candidate policy version>/as_of_date=D: written
+# only by the what-if, read by no stage (a dry run does not even copy it)
+SIMULATIONS_ZONE = "simulations"
 
 FEATURES_FILE = "features.parquet"
 PENDING_PAYMENTS_FILE = "pending_payments.parquet"
@@ -536,3 +540,24 @@ def report_path(root: Path, as_of: dt.date) -> Path:
 def report_link(as_of: dt.date) -> str:
     """The report's path relative to the data root, as the manifest records it."""
     return f"{REPORT_ZONE}/as_of_date={as_of.isoformat()}/{REPORT_FILE}"
+
+
+# --- the policy what-if ------------------------------------------------------------------------------
+
+SIMULATION_PAGE = "whatif.html"
+SIMULATION_LIMITS_FILE = "limits.parquet"  # the candidate's decisions, in the published limits' shape
+SIMULATION_COMPARISON_FILE = "comparison.parquet"  # per account: the live and the candidate outcome
+# A policy version names a folder: letters, digits, '.', '_' and '-' only (no separator, no '..')
+_SAFE_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
+
+
+def simulation_partition(root: Path, policy_version: str, as_of: dt.date) -> Path:
+    """``DATA_ROOT/simulations/<policy_version>/as_of_date=D``: one what-if of night D with that candidate.
+
+    Raises:
+        ValueError: the version cannot name a folder.
+    """
+    if not _SAFE_VERSION.fullmatch(policy_version) or ".." in policy_version:
+        raise ValueError(f"policy version {policy_version!r} cannot name a folder: use letters, digits, '.', '_' "
+                         "and '-' (at most 128), starting with a letter or digit")
+    return lake.derived_partition(root, f"{SIMULATIONS_ZONE}/{policy_version}", as_of)

@@ -16,9 +16,9 @@ from pipelines.config.settings import DEFAULT_CONFIG_PATH
 from pipelines.contracts.landing import CONTRACT
 from pipelines.model.registry import ModelRegistry, version_id
 from pipelines.stages import night as nightly
-from pipelines.stages.inputs import read_shard_file
 from pipelines.stages.shards import ShardsIncompleteError, merge_decisions, run_shards
 from pipelines.store import lake, zones
+from pipelines.store.readers import read_shard_file
 from pipelines.store.zones import shard_dir
 
 D = dt.date

@@ -1,0 +1,250 @@
+"""The policy what-if's pure pieces: the comparison and its definitions, the swap matrix, exposure and expected loss
+by grade, the test-cell re-draw, and the candidate's validation (the live policy's own rules)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from pipelines.config.candidate import CandidateError, candidate_yaml, parse_candidate_policy
+from pipelines.config.decisions import LIMIT_ACTIONS
+from pipelines.config.section import ConfigError
+from pipelines.config.settings import load_config
+from pipelines.report.whatif import (
+    WhatIfError, WhatIfPage, by_grade, cell_redraw, compare_decisions, harsher_accounts, policy_changes,
+    render_whatif, sample_explanations, swap_matrix,
+)
+
+
+def _decisions(rows: list[tuple]) -> pl.DataFrame:
+    """Decision frames as decide_limits returns them, the columns the what-if reads:
+    (account, grade, pd, previous cents, action, new cents, new status, cell)."""
+    return pl.DataFrame(
+        [{"account_id": a, "grade": g, "pd": p, "dpd": 0, "previous_limit_cents": prev, "action": act,
+          "new_limit_cents": new, "new_status": status, "test_cell": cell, "reason_codes": [act.upper()],
+          "explanation_en": f"{act} to {new}", "explanation_zh": f"{act}：{new}"}
+         for a, g, p, prev, act, new, status, cell in rows],
+        schema={"account_id": pl.String, "grade": pl.String, "pd": pl.Float64, "dpd": pl.Int32,
+                "previous_limit_cents": pl.Int64, "action": pl.String, "new_limit_cents": pl.Int64,
+                "new_status": pl.String, "test_cell": pl.String, "reason_codes": pl.List(pl.String),
+                "explanation_en": pl.String, "explanation_zh": pl.String},
+    )
+
+
+def _pair(live: tuple, candidate: tuple) -> pl.DataFrame:
+    """One account decided (action, new limit, new status) by each side, from a 1,000 CNY line."""
+    return compare_decisions(_decisions([("A1", "C", 0.1, 100_000, *live, "champion")]),
+                             _decisions([("A1", "C", 0.1, 100_000, *candidate, "champion")]))
+
+
+@pytest.mark.parametrize(("live", "candidate", "harsher", "gentler", "because"), [
+    # a deeper cut: less credit
+    (("decrease", 80_000, "active"), ("decrease", 50_000, "active"), True, False, "lower limit"),
+    # an increase withheld: the candidate's line is below the live one's
+    (("increase", 120_000, "active"), ("hold", 100_000, "active"), True, False, "lower limit"),
+    # a freeze where live held: the line is blocked and an adverse action is taken, at the same limit
+    (("hold", 100_000, "active"), ("freeze", 100_000, "frozen"), True, False, "line frozen; adverse action"),
+    # an unfreeze withheld (a frozen hold): the line stays blocked, no adverse action is taken tonight
+    (("unfreeze", 100_000, "active"), ("hold", 100_000, "frozen"), True, False, "line frozen"),
+    # a freeze that becomes a cut: a lower limit, but the line stays open: harsher and gentler at once
+    (("freeze", 100_000, "frozen"), ("decrease", 70_000, "active"), True, True, "lower limit"),
+    # a cut withheld: gentler only
+    (("decrease", 70_000, "active"), ("hold", 100_000, "active"), False, True, None),
+    # a shallower cut is still a cut (adverse on both sides): gentler by the limit alone
+    (("decrease", 50_000, "active"), ("decrease", 80_000, "active"), False, True, None),
+    # the same decision
+    (("hold", 100_000, "active"), ("hold", 100_000, "active"), False, False, None),
+])
+def test_harsher_and_gentler_follow_the_definition(live, candidate, harsher, gentler, because):
+    row = _pair(live, candidate).row(0, named=True)
+    assert (row["harsher"], row["gentler"]) == (harsher, gentler)
+    assert (row["harsher_because"] or None) == because
+    assert row["changed"] == (live[:2] != candidate[:2])  # action or new limit
+    assert row["limit_change_cents"] == candidate[1] - live[1]
+
+
+def test_the_comparison_refuses_two_decisions_of_different_accounts():
+    live = _decisions([("A1", "A", 0.01, 100_000, "hold", 100_000, "active", "champion")])
+    other = _decisions([("A2", "A", 0.01, 100_000, "hold", 100_000, "active", "champion")])
+    with pytest.raises(WhatIfError, match="1 only live, 1 only candidate"):
+        compare_decisions(live, other)
+
+
+def _book() -> tuple[pl.DataFrame, pl.DataFrame]:
+    live = _decisions([
+        ("A1", "A", 0.01, 100_000, "increase", 130_000, "active", "champion"),
+        ("A2", "A", 0.02, 100_000, "increase", 130_000, "active", "control"),
+        ("A3", "C", 0.10, 200_000, "decrease", 160_000, "active", "champion"),
+        ("A4", "E", 0.50, 300_000, "freeze", 300_000, "frozen", "challenger"),
+        ("A5", None, None, 50_000, "hold", 50_000, "active", "champion"),
+    ])
+    candidate = _decisions([
+        ("A1", "A", 0.01, 100_000, "hold", 100_000, "active", "champion"),
+        ("A2", "A", 0.02, 100_000, "increase", 130_000, "active", "control"),
+        ("A3", "C", 0.10, 200_000, "decrease", 100_000, "active", "champion"),
+        ("A4", "E", 0.50, 300_000, "freeze", 300_000, "frozen", "challenger"),
+        ("A5", None, None, 50_000, "hold", 50_000, "active", "champion"),
+    ])
+    return live, candidate
+
+
+def test_the_swap_matrix_counts_every_pair_of_actions_and_fills_zeros():
+    matrix = swap_matrix(compare_decisions(*_book()))
+    assert matrix["live_action"].to_list() == list(LIMIT_ACTIONS)
+    assert matrix.columns == ["live_action", *LIMIT_ACTIONS, "total"]
+    cells = {(r["live_action"], b): r[b] for r in matrix.iter_rows(named=True) for b in LIMIT_ACTIONS}
+    # A1 increase -> hold; A2 increase -> increase; A3 decrease -> decrease (deeper); A4 freeze; A5 hold
+    expected = {("increase", "hold"): 1, ("increase", "increase"): 1, ("decrease", "decrease"): 1,
+                ("freeze", "freeze"): 1, ("hold", "hold"): 1}
+    assert cells == {k: expected.get(k, 0) for k in cells}
+    assert matrix["total"].sum() == 5
+
+
+def test_exposure_and_expected_loss_by_grade_are_exact_cents():
+    table = by_grade(compare_decisions(*_book()), ("A", "B", "C", "D", "E"), lgd=0.85, unscored_pd=1.0)
+    rows = {r["grade"]: r for r in table.iter_rows(named=True)}
+    assert list(rows) == ["A", "C", "E", "unscored"]  # grades in the model's order, unscored last, empty ones absent
+    a, c, unscored = rows["A"], rows["C"], rows["unscored"]
+    # grade A: live raises both lines by 300 CNY (+60,000 cents), the candidate only A2's (+30,000)
+    assert (a["live_exposure_change_cents"], a["candidate_exposure_change_cents"], a["exposure_delta_cents"]) == (
+        60_000, 30_000, -30_000)
+    # EL = pd x new limit x lgd per account, rounded to the cent: A1 0.01 x 130,000 x 0.85 = 1,105 live and
+    # 0.01 x 100,000 x 0.85 = 850 candidate; A2 0.02 x 130,000 x 0.85 = 2,210 on both sides
+    assert (a["live_el_cents"], a["candidate_el_cents"], a["el_delta_cents"]) == (3_315, 3_060, -255)
+    # grade C: the cut deepens from 1,600 to 1,000 CNY: EL 0.1 x 160,000 x 0.85 = 13,600 -> 8,500
+    assert (c["el_delta_cents"], c["exposure_delta_cents"], c["harsher"], c["changed"]) == (-5_100, -60_000, 1, 1)
+    # an unscored line counts with collections.unscored_pd (1.0): 50,000 x 0.85
+    assert unscored["live_el_cents"] == unscored["candidate_el_cents"] == 42_500
+    assert table["accounts"].sum() == 5 and table["el_delta_cents"].dtype == pl.Int64
+
+
+def test_the_harsher_list_puts_the_largest_cut_first_and_samples_are_affected_accounts():
+    comparison = compare_decisions(*_book())
+    harsher = harsher_accounts(comparison)
+    assert harsher["account_id"].to_list() == ["A3", "A1"]  # -60,000 before -30,000
+    samples = sample_explanations(comparison, rows=1)
+    assert samples["account_id"].to_list() == ["A1"]  # the first affected by id; the candidate's own texts
+    assert samples["candidate_explanation_zh"].to_list() == ["hold：100000"]
+
+
+def test_the_cell_redraw_counts_moved_cells_and_the_outcomes_they_change():
+    live, shown = _book()
+    assert cell_redraw(shown, None).redrawn is False
+    redrawn = shown.with_columns(  # A2 leaves control and is raised; A4 moves cell with the same outcome
+        test_cell=pl.when(pl.col("account_id") == "A2").then(pl.lit("champion"))
+        .when(pl.col("account_id") == "A4").then(pl.lit("champion")).otherwise(pl.col("test_cell")),
+        new_limit_cents=pl.when(pl.col("account_id") == "A2").then(140_000).otherwise(pl.col("new_limit_cents")),
+    )
+    redraw = cell_redraw(shown, redrawn)
+    assert (redraw.redrawn, redraw.moved, redraw.outcomes_differ) == (True, 2, 1)
+    assert redraw.cells["accounts"].sum() == 5
+
+
+def test_policy_changes_name_every_changed_key():
+    assert policy_changes({"a": {"b": 1, "c": [1, 2]}, "v": "x"}, {"a": {"b": 2, "c": [1, 2]}, "v": "y"}) == [
+        ("policy.a.b", "1", "2"), ("policy.v", "x", "y")]
+
+
+def test_the_page_tags_every_swap_cell_with_its_count():
+    comparison = compare_decisions(*_book())
+    page = WhatIfPage(
+        as_of=dt.date(2026, 11, 19), live_version="live-1", candidate_version="cand-<2>", model_version="m1",
+        accounts=5, changed=2, harsher=2, gentler=0, swap=swap_matrix(comparison),
+        grades=by_grade(comparison, ("A", "B", "C", "D", "E"), 0.85, 1.0), harsher_rows=harsher_accounts(comparison),
+        samples=sample_explanations(comparison, 10), cells=cell_redraw(comparison, None), changes=[],
+    )
+    html = render_whatif(page)
+    cells = re.findall(r'data-live-action="(\w+)" data-candidate-action="(\w+)" data-count="(\d+)"', html)
+    assert len(cells) == len(LIMIT_ACTIONS) ** 2
+    assert {(a, b): int(n) for a, b, n in cells if int(n)} == {
+        ("increase", "hold"): 1, ("increase", "increase"): 1, ("decrease", "decrease"): 1, ("freeze", "freeze"): 1,
+        ("hold", "hold"): 1}
+    assert "cand-&lt;2&gt;" in html and "cand-<2>" not in html  # every value escaped
+    assert "<script" not in html
+
+
+# --- the candidate: validated by the live policy's own rules -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_section(cfg) -> dict:
+    return yaml.safe_load(candidate_yaml(cfg.policy))["policy"]
+
+
+def test_a_candidate_is_accepted_as_a_policy_section_or_bare(cfg, live_section):
+    wrapped = parse_candidate_policy(yaml.safe_dump({"policy": live_section}, allow_unicode=True))
+    bare = parse_candidate_policy(yaml.safe_dump(live_section, allow_unicode=True))
+    assert wrapped == bare == cfg.policy.model_copy(update={"version": cfg.policy.version + "-whatif"})
+
+
+def _set(section: dict, key: str, value) -> dict:
+    out = yaml.safe_load(yaml.safe_dump(section, allow_unicode=True))
+    *path, last = key.split(".")
+    node = out
+    for part in path:
+        node = node[part]
+    if value is _DROP:
+        del node[last]
+    else:
+        node[last] = value
+    return out
+
+
+_DROP = object()
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("increase.max_grade", "D", "policy grade cut-offs are out of order: want increase.max_grade (D)"),
+    ("decrease.factor_by_grade.A", 0.1, "policy.decrease.factor_by_grade is out of order"),
+    ("decrease.factor_by_grade.E", 1.5, "policy.decrease.factor_by_grade values must be in (0, 1]"),
+    ("decrease.min_dpd", 30, "policy.decrease.min_dpd must be below policy.freeze.min_dpd"),
+    ("freeze.min_dpd", 0, "policy.freeze.min_dpd: Input should be greater than or equal to 1"),
+    ("increase.step_by_grade", {"A": 0.3}, "policy.increase.step_by_grade must name exactly the grades up to"),
+    ("decrease.factr", 0.5, "policy.decrease.factr: Extra inputs are not permitted"),
+    ("strategy_test.testable_actions", ["freeze"], "action 'freeze' cannot be tested"),
+    ("explanations", _DROP, "policy.explanations: Field required"),
+    ("explanations.templates.en.increase", "raised to {new_limt}", "placeholder {new_limt} is not one of"),
+])
+def test_an_invalid_candidate_is_refused_in_one_line_as_the_live_config_would_be(live_section, tmp_path, key,
+                                                                                 value, message):
+    section = _set(live_section, key, value)
+    with pytest.raises(CandidateError) as refused:
+        parse_candidate_policy(yaml.safe_dump({"policy": section}, allow_unicode=True), "cand.yaml")
+    text = str(refused.value)
+    assert "\n" not in text and text.startswith("cand.yaml is invalid: ")
+    assert message in text
+    # the same policy in riskline.yaml fails to load: the same rules, not a copy of them
+    raw = yaml.safe_load((REPO_ROOT / "riskline.yaml").read_text())
+    raw["model"]["definition"] = str(REPO_ROOT / raw["model"]["definition"])
+    raw["policy"] = section
+    path = tmp_path / "riskline.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    with pytest.raises(ConfigError, match=re.escape(message.split(": ")[-1][:40])):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("policy: [", "cand.yaml is not valid YAML at line 1"),
+    ("- a\n- b\n", "cand.yaml must hold a mapping"),
+    ("product: {min_limit_cny: 10}\npolicy: {}\n", "holds sections other than policy: ['product']"),
+    ("policy: 3\n", "cand.yaml: policy must be a mapping"),
+])
+def test_a_candidate_that_is_not_a_policy_section_is_refused(text, message):
+    with pytest.raises(CandidateError, match=re.escape(message)):
+        parse_candidate_policy(text, "cand.yaml")
+
+
+@pytest.mark.parametrize("version", ["../outputs", "a/b", "..", "x..y", "", "-lead", "a b"])
+def test_a_candidate_version_that_cannot_name_a_folder_is_refused(tmp_path, version):
+    from pipelines.store import zones
+
+    with pytest.raises(ValueError, match="cannot name a folder"):
+        zones.simulation_partition(tmp_path, version, dt.date(2026, 11, 19))
+    ok = zones.simulation_partition(tmp_path, "limits-2026.12.0_b", dt.date(2026, 11, 19))
+    assert ok == tmp_path.resolve() / "simulations" / "limits-2026.12.0_b" / "as_of_date=2026-11-19"
