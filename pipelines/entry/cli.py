@@ -21,6 +21,7 @@ from pipelines.config.settings import ConfigError, RisklineConfig, config_path, 
 from pipelines.entry import cli_steps
 from pipelines.entry.airflow import quiet_third_party_logs
 from pipelines.entry.cli_args import CliError, parse_date
+from pipelines.entry.cli_cells import add_cells_command
 from pipelines.entry.cli_model import add_model_commands, model_next_step
 from pipelines.errors import IngestError
 from pipelines.quality.data_docs import results_dir
@@ -494,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--as-of", type=parse_date, required=True, help="business date D, YYYY-MM-DD")
     p.set_defaults(func=cmd_report)
+
+    add_cells_command(sub)
 
     return parser
 
