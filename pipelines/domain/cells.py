@@ -23,15 +23,17 @@ make its intervals too narrow.
 * ``bad``: 30+ DPD (``labels.bad_dpd``) on any day of the window, by the ledger's DPD definition
   (:func:`pipelines.domain.ledger.worst_dpd_between`; tested accounts are below the freeze DPD at a, so none
   starts in default);
-* ``exposure_change_cents``: what the policy did to the line over the window: the sum of ``new_limit -
-  previous_limit`` in the published ``limits`` of the nights a .. a + w (the assignment night's cut or raise is
-  the treatment; a later night's move counts too). When upstream applies every decision, and changes lines
-  in no other way, this is the line at the window end minus the line in force when assigned. It is not read
-  from upstream's snapshot (``credit_limit``, or a later night's ``new_limit``, which starts from it): a book
-  that lags a decision, or (a generated one) never applies it, would hide the very difference tested, and
-  upstream's own line changes (a closure, a manual change) are no effect of the cell;
-* ``utilization_change``: outstanding principal / line at a + w minus the same at a, the line at a + w being the
-  line in force when assigned plus that change (null where a line is 0);
+* ``exposure_change_cents``: the line the policy last set by the window end minus the line in force when
+  assigned (the ``previous_limit`` of night a, before the decision: the cut or raise itself is the treatment).
+  The line last set is the ``new_limit`` of the last published night in a .. a + w that moved the account's
+  line (a later cut or raise counts too), or the line in force at a when none did. Where upstream applies
+  every decision that is the line at the window end. Not upstream's own copy (the snapshot's ``credit_limit``,
+  or a later night's ``new_limit`` that starts from it): a book that lags a decision, or (a generated one)
+  never applies it, would hide the very difference tested; and upstream's own line changes (a closure, a manual
+  change) are no effect of the cell. Summing the nights' moves instead would count a cut twice on such a book
+  (each cut starts from the line upstream still shows);
+* ``utilization_change``: outstanding principal at a + w / the line last set by then, minus outstanding principal
+  at a / the line in force at a (null where a line is 0);
 * ``cured``: of the accounts at 1+ DPD at the close of a, those at DPD 0 at the close of a + w (null for the
   others).
 
@@ -225,7 +227,7 @@ def window_outcomes(
         assignments: :func:`cell_assignments`.
         ledger: a ledger as of ``newest`` or later holding the assigned accounts' loans and payments.
         moves: ``account_id, as_of_date, previous_limit_cents, new_limit_cents`` of the assigned accounts on every
-            published night from the first assignment to ``newest`` (the policy's line moves).
+            published night from the first assignment to ``newest`` (only the rows that moved a line are used).
         newest: the newest date the data reaches; windows ending after it are not matured.
 
     Returns:
@@ -235,24 +237,25 @@ def window_outcomes(
         raise CellsError(f"windows must be positive days, got {list(windows)}")
     if ledger.as_of < newest:
         raise CellsError(f"the ledger is as of {ledger.as_of}, before the newest data {newest}")
-    change = moves.select("account_id", "as_of_date",
-                          (pl.col("new_limit_cents") - pl.col("previous_limit_cents")).alias("_change"))
+    moved_lines = moves.filter(pl.col("new_limit_cents") != pl.col("previous_limit_cents")).select(
+        "account_id", "as_of_date", "new_limit_cents")
     frames = []
     for a, w in matured_windows(assignments["assigned_on"].to_list(), windows, newest):
         end = a + dt.timedelta(days=w)
         group = assignments.filter(pl.col("assigned_on") == a)
-        moved = (change.filter(pl.col("as_of_date").is_between(a, end))
-                 .group_by("account_id").agg(pl.col("_change").sum().alias("_moved")))
+        last_set = (moved_lines.filter(pl.col("as_of_date").is_between(a, end))
+                    .group_by("account_id").agg(pl.col("new_limit_cents").sort_by("as_of_date").last().alias("_line_end")))
         dpd_start = account_worst_dpd(ledger.installments, a, a).rename({"worst_dpd": "_dpd_start"})
         dpd_end = account_worst_dpd(ledger.installments, end, end).rename({"worst_dpd": "_dpd_end"})
         worst = account_worst_dpd(ledger.installments, a + dt.timedelta(days=1), end).rename({"worst_dpd": "_worst"})
         start_bal = outstanding_principal_at(ledger, a).rename({"outstanding_principal_cents": "_bal_start"})
         end_bal = outstanding_principal_at(ledger, end).rename({"outstanding_principal_cents": "_bal_end"})
         frame = group
-        for other in (moved, dpd_start, dpd_end, worst, start_bal, end_bal):
+        for other in (last_set, dpd_start, dpd_end, worst, start_bal, end_bal):
             frame = frame.join(other, on="account_id", how="left")
         frames.append(frame.with_columns(
-            pl.col("_moved", "_dpd_start", "_dpd_end", "_worst", "_bal_start", "_bal_end").fill_null(0),
+            pl.col("_dpd_start", "_dpd_end", "_worst", "_bal_start", "_bal_end").fill_null(0),
+            pl.col("_line_end").fill_null(pl.col("previous_limit_cents")),
             window_days=pl.lit(w, dtype=pl.Int32),
             window_end=pl.lit(end, dtype=pl.Date()),
         ))
@@ -263,12 +266,12 @@ def window_outcomes(
         return pl.when(line > 0).then(pl.col(balance) / line)
 
     overdue = pl.col("_dpd_start") >= 1
-    line_end = pl.col("previous_limit_cents") + pl.col("_moved")
+    line_end = pl.col("_line_end")
     return (
         pl.concat(frames)
         .with_columns(
             bad=pl.col("_worst") >= bad_dpd,
-            exposure_change_cents=pl.col("_moved"),
+            exposure_change_cents=line_end - pl.col("previous_limit_cents"),
             utilization_change=utilization("_bal_end", line_end)
             - utilization("_bal_start", pl.col("previous_limit_cents")),
             overdue_at_assignment=overdue,

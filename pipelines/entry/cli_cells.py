@@ -26,10 +26,11 @@ _LABELS = {"bad_rate": "30+ DPD", "exposure_change": "line change", "utilization
 def format_readout(result: CellReadout) -> str:
     """The readout as a plain-text table per tested action and window."""
     level = f"{100 * result.confidence:g}%"
-    nights = ", ".join(str(n) for n in result.nights)
+    shown = (", ".join(str(n) for n in result.nights) if len(result.nights) <= 5
+             else f"{result.nights[0]} .. {result.nights[-1]}")
     lines = [
         f"Test cells: accounts assigned on {len(result.nights)} published night(s) in {result.first} .. {result.last} "
-        f"({nights}); outcomes up to {result.newest}; {level} intervals; a difference needs {result.min_accounts}+ "
+        f"({shown}); outcomes up to {result.newest}; {level} intervals; a difference needs {result.min_accounts}+ "
         "matured accounts per cell to count.",
         "Tested: decrease/increase decisions (control: held by the test); each account once per action, on its "
         "first night.",

@@ -100,8 +100,9 @@ def test_window_outcomes_by_hand() -> None:
         ("BAD", A, "control", "hold", [], 20_000, 20_000),
         ("NOLOAN", A, "challenger", "increase", [], 10_000, 12_000),
         ("GONE", A, "champion", "increase", [], 10_000, 13_000),
-        # Jan 20: upstream never applied the cut (its line is 50,000 again) and the night holds: no move
-        ("CURED", D(2026, 1, 20), "champion", "hold", [], 50_000, 50_000),
+        # Jan 20: upstream never applied the cut (its line is 50,000 again) and the night cuts once more: the
+        # line last set is 40,000 (summing both cuts, -25,000, would count the first twice)
+        ("CURED", D(2026, 1, 20), "champion", "decrease", [], 50_000, 40_000),
         ("BAD", D(2026, 1, 20), "control", "hold", [], 20_000, 20_000),
         ("NOLOAN", D(2026, 1, 20), "challenger", "increase", [], 12_000, 12_500),
         ("NOLOAN", D(2026, 2, 5), "challenger", "increase", [], 12_500, 99_900),  # after the window end: not read
@@ -114,18 +115,18 @@ def test_window_outcomes_by_hand() -> None:
     assert cured["window_end"] == D(2026, 1, 31)
     # CURED: worst 20 DPD in (Jan 1, Jan 31] -> not bad; overdue at A, current on Jan 31 -> cured
     assert (cured["bad"], cured["overdue_at_assignment"], cured["cured"]) == (False, True, True)
-    # the policy cut the line 500.00 -> 350.00 CNY (upstream's copy on Jan 20 does not undo it); utilization
-    # 20,000 / 50,000 = 0.4 at A, 0 / 35,000 at the end
-    assert cured["exposure_change_cents"] == -15_000
+    # the line the policy last set by Jan 31 is 400.00 CNY, from 500.00 when assigned; utilization 20,000 / 50,000 =
+    # 0.4 at A, 0 / 40,000 at the end
+    assert cured["exposure_change_cents"] == -10_000
     assert cured["utilization_change"] == pytest.approx(-0.4)
     # BAD: 30 DPD on Jan 24 -> bad; still 37 DPD at the end -> not cured; line and balance unchanged
     assert (bad["bad"], bad["overdue_at_assignment"], bad["cured"]) == (True, True, False)
     assert bad["exposure_change_cents"] == 0 and bad["utilization_change"] == pytest.approx(0.0)
-    # NOLOAN: never past due, not overdue at A (cured is null); raised +20.00 on A and +5.00 on Jan 20, the
-    # Feb 5 raise is after Jan 31; nothing drawn
+    # NOLOAN: never past due, not overdue at A (cured is null); raised to 120.00 on A and to 125.00 on Jan 20
+    # (the last line set by Jan 31; the Feb 5 raise is after it): +25.00 CNY; nothing drawn
     assert (noloan["bad"], noloan["overdue_at_assignment"], noloan["cured"]) == (False, False, None)
     assert noloan["exposure_change_cents"] == 2_500 and noloan["utilization_change"] == pytest.approx(0.0)
-    # GONE: no decision after A (closed upstream): the policy's raise is all that moved; a closure is no effect
+    # GONE: no decision after A (closed upstream): the line the policy set on A, 130.00; a closure is no effect
     # of the cell
     assert gone["exposure_change_cents"] == 3_000 and gone["utilization_change"] == pytest.approx(0.0)
 
