@@ -244,7 +244,8 @@ def window_outcomes(
         end = a + dt.timedelta(days=w)
         group = assignments.filter(pl.col("assigned_on") == a)
         last_set = (moved_lines.filter(pl.col("as_of_date").is_between(a, end))
-                    .group_by("account_id").agg(pl.col("new_limit_cents").sort_by("as_of_date").last().alias("_line_end")))
+                    .group_by("account_id")
+                    .agg(pl.col("new_limit_cents").sort_by("as_of_date").last().alias("_line_end")))
         dpd_start = account_worst_dpd(ledger.installments, a, a).rename({"worst_dpd": "_dpd_start"})
         dpd_end = account_worst_dpd(ledger.installments, end, end).rename({"worst_dpd": "_dpd_end"})
         worst = account_worst_dpd(ledger.installments, a + dt.timedelta(days=1), end).rename({"worst_dpd": "_worst"})
@@ -357,8 +358,8 @@ def readout_cells(
                         continue
                     interval, var, n, events, total = _estimate(values, kind, z)
                     estimates[cell] = (interval, var, n)
-                    row.update(n=n, events=events, total_cents=total, value=interval.value, ci_low=_finite(interval.low),
-                               ci_high=_finite(interval.high))
+                    row.update(n=n, events=events, total_cents=total, value=interval.value,
+                               ci_low=_finite(interval.low), ci_high=_finite(interval.high))
                     rows.append(row)
                 _compare(rows, estimates, action, w, metric, kind, z, level, min_accounts)
     return pl.DataFrame(rows, schema=READOUT_SCHEMA) if rows else pl.DataFrame(schema=READOUT_SCHEMA)
