@@ -326,6 +326,22 @@ class SimulateConfig(Section):
     harsher_rows: int = Field(50, ge=0)  # accounts listed whose outcome the candidate makes harsher (all counted)
     sample_explanations: int = Field(10, ge=0)  # affected accounts whose candidate explanations (en, zh) are shown
 
+class CellsConfig(Section):
+    """The strategy test readout (pipelines/domain/cells.py): ``riskline cells`` and the report's section."""
+
+    windows_days: tuple[int, ...] = (30, 60, 90)  # outcome windows after the assignment night
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of every interval, and of "significant"
+    min_accounts: int = Field(30, ge=1)  # fewer matured accounts in a cell: never called significant
+    report_days: int = Field(120, ge=1)  # the report reads out the nights of the last this many days
+
+    @model_validator(mode="after")
+    def _windows(self) -> CellsConfig:
+        if not self.windows_days or any(w <= 0 for w in self.windows_days):
+            raise ValueError("cells.windows_days must list positive numbers of days")
+        if list(self.windows_days) != sorted(set(self.windows_days)):
+            raise ValueError("cells.windows_days must be increasing, each once")
+        return self
+
 
 class RisklineConfig(Section):
     paths: PathsConfig = PathsConfig()
@@ -343,6 +359,7 @@ class RisklineConfig(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     report: ReportConfig = ReportConfig()
     simulate: SimulateConfig = SimulateConfig()
+    cells: CellsConfig = CellsConfig()
     # Where the file came from; relative paths in it resolve against this folder.
     source_dir: Path = Field(default=Path("."), exclude=True)
     source_sha256: str = Field(default="", exclude=True)

@@ -21,6 +21,7 @@ from pipelines.config.settings import ConfigError, RisklineConfig, config_path, 
 from pipelines.entry import cli_steps
 from pipelines.entry.airflow import quiet_third_party_logs
 from pipelines.entry.cli_args import CliError, parse_date
+from pipelines.entry.cli_cells import add_cells_command
 from pipelines.entry.cli_model import add_model_commands, model_next_step
 from pipelines.entry.simulate import add_simulate_command
 from pipelines.errors import IngestError
@@ -497,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     add_simulate_command(sub)
+    add_cells_command(sub)
 
     return parser
 

@@ -41,6 +41,7 @@ from pipelines.model.pd import score_pd
 from pipelines.model.registry import ModelRegistry, RegistryError
 from pipelines.quality.data_docs import data_docs_dir, results_dir
 from pipelines.report import plots
+from pipelines.report.cells import collect_cells
 from pipelines.report.render import render_report
 from pipelines.report.sections import (
     ACTION_ORDER, CollectionsSection, DataSection, DecisionsSection, GateView, ModelSection, PortfolioSection,
@@ -339,6 +340,7 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
         collections=_collect_collections(cfg, out["collection_queue"], out["hardship_offers"]),
         grades=grades,
         notes=notes,
+        cells=collect_cells(root, as_of, cfg),
     )
 
 

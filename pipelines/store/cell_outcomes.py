@@ -1,0 +1,110 @@
+"""Read what the strategy test readout needs from the lake, and compute it (pipelines/domain/cells.py).
+
+The assignments come from the published ``limits`` of the nights in the range; the policy's line moves from the
+published ``limits`` of every night since (the assigned accounts' rows); DPD and balances from a ledger as of the
+newest data.
+
+That ledger is rebuilt from the curated instalments and payments (``dt <=`` the newest night, as training builds
+its label ledger), for the assigned accounts only, because a balance at a past day needs each payment's day: the
+published ledger keeps the instalments' state, not the payments. It is the nightly ledger's allocation on the same
+rows, except a quarantined payment that resolved later (the night applies it from its own date; a rare row that
+may leave one account looking a few days later than it paid).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.config.settings import RisklineConfig
+from pipelines.domain.cells import (
+    OUTCOME_SCHEMA, CellsError, first_assignments, readout_cells, cell_assignments, matured_windows, window_outcomes,
+)
+from pipelines.domain.ledger import build_ledger
+from pipelines.store import lake, zones
+from pipelines.store.publish import read_latest, read_output
+
+_LIMIT_COLUMNS = ["account_id", "as_of_date", "test_cell", "action", "reason_codes", "previous_limit", "new_limit"]
+
+
+@dataclass(frozen=True)
+class CellReadout:
+    """The readout of the nights ``first .. last`` (published nights ``nights``), outcomes up to ``newest``.
+
+    Attributes:
+        assignments: :func:`pipelines.domain.cells.cell_assignments` (one row per account and tested action).
+        outcomes: :func:`pipelines.domain.cells.window_outcomes` (one row per matured assignment and window).
+        readout: :func:`pipelines.domain.cells.readout_cells` (one row per action, window, metric and cell).
+    """
+
+    first: dt.date
+    last: dt.date
+    nights: list[dt.date]
+    newest: dt.date
+    confidence: float
+    min_accounts: int
+    windows_days: tuple[int, ...]
+    assignments: pl.DataFrame
+    outcomes: pl.DataFrame
+    readout: pl.DataFrame
+
+
+def published_nights(root: Path) -> list[dt.date]:
+    """The nights whose ``limits`` output is published (complete), oldest first."""
+    return lake.complete_partition_dates(root, "outputs", "limits", key="as_of_date")
+
+
+def _read_limits(root: Path, night: dt.date, accounts: pl.DataFrame | None = None) -> pl.DataFrame:
+    frame = read_output(root, "limits", night, columns=_LIMIT_COLUMNS).with_columns(
+        # decimal(18,2) CNY back to integer cents, exactly
+        (pl.col("previous_limit") * 100).cast(pl.Int64).alias("previous_limit_cents"),
+        (pl.col("new_limit") * 100).cast(pl.Int64).alias("new_limit_cents"),
+    )
+    return frame if accounts is None else frame.join(accounts, on="account_id", how="semi")
+
+
+def read_cell_readout(
+    root: Path, first: dt.date, last: dt.date, cfg: RisklineConfig, newest: dt.date | None = None
+) -> CellReadout:
+    """The test cells' readout for the accounts assigned on the published nights ``first .. last``.
+
+    Args:
+        newest: the newest date the outcomes may use (default: the newest published night, ``_LATEST``); the
+            report passes its own night so that a page rebuilt later says the same.
+
+    Raises:
+        CellsError: nothing is published, or no published night lies in the range.
+    """
+    if first > last:
+        raise CellsError(f"--from {first} is after --to {last}")
+    newest = newest or read_latest(root)
+    if newest is None:
+        raise CellsError(f"nothing has been published under {root} yet")
+    nights = [n for n in published_nights(root) if n <= newest]
+    in_range = [n for n in nights if first <= n <= last]
+    if not in_range:
+        shown = f"{nights[0]} .. {nights[-1]}" if nights else "none"
+        raise CellsError(f"no published night lies in {first} .. {last} (published nights up to {newest}: {shown})")
+    windows = cfg.cells.windows_days
+    testable = cfg.policy.strategy_test.testable_actions
+    # night by night: a night's tested rows are a few percent of its book
+    assignments = first_assignments(pl.concat([cell_assignments(_read_limits(root, n), testable) for n in in_range]))
+    accounts = assignments.select("account_id").unique()
+    if matured_windows(in_range, windows, newest) and accounts.height:
+        moves = pl.concat([_read_limits(root, n, accounts).select(
+            "account_id", "as_of_date", "previous_limit_cents", "new_limit_cents") for n in nights if n >= in_range[0]])
+        ledger = build_ledger(
+            zones.scan_curated(root, "installments", newest).join(accounts.lazy(), on="account_id", how="semi"),
+            zones.scan_curated(root, "payments", newest).join(accounts.lazy(), on="account_id", how="semi"),
+            newest, cfg.business.timezone,
+        )
+        outcomes = window_outcomes(assignments, ledger, moves, windows, newest, cfg.labels.bad_dpd)
+    else:  # no window has matured yet: no ledger to rebuild
+        outcomes = pl.DataFrame(schema=OUTCOME_SCHEMA)
+    readout = readout_cells(assignments, outcomes, windows, newest, cfg.cells.confidence, cfg.cells.min_accounts)
+    return CellReadout(first, last, in_range, newest, cfg.cells.confidence, cfg.cells.min_accounts, windows,
+                       assignments, outcomes, readout)
+
