@@ -326,6 +326,7 @@ class SimulateConfig(Section):
     harsher_rows: int = Field(50, ge=0)  # accounts listed whose outcome the candidate makes harsher (all counted)
     sample_explanations: int = Field(10, ge=0)  # affected accounts whose candidate explanations (en, zh) are shown
 
+
 class CellsConfig(Section):
     """The strategy test readout (pipelines/domain/cells.py): ``riskline cells`` and the report's section."""
 
