@@ -105,6 +105,18 @@ class StrategyTest(Section):
         return self
 
 
+def _check_placeholders(where: str, text: str, fields: frozenset[str]) -> None:
+    """Refuse a customer template that cannot be rendered: a placeholder outside ``fields``, a format spec
+    (the renderers format money and dates themselves), or broken braces. ``where`` names it in the error."""
+    try:
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    for name, spec, conv in parsed:
+        if name not in fields or spec or conv:
+            raise ValueError(f"{where}: placeholder {{{name}}} is not one of {sorted(fields)} (no format specs)")
+
+
 class ExplanationConfig(Section):
     """Customer-facing sentences: templates per language and action, phrases per policy code.
 
@@ -131,16 +143,7 @@ class ExplanationConfig(Section):
                     raise ValueError(f"explanations.{table}.{language} lacks {missing}")
         for language, texts in self.templates.items():
             for key, text in texts.items():
-                try:
-                    fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
-                except ValueError as exc:
-                    raise ValueError(f"explanations.templates.{language}.{key}: {exc}") from None
-                for name, spec, conv in fields:
-                    if name not in EXPLANATION_FIELDS or spec or conv:
-                        raise ValueError(
-                            f"explanations.templates.{language}.{key}: placeholder {{{name}}} is not one of "
-                            f"{sorted(EXPLANATION_FIELDS)} (no format specs)"
-                        )
+                _check_placeholders(f"explanations.templates.{language}.{key}", text, EXPLANATION_FIELDS)
         return self
 
 
@@ -275,16 +278,6 @@ HARDSHIP_EXPLANATION_FIELDS: frozenset[str] = frozenset(
 )
 
 
-def _placeholder_errors(where: str, text: str, fields: frozenset[str]) -> list[str]:
-    """Why a template cannot be rendered: a placeholder outside ``fields``, a format spec, or broken braces."""
-    try:
-        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
-    except ValueError as exc:
-        return [f"{where}: {exc}"]
-    return [f"{where}: placeholder {{{name}}} is not one of {sorted(fields)} (no format specs)"
-            for name, spec, conv in parsed if name not in fields or spec or conv]
-
-
 class HardshipExplanationConfig(Section):
     """The customer's sentences of a hardship offer, per language and :data:`HARDSHIP_EXPLANATION_KEYS`.
 
@@ -307,9 +300,7 @@ class HardshipExplanationConfig(Section):
             if missing:
                 raise ValueError(f"{where} lacks {missing}")
             for key, text in texts.items():
-                problems = _placeholder_errors(f"{where}.{key}", text, HARDSHIP_EXPLANATION_FIELDS)
-                if problems:
-                    raise ValueError(problems[0])
+                _check_placeholders(f"{where}.{key}", text, HARDSHIP_EXPLANATION_FIELDS)
         return self
 
 

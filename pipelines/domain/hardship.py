@@ -26,9 +26,20 @@ Offer (:func:`offer_hardship`), per open loan of an eligible account with outsta
   end date, ``new_end_date`` = end date + extension months (month-end safe: Jan 31 + 1 month = Feb 28/29).
 * **Which extension.** The shortest of ``extension_months`` (3, 6) whose first new instalment is at most
   ``target_instalment_ratio`` (70%) of the current one; if none is, the longest (the most relief on offer).
-* ``new_instalment_cents`` is the first new instalment (principal + interest): the largest regular one,
-  as the interest falls with the balance (the last one may be a few cents above it by the remainder).
+* ``new_instalment_cents`` is the first new instalment as charged (principal + interest, before the credit
+  below): the largest regular one, as the interest falls with the balance (the last one may be a few cents
+  above it by the remainder), and the one the extension is chosen by: the credit is one-off.
 * ``current_instalment_cents`` is the loan's oldest unpaid instalment as scheduled (principal + interest).
+
+Credit of what was paid ahead. Payments pay each instalment's interest, then its principal, in order, so
+money beyond what is due (a current loan of an eligible account, overpaid) sits on instalments not yet due.
+Their principal paid ahead is already out of the outstanding principal (due - paid, summed). Their interest
+paid ahead, ``interest_paid_ahead_cents``, is interest of months the new schedule charges again (the kept
+instalments): it is credited, so no customer pays the same interest twice. It covers the new schedule's
+interest from the first instalment on, each instalment's at most (its interest due never below 0), the rest
+carried to the next; the schedule's ``interest_due_cents`` is what is left to pay. Credit beyond the whole
+schedule's interest (principal largely paid ahead, so the new schedule charges little) is not turned into
+principal: no new interest is left to pay, the plan repays exactly the outstanding principal.
 
 Cost (issue 20: an offer states what it costs), per offered loan, in integer cents, exact:
 
@@ -37,19 +48,21 @@ Cost (issue 20: an offer states what it costs), per offered loan, in integer cen
   ``current_total_repayable_cents`` = outstanding principal + ``current_total_interest_cents``.
 * **Interest arrears**: ``interest_arrears_cents`` = the unpaid interest of the instalments due on or before
   D. The re-amortization does not capitalize it: it stays owed under either plan.
-* **Proposed plan**: ``proposed_total_interest_cents`` = the re-amortized schedule's interest +
-  ``interest_arrears_cents``; ``proposed_total_repayable_cents`` = the schedule's principal (the outstanding
-  principal) + ``proposed_total_interest_cents``.
-* So proposed - current (repayable and interest alike) = the schedule's interest - the unpaid interest of the
-  instalments not yet due: the interest the longer term adds (the past-due principal bearing interest again
-  from D on, and more months). It is usually positive; it is 0 at a 0% rate, and can be negative only for a
-  schedule upstream built otherwise than the loan's derived rate re-creates. Interest paid ahead on an
-  instalment not yet due (an overpayment on a current loan of the account) is not credited by the new
-  schedule, so it counts in the difference: the totals say what the customer would still pay from D on.
+* **Proposed plan**: what is still to be paid under it: ``proposed_total_interest_cents`` = the re-amortized
+  schedule's interest left to pay (charged - credit) + ``interest_arrears_cents``;
+  ``proposed_total_repayable_cents`` = the schedule's principal (the outstanding principal) +
+  ``proposed_total_interest_cents``.
+* So proposed - current (repayable and interest alike) = the schedule's interest charged - the interest of
+  the instalments not yet due as scheduled (the interest paid ahead cancels out, when the schedule's interest
+  covers it): the interest the longer term adds (the past-due principal bearing interest again from D on,
+  and more months). It is usually positive; it is 0 at a 0% rate, and can be negative only for a schedule
+  upstream built otherwise than the loan's derived rate re-creates, or for a credit beyond the schedule's
+  interest (then the proposed plan has no interest left to pay).
 * Checked before anything is published (:class:`HardshipTotalsError`): the current total equals the sum of
   every instalment's unpaid amount (due - paid), the interest arrears plus the unpaid interest not yet due
-  equal the current interest, and the proposed total the sum of the new schedule's instalments plus the
-  interest arrears.
+  equal the current interest, the credit equals the interest paid ahead or, when less, the schedule's whole
+  interest, no instalment's interest left to pay is negative, and the proposed total equals the sum of the
+  new schedule's instalments (what is left to pay) plus the interest arrears.
 
 Held: an account a payment waiting in quarantine may belong to (:func:`pipelines.domain.pending_payments.pending_holds`)
 gets no offer tonight. Its DPD may be the ledger missing that payment, and an offer re-amortizes the loan
@@ -160,8 +173,9 @@ def loan_terms(installments: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
 
     Returns ``account_id, loan_id, outstanding_principal_cents, current_instalment_cents, monthly_rate_bp,
     future_installments, end_date, current_total_interest_cents, interest_arrears_cents,
-    future_interest_cents, unpaid_cents`` (the last four: the module docstring's cost; the unpaid interest
-    of the instalments not yet due, and the sum of due - paid, for the check).
+    interest_paid_ahead_cents, future_interest_cents, unpaid_cents`` (from the eighth on: the module
+    docstring's cost and credit; the last two, the unpaid interest of the instalments not yet due and the
+    sum of due - paid, for the check).
     """
     unpaid = pl.col("due_cents") - pl.col("paid_cents") > 0
     interest_left = pl.col("interest_due_cents") - pl.col("interest_paid_cents")
@@ -182,6 +196,7 @@ def loan_terms(installments: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
             pl.col("due_date").max().alias("end_date"),
             interest_left.sum().alias("current_total_interest_cents"),
             interest_left.filter(pl.col("due_date") <= as_of).sum().alias("interest_arrears_cents"),
+            pl.col("interest_paid_cents").filter(pl.col("due_date") > as_of).sum().alias("interest_paid_ahead_cents"),
             interest_left.filter(pl.col("due_date") > as_of).sum().alias("future_interest_cents"),
             (pl.col("due_cents") - pl.col("paid_cents")).sum().alias("unpaid_cents"),
         )
@@ -207,15 +222,18 @@ def _first_instalment(extension: int) -> pl.Expr:
 
 
 def reamortize(terms: pl.DataFrame, future_due_dates: pl.DataFrame) -> pl.DataFrame:
-    """The new schedule of each loan: one row per new instalment.
+    """The new schedule of each loan: one row per new instalment, what is still to be paid on it.
 
     Args:
         terms: :func:`loan_terms` rows with an ``extension_months`` column.
         future_due_dates: ``account_id, loan_id, due_date`` of the instalments not yet due (kept).
 
     Returns:
-        ``account_id, loan_id, installment_no, due_date, principal_due_cents, interest_due_cents,
-        due_cents`` sorted by loan and instalment.
+        ``account_id, loan_id, installment_no, due_date, principal_due_cents, interest_charged_cents,
+        interest_credit_cents, interest_due_cents, due_cents`` sorted by loan and instalment: the interest
+        the instalment charges, the part of it the interest paid ahead covers (module docstring: from the
+        first instalment on, each at most its own interest, the rest carried to the next), what is left to
+        pay (charged - credit) and ``due_cents`` = principal + that.
     """
     kept = future_due_dates.sort(*LOAN_KEY, "due_date").with_columns(
         installment_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(LOAN_KEY)
@@ -237,7 +255,7 @@ def reamortize(terms: pl.DataFrame, future_due_dates: pl.DataFrame) -> pl.DataFr
     return (
         pl.concat([kept.select(*LOAN_KEY, "installment_no", "due_date"), added])
         .join(terms.select(*LOAN_KEY, "outstanding_principal_cents", "monthly_rate_bp", "future_installments",
-                           "extension_months"), on=LOAN_KEY, how="inner")
+                           "extension_months", "interest_paid_ahead_cents"), on=LOAN_KEY, how="inner")
         .with_columns(
             principal_due_cents=pl.when(pl.col("installment_no") == n)
             .then(principal - base * (n - 1))
@@ -245,11 +263,22 @@ def reamortize(terms: pl.DataFrame, future_due_dates: pl.DataFrame) -> pl.DataFr
             _balance_before=principal - base * (pl.col("installment_no") - 1),
         )
         .with_columns(
-            interest_due_cents=(pl.col("_balance_before") * pl.col("monthly_rate_bp") + _BP // 2) // _BP,
+            interest_charged_cents=(pl.col("_balance_before") * pl.col("monthly_rate_bp") + _BP // 2) // _BP,
         )
-        .with_columns(due_cents=pl.col("principal_due_cents") + pl.col("interest_due_cents"))
-        .select(*LOAN_KEY, "installment_no", "due_date", "principal_due_cents", "interest_due_cents", "due_cents")
         .sort(*LOAN_KEY, "installment_no")
+        .with_columns(
+            # the credit left when this instalment comes: paid ahead - the interest of the instalments before it
+            _credit_left=pl.col("interest_paid_ahead_cents")
+            - (pl.col("interest_charged_cents").cum_sum() - pl.col("interest_charged_cents")).over(LOAN_KEY),
+        )
+        .with_columns(
+            interest_credit_cents=pl.min_horizontal(pl.col("interest_charged_cents"),
+                                                    pl.max_horizontal(pl.col("_credit_left"), pl.lit(0))),
+        )
+        .with_columns(interest_due_cents=pl.col("interest_charged_cents") - pl.col("interest_credit_cents"))
+        .with_columns(due_cents=pl.col("principal_due_cents") + pl.col("interest_due_cents"))
+        .select(*LOAN_KEY, "installment_no", "due_date", "principal_due_cents", "interest_charged_cents",
+                "interest_credit_cents", "interest_due_cents", "due_cents")
     )
 
 
@@ -284,10 +313,15 @@ def offer_hardship(
     per_loan = schedule.group_by(LOAN_KEY).agg(
         pl.col("principal_due_cents").sum().alias("schedule_principal_cents"),
         pl.len().cast(pl.Int32).alias("new_installment_count"),
-        pl.col("due_cents").sort_by("installment_no").first().alias("new_instalment_cents"),
+        # as charged: the regular instalment the customer is told, before the one-off credit of the first ones
+        (pl.col("principal_due_cents") + pl.col("interest_charged_cents")).sort_by("installment_no").first()
+        .alias("new_instalment_cents"),
         pl.col("due_date").max().alias("_last_due"),
+        pl.col("interest_charged_cents").sum().alias("_schedule_charged"),
+        pl.col("interest_credit_cents").sum().alias("_schedule_credit"),
         pl.col("interest_due_cents").sum().alias("_schedule_interest"),
         pl.col("due_cents").sum().alias("_schedule_due"),
+        (pl.col("interest_due_cents") < 0).any().alias("_negative_interest"),
     )
     offers = (
         terms.join(per_loan, on=LOAN_KEY, how="left")
@@ -325,6 +359,10 @@ def _check_totals(offers: pl.DataFrame) -> None:
         | (pl.col("proposed_total_repayable_cents") != pl.col("_schedule_due") + pl.col("interest_arrears_cents"))
         # due on or before D, or after it: every unpaid cent of interest is in exactly one of the two
         | (pl.col("interest_arrears_cents") + pl.col("future_interest_cents") != pl.col("current_total_interest_cents"))
+        # the credit: all the interest paid ahead, or all the schedule charges when it is less; never below 0
+        | (pl.col("_schedule_credit") != pl.min_horizontal("interest_paid_ahead_cents", "_schedule_charged"))
+        | (pl.col("_schedule_interest") != pl.col("_schedule_charged") - pl.col("_schedule_credit"))
+        | pl.col("_negative_interest")
         | (pl.min_horizontal(COST_COLUMNS) < 0)
         | pl.any_horizontal(pl.col(COST_COLUMNS).is_null())
     )

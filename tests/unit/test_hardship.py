@@ -266,34 +266,96 @@ def test_interest_of_an_instalment_due_today_is_arrears_not_lost():
     assert (offer["proposed_total_interest_cents"], offer["proposed_total_repayable_cents"]) == (3_400, 53_400)
 
 
-def test_interest_paid_ahead_on_a_current_loan_is_not_credited_by_the_new_schedule():
+def _offer_and_schedule(loan: list[tuple], pays: list[tuple]) -> tuple[dict, pl.DataFrame]:
+    """A1's offer for a second loan (A1 is eligible through L1), and that loan's new schedule."""
+    installments = ledger_of(LOAN + loan, [*PAID, *pays], AS_OF).installments
+    offers = offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]), installments, AS_OF, CFG)
+    offer = offers.filter(pl.col("loan_id") == loan[0][1]).row(0, named=True)
+    terms = loan_terms(installments, AS_OF).filter(pl.col("loan_id") == loan[0][1]).with_columns(
+        extension_months=pl.lit(offer["extension_months"], dtype=pl.Int32))
+    future = installments.filter(pl.col("due_date") > AS_OF).select("account_id", "loan_id", "due_date")
+    return offer, reamortize(terms, future)
+
+
+def test_interest_paid_ahead_on_a_future_instalment_is_credited():
     # A1's second loan, current: 300.00 over 3 months at 1% drawn Feb 10 (interest 3, 2, 1), overpaid on Mar 10
-    # by 1.50 into the May 10 instalment: its 1.00 interest and 0.50 principal are paid ahead.
+    # by 1.50 into the May 10 instalment: interest first, so its 1.00 interest and 0.50 principal are paid ahead.
     second = loan_rows("L2", "A1", D(2024, 2, 10), 30_000, 3, 100)
-    pays = [*PAID, ("P3", "A1", "L2", D(2024, 3, 10), 10_300 + 10_200 + 150)]
-    offers = offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]),
-                            ledger_of(LOAN + second, pays, AS_OF).installments, AS_OF, CFG)
-    offer = offers.filter(pl.col("loan_id") == "L2").row(0, named=True)
-    # Current: 99.50 principal, no interest left, nothing in arrears.
-    assert (offer["current_total_repayable_cents"], offer["current_total_interest_cents"],
-            offer["interest_arrears_cents"]) == (9_950, 0, 0)
+    offer, schedule = _offer_and_schedule(second, [("P3", "A1", "L2", D(2024, 3, 10), 10_300 + 10_200 + 150)])
+    # The principal paid ahead is already out: 300.00 - 100.00 - 100.00 - 0.50 = 99.50. No interest left, none
+    # in arrears.
+    assert (offer["outstanding_principal_cents"], offer["current_total_repayable_cents"],
+            offer["current_total_interest_cents"], offer["interest_arrears_cents"]) == (9_950, 9_950, 0, 0)
     # 99.50 over 1 + 3 months: 24.87 x 3 + 24.89; 1% of 99.50, 74.63, 49.76, 24.89 half up = 1.00, 0.75, 0.50,
-    # 0.25. The kept May 10 instalment charges its interest again: the 1.00 paid ahead is in the difference.
+    # 0.25. The kept May 10 instalment charges its 1.00 again: the 1.00 paid ahead covers it, once.
     assert offer["extension_months"] == 3
-    assert (offer["proposed_total_repayable_cents"], offer["proposed_total_interest_cents"]) == (10_200, 250)
+    assert schedule["interest_charged_cents"].to_list() == [100, 75, 50, 25]
+    assert schedule["interest_credit_cents"].to_list() == [100, 0, 0, 0]
+    assert schedule["due_cents"].to_list() == [2_487, 2_487 + 75, 2_487 + 50, 2_489 + 25]
+    # Still to pay: 99.50 + 1.50 interest. The instalment told is the regular one as charged (24.87 + 1.00).
+    assert (offer["proposed_total_repayable_cents"], offer["proposed_total_interest_cents"]) == (10_100, 150)
+    assert offer["new_instalment_cents"] == 2_587
 
 
-def test_totals_that_do_not_reconcile_are_refused(monkeypatch: pytest.MonkeyPatch):
-    # A schedule whose instalments do not add up to principal + interest (one cent more on one) must not be
-    # published with totals computed from its parts.
+def test_interest_paid_ahead_beyond_the_first_instalment_carries_over():
+    # A1's third loan, current: 600.00 over 6 months at 1% drawn Feb 10 (interest 6, 5, 4, 3, 2, 1; due Mar 10
+    # .. Aug 10). On Mar 10 the customer pays Mar, Apr and May in full and 3.50 more: Jun's 3.00 interest and
+    # 0.50 principal. Paid ahead (due after Apr 10): May's 4.00 + Jun's 3.00 = 7.00 of interest.
+    third = loan_rows("L3", "A1", D(2024, 2, 10), 60_000, 6, 100)
+    offer, schedule = _offer_and_schedule(third, [("P4", "A1", "L3", D(2024, 3, 10), 10_600 + 10_500 + 10_400 + 350)])
+    # 600.00 - 300.00 - 0.50 = 299.50 principal; Jul's 2.00 and Aug's 1.00 interest left.
+    assert (offer["outstanding_principal_cents"], offer["current_total_interest_cents"],
+            offer["current_total_repayable_cents"], offer["interest_arrears_cents"]) == (29_950, 300, 30_250, 0)
+    # +3 (42.78 + 3.00 = 45.78 <= 70% of Jun's 103.00): 299.50 over 4 + 3: 42.78 x 6 + 42.82; 1% half up of
+    # 299.50, 256.72, 213.94, 171.16, 128.38, 85.60, 42.82 = 3.00, 2.57, 2.14, 1.71, 1.28, 0.86, 0.43 (11.99).
+    assert (offer["extension_months"], offer["new_installment_count"]) == (3, 7)
+    assert schedule["interest_charged_cents"].to_list() == [300, 257, 214, 171, 128, 86, 43]
+    # 7.00 credit: 3.00 on the first, 2.57 on the second, the 1.43 left on the third (2.14 -> 0.71)
+    assert schedule["interest_credit_cents"].to_list() == [300, 257, 143, 0, 0, 0, 0]
+    assert schedule["interest_due_cents"].to_list() == [0, 0, 71, 171, 128, 86, 43]
+    # Still to pay: 299.50 + 4.99. Difference 1.99 = 11.99 charged - the 10.00 of May..Aug as scheduled.
+    assert (offer["proposed_total_repayable_cents"], offer["proposed_total_interest_cents"]) == (30_449, 499)
+    assert offer["proposed_total_repayable_cents"] == schedule["due_cents"].sum()
+    row = explain_offers(pl.DataFrame([offer]).select(OFFER_COLUMNS), pl.DataFrame({"account_id": ["A1"]}),
+                         CFG.explanations, "en").row(0, named=True)
+    assert "you would repay 304.49 CNY in total instead of 302.50 CNY, 1.99 CNY more interest" in row["explanation"]
+
+
+def test_interest_paid_ahead_beyond_the_whole_schedule_leaves_no_interest_to_pay():
+    # 300.00 over 3 months at 1% drawn Mar 20 (due Apr 20, May 20, Jun 20: all after Apr 10), 290.00 of the
+    # principal and all 6.00 of the interest paid on Mar 25.
+    fourth = loan_rows("L4", "A1", D(2024, 3, 20), 30_000, 3, 100)
+    offer, schedule = _offer_and_schedule(fourth, [("P5", "A1", "L4", D(2024, 3, 25), 10_300 + 10_200 + 100 + 9_000)])
+    assert (offer["outstanding_principal_cents"], offer["current_total_repayable_cents"]) == (1_000, 1_000)
+    # 10.00 over 3 + 3: 1.66 x 5 + 1.70; 1% of 10.00, 8.34, 6.68, 5.02, 3.36, 1.70 = 0.10, 0.08, 0.07, 0.05, 0.03,
+    # 0.02: all 0.35 covered by the 6.00 paid ahead; the rest is not principal, the plan repays 10.00 exactly.
+    assert schedule["interest_charged_cents"].to_list() == [10, 8, 7, 5, 3, 2]
+    assert schedule["interest_credit_cents"].to_list() == [10, 8, 7, 5, 3, 2]
+    assert schedule["due_cents"].to_list() == [166] * 5 + [170]
+    assert (offer["proposed_total_repayable_cents"], offer["proposed_total_interest_cents"]) == (1_000, 0)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # an instalment one cent dearer than its principal + interest
+        {"due_cents": pl.col("due_cents") + 1},
+        # a cent of credit the customer never paid ahead (L1 has nothing paid ahead), consistently applied
+        {"interest_credit_cents": pl.col("interest_credit_cents") + 1,
+         "interest_due_cents": pl.col("interest_due_cents") - 1, "due_cents": pl.col("due_cents") - 1},
+    ],
+)
+def test_totals_that_do_not_reconcile_are_refused(monkeypatch: pytest.MonkeyPatch, fault: dict):
+    # A schedule whose instalments do not add up, or that credits what was not paid, must not be published with
+    # totals computed from its parts.
     real = hardship.reamortize
 
-    def off_by_a_cent(terms: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
+    def faulty(terms: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
         out = real(terms, future)
-        return out.with_columns(pl.when(pl.col("installment_no") == 2).then(pl.col("due_cents") + 1)
-                                .otherwise(pl.col("due_cents")).alias("due_cents"))
+        return out.with_columns(**{col: pl.when(pl.col("installment_no") == 2).then(expr).otherwise(pl.col(col))
+                                   for col, expr in fault.items()})
 
-    monkeypatch.setattr(hardship, "reamortize", off_by_a_cent)
+    monkeypatch.setattr(hardship, "reamortize", faulty)
     with pytest.raises(HardshipTotalsError, match="L1"):
         offer_hardship(features_of([{"account_id": "A1", "dpd": 10}]), ledger_of(LOAN, PAID, AS_OF).installments,
                        AS_OF, CFG)
