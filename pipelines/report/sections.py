@@ -17,6 +17,7 @@ import polars as pl
 from pipelines.config.decisions import CollectionBucket, CollectionsConfig
 from pipelines.domain import features
 from pipelines.model.metrics import KsCurve, psi_against, psi_band_expr, reference_bins
+from pipelines.report.trends import TrendSection
 
 
 CURRENT = "current"  # the bucket of an account owing money with no DPD
@@ -428,3 +429,4 @@ class ReportData:
     collections: CollectionsSection
     grades: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    trends: TrendSection | None = None  # issue 20: the trend strip, EL tile, 30-day roll (None: not collected)
