@@ -318,6 +318,9 @@ class ReportConfig(Section):
     top_features: int = Field(15, ge=1)  # features shown by gain and by mean |SHAP|
     swap_set_rows: int = Field(20, ge=0)  # accounts of the swap set listed on the page
     curve_points: int = Field(400, ge=10)  # points kept per ROC/KS curve, so the page stays small
+    trend_nights: int = Field(90, ge=1)  # published nights (D and before) in the trend strip
+    # the 30-day roll compares D with the published night nearest D - 30 within this many days
+    roll30_tolerance_days: int = Field(5, ge=0, le=15)
 
 
 class SimulateConfig(Section):

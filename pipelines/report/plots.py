@@ -8,6 +8,7 @@ display) and saved without the ``Software`` metadata, so the same data always gi
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.dates import AutoDateLocator, DateFormatter
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from pipelines.report.sections import ACTION_ORDER, ReportData, format_cny_compact
@@ -25,6 +27,9 @@ SIZE = (6.4, 3.6)  # inches: 640 x 360 px, half the page width
 BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#1f5f99", "#d9822b", "#2e7d32", "#c62828", "#8a96a3", "#6a3d9a"
 ACTION_COLOURS = {"freeze": RED, "decrease": ORANGE, "hold": GREY, "unfreeze": PURPLE, "increase": GREEN}
 _CNY_AXIS = FuncFormatter(lambda yuan, _pos: format_cny_compact(int(round(yuan * 100))))
+# the trend strip's balances move by a few percent: ticks a tenth of a million apart need two decimals
+_CNY_AXIS_FINE = FuncFormatter(lambda yuan, _pos: f"¥{yuan / 1e6:,.2f}M" if abs(yuan) >= 1e6 else
+                               f"¥{yuan / 1e3:,.1f}K" if abs(yuan) >= 1e3 else f"¥{yuan:,.0f}")
 
 
 def _figure(size: tuple[float, float] = SIZE) -> Figure:
@@ -43,12 +48,6 @@ def to_data_uri(fig: Figure) -> str:
 def _finish(fig: Figure) -> str:
     fig.tight_layout()
     return to_data_uri(fig)
-
-
-def _empty(ax: Any, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=GREY)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 # --- model ------------------------------------------------------------------------------------------
@@ -129,9 +128,6 @@ def score_distribution_chart(now: np.ndarray, previous: np.ndarray | None, psi: 
     fig = _figure()
     ax = fig.add_subplot()
     values = now if previous is None else np.r_[now, previous]
-    if values.size == 0:
-        _empty(ax, "no scores")
-        return _finish(fig)
     edges = np.linspace(np.floor(values.min() / 10) * 10, np.ceil(values.max() / 10) * 10 + 10, 41)
     weights = np.full(now.size, 1.0 / max(now.size, 1))
     ax.hist(now, bins=edges, weights=weights, histtype="stepfilled", alpha=0.45, color=BLUE, label="tonight")
@@ -150,15 +146,13 @@ def score_distribution_chart(now: np.ndarray, previous: np.ndarray | None, psi: 
 
 def importance_chart(gain: pl.DataFrame, shap: pl.DataFrame) -> str:
     rows = max(gain.height, shap.height, 1)
-    fig = _figure((12.8, 0.9 + 0.26 * rows))
-    for position, frame, column, title, xlabel, colour in (
-        (1, gain, "gain", "Top features by gain", "mean gain per split", BLUE),
-        (2, shap, "mean_abs_shap", "Top features by mean |SHAP|", "mean |SHAP| (log-odds)", ORANGE),
-    ):
-        ax = fig.add_subplot(1, 2, position)
-        if frame.height == 0:
-            _empty(ax, "not available")
-            continue
+    panels = [p for p in (
+        (gain, "gain", "Top features by gain", "mean gain per split", BLUE),
+        (shap, "mean_abs_shap", "Top features by mean |SHAP|", "mean |SHAP| (log-odds)", ORANGE),
+    ) if p[0].height]  # a missing one is said in the page's note, not drawn as empty axes
+    fig = _figure((6.4 * len(panels), 0.9 + 0.26 * rows))
+    for position, (frame, column, title, xlabel, colour) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, len(panels), position)
         y = np.arange(frame.height)[::-1]
         ax.barh(y, frame[column].to_numpy(), color=colour)
         ax.set_yticks(y, frame["feature"].to_list(), fontsize=8)
@@ -214,9 +208,6 @@ def vintage_chart(frame: pl.DataFrame, bad_dpd: int) -> str:
     fig = _figure()
     ax = fig.add_subplot()
     vintages = frame["vintage"].unique().sort().to_list()
-    if not vintages:
-        _empty(ax, "no accounts opened since the lake began")
-        return _finish(fig)
     colours = [BLUE, ORANGE, GREEN, RED, PURPLE, GREY, "#17becf", "#8c564b", "#bcbd22", "#e377c2", "#7f7f7f", "#393b79"]
     for i, vintage in enumerate(vintages):  # one line per opening month (a dozen or so)
         rows = frame.filter(pl.col("vintage") == vintage)
@@ -238,9 +229,6 @@ def exposure_chart(by_action_grade: pl.DataFrame, grades: tuple[str, ...]) -> st
     fig = _figure()
     ax = fig.add_subplot()
     moved = by_action_grade.filter(pl.col("exposure_change_cents") != 0)
-    if moved.height == 0:
-        _empty(ax, "no limit changed tonight")
-        return _finish(fig)
     labels = [g for g in [*grades, "unscored"] if g in set(moved["grade"].to_list())]
     x = np.arange(len(labels))
     actions = [a for a in ACTION_ORDER if a in set(moved["action"].to_list())]
@@ -264,9 +252,6 @@ def exposure_chart(by_action_grade: pl.DataFrame, grades: tuple[str, ...]) -> st
 def limit_change_chart(changes: pl.DataFrame) -> str:
     fig = _figure()
     ax = fig.add_subplot()
-    if changes.height == 0:
-        _empty(ax, "no limit changed tonight")
-        return _finish(fig)
     yuan = changes["change_cents"].to_numpy() / 100  # display only
     edges = np.histogram_bin_edges(yuan, bins=40)
     seen = set(changes["action"].unique().to_list())
@@ -286,9 +271,6 @@ def limit_change_chart(changes: pl.DataFrame) -> str:
 def queue_chart(queue: pl.DataFrame, capacity: int) -> str:
     fig = _figure()
     ax = fig.add_subplot()
-    if queue.height == 0:
-        _empty(ax, "no account in collections tonight")
-        return _finish(fig)
     x = np.arange(queue.height)
     ax.bar(x, queue["accounts"].to_numpy(), color=BLUE, label="cases tonight")
     overflow = queue["overflow"].to_numpy()
@@ -307,26 +289,119 @@ def queue_chart(queue: pl.DataFrame, capacity: int) -> str:
     return _finish(fig)
 
 
+# --- trends (issue 20) ------------------------------------------------------------------------------
+
+
+def _dates_axis(ax: Any, dates: list[Any]) -> None:
+    ax.set_xlim(dates[0] - dt.timedelta(days=1), dates[-1] + dt.timedelta(days=1))
+    ax.xaxis.set_major_locator(AutoDateLocator(minticks=2, maxticks=5))
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d"))
+    ax.tick_params(labelsize=7.5)
+    ax.grid(alpha=0.3)
+
+
+def _values(frame: pl.DataFrame, column: str, scale: float = 1.0) -> np.ndarray:
+    """A trend column as floats for plotting only (missing nights: NaN, drawn as gaps)."""
+    return np.array([np.nan if v is None else v / scale for v in frame[column].to_list()], dtype=float)
+
+
+def trend_strip_chart(frame: pl.DataFrame, actions: list[str], psi_bands: tuple[float, float]) -> str:
+    """The trend strip: 30+ DPD rate, balances, expected loss, limit actions, queue size, score PSI by night.
+
+    Only measures with at least one night's value get a panel (the page names the missing ones).
+    """
+    dates = frame["as_of"].to_list()
+    x = np.array(dates, dtype="datetime64[D]")
+    panels: list[tuple[str, Callable[[Any], None]]] = []
+
+    def line(ax: Any, values: np.ndarray, colour: str, label: str | None = None) -> None:
+        ax.plot(x, values, color=colour, marker="o", markersize=2.5, linewidth=1.4, label=label)
+
+    def has(column: str) -> bool:
+        return column in frame.columns and frame[column].null_count() < frame.height
+
+    if has("dpd30_rate"):
+        def dpd(ax: Any) -> None:
+            line(ax, _values(frame, "dpd30_rate"), RED)
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        panels.append(("30+ DPD rate (accounts owing)", dpd))
+    if has("outstanding_cents"):
+        def balance(ax: Any) -> None:
+            line(ax, _values(frame, "outstanding_cents", 100), BLUE)
+            ax.yaxis.set_major_formatter(_CNY_AXIS_FINE)
+        panels.append(("Outstanding principal (CNY)", balance))
+    if has("expected_loss_cents") or has("queue_expected_loss_cents"):
+        def loss(ax: Any) -> None:
+            if has("expected_loss_cents"):
+                line(ax, _values(frame, "expected_loss_cents", 100), PURPLE, "book")
+            line(ax, _values(frame, "queue_expected_loss_cents", 100), ORANGE, "queue")
+            ax.yaxis.set_major_formatter(_CNY_AXIS_FINE)
+            ax.legend(fontsize=7, loc="best")
+        panels.append(("Expected loss (CNY)", loss))
+    if actions:
+        def acts(ax: Any) -> None:
+            for action in actions:
+                line(ax, _values(frame, f"action_{action}"), ACTION_COLOURS.get(action, GREY), action)
+            ax.set_yscale("symlog", linthresh=10)
+            ax.legend(fontsize=6.5, loc="best", ncol=2)
+        panels.append(("Limit actions (accounts)", acts))
+    if has("queue_size"):
+        panels.append(("Collection queue (accounts)", lambda ax: line(ax, _values(frame, "queue_size"), GREEN)))
+    if has("score_psi"):
+        def psi(ax: Any) -> None:
+            values = _values(frame, "score_psi")
+            line(ax, values, BLUE)
+            top = max(float(np.nanmax(values)) * 1.3, 0.02)
+            for band, colour in zip(psi_bands, (ORANGE, RED), strict=True):
+                if band <= top:  # a band far above tonight's values would flatten them to a line at zero
+                    ax.axhline(band, color=colour, linestyle=":", linewidth=1)
+            ax.set_ylim(0, max([top, *(b * 1.05 for b in psi_bands if b <= top)]))
+        panels.append((f"Score PSI vs previous night (watch from {psi_bands[0]})", psi))
+    columns = 3
+    rows = -(-len(panels) // columns)
+    fig = _figure((12.8, 2.3 * rows))
+    for i, (title, draw) in enumerate(panels):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        draw(ax)
+        ax.set_title(title, fontsize=9.5)
+        _dates_axis(ax, dates)
+    return _finish(fig)
+
+
 def draw_charts(data: ReportData) -> dict[str, str]:
-    """Every chart of the page as a data URI, keyed as :func:`pipelines.report.report.render_report` expects."""
+    """Every chart of the page that has something to draw, as a data URI, keyed as the templates expect.
+
+    A chart with nothing to draw is left out: the page says why in its place (no blank image, no empty axes).
+    """
     m, p, d, c = data.model, data.portfolio, data.decisions, data.collections
-    charts: dict[str, Callable[[], str]] = {
-        "trend": lambda: trend_chart(m.trend),
-        "calibration": lambda: calibration_chart(m.oot["calibration"]),
-        "scores": lambda: score_distribution_chart(m.scores_now, m.scores_previous, m.score_psi),
-        "importance": lambda: importance_chart(m.gain, m.shap),
-        "delinquency": lambda: delinquency_chart(p.delinquency),
-        "vintage": lambda: vintage_chart(p.vintages, p.bad_dpd),
-        "exposure": lambda: exposure_chart(d.by_action_grade, data.grades),
-        "changes": lambda: limit_change_chart(d.changes),
-        "queue": lambda: queue_chart(c.queue, c.capacity),
-    }
+    charts: dict[str, Callable[[], str]] = {}
+    if m.trend.height:
+        charts["trend"] = lambda: trend_chart(m.trend)
+    if m.oot.get("calibration"):
+        charts["calibration"] = lambda: calibration_chart(m.oot["calibration"])
+    if m.scores_now.size:
+        charts["scores"] = lambda: score_distribution_chart(m.scores_now, m.scores_previous, m.score_psi)
+    if m.gain.height or m.shap.height:
+        charts["importance"] = lambda: importance_chart(m.gain, m.shap)
+    if p.delinquency.filter(pl.col("bucket") != "current")["accounts"].sum():
+        charts["delinquency"] = lambda: delinquency_chart(p.delinquency)
+    if p.vintages.height:
+        charts["vintage"] = lambda: vintage_chart(p.vintages, p.bad_dpd)
+    if d.by_action_grade.filter(pl.col("exposure_change_cents") != 0).height:
+        charts["exposure"] = lambda: exposure_chart(d.by_action_grade, data.grades)
+    if d.changes.height:
+        charts["changes"] = lambda: limit_change_chart(d.changes)
+    if c.queue.height:
+        charts["queue"] = lambda: queue_chart(c.queue, c.capacity)
+    t = data.trends
+    if t is not None and t.frame.height >= 2:
+        charts["trend_strip"] = lambda: trend_strip_chart(t.frame, t.actions, m.psi_bands)
     if m.roc is not None and m.ks is not None and m.recomputed_auc is not None:
         fpr, tpr = m.roc
         auc, ks = m.recomputed_auc, m.ks
         charts["roc"] = lambda: roc_chart(fpr, tpr, auc)
         charts["ks"] = lambda: ks_chart(ks)
-    if p.roll is not None:
+    if p.roll is not None and p.roll["accounts"].sum():
         roll = p.roll
         charts["roll"] = lambda: roll_rate_chart(roll)
     return {name: draw() for name, draw in charts.items()}

@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from pipelines.model.metrics import psi_band
 from pipelines.report.sections import ACTION_ORDER, ReportData, SWAP_SET_DEFINITION, UNSCORED, format_cny
+from pipelines.report.trends import SOURCES as TREND_SOURCES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PAGE_TEMPLATE = "report.html.j2"
@@ -89,6 +90,7 @@ def environment() -> Environment:
     )
     env.filters.update(count=_count, fixed=_fixed, pct=_pct, cny=format_cny, manifest_value=_manifest_value)
     env.globals["fail"] = _fail
+    env.globals["trend_sources"] = TREND_SOURCES
     return env
 
 
@@ -116,6 +118,7 @@ class _PageView:
     action_grade: _ActionGrade
     test_cell_action_columns: list[tuple[str, str, str]]
     swap_set_definition: str
+    roll30: _RollGrid | None = None  # issue 20: the 30-day roll as a matrix
 
 
 def _attention(data: ReportData) -> list[str]:
@@ -144,7 +147,43 @@ def _attention(data: ReportData) -> list[str]:
         items.append(f"{overflow:,} agent cases over capacity went to automated treatment.")
     if data.decisions.swap.size:
         items.append(f"{data.decisions.swap.size:,} accounts changed limit action because the model changed.")
+    return items + _trend_attention(data)
+
+
+def _trend_attention(data: ReportData) -> list[str]:
+    """Nights scored by a model trained after their business date (a backfill served by a later champion)."""
+    t = data.trends
+    if t is None:
+        return []
+    later = t.scored_later
+    items = []
+    tonight = later.filter(pl.col("as_of") == data.as_of)
+    if tonight.height:
+        row = tonight.row(0, named=True)
+        items.append(f"Tonight was scored by model {row['model_version']}, trained on {row['model_as_of']}, after this "
+                     f"business date ({data.as_of}): a backfill served by a later champion, which saw this night's future.")
+    earlier = later.filter(pl.col("as_of") != data.as_of)
+    if earlier.height:
+        nights = ", ".join(str(d) for d in earlier["as_of"].to_list())
+        items.append(f"{earlier.height} earlier night(s) in the trend were scored by a model trained after their "
+                     f"business date: {nights} (marked in the trend table).")
     return items
+
+
+@dataclass(frozen=True)
+class _RollGrid:
+    """A roll-rate frame as a matrix: from-bucket rows, to-bucket columns, each cell (share, accounts)."""
+
+    buckets: list[str]
+    rows: list[tuple[str, int, list[tuple[float, int]]]]  # from_bucket, its accounts, its cells
+
+
+def roll_grid(roll: pl.DataFrame | None) -> _RollGrid | None:
+    if roll is None:
+        return None
+    names = list(dict.fromkeys(roll["from_bucket"].to_list()))
+    cells = {(r["from_bucket"], r["to_bucket"]): (r["share"], r["accounts"]) for r in roll.iter_rows(named=True)}
+    return _RollGrid(names, [(f, sum(cells[(f, t)][1] for t in names), [cells[(f, t)] for t in names]) for f in names])
 
 
 def _grade_mix(data: ReportData) -> list[tuple[str, int]]:
@@ -181,6 +220,7 @@ def _page_view(data: ReportData) -> _PageView:
         action_grade=_action_grade(data.decisions.by_action_grade, data.grades),
         test_cell_action_columns=[(a, a, "count") for a in ACTION_ORDER if a in data.decisions.test_cells.columns],
         swap_set_definition=SWAP_SET_DEFINITION,
+        roll30=roll_grid(data.trends.roll30.roll) if data.trends is not None else None,
     )
 
 

@@ -1,7 +1,9 @@
 """The nightly run report: one self-contained HTML page per business date, read every morning.
 
 ``DATA_ROOT/reports/as_of_date=D/report.html`` (CSS inline, charts inline as base64 PNG, no script, no
-network) for risk managers, model validators and collections leads. Sections: data (rows, quarantine,
+network) for risk managers, model validators and collections leads. Sections: trends (the last
+``report.trend_nights`` published nights from their manifests' book summaries, :func:`collect_trends`; the
+expected-loss card; 30-day roll rates), data (rows, quarantine,
 validation, a link to the night's Data Docs), model (OOT metric trend, ROC/KS, calibration, score drift,
 feature importance, feature PSI, the champion/challenger decision), portfolio (delinquency by bucket,
 roll rates, vintages), decisions (actions and exposure by grade, limit changes, the swap set, strategy
@@ -43,13 +45,14 @@ from pipelines.quality.data_docs import data_docs_dir, results_dir
 from pipelines.report import plots
 from pipelines.report.cells import collect_cells
 from pipelines.report.render import render_report
+from pipelines.report import trends
 from pipelines.report.sections import (
     ACTION_ORDER, CollectionsSection, DataSection, DecisionsSection, GateView, ModelSection, PortfolioSection,
     ReportData, ReportError, SwapView, delinquency_by_bucket, exposure_by_action_grade, feature_psi,
     limit_changes, money_to_cents, order_key, queue_against_capacity, roll_rates, score_psi, swap_set,
     swap_summary, test_cell_summary, vintage_curves,
 )
-from pipelines.store import lake, zones
+from pipelines.store import chain, lake, zones
 from pipelines.store.publish import manifest_path, read_manifest, read_output
 from pipelines.store.readers import read_decide_inputs
 from pipelines.store.zones import ledger_partition, report_path
@@ -301,6 +304,99 @@ def _collect_collections(cfg: RisklineConfig, queue: pl.DataFrame, offers: pl.Da
                               cfg.collections.agent_daily_capacity, hardship, offers["account_id"].n_unique())
 
 
+# --- trends (issue 20): past nights read from their manifests, never recomputed -----------------------
+
+
+def _model_as_of(registry: ModelRegistry, version: str, seen: dict[str, dt.date | None]) -> dt.date | None:
+    if version not in seen:
+        try:
+            seen[version] = registry.record(version).as_of
+        except RegistryError:  # a pruned or foreign version: the warning cannot be judged, not invented
+            seen[version] = None
+    return seen[version]
+
+
+def _night_book(root: Path, night: dt.date, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What an older night (no manifest["book"]) published of its book: two columns of two outputs."""
+    actions = read_output(root, "limits", night, columns=["action"])["action"]
+    queue_el = read_output(root, "collection_queue", night, columns=["expected_loss"])["expected_loss"]
+    return trends.summary_from_outputs(actions, queue_el, int(manifest["outputs"]["collection_queue"]["rows"]))
+
+
+def _tonights_book(
+    root: Path, as_of: dt.date, cfg: RisklineConfig, manifest: Mapping[str, Any], out: Mapping[str, pl.DataFrame],
+    score_psi_now: float | None,
+) -> tuple[dict[str, Any], str]:
+    """D's book summary: the one publish stored, or (a night published before it was stored) the same
+    summary from D's own ledger and outputs, which the report reads anyway."""
+    if "book" in manifest:
+        return dict(manifest["book"]), "manifest"
+    ledger = lake.read_parquet(lake.partition_file(ledger_partition(root, as_of), "accounts.parquet"),
+                               columns=["account_id", "dpd", "outstanding_principal_cents", "overdue_cents"])
+    queue = out["collection_queue"].select("account_id", "pd", money_to_cents("expected_loss").alias("expected_loss_cents"))
+    return trends.book_summary(ledger, out["scores"], out["limits"], queue, cfg.collections.lgd, score_psi_now), "report"
+
+
+def _collect_roll30(root: Path, as_of: dt.date, cfg: RisklineConfig, nights: list[dt.date]) -> trends.Roll30:
+    target = as_of - dt.timedelta(days=30)
+    tolerance = cfg.report.roll30_tolerance_days
+    earlier = [n for n in nights if n < as_of]
+    night = trends.nearest_night(earlier, target, tolerance)
+    if night is None:
+        nearest = trends.nearest_night(earlier, target, 10_000)
+        why = (f"the nearest is {nearest}, {abs((nearest - target).days)} days away" if nearest
+               else "no night was published before it")
+        return trends.Roll30(target, None, None,
+                             f"No published night within {tolerance} days of {target} (D - 30; "
+                             f"report.roll30_tolerance_days): {why}. The 30-day roll needs one.")
+    part = ledger_partition(root, night)
+    if not lake.is_complete(part):
+        return trends.Roll30(target, night, None, f"The ledger of {night} (the night nearest D - 30) is no longer in the lake.")
+    previous = lake.read_parquet(lake.partition_file(part, "accounts.parquet"), columns=["account_id", "dpd"])
+    now = lake.read_parquet(lake.partition_file(ledger_partition(root, as_of), "accounts.parquet"), columns=["account_id", "dpd"])
+    return trends.Roll30(target, night, roll_rates(previous, now, cfg.collections.buckets), "")
+
+
+def collect_trends(
+    root: Path, as_of: dt.date, cfg: RisklineConfig, manifest: Mapping[str, Any], out: Mapping[str, pl.DataFrame],
+    score_psi_now: float | None,
+) -> trends.TrendSection:
+    """The last ``report.trend_nights`` published nights up to D from their manifests (and, for nights published
+    before manifests carried the book summary, two columns of their outputs); the EL tile; the 30-day roll."""
+    nights = [n for n in chain.published_nights(root) if n <= as_of]
+    shown = nights[-cfg.report.trend_nights:]
+    registry, seen = ModelRegistry(root), {}
+    rows = []
+    tonight, tonight_source = _tonights_book(root, as_of, cfg, manifest, out, score_psi_now)
+    for night in shown:
+        night_manifest = manifest if night == as_of else read_manifest(root, night)
+        if night == as_of:
+            book, source = tonight, tonight_source
+        elif "book" in night_manifest:
+            book, source = night_manifest["book"], "manifest"
+        else:
+            book, source = _night_book(root, night, night_manifest), "outputs"
+        version = str(night_manifest["model_version"])
+        rows.append(trends.trend_row(night, book, source, version, _model_as_of(registry, version, seen)))
+    seen_actions = {a for r in rows for a in r["actions"]}
+    actions = [a for a in ACTION_ORDER if a in seen_actions] + sorted(seen_actions - set(ACTION_ORDER))
+    notes = []
+    old = [r["as_of"] for r in rows if r["source"] == "outputs"]
+    if old:
+        notes.append(f"{len(old)} night(s) ({old[0]} .. {old[-1]}) were published before manifests carried the book "
+                     "summary: their 30+ DPD, balances, expected loss and score PSI are missing (not recomputed); "
+                     "their action counts, queue size and queue expected loss are read from their outputs.")
+    return trends.TrendSection(
+        nights=cfg.report.trend_nights,
+        frame=trends.trend_frame(rows, actions),
+        actions=actions,
+        tile=trends.expected_loss_tile(tonight),
+        tile_note=trends.SOURCES[tonight_source],
+        roll30=_collect_roll30(root, as_of, cfg, nights),
+        notes=notes,
+    )
+
+
 def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> ReportData:
     """Read what the page shows for ``as_of``: the manifest, the published outputs, registry, ledger, results.
 
@@ -341,6 +437,7 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
         grades=grades,
         notes=notes,
         cells=collect_cells(root, as_of, cfg),
+        trends=collect_trends(root, as_of, cfg, manifest, out, model.score_psi),
     )
 
 

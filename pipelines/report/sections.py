@@ -18,6 +18,7 @@ from pipelines.config.decisions import CollectionBucket, CollectionsConfig
 from pipelines.domain import features
 from pipelines.model.metrics import KsCurve, psi_against, psi_band_expr, reference_bins
 from pipelines.report.cells import CellsSection
+from pipelines.report.trends import TrendSection
 
 
 CURRENT = "current"  # the bucket of an account owing money with no DPD
@@ -430,3 +431,4 @@ class ReportData:
     grades: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     cells: CellsSection | None = None  # "Test cells: outcomes" (pipelines/report/cells.py); None: not collected
+    trends: TrendSection | None = None  # issue 20: the trend strip, EL tile, 30-day roll (None: not collected)

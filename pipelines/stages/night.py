@@ -39,17 +39,20 @@ from typing import Any
 import polars as pl
 
 from pipelines.config.location import Location, is_remote
+from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import to_published
 from pipelines.domain.collections import assign_treatments
 from pipelines.domain.decide import require_exact_reasons
 from pipelines.errors import IngestError
 from pipelines.quality.validate import validate_output
+from pipelines.report.sections import money_to_cents, score_psi
+from pipelines.report.trends import book_summary
 from pipelines.stages.features import build_feature_snapshot, merge_shards
 from pipelines.stages.ledger_state import built_how
 from pipelines.stages.ingest import describe_purged, ingest_night
 from pipelines.store import chain, lake, locks, zones
-from pipelines.store.publish import PublishError, describe_latest, publish_outputs
+from pipelines.store.publish import PublishError, describe_latest, manifest_path, publish_outputs, read_output
 from pipelines.store.readers import read_decide_inputs, read_pending_holds
 from pipelines.store.zones import (
     DECISION_FILES, decisions_dir, report_link, scores_dir,
@@ -301,6 +304,22 @@ def _model_sha256(root: Location, version: str) -> str | None:
     return hashlib.sha256(ModelRegistry(root).model_bytes(version)).hexdigest()
 
 
+def _book_summary(root: Location, as_of: dt.date, cfg: RisklineConfig, frames: dict[str, pl.DataFrame]) -> dict[str, Any]:
+    """The night's book in a few numbers (pipelines.report.trends.book_summary), kept in the manifest so the
+    report's trend reads past nights without rebuilding their ledgers or scoring them again."""
+    ledger = lake.read_parquet(lake.partition_file(zones.ledger_partition(root, as_of), "accounts.parquet"),
+                               columns=["account_id", "dpd", "outstanding_principal_cents", "overdue_cents"])
+    queue = frames["collection_queue"].select("account_id", "pd", money_to_cents("expected_loss").alias("expected_loss_cents"))
+    psi = None
+    previous = zones.previous_night(root, as_of)  # the report's "previous run": compared only if published
+    if previous is not None and lake.is_file(manifest_path(root, previous)):
+        before = read_output(root, "scores", previous, columns=["score"])["score"].to_numpy()
+        now = frames["scores"]["score"].to_numpy()
+        if before.size and now.size:
+            psi = score_psi(before, now, load_model_definition(cfg).stability.bins)  # as the report computes it
+    return book_summary(ledger, frames["scores"], frames["limits"], queue, cfg.collections.lgd, psi)
+
+
 def stage_publish(
     root: Location, as_of: dt.date, cfg: RisklineConfig, *, dry_run: bool = False, run_info: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -325,6 +344,7 @@ def stage_publish(
             root, as_of, versions["model_version"], _model_sha256(root, versions["model_version"]), record
         ),
         "run": run_info or {},
+        "book": _book_summary(root, as_of, cfg, frames),
     }
     if dry_run:
         if not lake.is_file(root / DRY_RUN_MARKER):  # a dry run publishes only into its own copy of the lake

@@ -69,6 +69,17 @@ def test_report_opens_in_chromium_and_matches_the_manifest(e2e_lake, tmp_path: P
             docs_href = page.evaluate(
                 "() => document.querySelector('#data a[href*=\"data_docs\"]')?.getAttribute('href')"
             )
+            # issue 20: at a 1440 px screen nothing scrolls sideways, and a one-night lake says why its trend and
+            # 30-day roll are empty instead of drawing empty charts
+            page.set_viewport_size({"width": 1440, "height": 900})
+            wide = page.evaluate(
+                "() => [document.scrollingElement.scrollWidth, Array.from(document.querySelectorAll('table'))"
+                ".map(t => [t.className, t.scrollWidth, t.parentElement.clientWidth]).filter(([, w, c]) => w > c)]"
+            )
+            empty = page.evaluate(
+                "() => Array.from(document.querySelectorAll('[data-empty]'))"
+                ".map(e => [e.dataset.empty, e.getBoundingClientRect().height > 0])"
+            )
         finally:
             browser.close()
 
@@ -90,6 +101,8 @@ def test_report_opens_in_chromium_and_matches_the_manifest(e2e_lake, tmp_path: P
     assert sum(int(a.replace(",", "")) for a in actions) == manifest["outputs"]["limits"]["rows"]
     assert sum(int(t.replace(",", "")) for t in treatments) == manifest["outputs"]["collection_queue"]["rows"]
     assert docs_href and (page_path.parent / docs_href).resolve().is_file()
+    assert wide[0] <= 1440 and wide[1] == [], wide
+    assert ["trend_strip", True] in empty and ["roll30", True] in empty, empty
 
 
 def test_riskline_report_regenerates_the_page(e2e_lake, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -377,3 +377,159 @@ def test_chart_png_is_deterministic() -> None:
 def test_report_of_an_unpublished_date_is_a_clear_error(tmp_path, cfg) -> None:
     with pytest.raises(sections.ReportError, match="nothing was published for 2026-11-25"):
         report.collect_report_data(tmp_path, D(2026, 11, 25), cfg)
+
+
+# --- trends (issue 20): the book summary, the trend rows, the EL tile, the 30-day roll, empty states ---------
+
+from pipelines.report import trends  # noqa: E402
+
+
+def _book_frames() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    ledger = pl.DataFrame({
+        "account_id": ["a", "b", "c", "d", "e"],
+        "dpd": [0, 35, 0, 40, 2],
+        "outstanding_principal_cents": [10_000, 20_000, 0, 30_000, 7_000],
+        "overdue_cents": [0, 5_000, 0, 100, 0],
+    })
+    scores = pl.DataFrame({"account_id": ["a", "b", "c", "e"], "pd": [0.1, 0.2, 0.3, None]},
+                          schema={"account_id": pl.String, "pd": pl.Float64})
+    limits = pl.DataFrame({"action": ["hold", "freeze", "hold", "increase"]})
+    # d was not scored: the queue priced it with the fallback PD (collections.unscored_pd)
+    queue = pl.DataFrame({"account_id": ["b", "d"], "pd": [0.2, 0.5], "expected_loss_cents": [3_400, 12_750]})
+    return ledger, scores, limits, queue
+
+
+def test_book_summary_prices_the_book_with_the_queues_formula() -> None:
+    summary = trends.book_summary(*_book_frames(), lgd=0.85, score_psi=0.0123456789)
+    # owing money: a, b, d, e (c owes nothing); 30+ DPD: b (35) and d (40)
+    assert summary["accounts"] == 4 and summary["dpd30_accounts"] == 2
+    assert summary["outstanding_principal"] == "670.00"  # 100 + 200 + 300 + 70 yuan
+    # EL per account = round(pd x 0.85 x outstanding): a 850, b 3,400, d (queue's fallback PD 0.5) 12,750;
+    # e has no PD (unpriced, counted apart): 17,000 cents
+    assert summary["expected_loss"] == "170.00" and summary["unpriced_accounts"] == 1
+    assert summary["queue_expected_loss"] == "161.50" and summary["queue_size"] == 2  # 3,400 + 12,750 cents
+    assert summary["actions"] == {"freeze": 1, "hold": 2, "increase": 1}
+    assert summary["score_psi"] == 0.012346  # kept to 6 places: the manifest stays small and stable
+    assert trends.book_summary(*_book_frames(), lgd=0.85, score_psi=None)["score_psi"] is None
+
+
+def test_the_queues_expected_loss_is_a_part_of_the_books() -> None:
+    ledger, scores, limits, queue = _book_frames()
+    tile = trends.expected_loss_tile(trends.book_summary(ledger, scores, limits, queue, 0.85, None))
+    assert tile.expected_loss_cents == 17_000 and tile.queue_expected_loss_cents == 16_150
+    assert tile.queue_share == pytest.approx(16_150 / 17_000)
+    assert trends.ExpectedLossTile(0, 0, 0, 0).queue_share is None  # no loss: no share, not a division by zero
+
+
+@pytest.mark.parametrize(("cents", "text"), [(0, "0.00"), (5, "0.05"), (123_456, "1234.56"), (-101, "-1.01"),
+                                             (10**17 + 1, "1000000000000000.01")])
+def test_money_in_the_manifest_is_an_exact_decimal_string(cents: int, text: str) -> None:
+    assert trends.cents_to_text(cents) == text and trends.text_to_cents(text) == cents
+
+
+def test_an_amount_finer_than_a_cent_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an amount in cents"):
+        trends.text_to_cents("1.005")
+
+
+def test_an_older_night_gives_only_what_its_outputs_hold() -> None:
+    book = trends.summary_from_outputs(
+        pl.Series("action", ["hold", "hold", "decrease"]),
+        pl.Series("expected_loss", [decimal.Decimal("12.34"), decimal.Decimal("0.01")], dtype=pl.Decimal(18, 2)),
+        queue_rows=2,
+    )
+    assert book == {"queue_size": 2, "queue_expected_loss": "12.35", "actions": {"decrease": 1, "hold": 2}}
+    row = trends.trend_row(D(2026, 10, 1), book, "outputs", "m1", D(2026, 9, 1))
+    # balances, 30+ DPD, book EL and PSI: missing, never invented
+    assert (row["accounts"], row["dpd30_rate"], row["outstanding_cents"], row["expected_loss_cents"],
+            row["score_psi"]) == (None, None, None, None, None)
+    assert row["queue_expected_loss_cents"] == 1_235 and row["model_after_date"] is False
+
+
+def test_a_night_scored_by_a_model_trained_after_it_is_flagged() -> None:
+    book = trends.book_summary(*_book_frames(), lgd=0.85, score_psi=None)
+    night = D(2026, 10, 1)
+    assert trends.trend_row(night, book, "manifest", "m2", D(2026, 10, 2))["model_after_date"] is True
+    assert trends.trend_row(night, book, "manifest", "m1", night)["model_after_date"] is False  # trained that night
+    assert trends.trend_row(night, book, "manifest", "m?", None)["model_after_date"] is False  # unknown: no claim
+    with pytest.raises(ValueError, match="unknown trend source"):
+        trends.trend_row(night, book, "guess", "m1", night)
+
+
+def test_trend_frame_has_one_column_per_action_and_nulls_where_unknown() -> None:
+    full = trends.trend_row(D(2026, 10, 2), trends.book_summary(*_book_frames(), lgd=0.85, score_psi=0.2),
+                            "manifest", "m1", D(2026, 9, 1))
+    bare = trends.trend_row(D(2026, 10, 1), {"queue_size": 3}, "outputs", "m1", D(2026, 9, 1))
+    frame = trends.trend_frame([full, bare], ["freeze", "hold", "increase"])
+    assert frame["as_of"].to_list() == [D(2026, 10, 1), D(2026, 10, 2)]  # oldest first
+    assert frame["action_hold"].to_list() == [None, 2] and frame["action_freeze"].to_list() == [None, 1]
+    assert frame["dpd30_rate"].to_list() == [None, 0.5]  # 2 of the 4 accounts owing money
+
+
+@pytest.mark.parametrize(("nights", "expected"), [
+    ([D(2026, 10, 21), D(2026, 11, 18)], D(2026, 10, 21)),  # 5 days before D - 30 = 10-26: inside 5
+    ([D(2026, 10, 20)], None),  # 6 days away: outside
+    ([D(2026, 10, 24), D(2026, 10, 28)], D(2026, 10, 24)),  # a tie: the earlier night (a full month back)
+    ([], None),
+])
+def test_nearest_night_to_d_minus_30(nights: list[dt.date], expected: dt.date | None) -> None:
+    assert trends.nearest_night(nights, D(2026, 10, 26), 5) == expected
+
+
+def _with_trends(data: sections.ReportData, rows: list[dict], roll: pl.DataFrame | None = None) -> sections.ReportData:
+    actions = ["freeze", "hold", "increase"]
+    tile = trends.expected_loss_tile(trends.book_summary(*_book_frames(), lgd=0.85, score_psi=None))
+    roll30 = (trends.Roll30(D(2026, 10, 21), D(2026, 10, 21), roll, "") if roll is not None else
+              trends.Roll30(D(2026, 10, 21), None, None, "No published night within 5 days of 2026-10-21."))
+    return replace(data, trends=trends.TrendSection(90, trends.trend_frame(rows, actions), actions, tile, "",
+                                                    roll30, []))
+
+
+def test_page_shows_the_el_tile_and_says_a_one_night_trend_is_no_trend() -> None:
+    data = _page_data()
+    book = trends.book_summary(*_book_frames(), lgd=0.85, score_psi=None)
+    data = _with_trends(data, [trends.trend_row(data.as_of, book, "manifest", "m1", D(2026, 11, 1))])
+    page = render.render_report(data, CHARTS)
+    assert 'data-el="expected_loss_cents" data-cents="17000">¥170<' in page
+    assert 'data-el="queue_share">95.0%<' in page  # 16,150 / 17,000
+    assert 'data-empty="trend_strip"' in page and "no trend to draw yet" in page
+    assert 'data-empty="roll30">No published night within 5 days' in page
+    assert '<td class="n" data-trend="dpd30_accounts" data-night="2026-11-20" data-value="2">2</td>' in page
+
+
+def test_page_warns_of_nights_scored_by_a_later_model() -> None:
+    data = _page_data()
+    book = trends.book_summary(*_book_frames(), lgd=0.85, score_psi=None)
+    rows = [trends.trend_row(D(2026, 11, 19), {"queue_size": 1}, "outputs", "m2", D(2026, 11, 20)),
+            trends.trend_row(data.as_of, book, "manifest", "m2", D(2026, 11, 20))]
+    page = render.render_report(_with_trends(data, rows), CHARTS)
+    assert "1 earlier night(s) in the trend were scored by a model trained after their business date: 2026-11-19" in page
+    assert 'data-model-after-date="2026-11-19"' in page and 'data-model-after-date="2026-11-20"' not in page
+    assert 'data-missing="outstanding_cents" data-night="2026-11-19"' in page  # the older night's balance: not invented
+
+
+def test_page_shows_the_30_day_roll_as_a_matrix() -> None:
+    previous = pl.DataFrame({"account_id": ["a", "b", "c"], "dpd": [0, 3, 3]})
+    now = pl.DataFrame({"account_id": ["a", "b", "c"], "dpd": [0, 0, 10]})
+    roll = sections.roll_rates(previous, now, BUCKETS)
+    page = render.render_report(_with_trends(_page_data(), [], roll), CHARTS)
+    # of the two accounts at 1-7 DPD a month ago, one cured and one rolled to 8-30
+    assert 'data-roll30-from="1-7" data-roll30-to="current" data-accounts="1">50.0%' in page
+    assert 'data-roll30-from="1-7" data-roll30-to="8-30" data-accounts="1">50.0%' in page
+    assert 'data-roll30-from="1-7" data-roll30-to="1-7" data-accounts="0">0.0%' in page
+
+
+def test_every_chart_with_nothing_to_draw_is_a_message_not_empty_axes() -> None:
+    from pipelines.report import plots
+
+    data = _page_data()
+    # _page_data has no vintages, no scored change of limit to chart beyond its five rows, no SHAP or gain
+    data = replace(data, decisions=replace(data.decisions, changes=data.decisions.changes.clear()),
+                   collections=replace(data.collections, queue=data.collections.queue.clear()))
+    uris = plots.draw_charts(data)
+    assert not {"vintage", "changes", "queue", "importance", "trend_strip"} & set(uris)
+    page = render.render_report(data, uris)
+    for name in ("vintage", "changes", "queue", "importance"):
+        assert f'data-empty="{name}"' in page, name
+    assert "No account in collections tonight." in page
+    assert page.count("<img") == len(uris)
