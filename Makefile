@@ -27,7 +27,7 @@ export RISKLINE_DATA_ROOT ?= $(CURDIR)/data
 PYTHON312 := $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null); do \
 	$$c -c 'import sys; assert sys.version_info[:2]==(3,12)' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: venv demo test freeze clean-data help airflow airflow-cluster cluster-deps backfill shell bench
+.PHONY: venv demo test freeze clean-data help airflow airflow-cluster cluster-deps backfill shell bench screenshots
 
 help:
 	@echo "make demo   - generate a demo portfolio and run the nightly job on it"
@@ -68,6 +68,12 @@ demo: $(STAMP)
 test: $(STAMP) cluster-deps
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
+
+# The screenshots in docs/ from the demo's last night (after `make demo`): the report's first screen, trends and
+# test cells, and the what-if page of docs/candidate-example.yaml (tools/screenshots.py; Chinese text needs a CJK
+# font: apt-get install fonts-noto-cjk).
+screenshots: $(STAMP)
+	$(PY) -m tools.screenshots --as-of $(DEMO_END) --candidate docs/candidate-example.yaml
 
 # Books are cached under benchmarks/cache/ (git-ignored); results land in benchmarks/results/.
 bench: $(STAMP)
