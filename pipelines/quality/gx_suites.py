@@ -539,8 +539,6 @@ def contract_doc_text(current: str) -> str:
 
 
 if __name__ == "__main__":
-    from pipelines.store.lake import atomic_write_bytes
-
     for path in write_suites():
         print(f"wrote {path}")
     atomic_write_bytes(CONTRACT_DOC, contract_doc_text(CONTRACT_DOC.read_text()).encode())

@@ -15,7 +15,6 @@ import numpy as np
 import polars as pl
 
 from pipelines.config.decisions import CollectionBucket, CollectionsConfig
-from pipelines.domain import features
 from pipelines.model.metrics import KsCurve, psi_against, psi_band_expr, reference_bins
 from pipelines.report.cells import CellsSection
 from pipelines.report.trends import TrendSection
