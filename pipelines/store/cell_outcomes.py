@@ -28,7 +28,7 @@ from pipelines.domain.cells import (
 )
 from pipelines.domain.ledger import build_ledger
 from pipelines.store import lake, zones
-from pipelines.store.publish import read_latest, read_output
+from pipelines.store.publish import output_dir, read_latest, read_output
 
 _LIMIT_COLUMNS = ["account_id", "as_of_date", "test_cell", "action", "reason_codes", "policy_version",
                   "previous_limit", "new_limit"]
@@ -82,12 +82,25 @@ def _read_limits(root: Path, night: dt.date, accounts: pl.DataFrame | None = Non
 
 def _tested(root: Path, night: dt.date, testable: list[str], versions: set[str] | None = None
             ) -> tuple[pl.DataFrame, pl.DataFrame, set[str]]:
-    """A night's tested rows and unmoved challenger lines (of ``versions`` only, when given) and its versions."""
-    limits = _read_limits(root, night)
+    """A night's tested rows and unmoved challenger lines (of ``versions`` only, when given) and its versions.
+
+    Scanned, with the filter pushed into the read: only the champion's tested rows and the challenger and control
+    rows (a tenth of the book) are materialized, because the look back reads every earlier night of a version."""
+    partition = output_dir(root, "limits", night)
+    files = lake.complete_files(partition)
+    if not files:
+        raise CellsError(f"the published limits of {night} are missing or incomplete ({partition})")
+    scan = lake.scan_parquet(files).select(_LIMIT_COLUMNS)
+    seen = set(scan.select(pl.col("policy_version").unique()).collect()["policy_version"].to_list())
     if versions is not None:
-        limits = limits.filter(pl.col("policy_version").is_in(list(versions)))
-    return (cell_assignments(limits, testable), unmoved_challenger(limits, testable),
-            set(limits["policy_version"].unique().to_list()))
+        scan = scan.filter(pl.col("policy_version").is_in(list(versions)))
+        seen &= versions
+    limits = scan.filter((pl.col("test_cell") != "champion") | pl.col("action").is_in(testable)).collect()
+    limits = limits.with_columns(
+        (pl.col("previous_limit") * 100).cast(pl.Int64).alias("previous_limit_cents"),
+        (pl.col("new_limit") * 100).cast(pl.Int64).alias("new_limit_cents"),
+    )
+    return cell_assignments(limits, testable), unmoved_challenger(limits, testable), seen
 
 
 def read_cell_readout(
