@@ -13,10 +13,14 @@ published night is read from its ``limits`` output:
   so that code tells the two apart.
 
 Decreases and increases are different populations (DPD 1-29 or a risk rise against clean, used lines) and
-are read out separately. An account enters the readout once per action: on the first night in the range it
-was assigned with it. A control line is held every night while the champion would cut it (the cut's
-cooldown only starts with a cut), so counting every night would weigh control accounts many times and
-make its intervals too narrow.
+are read out separately, and so is each ``policy_version`` (a new version re-randomizes the cells and may change
+the challenger's factors: pooling versions would mix two experiments). An account's **assignment** is its
+first testable night under the policy version, per action (:func:`first_assignments`), however far before
+the range that was; a range reads out the **cohorts** first assigned in it (:func:`cohorts_in_range`) and
+leaves out, and counts, the accounts first assigned before it. Counting an account once on its first night
+*in the range* instead would bias the cells by construction: a control line is held every night the champion
+would act (a cut's cooldown only starts with a cut), so a range starting mid-test would fill control with
+accounts held for weeks, while their champion twins, cut once and then in cooldown, would be missing.
 
 **Outcomes** over a window of w days after the assignment night a (the window (a, a + w]):
 
@@ -37,13 +41,23 @@ make its intervals too narrow.
 * ``cured``: of the accounts at 1+ DPD at the close of a, those at DPD 0 at the close of a + w (null for the
   others).
 
-A window is **matured** for an assignment only when a + w lies on or before the newest data (the newest
-published night the ledger reaches); an immature window is never computed from part of its days.
+A window is **matured** for an assignment only when a + w + ``ingest.payment_late_days`` lies on or before the
+newest data (the newest published night the ledger reaches): a payment may arrive that many days late and is
+applied on its own paid day, so a window's DPD and cures are final only then. An immature window is never
+computed from part of its days.
 
 **Intervals** at ``cells.confidence``: Wilson for a rate, Newcombe's hybrid score interval (from the two Wilson
-intervals) for a difference of rates, a normal interval for a mean and Welch's (normal) for a difference of
-means. A difference is "not yet significant" when its interval covers 0 or either cell has fewer than
-``cells.min_accounts`` accounts.
+intervals) for a difference of rates, Student's t for a mean and Welch's t (Welch-Satterthwaite degrees of
+freedom) for a difference of means; the shown intervals are each at ``cells.confidence`` alone.
+
+**Verdicts** adjust for the many comparisons one readout makes (2 actions x windows x 4 metrics x 2 cells vs
+champion, per policy version): a difference is called higher or lower only when its interval at the
+Bonferroni level 1 - (1 - confidence) / m excludes 0, m the comparisons the readout block shows (family-wise
+error <= 1 - confidence). Bonferroni rather than Holm because the Newcombe interval has no p-value to order by,
+and the verdict stays "the (adjusted) interval excludes 0". Control's line change is 0 by construction (its
+lines are held) and is no comparison. A difference is also "not yet significant" while either cell has fewer
+than ``cells.min_accounts`` matured accounts (accounts whose window has matured, whatever the metric measures).
+The readout is read again every night: the adjustment does not cover repeated looks (peeking).
 """
 
 from __future__ import annotations
@@ -55,6 +69,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import polars as pl
+from scipy.stats import t as student_t
 
 from pipelines.domain.ledger import Ledger, account_worst_dpd, outstanding_principal_at
 
@@ -72,6 +87,7 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {
+    "policy_version": pl.String(),
     "account_id": pl.String(),
     "assigned_on": pl.Date(),
     "test_cell": pl.String(),
@@ -91,11 +107,12 @@ OUTCOME_SCHEMA: dict[str, pl.DataType] = {
 }
 
 READOUT_SCHEMA: dict[str, pl.DataType] = {
+    "policy_version": pl.String(),
     "tested_action": pl.String(),
     "window_days": pl.Int32(),
     "metric": pl.String(),
     "test_cell": pl.String(),
-    "assigned": pl.Int64(),  # accounts assigned in the range (first assignment per action)
+    "assigned": pl.Int64(),  # accounts first assigned in the range (per action and policy version)
     "matured": pl.Int64(),  # ... whose window has matured
     "matures_on": pl.Date(),  # the next date one more assignment's window matures (null: all matured)
     "n": pl.Int64(),  # observations of the metric (the cure rate counts overdue accounts only)
@@ -107,6 +124,7 @@ READOUT_SCHEMA: dict[str, pl.DataType] = {
     "diff": pl.Float64(),  # value - champion's value (null for the champion)
     "diff_low": pl.Float64(),
     "diff_high": pl.Float64(),
+    "comparisons": pl.Int64(),  # m: the comparisons of the block (policy version) the verdict is adjusted for
     "verdict": pl.String(),
 }
 
@@ -147,36 +165,43 @@ def newcombe_difference(a: Interval, b: Interval) -> Interval:
     return Interval(d, low, high)
 
 
-def mean_interval(n: int, mean: float, variance: float, z: float) -> tuple[Interval, float]:
-    """Normal interval of a mean from its count, value and sample variance; also the variance of the mean.
+def t_value(confidence: float, df: float) -> float:
+    """The two-sided Student t quantile of ``confidence`` with ``df`` degrees of freedom (2.262 at 0.95, df 9)."""
+    return float(student_t.ppf(1.0 - (1.0 - confidence) / 2.0, df))
 
-    One observation has no variance: its interval is unbounded (infinite ends)."""
-    var_mean = variance / n if n > 1 else math.inf
-    half = z * math.sqrt(var_mean)
+
+def mean_interval(n: int, mean: float, variance: float, confidence: float) -> tuple[Interval, float]:
+    """Student t interval of a mean from its count, value and sample variance; also the variance of the mean.
+
+    t, not the normal, because a cell may hold a handful of accounts (z is ~13% too narrow at n = 10). One
+    observation has no variance: its interval is unbounded (infinite ends)."""
+    if n < 2:
+        return Interval(mean, -math.inf, math.inf), math.inf
+    var_mean = variance / n
+    half = t_value(confidence, n - 1) * math.sqrt(var_mean)
     return Interval(mean, mean - half, mean + half), var_mean
 
 
-def welch_difference(a: Interval, var_a: float, b: Interval, var_b: float, z: float) -> Interval:
-    """Welch's (unpooled, normal) interval of ``a - b`` from the two means and their variances."""
+def welch_difference(a: Interval, var_a: float, n_a: int, b: Interval, var_b: float, n_b: int,
+                     confidence: float) -> Interval:
+    """Welch's t interval of ``a - b`` from the two means, the variances of the means and the counts.
+
+    Degrees of freedom by Welch-Satterthwaite; where both variances are 0 the difference is exact."""
     d = a.value - b.value
-    half = z * math.sqrt(var_a + var_b)
+    total = var_a + var_b
+    if not math.isfinite(total):
+        return Interval(d, -math.inf, math.inf)
+    if total == 0.0:
+        return Interval(d, d, d)
+    df = total ** 2 / ((var_a ** 2 / (n_a - 1) if var_a else 0.0) + (var_b ** 2 / (n_b - 1) if var_b else 0.0))
+    half = t_value(confidence, df) * math.sqrt(total)
     return Interval(d, d - half, d + half)
 
 
 # --- population -------------------------------------------------------------------------------------
 
 
-def cell_assignments(limits: pl.DataFrame, testable_actions: Sequence[str]) -> pl.DataFrame:
-    """The tested population of published nights, one row per (account, tested action): its first night.
-
-    Args:
-        limits: published ``limits`` rows of any nights (``account_id, as_of_date, test_cell, action,
-            reason_codes, previous_limit_cents``).
-        testable_actions: ``policy.strategy_test.testable_actions``.
-
-    Returns:
-        :data:`ASSIGNMENT_SCHEMA`, sorted by tested_action, account_id.
-    """
+def _tested_rows(limits: pl.DataFrame, testable_actions: Sequence[str]) -> pl.DataFrame:
     codes = pl.col("reason_codes")
     controlled = (pl.col("test_cell") == "control") & codes.list.contains(CONTROL_CODE)
     tested_action = (
@@ -185,29 +210,96 @@ def cell_assignments(limits: pl.DataFrame, testable_actions: Sequence[str]) -> p
         .when((pl.col("test_cell") != "control") & pl.col("action").is_in(list(testable_actions)))
         .then(pl.col("action"))
     )
-    tested = (
+    return (
         limits.with_columns(tested_action=tested_action)
         .filter(pl.col("tested_action").is_in(list(testable_actions)))
-        .select(pl.col("as_of_date").alias("assigned_on"), "account_id", "test_cell", "tested_action",
-                "previous_limit_cents")
+        .select("policy_version", pl.col("as_of_date").alias("assigned_on"), "account_id", "test_cell",
+                "tested_action", "previous_limit_cents")
     )
-    return first_assignments(tested)
+
+
+def cell_assignments(limits: pl.DataFrame, testable_actions: Sequence[str]) -> pl.DataFrame:
+    """The tested population of published nights, one row per (policy version, account, tested action): its
+    first night among ``limits``.
+
+    Args:
+        limits: published ``limits`` rows of any nights (``account_id, as_of_date, test_cell, action,
+            reason_codes, policy_version, previous_limit_cents``).
+        testable_actions: ``policy.strategy_test.testable_actions``.
+
+    Returns:
+        :data:`ASSIGNMENT_SCHEMA`, sorted by policy_version, tested_action, account_id.
+    """
+    return first_assignments(_tested_rows(limits, testable_actions))
 
 
 def first_assignments(assignments: pl.DataFrame) -> pl.DataFrame:
-    """Each (account, tested action) once, on its first night: :func:`cell_assignments` of nights read one by one
-    (a night's tested rows are few) are concatenated and narrowed again with this."""
+    """Each (policy version, account, tested action) once, on its first night: :func:`cell_assignments` of nights
+    read one by one (a night's tested rows are few) are concatenated and narrowed again with this."""
     return (
         assignments.sort("assigned_on", "account_id")
-        .unique(["account_id", "tested_action"], keep="first", maintain_order=True)
+        .unique(["policy_version", "account_id", "tested_action"], keep="first", maintain_order=True)
         .select(pl.col(c).cast(t) for c, t in ASSIGNMENT_SCHEMA.items())
-        .sort("tested_action", "account_id")
+        .sort("policy_version", "tested_action", "account_id")
     )
 
 
-def matured_windows(assigned: Sequence[dt.date], windows: Sequence[int], newest: dt.date) -> list[tuple[dt.date, int]]:
-    """The (assignment night, window) pairs whose every day lies on or before ``newest``."""
-    return [(a, w) for a in sorted(set(assigned)) for w in windows if a + dt.timedelta(days=w) <= newest]
+def cohorts_in_range(assignments: pl.DataFrame, first: dt.date, last: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the assignments whose first night lies in ``first .. last``, the number first assigned before ``first``
+    per ``policy_version, tested_action, test_cell`` as ``accounts``).
+
+    ``assignments`` must be :func:`first_assignments` of every night of the policy version up to ``last``: an
+    account first assigned before the range belongs to an earlier cohort, and letting it in on its first night
+    in the range is the left truncation the module docstring describes."""
+    inside = assignments.filter(pl.col("assigned_on").is_between(first, last))
+    before = (assignments.filter(pl.col("assigned_on") < first)
+              .group_by("policy_version", "tested_action", "test_cell").agg(accounts=pl.len())
+              .sort("policy_version", "tested_action", "test_cell"))
+    return inside, before
+
+
+def unmoved_challenger(limits: pl.DataFrame, testable_actions: Sequence[str]) -> pl.DataFrame:
+    """Challenger lines the test rule path reached but the challenger's size left as they were, first night per
+    (policy version, account, action); ``account_id, assigned_on, tested_action, policy_version``.
+
+    An increase: ``GOOD_PAYMENT_HISTORY`` fired with no cap code (``PRODUCT_MAX``, ``AFFORDABILITY_CAP``) and the
+    line was held; a decrease: ``AT_FLOOR`` (the cut rounded to the line itself). They are in no cell, because the
+    published codes cannot tell "the champion would have moved it" (a challenger line by the test) from "the
+    champion would not have either" (its own step rounds to the line too; then it was never tested); the grade
+    that would decide it is not in ``limits``. So they are counted and shown, never guessed into a cell."""
+    codes = pl.col("reason_codes")
+    on_increase = (codes.list.contains(INCREASE_CODE) & ~codes.list.contains("PRODUCT_MAX")
+                   & ~codes.list.contains("AFFORDABILITY_CAP"))
+    tested_action = (pl.when(on_increase).then(pl.lit("increase"))
+                     .when(codes.list.contains("AT_FLOOR")).then(pl.lit("decrease")))
+    return (
+        limits.filter((pl.col("test_cell") == "challenger") & (pl.col("action") == "hold")
+                      & ~codes.list.contains(CONTROL_CODE))
+        .with_columns(tested_action=tested_action)
+        .filter(pl.col("tested_action").is_in(list(testable_actions)))
+        .sort("as_of_date", "account_id")
+        .unique(["policy_version", "account_id", "tested_action"], keep="first", maintain_order=True)
+        .select("account_id", pl.col("as_of_date").alias("assigned_on"), "tested_action", "policy_version")
+    )
+
+
+def unmoved_outside_cells(unmoved: pl.DataFrame, assignments: pl.DataFrame) -> pl.DataFrame:
+    """Unmoved challenger lines counted once (first night per version, account, action), none that is in a cell."""
+    return (unmoved.sort("assigned_on", "account_id")
+            .unique(["policy_version", "account_id", "tested_action"], keep="first", maintain_order=True)
+            .join(assignments, on=["policy_version", "account_id", "tested_action"], how="anti"))
+
+
+def matures_on(assigned_on: dt.date, window_days: int, late_days: int) -> dt.date:
+    """The first newest-data date on which the window (a, a + w] is final: its last day plus the days a payment
+    may arrive late (``ingest.payment_late_days``; it is applied on its own paid day)."""
+    return assigned_on + dt.timedelta(days=window_days + late_days)
+
+
+def matured_windows(assigned: Sequence[dt.date], windows: Sequence[int], newest: dt.date,
+                    late_days: int) -> list[tuple[dt.date, int]]:
+    """The (assignment night, window) pairs whose every day, and every late payment for it, is in by ``newest``."""
+    return [(a, w) for a in sorted(set(assigned)) for w in windows if matures_on(a, w, late_days) <= newest]
 
 
 # --- outcomes ---------------------------------------------------------------------------------------
@@ -220,6 +312,7 @@ def window_outcomes(
     windows: Sequence[int],
     newest: dt.date,
     bad_dpd: int,
+    late_days: int,
 ) -> pl.DataFrame:
     """Per assignment and matured window: the outcomes (module docstring).
 
@@ -228,7 +321,8 @@ def window_outcomes(
         ledger: a ledger as of ``newest`` or later holding the assigned accounts' loans and payments.
         moves: ``account_id, as_of_date, previous_limit_cents, new_limit_cents`` of the assigned accounts on every
             published night from the first assignment to ``newest`` (only the rows that moved a line are used).
-        newest: the newest date the data reaches; windows ending after it are not matured.
+        newest: the newest date the data reaches; windows that mature after it (:func:`matures_on`) are left out.
+        late_days: ``ingest.payment_late_days``.
 
     Returns:
         :data:`OUTCOME_SCHEMA`, one row per matured (assignment, window), sorted by action, window, night, account.
@@ -240,7 +334,7 @@ def window_outcomes(
     moved_lines = moves.filter(pl.col("new_limit_cents") != pl.col("previous_limit_cents")).select(
         "account_id", "as_of_date", "new_limit_cents")
     frames = []
-    for a, w in matured_windows(assignments["assigned_on"].to_list(), windows, newest):
+    for a, w in matured_windows(assignments["assigned_on"].to_list(), windows, newest, late_days):
         end = a + dt.timedelta(days=w)
         group = assignments.filter(pl.col("assigned_on") == a)
         last_set = (moved_lines.filter(pl.col("as_of_date").is_between(a, end))
@@ -279,7 +373,7 @@ def window_outcomes(
             cured=pl.when(overdue).then(pl.col("_dpd_end") == 0),
         )
         .select(pl.col(c).cast(t) for c, t in OUTCOME_SCHEMA.items())
-        .sort("tested_action", "window_days", "assigned_on", "account_id")
+        .sort("policy_version", "tested_action", "window_days", "assigned_on", "account_id")
     )
 
 
@@ -292,23 +386,28 @@ METRIC_COLUMNS: dict[str, str] = {
 }
 
 
-def _estimate(values: pl.Series, kind: str, z: float) -> tuple[Interval, float, int, int | None, int | None]:
+def _estimate(values: pl.Series, kind: str, confidence: float) -> tuple[Interval, float, int, int | None, int | None]:
     """(interval, variance of the estimate, n, events, exact total cents) of one cell's metric values."""
     values = values.drop_nulls()
     n = values.len()
     if kind == "rate":
         events = int(values.cast(pl.Int64).sum())
-        return wilson_interval(events, n, z), 0.0, n, events, None
+        return wilson_interval(events, n, z_value(confidence)), 0.0, n, events, None
     total_cents = int(values.sum()) if kind == "mean_cents" else None
     # money: the mean from the exact integer sum of cents
     mean = total_cents / n if total_cents is not None else float(values.mean())  # type: ignore[arg-type]
     variance = float(values.cast(pl.Float64).var(ddof=1)) if n > 1 else 0.0  # type: ignore[arg-type]
-    interval, var_mean = mean_interval(n, mean, variance, z)
+    interval, var_mean = mean_interval(n, mean, variance, confidence)
     return interval, var_mean, n, None, total_cents
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def _by_construction(cell: str, metric: str) -> bool:
+    """Control's line change is 0 because its lines are held: a difference from it tests nothing."""
+    return cell == "control" and metric == "exposure_change"
 
 
 def readout_cells(
@@ -318,79 +417,111 @@ def readout_cells(
     newest: dt.date,
     confidence: float,
     min_accounts: int,
+    late_days: int,
 ) -> pl.DataFrame:
-    """Per tested action, window, metric and cell: the estimate, its interval and the difference vs champion.
+    """Per policy version, tested action, window, metric and cell: the estimate, its interval and the difference
+    vs champion, with the verdict adjusted for the comparisons of its policy version (module docstring).
 
     Args:
-        assignments: :func:`cell_assignments`.
+        assignments: the cohorts read out (:func:`cohorts_in_range` of :func:`first_assignments`).
         outcomes: :func:`window_outcomes` of those assignments.
         newest: the newest date the data reaches (when a pending window matures is said from it).
         confidence: e.g. 0.95; min_accounts: fewer matured accounts in a cell never make a difference significant.
+        late_days: ``ingest.payment_late_days`` (:func:`matures_on`).
 
     Returns:
-        :data:`READOUT_SCHEMA`, in the order action (decrease, increase), window, metric, cell.
+        :data:`READOUT_SCHEMA`, in the order policy version, action (decrease, increase), window, metric, cell.
     """
-    z = z_value(confidence)
-    level = f"{100 * confidence:g}%"
-    rows = []
-    actions = sorted(assignments["tested_action"].unique().to_list())
-    for action in actions:
-        assigned = assignments.filter(pl.col("tested_action") == action)
-        for w in windows:
-            done = outcomes.filter((pl.col("tested_action") == action) & (pl.col("window_days") == w))
-            for metric, (kind, _) in METRICS.items():
-                column = METRIC_COLUMNS[metric]
-                estimates: dict[str, tuple[Interval, float, int]] = {}
-                for cell in CELLS:
-                    mine = assigned.filter(pl.col("test_cell") == cell)
-                    if mine.is_empty():
-                        continue
-                    pending = mine.filter(pl.col("assigned_on") + dt.timedelta(days=w) > newest)
-                    matures_on = (pending["assigned_on"].min() + dt.timedelta(days=w)) if pending.height else None
-                    values = done.filter(pl.col("test_cell") == cell)[column]
-                    row = {"tested_action": action, "window_days": w, "metric": metric, "test_cell": cell,
-                           "assigned": mine.height, "matured": mine.height - pending.height,
-                           "matures_on": matures_on}
-                    if values.drop_nulls().len() == 0:
-                        row["verdict"] = (f"not yet matured (matures on {matures_on})" if row["matured"] == 0
-                                          else "no account to measure")
-                        rows.append(row)
-                        continue
-                    interval, var, n, events, total = _estimate(values, kind, z)
-                    estimates[cell] = (interval, var, n)
-                    row.update(n=n, events=events, total_cents=total, value=interval.value,
-                               ci_low=_finite(interval.low), ci_high=_finite(interval.high))
-                    rows.append(row)
-                _compare(rows, estimates, action, w, metric, kind, z, level, min_accounts)
+    rows: list[dict] = []
+    for version in sorted(assignments["policy_version"].unique().to_list()):
+        block: list[dict] = []
+        estimates: dict[tuple, _Estimate] = {}
+        in_version = assignments.filter(pl.col("policy_version") == version)
+        for action in sorted(in_version["tested_action"].unique().to_list()):
+            assigned = in_version.filter(pl.col("tested_action") == action)
+            for w in windows:
+                done = outcomes.filter((pl.col("policy_version") == version) & (pl.col("tested_action") == action)
+                                       & (pl.col("window_days") == w))
+                for metric, (kind, _) in METRICS.items():
+                    for cell in CELLS:
+                        mine = assigned.filter(pl.col("test_cell") == cell)
+                        if mine.is_empty():
+                            continue
+                        pending = mine.filter(
+                            pl.col("assigned_on") + dt.timedelta(days=w + late_days) > newest)["assigned_on"]
+                        row = {"policy_version": version, "tested_action": action, "window_days": w,
+                               "metric": metric, "test_cell": cell, "assigned": mine.height,
+                               "matured": mine.height - pending.len(),
+                               "matures_on": matures_on(pending.min(), w, late_days) if pending.len() else None}
+                        block.append(row)
+                        values = done.filter(pl.col("test_cell") == cell)[METRIC_COLUMNS[metric]]
+                        if values.drop_nulls().len() == 0:
+                            row["verdict"] = (f"not yet matured (matures on {row['matures_on']})"
+                                              if row["matured"] == 0 else "no account to measure")
+                            continue
+                        interval, var, n, events, total = _estimate(values, kind, confidence)
+                        estimates[(action, w, metric, cell)] = _Estimate(interval, var, n, row["matured"], events)
+                        row.update(n=n, events=events, total_cents=total, value=interval.value,
+                                   ci_low=_finite(interval.low), ci_high=_finite(interval.high))
+        _compare(block, estimates, confidence, min_accounts)
+        rows.extend(block)
     return pl.DataFrame(rows, schema=READOUT_SCHEMA) if rows else pl.DataFrame(schema=READOUT_SCHEMA)
 
 
-def _compare(rows: list[dict], estimates: dict[str, tuple[Interval, float, int]], action: str, w: int,
-             metric: str, kind: str, z: float, level: str, min_accounts: int) -> None:
-    """Fill each measured cell's difference vs the champion and its verdict, in place."""
-    reference = estimates.get(REFERENCE_CELL)
-    for row in rows:
-        if (row["tested_action"], row["window_days"], row["metric"]) != (action, w, metric):
-            continue
+@dataclass(frozen=True)
+class _Estimate:
+    interval: Interval  # at cells.confidence
+    var_mean: float  # a mean's variance (0 for a rate)
+    n: int
+    matured: int
+    events: int | None  # a rate's numerator
+
+
+def _difference(kind: str, mine: _Estimate, ref: _Estimate, confidence: float) -> Interval:
+    """The difference ``mine - ref`` at ``confidence``: Newcombe for rates, Welch's t for means."""
+    if kind == "rate":
+        z = z_value(confidence)
+        return newcombe_difference(wilson_interval(mine.events or 0, mine.n, z),
+                                   wilson_interval(ref.events or 0, ref.n, z))
+    return welch_difference(mine.interval, mine.var_mean, mine.n, ref.interval, ref.var_mean, ref.n, confidence)
+
+
+def _compare(block: list[dict], estimates: dict[tuple, _Estimate], confidence: float,
+             min_accounts: int) -> None:
+    """Fill each measured cell's difference vs the champion (at ``confidence``) and its verdict (at the
+    Bonferroni level over the block's comparisons), in place."""
+    level = f"{100 * confidence:g}%"
+    compared = [row for row in block if row["test_cell"] != REFERENCE_CELL
+                and (row["tested_action"], row["window_days"], row["metric"], row["test_cell"]) in estimates
+                and (row["tested_action"], row["window_days"], row["metric"], REFERENCE_CELL) in estimates
+                and not _by_construction(row["test_cell"], row["metric"])]
+    m = len(compared)
+    adjusted = 1.0 - (1.0 - confidence) / max(m, 1)
+    for row in block:
+        key = (row["tested_action"], row["window_days"], row["metric"])
         cell = row["test_cell"]
-        if cell not in estimates:
+        if (*key, cell) not in estimates:
             continue
         if cell == REFERENCE_CELL:
             row["verdict"] = "reference"
             continue
+        reference = estimates.get((*key, REFERENCE_CELL))
         if reference is None:
             row["verdict"] = "no champion accounts to compare with"
             continue
-        mine, var, n = estimates[cell]
-        ref, ref_var, ref_n = reference
-        if kind == "rate":
-            diff = newcombe_difference(mine, ref)
-        else:
-            diff = welch_difference(mine, var, ref, ref_var, z)
+        kind = METRICS[row["metric"]][0]
+        mine = estimates[(*key, cell)]
+        diff = _difference(kind, mine, reference, confidence)
         row.update(diff=diff.value, diff_low=_finite(diff.low), diff_high=_finite(diff.high))
-        if min(n, ref_n) < min_accounts:
-            row["verdict"] = f"not yet significant at {level} (fewer than {min_accounts} accounts)"
-        elif diff.low <= 0.0 <= diff.high:
-            row["verdict"] = f"not yet significant at {level}"
+        if _by_construction(cell, row["metric"]):
+            row["verdict"] = "no comparison: control lines are held (0 by construction)"
+            continue
+        row["comparisons"] = m
+        strict = _difference(kind, mine, reference, adjusted)
+        if min(mine.matured, reference.matured) < min_accounts:
+            row["verdict"] = f"not yet significant (fewer than {min_accounts} matured accounts)"
+        elif strict.low <= 0.0 <= strict.high:
+            row["verdict"] = f"not yet significant at {level} adjusted for {m} comparisons"
         else:
-            row["verdict"] = f"{'higher' if diff.value > 0 else 'lower'} than champion at {level}"
+            row["verdict"] = (f"{'higher' if diff.value > 0 else 'lower'} than champion at {level} adjusted for "
+                              f"{m} comparisons")

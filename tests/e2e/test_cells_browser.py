@@ -2,7 +2,8 @@
 errors, says which windows have not matured, and every number it shows is the readout frame's.
 
 The shared lake has one night; a copy runs the next night (scored by the same champion, no retraining) with
-outcome windows of 1 and 30 days, so the first night's 1-day window has matured and its 30-day one has not.
+outcome windows of 1 and 30 days and no late payments accepted (``ingest.payment_late_days: 0``; a window matures
+that many days after its last day), so the first night's 1-day window has matured and its 30-day one has not.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def _cells_lake(e2e_lake, tmp_path: Path):  # type: ignore[no-untyped-def]
     raw = yaml.safe_load(e2e_lake.cfg_path.read_text())
     raw["paths"]["data_root"] = str(root)
     raw["cells"] = {"windows_days": WINDOWS, "confidence": 0.95, "min_accounts": 5, "report_days": 120}
+    raw.setdefault("ingest", {})["payment_late_days"] = 0
     cfg_path = tmp_path / "riskline-cells.yaml"
     cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
     cfg = load_config(cfg_path)
@@ -37,6 +39,7 @@ def _cells_lake(e2e_lake, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_cells_section_renders_the_readout(e2e_lake, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
+    from pipelines.report.cells import cny_text
     from pipelines.store.cell_outcomes import read_cell_readout
     from pipelines.store.zones import report_path
 
@@ -95,14 +98,19 @@ def test_cells_section_renders_the_readout(e2e_lake, tmp_path: Path) -> None:
                  (f["ci"]["low"], row["ci_low"]), (f["ci"]["high"], row["ci_high"]),
                  (f["diff_ci"]["low"], row["diff_low"]), (f["diff_ci"]["high"], row["diff_high"])]
         for text, value in pairs:
-            assert number(text) == (None if value is None else pytest.approx(value)), (shown, row)
+            if row["metric"] == "exposure_change":  # money: exact decimal CNY, as in --json
+                assert (text or None) == cny_text(value), (shown, row)
+            else:
+                assert number(text) == (None if value is None else pytest.approx(value)), (shown, row)
         assert f["verdict"]["text"] == row["verdict"]
     # the 30-day windows are named as not matured, with the date they mature on
     for action in expected.readout["tested_action"].unique().to_list():
         due = expected.readout.filter((pl.col("tested_action") == action) & (pl.col("window_days") == 30))
-        assert [action + "-30", f"30-day window: not yet matured (matures on {due['matures_on'].min()})."] in immature
+        assert [action + "-30", f"30-day window: not yet matured (matures on {due['matures_on'].min()}: 30 days + 0 "
+                "days for late payments)."] in immature
     # the accounts per cell in each heading are the assignments'
     counts = expected.assignments.group_by("tested_action", "test_cell").len()
+    assert expected.readout["policy_version"].unique().to_list() == [cfg.policy.version]
     for action, cells in assigned:
         for cell, n in cells.items():
             got = counts.filter((pl.col("tested_action") == action) & (pl.col("test_cell") == cell))["len"]
