@@ -343,7 +343,11 @@ def trend_strip_chart(frame: pl.DataFrame, actions: list[str], psi_bands: tuple[
             for action in actions:
                 line(ax, _values(frame, f"action_{action}"), ACTION_COLOURS.get(action, GREY), action)
             ax.set_yscale("symlog", linthresh=10)
-            ax.legend(fontsize=6.5, loc="best", ncol=2)
+            # headroom above the largest count (hold, thousands) so the legend never sits on a line
+            counts = np.concatenate([_values(frame, f"action_{a}") for a in actions])
+            peak = float(np.nanmax(counts)) if np.isfinite(counts).any() else 0.0
+            ax.set_ylim(bottom=0, top=peak * 40 + 10)
+            ax.legend(fontsize=6.5, loc="upper center", ncol=len(actions), frameon=False)
         panels.append(("Limit actions (accounts)", acts))
     if has("queue_size"):
         panels.append(("Collection queue (accounts)", lambda ax: line(ax, _values(frame, "queue_size"), GREEN)))
