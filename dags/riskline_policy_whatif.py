@@ -13,6 +13,9 @@ harsher. The same as `riskline simulate --policy candidate.yaml --as-of D` (docs
   is validated by the same rules as the live policy; an invalid one fails the task with one line naming the key.
 * `as_of`: the published business date to re-decide (YYYY-MM-DD); empty = the newest published night.
 
+Any other param key fails the run (a misspelled `candidate_policy` must not silently simulate the default). A
+refusal fails the task with one line and a `NEXT STEP:` line saying what to do in the UI.
+
 **Output:** `DATA_ROOT/simulations/<candidate version>/as_of_date=D/whatif.html`, with the candidate's limits
 (`limits.parquet`, the published shape) and the per-account comparison (`comparison.parquet`); the task's return
 value names the page. Nothing a real run reads is touched: no output, manifest, lock, registry or chain write.
@@ -54,10 +57,10 @@ from pipelines.config.candidate import live_candidate_text
 def riskline_policy_whatif() -> None:
     @task
     def simulate_candidate(params: dict | None = None) -> dict:
-        from pipelines.entry.simulate import simulate_candidate
+        from pipelines.entry.simulate import run_whatif_dag
 
-        params = params or {}
-        return simulate_candidate(params["candidate_policy"], params.get("as_of"), source="candidate_policy")
+        # unknown keys (a typo in the trigger JSON) fail the run: they would otherwise simulate the default
+        return run_whatif_dag(dict(params or {}))
 
     simulate_candidate()
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pipelines.config.decisions import PolicyConfig
+from pipelines.config.decisions import PolicyConfig, limit_step_error
 from pipelines.config.section import ConfigError
 from pipelines.config.source import config_path
 
@@ -36,8 +36,10 @@ def _one_line(err: dict[str, Any]) -> str:
     return f"{'.'.join(str(p) for p in (POLICY_KEY, *err['loc']))}: {message}"
 
 
-def parse_candidate_policy(text: str, source: str = "candidate") -> PolicyConfig:
-    """The candidate policy in ``text`` (YAML), validated by :class:`PolicyConfig`.
+def parse_candidate_policy(text: str, source: str = "candidate",
+                           product_limits_cny: tuple[int, int] | None = None) -> PolicyConfig:
+    """The candidate policy in ``text`` (YAML), validated by :class:`PolicyConfig` and, given the product's
+    ``(min, max)`` limits, by the check the live config makes across sections (:func:`limit_step_error`).
 
     Raises:
         CandidateError: one line naming ``source``, the key and the problem (the first problem when there are
@@ -61,11 +63,15 @@ def parse_candidate_policy(text: str, source: str = "candidate") -> PolicyConfig
         if not isinstance(raw, dict):
             raise CandidateError(f"{source}: policy must be a mapping, got {type(raw).__name__}")
     try:
-        return PolicyConfig(**{str(k): v for k, v in raw.items()})
+        policy = PolicyConfig(**{str(k): v for k, v in raw.items()})
     except ValidationError as exc:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise CandidateError(f"{source} is invalid: {_one_line(errors[0])}{more}") from None
+    problem = limit_step_error(policy.limit_step_cny, *product_limits_cny) if product_limits_cny else None
+    if problem:
+        raise CandidateError(f"{source} is invalid: {problem}")
+    return policy
 
 
 def candidate_yaml(policy: PolicyConfig, version: str | None = None) -> str:

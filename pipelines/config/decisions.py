@@ -52,6 +52,22 @@ def _grade_table_errors(name: str, table: dict[str, float], grades: tuple[str, .
     return []
 
 
+MAX_INCOME_MULTIPLE = 100.0  # policy.increase.income_multiple: above it the cap caps nothing a product allows
+MAX_LIMIT_STEP_CNY = 1_000_000  # policy.limit_step_cny: ingest's plausible credit line maximum (money_max_cny)
+
+
+def limit_step_error(step_cny: int, min_limit_cny: int, max_limit_cny: int) -> str | None:
+    """Why ``policy.limit_step_cny`` cannot work with the product's bounds (None: it can): it must be no larger
+    than ``product.max_limit_cny`` and some multiple of it must lie within the bounds, or the decide step fails."""
+    if step_cny > max_limit_cny:
+        return (f"policy.limit_step_cny: {step_cny} is larger than product.max_limit_cny ({max_limit_cny}); "
+                f"allowed: 1..{max_limit_cny} with a multiple within the product's limits")
+    if max_limit_cny // step_cny * step_cny < min_limit_cny:
+        return (f"policy.limit_step_cny: no multiple of {step_cny} CNY lies within the product's limits "
+                f"{min_limit_cny}..{max_limit_cny} CNY")
+    return None
+
+
 class FreezeRule(Section):
     min_dpd: int = Field(30, ge=1)
 
@@ -76,7 +92,9 @@ class IncreaseRule(Section):
     min_utilization: float = Field(0.30, ge=0, le=1)
     min_days_since_change: int = Field(90, ge=0)
     step_by_grade: dict[str, float] = {"A": 0.30, "B": 0.20}
-    income_multiple: float | None = Field(2.0, gt=0)  # cap: this x monthly declared income; null: none
+    # cap: this x monthly declared income; null: none. Finite and bounded: an infinite or astronomic cap overflows
+    # the decide step's integer cents instead of meaning "no cap" (that is null)
+    income_multiple: float | None = Field(2.0, gt=0, le=MAX_INCOME_MULTIPLE, allow_inf_nan=False)
 
 
 class ChallengerParams(Section):
@@ -152,7 +170,9 @@ class PolicyConfig(Section):
 
     version: str = Field("limits-2026.11.1", min_length=1)
     grades: tuple[str, ...] = ("A", "B", "C", "D", "E")  # best to worst, as the model definition labels them
-    limit_step_cny: int = Field(50, gt=0)  # every changed line is rounded down to a multiple of this
+    # every changed line is rounded down to a multiple of this; within the product's bounds (RisklineConfig checks
+    # limit_step_error against product:, the what-if's candidate too), and below an absolute bound here
+    limit_step_cny: int = Field(50, gt=0, le=MAX_LIMIT_STEP_CNY)
     freeze: FreezeRule = FreezeRule()
     decrease: DecreaseRule = DecreaseRule()
     unfreeze: UnfreezeRule = UnfreezeRule()

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from pipelines.config.decisions import CollectionsConfig, HardshipConfig, PendingPaymentsConfig, PolicyConfig
+from pipelines.config.decisions import (
+    CollectionsConfig, HardshipConfig, PendingPaymentsConfig, PolicyConfig, limit_step_error,
+)
 from pipelines.config.location import as_location, is_remote
 from pipelines.config.section import ConfigError, Section
 from pipelines.config.source import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path  # noqa: F401 (their old home)
@@ -328,6 +330,7 @@ class SimulateConfig(Section):
 
     harsher_rows: int = Field(50, ge=0)  # accounts listed whose outcome the candidate makes harsher (all counted)
     sample_explanations: int = Field(10, ge=0)  # affected accounts whose candidate explanations (en, zh) are shown
+    max_candidate_bytes: int = Field(1_000_000, ge=1_000)  # a larger candidate is refused before it is read whole
 
 
 class CellsConfig(Section):
@@ -367,6 +370,13 @@ class RisklineConfig(Section):
     # Where the file came from; relative paths in it resolve against this folder.
     source_dir: Path = Field(default=Path("."), exclude=True)
     source_sha256: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _step_fits_product(self) -> RisklineConfig:
+        problem = limit_step_error(self.policy.limit_step_cny, self.product.min_limit_cny, self.product.max_limit_cny)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     def data_root(self, override: str | os.PathLike[str] | None = None) -> Path:
         """The data root: ``override`` (``--data-root``), else ``$RISKLINE_DATA_ROOT``, else the config's.

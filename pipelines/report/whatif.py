@@ -18,19 +18,29 @@ from typing import Any
 import polars as pl
 
 from pipelines.config.decisions import LIMIT_ACTIONS
-from pipelines.domain.decide import ADVERSE_ACTIONS
 from pipelines.report.render import environment
 from pipelines.report.sections import UNSCORED
 
 PAGE_TEMPLATE = "whatif.html.j2"
 
 HARSHER_DEFINITION = (
-    "Harsher: the candidate leaves the customer worse off than the live decision in at least one respect: a lower "
-    "new limit, or a line left frozen that the live decision leaves active, or an adverse action (decrease, "
-    "freeze) where the live decision took none. Gentler is the mirror image; an account can be both (e.g. a "
-    "freeze that becomes a decrease: a lower limit, but the line stays open)."
+    "Judged on the customer's outcome, not the action's label. Outcome = whether the line can be drawn on after "
+    "the decision (active) or not (frozen), and its new limit. Harsher: the candidate gives a lower new limit, or "
+    "leaves the line frozen where the live decision leaves it usable. Gentler is the mirror image; an account can "
+    "be both (a usable line at a lower limit where live freezes it at the old one). The same outcome under another "
+    "action label (e.g. a frozen line's freeze re-issued where live holds it frozen) is neither: it is counted "
+    "apart as 'same outcome, different label'."
 )
-CHANGED_DEFINITION = "Customers affected: accounts whose limit action or new limit differs between the two decisions."
+CHANGED_DEFINITION = ("Customers affected: accounts whose outcome differs between the two decisions (new limit, or "
+                      "line usable / frozen).")
+WORDING_DEFINITION = ("Wording changed: accounts whose customer text (explanation_en or explanation_zh) would differ, "
+                      "whatever their outcome; the samples below are of accounts whose decision is unchanged.")
+STAYS_FROZEN_CUT = (
+    "The candidate cuts {count} line(s) that are frozen and stay frozen (the policy engine decides a decrease for a "
+    "frozen line whose DPD is below freeze.min_dpd but at least decrease.min_dpd, and a decrease keeps the line's "
+    "status): the customer can still not draw, and the limit is lower. They would read the 'decrease' text, which "
+    "does not say that draws stay paused, e.g.: {sample}"
+)
 EL_DEFINITION = (
     "Expected loss = PD x new limit x collections.lgd per account, rounded to the cent, summed: exposure at default "
     "is the full new line (a line can be drawn to its limit before default). An unscored line counts with "
@@ -40,6 +50,7 @@ EL_DEFINITION = (
 # the published limits' columns the two sides are compared on, and their names in the comparison
 _SIDE_COLUMNS = ("action", "new_limit_cents", "new_status", "test_cell", "reason_codes", "explanation_en",
                  "explanation_zh")
+_TEXTS = ("explanation_en", "explanation_zh")
 
 
 class WhatIfError(ValueError):
@@ -47,8 +58,10 @@ class WhatIfError(ValueError):
 
 
 def compare_decisions(live: pl.DataFrame, candidate: pl.DataFrame) -> pl.DataFrame:
-    """One row per account: the live and the candidate decision side by side, with ``changed``, ``harsher``,
-    ``gentler`` and ``harsher_because`` (definitions: :data:`CHANGED_DEFINITION`, :data:`HARSHER_DEFINITION`).
+    """One row per account: the live and the candidate decision side by side, with ``changed`` (the outcome
+    differs), ``harsher``, ``gentler``, ``harsher_because``, ``relabelled`` (same outcome, another action label) and
+    ``wording_changed`` (definitions: :data:`CHANGED_DEFINITION`, :data:`HARSHER_DEFINITION`,
+    :data:`WORDING_DEFINITION`).
 
     Both are :func:`pipelines.domain.policy.decide_limits` frames of the same night on the same inputs.
 
@@ -60,7 +73,6 @@ def compare_decisions(live: pl.DataFrame, candidate: pl.DataFrame) -> pl.DataFra
     if missing.height or extra.height:
         raise WhatIfError(f"the candidate decided {candidate.height:,} accounts and the live policy {live.height:,} "
                           f"({missing.height:,} only live, {extra.height:,} only candidate): not the same inputs")
-    adverse = list(ADVERSE_ACTIONS)
     frame = live.select(
         "account_id", "grade", "pd", "dpd", "previous_limit_cents",
         *(pl.col(c).alias(f"live_{c}") for c in _SIDE_COLUMNS),
@@ -72,13 +84,15 @@ def compare_decisions(live: pl.DataFrame, candidate: pl.DataFrame) -> pl.DataFra
         return {
             "lower limit": pl.col(f"{a}_new_limit_cents") < pl.col(f"{b}_new_limit_cents"),
             "line frozen": (pl.col(f"{a}_new_status") == "frozen") & (pl.col(f"{b}_new_status") != "frozen"),
-            "adverse action": pl.col(f"{a}_action").is_in(adverse) & ~pl.col(f"{b}_action").is_in(adverse),
         }
 
     harsher, gentler = worse("candidate", "live"), worse("live", "candidate")
+    outcome_differs = ((pl.col("live_new_limit_cents") != pl.col("candidate_new_limit_cents"))
+                       | (pl.col("live_new_status") != pl.col("candidate_new_status")))
     return frame.with_columns(
-        changed=(pl.col("live_action") != pl.col("candidate_action"))
-        | (pl.col("live_new_limit_cents") != pl.col("candidate_new_limit_cents")),
+        changed=outcome_differs,
+        relabelled=~outcome_differs & (pl.col("live_action") != pl.col("candidate_action")),
+        wording_changed=pl.any_horizontal(pl.col(f"live_{c}").ne_missing(pl.col(f"candidate_{c}")) for c in _TEXTS),
         harsher=pl.any_horizontal(*harsher.values()),
         gentler=pl.any_horizontal(*gentler.values()),
         harsher_because=pl.concat_str([pl.when(e).then(pl.lit(k)) for k, e in harsher.items()], separator="; ",
@@ -141,6 +155,23 @@ def sample_explanations(comparison: pl.DataFrame, rows: int) -> pl.DataFrame:
     )
 
 
+def wording_samples(comparison: pl.DataFrame, rows: int) -> pl.DataFrame:
+    """Accounts whose decision is unchanged (same action, same outcome) but whose customer text would change: the
+    first ``rows`` by account id, both texts in both languages (a candidate that rewords only still shows)."""
+    return comparison.filter(pl.col("wording_changed") & ~pl.col("changed") & ~pl.col("relabelled")).head(rows).select(
+        "account_id", "live_action", "live_explanation_en", "candidate_explanation_en", "live_explanation_zh",
+        "candidate_explanation_zh",
+    )
+
+
+def frozen_and_cut(comparison: pl.DataFrame) -> tuple[int, str | None]:
+    """Affected lines the candidate cuts while they stay frozen (a decrease keeps the line's status), and the
+    English text the first of them would read (:data:`STAYS_FROZEN_CUT`)."""
+    hit = comparison.filter(pl.col("changed") & (pl.col("candidate_action") == "decrease")
+                            & (pl.col("candidate_new_status") == "frozen"))
+    return hit.height, (hit["candidate_explanation_en"][0] if hit.height else None)
+
+
 @dataclass(frozen=True)
 class CellRedraw:
     """What re-seeding the test cells by the candidate's version would change (the page shows the live cells)."""
@@ -194,15 +225,20 @@ class WhatIfPage:
     candidate_version: str
     model_version: str
     accounts: int  # lines decided (active and frozen) on the night
-    changed: int
+    changed: int  # outcome differs
     harsher: int
     gentler: int
+    relabelled: int  # same outcome, another action label
+    wording_changed: int  # customer text differs (any line)
+    candidate_source: str  # the candidate file's name (or the DAG param's)
+    candidate_sha256: str  # of the candidate's bytes: which file produced this page
     swap: pl.DataFrame  # swap_matrix
     grades: pl.DataFrame  # by_grade
     harsher_rows: pl.DataFrame  # harsher_accounts, first rows
     samples: pl.DataFrame  # sample_explanations
     cells: CellRedraw
     changes: list[tuple[str, str, str]]  # policy_changes
+    wording: pl.DataFrame  # wording_samples
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -213,7 +249,18 @@ class WhatIfPage:
         return int(self.grades[column].sum()) if self.grades.height else 0
 
 
+def format_cny_cents(cents: int) -> str:
+    """Integer cents as yuan and fen, ``-8335567`` -> ``-¥83,355.67``: the headline's totals are shown exactly, so
+    live - candidate = the difference as printed (whole yuan rounded apart would be off by one)."""
+    cents = int(cents)
+    sign, size = ("-" if cents < 0 else ""), abs(cents)
+    return f"{sign}¥{size // 100:,}.{size % 100:02d}"
+
+
 def render_whatif(page: WhatIfPage) -> str:
     """The what-if page as HTML text: self-contained (the report's CSS inline, no script, no network)."""
-    return environment().get_template(PAGE_TEMPLATE).render(page=page, definitions={
-        "harsher": HARSHER_DEFINITION, "changed": CHANGED_DEFINITION, "el": EL_DEFINITION})
+    env = environment()
+    env.filters["cny_cents"] = format_cny_cents
+    return env.get_template(PAGE_TEMPLATE).render(page=page, definitions={
+        "harsher": HARSHER_DEFINITION, "changed": CHANGED_DEFINITION, "el": EL_DEFINITION,
+        "wording": WORDING_DEFINITION})

@@ -21,6 +21,7 @@ lock, marker, registry entry, manifest or chain record is written, and nothing e
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,10 @@ from pipelines.config.model_definition import load_model_definition
 from pipelines.config.settings import RisklineConfig
 from pipelines.contracts.outputs import OUTPUT_COLUMNS, to_published
 from pipelines.report.whatif import (
-    WhatIfPage, by_grade, cell_redraw, compare_decisions, harsher_accounts, policy_changes, render_whatif,
-    sample_explanations, swap_matrix,
+    STAYS_FROZEN_CUT, WhatIfPage, by_grade, cell_redraw, compare_decisions, frozen_and_cut, harsher_accounts,
+    policy_changes, render_whatif, sample_explanations, swap_matrix, wording_samples,
 )
-from pipelines.store import lake, zones
+from pipelines.store import chain, lake, locks, zones
 from pipelines.store.publish import read_latest, read_manifest, read_output
 from pipelines.store.readers import DecideInputs, read_decide_inputs
 
@@ -60,11 +61,22 @@ class SimulationResult:
     changed: int
     harsher: int
     gentler: int
+    relabelled: int
+    wording_changed: int
+    candidate_sha256: str
 
     def summary(self) -> dict[str, Any]:
         return {"as_of": self.as_of.isoformat(), "page": str(self.page), "live_version": self.live_version,
-                "candidate_version": self.candidate_version, "accounts": self.accounts, "changed": self.changed,
-                "harsher": self.harsher, "gentler": self.gentler}
+                "candidate_version": self.candidate_version, "candidate_sha256": self.candidate_sha256,
+                "accounts": self.accounts, "changed": self.changed, "harsher": self.harsher, "gentler": self.gentler,
+                "relabelled": self.relabelled, "wording_changed": self.wording_changed}
+
+    def headline(self) -> str:
+        """The one line ``riskline simulate`` prints (the page's path follows it)."""
+        return (f"what-if of {self.as_of}: candidate {self.candidate_version} (sha256 {self.candidate_sha256[:12]}) "
+                f"against live {self.live_version}: {self.changed:,} of {self.accounts:,} lines affected, "
+                f"{self.harsher:,} harsher, {self.gentler:,} gentler, {self.relabelled:,} same outcome under "
+                f"another label, {self.wording_changed:,} with changed wording")
 
 
 def newest_published(root: Path) -> dt.date:
@@ -81,6 +93,25 @@ def _decide_limits(inputs: DecideInputs, as_of: dt.date, cfg: RisklineConfig, po
     """The limits of D under ``policy`` (every other section as live), by the nightly decide step itself."""
     limits, *_ = inputs.decide(as_of, cfg.model_copy(update={"policy": policy}), scores)
     return limits
+
+
+# why: the run's per-date lock, as pipelines/stages/night.py: date_lock names it (stages may not import each other's
+# internals; the path is the protocol)
+def _run_lock(root: Path, as_of: dt.date) -> Path:
+    return root / "_locks" / f"run-{as_of.isoformat()}.lock"
+
+
+def _night_usable(root: Path, as_of: dt.date) -> None:
+    """Refuse, with the right next step, a night a run is publishing now or a rerun of an earlier night made
+    stale (the self-check would refuse both too, but with advice that cannot help)."""
+    journal = root / "outputs" / "_journal" / f"as_of_date={as_of.isoformat()}.json"
+    if locks.is_held(_run_lock(root, as_of)) or lake.read_bytes(journal) is not None:
+        raise SimulationRefused(f"a run is publishing {as_of} now; retry when it finishes")
+    stale = chain.stale_nights(root)
+    if as_of in stale:
+        raise SimulationRefused(
+            f"{as_of} is stale ({stale[as_of]}): its published limits are not what its inputs decide now; "
+            f"rebuild it first with `riskline rebuild --from {chain.rebuild_start(root, as_of)}`, then simulate")
 
 
 def _self_check(live: pl.DataFrame, published: pl.DataFrame, as_of: dt.date, versions: dict[str, str]) -> None:
@@ -106,14 +137,25 @@ def _self_check(live: pl.DataFrame, published: pl.DataFrame, as_of: dt.date, ver
             "history of the night before, the curated snapshot); rerun the night or simulate a later one")
 
 
-def simulate_policy(root: Path, as_of: dt.date, cfg: RisklineConfig, candidate: PolicyConfig) -> SimulationResult:
+def simulate_policy(root: Path, as_of: dt.date, cfg: RisklineConfig, candidate: PolicyConfig,
+                    candidate_bytes: bytes = b"", source: str = "candidate") -> SimulationResult:
     """Re-decide the published night ``as_of`` with ``candidate``; write the what-if page and frames.
 
+    ``candidate_bytes`` (the file as read) and ``source`` (its name) are stamped on the page and the summary: the
+    folder of a version keeps the last simulation whole, and its sha256 says which file that was.
+
     Raises:
-        SimulationRefused: the candidate's version cannot name a folder, nothing was published for ``as_of``, it
-            was decided under another policy version than the live one, or re-deciding it with the live policy
-            does not reproduce its published limits.
+        SimulationRefused: the candidate carries the live version, its version cannot name a folder, nothing was
+            published for ``as_of``, a run is publishing it or it is stale, it was decided under another policy
+            version than the live one, or re-deciding it with the live policy does not reproduce its published
+            limits.
     """
+    if candidate.version == cfg.policy.version:
+        # why: the version is stamped on every decision and seeds the test cells; a candidate under the live one
+        # (even the live policy itself: its self-check is the what-if's own first step) would be indistinguishable
+        raise SimulationRefused(
+            f"the candidate carries the live version {candidate.version}: a candidate must carry its own version "
+            f"(it stamps every decision and seeds the cells); use e.g. {candidate.version}-whatif or the next release")
     try:
         target = zones.simulation_partition(root, candidate.version, as_of)
     except ValueError as exc:
@@ -128,6 +170,7 @@ def simulate_policy(root: Path, as_of: dt.date, cfg: RisklineConfig, candidate: 
             f"{as_of} was decided under policy {manifest.get('policy_version')} and the live riskline.yaml holds "
             f"{live_policy.version}: the what-if compares a candidate with the policy that decided the night; "
             "simulate a night the live policy decided (or rerun this one)")
+    _night_usable(root, as_of)
     scores = read_output(root, "scores", as_of)  # the published scores: the same PD and grade, never re-scored
     published = read_output(root, "limits", as_of)
     versions = {"model_version": str(manifest["model_version"]), "policy_version": live_policy.version}
@@ -138,16 +181,16 @@ def simulate_policy(root: Path, as_of: dt.date, cfg: RisklineConfig, candidate: 
     # the live version's cells: the rules' effect alone (module docstring); the version stamped is the candidate's
     shown = _decide_limits(inputs, as_of, cfg, candidate.model_copy(update={"version": live_policy.version}), scores)
     shown = shown.with_columns(policy_version=pl.lit(candidate.version, dtype=pl.String))
-    redrawn = (None if candidate.version == live_policy.version
-               else _decide_limits(inputs, as_of, cfg, candidate, scores))
+    redrawn = _decide_limits(inputs, as_of, cfg, candidate, scores)
 
     comparison = compare_decisions(live, shown)
     harsher = harsher_accounts(comparison)
     changes = policy_changes(live_policy.model_dump(mode="json"), candidate.model_dump(mode="json"))
     notes = []
-    if candidate.version == live_policy.version and len(changes):
-        notes.append(f"The candidate keeps the live version {live_policy.version} while changing {len(changes)} "
-                     "key(s): bump policy.version before deploying it (it is stamped on every decision).")
+    cut_frozen, cut_text = frozen_and_cut(comparison)
+    if cut_frozen:
+        notes.append(STAYS_FROZEN_CUT.format(count=cut_frozen, sample=cut_text))
+    sha256 = hashlib.sha256(candidate_bytes).hexdigest()
     page = WhatIfPage(
         as_of=as_of,
         live_version=live_policy.version,
@@ -157,6 +200,10 @@ def simulate_policy(root: Path, as_of: dt.date, cfg: RisklineConfig, candidate: 
         changed=int(comparison["changed"].sum()),
         harsher=harsher.height,
         gentler=int(comparison["gentler"].sum()),
+        relabelled=int(comparison["relabelled"].sum()),
+        wording_changed=int(comparison["wording_changed"].sum()),
+        candidate_source=source,
+        candidate_sha256=sha256,
         swap=swap_matrix(comparison),
         grades=by_grade(comparison, tuple(load_model_definition(cfg).grades.labels), cfg.collections.lgd,
                         cfg.collections.unscored_pd),
@@ -164,6 +211,7 @@ def simulate_policy(root: Path, as_of: dt.date, cfg: RisklineConfig, candidate: 
         samples=sample_explanations(comparison, cfg.simulate.sample_explanations),
         cells=cell_redraw(shown, redrawn),
         changes=changes,
+        wording=wording_samples(comparison, cfg.simulate.sample_explanations),
         notes=notes,
     )
     with lake.staged_partition(target) as tmp:
@@ -174,4 +222,5 @@ def simulate_policy(root: Path, as_of: dt.date, cfg: RisklineConfig, candidate: 
     log.info("what-if of %s with %s: %d of %d lines affected, %d harsher -> %s", as_of, candidate.version,
              page.changed, page.accounts, page.harsher, target)
     return SimulationResult(as_of, target, target / zones.SIMULATION_PAGE, live_policy.version, candidate.version,
-                            page.accounts, page.changed, page.harsher, page.gentler)
+                            page.accounts, page.changed, page.harsher, page.gentler, page.relabelled,
+                            page.wording_changed, sha256)

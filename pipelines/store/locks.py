@@ -67,6 +67,27 @@ def file_lock(path: Location, blocking: bool = True) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def is_held(path: Location) -> bool:
+    """Whether someone holds the lock ``path`` now, found without taking it (a probe that took it, even for a
+    moment, could make a run starting at that instant refuse as "already in progress").
+
+    Local: the kernel's table of ``flock`` locks (``/proc/locks``) names the lock file's inode; where that table
+    is not readable (not Linux) it answers False. Object store: an unexpired lease object exists. A reader that
+    only words an error message uses it; nothing may rely on it for exclusion (the answer can change at once).
+    """
+    if is_remote(path):
+        got = _S3Object(path).read()
+        return got is not None and not _expired(got[0])
+    assert isinstance(path, Path)
+    try:
+        st = path.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return False
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any(line.split()[1:2] == ["FLOCK"] and device in line.split() for line in table.splitlines())
+
+
 # --- the object-store lease ------------------------------------------------------------------------
 
 

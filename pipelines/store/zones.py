@@ -558,6 +558,7 @@ def simulation_partition(root: Path, policy_version: str, as_of: dt.date) -> Pat
         ValueError: the version cannot name a folder.
     """
     if not _SAFE_VERSION.fullmatch(policy_version) or ".." in policy_version:
-        raise ValueError(f"policy version {policy_version!r} cannot name a folder: use letters, digits, '.', '_' "
-                         "and '-' (at most 128), starting with a letter or digit")
+        why = "it holds '..'" if ".." in policy_version else "allowed"
+        raise ValueError(f"policy version {policy_version!r} cannot name a folder ({why}: ASCII letters A-Z a-z, "
+                         "digits, '.', '_' and '-', at most 128, starting with a letter or digit, no '..')")
     return lake.derived_partition(root, f"{SIMULATIONS_ZONE}/{policy_version}", as_of)

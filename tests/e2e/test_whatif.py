@@ -120,14 +120,19 @@ def test_simulate_refuses_when_the_live_policy_does_not_reproduce_the_night(copy
     before = _lake_state(lake.root)
     # the live riskline.yaml changed a rule since the night but kept its version: the night is not reproduced
     changed = cfg.policy.model_copy(update={"increase": cfg.policy.increase.model_copy(update={"min_utilization": 0.0})})
+    candidate = cfg.policy.model_copy(update={"version": "cand-1"})
     with pytest.raises(SimulationRefused, match=r"does not reproduce its published limits: (action|new_limit)"):
-        simulate_policy(lake.root, lake.first_run, cfg.model_copy(update={"policy": changed}), cfg.policy)
+        simulate_policy(lake.root, lake.first_run, cfg.model_copy(update={"policy": changed}), candidate)
     # ... and a night decided under another version than the live one is refused by name
     renamed = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"version": "limits-9"})})
     with pytest.raises(SimulationRefused, match=f"decided under policy {cfg.policy.version}"):
-        simulate_policy(lake.root, lake.first_run, renamed, cfg.policy)
+        simulate_policy(lake.root, lake.first_run, renamed, candidate)
     with pytest.raises(SimulationRefused, match="nothing was published"):
-        simulate_policy(lake.root, lake.first_run - dt.timedelta(days=1), cfg, cfg.policy)
+        simulate_policy(lake.root, lake.first_run - dt.timedelta(days=1), cfg, candidate)
+    # a candidate under the live version: refused whatever its rules (the live policy itself included)
+    for same in (cfg.policy, changed):
+        with pytest.raises(SimulationRefused, match="a candidate must carry its own version"):
+            simulate_policy(lake.root, lake.first_run, cfg, same)
     assert _lake_state(lake.root) == before and not (lake.root / zones.SIMULATIONS_ZONE).exists()
     # an invalid candidate: one line, exit 2, naming the key
     bad = lake.root.parent / "bad.yaml"
@@ -135,6 +140,71 @@ def test_simulate_refuses_when_the_live_policy_does_not_reproduce_the_night(copy
     rc = main(["--config", str(lake.cfg_path), "--data-root", str(lake.root), "simulate", "--policy", str(bad)])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "increase.max_grade (E)" in err, err
+
+
+def test_a_stale_night_or_one_being_published_is_refused_with_the_step_that_helps(copy_lake):
+    from pipelines.store import chain, locks
+
+    lake = copy_lake()
+    cfg = load_config(lake.cfg_path)
+    candidate = cfg.policy.model_copy(update={"version": "cand-1"})
+    day = lake.first_run
+    # a run holds the night's lock (pipelines/stages/night.py: date_lock): found without taking it
+    lock = lake.root / "_locks" / f"run-{day.isoformat()}.lock"
+    with locks.file_lock(lock, blocking=False):
+        assert locks.is_held(lock)
+        with pytest.raises(SimulationRefused, match=f"^a run is publishing {day} now; retry when it finishes$"):
+            simulate_policy(lake.root, day, cfg, candidate)
+    assert not locks.is_held(lock)
+    # a publish journal of the night (a publish in progress, or one interrupted and not yet rolled forward)
+    journal = lake.root / "outputs" / "_journal" / f"as_of_date={day.isoformat()}.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text("{}")
+    with pytest.raises(SimulationRefused, match="a run is publishing"):
+        simulate_policy(lake.root, day, cfg, candidate)
+    journal.unlink()
+    # an earlier night was rerun: this one is stale; the advice is the rebuild, not "simulate a later one"
+    chain.mark_stale(lake.root, [day], "the night before it was rerun")
+    with pytest.raises(SimulationRefused) as refused:
+        simulate_policy(lake.root, day, cfg, candidate)
+    assert str(refused.value) == (f"{day} is stale (the night before it was rerun): its published limits are not what "
+                                  f"its inputs decide now; rebuild it first with `riskline rebuild --from {day}`, "
+                                  "then simulate")
+    assert not (lake.root / zones.SIMULATIONS_ZONE).exists()
+
+
+def test_a_wording_only_candidate_is_counted_and_the_page_names_the_file_that_made_it(copy_lake, tmp_path, capsys):
+    lake = copy_lake()
+    cfg = load_config(lake.cfg_path)
+    raw = yaml.safe_load(candidate_yaml(cfg.policy, "limits-reworded"))
+    raw["policy"]["explanations"]["templates"]["en"]["hold"] += " NEW WORDING."
+    first = tmp_path / "reworded.yaml"
+    first.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+    folder = _simulate(lake, first, capsys)
+    comparison = pl.read_parquet(folder / zones.SIMULATION_COMPARISON_FILE)
+    holds = comparison.filter((pl.col("live_action") == "hold") & (pl.col("live_new_status") == "active"))
+    reworded = comparison.filter(pl.col("candidate_explanation_en").str.ends_with("NEW WORDING."))
+    assert not comparison["changed"].any() and reworded.height > 100
+    # exactly the lines that read the plain hold text (other holds: frozen, payment pending, grace period)
+    assert set(comparison.filter("wording_changed")["account_id"]) == set(reworded["account_id"])
+    assert set(reworded["account_id"]) <= set(holds["account_id"])
+    html = (folder / zones.SIMULATION_PAGE).read_text()
+    assert f'data-total="wording_changed">{reworded.height:,}<' in html and "NEW WORDING" in html
+    assert "No account is affected" not in html
+    sha_first = hashlib.sha256(first.read_bytes()).hexdigest()
+    assert f"<code data-candidate-sha256>{sha_first}</code>" in html
+    # the same version simulated again from another file: the folder holds the last one whole, and says which
+    second = tmp_path / "reworded-2.yaml"
+    raw["policy"]["explanations"]["templates"]["en"]["hold"] += " AGAIN."
+    second.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+    rc = main(["--config", str(lake.cfg_path), "--data-root", str(lake.root), "simulate", "--policy", str(second),
+               "--as-of", lake.first_run.isoformat()])
+    out = capsys.readouterr().out
+    sha_second = hashlib.sha256(second.read_bytes()).hexdigest()
+    assert rc == 0 and f"(sha256 {sha_second[:12]})" in out.splitlines()[0]
+    html = (folder / zones.SIMULATION_PAGE).read_text()
+    assert sha_second in html and sha_first not in html and "AGAIN." in html
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left beside it
 
 
 def test_the_whatif_page_opens_in_chromium_and_matches_the_simulated_frame(copy_lake, tmp_path, capsys):
@@ -216,6 +286,9 @@ def test_the_manual_dag_with_its_defaults_simulates_the_newest_night_with_no_cha
     folder = zones.simulation_partition(lake.root, f"{cfg.policy.version}-whatif", lake.first_run)
     comparison = pl.read_parquet(folder / zones.SIMULATION_COMPARISON_FILE)
     assert comparison.height > 2000 and not comparison["changed"].any()
+    # a misspelled param key fails the run (it would otherwise simulate the default candidate, unnoticed)
+    typo = bag.dags["riskline_policy_whatif"].test(run_conf={"candidate": "policy: {version: x}"})
+    assert str(typo.state) == "failed"
     assert _lake_state(lake.root) == before
 
 

@@ -4,6 +4,7 @@ by grade, the test-cell re-draw, and the candidate's validation (the live policy
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from pipelines.config.decisions import LIMIT_ACTIONS
 from pipelines.config.section import ConfigError
 from pipelines.config.settings import load_config
 from pipelines.report.whatif import (
-    WhatIfError, WhatIfPage, by_grade, cell_redraw, compare_decisions, harsher_accounts, policy_changes,
-    render_whatif, sample_explanations, swap_matrix,
+    WhatIfError, WhatIfPage, by_grade, cell_redraw, compare_decisions, format_cny_cents, frozen_and_cut,
+    harsher_accounts, policy_changes, render_whatif, sample_explanations, swap_matrix, wording_samples,
 )
 
 
@@ -42,30 +43,36 @@ def _pair(live: tuple, candidate: tuple) -> pl.DataFrame:
                              _decisions([("A1", "C", 0.1, 100_000, *candidate, "champion")]))
 
 
-@pytest.mark.parametrize(("live", "candidate", "harsher", "gentler", "because"), [
+@pytest.mark.parametrize(("live", "candidate", "harsher", "gentler", "because", "relabelled"), [
     # a deeper cut: less credit
-    (("decrease", 80_000, "active"), ("decrease", 50_000, "active"), True, False, "lower limit"),
+    (("decrease", 80_000, "active"), ("decrease", 50_000, "active"), True, False, "lower limit", False),
     # an increase withheld: the candidate's line is below the live one's
-    (("increase", 120_000, "active"), ("hold", 100_000, "active"), True, False, "lower limit"),
-    # a freeze where live held: the line is blocked and an adverse action is taken, at the same limit
-    (("hold", 100_000, "active"), ("freeze", 100_000, "frozen"), True, False, "line frozen; adverse action"),
-    # an unfreeze withheld (a frozen hold): the line stays blocked, no adverse action is taken tonight
-    (("unfreeze", 100_000, "active"), ("hold", 100_000, "frozen"), True, False, "line frozen"),
-    # a freeze that becomes a cut: a lower limit, but the line stays open: harsher and gentler at once
-    (("freeze", 100_000, "frozen"), ("decrease", 70_000, "active"), True, True, "lower limit"),
+    (("increase", 120_000, "active"), ("hold", 100_000, "active"), True, False, "lower limit", False),
+    # a freeze where live held: the line is blocked, at the same limit
+    (("hold", 100_000, "active"), ("freeze", 100_000, "frozen"), True, False, "line frozen", False),
+    # an unfreeze withheld (a frozen hold): the line stays blocked
+    (("unfreeze", 100_000, "active"), ("hold", 100_000, "frozen"), True, False, "line frozen", False),
+    # a freeze of an open line that becomes a cut: a lower limit, but the line stays open: harsher and gentler
+    (("freeze", 100_000, "frozen"), ("decrease", 70_000, "active"), True, True, "lower limit", False),
+    # an already-frozen line cut instead of re-frozen: it stays frozen AND gets a lower limit: harsher only
+    (("freeze", 100_000, "frozen"), ("decrease", 50_000, "frozen"), True, False, "lower limit", False),
+    # an already-frozen line held frozen instead of re-frozen: the same outcome under another label
+    (("freeze", 100_000, "frozen"), ("hold", 100_000, "frozen"), False, False, None, True),
+    (("hold", 100_000, "frozen"), ("freeze", 100_000, "frozen"), False, False, None, True),
     # a cut withheld: gentler only
-    (("decrease", 70_000, "active"), ("hold", 100_000, "active"), False, True, None),
-    # a shallower cut is still a cut (adverse on both sides): gentler by the limit alone
-    (("decrease", 50_000, "active"), ("decrease", 80_000, "active"), False, True, None),
+    (("decrease", 70_000, "active"), ("hold", 100_000, "active"), False, True, None, False),
+    # a shallower cut is still a cut: gentler by the limit alone
+    (("decrease", 50_000, "active"), ("decrease", 80_000, "active"), False, True, None, False),
     # the same decision
-    (("hold", 100_000, "active"), ("hold", 100_000, "active"), False, False, None),
+    (("hold", 100_000, "active"), ("hold", 100_000, "active"), False, False, None, False),
 ])
-def test_harsher_and_gentler_follow_the_definition(live, candidate, harsher, gentler, because):
+def test_harsher_and_gentler_are_judged_on_the_outcome_not_the_label(live, candidate, harsher, gentler, because,
+                                                                       relabelled):
     row = _pair(live, candidate).row(0, named=True)
     assert (row["harsher"], row["gentler"]) == (harsher, gentler)
     assert (row["harsher_because"] or None) == because
-    assert row["changed"] == (live[:2] != candidate[:2])  # action or new limit
-    assert row["limit_change_cents"] == candidate[1] - live[1]
+    assert row["relabelled"] is relabelled
+    assert row["changed"] is (harsher or gentler)
 
 
 def test_the_comparison_refuses_two_decisions_of_different_accounts():
@@ -150,15 +157,52 @@ def test_policy_changes_name_every_changed_key():
         ("policy.a.b", "1", "2"), ("policy.v", "x", "y")]
 
 
+def _page(comparison: pl.DataFrame, **fields) -> WhatIfPage:
+    """The page of ``comparison`` as the stage builds it (counts from the frame)."""
+    return WhatIfPage(**{
+        "as_of": dt.date(2026, 11, 19), "live_version": "live-1", "candidate_version": "cand-<2>", "model_version": "m1",
+        "accounts": comparison.height, "changed": int(comparison["changed"].sum()),
+        "harsher": int(comparison["harsher"].sum()), "gentler": int(comparison["gentler"].sum()),
+        "relabelled": int(comparison["relabelled"].sum()), "wording_changed": int(comparison["wording_changed"].sum()),
+        "candidate_source": "cand.yaml", "candidate_sha256": "ab" * 32, "swap": swap_matrix(comparison),
+        "grades": by_grade(comparison, ("A", "B", "C", "D", "E"), 0.85, 1.0),
+        "harsher_rows": harsher_accounts(comparison), "samples": sample_explanations(comparison, 10),
+        "cells": cell_redraw(comparison, None), "changes": [], "wording": wording_samples(comparison, 10), **fields})
+
+
+def test_a_candidate_that_changes_only_the_wording_shows_the_customers_who_would_read_it():
+    live = _decisions([("A1", "A", 0.01, 100_000, "hold", 100_000, "active", "champion"),
+                       ("A2", "B", 0.02, 100_000, "hold", 100_000, "active", "champion")])
+    reworded = live.with_columns(
+        explanation_en=pl.when(pl.col("account_id") == "A2").then(pl.lit("NEW WORDING")).otherwise("explanation_en"))
+    comparison = compare_decisions(live, reworded)
+    assert comparison["changed"].sum() == 0 and comparison["wording_changed"].to_list() == [False, True]
+    html = render_whatif(_page(comparison))
+    assert 'data-total="wording_changed">1<' in html and 'data-wording-account="A2"' in html
+    assert "NEW WORDING" in html and "No account is affected" not in html
+    # the zh text alone counts too
+    zh_only = compare_decisions(live, live.with_columns(explanation_zh=pl.lit("新措辞")))
+    assert zh_only["wording_changed"].sum() == 2
+
+
+def test_the_headline_shows_exact_cents_so_its_difference_adds_up():
+    assert format_cny_cents(83_692_857) == "¥836,928.57" and format_cny_cents(-6_635_549) == "-¥66,355.49"
+    assert format_cny_cents(-5) == "-¥0.05" and format_cny_cents(0) == "¥0.00"
+
+
+def test_a_frozen_line_cut_while_it_stays_frozen_is_named_with_its_text():
+    live = _decisions([("A1", "D", 0.2, 100_000, "freeze", 100_000, "frozen", "champion")])
+    cut = _decisions([("A1", "D", 0.2, 100_000, "decrease", 50_000, "frozen", "champion")])
+    count, text = frozen_and_cut(compare_decisions(live, cut))
+    assert (count, text) == (1, "decrease to 50000")
+    assert frozen_and_cut(compare_decisions(live, live)) == (0, None)
+
+
 def test_the_page_tags_every_swap_cell_with_its_count():
     comparison = compare_decisions(*_book())
-    page = WhatIfPage(
-        as_of=dt.date(2026, 11, 19), live_version="live-1", candidate_version="cand-<2>", model_version="m1",
-        accounts=5, changed=2, harsher=2, gentler=0, swap=swap_matrix(comparison),
-        grades=by_grade(comparison, ("A", "B", "C", "D", "E"), 0.85, 1.0), harsher_rows=harsher_accounts(comparison),
-        samples=sample_explanations(comparison, 10), cells=cell_redraw(comparison, None), changes=[],
-    )
+    page = _page(comparison)
     html = render_whatif(page)
+    assert 'data-candidate-sha256>' + "ab" * 32 in html
     cells = re.findall(r'data-live-action="(\w+)" data-candidate-action="(\w+)" data-count="(\d+)"', html)
     assert len(cells) == len(LIMIT_ACTIONS) ** 2
     assert {(a, b): int(n) for a, b, n in cells if int(n)} == {
@@ -210,6 +254,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
     ("strategy_test.testable_actions", ["freeze"], "action 'freeze' cannot be tested"),
     ("explanations", _DROP, "policy.explanations: Field required"),
     ("explanations.templates.en.increase", "raised to {new_limt}", "placeholder {new_limt} is not one of"),
+    # finite and bounded: these passed and then crashed the decide step (an overflow, not a refusal)
+    ("increase.income_multiple", float("inf"), "policy.increase.income_multiple: Input should be a finite number"),
+    ("increase.income_multiple", 1e300, "policy.increase.income_multiple: Input should be less than or equal to 100"),
+    ("limit_step_cny", 10**17, "policy.limit_step_cny: Input should be less than or equal to 1000000"),
 ])
 def test_an_invalid_candidate_is_refused_in_one_line_as_the_live_config_would_be(live_section, tmp_path, key,
                                                                                  value, message):
@@ -229,6 +277,23 @@ def test_an_invalid_candidate_is_refused_in_one_line_as_the_live_config_would_be
         load_config(path)
 
 
+def test_a_limit_step_beyond_the_product_limits_is_refused_for_the_candidate_and_the_live_config(live_section,
+                                                                                                  tmp_path):
+    section = _set(live_section, "limit_step_cny", 60_000)  # riskline.yaml's product.max_limit_cny is 50,000
+    text = yaml.safe_dump({"policy": section}, allow_unicode=True)
+    parse_candidate_policy(text, "cand.yaml")  # alone, the policy section cannot know the product
+    with pytest.raises(CandidateError, match=r"^cand.yaml is invalid: policy.limit_step_cny: 60000 is larger than "
+                                             r"product.max_limit_cny \(50000\)"):
+        parse_candidate_policy(text, "cand.yaml", (50, 50_000))
+    raw = yaml.safe_load((REPO_ROOT / "riskline.yaml").read_text())
+    raw["model"]["definition"] = str(REPO_ROOT / raw["model"]["definition"])
+    raw["policy"] = section
+    path = tmp_path / "riskline.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    with pytest.raises(ConfigError, match="policy.limit_step_cny: 60000 is larger than product.max_limit_cny"):
+        load_config(path)
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("policy: [", "cand.yaml is not valid YAML at line 1"),
     ("- a\n- b\n", "cand.yaml must hold a mapping"),
@@ -244,7 +309,53 @@ def test_a_candidate_that_is_not_a_policy_section_is_refused(text, message):
 def test_a_candidate_version_that_cannot_name_a_folder_is_refused(tmp_path, version):
     from pipelines.store import zones
 
-    with pytest.raises(ValueError, match="cannot name a folder"):
+    with pytest.raises(ValueError, match="cannot name a folder") as refused:
         zones.simulation_partition(tmp_path, version, dt.date(2026, 11, 19))
+    assert "letters A-Z a-z, digits, '.', '_' and '-'" in str(refused.value)  # says what is allowed
+    assert ("it holds '..'" in str(refused.value)) is (".." in version)
     ok = zones.simulation_partition(tmp_path, "limits-2026.12.0_b", dt.date(2026, 11, 19))
     assert ok == tmp_path.resolve() / "simulations" / "limits-2026.12.0_b" / "as_of_date=2026-11-19"
+
+
+# --- the candidate file and the DAG's params ------------------------------------------------------------------
+
+
+def test_a_candidate_file_that_must_not_be_read_whole_is_refused_in_one_line(tmp_path):
+    from pipelines.entry.cli_args import CliError
+    from pipelines.entry.simulate import read_candidate_file
+
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"policy:\n  version: \xff\xfe bad\n")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * 5_000 + b"\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cases = [(latin1, "is not UTF-8 text (byte offset 19)"), (fifo, "is not a regular file"), (big, "5,003 bytes, more than simulate.max_candidate_bytes"),
+             (Path("/dev/zero"), "is not a regular file"), (tmp_path, "Is a directory")]
+    for path, message in cases:
+        with pytest.raises(CliError) as refused:
+            read_candidate_file(str(path), max_bytes=4_000)
+        assert message in str(refused.value) and "\n" not in str(refused.value)
+    good = tmp_path / "good.yaml"
+    good.write_text("policy:\n  version: v-测试\n", encoding="utf-8")
+    assert read_candidate_file(str(good), max_bytes=4_000) == good.read_bytes()
+
+
+def test_the_dag_refuses_an_unknown_param_key_before_anything_runs():
+    from pipelines.entry.simulate import WhatIfFailed, run_whatif_dag
+
+    with pytest.raises(WhatIfFailed) as refused:
+        run_whatif_dag({"candidate": "policy: {version: x}", "as_of": None}, data_root="/nonexistent/riskline")
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "unknown param(s) ['candidate']: the what-if takes ['as_of', 'candidate_policy']"
+    assert lines[-1].startswith("NEXT STEP: trigger again with only the params candidate_policy and as_of")
+
+
+def test_a_malformed_candidate_in_the_dag_ends_with_a_next_step(tmp_path):
+    from pipelines.entry.simulate import WhatIfFailed, run_whatif_dag
+
+    with pytest.raises(WhatIfFailed) as refused:
+        run_whatif_dag({"candidate_policy": "policy:\n  freeze: {min_dpdd: 3}\n"}, data_root=str(tmp_path))
+    first, last = str(refused.value).splitlines()
+    assert first.startswith("candidate_policy is invalid: policy.")
+    assert last.startswith("NEXT STEP: fix the key named above in the candidate_policy param")
