@@ -8,6 +8,7 @@ small. The rules themselves live in ``pipelines/domain/`` (policy, collections, 
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -135,6 +136,25 @@ def _check_placeholders(where: str, text: str, fields: frozenset[str]) -> None:
             raise ValueError(f"{where}: placeholder {{{name}}} is not one of {sorted(fields)} (no format specs)")
 
 
+def _check_text_table(
+    where: str, by_language: dict[str, dict[str, str]], keys: Sequence[str], fields: frozenset[str] | None
+) -> None:
+    """Refuse a table of customer texts (language -> key -> text) that is not complete: exactly the languages,
+    exactly ``keys`` each non-blank, and (``fields`` given) only placeholders the renderer fills."""
+    if sorted(by_language) != sorted(LANGUAGES):
+        raise ValueError(f"{where} must have exactly the languages {list(LANGUAGES)}")
+    for language, texts in by_language.items():
+        unknown = sorted(set(texts) - set(keys))
+        if unknown:
+            raise ValueError(f"{where}.{language}: unknown keys {unknown}; known: {list(keys)}")
+        missing = [k for k in keys if not texts.get(k, "").strip()]
+        if missing:
+            raise ValueError(f"{where}.{language} lacks {missing}")
+        for key, text in texts.items():
+            if fields is not None:
+                _check_placeholders(f"{where}.{language}.{key}", text, fields)
+
+
 class ExplanationConfig(Section):
     """Customer-facing sentences: templates per language and action, phrases per policy code.
 
@@ -148,20 +168,8 @@ class ExplanationConfig(Section):
 
     @model_validator(mode="after")
     def _complete(self) -> ExplanationConfig:
-        for table, keys in (("templates", EXPLANATION_KEYS), ("phrases", EXPLANATION_PHRASES)):
-            by_language = getattr(self, table)
-            if sorted(by_language) != sorted(LANGUAGES):
-                raise ValueError(f"explanations.{table} must have exactly the languages {list(LANGUAGES)}")
-            for language, texts in by_language.items():
-                unknown = sorted(set(texts) - set(keys))
-                if unknown:
-                    raise ValueError(f"explanations.{table}.{language}: unknown keys {unknown}; known: {list(keys)}")
-                missing = [k for k in keys if not texts.get(k, "").strip()]
-                if missing:
-                    raise ValueError(f"explanations.{table}.{language} lacks {missing}")
-        for language, texts in self.templates.items():
-            for key, text in texts.items():
-                _check_placeholders(f"explanations.templates.{language}.{key}", text, EXPLANATION_FIELDS)
+        _check_text_table("explanations.templates", self.templates, EXPLANATION_KEYS, EXPLANATION_FIELDS)
+        _check_text_table("explanations.phrases", self.phrases, EXPLANATION_PHRASES, None)
         return self
 
 
@@ -309,18 +317,8 @@ class HardshipExplanationConfig(Section):
 
     @model_validator(mode="after")
     def _complete(self) -> HardshipExplanationConfig:
-        if sorted(self.templates) != sorted(LANGUAGES):
-            raise ValueError(f"hardship.explanations.templates must have exactly the languages {list(LANGUAGES)}")
-        for language, texts in self.templates.items():
-            where = f"hardship.explanations.templates.{language}"
-            unknown = sorted(set(texts) - set(HARDSHIP_EXPLANATION_KEYS))
-            if unknown:
-                raise ValueError(f"{where}: unknown keys {unknown}; known: {list(HARDSHIP_EXPLANATION_KEYS)}")
-            missing = [k for k in HARDSHIP_EXPLANATION_KEYS if not texts.get(k, "").strip()]
-            if missing:
-                raise ValueError(f"{where} lacks {missing}")
-            for key, text in texts.items():
-                _check_placeholders(f"{where}.{key}", text, HARDSHIP_EXPLANATION_FIELDS)
+        _check_text_table("hardship.explanations.templates", self.templates, HARDSHIP_EXPLANATION_KEYS,
+                          HARDSHIP_EXPLANATION_FIELDS)
         return self
 
 

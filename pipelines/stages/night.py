@@ -88,7 +88,7 @@ class RunResult:
 @contextmanager
 def date_lock(root: Location, as_of: dt.date) -> Iterator[None]:
     """Refuse a second run of the same date while one is running (different dates run side by side)."""
-    path = root / "_locks" / f"run-{as_of.isoformat()}.lock"
+    path = zones.run_lock_path(root, as_of)
     with ExitStack() as held:
         try:
             held.enter_context(locks.file_lock(path, blocking=False))

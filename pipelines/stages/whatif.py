@@ -38,7 +38,7 @@ from pipelines.report.whatif import (
     policy_changes, render_whatif, sample_explanations, swap_matrix, wording_samples,
 )
 from pipelines.store import chain, lake, locks, zones
-from pipelines.store.publish import read_latest, read_manifest, read_output
+from pipelines.store.publish import journal_path, read_latest, read_manifest, read_output
 from pipelines.store.readers import DecideInputs, read_decide_inputs
 
 log = logging.getLogger(__name__)
@@ -95,17 +95,10 @@ def _decide_limits(inputs: DecideInputs, as_of: dt.date, cfg: RisklineConfig, po
     return limits
 
 
-# why: the run's per-date lock, as pipelines/stages/night.py: date_lock names it (stages may not import each other's
-# internals; the path is the protocol)
-def _run_lock(root: Path, as_of: dt.date) -> Path:
-    return root / "_locks" / f"run-{as_of.isoformat()}.lock"
-
-
 def _night_usable(root: Path, as_of: dt.date) -> None:
     """Refuse, with the right next step, a night a run is publishing now or a rerun of an earlier night made
     stale (the self-check would refuse both too, but with advice that cannot help)."""
-    journal = root / "outputs" / "_journal" / f"as_of_date={as_of.isoformat()}.json"
-    if locks.is_held(_run_lock(root, as_of)) or lake.read_bytes(journal) is not None:
+    if locks.is_held(zones.run_lock_path(root, as_of)) or lake.read_bytes(journal_path(root, as_of)) is not None:
         raise SimulationRefused(f"a run is publishing {as_of} now; retry when it finishes")
     stale = chain.stale_nights(root)
     if as_of in stale:

@@ -68,7 +68,8 @@ def manifest_path(root: Location, as_of: dt.date) -> Location:
     return lake.partition_dir(root, "outputs", "_manifests", as_of, key="as_of_date") / "manifest.json"
 
 
-def _journal_path(root: Location, as_of: dt.date) -> Location:
+def journal_path(root: Location, as_of: dt.date) -> Location:
+    """The publish journal of ``as_of``: present only while a publish of that night is decided and unfinished."""
     return lake.ensure_inside(root, root / "outputs" / "_journal" / f"as_of_date={as_of.isoformat()}.json")
 
 
@@ -101,7 +102,7 @@ def publish_outputs(
             full_manifest = {**manifest, "as_of_date": as_of.isoformat(), "schema_version": SCHEMA_VERSION,
                              "outputs": outputs_meta}
             lake.atomic_write_bytes(
-                _journal_path(root, as_of),
+                journal_path(root, as_of),
                 canonical_json({"as_of_date": as_of.isoformat(), "staged": staged, "manifest": full_manifest}),
             )
         except BaseException:
@@ -109,7 +110,7 @@ def publish_outputs(
                 _discard(output_dir(root, name, as_of), tmp)
             raise
         try:
-            _roll_forward(root, _journal_path(root, as_of))
+            _roll_forward(root, journal_path(root, as_of))
         except OSError as exc:  # disk full, read-only, I/O error: the publish is decided, say what is in place
             raise PublishIncompleteError(_incomplete_state(root, as_of, exc)) from exc
     return manifest_path(root, as_of)
@@ -153,7 +154,7 @@ def _discard(target: Location, staged: str) -> None:
 
 def _incomplete_state(root: Location, as_of: dt.date, exc: OSError) -> str:
     """What a decided publish of ``as_of`` left in place when it stopped, and how to finish it."""
-    journal = _journal_path(root, as_of)
+    journal = journal_path(root, as_of)
     try:
         entry = json.loads(lake.read_bytes(journal) or b"")
         new = [n for n in OUTPUTS

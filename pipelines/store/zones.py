@@ -544,6 +544,11 @@ def report_link(as_of: dt.date) -> str:
 
 # --- the policy what-if ------------------------------------------------------------------------------
 
+def run_lock_path(root: Location, as_of: dt.date) -> Location:
+    """The per-date run lock (pipelines/stages/night.py: date_lock holds it while a night of ``as_of`` runs)."""
+    return root / "_locks" / f"run-{as_of.isoformat()}.lock"
+
+
 SIMULATION_PAGE = "whatif.html"
 SIMULATION_LIMITS_FILE = "limits.parquet"  # the candidate's decisions, in the published limits' shape
 SIMULATION_COMPARISON_FILE = "comparison.parquet"  # per account: the live and the candidate outcome

@@ -36,3 +36,12 @@ def launch(playwright):
 def artifact(name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / name
+
+
+def watched_page(browser, width: int = 1440, height: int = 900):
+    """A new page of ``width`` x ``height`` and the list its console errors and uncaught exceptions land in."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors

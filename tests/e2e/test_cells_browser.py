@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from .browser import artifact, launch
+from .browser import artifact, launch, watched_page
 
 from pipelines.config.settings import load_config
 
@@ -54,10 +54,7 @@ def test_cells_section_renders_the_readout(e2e_lake, tmp_path: Path) -> None:
     with sync_api.sync_playwright() as pw:
         browser = launch(pw)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page, errors = watched_page(browser, 1440, 900)
             page.goto(report_path(root, night).as_uri(), wait_until="load")
             page.locator("#cells").screenshot(path=str(artifact("report-cells-e2e.png")))
             rows = page.evaluate(

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from .browser import artifact, launch
+from .browser import artifact, launch, watched_page
 
 from pipelines.config.settings import load_config
 from pipelines.store import publish
@@ -44,10 +44,7 @@ def test_report_opens_in_chromium_and_matches_the_manifest(e2e_lake, tmp_path: P
     with sync_api.sync_playwright() as pw:
         browser = launch(pw)  # Debian's /usr/bin/chromium (apt-installed when missing and root, else skipped)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page, errors = watched_page(browser, 1280, 900)
             failed: list[str] = []
             page.on("requestfailed", lambda req: failed.append(req.url))
             page.goto(page_path.as_uri(), wait_until="load")

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from .browser import artifact, launch
+from .browser import artifact, launch, watched_page
 from .trend_lake import TrendLake, build_trend_lake
 
 from pipelines.config.settings import load_config
@@ -54,10 +54,7 @@ def _open(page_path: Path, shot: str | None = None) -> tuple[dict[str, Any], lis
     with sync_api.sync_playwright() as pw:
         browser = launch(pw)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page, errors = watched_page(browser, VIEWPORT["width"], VIEWPORT["height"])
             page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
             page.goto(page_path.as_uri(), wait_until="load")
             page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")

@@ -25,7 +25,7 @@ from pipelines.stages.whatif import SimulationRefused, simulate_policy
 from pipelines.store import zones
 from pipelines.store.publish import read_output
 
-from .browser import artifact, launch
+from .browser import artifact, launch, watched_page
 
 HALVED = "limits-2026.12.0-halved-cuts"
 
@@ -228,10 +228,7 @@ def test_the_whatif_page_opens_in_chromium_and_matches_the_simulated_frame(copy_
     with sync_playwright() as pw:
         browser = launch(pw)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page, errors = watched_page(browser, 1440, 900)
             page.goto((folder / zones.SIMULATION_PAGE).as_uri(), wait_until="load")
             page.screenshot(path=str(artifact("whatif-page.png")), full_page=True)
             cells = page.eval_on_selector_all(
