@@ -22,8 +22,10 @@ LIMIT_ACTIONS: tuple[str, ...] = ("freeze", "decrease", "unfreeze", "increase", 
 TESTABLE_ACTIONS: tuple[str, ...] = ("decrease", "increase")
 TREATMENTS: tuple[str, ...] = ("auto_reminder", "smart_call", "agent", "hardship_offer", "external_review")
 LANGUAGES: tuple[str, ...] = ("en", "zh")
+# One template per action, plus the texts of a line whose status says more than its action: a cut or a hold of a
+# line that stays frozen must tell the customer that draws remain paused (decrease_frozen, hold_frozen).
 EXPLANATION_KEYS: tuple[str, ...] = (
-    "freeze", "decrease", "unfreeze", "increase", "hold", "hold_frozen", "hold_payment_pending",
+    "freeze", "decrease", "decrease_frozen", "unfreeze", "increase", "hold", "hold_frozen", "hold_payment_pending",
     "hold_grace_period",
 )
 EXPLANATION_FIELDS: frozenset[str] = frozenset(

@@ -1,8 +1,9 @@
 """Customer-facing sentences for limit decisions, in English and Chinese, from the templates in config.
 
 Templates live in ``riskline.yaml`` under ``policy.explanations`` (one per language and action, plus
-``hold_frozen`` for a line that stays paused) and are validated at load: every language has every
-template, and placeholders are only the fields below. Rendering is vectorized: a template is split once
+``decrease_frozen`` and ``hold_frozen`` for a line cut or held that stays paused: those say that draws remain
+paused and how to lift the pause) and are validated at load: every language has every template, and
+placeholders are only the fields below. Rendering is vectorized: a template is split once
 into literal text and fields, and each row's sentence is one ``concat_str`` of literals and columns.
 
 Fields: ``previous_limit`` / ``new_limit`` / ``overdue_amount`` (CNY, e.g. ``1500`` or ``88.50``),

@@ -20,6 +20,10 @@ risk signal never lets a line fall through to an unfreeze or an increase):
    current limit. Only one cut per ``decrease.min_days_between_decreases`` (a 1-29 DPD episode would
    otherwise be cut every night); a cut that cannot lower the line (already at the floor) is a hold.
    Cutting a line only blocks new draws: the outstanding balance stays owed.
+   A frozen line is cut by the same rule (e.g. a partial repayment brought its oldest arrears below 30 DPD, or
+   its PD jumped) and stays frozen: it is still past due or riskier, the limit is what it reopens to, and holding
+   it would treat a line that was 30+ DPD better than an active line at the same DPD. Its customer reads the
+   ``decrease_frozen`` text (draws stay paused, and how to lift the pause), not ``decrease``.
 3. ``unfreeze``: a frozen line with no DPD for ``unfreeze.min_days_current`` days and a grade of
    ``unfreeze.max_grade`` (C) or better.
 4. ``increase``: an active line, grade ``increase.max_grade`` (B) or better, ``min_months_on_book``, no
@@ -496,6 +500,9 @@ def _explanation_keys() -> dict[str, pl.Expr]:
         "template": pl.when((action == "hold") & _payment_hold()).then(pl.lit("hold_payment_pending"))
         .when((action == "hold") & _grace_hold()).then(pl.lit("hold_grace_period"))
         .when((action == "hold") & (pl.col("new_status") == "frozen")).then(pl.lit("hold_frozen"))
+        # a cut keeps the status: a frozen line cut stays frozen, and the plain decrease text would let the customer
+        # believe the lower line can be drawn on
+        .when((action == "decrease") & (pl.col("new_status") == "frozen")).then(pl.lit("decrease_frozen"))
         .otherwise(action),
         "behaviour": pl.when(action == "decrease").then(
             pl.when(pl.col("t_dpd")).then(pl.lit("PAST_DUE"))

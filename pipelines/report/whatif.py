@@ -38,8 +38,8 @@ WORDING_DEFINITION = ("Wording changed: accounts whose customer text (explanatio
 STAYS_FROZEN_CUT = (
     "The candidate cuts {count} line(s) that are frozen and stay frozen (the policy engine decides a decrease for a "
     "frozen line whose DPD is below freeze.min_dpd but at least decrease.min_dpd, and a decrease keeps the line's "
-    "status): the customer can still not draw, and the limit is lower. They would read the 'decrease' text, which "
-    "does not say that draws stay paused, e.g.: {sample}"
+    "status): the customer can still not draw, and the limit is lower. They read the 'decrease_frozen' text, which "
+    "names the cut and says that new draws remain paused and how to lift the pause, e.g.: {sample}"
 )
 EL_DEFINITION = (
     "Expected loss = PD x new limit x collections.lgd per account, rounded to the cent, summed: exposure at default "

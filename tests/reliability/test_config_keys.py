@@ -73,6 +73,9 @@ def test_riskline_refuses_the_bad_key_in_one_line(tmp_path: Path, capsys: pytest
         # riskline.yaml is the one source of the customer texts: the settings model has no defaults to fall back on
         (("policy", "explanations", "templates"), "policy.explanations.templates: Field required"),
         (("policy", "explanations", "templates", "zh", "freeze"), "explanations.templates.zh lacks ['freeze']"),
+        # a frozen line that is cut must be told draws stay paused: the plain decrease text is no fallback
+        (("policy", "explanations", "templates", "en", "decrease_frozen"),
+         "explanations.templates.en lacks ['decrease_frozen']"),
         (("policy", "explanations", "phrases"), "policy.explanations.phrases: Field required"),
     ],
 )

@@ -54,6 +54,17 @@ def explain(policy: PolicyConfig = POLICY, **overrides: Any) -> dict:
             "由于您有账单逾期未还，您的额度已由1000元调整为900元。未来几个月按时还款，后续评估时额度有望恢复。",
         ),
         (
+            # frozen, a partial repayment brought it to 10 DPD: cut (grade D 0.7) and still paused, and it says so
+            {"status": "frozen", "dpd": 10, "days_since_dpd": 0, "overdue_cents": 20_000, "grade": "D",
+             "previous_grade": "D", "pd": 0.1, "previous_pd": 0.1},
+            "decrease",
+            "Your credit line was lowered from 1000 CNY to 700 CNY because a repayment of yours is past due, and new "
+            "draws on it remain paused. Repay any overdue amount and keep your account current for 30 days to lift "
+            "the pause; repaying on time over the coming months can restore the limit at a later review.",
+            "由于您有账单逾期未还，您的额度已由1000元调整为700元，且仍处于暂停状态。请还清逾期款项并保持连续30天无逾期，"
+            "即可恢复使用；未来几个月按时还款，后续评估时额度有望恢复。",
+        ),
+        (
             {"status": "frozen", "days_since_dpd": 45, "grade": "C", "previous_grade": "C"},
             "unfreeze",
             "Your credit line of 1000 CNY is available again because your account has been current for 45 days. "

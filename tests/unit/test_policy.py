@@ -182,6 +182,48 @@ def test_precedence(overrides: dict, action: str):
     assert row["new_status"] == expected_status[action]
 
 
+# A frozen line whose oldest arrears fell below freeze DPD (a partial repayment: DPD 60 -> 10), grade D.
+FROZEN_AT_10 = dict(status="frozen", dpd=10, days_since_dpd=0, overdue_cents=200 * YUAN, grade="D",
+                    previous_grade="D", pd=0.1, previous_pd=0.1)
+
+
+def _template(key: str, language: str, row: dict) -> str:
+    return POLICY.explanations.templates[language][key].format(
+        previous_limit=row["previous_limit_cents"] // YUAN, new_limit=row["new_limit_cents"] // YUAN,
+        unfreeze_days=POLICY.unfreeze.min_days_current, behaviour=POLICY.explanations.phrases[language]["PAST_DUE"],
+    )
+
+
+def test_a_frozen_line_below_freeze_dpd_is_cut_stays_frozen_and_is_told_draws_stay_paused():
+    row = decide_one(**FROZEN_AT_10)
+    # The decrease rule is status-blind (module docstring, docs/credit-risk.md): DPD 10 is in 1-29, so the line is
+    # cut by grade D's factor, 1,000 x 0.7 = 700, and keeps its status (only freeze/unfreeze change it).
+    assert (row["action"], row["new_status"], row["new_limit_cents"]) == ("decrease", "frozen", 700 * YUAN)
+    assert [c for c in row["reason_codes"] if not c.startswith("MODEL:")] == ["DPD_1_29"]
+    # ... and the customer is told both: the cut and that draws remain paused, with how to lift the pause
+    for language in ("en", "zh"):
+        assert row[f"explanation_{language}"] == _template("decrease_frozen", language, row)
+    assert "remain paused" in row["explanation_en"] and "30 days" in row["explanation_en"]
+    assert "暂停" in row["explanation_zh"] and "30天" in row["explanation_zh"]
+    assert row["explanation"] == row["explanation_zh"]  # no language given: policy.explanations.default_language
+    # the same cut on an active line reads the plain decrease text (its line can still be drawn on)
+    active = decide_one(**{**FROZEN_AT_10, "status": "active"})
+    assert (active["action"], active["new_status"], active["new_limit_cents"]) == ("decrease", "active", 700 * YUAN)
+    assert active["explanation_en"] == _template("decrease", "en", active)
+    # within the cooldown the frozen line is held, and told it stays paused
+    held = decide_one(**FROZEN_AT_10, days_since_decrease=10)
+    assert (held["action"], held["new_status"]) == ("hold", "frozen")
+    assert held["explanation_en"] == _template("hold_frozen", "en", held)
+
+
+def test_a_frozen_line_cut_for_a_pd_jump_is_told_draws_stay_paused():
+    # current, long-clean frozen line whose PD jumped (test_precedence: cut, not reopened): grade C 0.8 -> 800
+    row = decide_one(status="frozen", days_since_dpd=60, grade="C", previous_grade="C", pd=0.079, previous_pd=0.01)
+    assert (row["action"], row["new_status"], row["new_limit_cents"]) == ("decrease", "frozen", 800 * YUAN)
+    assert row["explanation_en"].startswith("Your credit line was lowered from 1000 CNY to 800 CNY because ")
+    assert "remain paused" in row["explanation_en"] and "暂停" in row["explanation_zh"]
+
+
 @pytest.mark.parametrize(
     "overrides, action",
     [
@@ -506,6 +548,10 @@ def test_policy_invariants(book: pl.DataFrame):
             if r["annual_income_cents"]:  # 0 is no income declared (no cap), like null
                 assert new <= r["annual_income_cents"] * 2 // 12, r
         assert r["reason_codes"] and r["explanation"], r
+        # a line left frozen (cut, or held for any reason but a payment on its way) is told its draws stay paused
+        held_for_payment = {"PAYMENT_PENDING", "GRACE_PERIOD"} & set(r["reason_codes"])
+        if r["new_status"] == "frozen" and not held_for_payment:
+            assert "paused" in r["explanation_en"] and "暂停" in r["explanation_zh"], r
         assert r["test_cell"] in ("champion", "challenger", "control")
 
 

@@ -13,12 +13,13 @@ import pytest
 import yaml
 
 from pipelines.config.candidate import CandidateError, candidate_yaml, parse_candidate_policy
-from pipelines.config.decisions import LIMIT_ACTIONS
+from pipelines.config.decisions import LIMIT_ACTIONS, PolicyConfig
 from pipelines.config.section import ConfigError
 from pipelines.config.settings import load_config
+from pipelines.domain.policy import POLICY_INPUT_SCHEMA, decide_limits
 from pipelines.report.whatif import (
-    WhatIfError, WhatIfPage, by_grade, cell_redraw, compare_decisions, format_cny_cents, frozen_and_cut,
-    harsher_accounts, policy_changes, render_whatif, sample_explanations, swap_matrix, wording_samples,
+    STAYS_FROZEN_CUT, WhatIfError, WhatIfPage, by_grade, cell_redraw, compare_decisions, format_cny_cents,
+    frozen_and_cut, harsher_accounts, policy_changes, render_whatif, sample_explanations, swap_matrix, wording_samples,
 )
 
 
@@ -196,6 +197,30 @@ def test_a_frozen_line_cut_while_it_stays_frozen_is_named_with_its_text():
     count, text = frozen_and_cut(compare_decisions(live, cut))
     assert (count, text) == (1, "decrease to 50000")
     assert frozen_and_cut(compare_decisions(live, live)) == (0, None)
+
+
+def test_the_frozen_and_cut_note_quotes_a_text_that_says_draws_stay_paused():
+    # The docs' example: a candidate that raises freeze.min_dpd to 40 cuts a frozen line at 35 DPD the live policy
+    # re-freezes. Decided by the real engine, so the note's sample is the text those customers would get.
+    cfg = load_config()
+    base = cfg.policy.model_dump()
+    base["strategy_test"] |= {"control_share": 0.0, "challenger_share": 0.0}
+    live_policy = PolicyConfig.model_validate(base)
+    candidate = PolicyConfig.model_validate({**base, "freeze": {"min_dpd": 40}})
+    row = dict(account_id="A1", status="frozen", credit_limit_cents=100_000, annual_income_cents=None,
+               opened_on=dt.date(2023, 1, 1), language=None, dpd=35, overdue_cents=20_000,
+               outstanding_principal_cents=50_000, days_since_dpd=0, days_on_book=500, months_on_book=16,
+               utilization=0.5, pd=0.3, grade="D", reason_1=None, reason_2=None, reason_3=None, model_version="m",
+               previous_pd=0.3, previous_grade="D", days_since_limit_change=None, days_since_decrease=None)
+    inputs = pl.DataFrame([row], schema=POLICY_INPUT_SCHEMA)
+    live, cut = (decide_limits(inputs, p, cfg.product) for p in (live_policy, candidate))
+    assert (live["action"][0], cut["action"][0], cut["new_status"][0]) == ("freeze", "decrease", "frozen")
+    count, text = frozen_and_cut(compare_decisions(live, cut))
+    # 1,000 CNY x grade D's 0.7 = 700; the customer is told the pause stays and how it lifts
+    assert count == 1 and text.startswith("Your credit line was lowered from 1000 CNY to 700 CNY because ")
+    assert "new draws on it remain paused" in text and "current for 30 days" in text
+    note = STAYS_FROZEN_CUT.format(count=count, sample=text)
+    assert "'decrease_frozen'" in note and note.endswith(text)
 
 
 def test_the_page_tags_every_swap_cell_with_its_count():
