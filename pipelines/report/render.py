@@ -22,7 +22,9 @@ from jinja2.ext import Extension
 from markupsafe import Markup
 
 from pipelines.model.metrics import psi_band
-from pipelines.report.sections import ACTION_ORDER, ReportData, SWAP_SET_DEFINITION, UNSCORED, format_cny
+from pipelines.report.sections import (
+    ACTION_ORDER, ReportData, SWAP_SET_DEFINITION, UNSCORED, format_cny, format_cny_cents,
+)
 from pipelines.report.trends import SOURCES as TREND_SOURCES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -88,7 +90,8 @@ def environment() -> Environment:
         finalize=_escape,
         extensions=[_JoinLines],
     )
-    env.filters.update(count=_count, fixed=_fixed, pct=_pct, cny=format_cny, manifest_value=_manifest_value)
+    env.filters.update(count=_count, fixed=_fixed, pct=_pct, cny=format_cny, cny_cents=format_cny_cents,
+                       manifest_value=_manifest_value)
     env.globals["fail"] = _fail
     env.globals["trend_sources"] = TREND_SOURCES
     return env

@@ -48,6 +48,14 @@ def format_cny(cents: int) -> str:
     return f"-¥{-yuan:,}" if yuan < 0 else f"¥{yuan:,}"
 
 
+def format_cny_cents(cents: int) -> str:
+    """Integer cents as yuan and fen, ``-8335567`` -> ``-¥83,355.67``: where totals are shown exactly, so that
+    live - candidate = the difference as printed (whole yuan rounded apart would be off by one)."""
+    cents = int(cents)
+    sign, size = ("-" if cents < 0 else ""), abs(cents)
+    return f"{sign}¥{size // 100:,}.{size % 100:02d}"
+
+
 _COMPACT_UNITS: tuple[tuple[int, str], ...] = ((100 * 10**9, "B"), (100 * 10**6, "M"), (100 * 10**3, "K"))
 
 

@@ -19,7 +19,7 @@ import polars as pl
 
 from pipelines.config.decisions import LIMIT_ACTIONS
 from pipelines.report.render import environment
-from pipelines.report.sections import UNSCORED
+from pipelines.report.sections import UNSCORED, format_cny_cents  # noqa: F401 (the page's filter; tests import it here)
 
 PAGE_TEMPLATE = "whatif.html.j2"
 
@@ -249,18 +249,9 @@ class WhatIfPage:
         return int(self.grades[column].sum()) if self.grades.height else 0
 
 
-def format_cny_cents(cents: int) -> str:
-    """Integer cents as yuan and fen, ``-8335567`` -> ``-¥83,355.67``: the headline's totals are shown exactly, so
-    live - candidate = the difference as printed (whole yuan rounded apart would be off by one)."""
-    cents = int(cents)
-    sign, size = ("-" if cents < 0 else ""), abs(cents)
-    return f"{sign}¥{size // 100:,}.{size % 100:02d}"
-
-
 def render_whatif(page: WhatIfPage) -> str:
     """The what-if page as HTML text: self-contained (the report's CSS inline, no script, no network)."""
     env = environment()
-    env.filters["cny_cents"] = format_cny_cents
     return env.get_template(PAGE_TEMPLATE).render(page=page, definitions={
         "harsher": HARSHER_DEFINITION, "changed": CHANGED_DEFINITION, "el": EL_DEFINITION,
         "wording": WORDING_DEFINITION})
