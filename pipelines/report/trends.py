@@ -70,7 +70,7 @@ def book_summary(
     """
     owing = ledger_accounts.filter((pl.col("outstanding_principal_cents") > 0) | (pl.col("overdue_cents") > 0))
     priced = (
-        owing.select("account_id", "outstanding_principal_cents")
+        owing.select("account_id", "dpd", "outstanding_principal_cents")
         .join(scores.select("account_id", pl.col("pd").alias("_pd_score")), on="account_id", how="left")
         .join(queue.select("account_id", pl.col("pd").alias("_pd_queue")), on="account_id", how="left")
         .with_columns(pd=pl.coalesce("_pd_queue", "_pd_score"))  # the queue's pd where it has one: same EL
@@ -83,6 +83,8 @@ def book_summary(
         "dpd30_accounts": owing.filter(pl.col("dpd") >= DPD_30).height,
         "outstanding_principal": cents_to_text(int(owing["outstanding_principal_cents"].sum())),
         "expected_loss": cents_to_text(int(priced["el"].sum())),
+        # the model never trained on accounts already 30+ DPD: how much of the EL rests on its PD for them
+        "dpd30_expected_loss": cents_to_text(int(priced.filter(pl.col("dpd") >= DPD_30)["el"].sum())),
         "unpriced_accounts": int(priced["pd"].null_count()),
         "queue_expected_loss": cents_to_text(int(queue["expected_loss_cents"].sum())),
         "queue_size": queue.height,
@@ -171,6 +173,7 @@ class ExpectedLossTile:
     queue_expected_loss_cents: int
     outstanding_cents: int
     unpriced_accounts: int
+    dpd30_expected_loss_cents: int | None = None  # the part on accounts already 30+ DPD (None: not stored)
 
     @property
     def queue_share(self) -> float | None:
@@ -179,7 +182,8 @@ class ExpectedLossTile:
 
 def expected_loss_tile(book: Mapping[str, Any]) -> ExpectedLossTile:
     return ExpectedLossTile(text_to_cents(book["expected_loss"]), text_to_cents(book["queue_expected_loss"]),
-                            text_to_cents(book["outstanding_principal"]), int(book.get("unpriced_accounts", 0)))
+                            text_to_cents(book["outstanding_principal"]), int(book.get("unpriced_accounts", 0)),
+                            text_to_cents(book["dpd30_expected_loss"]) if "dpd30_expected_loss" in book else None)
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,8 @@ class TrendSection:
     tile_note: str
     roll30: Roll30
     notes: list[str]
+    bad_dpd: int = DPD_30  # labels.bad_dpd: the event the PD predicts
+    pd_event: str = "reaching 30+ DPD within the label horizon"  # said on the EL tile and the trend caption
 
     @property
     def missing_book(self) -> list[dt.date]:

@@ -121,16 +121,23 @@ def test_trend_strip_equals_the_manifests_and_outputs_it_summarises(trend_lake: 
     assert int(tile["expected_loss_cents"]) == trends.text_to_cents(book["expected_loss"]) > 0
     assert int(tile["queue_expected_loss_cents"]) == trends.text_to_cents(book["queue_expected_loss"])
 
-    # the 30-day roll: D against the night nearest D - 30 (nights[0], one day off), every account on both ledgers
+    # the 30-day roll: D against the night nearest D - 30 (nights[0], one day off), every account on both ledgers;
+    # an account owing nothing (no principal, nothing overdue) is "no balance", never "current"
     def buckets(night: Any) -> pl.DataFrame:
         accounts = lake.read_parquet(lake.partition_file(zones.ledger_partition(root, night), "accounts.parquet"))
-        return accounts.select("account_id", dpd_bucket(pl.col("dpd"), cfg.collections.buckets).alias("bucket"))
+        owes = (accounts["outstanding_principal_cents"] > 0) | (accounts["overdue_cents"] > 0)
+        bucket = accounts.select(dpd_bucket(pl.col("dpd"), cfg.collections.buckets))[:, 0]
+        return pl.DataFrame({"account_id": accounts["account_id"],
+                             "bucket": [b if o else "no balance" for b, o in zip(bucket, owes)]})
 
     both = buckets(nights[0]).join(buckets(as_of), on="account_id", suffix="_now")
     cells = read["roll30"]
     assert sum(n for _, _, n in cells) == both.height > 0
     for from_bucket, to_bucket, n in both.group_by("bucket", "bucket_now").len().iter_rows():
         assert (from_bucket, to_bucket, n) in cells
+    # the current row holds exactly the accounts owing money and not past due on that night
+    current_then = both.filter(pl.col("bucket") == "current").height
+    assert sum(n for f, _, n in cells if f == "current") == current_then
     assert not any(name in ("trend_strip", "roll30", "el_tile") for name, _, _ in read["empty"])
 
 
