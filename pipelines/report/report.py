@@ -53,7 +53,7 @@ from pipelines.report.sections import (
     swap_summary, test_cell_summary, vintage_curves,
 )
 from pipelines.store import chain, lake, zones
-from pipelines.store.publish import manifest_path, read_manifest, read_output
+from pipelines.store.publish import read_manifest, read_output
 from pipelines.store.readers import read_decide_inputs
 from pipelines.store.zones import ledger_partition, report_path
 from pipelines.vocab import DATASETS
@@ -382,6 +382,7 @@ def collect_trends(
             book, source = _night_book(root, night, night_manifest), "outputs"
         version = str(night_manifest["model_version"])
         rows.append(trends.trend_row(night, book, source, version, _model_as_of(registry, version, seen)))
+    rows += trends.unpublished_rows(shown)  # trend_frame sorts them into place
     seen_actions = {a for r in rows for a in r["actions"]}
     actions = [a for a in ACTION_ORDER if a in seen_actions] + sorted(seen_actions - set(ACTION_ORDER))
     notes = []
@@ -402,6 +403,8 @@ def collect_trends(
         pd_event=(f"reaching {cfg.labels.bad_dpd}+ DPD between day {cfg.labels.gap_days + 1} and day "
                   f"{cfg.labels.gap_days + cfg.labels.horizon_days} after the night (labels.bad_dpd, gap_days, "
                   "horizon_days)"),
+        pd_short=(f"{cfg.labels.bad_dpd}+ DPD in days {cfg.labels.gap_days + 1}-"
+                  f"{cfg.labels.gap_days + cfg.labels.horizon_days}"),
     )
 
 
@@ -413,10 +416,9 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
     """
 
     manifest = _read_manifest(root, as_of)
-    # The one previous run (pipelines/store/zones.py: previous_night), compared only if it was published.
-    previous_run = zones.previous_night(root, as_of)
-    if previous_run is not None and not lake.is_file(manifest_path(root, previous_run)):
-        previous_run = None
+    # The night compared with: the newest published night before D (chain.compared_night, as the manifest's
+    # score PSI). When D's previous night was decided but never published, the page names both (render: Look at first).
+    previous_night, previous_run = chain.compared_night(root, as_of)
     out = _published(root, as_of)
     notes = [
         f"The published {name} holds {out[name].height:,} rows but the manifest says "
@@ -445,6 +447,9 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
         grades=grades,
         notes=notes,
         cells=collect_cells(root, as_of, cfg),
+        stale=chain.night_status(root, as_of),
+        previous_unpublished=previous_night if previous_night != previous_run else None,
+        stale_in_trend=sorted(n for n in chain.stale_nights(root) if n < as_of),
         trends=collect_trends(root, as_of, cfg, manifest, out, model.score_psi),
     )
 

@@ -447,3 +447,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     cells: CellsSection | None = None  # "Test cells: outcomes" (pipelines/report/cells.py); None: not collected
     trends: TrendSection | None = None  # issue 20: the trend strip, EL tile, 30-day roll (None: not collected)
+    # chain.night_status of D (``stale``, and when stale ``reason`` and ``rebuild``); earlier nights marked stale
+    stale: dict[str, Any] = field(default_factory=dict)
+    stale_in_trend: list[dt.date] = field(default_factory=list)
+    previous_unpublished: dt.date | None = None  # D's previous night when it was never published (see notes)

@@ -111,7 +111,16 @@ SOURCES = {
     "manifest": "the night's manifest",
     "report": "D's own ledger and outputs (its manifest predates the book summary)",
     "outputs": "the night's published outputs only (its manifest predates the book summary)",
+    "missing": "nothing: no night was published for this date",
 }
+
+
+def unpublished_rows(nights: Sequence[dt.date]) -> list[dict[str, Any]]:
+    """A row for every date between the first and last of ``nights`` (sorted) with no published night: shown as
+    "not published", every value missing, so the trend's lines break there instead of joining across it."""
+    have = set(nights)
+    days = [nights[0] + dt.timedelta(days=i) for i in range((nights[-1] - nights[0]).days + 1)] if nights else []
+    return [trend_row(day, {}, "missing", "", None) for day in days if day not in have]
 
 
 def trend_row(
@@ -207,11 +216,17 @@ class TrendSection:
     notes: list[str]
     bad_dpd: int = DPD_30  # labels.bad_dpd: the event the PD predicts
     pd_event: str = "reaching 30+ DPD within the label horizon"  # said on the EL tile and the trend caption
+    pd_short: str = "30+ DPD within the label horizon"  # the same, in the few words the tile has room for
 
     @property
     def missing_book(self) -> list[dt.date]:
         """Nights published before manifests carried the book summary (their book figures are missing)."""
         return self.frame.filter(pl.col("source") == "outputs")["as_of"].to_list()
+
+    @property
+    def unpublished(self) -> list[dt.date]:
+        """Dates inside the trend's span with no published night (rows "not published")."""
+        return self.frame.filter(pl.col("source") == "missing")["as_of"].to_list()
 
     @property
     def scored_later(self) -> pl.DataFrame:

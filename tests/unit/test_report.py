@@ -568,3 +568,84 @@ def test_every_chart_with_nothing_to_draw_is_a_message_not_empty_axes() -> None:
         assert f'data-empty="{name}"' in page, name
     assert "No account in collections tonight." in page
     assert page.count("<img") == len(uris)
+
+
+# --- FINDINGS20C: stale night first, unpublished previous night named, missing trend dates, first-night wording ---
+
+
+def test_a_stale_night_comes_first_in_look_at_first_with_the_stores_rebuild_command() -> None:
+    hint = "rebuild them in order: `riskline rebuild --from 2026-10-21` (or an Airflow backfill)"
+    data = replace(_page_data(), stale={"as_of_date": "2026-11-20", "stale": True,
+                                                    "reason": "night 2026-10-20 was rerun", "rebuild": hint},
+                               stale_in_trend=[D(2026, 10, 21)])
+    view = render._page_view(data)
+    assert view.attention[0].startswith("This night (2026-11-20) is STALE: night 2026-10-20 was rerun")
+    assert "`riskline rebuild --from 2026-10-21`" in view.attention[0]
+    assert "1 earlier night(s) are marked stale: 2026-10-21" in view.attention[1]
+    assert not any("STALE" in item for item in render._page_view(_page_data()).attention)
+
+
+def test_an_unpublished_previous_night_is_named_with_the_night_compared_with() -> None:
+    data = replace(_page_data(), previous_run=D(2026, 11, 17), previous_unpublished=D(2026, 11, 19))
+    page = render.render_report(data, CHARTS)
+    assert "previous night 2026-11-19 not published, " in page and 'data-compared-with="2026-11-17"' in page
+    assert "no previous run" not in page
+    assert any(i.startswith("The previous night, 2026-11-19, was not published: tonight is compared with 2026-11-17")
+               for i in render._page_view(data).attention)
+
+
+def test_dates_without_a_published_night_are_rows_not_published_and_break_the_lines() -> None:
+    from pipelines.report import plots
+
+    book = trends.book_summary(*_book_frames(), lgd=0.85, score_psi=0.01)
+    published = [D(2026, 11, 17), D(2026, 11, 20)]
+    rows = [trends.trend_row(n, book, "manifest", "m1", D(2026, 9, 1)) for n in published]
+    rows += trends.unpublished_rows(published)
+    assert [r["as_of"] for r in rows[2:]] == [D(2026, 11, 18), D(2026, 11, 19)]
+    frame = trends.trend_frame(rows, ["freeze", "hold", "increase"])
+    assert frame["source"].to_list() == ["manifest", "missing", "missing", "manifest"]
+    # plotted as NaN: matplotlib breaks the line there instead of joining 11-17 to 11-20
+    assert np.isnan(plots._values(frame, "dpd30_rate")[1:3]).all()
+    assert np.isnan(plots._values(frame, "action_hold")[1:3]).all()
+    page = render.render_report(_with_trends(_page_data(), rows), CHARTS)
+    assert 'data-not-published="2026-11-18">not published' in page
+    assert "2 published nights, 2026-11-17 to 2026-11-20 (" in page
+    assert "2026-11-18, 2026-11-19; the lines break there" in page
+    assert trends.unpublished_rows([D(2026, 11, 17), D(2026, 11, 18)]) == [] and trends.unpublished_rows([]) == []
+
+
+def _calm(data: sections.ReportData, score_psi: float | None) -> sections.ReportData:
+    """The page data with nothing to look at first: no feature drift, the queue within capacity."""
+    queue = pl.DataFrame({"treatment": ["agent"], "overflow": [False], "overdue_amount_cents": [100],
+                          "expected_loss_cents": [10]})
+    return replace(
+        data, model=replace(data.model, score_psi=score_psi, feature_psi=pl.DataFrame(
+            {"feature": ["utilization"], "psi": [0.01], "band": ["stable"]})),
+        collections=replace(data.collections, queue=sections.queue_against_capacity(
+            queue, CollectionsConfig(agent_daily_capacity=100))))
+
+
+def test_the_first_night_does_not_claim_no_score_drift_nor_a_bonferroni_over_nothing() -> None:
+    first = _calm(_page_data(), score_psi=None)
+    assert render._page_view(first).attention == []
+    page = render.render_report(first, CHARTS)
+    assert "score drift not measured (no previous night to compare with)" in page
+    assert "no score drift" not in page
+    later = render.render_report(_calm(_page_data(), score_psi=0.001), CHARTS)
+    assert "no feature drift, no score drift, no challenger rejected" in later
+
+
+def test_the_el_tile_names_the_pd_event_and_the_part_on_accounts_already_30_dpd() -> None:
+    book = trends.book_summary(*_book_frames(), lgd=0.85, score_psi=None)
+    rows = [trends.trend_row(n, book, "manifest", "m1", D(2026, 9, 1)) for n in (D(2026, 11, 19), D(2026, 11, 20))]
+    data = _with_trends(_page_data(), rows)
+    data = replace(data, portfolio=replace(data.portfolio, dpd30_bucket="8-30"))
+    data = replace(data, trends=replace(
+        data.trends, tile=trends.expected_loss_tile(book), bad_dpd=30,
+        pd_event="reaching 30+ DPD between day 8 and day 97 after the night", pd_short="30+ DPD in days 8-97"))
+    page = render.render_report(data, CHARTS)
+    assert 'data-el="dpd30_expected_loss_cents" data-cents="16150"' in page
+    assert "PD = P(30+ DPD in days 8-97), not of a loss" in page
+    assert "where PD is the model's probability of reaching 30+ DPD between day 8 and day 97 after the night" in page
+    assert "(DPD 30 included; the DPD bucket table puts DPD 30 in 8-30)" in page
+    assert "an account exactly 30 days past due is in 8-30 here" in page
