@@ -126,7 +126,7 @@ class _PageView:
 
 def _attention(data: ReportData) -> list[str]:
     """The few things a reader should look at first."""
-    items = []
+    items = _chain_attention(data)  # first: a stale night's every figure is from the chain before a rerun
     failed = data.data.datasets.filter(~pl.col("ok"))
     if failed.height:
         items.append(f"Validation failed critically for {', '.join(failed['dataset'].to_list())}.")
@@ -151,6 +151,24 @@ def _attention(data: ReportData) -> list[str]:
     if data.decisions.swap.size:
         items.append(f"{data.decisions.swap.size:,} accounts changed limit action because the model changed.")
     return items + _trend_attention(data)
+
+
+def _chain_attention(data: ReportData) -> list[str]:
+    """This night stale (an earlier night was rerun since: chain.night_status, the store's own rebuild hint),
+    earlier stale nights in the lake, and a previous night never published."""
+    items = []
+    if data.stale.get("stale"):
+        items.append(f"This night ({data.as_of}) is STALE: {data.stale['reason']}. Its outputs and this page come "
+                     f"from the chain before that rerun; {data.stale['rebuild']}.")
+    earlier = [str(n) for n in data.stale_in_trend]
+    if earlier:
+        items.append(f"{len(earlier)} earlier night(s) are marked stale: {', '.join(earlier)} (their trend figures "
+                     "are the old chain's).")
+    if data.previous_unpublished is not None:
+        items.append(f"The previous night, {data.previous_unpublished}, was not published: "
+                     + (f"tonight is compared with {data.previous_run}." if data.previous_run else
+                        "there is no published night to compare tonight with."))
+    return items
 
 
 def _trend_attention(data: ReportData) -> list[str]:

@@ -48,15 +48,18 @@ from pipelines.report.render import render_report
 from pipelines.report import trends
 from pipelines.report.sections import (
     ACTION_ORDER, CollectionsSection, DataSection, DecisionsSection, GateView, ModelSection, PortfolioSection,
-    ReportData, ReportError, SwapView, delinquency_by_bucket, exposure_by_action_grade, feature_psi,
+    ReportData, ReportError, SwapView, delinquency_by_bucket, dpd_bucket, exposure_by_action_grade, feature_psi,
     limit_changes, money_to_cents, order_key, queue_against_capacity, roll_rates, score_psi, swap_set,
     swap_summary, test_cell_summary, vintage_curves,
 )
 from pipelines.store import chain, lake, zones
-from pipelines.store.publish import manifest_path, read_manifest, read_output
+from pipelines.store.publish import read_manifest, read_output
 from pipelines.store.readers import read_decide_inputs
 from pipelines.store.zones import ledger_partition, report_path
 from pipelines.vocab import DATASETS
+
+
+ROLL_COLUMNS = ["account_id", "dpd", "outstanding_principal_cents", "overdue_cents"]  # what roll_rates reads
 
 
 # --- I/O --------------------------------------------------------------------------------------------
@@ -213,7 +216,7 @@ def _collect_portfolio(
     if previous_run is not None:
         prev_dir = ledger_partition(root, previous_run)
         if lake.is_complete(prev_dir):
-            previous = lake.read_parquet(lake.partition_file(prev_dir, "accounts.parquet"), columns=["account_id", "dpd"])
+            previous = lake.read_parquet(lake.partition_file(prev_dir, "accounts.parquet"), columns=ROLL_COLUMNS)
             roll = roll_rates(previous, accounts_now, buckets)
         else:
             note = f"The ledger of the previous run ({previous_run}) is no longer in the lake."
@@ -229,6 +232,7 @@ def _collect_portfolio(
         bad_dpd=cfg.labels.bad_dpd,
         since=since,
         note=note,
+        dpd30_bucket=str(pl.select(dpd_bucket(pl.lit(trends.DPD_30), buckets)).item()),
     )
 
 
@@ -352,8 +356,8 @@ def _collect_roll30(root: Path, as_of: dt.date, cfg: RisklineConfig, nights: lis
     part = ledger_partition(root, night)
     if not lake.is_complete(part):
         return trends.Roll30(target, night, None, f"The ledger of {night} (the night nearest D - 30) is no longer in the lake.")
-    previous = lake.read_parquet(lake.partition_file(part, "accounts.parquet"), columns=["account_id", "dpd"])
-    now = lake.read_parquet(lake.partition_file(ledger_partition(root, as_of), "accounts.parquet"), columns=["account_id", "dpd"])
+    previous = lake.read_parquet(lake.partition_file(part, "accounts.parquet"), columns=ROLL_COLUMNS)
+    now = lake.read_parquet(lake.partition_file(ledger_partition(root, as_of), "accounts.parquet"), columns=ROLL_COLUMNS)
     return trends.Roll30(target, night, roll_rates(previous, now, cfg.collections.buckets), "")
 
 
@@ -378,6 +382,7 @@ def collect_trends(
             book, source = _night_book(root, night, night_manifest), "outputs"
         version = str(night_manifest["model_version"])
         rows.append(trends.trend_row(night, book, source, version, _model_as_of(registry, version, seen)))
+    rows += trends.unpublished_rows(shown)  # trend_frame sorts them into place
     seen_actions = {a for r in rows for a in r["actions"]}
     actions = [a for a in ACTION_ORDER if a in seen_actions] + sorted(seen_actions - set(ACTION_ORDER))
     notes = []
@@ -394,6 +399,12 @@ def collect_trends(
         tile_note=trends.SOURCES[tonight_source],
         roll30=_collect_roll30(root, as_of, cfg, nights),
         notes=notes,
+        bad_dpd=cfg.labels.bad_dpd,
+        pd_event=(f"reaching {cfg.labels.bad_dpd}+ DPD between day {cfg.labels.gap_days + 1} and day "
+                  f"{cfg.labels.gap_days + cfg.labels.horizon_days} after the night (labels.bad_dpd, gap_days, "
+                  "horizon_days)"),
+        pd_short=(f"{cfg.labels.bad_dpd}+ DPD in days {cfg.labels.gap_days + 1}-"
+                  f"{cfg.labels.gap_days + cfg.labels.horizon_days}"),
     )
 
 
@@ -405,10 +416,9 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
     """
 
     manifest = _read_manifest(root, as_of)
-    # The one previous run (pipelines/store/zones.py: previous_night), compared only if it was published.
-    previous_run = zones.previous_night(root, as_of)
-    if previous_run is not None and not lake.is_file(manifest_path(root, previous_run)):
-        previous_run = None
+    # The night compared with: the newest published night before D (chain.compared_night, as the manifest's
+    # score PSI). When D's previous night was decided but never published, the page names both (render: Look at first).
+    previous_night, previous_run = chain.compared_night(root, as_of)
     out = _published(root, as_of)
     notes = [
         f"The published {name} holds {out[name].height:,} rows but the manifest says "
@@ -437,6 +447,9 @@ def collect_report_data(root: Path, as_of: dt.date, cfg: RisklineConfig) -> Repo
         grades=grades,
         notes=notes,
         cells=collect_cells(root, as_of, cfg),
+        stale=chain.night_status(root, as_of),
+        previous_unpublished=previous_night if previous_night != previous_run else None,
+        stale_in_trend=sorted(n for n in chain.stale_nights(root) if n < as_of),
         trends=collect_trends(root, as_of, cfg, manifest, out, model.score_psi),
     )
 

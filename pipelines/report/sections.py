@@ -21,6 +21,9 @@ from pipelines.report.trends import TrendSection
 
 
 CURRENT = "current"  # the bucket of an account owing money with no DPD
+# The roll tables' own state for an account owing nothing (paid off, or a line never drawn): counted as
+# "current" it would dilute the roll out of current and pass a pay-off as a cure (FINDINGS20C 1).
+NO_BALANCE = "no balance"
 ACTION_ORDER: tuple[str, ...] = ("freeze", "decrease", "hold", "unfreeze", "increase")
 UNSCORED = "unscored"
 SWAP_SET_DEFINITION = (
@@ -92,6 +95,11 @@ def dpd_bucket(dpd: pl.Expr, buckets: Sequence[CollectionBucket]) -> pl.Expr:
     return bucket
 
 
+def owing_money() -> pl.Expr:
+    """An account owing money on its ledger: the population of the bucket table, the 30+ DPD rate and the rolls."""
+    return (pl.col("outstanding_principal_cents") > 0) | (pl.col("overdue_cents") > 0)
+
+
 def delinquency_by_bucket(ledger_accounts: pl.DataFrame, buckets: Sequence[CollectionBucket]) -> pl.DataFrame:
     """Share of accounts and of outstanding principal per DPD bucket, among accounts owing money.
 
@@ -102,7 +110,7 @@ def delinquency_by_bucket(ledger_accounts: pl.DataFrame, buckets: Sequence[Colle
         ``bucket, accounts, account_share, outstanding_cents, balance_share``, every bucket in order.
     """
     names = bucket_names(buckets)
-    owing = ledger_accounts.filter((pl.col("outstanding_principal_cents") > 0) | (pl.col("overdue_cents") > 0))
+    owing = ledger_accounts.filter(owing_money())
     counts = owing.group_by(dpd_bucket(pl.col("dpd"), buckets).alias("bucket")).agg(
         pl.len().cast(pl.Int64).alias("accounts"),
         pl.col("outstanding_principal_cents").sum().alias("outstanding_cents"),
@@ -118,23 +126,30 @@ def delinquency_by_bucket(ledger_accounts: pl.DataFrame, buckets: Sequence[Colle
     ).select("bucket", "accounts", "account_share", "outstanding_cents", "balance_share")
 
 
+def roll_state(buckets: Sequence[CollectionBucket]) -> pl.Expr:
+    """An account's state in a roll table: its DPD bucket when it owes money, ``no balance`` when it owes nothing."""
+    return pl.when(owing_money()).then(dpd_bucket(pl.col("dpd"), buckets)).otherwise(pl.lit(NO_BALANCE))
+
+
 def roll_rates(
     previous: pl.DataFrame, current: pl.DataFrame, buckets: Sequence[CollectionBucket]
 ) -> pl.DataFrame:
     """Where the accounts of each DPD bucket at the previous run are now.
 
     Args:
-        previous, current: ``account_id, dpd`` (ledger accounts of the previous run's date and of D).
-            Only accounts on both ledgers count: a line first drawn since has no bucket to roll from.
+        previous, current: ``account_id, dpd, outstanding_principal_cents, overdue_cents`` (ledger accounts of
+            the previous run's date and of D). Only accounts on both ledgers count: a line first drawn since has
+            no bucket to roll from. An account owing nothing is in ``no balance``, not ``current``, so the
+            buckets' rows are the bucket table's population and a pay-off is not a cure.
 
     Returns:
         ``from_bucket, to_bucket, accounts, share`` (share of the from-bucket's accounts), the full grid
-        of buckets in order, zeros included.
+        of states in order (the buckets, then ``no balance``), zeros included.
     """
-    names = bucket_names(buckets)
+    names = [*bucket_names(buckets), NO_BALANCE]
     moved = (
-        previous.select("account_id", dpd_bucket(pl.col("dpd"), buckets).alias("from_bucket"))
-        .join(current.select("account_id", dpd_bucket(pl.col("dpd"), buckets).alias("to_bucket")),
+        previous.select("account_id", roll_state(buckets).alias("from_bucket"))
+        .join(current.select("account_id", roll_state(buckets).alias("to_bucket")),
               on="account_id", how="inner")
         .group_by("from_bucket", "to_bucket")
         .agg(pl.len().cast(pl.Int64).alias("accounts"))
@@ -397,6 +412,7 @@ class PortfolioSection:
     bad_dpd: int
     since: dt.date | None
     note: str = ""
+    dpd30_bucket: str = ""  # the bucket DPD 30 falls in (the 30+ DPD rate counts it; the buckets may not)
 
 
 @dataclass(frozen=True)
@@ -439,3 +455,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     cells: CellsSection | None = None  # "Test cells: outcomes" (pipelines/report/cells.py); None: not collected
     trends: TrendSection | None = None  # issue 20: the trend strip, EL tile, 30-day roll (None: not collected)
+    # chain.night_status of D (``stale``, and when stale ``reason`` and ``rebuild``); earlier nights marked stale
+    stale: dict[str, Any] = field(default_factory=dict)
+    stale_in_trend: list[dt.date] = field(default_factory=list)
+    previous_unpublished: dt.date | None = None  # D's previous night when it was never published (see notes)

@@ -70,7 +70,7 @@ def book_summary(
     """
     owing = ledger_accounts.filter((pl.col("outstanding_principal_cents") > 0) | (pl.col("overdue_cents") > 0))
     priced = (
-        owing.select("account_id", "outstanding_principal_cents")
+        owing.select("account_id", "dpd", "outstanding_principal_cents")
         .join(scores.select("account_id", pl.col("pd").alias("_pd_score")), on="account_id", how="left")
         .join(queue.select("account_id", pl.col("pd").alias("_pd_queue")), on="account_id", how="left")
         .with_columns(pd=pl.coalesce("_pd_queue", "_pd_score"))  # the queue's pd where it has one: same EL
@@ -83,6 +83,8 @@ def book_summary(
         "dpd30_accounts": owing.filter(pl.col("dpd") >= DPD_30).height,
         "outstanding_principal": cents_to_text(int(owing["outstanding_principal_cents"].sum())),
         "expected_loss": cents_to_text(int(priced["el"].sum())),
+        # the model never trained on accounts already 30+ DPD: how much of the EL rests on its PD for them
+        "dpd30_expected_loss": cents_to_text(int(priced.filter(pl.col("dpd") >= DPD_30)["el"].sum())),
         "unpriced_accounts": int(priced["pd"].null_count()),
         "queue_expected_loss": cents_to_text(int(queue["expected_loss_cents"].sum())),
         "queue_size": queue.height,
@@ -109,7 +111,16 @@ SOURCES = {
     "manifest": "the night's manifest",
     "report": "D's own ledger and outputs (its manifest predates the book summary)",
     "outputs": "the night's published outputs only (its manifest predates the book summary)",
+    "missing": "nothing: no night was published for this date",
 }
+
+
+def unpublished_rows(nights: Sequence[dt.date]) -> list[dict[str, Any]]:
+    """A row for every date between the first and last of ``nights`` (sorted) with no published night: shown as
+    "not published", every value missing, so the trend's lines break there instead of joining across it."""
+    have = set(nights)
+    days = [nights[0] + dt.timedelta(days=i) for i in range((nights[-1] - nights[0]).days + 1)] if nights else []
+    return [trend_row(day, {}, "missing", "", None) for day in days if day not in have]
 
 
 def trend_row(
@@ -171,6 +182,7 @@ class ExpectedLossTile:
     queue_expected_loss_cents: int
     outstanding_cents: int
     unpriced_accounts: int
+    dpd30_expected_loss_cents: int | None = None  # the part on accounts already 30+ DPD (None: not stored)
 
     @property
     def queue_share(self) -> float | None:
@@ -179,7 +191,8 @@ class ExpectedLossTile:
 
 def expected_loss_tile(book: Mapping[str, Any]) -> ExpectedLossTile:
     return ExpectedLossTile(text_to_cents(book["expected_loss"]), text_to_cents(book["queue_expected_loss"]),
-                            text_to_cents(book["outstanding_principal"]), int(book.get("unpriced_accounts", 0)))
+                            text_to_cents(book["outstanding_principal"]), int(book.get("unpriced_accounts", 0)),
+                            text_to_cents(book["dpd30_expected_loss"]) if "dpd30_expected_loss" in book else None)
 
 
 @dataclass(frozen=True)
@@ -201,11 +214,19 @@ class TrendSection:
     tile_note: str
     roll30: Roll30
     notes: list[str]
+    bad_dpd: int = DPD_30  # labels.bad_dpd: the event the PD predicts
+    pd_event: str = "reaching 30+ DPD within the label horizon"  # said on the EL tile and the trend caption
+    pd_short: str = "30+ DPD within the label horizon"  # the same, in the few words the tile has room for
 
     @property
     def missing_book(self) -> list[dt.date]:
         """Nights published before manifests carried the book summary (their book figures are missing)."""
         return self.frame.filter(pl.col("source") == "outputs")["as_of"].to_list()
+
+    @property
+    def unpublished(self) -> list[dt.date]:
+        """Dates inside the trend's span with no published night (rows "not published")."""
+        return self.frame.filter(pl.col("source") == "missing")["as_of"].to_list()
 
     @property
     def scored_later(self) -> pl.DataFrame:

@@ -52,7 +52,7 @@ from pipelines.stages.features import build_feature_snapshot, merge_shards
 from pipelines.stages.ledger_state import built_how
 from pipelines.stages.ingest import describe_purged, ingest_night
 from pipelines.store import chain, lake, locks, zones
-from pipelines.store.publish import PublishError, describe_latest, manifest_path, publish_outputs, read_output
+from pipelines.store.publish import PublishError, describe_latest, publish_outputs, read_output
 from pipelines.store.readers import read_decide_inputs, read_pending_holds
 from pipelines.store.zones import (
     DECISION_FILES, decisions_dir, report_link, scores_dir,
@@ -311,8 +311,9 @@ def _book_summary(root: Location, as_of: dt.date, cfg: RisklineConfig, frames: d
                                columns=["account_id", "dpd", "outstanding_principal_cents", "overdue_cents"])
     queue = frames["collection_queue"].select("account_id", "pd", money_to_cents("expected_loss").alias("expected_loss_cents"))
     psi = None
-    previous = zones.previous_night(root, as_of)  # the report's "previous run": compared only if published
-    if previous is not None and lake.is_file(manifest_path(root, previous)):
+    # the night the report compares with: the newest published night before D (chain.compared_night)
+    _, previous = chain.compared_night(root, as_of)
+    if previous is not None:
         before = read_output(root, "scores", previous, columns=["score"])["score"].to_numpy()
         now = frames["scores"]["score"].to_numpy()
         if before.size and now.size:

@@ -80,6 +80,17 @@ def published_nights(root: Location) -> list[dt.date]:
     return sorted(d for d in days if d is not None)
 
 
+def compared_night(root: Location, as_of: dt.date) -> tuple[dt.date | None, dt.date | None]:
+    """``(previous, compared)``: D's previous night (:func:`zones.previous_night`) and the night D's page and
+    book summary compare with: the newest *published* night before D. They differ when the previous night was
+    decided but never published (publish refused it): the comparison then skips to the last published night
+    instead of claiming there is none. The report's score PSI, roll and swap set and the manifest's score PSI
+    use this one function, so they name the same night."""
+    previous = previous_night(root, as_of)
+    earlier = [n for n in published_nights(root) if n < as_of]
+    return previous, (earlier[-1] if earlier else None)
+
+
 def curated_digest(root: Location, dataset: str, day: dt.date) -> str | None:
     """One sha256 for a complete curated partition (over its files' names and sha256); None if absent.
 

@@ -5,6 +5,7 @@ only what its outputs hold, no console error, and nothing overflows the screen."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -89,7 +90,9 @@ def test_trend_strip_equals_the_manifests_and_outputs_it_summarises(trend_lake: 
     assert read["pageWidth"] <= VIEWPORT["width"] and read["wideTables"] == []
 
     shown = _shown(read)
-    assert sorted(read["sources"]) == [(str(n), "manifest") for n in nights]
+    # the lake's nights are spaced: every date between them is a row "not published", never silently skipped
+    span = [nights[0] + dt.timedelta(days=i) for i in range((nights[-1] - nights[0]).days + 1)]
+    assert sorted(read["sources"]) == [(str(d), "manifest" if d in nights else "missing") for d in span]
     for night in nights:
         book = publish.read_manifest(root, night)["book"]
         key = str(night)
@@ -121,16 +124,23 @@ def test_trend_strip_equals_the_manifests_and_outputs_it_summarises(trend_lake: 
     assert int(tile["expected_loss_cents"]) == trends.text_to_cents(book["expected_loss"]) > 0
     assert int(tile["queue_expected_loss_cents"]) == trends.text_to_cents(book["queue_expected_loss"])
 
-    # the 30-day roll: D against the night nearest D - 30 (nights[0], one day off), every account on both ledgers
+    # the 30-day roll: D against the night nearest D - 30 (nights[0], one day off), every account on both ledgers;
+    # an account owing nothing (no principal, nothing overdue) is "no balance", never "current"
     def buckets(night: Any) -> pl.DataFrame:
         accounts = lake.read_parquet(lake.partition_file(zones.ledger_partition(root, night), "accounts.parquet"))
-        return accounts.select("account_id", dpd_bucket(pl.col("dpd"), cfg.collections.buckets).alias("bucket"))
+        owes = (accounts["outstanding_principal_cents"] > 0) | (accounts["overdue_cents"] > 0)
+        bucket = accounts.select(dpd_bucket(pl.col("dpd"), cfg.collections.buckets))[:, 0]
+        return pl.DataFrame({"account_id": accounts["account_id"],
+                             "bucket": [b if o else "no balance" for b, o in zip(bucket, owes)]})
 
     both = buckets(nights[0]).join(buckets(as_of), on="account_id", suffix="_now")
     cells = read["roll30"]
     assert sum(n for _, _, n in cells) == both.height > 0
     for from_bucket, to_bucket, n in both.group_by("bucket", "bucket_now").len().iter_rows():
         assert (from_bucket, to_bucket, n) in cells
+    # the current row holds exactly the accounts owing money and not past due on that night
+    current_then = both.filter(pl.col("bucket") == "current").height
+    assert sum(n for f, _, n in cells if f == "current") == current_then
     assert not any(name in ("trend_strip", "roll30", "el_tile") for name, _, _ in read["empty"])
 
 

@@ -376,6 +376,12 @@ def test_report_section_tags_the_readout_and_names_immature_windows(tmp_path, cf
                              "late payments) matures on 2026-02-07. Outcomes are never read from part of a window.")
     early_html = environment().get_template("cells.html.j2").module.cells_section(early)  # type: ignore[attr-defined]
     assert "data-cells-message" in early_html and "data-cells-metric" not in early_html
+    # the Bonferroni sentence names the comparisons shown, and is left out when there are none
+    assert section.comparisons > 0 and "comparisons shown (Bonferroni)" in html
+    import dataclasses
+    none_html = environment().get_template("cells.html.j2").module.cells_section(  # type: ignore[attr-defined]
+        dataclasses.replace(section, comparisons=0))
+    assert "comparisons shown (Bonferroni)" not in none_html and "data-cells-comparisons" not in none_html
 
 
 # --- review 20B: cohorts, policy versions, unmoved challenger lines, many comparisons, money in JSON -------------

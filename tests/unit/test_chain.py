@@ -165,3 +165,15 @@ def test_a_curated_digest_is_kept_per_partition_version_and_never_outlives_a_rep
     chain._CACHES.clear()
     (tmp_path / "_cache" / "curated_digests.json").unlink()
     assert second != first and chain.curated_digest(tmp_path, "payments", day) == second
+
+
+def test_the_night_compared_with_is_the_newest_published_one(tmp_path: Path):
+    # the report and the manifest's score PSI compare D with the newest *published* night before it
+    assert chain.compared_night(tmp_path, D) == (None, None)
+    _night(tmp_path, D)
+    assert chain.compared_night(tmp_path, D + DAY) == (D, D)
+    # D+1 decided but never published (publish refused it): D+2 is compared with D, and both are named
+    _night(tmp_path, D + DAY, published=False)
+    assert chain.compared_night(tmp_path, D + 2 * DAY) == (D + DAY, D)
+    # nothing published before: no comparison, but the previous night is still known
+    assert chain.compared_night(tmp_path, D) == (None, None)

@@ -85,11 +85,17 @@ def test_delinquency_by_bucket_counts_accounts_owing_money() -> None:
     assert out["balance_share"].to_list() == [0.25, 0.25, 0.5, 0.0]
 
 
+def _roll_ledger(ids: list[str], dpd: list[int], outstanding: list[int] | None = None) -> pl.DataFrame:
+    outstanding = outstanding if outstanding is not None else [1_000] * len(ids)
+    return pl.DataFrame({"account_id": ids, "dpd": dpd, "outstanding_principal_cents": outstanding,
+                         "overdue_cents": [100 if d else 0 for d in dpd]})
+
+
 def test_roll_rates_follow_accounts_on_both_ledgers() -> None:
-    previous = pl.DataFrame({"account_id": ["a", "b", "c", "d"], "dpd": [0, 3, 10, 5]})
-    current = pl.DataFrame({"account_id": ["a", "b", "c", "e"], "dpd": [2, 0, 12, 40]})
+    previous = _roll_ledger(["a", "b", "c", "d"], [0, 3, 10, 5])
+    current = _roll_ledger(["a", "b", "c", "e"], [2, 0, 12, 40])
     out = sections.roll_rates(previous, current, BUCKETS)
-    assert out.height == 16  # the full 4 x 4 grid, zeros included
+    assert out.height == 25  # the full 5 x 5 grid (4 buckets and "no balance"), zeros included
     moved = {(r["from_bucket"], r["to_bucket"]): (r["accounts"], r["share"]) for r in out.iter_rows(named=True)}
     # a rolled forward, b cured; d is gone from tonight's ledger and e is new: neither counts
     assert moved[("current", "1-7")] == (1, 1.0)
@@ -99,10 +105,33 @@ def test_roll_rates_follow_accounts_on_both_ledgers() -> None:
     assert out["accounts"].sum() == 3
 
 
+def test_roll_rates_keep_accounts_owing_nothing_out_of_current() -> None:
+    # p owed nothing then and now; q owed nothing, drew, and is current; r was current and paid off;
+    # s was 1-7 and paid off in full (not a cure); t was 1-7 and cured while owing; u current, rolled to 1-7
+    previous = _roll_ledger(["p", "q", "r", "s", "t", "u"], [0, 0, 0, 4, 4, 0], [0, 0, 500, 500, 500, 500])
+    current = _roll_ledger(["p", "q", "r", "s", "t", "u"], [0, 0, 0, 0, 0, 3], [0, 800, 0, 0, 500, 500])
+    out = sections.roll_rates(previous, current, BUCKETS)
+    moved = {(r["from_bucket"], r["to_bucket"]): (r["accounts"], r["share"]) for r in out.iter_rows(named=True)}
+    assert out["from_bucket"].unique(maintain_order=True).to_list() == ["current", "1-7", "8-30", "31+", "no balance"]
+    # current holds only the two accounts owing money (r, u): half rolled into 1-7, half paid off
+    assert moved[("current", "current")] == (0, 0.0)
+    assert moved[("current", "1-7")] == (1, 0.5)
+    assert moved[("current", "no balance")] == (1, 0.5)
+    # of 1-7, one cured while owing, one paid off: the pay-off is not a cure
+    assert moved[("1-7", "current")] == (1, 0.5)
+    assert moved[("1-7", "no balance")] == (1, 0.5)
+    assert moved[("no balance", "no balance")] == (1, 0.5)
+    assert moved[("no balance", "current")] == (1, 0.5)
+    # an account with principal 0 but an unpaid overdue amount owes money: it keeps its bucket
+    owes_overdue = pl.DataFrame({"account_id": ["v"], "dpd": [5], "outstanding_principal_cents": [0],
+                                 "overdue_cents": [300]})
+    held = sections.roll_rates(owes_overdue, owes_overdue, BUCKETS).filter(pl.col("accounts") > 0)
+    assert held.select("from_bucket", "to_bucket").row(0) == ("1-7", "1-7")
+
+
 def test_roll_rates_fail_loudly_without_dpd() -> None:
     with pytest.raises(pl.exceptions.ColumnNotFoundError):
-        sections.roll_rates(pl.DataFrame({"account_id": ["a"]}), pl.DataFrame({"account_id": ["a"], "dpd": [0]}),
-                          BUCKETS)
+        sections.roll_rates(pl.DataFrame({"account_id": ["a"]}), _roll_ledger(["a"], [0]), BUCKETS)
 
 
 def test_vintage_curves_count_first_30_dpd_by_months_on_book() -> None:
@@ -408,6 +437,9 @@ def test_book_summary_prices_the_book_with_the_queues_formula() -> None:
     # e has no PD (unpriced, counted apart): 17,000 cents
     assert summary["expected_loss"] == "170.00" and summary["unpriced_accounts"] == 1
     assert summary["queue_expected_loss"] == "161.50" and summary["queue_size"] == 2  # 3,400 + 12,750 cents
+    # the part on accounts already 30+ DPD (b 3,400 and d 12,750), which the model never trained on
+    assert summary["dpd30_expected_loss"] == "161.50"
+    assert trends.expected_loss_tile(summary).dpd30_expected_loss_cents == 16_150
     assert summary["actions"] == {"freeze": 1, "hold": 2, "increase": 1}
     assert summary["score_psi"] == 0.012346  # kept to 6 places: the manifest stays small and stable
     assert trends.book_summary(*_book_frames(), lgd=0.85, score_psi=None)["score_psi"] is None
@@ -509,14 +541,17 @@ def test_page_warns_of_nights_scored_by_a_later_model() -> None:
 
 
 def test_page_shows_the_30_day_roll_as_a_matrix() -> None:
-    previous = pl.DataFrame({"account_id": ["a", "b", "c"], "dpd": [0, 3, 3]})
-    now = pl.DataFrame({"account_id": ["a", "b", "c"], "dpd": [0, 0, 10]})
+    previous = _roll_ledger(["a", "b", "c", "d"], [0, 3, 3, 0], [1_000, 1_000, 1_000, 0])
+    now = _roll_ledger(["a", "b", "c", "d"], [0, 0, 10, 0], [1_000, 1_000, 1_000, 0])
     roll = sections.roll_rates(previous, now, BUCKETS)
     page = render.render_report(_with_trends(_page_data(), [], roll), CHARTS)
     # of the two accounts at 1-7 DPD a month ago, one cured and one rolled to 8-30
     assert 'data-roll30-from="1-7" data-roll30-to="current" data-accounts="1">50.0%' in page
     assert 'data-roll30-from="1-7" data-roll30-to="8-30" data-accounts="1">50.0%' in page
     assert 'data-roll30-from="1-7" data-roll30-to="1-7" data-accounts="0">0.0%' in page
+    assert 'data-roll30-from="no balance" data-roll30-to="no balance" data-accounts="1">100.0%' in page
+    assert 'data-roll30-from="current" data-roll30-to="current" data-accounts="1">100.0%' in page
+    assert '"no balance", so a pay-off is not counted as a cure' in page
 
 
 def test_every_chart_with_nothing_to_draw_is_a_message_not_empty_axes() -> None:
@@ -533,3 +568,84 @@ def test_every_chart_with_nothing_to_draw_is_a_message_not_empty_axes() -> None:
         assert f'data-empty="{name}"' in page, name
     assert "No account in collections tonight." in page
     assert page.count("<img") == len(uris)
+
+
+# --- FINDINGS20C: stale night first, unpublished previous night named, missing trend dates, first-night wording ---
+
+
+def test_a_stale_night_comes_first_in_look_at_first_with_the_stores_rebuild_command() -> None:
+    hint = "rebuild them in order: `riskline rebuild --from 2026-10-21` (or an Airflow backfill)"
+    data = replace(_page_data(), stale={"as_of_date": "2026-11-20", "stale": True,
+                                                    "reason": "night 2026-10-20 was rerun", "rebuild": hint},
+                               stale_in_trend=[D(2026, 10, 21)])
+    view = render._page_view(data)
+    assert view.attention[0].startswith("This night (2026-11-20) is STALE: night 2026-10-20 was rerun")
+    assert "`riskline rebuild --from 2026-10-21`" in view.attention[0]
+    assert "1 earlier night(s) are marked stale: 2026-10-21" in view.attention[1]
+    assert not any("STALE" in item for item in render._page_view(_page_data()).attention)
+
+
+def test_an_unpublished_previous_night_is_named_with_the_night_compared_with() -> None:
+    data = replace(_page_data(), previous_run=D(2026, 11, 17), previous_unpublished=D(2026, 11, 19))
+    page = render.render_report(data, CHARTS)
+    assert "previous night 2026-11-19 not published, " in page and 'data-compared-with="2026-11-17"' in page
+    assert "no previous run" not in page
+    assert any(i.startswith("The previous night, 2026-11-19, was not published: tonight is compared with 2026-11-17")
+               for i in render._page_view(data).attention)
+
+
+def test_dates_without_a_published_night_are_rows_not_published_and_break_the_lines() -> None:
+    from pipelines.report import plots
+
+    book = trends.book_summary(*_book_frames(), lgd=0.85, score_psi=0.01)
+    published = [D(2026, 11, 17), D(2026, 11, 20)]
+    rows = [trends.trend_row(n, book, "manifest", "m1", D(2026, 9, 1)) for n in published]
+    rows += trends.unpublished_rows(published)
+    assert [r["as_of"] for r in rows[2:]] == [D(2026, 11, 18), D(2026, 11, 19)]
+    frame = trends.trend_frame(rows, ["freeze", "hold", "increase"])
+    assert frame["source"].to_list() == ["manifest", "missing", "missing", "manifest"]
+    # plotted as NaN: matplotlib breaks the line there instead of joining 11-17 to 11-20
+    assert np.isnan(plots._values(frame, "dpd30_rate")[1:3]).all()
+    assert np.isnan(plots._values(frame, "action_hold")[1:3]).all()
+    page = render.render_report(_with_trends(_page_data(), rows), CHARTS)
+    assert 'data-not-published="2026-11-18">not published' in page
+    assert "2 published nights, 2026-11-17 to 2026-11-20 (" in page
+    assert "2026-11-18, 2026-11-19; the lines break there" in page
+    assert trends.unpublished_rows([D(2026, 11, 17), D(2026, 11, 18)]) == [] and trends.unpublished_rows([]) == []
+
+
+def _calm(data: sections.ReportData, score_psi: float | None) -> sections.ReportData:
+    """The page data with nothing to look at first: no feature drift, the queue within capacity."""
+    queue = pl.DataFrame({"treatment": ["agent"], "overflow": [False], "overdue_amount_cents": [100],
+                          "expected_loss_cents": [10]})
+    return replace(
+        data, model=replace(data.model, score_psi=score_psi, feature_psi=pl.DataFrame(
+            {"feature": ["utilization"], "psi": [0.01], "band": ["stable"]})),
+        collections=replace(data.collections, queue=sections.queue_against_capacity(
+            queue, CollectionsConfig(agent_daily_capacity=100))))
+
+
+def test_the_first_night_does_not_claim_no_score_drift_nor_a_bonferroni_over_nothing() -> None:
+    first = _calm(_page_data(), score_psi=None)
+    assert render._page_view(first).attention == []
+    page = render.render_report(first, CHARTS)
+    assert "score drift not measured (no previous night to compare with)" in page
+    assert "no score drift" not in page
+    later = render.render_report(_calm(_page_data(), score_psi=0.001), CHARTS)
+    assert "no feature drift, no score drift, no challenger rejected" in later
+
+
+def test_the_el_tile_names_the_pd_event_and_the_part_on_accounts_already_30_dpd() -> None:
+    book = trends.book_summary(*_book_frames(), lgd=0.85, score_psi=None)
+    rows = [trends.trend_row(n, book, "manifest", "m1", D(2026, 9, 1)) for n in (D(2026, 11, 19), D(2026, 11, 20))]
+    data = _with_trends(_page_data(), rows)
+    data = replace(data, portfolio=replace(data.portfolio, dpd30_bucket="8-30"))
+    data = replace(data, trends=replace(
+        data.trends, tile=trends.expected_loss_tile(book), bad_dpd=30,
+        pd_event="reaching 30+ DPD between day 8 and day 97 after the night", pd_short="30+ DPD in days 8-97"))
+    page = render.render_report(data, CHARTS)
+    assert 'data-el="dpd30_expected_loss_cents" data-cents="16150"' in page
+    assert "PD = P(30+ DPD in days 8-97), not of a loss" in page
+    assert "where PD is the model's probability of reaching 30+ DPD between day 8 and day 97 after the night" in page
+    assert "(DPD 30 included; the DPD bucket table puts DPD 30 in 8-30)" in page
+    assert "an account exactly 30 days past due is in 8-30 here" in page
