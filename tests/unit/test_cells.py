@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.contracts.landing import CONTRACT
 from pipelines.domain.cells import (
-    ASSIGNMENT_SCHEMA, CellsError, Interval, cell_assignments, cohorts_in_range, first_assignments, matured_windows,
+    ASSIGNMENT_SCHEMA, CellsError, Interval, cell_assignments, cohorts_in_range, matured_windows,
     newcombe_difference, readout_cells, t_value, unmoved_challenger, welch_difference, wilson_interval,
     window_outcomes, z_value,
 )
