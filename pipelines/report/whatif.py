@@ -19,7 +19,7 @@ import polars as pl
 
 from pipelines.config.decisions import LIMIT_ACTIONS
 from pipelines.report.render import environment
-from pipelines.report.sections import UNSCORED, format_cny_cents  # noqa: F401 (the page's filter; tests import it here)
+from pipelines.report.sections import UNSCORED
 
 PAGE_TEMPLATE = "whatif.html.j2"
 

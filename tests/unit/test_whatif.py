@@ -17,8 +17,9 @@ from pipelines.config.decisions import LIMIT_ACTIONS, PolicyConfig
 from pipelines.config.section import ConfigError
 from pipelines.config.settings import load_config
 from pipelines.domain.policy import POLICY_INPUT_SCHEMA, decide_limits
+from pipelines.report.sections import format_cny_cents
 from pipelines.report.whatif import (
-    STAYS_FROZEN_CUT, WhatIfError, WhatIfPage, by_grade, cell_redraw, compare_decisions, format_cny_cents,
+    STAYS_FROZEN_CUT, WhatIfError, WhatIfPage, by_grade, cell_redraw, compare_decisions,
     frozen_and_cut, harsher_accounts, policy_changes, render_whatif, sample_explanations, swap_matrix, wording_samples,
 )
 
