@@ -139,18 +139,11 @@ def _goto(page, url: str, attempts: int = 3) -> None:
             page.wait_for_timeout(1000)
 
 
-def test_policy_whatif_from_the_form_with_defaults(deployment) -> None:
-    """A policy owner's first try of the what-if DAG: Trigger, change nothing, Trigger. The default candidate is
-    the live policy under <live>-whatif: the run succeeds, writes its page, and nothing a real run reads moves."""
+def _trigger_from_the_form(af: LocalAirflow, dag_id: str, shot: str, run_created, after: str | None = None) -> None:
+    """A new user's trigger: the DAG's page, **Trigger**, every field as it comes ("unpause on trigger" ticked),
+    **Trigger**; waits until ``run_created()`` finds the run. No page error on the way."""
     from playwright.sync_api import sync_playwright
 
-    from pipelines.config.settings import load_config
-    from pipelines.store import zones
-
-    af, root, token, lake = deployment
-    wait_for("the what-if DAG serialized", lambda: WHATIF in {
-        d["dag_id"] for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}, 120, 2, af)
-    before = _lake_digest(root)
     with sync_playwright() as pw:
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -158,19 +151,35 @@ def test_policy_whatif_from_the_form_with_defaults(deployment) -> None:
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         try:
             _login(page, af)
-            _goto(page, f"{af.url}/dags/{WHATIF}")
+            _goto(page, f"{af.url}/dags/{dag_id}")
             page.get_by_role("button", name="Trigger").first.click()
             dialog = page.get_by_role("dialog")
             dialog.get_by_text("Unpause").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1500)  # the form renders the params (the candidate is a multi-line text area)
-            page.screenshot(path=str(artifact("first-hour-whatif-form.png")))
+            page.wait_for_timeout(1500)  # the form renders the params
+            page.screenshot(path=str(artifact(shot)))
             submit = dialog.get_by_role("button", name="Trigger")
-            assert submit.is_enabled(), "the what-if form refuses its own defaults"
+            assert submit.is_enabled(), f"the {dag_id} form refuses its own defaults"
             submit.click()
-            wait_for("the what-if run", lambda: _runs(af, token, WHATIF), 60, 1, af)
+            wait_for(f"the {dag_id} run from the form", run_created, 60, 1, af)
         finally:
+            if after:
+                page.screenshot(path=str(artifact(after)))
             browser.close()
     assert not errors, errors
+
+
+def test_policy_whatif_from_the_form_with_defaults(deployment) -> None:
+    """A policy owner's first try of the what-if DAG: Trigger, change nothing, Trigger. The default candidate is
+    the live policy under <live>-whatif: the run succeeds, writes its page, and nothing a real run reads moves."""
+    from pipelines.config.settings import load_config
+    from pipelines.store import zones
+
+    af, root, token, lake = deployment
+    wait_for("the what-if DAG serialized", lambda: WHATIF in {
+        d["dag_id"] for d in af.api("GET", "/api/v2/dags", token=token)["dags"]}, 120, 2, af)
+    before = _lake_digest(root)
+    _trigger_from_the_form(af, WHATIF, "first-hour-whatif-form.png",
+                           lambda: _runs(af, token, WHATIF))
     runs = wait_for("the what-if run to finish", lambda: (
         r if (r := _runs(af, token, WHATIF)) and all(x["state"] in FINAL for x in r) else None), 300, 3, af)
     assert [r["state"] for r in runs] == ["success"], runs
@@ -200,28 +209,9 @@ def test_first_hour_trigger_with_defaults_consumer_and_readme_backfill(deploymen
     assert dags[NIGHTLY]["is_paused"] and not dags[CONSUMER]["is_paused"]  # the consumer needs no unpausing
 
     # 1. Trigger from the form, every field as it comes (params at their defaults, "unpause on trigger" ticked).
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            _login(page, af)
-            page.goto(f"{af.url}/dags/{NIGHTLY}", wait_until="networkidle")
-            page.get_by_role("button", name="Trigger").first.click()
-            dialog = page.get_by_role("dialog")
-            dialog.get_by_text("Unpause").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1500)  # the form renders the params
-            page.screenshot(path=str(artifact("first-hour-trigger-form.png")))
-            submit = dialog.get_by_role("button", name="Trigger")
-            assert submit.is_enabled(), "the trigger form refuses its own defaults"
-            submit.click()
-            wait_for("the manual run", lambda: [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "manual"],
-                      60, 1, af)
-        finally:
-            page.screenshot(path=str(artifact("first-hour-after-trigger.png")))
-            browser.close()
-    assert not errors, errors
+    _trigger_from_the_form(af, NIGHTLY, "first-hour-trigger-form.png",
+                           lambda: [r for r in _runs(af, token, NIGHTLY) if r["run_type"] == "manual"],
+                           after="first-hour-after-trigger.png")
 
     # 2. It succeeds on its own: the run the unpause created (yesterday, no drop) must not hold it Queued.
     def settled():
